@@ -1,0 +1,12 @@
+"""Type aliases shared across the library (shapes are stated where the aliases are used)."""
+
+from typing import Any
+
+import jax
+import numpy as np
+
+Array = jax.Array
+PRNGKey = jax.Array
+Params = Any  # a pytree of arrays (flax variables dict)
+Metrics = dict[str, Array]
+NDArray = np.ndarray
