@@ -1,0 +1,210 @@
+"""Compiled chunks of training steps and the Python host loop that runs between them.
+
+The compiled unit is a `lax.scan` over `chunk_size` steps of ONE run, vmapped over S independent
+runs (seeds and swept hyperparameters) and jit-compiled once per phase: a sweep of S runs is one
+program. Minibatches are drawn on device from `fold_in(run_key, step)`, so a run resumed from a
+checkpoint at a chunk boundary replays exactly the steps an uninterrupted run would take.
+
+Between chunks the host loop (`fit`) evaluates, early-stops the predictor phase, reports metrics
+through a callback and checkpoints through another; the library itself does no file I/O here.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from proteus import train
+from proteus.networks import (
+    Decision,
+    RouterSpec,
+    lambda_of_tau,
+    policy_beta,
+    predicted,
+    routing_rule,
+)
+from proteus.types import Array, Params
+
+StepFn = Callable[..., tuple[train.TrainState, dict[str, Array]]]
+
+
+class PhaseData(NamedTuple):
+    """A split held on device: features [N, D] f32, scores [N, M] f32, costs [N, M] f32 USD."""
+
+    features: Array
+    scores: Array
+    costs: Array
+
+    @classmethod
+    def from_dataset(cls, ds) -> PhaseData:
+        if ds.features is None:
+            raise ValueError(f"dataset {ds.name!r} has no features; encode it first")
+        return cls(jnp.asarray(ds.features, jnp.float32), jnp.asarray(ds.scores, jnp.float32),
+                   jnp.asarray(ds.costs, jnp.float32))
+
+
+class LoopConfig(NamedTuple):
+    """Host-loop settings (see experiments/configs for their defaults and meaning)."""
+
+    chunk_size: int = 100
+    pred_max_steps: int = 2000
+    pred_patience: int = 4  # predictor evaluations (one per chunk) without improvement
+    policy_steps: int = 2000
+
+
+def make_chunk(static: train.StaticConfig, step_fn: StepFn, chunk_size: int):
+    """A pure `chunk(state, run_key, data, hp) -> (state, mean metrics)` for ONE run."""
+
+    def chunk(state: train.TrainState, run_key: Array, data: PhaseData, hp: train.HParams):
+        n = data.features.shape[0]
+
+        def body(state, _):
+            key = jax.random.fold_in(run_key, state.step)
+            k_batch, k_step = jax.random.split(key)
+            idx = jax.random.randint(k_batch, (static.batch_size,), 0, n)
+            batch = train.Batch(data.features[idx], data.scores[idx], data.costs[idx])
+            return step_fn(static, state, k_step, batch, hp)
+
+        state, metrics = jax.lax.scan(body, state, None, length=chunk_size)
+        return state, jax.tree.map(lambda m: m.mean(axis=0), metrics)
+
+    return chunk
+
+
+def compile_chunk(static: train.StaticConfig, step_fn: StepFn, chunk_size: int):
+    """jit(vmap(chunk)) over runs; the state is donated. Traces are counted by chex."""
+    chunk = make_chunk(static, step_fn, chunk_size)
+    counted = chex.assert_max_traces(chunk, n=1)
+    return jax.jit(jax.vmap(counted, in_axes=(0, 0, None, 0)), donate_argnums=0)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _val_loss(static: train.StaticConfig, params: Params, data: PhaseData) -> Array:
+    """Validation predictor loss of every run: params with [S] leaves -> [S]."""
+    batch = train.Batch(data.features, data.scores, data.costs)
+    return jax.vmap(lambda p: train.predictor_objective(static, p, batch)[0])(params)
+
+
+_track_best = jax.jit(jax.vmap(train.track_best_predictor, in_axes=(0, 0, None)),
+                      static_argnums=2)
+_freeze = jax.jit(jax.vmap(train.freeze_best_predictor))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def route_grid(spec: RouterSpec, params: Params, lane_taus: Array, lane_lams: Array,
+               features: Array, taus: Array):
+    """Route every query at every τ of a grid for ONE run.
+
+    Args:
+      params: one run's parameters; lane_taus, lane_lams: [K]; features: [N, D]; taus: [T].
+
+    Returns:
+      `Decision` with model, mu: [T, N] and the τ-independent p_hat, c_hat: [N, M].
+    """
+    z, p_hat, c_hat = predicted(spec, params, features)  # τ-independent: once for the grid
+    c_hat_norm = c_hat / params["stats"]["c_ref"]
+
+    def at_tau(tau):
+        lam = lambda_of_tau(lane_taus, lane_lams, tau)
+        alpha, beta = policy_beta(spec, params["policy"], z, tau, lam)
+        mu = alpha / (alpha + beta)
+        return routing_rule(mu, p_hat, c_hat_norm), mu
+
+    model, mu = jax.lax.map(at_tau, taus)
+    return Decision(model=model, mu=mu, p_hat=p_hat, c_hat=c_hat)
+
+
+class Callbacks(NamedTuple):
+    """Host hooks: on_metrics(phase, step, metrics as numpy) and save(phase, state)."""
+
+    on_metrics: Callable[[str, int, dict], None] = lambda phase, step, metrics: None
+    save: Callable[[str, train.TrainState], None] = lambda phase, state: None
+
+
+def fit(static: train.StaticConfig, loop: LoopConfig, state: train.TrainState, run_keys: Array,
+        hp: train.HParams, data: dict[str, PhaseData], phase: str = "predictor",
+        callbacks: Callbacks | None = None, progress: bool = True) -> train.TrainState:
+    """Train S vmapped runs through both phases, resuming from `state` and `phase`.
+
+    Args:
+      state: TrainState with [S] leading axes (fresh or restored).
+      run_keys: [S] typed keys, one per run (the same keys on resume).
+      hp: HParams with [S] leaves.
+      data: {"pred", "policy", "val"} PhaseData.
+      phase: "predictor" or "policy": where a restored state stands.
+
+    Returns:
+      the final state ([S] leaves).
+    """
+    callbacks = callbacks or Callbacks()
+    step = int(np.asarray(state.step)[0])
+    if phase == "predictor":
+        state = _predictor_phase(static, loop, state, run_keys, hp, data, callbacks, progress)
+        state = _freeze(state)
+        step = int(np.asarray(state.step)[0])
+        callbacks.save("policy", state)
+        logging.info("predictor phase done at step %d; best val loss per run %s", step,
+                     np.round(np.asarray(state.best_val), 4))
+    policy_end = _policy_end(loop, state)
+    state = _unaliased(state)
+    chunk = compile_chunk(static, train.policy_step, loop.chunk_size)
+    bar = _progress(progress, "policy", policy_end - step, loop.policy_steps)
+    while step < policy_end:
+        state, metrics = chunk(state, run_keys, data["policy"], hp)
+        step += loop.chunk_size
+        callbacks.on_metrics("policy", step, jax.device_get(metrics))
+        callbacks.save("policy", state)
+        bar.update(loop.chunk_size)
+    bar.close()
+    return state
+
+
+def _unaliased(state: train.TrainState) -> train.TrainState:
+    """Give every leaf its own buffer before a donating chunk.
+
+    `best_predictor` starts as (and `freeze` makes `params["predictor"]` equal to) the other
+    predictor tree, and jit may return such leaves as one shared buffer; donating a buffer twice
+    is an error, so each phase starts from fresh copies (a few MB, once per phase).
+    """
+    return jax.tree.map(jnp.copy, state)
+
+
+def _policy_end(loop: LoopConfig, state: train.TrainState) -> int:
+    """The policy phase runs `policy_steps` after the step at which the predictor stopped."""
+    pred_steps = int(np.asarray(state.pred_steps)[0])
+    return pred_steps + loop.policy_steps
+
+
+def _predictor_phase(static, loop, state, run_keys, hp, data, callbacks, progress):
+    chunk = compile_chunk(static, train.predictor_step, loop.chunk_size)
+    state = _unaliased(state)
+    step = int(np.asarray(state.step)[0])
+    bar = _progress(progress, "predictor", loop.pred_max_steps - step, loop.pred_max_steps)
+    while step < loop.pred_max_steps:
+        state, metrics = chunk(state, run_keys, data["pred"], hp)
+        step += loop.chunk_size
+        val = _val_loss(static, state.params, data["val"])
+        state = _track_best(state, val, loop.pred_patience)
+        callbacks.on_metrics("predictor", step, {**jax.device_get(metrics),
+                                                 "val_loss": np.asarray(val)})
+        bar.update(loop.chunk_size)
+        if np.all(np.asarray(state.bad_evals) >= loop.pred_patience):
+            logging.info("predictor early-stopped at step %d", step)
+            break
+        callbacks.save("predictor", state)
+    bar.close()
+    return state.replace(pred_steps=jnp.full_like(state.step, step))
+
+
+def _progress(enabled: bool, phase: str, remaining: int, total: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=total - max(remaining, 0), desc=f"train[{phase}]",
+                unit="step", disable=not enabled, leave=False)

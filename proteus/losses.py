@@ -1,0 +1,157 @@
+"""Losses, rewards and dual updates, each written for ONE τ lane (vmap is the caller's job).
+
+DESIGN.md section 3. Notation: B queries in a batch, M models, costs normalised by c_ref.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import betaln, digamma
+
+from proteus.types import Array
+
+_MU_EPS = 1e-6
+
+
+# ----------------------------------------------------------------------------- predictor
+
+
+def predictor_loss(
+    perf_logits: Array, log_cost: Array, scores: Array, costs: Array, cost_weight: Array
+) -> tuple[Array, dict[str, Array]]:
+    """BCE on soft scores plus weighted MSE on log cost.
+
+    Args:
+      perf_logits: [B, M] correctness logits.
+      log_cost: [B, M] predicted log USD.
+      scores: [B, M] realised scores in [0, 1] (soft targets).
+      costs: [B, M] realised USD (> 0 expected; floored at 1e-9 before the log).
+      cost_weight: [] weight of the cost term.
+
+    Returns:
+      scalar loss and {"bce", "cost_mse"}.
+    """
+    chex.assert_equal_shape([perf_logits, log_cost, scores, costs])
+    # log-sigmoid form is stable for large |logit|.
+    bce = -(scores * jax.nn.log_sigmoid(perf_logits)
+            + (1.0 - scores) * jax.nn.log_sigmoid(-perf_logits)).mean()
+    cost_mse = jnp.square(log_cost - jnp.log(jnp.maximum(costs, 1e-9))).mean()
+    return bce + cost_weight * cost_mse, {"bce": bce, "cost_mse": cost_mse}
+
+
+# ----------------------------------------------------------------------------- Beta policy
+
+
+def beta_log_prob(mu: Array, alpha: Array, beta: Array) -> Array:
+    """log Beta(μ; α, β), elementwise; μ clipped to (0, 1) for finiteness."""
+    mu = jnp.clip(mu, _MU_EPS, 1.0 - _MU_EPS)
+    return (alpha - 1.0) * jnp.log(mu) + (beta - 1.0) * jnp.log1p(-mu) - betaln(alpha, beta)
+
+
+def beta_entropy(alpha: Array, beta: Array) -> Array:
+    """Differential entropy of Beta(α, β), elementwise."""
+    total = alpha + beta
+    return (betaln(alpha, beta) - (alpha - 1.0) * digamma(alpha)
+            - (beta - 1.0) * digamma(beta) + (total - 2.0) * digamma(total))
+
+
+def lagrangian_reward(score: Array, cost_norm: Array, tau: Array, lam: Array) -> Array:
+    """r = −c/c_ref + λ (y − τ), with the REALISED score y and cost c of the chosen model.
+
+    score, cost_norm: [B]; tau, lam: [] -> [B].
+    """
+    return -cost_norm + lam * (score - tau)
+
+
+def normalised_advantage(reward: Array) -> Array:
+    """Per-lane baseline (batch mean) and scale (batch std): [B] -> [B]."""
+    centred = reward - reward.mean()
+    return centred / (centred.std() + 1e-6)
+
+
+class PolicySample(NamedTuple):
+    """One lane's sampled actions on a batch (all [B])."""
+
+    mu: Array
+    log_prob: Array
+    advantage: Array
+    reward: Array
+
+
+def reinforce_loss(log_prob: Array, advantage: Array, entropy: Array, ent_coef: Array) -> Array:
+    """−E[A log π(μ)] − c_ent H[π]; log_prob, advantage, entropy: [B]."""
+    chex.assert_equal_shape([log_prob, advantage, entropy])
+    return -(jax.lax.stop_gradient(advantage) * log_prob).mean() - ent_coef * entropy.mean()
+
+
+def ppo_clip_loss(
+    log_prob: Array, old_log_prob: Array, advantage: Array, entropy: Array,
+    ent_coef: Array, clip_eps: float,
+) -> Array:
+    """PPO-clip surrogate (Schulman et al. 2017) on one lane's batch; all vectors [B]."""
+    chex.assert_equal_shape([log_prob, old_log_prob, advantage, entropy])
+    ratio = jnp.exp(log_prob - jax.lax.stop_gradient(old_log_prob))
+    adv = jax.lax.stop_gradient(advantage)
+    surrogate = jnp.minimum(ratio * adv, jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * adv)
+    return -surrogate.mean() - ent_coef * entropy.mean()
+
+
+# ----------------------------------------------------------------------------- duals
+
+
+class DualState(NamedTuple):
+    """Per-lane dual state (all scalars for one lane; [K] after vmap).
+
+    lam: the Lagrange multiplier λ >= 0.
+    acc_ema: EMA of the deterministic policy's realised batch accuracy (the constraint signal).
+    integral: PID integral term (unused by the plain projected update).
+    prev_error: previous constraint error, for the PID derivative term.
+    """
+
+    lam: Array
+    acc_ema: Array
+    integral: Array
+    prev_error: Array
+
+
+def init_dual(lam0: Array, tau: Array) -> DualState:
+    zero = jnp.zeros_like(lam0)
+    return DualState(lam=lam0, acc_ema=jnp.asarray(tau, lam0.dtype), integral=zero, prev_error=zero)
+
+
+def smoothed_accuracy(state: DualState, batch_acc: Array, ema: Array) -> Array:
+    """â ← ema·â + (1 − ema)·batch accuracy; ema = 0 uses the batch accuracy alone."""
+    return ema * state.acc_ema + (1.0 - ema) * batch_acc
+
+
+def dual_update(
+    state: DualState, batch_acc: Array, tau: Array, dual_lr: Array, margin: Array,
+    lam_max: float, ema: Array,
+) -> DualState:
+    """Projected dual ascent: λ ← clip(λ + η_λ (τ + margin − â), 0, λ_max)."""
+    acc = smoothed_accuracy(state, batch_acc, ema)
+    error = tau + margin - acc
+    lam = jnp.clip(state.lam + dual_lr * error, 0.0, lam_max)
+    return state._replace(lam=lam, acc_ema=acc, prev_error=error)
+
+
+def pid_dual_update(
+    state: DualState, batch_acc: Array, tau: Array, gains: Array, margin: Array,
+    lam_max: float, ema: Array,
+) -> DualState:
+    """PID Lagrangian (Stooke, Achiam & Abbeel 2020): λ = [K_p e + K_i I + K_d (e − e_prev)^+]^+.
+
+    gains: [3] (K_p, K_i, K_d). The integral is clamped at >= 0 (anti-windup) and at λ_max/K_i
+    so that a long infeasible stretch cannot build an integral that takes ages to unwind.
+    """
+    acc = smoothed_accuracy(state, batch_acc, ema)
+    error = tau + margin - acc
+    k_p, k_i, k_d = gains[0], gains[1], gains[2]
+    integral = jnp.clip(state.integral + error, 0.0, lam_max / jnp.maximum(k_i, 1e-8))
+    derivative = jnp.maximum(error - state.prev_error, 0.0)
+    lam = jnp.clip(k_p * error + k_i * integral + k_d * derivative, 0.0, lam_max)
+    return DualState(lam=lam, acc_ema=acc, integral=integral, prev_error=error)

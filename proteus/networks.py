@@ -1,0 +1,202 @@
+"""PROTEUS networks (DESIGN.md section 2) and the pure routing function.
+
+Two Linen modules with separate parameter trees, so that the predictor can be trained (and frozen)
+on its own and the policy can be vmapped over τ lanes while the predictor runs once per batch:
+
+- `Predictor`: features -> trunk z [B, H], correctness logits [B, M], log-cost [B, M].
+- `PolicyHead`: (stop-gradient z, τ, λ) -> Beta(α, β) over the quality preference μ.
+
+The policy's first layer is split into a z-projection and a (τ, λ)-projection that are summed. Under
+`jax.vmap` over lanes (τ, λ batched, z not) the z-projection, the costly [B, H] x [H, P] product, is
+therefore computed once per step rather than once per lane.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from proteus.types import Array, Params
+
+
+class Predictor(nn.Module):
+    """Trunk MLP2 -> 256-d z, performance head (logits) and cost head (log USD)."""
+
+    n_models: int
+    hidden: int = 256
+
+    @nn.compact
+    def __call__(self, x: Array) -> tuple[Array, Array, Array]:
+        """x: [B, D] standardised features -> z [B, H], perf logits [B, M], log cost [B, M]."""
+        z = nn.relu(nn.Dense(self.hidden, name="trunk_0")(x))
+        z = nn.relu(nn.Dense(self.hidden, name="trunk_1")(z))
+        perf_logits = nn.Dense(self.n_models, name="perf_head")(z)
+        log_cost = nn.Dense(self.n_models, name="cost_head")(z)
+        return z, perf_logits, log_cost
+
+
+class PolicyHead(nn.Module):
+    """π_θ(μ | z, τ, λ) = Beta(α, β), α, β = 1 + softplus(.)."""
+
+    hidden: int = 128
+    cond_hidden: int = 32
+
+    @nn.compact
+    def __call__(self, z: Array, tau: Array, lam: Array) -> tuple[Array, Array]:
+        """z: [B, H]; tau, lam: [] or [B] -> alpha, beta: [B] float32 (both >= 1)."""
+        batch = z.shape[0]
+        tau = jnp.broadcast_to(tau, (batch,))
+        lam = jnp.broadcast_to(lam, (batch,))
+        # log1p keeps the dual's scale (0 .. λ_max) in a range an MLP handles well.
+        cond = jnp.stack([tau, jnp.log1p(lam)], axis=-1)
+        cond = nn.relu(nn.Dense(self.cond_hidden, name="cond_0")(cond))
+        h = nn.Dense(self.hidden, name="z_proj")(z) + nn.Dense(self.hidden, name="cond_proj")(cond)
+        h = nn.relu(h)
+        h = nn.relu(nn.Dense(self.hidden // 2, name="hidden")(h))
+        out = nn.Dense(2, name="beta_params")(h)
+        alpha = 1.0 + nn.softplus(out[:, 0])
+        beta = 1.0 + nn.softplus(out[:, 1])
+        return alpha, beta
+
+
+class RouterSpec(NamedTuple):
+    """Static description of the networks (hashable; part of the exported manifest)."""
+
+    n_models: int
+    feature_dim: int
+    hidden: int = 256
+    policy_hidden: int = 128
+    use_tau_input: bool = True  # ablation: False hides τ from the policy
+    use_lambda_input: bool = True  # ablation: False hides λ from the policy
+    static_cost: bool = False  # ablation: per-model mean train cost instead of the cost head
+
+    def predictor(self) -> Predictor:
+        return Predictor(self.n_models, self.hidden)
+
+    def policy(self) -> PolicyHead:
+        return PolicyHead(self.policy_hidden)
+
+
+def data_stats(features: Array, costs: Array) -> dict[str, Array]:
+    """Fixed (never trained) statistics of the predictor's training part.
+
+    Args:
+      features: [N, D] float32.
+      costs: [N, M] USD.
+
+    Returns:
+      {"mean": [D], "scale": [D]} feature standardisation, "mean_cost": [M] per-model mean cost,
+      "c_ref": [] mean cost of the most expensive model (the routing rule's cost normaliser).
+      The scale is floored at the median per-feature std, so that a hashing feature that is almost
+      always zero on train cannot become a huge input when it appears at test time.
+    """
+    features = jnp.asarray(features, jnp.float32)
+    std = features.std(axis=0)
+    floor = jnp.maximum(jnp.median(std), 1e-6)
+    mean_cost = jnp.asarray(costs, jnp.float32).mean(axis=0)
+    return {"mean": features.mean(axis=0), "scale": jnp.maximum(std, floor),
+            "mean_cost": mean_cost, "c_ref": mean_cost.max()}
+
+
+def init_params(spec: RouterSpec, key: Array, stats: dict[str, Array]) -> Params:
+    """Fresh parameters {"predictor", "policy", "stats"}; stats (from `data_stats`) are data."""
+    k_pred, k_pol = jax.random.split(key)
+    x = jnp.zeros((1, spec.feature_dim), jnp.float32)
+    pred = spec.predictor().init(k_pred, x)
+    z = jnp.zeros((1, spec.hidden), jnp.float32)
+    pol = spec.policy().init(k_pol, z, jnp.zeros(()), jnp.zeros(()))
+    return {"predictor": pred, "policy": pol, "stats": stats}
+
+
+def predict(spec: RouterSpec, params: Params, features: Array) -> tuple[Array, Array, Array]:
+    """features [B, D] -> z [B, H], p_hat [B, M] in (0, 1), log_c_hat [B, M]."""
+    stats = params["stats"]
+    x = (features - stats["mean"]) / stats["scale"]
+    z, logits, log_cost = spec.predictor().apply(params["predictor"], x)
+    return z, jax.nn.sigmoid(logits), log_cost
+
+
+def predicted(spec: RouterSpec, params: Params, features: Array) -> tuple[Array, Array, Array]:
+    """features [B, D] -> z [B, H], p_hat [B, M], c_hat [B, M] USD (cost head or static means)."""
+    z, p_hat, log_c = predict(spec, params, features)
+    if spec.static_cost:
+        c_hat = jnp.broadcast_to(params["stats"]["mean_cost"], p_hat.shape)
+    else:
+        c_hat = jnp.exp(log_c)
+    return z, p_hat, c_hat
+
+
+def policy_inputs(spec: RouterSpec, tau: Array, lam: Array) -> tuple[Array, Array]:
+    """What the policy is shown for (τ, λ), honouring the no-τ / no-λ ablations."""
+    tau_in = tau if spec.use_tau_input else jnp.zeros_like(tau)
+    lam_in = lam if spec.use_lambda_input else jnp.zeros_like(lam)
+    return tau_in, lam_in
+
+
+def policy_beta(spec: RouterSpec, policy_params: Params, z: Array, tau: Array, lam: Array):
+    """Beta parameters of the policy; the trunk output is detached (policy never trains it).
+
+    tau and lam are the lane's true values; the ablation flags decide what the network sees.
+    """
+    tau, lam = policy_inputs(spec, tau, lam)
+    return spec.policy().apply(policy_params, jax.lax.stop_gradient(z), tau, lam)
+
+
+def routing_rule(mu: Array, p_hat: Array, c_hat_norm: Array) -> Array:
+    """m* = argmax_m μ p̂_m − (1 − μ) ĉ_m / c_ref.
+
+    Args:
+      mu: [B] quality preference in [0, 1].
+      p_hat: [B, M] predicted correctness.
+      c_hat_norm: [B, M] predicted cost divided by c_ref.
+
+    Returns:
+      [B] int32 model index.
+    """
+    chex.assert_rank([mu, p_hat, c_hat_norm], [1, 2, 2])
+    utility = mu[:, None] * p_hat - (1.0 - mu[:, None]) * c_hat_norm
+    return jnp.argmax(utility, axis=-1).astype(jnp.int32)
+
+
+def lambda_of_tau(lane_taus: Array, lane_lams: Array, tau: Array) -> Array:
+    """λ(τ) by piecewise-linear interpolation of the lanes' duals, constant beyond the ends.
+
+    The optimal dual of the constrained problem is non-decreasing in τ, but the lanes' final λ
+    are noisy estimates of it, and a dip between two lanes would send an intermediate τ to a
+    cheaper mix than a lower τ gets. The lanes' λ are therefore made monotone first by a running
+    maximum from the lowest τ up (the conservative choice: it only ever raises a λ).
+
+    lane_taus: [K] increasing; lane_lams: [K]; tau: any shape -> λ of the same shape.
+    """
+    monotone = jax.lax.cummax(lane_lams, axis=0)
+    return jnp.interp(tau, lane_taus, monotone)
+
+
+class Decision(NamedTuple):
+    """Output of `route`; all leading dims are the batch B."""
+
+    model: Array  # [B] int32
+    mu: Array  # [B] float32, Beta mean
+    p_hat: Array  # [B, M]
+    c_hat: Array  # [B, M] USD
+
+
+def route(spec: RouterSpec, params: Params, features: Array, tau: Array, lam: Array) -> Decision:
+    """The deterministic router used at evaluation and in serving.
+
+    Args:
+      spec: network shapes.
+      params: {"predictor", "policy", "stats"} (stats["c_ref"] normalises costs).
+      features: [B, D] float32.
+      tau: [B] requested accuracy targets.
+      lam: [B] duals λ(τ) (see `lambda_of_tau`).
+    """
+    z, p_hat, c_hat = predicted(spec, params, features)
+    alpha, beta = policy_beta(spec, params["policy"], z, tau, lam)
+    mu = alpha / (alpha + beta)
+    model = routing_rule(mu, p_hat, c_hat / params["stats"]["c_ref"])
+    return Decision(model=model, mu=mu, p_hat=p_hat, c_hat=c_hat)

@@ -1,0 +1,303 @@
+"""Pure training steps: the predictor phase and the Lagrangian RL phase (DESIGN.md section 3).
+
+Training has two phases on two disjoint parts of the training data, because a predictor that has
+fitted the very queries the duals measure makes the batch accuracy overshoot every τ and collapses
+every λ to 0 (DESIGN.md section 3, "held-out signal"):
+
+1. predictor phase: trunk + performance head + cost head on the `pred` part, early-stopped on the
+   validation split (the best parameters are kept per run, inside the state);
+2. policy phase: the predictor is frozen; the τ-conditioned Beta policy and the per-lane duals learn
+   on the `policy` part, whose labels the predictor never fitted.
+
+Everything here is a pure function of one run: `(state, key, batch, hparams) -> (state, metrics)`.
+A run's K τ lanes share the policy parameters; per-lane work is written for one lane and vmapped
+over lanes inside the step. Independent runs (seeds, swept hyperparameters) are vmapped over by
+the caller (`proteus.loop`), which also scans steps into compiled chunks.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from proteus import losses
+from proteus.networks import RouterSpec, policy_beta, predicted, routing_rule
+from proteus.types import Array, Params
+
+
+class HParams(NamedTuple):
+    """Per-run hyperparameters; traced, so a sweep over them is one compiled program.
+
+    Each field is a scalar for one run ([S] when vmapped over S runs).
+    """
+
+    pred_lr: Array
+    policy_lr: Array
+    ent_coef: Array
+    dual_lr: Array
+    margin: Array
+
+
+class StaticConfig(NamedTuple):
+    """Python-level (hashable) training settings; changing one means a new compile."""
+
+    spec: RouterSpec
+    batch_size: int = 256
+    cost_weight: float = 0.5
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    algo: str = "reinforce"  # "reinforce" | "ppo"
+    ppo_epochs: int = 4
+    ppo_clip: float = 0.2
+    dual: str = "plain"  # "plain" | "pid"
+    pid_gains: tuple[float, float, float] = (2.0, 0.5, 1.0)
+    dual_ema: float = 0.0
+    lam_max: float = 100.0
+    tau_jitter: float = 0.0  # half-width of the uniform jitter added to each lane's τ input
+
+
+class Batch(NamedTuple):
+    """A minibatch: features [B, D] float32, scores [B, M] in [0, 1], costs [B, M] USD."""
+
+    features: Array
+    scores: Array
+    costs: Array
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a run needs to continue bit-identically (one run; [S, ...] when vmapped).
+
+    step: [] int32, number of updates taken (both phases).
+    params: {"predictor", "policy", "stats"} (stats: feature mean/scale, c_ref, mean_cost).
+    pred_opt, policy_opt: optimiser states of the two parameter groups.
+    duals: `losses.DualState` with [K] leaves.
+    lane_taus: [K] the lanes' accuracy targets, increasing.
+    best_predictor: predictor parameters with the lowest validation loss so far.
+    best_val: [] that loss; bad_evals: [] int32 evaluations since it improved.
+    pred_steps: [] int32 the step at which the predictor phase ended (0 while it runs).
+    """
+
+    step: Array
+    params: Params
+    pred_opt: optax.OptState
+    policy_opt: optax.OptState
+    duals: losses.DualState
+    lane_taus: Array
+    best_predictor: Params
+    best_val: Array
+    bad_evals: Array
+    pred_steps: Array
+
+
+def make_optimizer(static: StaticConfig) -> optax.GradientTransformation:
+    """Adam direction with clipping and decoupled decay; the (traced) lr is applied by the step."""
+    return optax.chain(
+        optax.clip_by_global_norm(static.grad_clip),
+        optax.scale_by_adam(),
+        optax.add_decayed_weights(static.weight_decay),
+    )
+
+
+def init_state(static: StaticConfig, params: Params, lane_taus: Array, lam0: Array) -> TrainState:
+    """A fresh state around initialised `params`; lam0: [] initial dual of every lane."""
+    tx = make_optimizer(static)
+    lane_taus = jnp.asarray(lane_taus, jnp.float32)
+    lams = jnp.full_like(lane_taus, lam0)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        pred_opt=tx.init(params["predictor"]),
+        policy_opt=tx.init(params["policy"]),
+        duals=jax.vmap(losses.init_dual)(lams, lane_taus),
+        lane_taus=lane_taus,
+        best_predictor=params["predictor"],
+        best_val=jnp.asarray(jnp.inf, jnp.float32),
+        bad_evals=jnp.zeros((), jnp.int32),
+        pred_steps=jnp.zeros((), jnp.int32),
+    )
+
+
+def _apply_updates(tx, grads, opt_state, params, lr):
+    updates, opt_state = tx.update(grads, opt_state, params)
+    updates = jax.tree.map(lambda u: -lr * u, updates)
+    return optax.apply_updates(params, updates), opt_state
+
+
+# ----------------------------------------------------------------------------- predictor phase
+
+
+def predictor_objective(static: StaticConfig, params: Params, batch: Batch):
+    """Predictor loss of one run on a batch; returns (loss, {"bce", "cost_mse"})."""
+    stats = params["stats"]
+    x = (batch.features - stats["mean"]) / stats["scale"]
+    _, logits, log_cost = static.spec.predictor().apply(params["predictor"], x)
+    return losses.predictor_loss(logits, log_cost, batch.scores, batch.costs, static.cost_weight)
+
+
+def predictor_step(static: StaticConfig, state: TrainState, key: Array, batch: Batch,
+                   hp: HParams) -> tuple[TrainState, dict[str, Array]]:
+    """One supervised update of trunk + heads. `key` is unused (kept for the common signature)."""
+    del key
+
+    def loss_fn(pred_params):
+        params = {**state.params, "predictor": pred_params}
+        return predictor_objective(static, params, batch)
+
+    (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params["predictor"])
+    new_pred, pred_opt = _apply_updates(
+        make_optimizer(static), grads, state.pred_opt, state.params["predictor"], hp.pred_lr)
+    state = state.replace(step=state.step + 1, params={**state.params, "predictor": new_pred},
+                          pred_opt=pred_opt)
+    return state, {"pred_loss": loss, **parts}
+
+
+def track_best_predictor(state: TrainState, val_loss: Array, patience: int) -> TrainState:
+    """Keep the predictor with the lowest validation loss (pure, vmappable early stopping)."""
+    improved = val_loss < state.best_val
+    best = jax.tree.map(lambda new, old: jnp.where(improved, new, old),
+                        state.params["predictor"], state.best_predictor)
+    bad = jnp.where(improved, 0, jnp.minimum(state.bad_evals + 1, patience))
+    return state.replace(best_predictor=best, best_val=jnp.minimum(val_loss, state.best_val),
+                         bad_evals=bad.astype(jnp.int32))
+
+
+def freeze_best_predictor(state: TrainState) -> TrainState:
+    """End of the predictor phase: the policy phase runs on the best validated predictor."""
+    return state.replace(params={**state.params, "predictor": state.best_predictor})
+
+
+# ----------------------------------------------------------------------------- policy phase
+
+
+class LaneInputs(NamedTuple):
+    """What one lane sees of a batch; the first four are shared by all lanes (not vmapped)."""
+
+    z: Array  # [B, H] frozen trunk output
+    p_hat: Array  # [B, M]
+    c_hat_norm: Array  # [B, M] predicted cost / c_ref
+    scores: Array  # [B, M] realised
+    cost_norm: Array  # [B, M] realised cost / c_ref
+
+
+def sample_lane(spec: RouterSpec, policy_params: Params, inputs: LaneInputs, tau_in: Array,
+                tau: Array, lam: Array, key: Array) -> dict[str, Array]:
+    """Sample μ ~ π(. | z, τ, λ) for one lane, realise rewards, and score the Beta-mean policy.
+
+    tau_in: [] the (possibly jittered) τ the policy is shown; tau, lam: [] the lane's target and
+    dual. Returns [B] "mu", "log_prob", "advantage", and [] "reward", "acc_det", "cost_det".
+    """
+    alpha, beta = policy_beta(spec, policy_params, inputs.z, tau_in, lam)
+    mu = jax.random.beta(key, alpha, beta)
+    rows = jnp.arange(mu.shape[0])
+    choice = routing_rule(mu, inputs.p_hat, inputs.c_hat_norm)
+    reward = losses.lagrangian_reward(
+        inputs.scores[rows, choice], inputs.cost_norm[rows, choice], tau, lam)
+    det = routing_rule(alpha / (alpha + beta), inputs.p_hat, inputs.c_hat_norm)
+    return {
+        "mu": mu,
+        "log_prob": losses.beta_log_prob(mu, alpha, beta),
+        "advantage": losses.normalised_advantage(reward),
+        "reward": reward.mean(),
+        "acc_det": inputs.scores[rows, det].mean(),
+        "cost_det": inputs.cost_norm[rows, det].mean(),
+    }
+
+
+def lane_policy_loss(static: StaticConfig, policy_params: Params, inputs: LaneInputs,
+                     tau_in: Array, lam: Array, sample: dict[str, Array], ent_coef: Array):
+    """The policy-gradient loss of one lane on its sampled batch (REINFORCE or PPO-clip)."""
+    alpha, beta = policy_beta(static.spec, policy_params, inputs.z, tau_in, lam)
+    log_prob = losses.beta_log_prob(sample["mu"], alpha, beta)
+    entropy = losses.beta_entropy(alpha, beta)
+    if static.algo == "ppo":
+        return losses.ppo_clip_loss(log_prob, sample["log_prob"], sample["advantage"], entropy,
+                                    ent_coef, static.ppo_clip)
+    return losses.reinforce_loss(log_prob, sample["advantage"], entropy, ent_coef)
+
+
+def frozen_lane_inputs(static: StaticConfig, params: Params, batch: Batch) -> LaneInputs:
+    """The τ-independent part of a policy step, computed once per batch (never per lane)."""
+    z, p_hat, c_hat = predicted(static.spec, params, batch.features)
+    c_ref = params["stats"]["c_ref"]
+    return jax.lax.stop_gradient(LaneInputs(
+        z=z, p_hat=p_hat, c_hat_norm=c_hat / c_ref, scores=batch.scores,
+        cost_norm=batch.costs / c_ref))
+
+
+def policy_step(static: StaticConfig, state: TrainState, key: Array, batch: Batch,
+                hp: HParams) -> tuple[TrainState, dict[str, Array]]:
+    """One Lagrangian RL update of the shared policy plus one dual update per lane."""
+    spec = static.spec
+    inputs = frozen_lane_inputs(static, state.params, batch)
+    n_lanes = state.lane_taus.shape[0]
+    k_jitter, k_sample = jax.random.split(key)
+    jitter = static.tau_jitter * jax.random.uniform(k_jitter, (n_lanes,), minval=-1.0, maxval=1.0)
+    tau_in = state.lane_taus + jitter
+    lam = state.duals.lam
+    lanes = (0, 0, 0)  # vmap over (tau_in, lam, ...) per lane; params and inputs are shared
+    samples = jax.vmap(
+        lambda t_in, t, lm, k: sample_lane(spec, state.params["policy"], inputs, t_in, t, lm, k),
+    )(tau_in, state.lane_taus, lam, jax.random.split(k_sample, n_lanes))
+
+    def loss_fn(policy_params):
+        per_lane = jax.vmap(
+            lambda t_in, lm, smp: lane_policy_loss(static, policy_params, inputs, t_in, lm, smp,
+                                                   hp.ent_coef),
+            in_axes=lanes)(tau_in, lam, samples)
+        return per_lane.mean()
+
+    tx = make_optimizer(static)
+    policy_params, policy_opt = state.params["policy"], state.policy_opt
+    n_epochs = static.ppo_epochs if static.algo == "ppo" else 1
+    loss = jnp.zeros(())
+    for _ in range(n_epochs):  # unrolled: n_epochs is a small static number
+        loss, grads = jax.value_and_grad(loss_fn)(policy_params)
+        policy_params, policy_opt = _apply_updates(tx, grads, policy_opt, policy_params,
+                                                   hp.policy_lr)
+    duals = jax.vmap(lambda d, acc, t: update_dual(static, d, acc, t, hp))(
+        state.duals, samples["acc_det"], state.lane_taus)
+    state = state.replace(step=state.step + 1, params={**state.params, "policy": policy_params},
+                          policy_opt=policy_opt, duals=duals)
+    metrics = {"policy_loss": loss, "reward": samples["reward"], "acc_det": samples["acc_det"],
+               "cost_det": samples["cost_det"], "lam": duals.lam,
+               "mu_mean": samples["mu"].mean(axis=-1)}
+    return state, metrics
+
+
+def update_dual(static: StaticConfig, dual: losses.DualState, batch_acc: Array, tau: Array,
+                hp: HParams) -> losses.DualState:
+    """One lane's dual update, plain projected ascent or PID (a static choice)."""
+    ema = jnp.asarray(static.dual_ema, jnp.float32)
+    if static.dual == "pid":
+        gains = hp.dual_lr * jnp.asarray(static.pid_gains, jnp.float32)
+        return losses.pid_dual_update(dual, batch_acc, tau, gains, hp.margin, static.lam_max, ema)
+    return losses.dual_update(dual, batch_acc, tau, hp.dual_lr, hp.margin, static.lam_max, ema)
+
+
+def lane_grid(scores, costs, n_lanes: int, lo: float | None = None,
+              hi: float | None = None) -> jnp.ndarray:
+    """The lanes' targets: K evenly spaced τ over the feasible range of the training labels.
+
+    Default range (DESIGN.md section 3): from the cheapest model's accuracy to
+    min(0.99, oracle accuracy), both on the given (training) scores.
+
+    Args:
+      scores, costs: [N, M] training labels.
+      n_lanes: K >= 2.
+      lo, hi: override either end.
+
+    Returns:
+      [K] float32 increasing.
+    """
+    scores = jnp.asarray(scores, jnp.float32)
+    cheapest = jnp.argmin(jnp.asarray(costs).mean(axis=0))
+    lo = float(scores[:, cheapest].mean()) if lo is None else lo
+    hi = min(0.99, float(scores.max(axis=1).mean())) if hi is None else hi
+    if not lo < hi:
+        raise ValueError(f"lane range is empty: lo={lo:.4f} >= hi={hi:.4f}")
+    return jnp.linspace(lo, hi, n_lanes, dtype=jnp.float32)
