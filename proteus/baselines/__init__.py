@@ -1,0 +1,54 @@
+"""Baseline routers of DESIGN.md section 5, all behind one interface (see `base`).
+
+    router = make_router("carrot").fit(val)           # val: RouterInputs with labels + p_hat/c_hat
+    decisions = router.route(test.without_labels(), taus)
+    accuracy, cost = metrics.realised(test.scores, test.costs, decisions.choices)
+
+`make_router` builds every baseline by its results.json name; "knn" needs `reference=` (the
+training split's RouterInputs with features, scores and costs).
+"""
+
+from proteus.baselines.base import Decisions, Router, RouterInputs, pick_settings
+from proteus.baselines.fixed import FixedRouter, OracleRouter, ZeroRouter, cheapest_mix
+from proteus.baselines.knn import KnnRouter, knn_predict
+from proteus.baselines.plugin import CarrotRouter, OmniRouter, PluginRouter, plugin_choices
+from proteus.baselines.threshold import ThresholdRouter
+
+BASELINES = {
+    "oracle": OracleRouter,
+    "best_fixed": FixedRouter,
+    "zero_router": ZeroRouter,
+    "threshold": ThresholdRouter,
+    "carrot": CarrotRouter,
+    "omnirouter": OmniRouter,
+    "knn": KnnRouter,
+    "proteus_plugin": PluginRouter,
+}
+
+
+def make_router(name: str, **kwargs) -> Router:
+    """A baseline by its results.json name; kwargs go to its constructor."""
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; expected one of {sorted(BASELINES)}")
+    return BASELINES[name](**kwargs)
+
+
+__all__ = [
+    "BASELINES",
+    "CarrotRouter",
+    "Decisions",
+    "FixedRouter",
+    "KnnRouter",
+    "OmniRouter",
+    "OracleRouter",
+    "PluginRouter",
+    "Router",
+    "RouterInputs",
+    "ThresholdRouter",
+    "ZeroRouter",
+    "cheapest_mix",
+    "knn_predict",
+    "make_router",
+    "pick_settings",
+    "plugin_choices",
+]

@@ -1,0 +1,389 @@
+"""Evaluation metrics of DESIGN.md section 6, vectorised over a grid of T accuracy targets τ.
+
+Every function takes plain numpy or jax arrays and returns Python floats or numpy arrays, so it can
+be used on any router's output without the trainer. Shapes: N queries, M models, T targets, P
+operating points.
+
+Means of scores are taken in float64. Floor checks (`floor_compliance`, `summarize`) accept an
+accuracy within `FLOOR_EPS` (1e-9) below τ as meeting it: this only absorbs float rounding of τ
+grids such as `np.arange(0.85, 0.96, 0.01)` and never a real miss on any realistic N.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from proteus.types import PRNGKey
+
+FLOOR_EPS = 1e-9
+
+SUMMARY_KEYS = (
+    "floor_compliance",
+    "target_response_corr",
+    "max_savings_vs_best_fixed",
+    "oracle_gap",
+    "aiq",
+    "n_infeasible",
+)
+
+
+def _f64(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64)
+
+
+def realised(scores, costs, choices) -> tuple[np.ndarray, np.ndarray]:
+    """Mean realised score and cost of per-τ choices.
+
+    Args:
+      scores: [N, M] float scores in [0, 1].
+      costs: [N, M] float USD per call.
+      choices: [T, N] int model index per τ and query (or [N] for a single τ).
+
+    Returns:
+      (accuracy, cost): [T] float64 each ([] when `choices` is [N]).
+    """
+    scores, costs = _f64(scores), _f64(costs)
+    choices = np.asarray(choices, dtype=np.int64)
+    single = choices.ndim == 1
+    choices = np.atleast_2d(choices)
+    if choices.shape[1] != scores.shape[0]:
+        raise ValueError(f"choices {choices.shape} do not match scores {scores.shape}")
+    rows = np.arange(scores.shape[0])[None, :]
+    acc = scores[rows, choices].mean(axis=1)
+    cost = costs[rows, choices].mean(axis=1)
+    return (acc[0], cost[0]) if single else (acc, cost)
+
+
+def per_query(values, choices) -> np.ndarray:
+    """Per-query realised values: [N, M] values, [T, N] choices -> [T, N] float64."""
+    values = _f64(values)
+    choices = np.atleast_2d(np.asarray(choices, dtype=np.int64))
+    return values[np.arange(values.shape[0])[None, :], choices]
+
+
+def violation(taus, accuracy) -> np.ndarray:
+    """Shortfall below the floor: [T], [T] -> [T] float64 = max(0, τ − accuracy)."""
+    return np.maximum(0.0, _f64(taus) - _f64(accuracy))
+
+
+def meets_floor(taus, accuracy, tol: float = 0.0) -> np.ndarray:
+    """[T] bool: accuracy >= τ − tol (up to `FLOOR_EPS` of float rounding)."""
+    return _f64(accuracy) >= _f64(taus) - tol - FLOOR_EPS
+
+
+def floor_compliance(taus, accuracy, feasible=None, tol: float = 0.0) -> float:
+    """Share of targets met among those the router declared feasible.
+
+    Args:
+      taus: [T] targets.
+      accuracy: [T] realised accuracy.
+      feasible: [T] bool declared feasibility; None means all declared feasible.
+      tol: slack below τ still counted as met.
+
+    Returns:
+      A float in [0, 1]; nan when no τ is declared feasible.
+    """
+    met = meets_floor(taus, accuracy, tol)
+    mask = np.ones_like(met) if feasible is None else np.asarray(feasible, dtype=bool)
+    if not mask.any():
+        return float("nan")
+    return float(met[mask].mean())
+
+
+def target_response_corr(taus, accuracy) -> float:
+    """Pearson r of τ against accuracy(τ) over the grid; nan if either is constant or T < 2."""
+    x, y = _f64(taus), _f64(accuracy)
+    if x.size < 2:
+        return float("nan")
+    dx, dy = x - x.mean(), y - y.mean()
+    denom = np.sqrt((dx * dx).sum() * (dy * dy).sum())
+    if denom <= 1e-15 * max(1.0, float(np.abs(y).max())):
+        return float("nan")
+    return float((dx * dy).sum() / denom)
+
+
+def savings(cost, reference_cost: float) -> np.ndarray:
+    """Relative saving against a reference: [T] -> [T] float64 = 1 − cost / reference_cost."""
+    return 1.0 - _f64(cost) / float(reference_cost)
+
+
+def oracle_gap(oracle_accuracy: float, accuracy) -> float:
+    """Oracle accuracy minus the router's highest accuracy over the grid ([T] -> float)."""
+    return float(oracle_accuracy - np.max(_f64(accuracy)))
+
+
+def aiq(costs, accuracies, cost_range: tuple[float, float]) -> float:
+    """RouterBench's Average Improvement in Quality of a set of operating points.
+
+    Convention (RouterBench, Hu et al. 2024, made precise here):
+      1. Costs are normalised to x = (c − lo) / (hi − lo) and clipped to [0, 1].
+      2. R(x) is the non-decreasing convex hull of the points: the highest accuracy reachable by a
+         convex mix of points whose mixed normalised cost is <= x. It is the upper concave envelope
+         of the points up to its highest point, then flat. R(x) = 0 for x below the cheapest point
+         (no operating point is affordable there).
+      3. AIQ = ∫_0^1 R(x) dx, so it is in [0, 1] and comparable across routers sharing `cost_range`
+         (use e.g. the cheapest and the most expensive fixed model's mean test cost).
+    Examples: one point (x=0.5, acc=0.8) gives 0.8 * 0.5 = 0.4; points (0, 0.5) and (1, 0.9) give
+    0.7.
+
+    Args:
+      costs: [P] mean costs of the operating points (e.g. one per τ).
+      accuracies: [P] mean accuracies.
+      cost_range: (lo, hi) with hi > lo, the costs mapped to 0 and 1.
+
+    Returns:
+      The area as a float (nan when there are no finite points).
+    """
+    lo, hi = map(float, cost_range)
+    if not hi > lo:
+        raise ValueError(f"cost_range must have hi > lo, got {cost_range}")
+    c, a = _f64(costs).ravel(), _f64(accuracies).ravel()
+    ok = np.isfinite(c) & np.isfinite(a)
+    if not ok.any():
+        return float("nan")
+    x = np.clip((c[ok] - lo) / (hi - lo), 0.0, 1.0)
+    hull = _monotone_upper_hull(x, a[ok])
+    hx = np.append(hull[:, 0], 1.0)
+    hy = np.append(hull[:, 1], hull[-1, 1])
+    return float(np.sum(0.5 * (hy[1:] + hy[:-1]) * np.diff(hx)))
+
+
+def _monotone_upper_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """[K, 2] vertices of the upper concave envelope of (x, y), truncated at its maximum."""
+    order = np.lexsort((-y, x))  # by x, then highest y first
+    hull: list[tuple[float, float]] = []
+    for px, py in zip(x[order], y[order], strict=True):
+        if hull and (px == hull[-1][0] or py <= hull[-1][1]):
+            continue  # same cost with lower accuracy, or costlier without gain: dominated
+        while len(hull) >= 2:
+            (x1, y1), (x2, y2) = hull[-2], hull[-1]
+            if (y2 - y1) * (px - x1) <= (py - y1) * (x2 - x1):
+                hull.pop()  # hull[-1] lies on or under the chord: not a vertex
+            else:
+                break
+        hull.append((float(px), float(py)))
+    return np.asarray(hull)
+
+
+# ------------------------------------------------------------------ the Lagrangian upgrade path
+
+
+@dataclasses.dataclass(frozen=True)
+class UpgradePath:
+    """The parametric solution of `max λ·v − c` per query, for every λ >= 0 at once.
+
+    Each query starts at its cheapest model (highest value among equal costs) and moves up its
+    efficient frontier (the lower-right convex hull of its (v, c) points) one segment at a time.
+    Segments of all queries are sorted by their price λ = Δc / Δv; taking them in this order is the
+    greedy solution of the fractional (LP) problem, and at any λ the taken segments are exactly
+    those with price <= λ, i.e. the per-query argmax of λ·v − c (ties to the higher value).
+
+    Attributes:
+      start: [N] int starting model per query.
+      query: [S] int query of each segment, in price order.
+      to_model: [S] int model reached by each segment.
+      d_value: [S] float64 gain in value.
+      d_cost: [S] float64 extra cost.
+      price: [S] float64 Δc / Δv, non-decreasing.
+      value0: [] float64 mean value at the start.
+      cost0: [] float64 mean cost at the start.
+    """
+
+    start: np.ndarray
+    query: np.ndarray
+    to_model: np.ndarray
+    d_value: np.ndarray
+    d_cost: np.ndarray
+    price: np.ndarray
+    value0: float
+    cost0: float
+
+    @property
+    def n_queries(self) -> int:
+        return int(self.start.shape[0])
+
+    def mean_value_after(self) -> np.ndarray:
+        """[S] mean value once segments 0..s are taken."""
+        return self.value0 + np.cumsum(self.d_value) / self.n_queries
+
+    def mean_cost_after(self) -> np.ndarray:
+        """[S] mean cost once segments 0..s are taken."""
+        return self.cost0 + np.cumsum(self.d_cost) / self.n_queries
+
+
+def upgrade_path(values, costs) -> UpgradePath:
+    """Build the `UpgradePath` of [N, M] values (true or predicted) and [N, M] costs."""
+    v, c = _f64(values), _f64(costs)
+    n, m = v.shape
+    rows = np.arange(n)
+    min_c = c.min(axis=1, keepdims=True)
+    cur = np.argmax(np.where(c <= min_c, v, -np.inf), axis=1)
+    start = cur.copy()
+    parts: list[tuple[np.ndarray, ...]] = []
+    for _ in range(m - 1):
+        dv = v - v[rows, cur][:, None]
+        dc = c - c[rows, cur][:, None]
+        up = dv > 0
+        price = np.where(up, np.maximum(dc, 0.0) / np.where(up, dv, 1.0), np.inf)
+        best = price.min(axis=1)
+        has = np.isfinite(best)
+        if not has.any():
+            break
+        tie = up & (price <= best[:, None])
+        nxt = np.argmax(np.where(tie, v, -np.inf), axis=1)
+        q = rows[has]
+        parts.append((q, nxt[has], dv[q, nxt[has]], dc[q, nxt[has]], best[has]))
+        cur = np.where(has, nxt, cur)
+    cat = lambda k, dt: np.concatenate([p[k] for p in parts]) if parts else np.zeros(0, dt)
+    price = cat(4, np.float64)
+    order = np.argsort(price, kind="stable")  # stable: a query's own segments stay in order
+    return UpgradePath(
+        start=start,
+        query=cat(0, np.int64)[order],
+        to_model=cat(1, np.int64)[order],
+        d_value=cat(2, np.float64)[order],
+        d_cost=np.maximum(cat(3, np.float64)[order], 0.0),
+        price=price[order],
+        value0=float(v[rows, start].mean()),
+        cost0=float(c[rows, start].mean()),
+    )
+
+
+def path_choices(path: UpgradePath, target: float) -> tuple[np.ndarray, bool]:
+    """Deterministic choices reaching mean value `target` along `path`.
+
+    Takes the shortest price-ordered prefix of segments whose mean value reaches `target`
+    (the Lagrangian argmax at the crossing price, ties resolved greedily).
+
+    Returns:
+      ([N] int choices, reached): when `target` is above the path's end, every segment is taken
+      (the per-query highest value) and `reached` is False.
+    """
+    after = path.mean_value_after()
+    need = target - FLOOR_EPS
+    if path.value0 >= need:
+        return path.start.copy(), True
+    k = int(np.searchsorted(after, need, side="left"))
+    reached = k < after.size
+    k = min(k, after.size - 1)
+    last = np.full(path.n_queries, -1, dtype=np.int64)
+    np.maximum.at(last, path.query[: k + 1], np.arange(k + 1))
+    choice = np.where(last >= 0, path.to_model[np.maximum(last, 0)], path.start)
+    return choice, bool(reached)
+
+
+def perfect_frontier_cost(scores, costs, taus) -> np.ndarray:
+    """Cheapest mean cost reaching mean accuracy τ with known scores and per-query randomisation.
+
+    Solves the LP `min mean_i Σ_m w_im c_im  s.t.  mean_i Σ_m w_im y_im >= τ, w_i in the simplex`.
+    Its Lagrangian relaxation is the per-query `argmax_m λ·y − c`; instead of bisecting on λ, all
+    breakpoints are enumerated exactly (`upgrade_path`), and at the crossing breakpoint the one
+    partially taken segment is the fractional mix. Exact up to float64 rounding.
+
+    Args:
+      scores: [N, M] true scores in [0, 1].
+      costs: [N, M] USD costs.
+      taus: [T] targets.
+
+    Returns:
+      [T] float64 minimum mean cost; +inf where τ exceeds the oracle accuracy.
+    """
+    path = upgrade_path(scores, costs)
+    taus = _f64(taus)
+    if path.d_value.size == 0:
+        return np.where(taus <= path.value0 + FLOOR_EPS, path.cost0, np.inf)
+    value = np.concatenate([[path.value0], path.mean_value_after()])
+    cost = np.concatenate([[path.cost0], path.mean_cost_after()])
+    # Piecewise-linear interpolation of cost against value; flat (cost0) below value0.
+    out = np.interp(taus, value, cost, left=path.cost0, right=np.inf)
+    return np.where(taus > value[-1] + FLOOR_EPS, np.inf, np.where(taus > value[-1], cost[-1], out))
+
+
+# ------------------------------------------------------------------ intervals and summaries
+
+
+def bootstrap_ci(
+    per_query_values,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    key: PRNGKey | int = 0,
+) -> tuple[np.ndarray | float, np.ndarray | float]:
+    """Percentile bootstrap interval of the mean over queries.
+
+    The same resampled query sets are used for every row, so intervals of different τ (rows) are
+    jointly resampled.
+
+    Args:
+      per_query_values: [T, N] or [N] per-query values (e.g. `per_query(scores, choices)`).
+      n_boot: number of bootstrap resamples.
+      alpha: two-sided level; the interval is the (alpha/2, 1 − alpha/2) percentiles.
+      key: a `jax.random.key` or an int seed.
+
+    Returns:
+      (lo, hi): [T] float64 arrays, or floats for [N] input.
+    """
+    vals = jnp.asarray(per_query_values, dtype=jnp.float32)
+    single = vals.ndim == 1
+    if isinstance(key, int):
+        key = jax.random.key(key)
+    means = np.asarray(_bootstrap_means(jnp.atleast_2d(vals), key, n_boot), dtype=np.float64)
+    lo = np.quantile(means, alpha / 2, axis=0)
+    hi = np.quantile(means, 1 - alpha / 2, axis=0)
+    return (float(lo[0]), float(hi[0])) if single else (lo, hi)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _bootstrap_means(vals: jax.Array, key: PRNGKey, n_boot: int) -> jax.Array:
+    """[T, N] values -> [n_boot, T] means of resampled query sets (one resample at a time)."""
+    n = vals.shape[1]
+    idx = jax.random.randint(key, (n_boot, n), 0, n)
+    return jax.lax.map(lambda i: vals[:, i].mean(axis=1), idx)
+
+
+def summarize(
+    taus,
+    accuracy,
+    cost,
+    feasible,
+    oracle_accuracy: float,
+    best_fixed_cost: float,
+    cost_range: tuple[float, float],
+) -> dict[str, float | int]:
+    """The DESIGN.md section 7 summary of one router over the τ grid.
+
+    Args:
+      taus: [T] targets.
+      accuracy: [T] realised test accuracy.
+      cost: [T] realised mean test cost.
+      feasible: [T] bool declared feasibility (None: all feasible).
+      oracle_accuracy: test accuracy of the oracle.
+      best_fixed_cost: test mean cost of the best fixed model (the savings reference).
+      cost_range: (lo, hi) cost normalisation of `aiq`.
+
+    Returns:
+      dict with exactly `SUMMARY_KEYS`:
+        floor_compliance: `floor_compliance(taus, accuracy, feasible)`.
+        target_response_corr: `target_response_corr(taus, accuracy)` over the whole grid.
+        max_savings_vs_best_fixed: the largest `savings(cost, best_fixed_cost)` over τ whose floor
+          was met (whatever was declared); nan if no floor was met.
+        oracle_gap: `oracle_gap(oracle_accuracy, accuracy)`.
+        aiq: `aiq(cost, accuracy, cost_range)` of the router's T operating points.
+        n_infeasible: number of τ declared infeasible.
+    """
+    taus, accuracy, cost = _f64(taus), _f64(accuracy), _f64(cost)
+    feas = np.ones(taus.shape, bool) if feasible is None else np.asarray(feasible, bool)
+    met = meets_floor(taus, accuracy)
+    sav = savings(cost, best_fixed_cost)
+    return {
+        "floor_compliance": floor_compliance(taus, accuracy, feas),
+        "target_response_corr": target_response_corr(taus, accuracy),
+        "max_savings_vs_best_fixed": float(sav[met].max()) if met.any() else float("nan"),
+        "oracle_gap": oracle_gap(oracle_accuracy, accuracy),
+        "aiq": aiq(cost, accuracy, cost_range),
+        "n_infeasible": int((~feas).sum()),
+    }

@@ -1,0 +1,161 @@
+"""Tests for proteus.results: contract validation, strict JSON, the report and the plots."""
+
+import copy
+import json
+import math
+
+import numpy as np
+import pytest
+
+from proteus import metrics, results
+
+TAUS = [0.8, 0.9]
+
+
+def _results(**overrides) -> dict:
+    routers = {
+        "proteus": {
+            "accuracy": [0.82, 0.91],
+            "cost": [1.0, 2.0],
+            "feasible": [True, True],
+            "mean_mu": [0.3, 0.6],
+        },
+        "carrot": {"accuracy": [0.79, 0.92], "cost": [0.5, 3.0], "feasible": [True, True]},
+        "best_fixed": {"accuracy": [0.93, 0.93], "cost": [4.0, 4.0], "feasible": [True, True]},
+        "oracle": {"accuracy": [0.97, 0.97], "cost": [0.8, 0.8], "feasible": [True, True]},
+        "fixed:small": {"accuracy": [0.6, 0.6], "cost": [0.1, 0.1], "feasible": [False, False]},
+    }
+    kwargs = dict(
+        dataset="toy",
+        models=["small", "big"],
+        encoder="hashing",
+        n_queries=100,
+        taus=np.array(TAUS),
+        oracle=(0.97, 0.8),
+        best_fixed=("big", 0.93, 4.0),
+        routers=routers,
+        cost_range=(0.0, 4.0),
+        extra={"oracle_frontier": {"taus": TAUS, "cost": [0.3, np.inf]}},
+    )
+    kwargs.update(overrides)
+    return results.build_results(**kwargs)
+
+
+def test_build_results_has_the_contract_and_summaries():
+    res = _results()
+    assert set(results.TOP_KEYS) <= set(res)
+    assert res["split"] == "test" and res["taus"] == TAUS
+    s = res["summary"]["proteus"]
+    assert tuple(s) == metrics.SUMMARY_KEYS
+    assert s["floor_compliance"] == 1.0
+    assert s["max_savings_vs_best_fixed"] == pytest.approx(0.75)  # 1 - 1/4 at τ = 0.8
+    assert s["oracle_gap"] == pytest.approx(0.06)
+    assert res["summary"]["carrot"]["floor_compliance"] == 0.5
+    assert res["summary"]["fixed:small"]["n_infeasible"] == 2
+    assert res["oracle_frontier"]["cost"] == [0.3, None]  # inf became null
+    assert res["cost_range"] == [0.0, 4.0]
+
+
+def test_build_results_default_cost_range():
+    res = _results(cost_range=None)
+    assert res["cost_range"] == [0.1, 4.0]
+
+
+def test_nan_becomes_null_and_file_is_strict_json(tmp_path):
+    res = _results()
+    # best_fixed has constant accuracy: its correlation is nan and must be written as null.
+    assert res["summary"]["best_fixed"]["target_response_corr"] is None
+    path = results.write_results(res, tmp_path / "run" / "results.json")
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == res
+    assert results.read_results(path) == res
+    assert [p.name for p in path.parent.iterdir()] == ["results.json"]  # no temp files left
+
+
+def test_to_jsonable():
+    obj = {"a": np.float32(0.5), "b": np.array([1, 2]), "c": (np.bool_(True), math.nan, -math.inf)}
+    assert results.to_jsonable(obj) == {"a": 0.5, "b": [1, 2], "c": [True, None, None]}
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda r: r.pop("encoder"), r"results\['encoder'\]: missing key"),
+        (lambda r: r.update(split="val"), r"results\['split'\]: expected 'test'"),
+        (lambda r: r.update(n_queries=0), r"\['n_queries'\]"),
+        (lambda r: r["oracle"].pop("cost"), r"\['oracle'\]\['cost'\]: missing key"),
+        (lambda r: r["best_fixed"].update(model="gpt"), r"\['best_fixed'\]\['model'\]"),
+        (
+            lambda r: r["routers"]["carrot"]["accuracy"].pop(),
+            r"\['routers'\]\['carrot'\]\['accuracy'\]: expected a list of 2 values",
+        ),
+        (
+            lambda r: r["routers"]["carrot"]["feasible"].__setitem__(0, 1),
+            r"\['routers'\]\['carrot'\]\['feasible'\]\[0\]: expected a bool",
+        ),
+        (
+            lambda r: r["routers"]["proteus"].pop("mean_mu"),
+            r"\['routers'\]\['proteus'\]\['mean_mu'\]: missing key",
+        ),
+        (
+            lambda r: r["routers"].update(omni_router=r["routers"]["carrot"]),
+            r"\['routers'\]\['omni_router'\]: unknown router",
+        ),
+        (
+            lambda r: r["summary"].pop("carrot"),
+            r"\['summary'\]\['carrot'\]: missing summary",
+        ),
+        (
+            lambda r: r["summary"]["carrot"].pop("aiq"),
+            r"\['summary'\]\['carrot'\]\['aiq'\]: missing key",
+        ),
+        (
+            lambda r: r["summary"]["carrot"].update(n_infeasible=5),
+            r"\['summary'\]\['carrot'\]\['n_infeasible'\]",
+        ),
+        (lambda r: r["taus"].__setitem__(1, math.nan), r"\['taus'\]\[1\]: expected a finite"),
+    ],
+)
+def test_validate_names_the_bad_key(mutate, message):
+    res = copy.deepcopy(_results())
+    mutate(res)
+    with pytest.raises(results.ResultsValidationError, match=message):
+        results.validate_results(res)
+
+
+def test_validate_required_routers_and_extra_keys_allowed():
+    res = _results()
+    res["notes"] = "anything"
+    res["routers"]["carrot"]["setting"] = [0.1, 0.2]
+    results.validate_results(res, required_routers=("proteus", "carrot"))
+    with pytest.raises(results.ResultsValidationError, match=r"\['routers'\]\['knn'\]: missing"):
+        results.validate_results(res, required_routers=("knn",))
+
+
+def test_report_bolds_the_best_router_meeting_the_floor(tmp_path):
+    text = results.write_report(_results(), tmp_path / "report.md").read_text()
+    lines = text.splitlines()
+    cost_rows = lines[lines.index("## Cost (USD per query)") :]
+    row = lambda name: next(x for x in cost_rows if x.startswith(f"| {name} |"))
+    # τ = 0.8: carrot misses (0.79), so proteus (1.0) is the cheapest meeting the floor, not the
+    # oracle (a reference, never bold). τ = 0.9: proteus 2.0 < carrot 3.0.
+    assert row("proteus") == "| proteus | **1** | **2** |"
+    assert row("carrot") == "| carrot | 0.5 | 3 |"
+    assert row("oracle") == "| oracle | 0.8 | 0.8 |"
+    summary = lines[lines.index("## Summary") :]
+    proteus = next(x for x in summary if x.startswith("| proteus |"))
+    assert "**1.000**" in proteus  # floor compliance 1, the best eligible
+    assert "| n/a |" in next(x for x in summary if x.startswith("| best_fixed |"))
+    assert text.count("## ") == 4  # accuracy, cost, savings, summary
+
+
+def test_plots_are_written(tmp_path):
+    paths = results.write_plots(_results(), tmp_path / "plots")
+    assert [p.name for p in paths] == [
+        "accuracy_vs_tau.png",
+        "cost_vs_tau.png",
+        "cost_accuracy.png",
+    ]
+    for p in paths:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
