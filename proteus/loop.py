@@ -15,7 +15,6 @@ import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -78,11 +77,14 @@ def make_chunk(static: train.StaticConfig, step_fn: StepFn, chunk_size: int):
     return chunk
 
 
-def compile_chunk(static: train.StaticConfig, step_fn: StepFn, chunk_size: int):
-    """jit(vmap(chunk)) over runs; the state is donated. Traces are counted by chex."""
+def compile_chunk(static: train.StaticConfig, step_fn: StepFn, chunk_size: int, wrap=None):
+    """jit(vmap(chunk)) over runs, donating the state.
+
+    `wrap` (e.g. `chex.assert_max_traces(n=1)` in tests) decorates the one-run chunk before vmap.
+    """
     chunk = make_chunk(static, step_fn, chunk_size)
-    counted = chex.assert_max_traces(chunk, n=1)
-    return jax.jit(jax.vmap(counted, in_axes=(0, 0, None, 0)), donate_argnums=0)
+    chunk = wrap(chunk) if wrap is not None else chunk
+    return jax.jit(jax.vmap(chunk, in_axes=(0, 0, None, 0)), donate_argnums=0)
 
 
 @functools.partial(jax.jit, static_argnums=0)

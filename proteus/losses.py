@@ -73,15 +73,6 @@ def normalised_advantage(reward: Array) -> Array:
     return centred / (centred.std() + 1e-6)
 
 
-class PolicySample(NamedTuple):
-    """One lane's sampled actions on a batch (all [B])."""
-
-    mu: Array
-    log_prob: Array
-    advantage: Array
-    reward: Array
-
-
 def reinforce_loss(log_prob: Array, advantage: Array, entropy: Array, ent_coef: Array) -> Array:
     """−E[A log π(μ)] − c_ent H[π]; log_prob, advantage, entropy: [B]."""
     chex.assert_equal_shape([log_prob, advantage, entropy])
@@ -110,17 +101,33 @@ class DualState(NamedTuple):
     acc_ema: EMA of the deterministic policy's realised batch accuracy (the constraint signal).
     integral: PID integral term (unused by the plain projected update).
     prev_error: previous constraint error, for the PID derivative term.
+    lam_avg: exponential average of the λ iterates, the lane's λ at inference. The last iterate of
+      a stochastic dual ascent jitters with the batch accuracy; averaged iterates are the standard
+      remedy for saddle-point problems and give a steadier λ(τ).
+    acc_avg: the same average of the batch accuracy: what the lane actually reached on held-out
+      labels (a lane whose acc_avg stays below its τ at λ_max is infeasible).
     """
 
     lam: Array
     acc_ema: Array
     integral: Array
     prev_error: Array
+    lam_avg: Array
+    acc_avg: Array
 
 
 def init_dual(lam0: Array, tau: Array) -> DualState:
+    """A lane's dual state at λ = lam0 with the accuracy average started at τ."""
     zero = jnp.zeros_like(lam0)
-    return DualState(lam=lam0, acc_ema=jnp.asarray(tau, lam0.dtype), integral=zero, prev_error=zero)
+    tau = jnp.asarray(tau, lam0.dtype)
+    return DualState(lam=lam0, acc_ema=tau, integral=zero, prev_error=zero, lam_avg=lam0,
+                     acc_avg=tau)
+
+
+def average_dual(state: DualState, batch_acc: Array, avg: Array) -> DualState:
+    """λ_avg ← avg·λ_avg + (1 − avg)·λ and the same for the batch accuracy, after an update."""
+    return state._replace(lam_avg=avg * state.lam_avg + (1.0 - avg) * state.lam,
+                          acc_avg=avg * state.acc_avg + (1.0 - avg) * batch_acc)
 
 
 def smoothed_accuracy(state: DualState, batch_acc: Array, ema: Array) -> Array:
@@ -154,4 +161,4 @@ def pid_dual_update(
     integral = jnp.clip(state.integral + error, 0.0, lam_max / jnp.maximum(k_i, 1e-8))
     derivative = jnp.maximum(error - state.prev_error, 0.0)
     lam = jnp.clip(k_p * error + k_i * integral + k_d * derivative, 0.0, lam_max)
-    return DualState(lam=lam, acc_ema=acc, integral=integral, prev_error=error)
+    return state._replace(lam=lam, acc_ema=acc, integral=integral, prev_error=error)

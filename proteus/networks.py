@@ -13,6 +13,7 @@ therefore computed once per step rather than once per lane.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import chex
@@ -40,10 +41,25 @@ class Predictor(nn.Module):
 
 
 class PolicyHead(nn.Module):
-    """π_θ(μ | z, τ, λ) = Beta(α, β), α, β = 1 + softplus(.)."""
+    """π_θ(μ | z, τ, λ): a Beta distribution over the quality preference μ, with α, β >= 1.
+
+    Parameterised as a residual around the plug-in solution. With the Lagrangian reward
+    r = λ y − c / c_ref, the routing rule μ p̂ − (1 − μ) ĉ / c_ref equals the plug-in rule
+    argmax λ p̂ − ĉ / c_ref exactly when μ / (1 − μ) = λ. The network therefore predicts a
+    correction δ to that prior's logit, and a concentration κ:
+
+        m = sigmoid(log λ + δ(z, τ, λ)),   κ = softplus(k(z, τ, λ)),
+        α = 1 + m κ,   β = 1 + (1 − m) κ          (so α, β >= 1, mean -> m as κ grows).
+
+    The RL learns what the plug-in cannot: per-query corrections for a miscalibrated p̂ and ĉ,
+    measured on realised labels. With δ = 0 at initialisation the duals drive the policy from the
+    first step, instead of waiting for REINFORCE to discover that μ must rise with λ. (The paper
+    states α, β = 1 + softplus(.); this keeps α, β >= 1 and the Beta family.)
+    """
 
     hidden: int = 128
     cond_hidden: int = 32
+    init_concentration: float = 30.0
 
     @nn.compact
     def __call__(self, z: Array, tau: Array, lam: Array) -> tuple[Array, Array]:
@@ -51,16 +67,20 @@ class PolicyHead(nn.Module):
         batch = z.shape[0]
         tau = jnp.broadcast_to(tau, (batch,))
         lam = jnp.broadcast_to(lam, (batch,))
+        log_lam = jnp.log(jnp.maximum(lam, 1e-3))
         # log1p keeps the dual's scale (0 .. λ_max) in a range an MLP handles well.
         cond = jnp.stack([tau, jnp.log1p(lam)], axis=-1)
         cond = nn.relu(nn.Dense(self.cond_hidden, name="cond_0")(cond))
         h = nn.Dense(self.hidden, name="z_proj")(z) + nn.Dense(self.hidden, name="cond_proj")(cond)
         h = nn.relu(h)
         h = nn.relu(nn.Dense(self.hidden // 2, name="hidden")(h))
-        out = nn.Dense(2, name="beta_params")(h)
-        alpha = 1.0 + nn.softplus(out[:, 0])
-        beta = 1.0 + nn.softplus(out[:, 1])
-        return alpha, beta
+        # Zero-initialised output: the policy starts exactly at the plug-in prior.
+        k_bias = math.log(math.expm1(self.init_concentration))  # softplus^-1
+        out = nn.Dense(2, name="beta_params", kernel_init=nn.initializers.zeros,
+                       bias_init=lambda *_: jnp.array([0.0, k_bias], jnp.float32))(h)
+        m = jax.nn.sigmoid(log_lam + out[:, 0])
+        kappa = nn.softplus(out[:, 1])
+        return 1.0 + m * kappa, 1.0 + (1.0 - m) * kappa
 
 
 class RouterSpec(NamedTuple):

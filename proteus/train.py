@@ -56,6 +56,7 @@ class StaticConfig(NamedTuple):
     dual: str = "plain"  # "plain" | "pid"
     pid_gains: tuple[float, float, float] = (2.0, 0.5, 1.0)
     dual_ema: float = 0.0
+    dual_avg: float = 0.99  # EMA of the λ iterates used at inference (see losses.DualState)
     lam_max: float = 100.0
     tau_jitter: float = 0.0  # half-width of the uniform jitter added to each lane's τ input
 
@@ -264,7 +265,7 @@ def policy_step(static: StaticConfig, state: TrainState, key: Array, batch: Batc
     state = state.replace(step=state.step + 1, params={**state.params, "policy": policy_params},
                           policy_opt=policy_opt, duals=duals)
     metrics = {"policy_loss": loss, "reward": samples["reward"], "acc_det": samples["acc_det"],
-               "cost_det": samples["cost_det"], "lam": duals.lam,
+               "cost_det": samples["cost_det"], "lam": duals.lam, "lam_avg": duals.lam_avg,
                "mu_mean": samples["mu"].mean(axis=-1)}
     return state, metrics
 
@@ -275,8 +276,10 @@ def update_dual(static: StaticConfig, dual: losses.DualState, batch_acc: Array, 
     ema = jnp.asarray(static.dual_ema, jnp.float32)
     if static.dual == "pid":
         gains = hp.dual_lr * jnp.asarray(static.pid_gains, jnp.float32)
-        return losses.pid_dual_update(dual, batch_acc, tau, gains, hp.margin, static.lam_max, ema)
-    return losses.dual_update(dual, batch_acc, tau, hp.dual_lr, hp.margin, static.lam_max, ema)
+        dual = losses.pid_dual_update(dual, batch_acc, tau, gains, hp.margin, static.lam_max, ema)
+    else:
+        dual = losses.dual_update(dual, batch_acc, tau, hp.dual_lr, hp.margin, static.lam_max, ema)
+    return losses.average_dual(dual, batch_acc, jnp.asarray(static.dual_avg, jnp.float32))
 
 
 def lane_grid(scores, costs, n_lanes: int, lo: float | None = None,
