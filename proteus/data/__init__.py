@@ -1,0 +1,42 @@
+"""Routing data: one `RoutingDataset` contract, loaders for RouterBench, SPROUT and generic tables,
+calibrated synthetic presets, and `load_source(spec)` that names any of them with one string."""
+
+from proteus.data.card import card_stats, dataset_card
+from proteus.data.checks import MISSING_POLICIES
+from proteus.data.dataset import (
+    DataValidationError,
+    RoutingDataset,
+    oracle_choice,
+    split_indices,
+    validate,
+)
+from proteus.data.routerbench import ROUTERBENCH_PRICES, load_routerbench, parse_prompt
+from proteus.data.sources import KINDS, load_source, parse_spec
+from proteus.data.sprout import CARROT_PRICES, load_sprout
+from proteus.data.synthetic import PRESETS, Preset, SyntheticDraw, generate, synthetic
+from proteus.data.table import load_table
+
+__all__ = [
+    "CARROT_PRICES",
+    "DataValidationError",
+    "KINDS",
+    "MISSING_POLICIES",
+    "PRESETS",
+    "Preset",
+    "ROUTERBENCH_PRICES",
+    "RoutingDataset",
+    "SyntheticDraw",
+    "card_stats",
+    "dataset_card",
+    "generate",
+    "load_routerbench",
+    "load_source",
+    "load_sprout",
+    "load_table",
+    "oracle_choice",
+    "parse_prompt",
+    "parse_spec",
+    "split_indices",
+    "synthetic",
+    "validate",
+]

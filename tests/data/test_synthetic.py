@@ -1,0 +1,128 @@
+"""Synthetic presets: calibration to the public numbers, determinism, signal, costs, speed."""
+
+import dataclasses
+import time
+
+import numpy as np
+import pytest
+
+from proteus.data import PRESETS, generate, synthetic
+from proteus.data.synthetic import ROUTERBENCH, logit_scale, preset_verbosity
+
+
+@pytest.fixture(scope="module")
+def rb20k():
+    start = time.perf_counter()
+    draw = generate("routerbench", n=20000, seed=0, signal=0.9)
+    return draw, time.perf_counter() - start
+
+
+def test_shapes_and_types():
+    ds = synthetic("sprout", n=50, seed=1, feature_dim=16)
+    assert (ds.n_queries, ds.n_models) == (50, 13)
+    assert ds.scores.dtype == np.float32 and ds.costs.dtype == np.float32
+    assert ds.features.shape == (50, 16) and ds.features.dtype == np.float32
+    assert ds.texts.shape == (50,) and all(isinstance(t, str) and t for t in ds.texts)
+    assert ds.is_binary
+    assert set(ds.tasks) <= set(PRESETS["sprout"].families)
+    assert ds.prices["openai-gpt-4o"] == pytest.approx((2.5e-6, 1e-5))
+    assert ds.source == "synthetic:sprout?n=50&seed=1&signal=0.9&feature_dim=16"
+
+
+def test_same_seed_same_data_other_seed_differs():
+    a, b = synthetic(n=300, seed=4), synthetic(n=300, seed=4)
+    assert a.fingerprint() == b.fingerprint()
+    np.testing.assert_array_equal(a.features, b.features)
+    c = synthetic(n=300, seed=5)
+    assert c.fingerprint() != a.fingerprint()
+    assert not np.array_equal(c.scores, a.scores)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_model_means_match_preset(name):
+    ds = synthetic(name, n=5000, seed=3, signal=0.7)
+    target = np.asarray(PRESETS[name].mean_score)
+    assert np.abs(ds.scores.mean(0) - target).max() <= 0.01
+    assert ds.best_fixed()[0] == PRESETS[name].models[int(np.argmax(target))]
+
+
+def test_routerbench_oracle_best_fixed_and_speed(rb20k):
+    draw, seconds = rb20k
+    accuracy, _ = draw.dataset.oracle()
+    assert 0.95 <= accuracy <= 0.97  # public RouterBench: 3.6% of prompts no model solves
+    model, best, _ = draw.dataset.best_fixed()
+    assert model == "gpt-4-1106-preview" and best == pytest.approx(0.7814, abs=1e-4)
+    assert seconds < 2.0
+
+
+def test_sprout_oracle_near_public():
+    accuracy, _ = synthetic("sprout", n=20000, seed=0, signal=0.9).oracle()
+    assert 0.97 <= accuracy <= 0.99  # CARROT's kNN table: oracle 0.979
+
+
+def test_probabilities_agree_with_scores(rb20k):
+    draw, _ = rb20k
+    np.testing.assert_allclose(draw.probs.mean(0), draw.dataset.scores.mean(0), atol=0.02)
+    assert draw.families.shape == draw.difficulty.shape == (20000,)
+
+
+def test_cost_magnitudes(rb20k):
+    ds = rb20k[0].dataset
+    mean = dict(zip(ds.models, ds.costs.mean(0), strict=True))
+    assert 1e-3 <= mean["gpt-4-1106-preview"] <= 4e-3
+    assert 2e-5 <= mean["mistralai/mistral-7b-chat"] <= 1e-4
+    # Unclipped verbosity -> the public mean cost per query within 10%.
+    np.testing.assert_allclose(ds.costs.mean(0), ROUTERBENCH.mean_cost, rtol=0.1)
+
+
+def test_preset_verbosity_hand_computed():
+    # E[in] = 100 tokens at $1/M, E[out] = 10 tokens at $2/M; target 100e-6 + 30e-6 -> 1.5.
+    p = dataclasses.replace(
+        ROUTERBENCH, models=("a", "b"), mean_score=(0.5, 0.5), price_per_1m=((1, 2), (1, 2)),
+        mean_cost=(130e-6, 1e-9), families=("f",), family_share=(1,), family_mean=(0.5,),
+        input_tokens=(100,), output_tokens=(10,),
+    )
+    np.testing.assert_allclose(preset_verbosity(p), [1.5, 0.25])  # the second is clipped
+
+
+def test_logit_scale_linear():
+    p = dataclasses.replace(ROUTERBENCH, logit_scale=(1.0, 5.0))
+    assert (logit_scale(p, 0.0), logit_scale(p, 0.5), logit_scale(p, 1.0)) == (1.0, 3.0, 5.0)
+
+
+def _held_out_r2(ds):
+    x = np.c_[ds.features, np.ones(ds.n_queries)].astype(np.float64)
+    y = ds.scores.astype(np.float64)
+    half = ds.n_queries // 2
+    w = np.linalg.lstsq(x[:half], y[:half], rcond=None)[0]
+    resid = y[half:] - x[half:] @ w
+    return float(1 - (resid**2).sum() / ((y[half:] - y[half:].mean(0)) ** 2).sum())
+
+
+def test_signal_controls_predictability():
+    r2 = {s: _held_out_r2(synthetic(n=4000, seed=2, signal=s)) for s in (0.0, 0.5, 0.9)}
+    assert r2[0.0] < 0.02  # features are noise
+    assert r2[0.0] < r2[0.5] < r2[0.9]
+    assert r2[0.9] > 0.3
+
+
+def test_texts_follow_signal():
+    def family_tag_agreement(signal):
+        ds = synthetic(n=2000, seed=0, signal=signal)
+        tags = np.array([t.split(" ")[0] for t in ds.texts])
+        return float(np.mean(tags == ds.tasks))
+
+    assert family_tag_agreement(1.0) == 1.0
+    assert family_tag_agreement(0.0) < 0.3
+
+
+def test_signal_keeps_queries_and_costs():
+    a, b = synthetic(n=500, seed=1, signal=0.2), synthetic(n=500, seed=1, signal=1.0)
+    np.testing.assert_array_equal(a.costs, b.costs)
+    np.testing.assert_array_equal(a.tasks, b.tasks)
+
+
+@pytest.mark.parametrize("kwargs", [{"signal": 1.5}, {"n": 0}, {"feature_dim": 0}])
+def test_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        synthetic(**kwargs)
