@@ -23,6 +23,8 @@ import jax.numpy as jnp
 
 from proteus.types import Array, Params
 
+_LAMBDA_EPS = 1e-3  # keeps log λ finite for lanes whose dual sits at 0
+
 
 class Predictor(nn.Module):
     """Trunk MLP2 -> 256-d z, performance head (logits) and cost head (log USD)."""
@@ -48,8 +50,8 @@ class PolicyHead(nn.Module):
     argmax λ p̂ − ĉ / c_ref exactly when μ / (1 − μ) = λ. The network therefore predicts a
     correction δ to that prior's logit, and a concentration κ:
 
-        m = sigmoid(log λ + δ(z, τ, λ)),   κ = softplus(k(z, τ, λ)),
-        α = 1 + m κ,   β = 1 + (1 − m) κ          (so α, β >= 1, mean -> m as κ grows).
+        m = sigmoid(log λ + δ(z, τ, λ)),   K = softplus(k(z, τ, λ)) + 1/m + 1/(1 − m),
+        α = m K,   β = (1 − m) K          (so α, β >= 1 and the Beta mean is exactly m).
 
     The RL learns what the plug-in cannot: per-query corrections for a miscalibrated p̂ and ĉ,
     measured on realised labels. With δ = 0 at initialisation the duals drive the policy from the
@@ -60,6 +62,7 @@ class PolicyHead(nn.Module):
     hidden: int = 128
     cond_hidden: int = 32
     init_concentration: float = 30.0
+    init_spread: float = 1.0  # variance scale of the output kernel (see __call__)
 
     @nn.compact
     def __call__(self, z: Array, tau: Array, lam: Array) -> tuple[Array, Array]:
@@ -74,13 +77,19 @@ class PolicyHead(nn.Module):
         h = nn.Dense(self.hidden, name="z_proj")(z) + nn.Dense(self.hidden, name="cond_proj")(cond)
         h = nn.relu(h)
         h = nn.relu(nn.Dense(self.hidden // 2, name="hidden")(h))
-        # Zero-initialised output: the policy starts exactly at the plug-in prior.
+        # Zero output bias: the policy starts on average at the plug-in prior. The small random
+        # kernel spreads δ across queries; at a fixed λ many queries are near-ties (equal value,
+        # equal price), and a single shared μ would switch all of them at once, making the
+        # accuracy a step function of λ that no dual can settle on. A spread lets the
+        # Lagrangian solution's mixing happen across queries while the policy learns.
         k_bias = math.log(math.expm1(self.init_concentration))  # softplus^-1
-        out = nn.Dense(2, name="beta_params", kernel_init=nn.initializers.zeros,
+        out = nn.Dense(2, name="beta_params",
+                       kernel_init=nn.initializers.variance_scaling(self.init_spread, "fan_in",
+                                                                    "normal"),
                        bias_init=lambda *_: jnp.array([0.0, k_bias], jnp.float32))(h)
-        m = jax.nn.sigmoid(log_lam + out[:, 0])
-        kappa = nn.softplus(out[:, 1])
-        return 1.0 + m * kappa, 1.0 + (1.0 - m) * kappa
+        m = jnp.clip(jax.nn.sigmoid(log_lam + out[:, 0]), 1e-4, 1.0 - 1e-4)
+        concentration = nn.softplus(out[:, 1]) + 1.0 / m + 1.0 / (1.0 - m)
+        return m * concentration, (1.0 - m) * concentration
 
 
 class RouterSpec(NamedTuple):
@@ -183,17 +192,17 @@ def routing_rule(mu: Array, p_hat: Array, c_hat_norm: Array) -> Array:
 
 
 def lambda_of_tau(lane_taus: Array, lane_lams: Array, tau: Array) -> Array:
-    """λ(τ) by piecewise-linear interpolation of the lanes' duals, constant beyond the ends.
+    """λ(τ) by piecewise-linear interpolation of log(λ + ε) between lanes, constant beyond ends.
 
-    The optimal dual of the constrained problem is non-decreasing in τ, but the lanes' final λ
-    are noisy estimates of it, and a dip between two lanes would send an intermediate τ to a
-    cheaper mix than a lower τ gets. The lanes' λ are therefore made monotone first by a running
-    maximum from the lowest τ up (the conservative choice: it only ever raises a λ).
+    The duals span orders of magnitude (λ ~ 0.01 at a cheap target, ~10 near the oracle) and the
+    accuracy bought is roughly linear in log λ, so interpolating λ itself between two distant
+    lanes would overshoot badly; log-space interpolation does not. The lanes' λ are not forced to
+    be monotone: the policy also sees τ, so a lane's behaviour is set by its (τ_k, λ_k) pair.
 
-    lane_taus: [K] increasing; lane_lams: [K]; tau: any shape -> λ of the same shape.
+    lane_taus: [K] increasing; lane_lams: [K] >= 0; tau: any shape -> λ of the same shape.
     """
-    monotone = jax.lax.cummax(lane_lams, axis=0)
-    return jnp.interp(tau, lane_taus, monotone)
+    log_lams = jnp.log(lane_lams + _LAMBDA_EPS)
+    return jnp.maximum(jnp.exp(jnp.interp(tau, lane_taus, log_lams)) - _LAMBDA_EPS, 0.0)
 
 
 class Decision(NamedTuple):

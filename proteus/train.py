@@ -57,6 +57,8 @@ class StaticConfig(NamedTuple):
     pid_gains: tuple[float, float, float] = (2.0, 0.5, 1.0)
     dual_ema: float = 0.0
     dual_avg: float = 0.99  # EMA of the λ iterates used at inference (see losses.DualState)
+    dual_avg_start: int = 0  # policy-phase steps before the EMA starts (λ_avg = λ until then)
+    dual_lr_late: float = 0.2  # dual step multiplier once averaging has started
     lam_max: float = 100.0
     tau_jitter: float = 0.0  # half-width of the uniform jitter added to each lane's τ input
 
@@ -260,7 +262,14 @@ def policy_step(static: StaticConfig, state: TrainState, key: Array, batch: Batc
         loss, grads = jax.value_and_grad(loss_fn)(policy_params)
         policy_params, policy_opt = _apply_updates(tx, grads, policy_opt, policy_params,
                                                    hp.policy_lr)
-    duals = jax.vmap(lambda d, acc, t: update_dual(static, d, acc, t, hp))(
+    # Two stages. First the duals travel from lam_init to their equilibrium with the full step.
+    # Then the step shrinks and λ is averaged: the batch accuracy is noisy, and a λ that keeps
+    # jittering meets E[acc(λ_t)] = τ + margin while acc(E[λ_t]) overshoots (acc is concave in λ
+    # there), so the deployed λ_avg would buy more accuracy than asked for.
+    late = state.step - state.pred_steps >= static.dual_avg_start
+    avg = jnp.where(late, static.dual_avg, 0.0).astype(jnp.float32)
+    hp_dual = hp._replace(dual_lr=hp.dual_lr * jnp.where(late, static.dual_lr_late, 1.0))
+    duals = jax.vmap(lambda d, acc, t: update_dual(static, d, acc, t, hp_dual, avg))(
         state.duals, samples["acc_det"], state.lane_taus)
     state = state.replace(step=state.step + 1, params={**state.params, "policy": policy_params},
                           policy_opt=policy_opt, duals=duals)
@@ -271,28 +280,31 @@ def policy_step(static: StaticConfig, state: TrainState, key: Array, batch: Batc
 
 
 def update_dual(static: StaticConfig, dual: losses.DualState, batch_acc: Array, tau: Array,
-                hp: HParams) -> losses.DualState:
-    """One lane's dual update, plain projected ascent or PID (a static choice)."""
+                hp: HParams, avg: Array) -> losses.DualState:
+    """One lane's dual update, plain projected ascent or PID (a static choice); avg: [] EMA."""
     ema = jnp.asarray(static.dual_ema, jnp.float32)
     if static.dual == "pid":
         gains = hp.dual_lr * jnp.asarray(static.pid_gains, jnp.float32)
         dual = losses.pid_dual_update(dual, batch_acc, tau, gains, hp.margin, static.lam_max, ema)
     else:
         dual = losses.dual_update(dual, batch_acc, tau, hp.dual_lr, hp.margin, static.lam_max, ema)
-    return losses.average_dual(dual, batch_acc, jnp.asarray(static.dual_avg, jnp.float32))
+    return losses.average_dual(dual, batch_acc, avg)
 
 
-def lane_grid(scores, costs, n_lanes: int, lo: float | None = None,
-              hi: float | None = None) -> jnp.ndarray:
-    """The lanes' targets: K evenly spaced τ over the feasible range of the training labels.
+def lane_grid(scores, costs, n_lanes: int, lo: float | None = None, hi: float | None = None,
+              spacing: str = "log1m") -> jnp.ndarray:
+    """The lanes' targets: K values of τ over the feasible range of the training labels.
 
     Default range (DESIGN.md section 3): from the cheapest model's accuracy to
-    min(0.99, oracle accuracy), both on the given (training) scores.
+    min(0.99, oracle accuracy), both on the given (training) scores. "log1m" spacing is uniform
+    in log(1 − τ), so lanes crowd where targets are demanding and the dual changes fastest (the
+    operating range of most SLAs); "linear" is uniform in τ.
 
     Args:
       scores, costs: [N, M] training labels.
       n_lanes: K >= 2.
       lo, hi: override either end.
+      spacing: "log1m" or "linear".
 
     Returns:
       [K] float32 increasing.
@@ -303,4 +315,9 @@ def lane_grid(scores, costs, n_lanes: int, lo: float | None = None,
     hi = min(0.99, float(scores.max(axis=1).mean())) if hi is None else hi
     if not lo < hi:
         raise ValueError(f"lane range is empty: lo={lo:.4f} >= hi={hi:.4f}")
-    return jnp.linspace(lo, hi, n_lanes, dtype=jnp.float32)
+    if spacing == "linear":
+        return jnp.linspace(lo, hi, n_lanes, dtype=jnp.float32)
+    if spacing == "log1m":
+        grid = jnp.linspace(jnp.log1p(-lo), jnp.log1p(-hi), n_lanes)
+        return (-jnp.expm1(grid)).astype(jnp.float32)
+    raise ValueError(f"unknown lane spacing {spacing!r}; expected 'log1m' or 'linear'")

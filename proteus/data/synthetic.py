@@ -53,10 +53,14 @@ class Preset:
     source: str
     # Latent-factor shape (ours, tuned so that at signal 0.9 the hindsight oracle matches the
     # public oracle: ~0.964 on RouterBench (3.6% of prompts no model solves), 0.979 on SPROUT).
+    # g rises steeply with signal so that at high signal correctness is nearly decided by the
+    # latents: the router that knows the true probabilities then sits within ~0.003 of the
+    # hindsight oracle (0.9645 vs 0.966 on RouterBench at 0.9) instead of ~0.015 below it, and
+    # the quality bar over τ in [0.85, 0.95] is a test of the router, not of Bernoulli noise.
     difficulty_sd: float = 1.0
     ability_sd: float = 0.7
     topic_sd: float = 0.8
-    logit_scale: tuple[float, float] = (1.0, 5.0)  # g at signal 0 and at signal 1
+    logit_scale: tuple[float, float] = (1.0, 12.0)  # g at signal 0 and at signal 1
     world_seed: int = 0
 
 
@@ -86,7 +90,7 @@ ROUTERBENCH = Preset(
     input_tokens=(150, 120, 120, 700, 500, 350, 150, 80),
     output_tokens=(3, 3, 150, 60, 2, 2, 150, 350),
     source="benchmark_stats.json:routerbench_0shot (withmartian/routerbench)",
-    difficulty_sd=0.95,
+    difficulty_sd=0.87,
 )
 
 # SPROUT: the 13 models' approximate test mean score and cost per query
@@ -117,7 +121,7 @@ SPROUT = Preset(
     input_tokens=(250, 120, 200, 1000, 250, 1000),
     output_tokens=(350, 500, 350, 150, 400, 400),
     source="benchmark_stats.json:sprout (CARROT-LLM-Routing/SPROUT)",
-    difficulty_sd=1.3,
+    difficulty_sd=1.2,
 )
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (ROUTERBENCH, SPROUT)}

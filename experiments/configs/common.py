@@ -1,0 +1,101 @@
+"""Defaults shared by every PROTEUS training config; one comment per field.
+
+A config file's `get_config(arg)` starts from `base_config()`, sets its data source and overrides,
+applies the variant named by `arg` (see `apply_variant`) and returns the locked ConfigDict, so a
+mistyped `--config.train.dual_lr=...` override is an error, not a silent no-op.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.name = "proteus"  # experiment name, written into results.json
+    c.seed = 0  # base PRNG seed; run r uses fold_in(key(seed), r)
+    c.num_seeds = 1  # independent runs vmapped in one program; results.json reports run 0
+
+    c.data = ml_collections.ConfigDict()
+    c.data.source = "synthetic:routerbench"  # see proteus.data.load_source for the spec format
+    c.data.encoder = "precomputed"  # "precomputed" | "hashing[:opts]" | "sentence-transformers:<m>"
+    c.data.cache_dir = ""  # feature cache ("" = $PROTEUS_CACHE or ~/.cache/proteus/features)
+    c.data.split_salt = "proteus"  # hash salt of the deterministic query-id split
+    # Split fractions. `pred` trains the predictor, `policy` the RL policy and the duals (labels the
+    # predictor never fitted), `val` early-stops the predictor and tunes baselines, `calib`
+    # certifies floors, `test` is reported.
+    c.data.splits = ml_collections.ConfigDict(
+        dict(pred=0.35, policy=0.25, val=0.1, calib=0.1, test=0.2))
+
+    c.model = ml_collections.ConfigDict()
+    c.model.hidden = 256  # trunk width (paper: 2-layer MLP, 256-d)
+    c.model.policy_hidden = 128  # policy head width
+    c.model.use_tau_input = True  # ablation "no_tau": False hides τ from the policy
+    c.model.use_lambda_input = True  # ablation "no_lambda": False hides λ from the policy
+    c.model.static_cost = False  # ablation "static_cost": per-model mean cost, no cost head
+
+    c.lanes = ml_collections.ConfigDict()
+    c.lanes.n = 16  # K τ lanes sharing one policy, each with its own dual
+    c.lanes.lo = -1.0  # lowest lane τ (< 0: the cheapest model's accuracy on `policy`)
+    c.lanes.hi = -1.0  # highest lane τ (< 0: min(0.99, oracle accuracy on `policy`))
+    c.lanes.spacing = "log1m"  # "log1m": uniform in log(1 - τ), dense at high τ; or "linear"
+
+    c.train = ml_collections.ConfigDict()
+    c.train.batch_size = 256  # queries per update (every lane sees the whole batch)
+    c.train.pred_lr = 1e-3  # predictor Adam learning rate
+    c.train.policy_lr = 3e-4  # policy Adam learning rate
+    c.train.ent_coef = 1e-3  # entropy bonus of the Beta policy
+    c.train.dual_lr = 0.5  # η_λ, dual ascent step (PID: scales the gains)
+    c.train.margin = 0.015  # the duals aim at τ + margin on the policy part
+    c.train.lam_init = 1.0  # initial λ of every lane
+    c.train.lam_max = 100.0  # projection bound of λ
+    c.train.algo = "reinforce"  # "reinforce" | "ppo" (clipped surrogate, ppo_epochs per batch)
+    c.train.ppo_epochs = 4  # PPO passes over each sampled batch
+    c.train.ppo_clip = 0.2  # PPO clip ε
+    c.train.dual = "plain"  # "plain" projected ascent | "pid" (Stooke et al. 2020)
+    c.train.pid_gains = (2.0, 0.5, 1.0)  # (K_p, K_i, K_d), multiplied by dual_lr
+    c.train.dual_ema = 0.9  # EMA of the batch accuracy that drives λ (0 = none)
+    c.train.dual_avg = 0.99  # EMA of the λ iterates; the averaged λ is used at inference
+    c.train.dual_avg_start = 0.5  # fraction of the policy phase before that EMA starts
+    c.train.dual_lr_late = 0.2  # dual step multiplier from then on (steadier λ to average)
+    c.train.tau_jitter = 0.0  # half-width of uniform noise on each lane's τ input
+    c.train.cost_weight = 0.5  # weight of the log-cost loss in the predictor loss
+    c.train.weight_decay = 1e-4  # decoupled weight decay (both parameter groups)
+    c.train.grad_clip = 1.0  # global-norm gradient clip
+    c.train.chunk_size = 100  # steps per compiled lax.scan chunk (host work between chunks)
+    c.train.pred_max_steps = 3000  # predictor phase cap (a multiple of chunk_size)
+    c.train.pred_patience = 4  # predictor evaluations without val improvement before stopping
+    c.train.policy_steps = 2000  # policy phase length (a multiple of chunk_size)
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.tau_lo = 0.85  # DESIGN.md default grid: tau_lo..tau_hi step tau_step
+    c.eval.tau_hi = 0.95
+    c.eval.tau_step = 0.01
+    c.eval.wide_n = 12  # plus this many τ evenly over the lanes' range (0 = none)
+
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.max_to_keep = 3  # keep the last N checkpoints
+    c.checkpoint.every_chunks = 5  # save every N chunks (and at phase ends)
+    return c
+
+
+VARIANTS = {
+    "smoke": dict(train=dict(batch_size=64, chunk_size=10, pred_max_steps=40, policy_steps=40),
+                  lanes=dict(n=4), model=dict(hidden=32, policy_hidden=16)),
+    "no_lambda": dict(model=dict(use_lambda_input=False)),
+    "no_tau": dict(model=dict(use_tau_input=False)),
+    "static_cost": dict(model=dict(static_cost=True)),
+    "ppo": dict(train=dict(algo="ppo")),
+    "pid": dict(train=dict(dual="pid")),
+}
+
+
+def apply_variant(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
+    """Apply comma-separated variants, e.g. "smoke" or "ppo,smoke"; then lock the config."""
+    for name in filter(None, (arg or "").split(",")):
+        if name not in VARIANTS:
+            raise ValueError(f"unknown config variant {name!r}; known: {sorted(VARIANTS)}")
+        for section, values in VARIANTS[name].items():
+            config[section].update(values)
+    config.lock()
+    return config

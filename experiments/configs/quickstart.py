@@ -1,0 +1,15 @@
+"""Quickstart: the synthetic RouterBench preset at high signal (the README's main job).
+
+    python -m launch.train --config=experiments/configs/quickstart.py --workdir=runs/quickstart
+    python -m launch.train --config=experiments/configs/quickstart.py:smoke --workdir=/tmp/smoke
+"""
+
+from experiments.configs.common import apply_variant, base_config
+
+
+def get_config(arg: str | None = None):
+    c = base_config()
+    c.name = "quickstart"
+    c.data.source = "synthetic:routerbench?n=20000&seed=0&signal=1.0"
+    c.data.encoder = "precomputed"  # the synthetic preset ships its latent features
+    return apply_variant(c, arg)

@@ -1,0 +1,215 @@
+"""The PROTEUS experiment: data -> splits -> vmapped training with checkpoints -> test evaluation.
+
+Launchers (`launch/train.py`, `launch/evaluate.py`, `launch/sweep.py`) are thin wrappers around the
+functions here; tests run them on shrunk configs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from proteus import checkpoint, loop, networks, train
+from proteus.data import load_source
+from proteus.data.dataset import RoutingDataset
+from proteus.encoders import encode_dataset
+
+SPLITS = ("pred", "policy", "val", "calib", "test")
+
+
+def load_splits(config: ml_collections.ConfigDict) -> dict[str, RoutingDataset]:
+    """Load the configured source, encode its features (cached) and split it by query-id hash."""
+    ds = load_source(config.data.source)
+    ds = encode_dataset(ds, config.data.encoder, cache_dir=config.data.cache_dir or None)
+    fractions = {name: float(config.data.splits[name]) for name in SPLITS}
+    splits = ds.split(fractions, salt=config.data.split_salt)
+    for name, part in splits.items():
+        if part.n_queries == 0:
+            raise ValueError(f"split {name!r} of {ds.name} is empty; adjust config.data.splits")
+    return splits
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """Everything derived from a config and the data that the compiled program needs."""
+
+    static: train.StaticConfig
+    loop: loop.LoopConfig
+    hparams: train.HParams  # [S] leaves
+    run_keys: jax.Array  # [S] typed keys, the base of every per-step key
+    init_keys: jax.Array  # [S] typed keys for parameter initialisation
+    lane_taus: jax.Array  # [K]
+    stats: dict[str, jax.Array]
+
+
+def hparams_from_config(config: ml_collections.ConfigDict, n_runs: int) -> train.HParams:
+    """Broadcast the config's scalar hyperparameters to [S] runs."""
+    t = config.train
+    values = dict(pred_lr=t.pred_lr, policy_lr=t.policy_lr, ent_coef=t.ent_coef,
+                  dual_lr=t.dual_lr, margin=t.margin)
+    return train.HParams(**{k: jnp.full((n_runs,), v, jnp.float32) for k, v in values.items()})
+
+
+def make_setup(config: ml_collections.ConfigDict, splits: dict[str, RoutingDataset],
+               hparams: train.HParams | None = None) -> Setup:
+    """Derive the static config, lanes, data statistics and per-run keys (a pure helper)."""
+    pred, policy = splits["pred"], splits["policy"]
+    spec = networks.RouterSpec(
+        n_models=pred.n_models, feature_dim=int(pred.features.shape[1]),
+        hidden=config.model.hidden, policy_hidden=config.model.policy_hidden,
+        use_tau_input=config.model.use_tau_input, use_lambda_input=config.model.use_lambda_input,
+        static_cost=config.model.static_cost)
+    t = config.train
+    static = train.StaticConfig(
+        spec=spec, batch_size=t.batch_size, cost_weight=t.cost_weight,
+        weight_decay=t.weight_decay, grad_clip=t.grad_clip, algo=t.algo, ppo_epochs=t.ppo_epochs,
+        ppo_clip=t.ppo_clip, dual=t.dual, pid_gains=tuple(t.pid_gains), dual_ema=t.dual_ema,
+        dual_avg=t.dual_avg, dual_avg_start=int(t.dual_avg_start * t.policy_steps),
+        dual_lr_late=t.dual_lr_late,
+        lam_max=t.lam_max, tau_jitter=t.tau_jitter)
+    loop_cfg = loop.LoopConfig(chunk_size=t.chunk_size, pred_max_steps=t.pred_max_steps,
+                               pred_patience=t.pred_patience, policy_steps=t.policy_steps)
+    for name in ("pred_max_steps", "policy_steps"):
+        if getattr(loop_cfg, name) % loop_cfg.chunk_size:
+            raise ValueError(f"train.{name} must be a multiple of train.chunk_size")
+    hparams = hparams if hparams is not None else hparams_from_config(config, config.num_seeds)
+    n_runs = int(hparams.pred_lr.shape[0])
+    keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(config.seed), r))(
+        jnp.arange(n_runs))
+    init_keys, run_keys = jax.vmap(jax.random.split, out_axes=1)(keys)
+    lanes = train.lane_grid(policy.scores, policy.costs, config.lanes.n,
+                            lo=config.lanes.lo if config.lanes.lo >= 0 else None,
+                            hi=config.lanes.hi if config.lanes.hi >= 0 else None,
+                            spacing=config.lanes.spacing)
+    stats = networks.data_stats(pred.features, pred.costs)
+    return Setup(static, loop_cfg, hparams, run_keys, init_keys, lanes, stats)
+
+
+def initial_state(setup: Setup, config: ml_collections.ConfigDict) -> train.TrainState:
+    """Fresh [S]-batched state."""
+    def one(key):
+        params = networks.init_params(setup.static.spec, key, setup.stats)
+        return train.init_state(setup.static, params, setup.lane_taus,
+                                jnp.asarray(config.train.lam_init, jnp.float32))
+
+    return jax.vmap(one)(setup.init_keys)
+
+
+def train_runs(config: ml_collections.ConfigDict, workdir: str,
+               splits: dict[str, RoutingDataset], setup: Setup | None = None,
+               progress: bool = True) -> tuple[train.TrainState, Setup]:
+    """Train (or resume) the configured runs in `workdir`; returns the final [S] state."""
+    setup = setup or make_setup(config, splits)
+    data = {name: loop.PhaseData.from_dataset(splits[name]) for name in ("pred", "policy", "val")}
+    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                   max_to_keep=config.checkpoint.max_to_keep)
+    state, phase = initial_state(setup, config), "predictor"
+    if ckpt.latest_step() is not None:
+        state, meta = ckpt.restore(state)
+        phase = meta["phase"]
+        logging.info("resumed from step %d (%s phase)", ckpt.latest_step(), phase)
+    every = config.checkpoint.every_chunks * setup.loop.chunk_size
+    metrics_path = os.path.join(workdir, "metrics.jsonl")
+
+    def on_metrics(phase_name: str, step: int, metrics: dict) -> None:
+        record = {"phase": phase_name, "step": step,
+                  **{k: np.asarray(v).tolist() for k, v in metrics.items()}}
+        with open(metrics_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def save_periodic(phase_name: str, st: train.TrainState) -> None:
+        step = int(np.asarray(st.step)[0])
+        pred_end = int(np.asarray(st.pred_steps)[0])
+        boundary = phase_name == "policy" and step in (pred_end, pred_end + setup.loop.policy_steps)
+        if boundary or step % every == 0:
+            ckpt.save(step, st, {"phase": phase_name, "name": config.name}, force=True)
+
+    callbacks = loop.Callbacks(on_metrics=on_metrics, save=save_periodic)
+    state = loop.fit(setup.static, setup.loop, state, setup.run_keys, setup.hparams, data,
+                     phase=phase, callbacks=callbacks, progress=progress)
+    ckpt.close()
+    return state, setup
+
+
+def run_slice(tree: Any, run: int) -> Any:
+    """Run `run` of an [S]-batched pytree."""
+    return jax.tree.map(lambda x: x[run], tree)
+
+
+def eval_taus(config: ml_collections.ConfigDict, lane_taus: jax.Array) -> np.ndarray:
+    """The DESIGN.md default grid (tau_lo..tau_hi by tau_step) plus a wide grid over the lanes."""
+    e = config.eval
+    n_default = int(round((e.tau_hi - e.tau_lo) / e.tau_step)) + 1
+    grid = np.round(np.linspace(e.tau_lo, e.tau_hi, n_default), 6)
+    if e.wide_n > 0:
+        lanes = np.asarray(lane_taus)
+        wide = np.round(np.linspace(lanes[0], lanes[-1], e.wide_n), 4)
+        grid = np.union1d(grid, wide)
+    return grid.astype(np.float64)
+
+
+def route_split(setup: Setup, state: train.TrainState, run: int, ds: RoutingDataset,
+                taus: np.ndarray) -> networks.Decision:
+    """Deterministic PROTEUS decisions of run `run` on `ds` at every τ: model [T, N], mu [T, N]."""
+    one = run_slice(state, run)
+    return loop.route_grid(setup.static.spec, one.params, one.lane_taus, one.duals.lam_avg,
+                           jnp.asarray(ds.features, jnp.float32), jnp.asarray(taus, jnp.float32))
+
+
+def write_json(path: str, payload: dict[str, Any]) -> None:
+    """Write strict JSON (NaN and inf become null), atomically."""
+    def clean(x):
+        if isinstance(x, float) and not np.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [clean(v) for v in x]
+        if isinstance(x, np.generic):
+            return clean(x.item())
+        return x
+
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(clean(payload), f, indent=1, allow_nan=False)
+    os.replace(tmp, path)
+
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config a workdir was trained with (`config.json`, written by the main job)."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: is {workdir!r} a PROTEUS training workdir?")
+    with open(path) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    config.lock()
+    return config
+
+
+def load_trained(workdir: str, splits: dict[str, RoutingDataset] | None = None,
+                 ) -> tuple[ml_collections.ConfigDict, dict[str, RoutingDataset], Setup,
+                            train.TrainState]:
+    """Restore (config, splits, setup, final state) from a finished training workdir."""
+    config = load_config(workdir)
+    splits = splits or load_splits(config)
+    setup = make_setup(config, splits)
+    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
+    try:
+        state, meta = ckpt.restore(initial_state(setup, config))
+    finally:
+        ckpt.close()
+    end = int(np.asarray(state.pred_steps)[0]) + setup.loop.policy_steps
+    if meta.get("phase") != "policy" or int(np.asarray(state.step)[0]) < end:
+        raise ValueError(f"training in {workdir!r} has not finished (step "
+                         f"{int(np.asarray(state.step)[0])}, phase {meta.get('phase')}); "
+                         "run launch.train again to resume it")
+    return config, splits, setup, state

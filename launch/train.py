@@ -1,0 +1,29 @@
+"""Train PROTEUS, evaluate it on the test split and write DIR/results.json.
+
+    python -m launch.train --config=experiments/configs/quickstart.py --workdir=runs/quickstart
+    python -m launch.train --config=experiments/configs/quickstart.py:smoke --workdir=/tmp/s \
+        --config.seed=3
+
+Kept short on purpose: everything lives in `experiments/`.
+"""
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from experiments import evaluation
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:variants].")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and results go.")
+_PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar with ETA.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.INFO)
+    results = evaluation.train_and_evaluate(_CONFIG.value, _WORKDIR.value, progress=_PROGRESS.value)
+    print(results["table"])
+
+
+if __name__ == "__main__":
+    app.run(main)

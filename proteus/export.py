@@ -1,0 +1,251 @@
+"""Export a trained router as a self-contained artifact that `proteus.serving.Router` loads.
+
+    bundle = RouterBundle(spec=..., params=..., lane_taus=..., ...)   # one run's trained state
+    manifest = write_artifact(bundle, "artifacts/quickstart")
+
+The artifact layout is described in `proteus.serving`; the manifest holds (keys in order):
+
+    format, format_version, created          "proteus-router", 1, ISO-8601 UTC time
+    models [M], prices {model: {usd_per_input_token, usd_per_output_token}} where known,
+    mean_cost_usd [M]                        per-model mean cost on the predictor's training part
+    encoder {id, kind, ...}, feature_dim D   `Encoder.to_config()`; rebuilds the encoder
+    spec                                     `RouterSpec` fields
+    lambda {taus [K], lams [K], lane_accuracy [K]}   the λ(τ) table (lams as trained; the
+                                             routing function makes them monotone)
+    certification {status, table}            "certified" with the `CertificationTable` dict plus
+                                             "operating_taus" [P], or "uncertified" with null
+    feasible_tau {min, max}, fallback        τ <= max is feasible (max null: none is), τ < min is
+                                             routed at min; the default infeasible-τ fallback
+    function {file, sha256, platforms, calling_convention_version, inputs, outputs}
+    params {dir}, training {...}, versions {...}
+
+The routing function is `routing_function(spec)` exported with `jax.export` for a symbolic batch
+dimension "b": (params, lane_taus [K], lane_lams [K], features [b, D], tau [b]) -> (model [b]
+int32, mu [b], p_hat [b, M], c_hat [b, M], lam [b]). Parameters are an input rather than baked-in
+constants, so the artifact's `params/` is the single copy of the weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import proteus
+from proteus import checkpoint, networks, serving
+from proteus.calibrate import CertificationTable
+from proteus.types import Array, Params
+
+DEFAULT_PLATFORMS = ("cpu", "cuda")
+FUNCTION_INPUTS = ("params", "lane_taus[K]", "lane_lams[K]", "features[b,D]", "tau[b]")
+FUNCTION_OUTPUTS = ("model[b]", "mu[b]", "p_hat[b,M]", "c_hat[b,M]", "lam[b]")
+
+
+@dataclasses.dataclass(frozen=True)
+class RouterBundle:
+    """Everything an artifact is made of (one run's trained router and its provenance).
+
+    Attributes:
+      spec: the networks' shapes.
+      params: {"predictor", "policy", "stats"} of ONE run.
+      lane_taus: [K] the lanes' τ, increasing.
+      lane_lams: [K] the lanes' inference λ (`DualState.lam_avg`).
+      lane_accuracy: [K] accuracy each lane reached on held-out labels (`DualState.acc_avg`).
+      models: [M] model names.
+      encoder: `Encoder.to_config()` of the features the router was trained on.
+      prices: model -> (USD per input token, USD per output token), where known.
+      certification: `CertificationTable.to_dict()` plus "operating_taus" [P], or None.
+      training: provenance (workdir, config, data fingerprint, step, ...), JSON-able.
+    """
+
+    spec: networks.RouterSpec
+    params: Params
+    lane_taus: Array
+    lane_lams: Array
+    lane_accuracy: Array
+    models: Sequence[str]
+    encoder: Mapping[str, Any]
+    prices: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    certification: Mapping[str, Any] | None = None
+    training: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def routing_function(spec: networks.RouterSpec):
+    """The function that is exported: training-time `networks.route` at λ(τ) from the lanes.
+
+    Returns:
+      fn(params, lane_taus [K], lane_lams [K], features [B, D], tau [B]) -> (model [B] int32,
+      mu [B], p_hat [B, M], c_hat [B, M], lam [B]).
+    """
+
+    def fn(params, lane_taus, lane_lams, features, tau):
+        lam = networks.lambda_of_tau(lane_taus, lane_lams, tau)
+        d = networks.route(spec, params, features, tau, lam)
+        return d.model, d.mu, d.p_hat, d.c_hat, lam
+
+    return fn
+
+
+def export_routing_function(spec: networks.RouterSpec, params: Params, n_lanes: int,
+                            platforms: Sequence[str] = DEFAULT_PLATFORMS) -> jax.export.Exported:
+    """`routing_function(spec)` exported for params' shapes, K lanes and a symbolic batch "b"."""
+    (batch,) = jax.export.symbolic_shape("b")
+    f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype),
+                            params)
+    args = (abstract, f32(n_lanes), f32(n_lanes), f32(batch, spec.feature_dim), f32(batch))
+    return jax.export.export(jax.jit(routing_function(spec)), platforms=tuple(platforms))(*args)
+
+
+def read_certification(path: str) -> dict[str, Any] | None:
+    """A workdir's `certification.json` (table dict plus "operating_taus"), or None if absent.
+
+    Raises:
+      ValueError: the file is not a valid table, or "operating_taus" does not have one τ per
+        operating point of the table.
+    """
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        payload = json.load(f)
+    try:
+        table = CertificationTable.from_dict(payload)
+        operating = [float(t) for t in payload["operating_taus"]]
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: not a certification table with operating_taus: {err!r}") from err
+    if len(operating) != len(table.accuracy) or not operating:
+        raise ValueError(f"{path}: {len(operating)} operating_taus for {len(table.accuracy)} "
+                         "operating points")
+    if any(not 0 <= t <= 1 for t in operating):
+        raise ValueError(f"{path}: operating_taus must lie in [0, 1], got {operating}")
+    return {**table.to_dict(), "operating_taus": operating}
+
+
+def _versions() -> dict[str, str]:
+    out = {"proteus": proteus.__version__, "python": platform.python_version()}
+    for pkg in ("jax", "jaxlib", "flax", "orbax-checkpoint", "numpy"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out
+
+
+def _floats(x: Any) -> list[float]:
+    return [float(v) for v in np.asarray(x, np.float32).ravel()]
+
+
+def build_manifest(bundle: RouterBundle, exported: jax.export.Exported,
+                   blob: bytes) -> dict[str, Any]:
+    """The manifest (schema in the module docstring) for `bundle` and its serialised function."""
+    cert = bundle.certification
+    lam = {"taus": _floats(bundle.lane_taus), "lams": _floats(bundle.lane_lams),
+           "lane_accuracy": _floats(bundle.lane_accuracy)}
+    lo, hi = serving.feasible_range(lam["taus"], lam["lane_accuracy"], cert)
+    return {
+        "format": serving.FORMAT, "format_version": serving.FORMAT_VERSION,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "models": list(bundle.models),
+        "prices": {m: {"usd_per_input_token": float(p[0]), "usd_per_output_token": float(p[1])}
+                   for m, p in bundle.prices.items()},
+        "mean_cost_usd": _floats(bundle.params["stats"]["mean_cost"]),
+        "encoder": dict(bundle.encoder), "feature_dim": int(bundle.spec.feature_dim),
+        "spec": bundle.spec._asdict(),
+        "lambda": lam,
+        "certification": {"status": "certified" if cert else "uncertified",
+                          "table": dict(cert) if cert else None},
+        "feasible_tau": {"min": lo, "max": hi},
+        "fallback": cert["fallback"] if cert else "best_effort",
+        "function": {"file": serving.FUNCTION_FILE, "sha256": hashlib.sha256(blob).hexdigest(),
+                     "platforms": list(exported.platforms),
+                     "calling_convention_version": exported.calling_convention_version,
+                     "inputs": list(FUNCTION_INPUTS), "outputs": list(FUNCTION_OUTPUTS)},
+        "params": {"dir": serving.PARAMS_DIR},
+        "training": dict(bundle.training),
+        "versions": _versions(),
+    }
+
+
+def _check_bundle(bundle: RouterBundle) -> None:
+    k, m = np.shape(bundle.lane_taus)[0], len(bundle.models)
+    if np.shape(bundle.lane_lams) != (k,) or np.shape(bundle.lane_accuracy) != (k,) or k < 1:
+        raise ValueError(f"lane tables must all be [K], got {np.shape(bundle.lane_taus)}, "
+                         f"{np.shape(bundle.lane_lams)}, {np.shape(bundle.lane_accuracy)}")
+    if m != bundle.spec.n_models:
+        raise ValueError(f"{m} model names for a router over {bundle.spec.n_models} models")
+    dim = bundle.encoder.get("dim")
+    if dim is not None and dim != bundle.spec.feature_dim:
+        raise ValueError(f"encoder {bundle.encoder.get('id')!r} gives {dim}-d features, the "
+                         f"router takes {bundle.spec.feature_dim}")
+
+
+def write_artifact(bundle: RouterBundle, out: str, overwrite: bool = False,
+                   platforms: Sequence[str] = DEFAULT_PLATFORMS) -> dict[str, Any]:
+    """Write `bundle` as an artifact directory `out` and check that it loads and agrees.
+
+    The directory is assembled next to `out` and renamed into place, so a failed export never
+    leaves a half-written artifact. After writing, the artifact is loaded with
+    `serving.Router.load` and its decisions on probe features are compared with
+    `networks.route` called directly.
+
+    Returns:
+      the manifest.
+    """
+    _check_bundle(bundle)
+    out = os.path.abspath(out)
+    if os.path.exists(out) and not overwrite:
+        raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
+    params = jax.tree.map(np.asarray, jax.device_get(bundle.params))
+    exported = export_routing_function(bundle.spec, params, int(np.shape(bundle.lane_taus)[0]),
+                                       platforms)
+    blob = bytes(exported.serialize())
+    manifest = build_manifest(bundle, exported, blob)
+    tmp = f"{out}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        with open(os.path.join(tmp, serving.FUNCTION_FILE), "wb") as f:
+            f.write(blob)
+        checkpoint.save_pytree(os.path.join(tmp, serving.PARAMS_DIR), params)
+        with open(os.path.join(tmp, serving.MANIFEST_FILE), "w") as f:
+            json.dump(manifest, f, indent=1, allow_nan=False)
+        verify_artifact(tmp, bundle)
+        if os.path.exists(out):
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def verify_artifact(path: str, bundle: RouterBundle, n_probe: int = 64) -> None:
+    """Load `path` and check its decisions on probe features against `networks.route`.
+
+    Raises:
+      AssertionError: the artifact routes any probe differently from the bundle's router.
+    """
+    router = serving.Router.load(path, warmup=0)
+    stats = bundle.params["stats"]
+    rng = np.random.default_rng(0)
+    x = np.asarray(stats["mean"]) + np.asarray(stats["scale"]) * rng.normal(
+        size=(n_probe, bundle.spec.feature_dim))
+    x = x.astype(np.float32)
+    tau = np.asarray(rng.uniform(0.0, 1.0, n_probe), np.float32)
+    lam = networks.lambda_of_tau(bundle.lane_taus, bundle.lane_lams, tau)
+    want = networks.route(bundle.spec, bundle.params, x, tau, lam)
+    got = router.run(x, tau)
+    if not np.array_equal(np.asarray(want.model), got.model):
+        raise AssertionError(f"exported router at {path} disagrees with the trained one on "
+                             f"{int(np.sum(np.asarray(want.model) != got.model))} of {n_probe} "
+                             "probe queries")

@@ -1,0 +1,441 @@
+"""HTTP serving of a `proteus.serving.Router`: FastAPI app, request batching, uvicorn runner.
+
+Endpoints:
+  POST /v1/route   {"query": str | "features": [D floats], "tau": float} -> one decision, or
+                   {"requests": [such objects]} -> {"decisions": [...]}
+  GET  /v1/models  model pool, prices, feasible τ range, encoder
+  GET  /healthz    liveness and batching counters
+  GET  /openapi.json, /docs
+
+Bad input gets a 4xx JSON `{"detail": message}` (400 malformed JSON, 413 too large, 422 invalid
+or refused τ, 503 queue full) and never reaches the router. Valid requests from all connections
+join one queue; a single worker thread routes whatever has queued (up to `max_batch` rows, after
+waiting at most `max_wait_ms` once the queue was idle) in one call, so throughput grows with
+concurrency. POST /v1/route is answered by a small ASGI fast path in front of FastAPI that runs
+the same `RouteService.handle` as the FastAPI route (which documents it in the OpenAPI schema):
+FastAPI's per-request machinery costs ~4x the CPU of the whole decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import uvicorn
+from fastapi import FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, Field
+from pydantic.json_schema import models_json_schema
+
+from proteus.serving import OperatingPoint, Router
+
+ROUTE_PATH = "/v1/route"
+ITEM_KEYS = frozenset({"query", "features", "tau"})
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerSettings:
+    """Limits and batching of the HTTP server (the `launch.serve` flags)."""
+
+    max_query_chars: int = 8192  # longer text queries get 413
+    max_body_bytes: int = 4 << 20  # larger request bodies get 413
+    max_batch_items: int = 1024  # queries per batch request; more get 413
+    max_batch: int = 256  # rows routed per internal call
+    max_wait_ms: float = 0.2  # an idle queue waits this long for company before routing
+    max_queue: int = 8192  # queued rows beyond this get 503
+    fast_path: bool = True  # answer POST /v1/route before FastAPI's routing (same handler)
+
+
+class RequestError(Exception):
+    """A request the server rejects: HTTP `status` with a `detail` message."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+# ------------------------------------------------------------------ request parsing
+
+
+def parse_body(body: bytes, router: Router, settings: ServerSettings):
+    """Validate a POST /v1/route body.
+
+    Returns:
+      (items, is_batch): items are (features [D] float32 | None, text | None, OperatingPoint).
+
+    Raises:
+      RequestError: with the status and message the client gets.
+    """
+    if len(body) > settings.max_body_bytes:
+        raise RequestError(413, f"request body of {len(body)} bytes exceeds the limit of "
+                                f"{settings.max_body_bytes}")
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise RequestError(400, f"malformed JSON: {err}") from None
+    if isinstance(payload, dict) and "requests" in payload:
+        reqs = payload["requests"]
+        if set(payload) != {"requests"} or not isinstance(reqs, list) or not reqs:
+            raise RequestError(422, "a batch request is {\"requests\": [non-empty list of "
+                                    "{\"query\"|\"features\", \"tau\"} objects]} and nothing else")
+        if len(reqs) > settings.max_batch_items:
+            raise RequestError(413, f"{len(reqs)} requests in one batch exceed the limit of "
+                                    f"{settings.max_batch_items}")
+        return [parse_item(r, router, settings, f"requests[{i}]: ")
+                for i, r in enumerate(reqs)], True
+    return [parse_item(payload, router, settings, "")], False
+
+
+def parse_item(obj: Any, router: Router, settings: ServerSettings, where: str):
+    """One {"query"|"features", "tau"} object -> (features | None, text | None, OperatingPoint)."""
+    if not isinstance(obj, dict):
+        raise RequestError(422, f"{where}expected a JSON object with 'tau' and one of 'query' or "
+                                f"'features', got {type(obj).__name__}")
+    unknown = sorted(set(obj) - ITEM_KEYS)
+    if unknown:
+        raise RequestError(422, f"{where}unknown field(s) {unknown}; expected 'tau' and one of "
+                                "'query' or 'features'")
+    if "tau" not in obj:
+        raise RequestError(422, f"{where}missing 'tau' (the accuracy target, a number in [0, 1])")
+    if ("query" in obj) == ("features" in obj):
+        raise RequestError(422, f"{where}give exactly one of 'query' (text) or 'features'")
+    try:
+        point = router.resolve(obj["tau"])
+        if "query" in obj:
+            return None, _check_text(obj["query"], router, settings), point
+        features = np.asarray(obj["features"])
+        if features.ndim != 1 or features.dtype.kind not in "iuf":
+            raise ValueError(f"'features' must be a list of {router.feature_dim} numbers")
+        return router.check_features(features)[0], None, point
+    except ValueError as err:  # InfeasibleTauError included: refused under "refuse"
+        raise RequestError(422, f"{where}{err}") from None
+
+
+def _check_text(query: Any, router: Router, settings: ServerSettings) -> str:
+    if not isinstance(query, str) or not query.strip():
+        raise ValueError(f"'query' must be a non-empty string, got {query!r:.80}")
+    if len(query) > settings.max_query_chars:
+        raise RequestError(413, f"query of {len(query)} characters exceeds the limit of "
+                                f"{settings.max_query_chars}")
+    router.require_text()
+    return query
+
+
+# ------------------------------------------------------------------ batching
+
+
+class MicroBatcher:
+    """Collects items from concurrent requests and runs `fn(items) -> results` on batches.
+
+    Runs on the event loop that calls `start`; `fn` runs in one worker thread. While a batch
+    is being routed, new items queue up and form the next batch.
+    """
+
+    def __init__(self, fn, max_batch: int, max_wait_s: float, max_queue: int):
+        self._fn, self._max_batch, self._max_wait, self._max_queue = (
+            fn, max_batch, max_wait_s, max_queue)
+        self._pending: list[tuple[Any, asyncio.Future]] = []
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self.stats = {"batches": 0, "rows": 0, "largest_batch": 0}
+
+    def start(self) -> None:
+        self._wakeup = asyncio.Event()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="proteus-router")
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._pool.shutdown(wait=True)
+        for _, fut in self._pending:
+            fut.cancel()
+
+    async def submit(self, items: list) -> list:
+        """Queue `items`; their results in order once routed (raises what `fn` raised)."""
+        if len(self._pending) + len(items) > self._max_queue:
+            raise RequestError(503, "server busy: the routing queue is full; retry shortly")
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in items]
+        self._pending.extend(zip(items, futures, strict=True))
+        self._wakeup.set()
+        return list(await asyncio.gather(*futures))
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            if self._max_wait > 0 and len(self._pending) < self._max_batch:
+                await asyncio.sleep(self._max_wait)
+            while self._pending:
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
+                await self._route(batch)
+
+    async def _route(self, batch: list[tuple[Any, asyncio.Future]]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            results = await loop.run_in_executor(self._pool, self._fn, [item for item, _ in batch])
+        except Exception as err:  # noqa: BLE001 (delivered to every waiting request)
+            results = [err] * len(batch)
+        for (_, fut), res in zip(batch, results, strict=True):
+            if fut.done():  # the client went away
+                continue
+            if isinstance(res, Exception):
+                fut.set_exception(res)
+            else:
+                fut.set_result(res)
+        self.stats["batches"] += 1
+        self.stats["rows"] += len(batch)
+        self.stats["largest_batch"] = max(self.stats["largest_batch"], len(batch))
+
+
+def route_items(router: Router, items: list) -> list[dict[str, Any]]:
+    """Route parsed items in one call: [B] (features | None, text | None, point) -> [B] dicts."""
+    x = np.empty((len(items), router.feature_dim), np.float32)
+    text_rows = [i for i, item in enumerate(items) if item[1] is not None]
+    if text_rows:
+        x[text_rows] = router.encode([items[i][1] for i in text_rows])
+    for i, (features, _, _) in enumerate(items):
+        if features is not None:
+            x[i] = features
+    points: list[OperatingPoint] = [item[2] for item in items]
+    raw = router.run(x, np.asarray([p.operating_tau for p in points], np.float32))
+    d = router.assemble(raw, points, np.arange(len(items)))
+    return [router.decision(d, i).to_dict() for i in range(len(items))]
+
+
+class RouteService:
+    """POST /v1/route: parse, queue into the batcher, answer (status, JSON bytes)."""
+
+    def __init__(self, router: Router, settings: ServerSettings):
+        self.router, self.settings = router, settings
+        self.batcher = MicroBatcher(lambda items: route_items(router, items), settings.max_batch,
+                                    settings.max_wait_ms / 1000.0, settings.max_queue)
+
+    async def handle(self, body: bytes) -> tuple[int, bytes]:
+        try:
+            items, is_batch = parse_body(body, self.router, self.settings)
+            results = await self.batcher.submit(items)
+        except RequestError as err:
+            return err.status, _dumps({"detail": err.detail})
+        except Exception as err:  # noqa: BLE001 (one bad batch must not take the server down)
+            logging.getLogger(__name__).exception("routing failed")
+            return 500, _dumps({"detail": f"internal error: {type(err).__name__}: {err}"})
+        return 200, _dumps({"decisions": results} if is_batch else results[0])
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+# ------------------------------------------------------------------ schema (documentation)
+
+
+class RouteRequest(BaseModel):
+    query: str | None = Field(None, description="query text (artifacts with a text encoder)")
+    features: list[float] | None = Field(None, description="the query's D features")
+    tau: float = Field(..., ge=0.0, le=1.0, description="accuracy target τ")
+
+
+class BatchRouteRequest(BaseModel):
+    requests: list[RouteRequest]
+
+
+class RouteDecisionModel(BaseModel):
+    model: str
+    model_index: int
+    mu: float = Field(..., description="quality preference μ in [0, 1]")
+    p_hat: dict[str, float] = Field(..., description="predicted correctness per model")
+    c_hat: dict[str, float] = Field(..., description="predicted cost (USD) per model")
+    lambda_: float = Field(..., alias="lambda", description="λ at the operating τ")
+    tau: float
+    operating_tau: float = Field(..., description="the τ' the router was called with")
+    operating_point: int | None = Field(..., description="certified point (null: uncertified)")
+    feasible: bool
+    certified: bool
+    reason: str
+
+
+class BatchRouteResponse(BaseModel):
+    decisions: list[RouteDecisionModel]
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+
+
+class ModelInfo(BaseModel):
+    name: str
+    index: int
+    price: dict[str, float] | None
+    mean_cost_usd: float
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelInfo]
+    feasible_tau: dict[str, float | None]
+    certified: bool
+    fallback: str
+    encoder: str
+    feature_dim: int
+    accepts_text: bool
+
+
+class HealthResponse(BaseModel):
+    status: str
+    batches: int
+    rows: int
+    largest_batch: int
+
+
+# ------------------------------------------------------------------ the app
+
+
+class RouteApp:
+    """The ASGI app: the POST /v1/route fast path in front of the FastAPI app.
+
+    Attributes:
+      fastapi: the FastAPI app (every endpoint, OpenAPI schema, lifespan).
+      service: its `RouteService` (batching counters in `service.batcher.stats`).
+    """
+
+    def __init__(self, fastapi: FastAPI, service: RouteService):
+        self.fastapi, self.service = fastapi, service
+
+    async def __call__(self, scope, receive, send) -> None:
+        if (self.service.settings.fast_path and scope["type"] == "http"
+                and scope["path"] == ROUTE_PATH and scope["method"] == "POST"):
+            status, body = await self._answer(receive)
+            headers = [(b"content-type", b"application/json"),
+                       (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.fastapi(scope, receive, send)
+
+    async def _answer(self, receive) -> tuple[int, bytes]:
+        limit, chunks, size = self.service.settings.max_body_bytes, [], 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return 413, _dumps({"detail": f"request body exceeds the limit of {limit} bytes"})
+            chunks.append(chunk)
+            if message["type"] == "http.disconnect" or not message.get("more_body"):
+                break
+        return await self.service.handle(b"".join(chunks))
+
+
+def create_app(router: Router, settings: ServerSettings | None = None) -> RouteApp:
+    """The serving app for `router` (run it with uvicorn, `serve` or `ServerThread`)."""
+    service = RouteService(router, settings or ServerSettings())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_):
+        service.batcher.start()
+        yield
+        await service.batcher.stop()
+
+    app = FastAPI(title="PROTEUS router", lifespan=lifespan,
+                  description="SLA-aware LLM routing: the cheapest model mix whose mean accuracy "
+                              "meets the requested target τ.")
+    errors = {code: {"model": ErrorResponse} for code in (400, 413, 422, 503)}
+    body_schema = {"anyOf": [{"$ref": "#/components/schemas/RouteRequest"},
+                             {"$ref": "#/components/schemas/BatchRouteRequest"}]}
+
+    @app.post(ROUTE_PATH, summary="Route one query or a batch",
+              responses={200: {"model": RouteDecisionModel | BatchRouteResponse}, **errors},
+              openapi_extra={"requestBody": {"required": True,
+                                             "content": {"application/json": {"schema":
+                                                                              body_schema}}}})
+    async def route(request: Request) -> Response:
+        status, body = await service.handle(await request.body())
+        return Response(body, status, media_type="application/json")
+
+    @app.get("/v1/models", response_model=ModelsResponse, summary="Model pool and τ range")
+    async def models() -> dict[str, Any]:
+        return router.info()
+
+    @app.get("/healthz", response_model=HealthResponse, summary="Liveness")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", **service.batcher.stats}
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes,
+                                 description=app.description)
+            _, defs = models_json_schema([(RouteRequest, "validation"),
+                                          (BatchRouteRequest, "validation")],
+                                         ref_template="#/components/schemas/{model}")
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
+    return RouteApp(app, service)
+
+
+def uvicorn_config(app: RouteApp, host: str = "127.0.0.1", port: int = 0,
+                   log_level: str = "warning") -> uvicorn.Config:
+    """uvicorn settings: no websockets, no access log, uvloop/httptools when installed."""
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
+                          ws="none", lifespan="on", timeout_graceful_shutdown=5)
+
+
+def serve(app: RouteApp, host: str = "127.0.0.1", port: int = 8000,
+          log_level: str = "info") -> None:
+    """Serve until interrupted (Ctrl-C / SIGTERM shut down gracefully)."""
+    uvicorn.Server(uvicorn_config(app, host, port, log_level)).run()
+
+
+class ServerThread:
+    """Serve `app` on a loopback port in a background thread (tests and benchmarks).
+
+        with ServerThread(create_app(router)) as server:
+            httpx.get(server.url + "/healthz")
+    """
+
+    def __init__(self, app: RouteApp, host: str = "127.0.0.1"):
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((host, 0))
+        self.url = f"http://{host}:{self._sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn_config(app, host))
+        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._sock]},
+                                        name="proteus-uvicorn", daemon=True)
+
+    def start(self, timeout: float = 30.0) -> ServerThread:
+        self._thread.start()
+        deadline = threading.Event()
+        for _ in range(int(timeout / 0.01)):
+            if self.server.started or not self._thread.is_alive():
+                break
+            deadline.wait(0.01)
+        if not self.server.started:
+            self.stop()
+            raise RuntimeError(f"the server at {self.url} did not start")
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+        self._sock.close()
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,437 @@
+"""Serving an exported PROTEUS router: `Router.load(ARTIFACT)` and `router.route(queries, tau)`.
+
+An artifact (written by `proteus.export.write_artifact`) is a directory:
+
+    manifest.json      models, prices, encoder, feature_dim, λ(τ) table, certification, versions
+    params/            the router's parameters (Orbax, via `proteus.checkpoint.save_pytree`)
+    route.jaxexport    the routing function serialised with `jax.export` (symbolic batch "b")
+
+Loading needs numpy, jax, orbax and json only (no flax, no trainer, no config code); a text
+encoder is rebuilt from the manifest only when the artifact was trained on one.
+
+A request's τ is first mapped to an operating point (`OperatingPolicy.resolve`): with a
+certification table, the cheapest certified operating point τ'; without one, τ itself within the
+range the training lanes reached. Routing at τ' calls the exported function with τ' (it computes
+λ(τ') from the lane table, exactly as training-time evaluation does).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from proteus import checkpoint
+from proteus.calibrate import CertificationTable
+
+FORMAT = "proteus-router"
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+PARAMS_DIR = "params"
+FUNCTION_FILE = "route.jaxexport"
+FALLBACKS = ("best_effort", "refuse")
+MAX_BUCKET = 4096  # rows per compiled call; larger inputs are chunked
+
+
+class ArtifactError(ValueError):
+    """The artifact is missing, malformed, or inconsistent with this code or machine."""
+
+
+class InfeasibleTauError(ValueError):
+    """τ is not feasible and the fallback policy is "refuse"; `.point` says why."""
+
+    def __init__(self, point: OperatingPoint):
+        super().__init__(f"τ={point.tau:.4f} is infeasible and refused: {point.reason}")
+        self.point = point
+
+
+class OperatingPoint(NamedTuple):
+    """How one requested τ is served.
+
+    tau: the requested target; operating_tau: the τ' the router is called with; point: index of
+    the certified operating point (−1 without certification); feasible: False when τ is above what
+    the artifact supports (served best effort); reason: a human-readable explanation.
+    """
+
+    tau: float
+    operating_tau: float
+    point: int
+    feasible: bool
+    reason: str
+
+
+class Decisions(NamedTuple):
+    """Routing decisions for a batch of B queries (numpy arrays)."""
+
+    model: np.ndarray  # [B] int32 index into `Router.models`
+    mu: np.ndarray  # [B] float32 quality preference (Beta mean)
+    p_hat: np.ndarray  # [B, M] float32 predicted correctness
+    c_hat: np.ndarray  # [B, M] float32 predicted cost (USD)
+    lam: np.ndarray  # [B] float32 λ(operating τ)
+    tau: np.ndarray  # [B] float32 requested τ
+    operating_tau: np.ndarray  # [B] float32 τ' used
+    point: np.ndarray  # [B] int32 certified operating point, −1 when uncertified
+    feasible: np.ndarray  # [B] bool
+    reason: tuple[str, ...]  # [B]
+
+
+def check_tau(tau: Any) -> float:
+    """`tau` as a float in [0, 1]; raises ValueError (never returns NaN)."""
+    if isinstance(tau, bool) or not isinstance(tau, int | float | np.integer | np.floating):
+        raise ValueError(f"tau must be a number in [0, 1], got {tau!r}")
+    value = float(tau)
+    if not 0.0 <= value <= 1.0:  # False for NaN too
+        raise ValueError(f"tau must be a number in [0, 1], got {value!r}")
+    return value
+
+
+class OperatingPolicy:
+    """Maps a requested τ to an `OperatingPoint` (see the module docstring).
+
+    Args:
+      lane_taus: [K] the training lanes' τ, increasing.
+      lane_accuracy: [K] accuracy each lane reached on held-out labels.
+      certification: a `CertificationTable.to_dict()` plus "operating_taus" [P], or None.
+      fallback: "best_effort" (infeasible τ: the highest-quality point, flagged) or "refuse".
+    """
+
+    def __init__(self, lane_taus: Sequence[float], lane_accuracy: Sequence[float],
+                 certification: dict | None, fallback: str):
+        if fallback not in FALLBACKS:
+            raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
+        self.fallback = fallback
+        self.lane_taus = [float(t) for t in lane_taus]
+        self.table = self.operating_taus = None
+        if certification is not None:
+            self.table = CertificationTable.from_dict(certification)
+            self.operating_taus = [float(t) for t in certification["operating_taus"]]
+        self.tau_range = feasible_range(self.lane_taus, lane_accuracy, certification)
+
+    @property
+    def certified(self) -> bool:
+        return self.table is not None
+
+    def resolve(self, tau: Any) -> OperatingPoint:
+        """Raises ValueError for τ outside [0, 1], InfeasibleTauError when refused."""
+        tau = check_tau(tau)
+        point = self._certified(tau) if self.certified else self._uncertified(tau)
+        if not point.feasible and self.fallback == "refuse":
+            raise InfeasibleTauError(point)
+        return point
+
+    def _certified(self, tau: float) -> OperatingPoint:
+        route_to, feasible, reason = self.table.lookup(tau)
+        if not feasible:
+            route_to = 0  # the most conservative point (unused when refusing)
+            if self.table.fallback != self.fallback:
+                reason += f" (serving fallback: {self.fallback})"
+        return OperatingPoint(tau, self.operating_taus[route_to], int(route_to), bool(feasible),
+                              reason)
+
+    def _uncertified(self, tau: float) -> OperatingPoint:
+        lo, hi = self.tau_range
+        if tau > hi:
+            top = self.lane_taus[-1]
+            action = f"best effort at the highest lane τ={top:.4f}"
+            if self.fallback == "refuse":
+                action = "refused"
+            why = (f"infeasible (uncertified): τ={tau:.4f} is above the highest accuracy any "
+                   f"training lane reached on held-out labels ({hi:.4f}); {action}")
+            return OperatingPoint(tau, top, -1, False, why)
+        if tau < lo:
+            return OperatingPoint(tau, lo, -1, True,
+                                  f"uncertified: τ={tau:.4f} is below the lowest trained τ; "
+                                  f"routed at τ={lo:.4f} (a stricter target)")
+        return OperatingPoint(tau, tau, -1, True,
+                              f"uncertified: τ={tau:.4f} is within the trained range "
+                              f"[{lo:.4f}, {hi:.4f}]")
+
+
+def feasible_range(lane_taus: Sequence[float], lane_accuracy: Sequence[float],
+                   certification: dict | None) -> tuple[float, float | None]:
+    """(min, max) of the served τ: τ <= max is feasible, τ < min is routed at min's decision.
+
+    Certified: min = the table's lowest τ, max = its highest certified τ (None: none is).
+    Uncertified: [lowest lane τ, highest accuracy a lane reached on held-out labels].
+    """
+    if certification is None:
+        return float(lane_taus[0]), float(np.max(lane_accuracy))
+    taus = [float(t) for t in certification["taus"]]
+    ok = [t for t, f in zip(taus, certification["feasible"], strict=True) if f]
+    return taus[0], (max(ok) if ok else None)
+
+
+# ------------------------------------------------------------------ reading an artifact
+
+
+def read_manifest(path: str) -> dict[str, Any]:
+    """The manifest of the artifact at `path`, checked for format and version."""
+    file = os.path.join(path, MANIFEST_FILE)
+    if not os.path.isfile(file):
+        raise ArtifactError(f"{file} not found: is {path!r} a PROTEUS router artifact?")
+    with open(file) as f:
+        manifest = json.load(f)
+    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{file}: format {manifest.get('format')!r} v"
+                            f"{manifest.get('format_version')!r}, expected {FORMAT!r} v"
+                            f"{FORMAT_VERSION}")
+    return manifest
+
+
+def load_function(path: str, manifest: dict[str, Any]) -> jax.export.Exported:
+    """Deserialise the routing function and check it against the manifest and this machine."""
+    info = manifest["function"]
+    with open(os.path.join(path, info["file"]), "rb") as f:
+        blob = f.read()
+    if hashlib.sha256(blob).hexdigest() != info["sha256"]:
+        raise ArtifactError(f"{path}: {info['file']} does not match the manifest's sha256")
+    exported = jax.export.deserialize(bytearray(blob))
+    platform = jax.default_backend()
+    if platform not in exported.platforms:
+        raise ArtifactError(f"{path}: the routing function was exported for {exported.platforms},"
+                            f" not for this machine's {platform!r}; re-export with it")
+    d, m, k = manifest["feature_dim"], len(manifest["models"]), len(manifest["lambda"]["taus"])
+    feats, outs = exported.in_avals[-2], exported.out_avals
+    if feats.shape[1] != d:
+        raise ArtifactError(f"{path}: the manifest says feature_dim={d}, the routing function "
+                            f"takes {feats.shape[1]}-d features")
+    if outs[2].shape[1] != m or exported.in_avals[-3].shape != (k,):
+        raise ArtifactError(f"{path}: the routing function expects {outs[2].shape[1]} models, "
+                            f"{exported.in_avals[-3].shape} lanes; the manifest has {m}, {k}")
+    return exported
+
+
+class RawDecisions(NamedTuple):
+    """Outputs of the exported function: model [B] int32, mu [B], p_hat, c_hat [B, M], lam [B]."""
+
+    model: np.ndarray
+    mu: np.ndarray
+    p_hat: np.ndarray
+    c_hat: np.ndarray
+    lam: np.ndarray
+
+
+def _packed_call(exported: jax.export.Exported):
+    """jit(exported.call) with its five outputs packed into one [B, 3 + 2M] array (one transfer)."""
+    def packed(params, lane_taus, lane_lams, features, tau):
+        model, mu, p_hat, c_hat, lam = exported.call(params, lane_taus, lane_lams, features, tau)
+        cols = [model[:, None].astype(jnp.float32), mu[:, None], lam[:, None], p_hat, c_hat]
+        return jnp.concatenate(cols, axis=1)  # model indices < 2**24 are exact in float32
+
+    return jax.jit(packed)
+
+
+def _bucket(n: int) -> int:
+    """Rows a batch of n is padded to: the next power of two (bounds the compiled shapes)."""
+    return 1 << max(0, n - 1).bit_length()
+
+
+@dataclasses.dataclass(frozen=True)
+class RouteDecision:
+    """One query's decision, as `Router.route` returns it (`to_dict` is its JSON form)."""
+
+    model: str
+    model_index: int
+    mu: float
+    p_hat: dict[str, float]  # model -> predicted correctness
+    c_hat: dict[str, float]  # model -> predicted cost (USD)
+    lam: float  # λ(operating τ)
+    tau: float
+    operating_tau: float
+    operating_point: int | None  # certified operating point, None when uncertified
+    feasible: bool
+    certified: bool
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict; the field `lam` is spelled "lambda"."""
+        out = dict(self.__dict__)
+        out["lambda"] = out.pop("lam")
+        return out
+
+
+class Router:
+    """A loaded artifact: τ resolution, the compiled routing function and (maybe) an encoder.
+
+    Thread-safe after `load`. Use `Router.load(path)`, not the constructor.
+    """
+
+    def __init__(self, path: str, manifest: dict[str, Any], params: Any,
+                 exported: jax.export.Exported, fallback: str | None):
+        self.path = path
+        self.manifest = manifest
+        self.models: tuple[str, ...] = tuple(manifest["models"])
+        self.feature_dim: int = int(manifest["feature_dim"])
+        lam = manifest["lambda"]
+        self.policy = OperatingPolicy(lam["taus"], lam["lane_accuracy"],
+                                      manifest["certification"]["table"],
+                                      fallback or manifest["fallback"])
+        self._params = jax.device_put(params)
+        self._lanes = (jnp.asarray(lam["taus"], jnp.float32), jnp.asarray(lam["lams"], jnp.float32))
+        self._fn = _packed_call(exported)
+        self._encoder = None
+        if manifest["encoder"]["kind"] != "precomputed":
+            from proteus.encoders import encoder_from_config  # noqa: PLC0415 (text artifacts only)
+            self._encoder = encoder_from_config(manifest["encoder"])
+            if self._encoder.dim != self.feature_dim:
+                raise ArtifactError(f"{path}: encoder {self._encoder.id!r} gives "
+                                    f"{self._encoder.dim}-d features, the router takes "
+                                    f"{self.feature_dim}")
+
+    @classmethod
+    def load(cls, path: str, fallback: str | None = None, warmup: int = 1) -> Router:
+        """Load and check an artifact directory.
+
+        Args:
+          path: the artifact written by `proteus.export.write_artifact`.
+          fallback: "best_effort" | "refuse" for infeasible τ; None keeps the manifest's default.
+          warmup: compile the batch buckets up to this many rows now (0: on first use).
+        """
+        manifest = read_manifest(path)
+        exported = load_function(path, manifest)
+        params = checkpoint.load_pytree(os.path.join(path, PARAMS_DIR))
+        want = exported.in_tree.children()[0].children()[0]  # ((args...), kwargs)
+        if jax.tree.structure(params) != want:
+            raise ArtifactError(f"{path}: parameters {jax.tree.structure(params)} do not match "
+                                f"the routing function's {want}")
+        router = cls(path, manifest, params, exported, fallback)
+        router.warmup(warmup)
+        return router
+
+    @property
+    def fallback(self) -> str:
+        return self.policy.fallback
+
+    @property
+    def accepts_text(self) -> bool:
+        return self._encoder is not None
+
+    def warmup(self, rows: int) -> None:
+        """Compile every batch bucket up to `rows` rows (at most `MAX_BUCKET`)."""
+        size = 1
+        while size <= min(rows, MAX_BUCKET):
+            self.run(np.zeros((size, self.feature_dim), np.float32), np.zeros(size, np.float32))
+            size *= 2
+
+    def resolve(self, tau: Any) -> OperatingPoint:
+        """The operating point for a requested τ (see `OperatingPolicy.resolve`)."""
+        return self.policy.resolve(tau)
+
+    def require_text(self) -> None:
+        """Raise ValueError unless the artifact has a text encoder."""
+        if self._encoder is None:
+            raise ValueError(
+                f"this artifact was trained on precomputed features (encoder "
+                f"{self.manifest['encoder']['id']!r}), so it cannot encode text queries; send "
+                f"'features' ({self.feature_dim} floats per query) instead")
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """[B] non-empty str -> [B, D] float32 features, with the artifact's own encoder."""
+        self.require_text()
+        for i, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"query {i} is empty or not a string: {text!r:.80}")
+        return np.asarray(self._encoder.encode(list(texts)), np.float32)
+
+    def check_features(self, features: Any) -> np.ndarray:
+        """[D] or [B, D] finite numbers -> [B, D] float32; ValueError otherwise."""
+        try:
+            x = np.asarray(features, np.float32)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"features must be numbers: {err}") from None
+        x = x[None] if x.ndim == 1 else x
+        if x.ndim != 2 or x.shape[1] != self.feature_dim:
+            raise ValueError(f"features must have {self.feature_dim} values per query (the "
+                             f"artifact's feature_dim), got shape {np.shape(features)}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("features must be finite (no NaN or inf)")
+        return x
+
+    def run(self, features: np.ndarray, operating_tau: np.ndarray) -> RawDecisions:
+        """The exported routing function at given operating points (no τ resolution).
+
+        Args:
+          features: [B, D] float32.
+          operating_tau: [B] float32 τ' per query.
+        """
+        n = features.shape[0]
+        parts = []
+        for start in range(0, n, MAX_BUCKET):
+            x, t = features[start:start + MAX_BUCKET], operating_tau[start:start + MAX_BUCKET]
+            pad = _bucket(x.shape[0]) - x.shape[0]
+            if pad:
+                x = np.concatenate([x, np.zeros((pad, x.shape[1]), np.float32)])
+                t = np.concatenate([t, np.zeros(pad, np.float32)])
+            out = np.asarray(self._fn(self._params, *self._lanes, x, t))
+            parts.append(out[: out.shape[0] - pad])
+        out = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        m = len(self.models)
+        return RawDecisions(model=out[:, 0].astype(np.int32), mu=out[:, 1], lam=out[:, 2],
+                            p_hat=out[:, 3:3 + m], c_hat=out[:, 3 + m:])
+
+    def decide(self, features: Any, tau: Any) -> Decisions:
+        """Route B feature rows ([D] or [B, D]) at τ (a scalar or [B], one per query).
+
+        Raises:
+          ValueError: bad features or τ; `InfeasibleTauError` under the "refuse" fallback.
+        """
+        x = self.check_features(features)
+        try:
+            taus = np.broadcast_to(np.asarray(tau, np.float64), (x.shape[0],))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"tau must be a number or one number per query: {err}") from None
+        unique, inverse = np.unique(taus, return_inverse=True)
+        points = [self.resolve(float(t)) for t in unique]
+        operating = np.asarray([p.operating_tau for p in points], np.float32)[inverse]
+        return self.assemble(self.run(x, operating), points, inverse)
+
+    def assemble(self, raw: RawDecisions, points: Sequence[OperatingPoint],
+                 inverse: np.ndarray) -> Decisions:
+        """`Decisions` from the function's outputs and the points of query i: points[inverse[i]]."""
+        pick = lambda field, dtype: np.asarray([getattr(p, field) for p in points], dtype)[inverse]
+        return Decisions(*raw, tau=pick("tau", np.float32),
+                         operating_tau=pick("operating_tau", np.float32),
+                         point=pick("point", np.int32), feasible=pick("feasible", bool),
+                         reason=tuple(points[i].reason for i in inverse.tolist()))
+
+    def route(self, queries: str | Sequence[str] | Any, tau: Any) -> list[RouteDecision]:
+        """Route text queries (str or [B] str) or features ([D] or [B, D]) at τ (scalar or [B]).
+
+        Returns:
+          one `RouteDecision` per query.
+        """
+        if isinstance(queries, str):
+            queries = [queries]
+        is_text = isinstance(queries, Sequence) and any(isinstance(q, str) for q in queries)
+        d = self.decide(self.encode(queries) if is_text else queries, tau)
+        return [self.decision(d, i) for i in range(len(d.model))]
+
+    def decision(self, d: Decisions, i: int) -> RouteDecision:
+        """Row i of `d` as a `RouteDecision`."""
+        m = int(d.model[i])
+        return RouteDecision(
+            model=self.models[m], model_index=m, mu=float(d.mu[i]),
+            p_hat=dict(zip(self.models, d.p_hat[i].tolist(), strict=True)),
+            c_hat=dict(zip(self.models, d.c_hat[i].tolist(), strict=True)),
+            lam=float(d.lam[i]), tau=float(d.tau[i]), operating_tau=float(d.operating_tau[i]),
+            operating_point=int(d.point[i]) if self.policy.certified else None,
+            feasible=bool(d.feasible[i]), certified=self.policy.certified, reason=d.reason[i])
+
+    def info(self) -> dict[str, Any]:
+        """The model pool, prices and feasible τ range (the body of GET /v1/models)."""
+        lo, hi = self.policy.tau_range
+        mf = self.manifest
+        return {"models": [{"name": name, "index": i, "price": mf["prices"].get(name),
+                            "mean_cost_usd": mf["mean_cost_usd"][i]}
+                           for i, name in enumerate(self.models)],
+                "feasible_tau": {"min": lo, "max": hi},
+                "certified": self.policy.certified, "fallback": self.fallback,
+                "encoder": mf["encoder"]["id"], "feature_dim": self.feature_dim,
+                "accepts_text": self.accepts_text}
