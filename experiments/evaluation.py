@@ -1,7 +1,8 @@
-"""Test-split evaluation of a trained PROTEUS run and the reference routers (oracle, best fixed).
+"""Test-split evaluation of a trained PROTEUS run and the main job (train, then evaluate).
 
-Builds the DESIGN.md section 7 `results.json` content. The evaluation harness of the baselines and
-the certified router extend the `routers` block built here.
+`build_results` gives the DESIGN.md section 7 `results.json` with PROTEUS, the oracle and the best
+fixed model; the full harness (`experiments/harness.py`) adds every baseline and the certified
+router to the same `routers` block.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 from absl import logging
 
 from experiments import pipeline
-from proteus import metrics, train
+from proteus import metrics, results, train
 from proteus.data.dataset import RoutingDataset
 from proteus.networks import lambda_of_tau
 
@@ -38,19 +39,10 @@ def proteus_router(setup: pipeline.Setup, state: train.TrainState, run: int, ds:
     one = pipeline.run_slice(state, run)
     lam = np.asarray(lambda_of_tau(one.lane_taus, one.duals.lam_avg, np.asarray(taus, np.float32)))
     ceiling = float(np.asarray(one.duals.acc_avg).max())
-    feasible = np.asarray(taus) <= ceiling
     block = {"accuracy": accuracy.tolist(), "cost": cost.tolist(),
-             "feasible": feasible.tolist(), "mean_mu": np.asarray(decision.mu).mean(1).tolist(),
-             "lambda": lam.tolist()}
+             "feasible": (np.asarray(taus) <= ceiling).tolist(),
+             "mean_mu": np.asarray(decision.mu).mean(1).tolist(), "lambda": lam.tolist()}
     return block, choices
-
-
-def reference_block(ds: RoutingDataset) -> dict[str, Any]:
-    """oracle and best fixed model of `ds` (the test split) as results.json wants them."""
-    oracle_acc, oracle_cost = ds.oracle()
-    model, acc, cost = ds.best_fixed()
-    return {"oracle": {"accuracy": oracle_acc, "cost": oracle_cost},
-            "best_fixed": {"model": model, "accuracy": acc, "cost": cost}}
 
 
 def cost_range(ds: RoutingDataset) -> tuple[float, float]:
@@ -59,50 +51,42 @@ def cost_range(ds: RoutingDataset) -> tuple[float, float]:
     return float(means.min()), float(means.max())
 
 
-def build_results(config, setup: pipeline.Setup, state: train.TrainState, ds: RoutingDataset,
-                  taus: np.ndarray, encoder: str, run: int = 0) -> dict[str, Any]:
-    """results.json content for PROTEUS, the oracle and the best fixed model on `ds`."""
-    refs = reference_block(ds)
+def build_results(config: ml_collections.ConfigDict, ds: RoutingDataset, taus: np.ndarray,
+                  routers: dict[str, dict], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Validated results.json content for `routers` on the test split `ds`.
+
+    The oracle and the best fixed model (highest test accuracy, the usual reference for savings)
+    are always added.
+    """
+    oracle_acc, oracle_cost = ds.oracle()
+    best_model, best_acc, best_cost = ds.best_fixed()
     n = len(taus)
-    routers = {
-        "proteus": proteus_router(setup, state, run, ds, taus)[0],
-        "oracle": constant_router(refs["oracle"]["accuracy"], refs["oracle"]["cost"], n),
-        "best_fixed": constant_router(refs["best_fixed"]["accuracy"],
-                                      refs["best_fixed"]["cost"], n),
-    }
+    routers = {**routers, "oracle": constant_router(oracle_acc, oracle_cost, n),
+               "best_fixed": constant_router(best_acc, best_cost, n)}
     frontier = metrics.perfect_frontier_cost(ds.scores, ds.costs, taus)
-    results = {
-        "dataset": ds.name, "split": "test", "n_queries": ds.n_queries, "models": list(ds.models),
-        "encoder": encoder, **refs, "taus": [float(t) for t in taus], "routers": routers,
-        "perfect_frontier_cost": frontier.tolist(), "config_name": config.name,
-    }
-    results["summary"] = summarize_routers(results, ds)
-    return results
+    extra = {"config_name": config.name, "perfect_frontier_cost": frontier.tolist(),
+             "oracle_frontier": {"taus": list(map(float, taus)), "cost": frontier.tolist()},
+             **(extra or {})}
+    return results.build_results(
+        dataset=ds.name, models=ds.models, encoder=config.data.encoder, n_queries=ds.n_queries,
+        taus=taus, oracle=(oracle_acc, oracle_cost), best_fixed=(best_model, best_acc, best_cost),
+        routers=routers, cost_range=cost_range(ds), extra=extra)
 
 
-def summarize_routers(results: dict[str, Any], ds: RoutingDataset) -> dict[str, dict]:
-    """The section 7 summary of every router in `results`."""
-    lo_hi = cost_range(ds)
-    return {
-        name: metrics.summarize(results["taus"], block["accuracy"], block["cost"],
-                                block.get("feasible"), results["oracle"]["accuracy"],
-                                results["best_fixed"]["cost"], lo_hi)
-        for name, block in results["routers"].items()
-    }
-
-
-def compliance_table(results: dict[str, Any], router: str = "proteus") -> str:
+def compliance_table(res: dict[str, Any], router: str = "proteus") -> str:
     """A plain-text table: τ, accuracy, cost, perfect-knowledge cost, met?, declared feasible."""
-    block = results["routers"][router]
-    frontier = results.get("perfect_frontier_cost") or [float("nan")] * len(results["taus"])
+    block = res["routers"][router]
+    nan = float("nan")
+    frontier = [nan if c is None else c for c in res.get("perfect_frontier_cost", [])]
+    frontier = frontier or [nan] * len(res["taus"])
     lines = [f"{'tau':>6} {'accuracy':>9} {'cost':>10} {'frontier':>10} {'met':>4} {'feasible':>8}"]
-    for i, tau in enumerate(results["taus"]):
+    for i, tau in enumerate(res["taus"]):
         acc, cost = block["accuracy"][i], block["cost"][i]
         met = "yes" if acc >= tau - metrics.FLOOR_EPS else "NO"
         feas = "yes" if block["feasible"][i] else "no"
         lines.append(f"{tau:6.3f} {acc:9.4f} {cost:10.3e} {frontier[i]:10.3e} {met:>4} {feas:>8}")
-    s = results["summary"][router]
-    lines.append(f"floor compliance {s['floor_compliance']:.3f}  target-response r "
+    s = {k: (nan if v is None else v) for k, v in res["summary"][router].items()}
+    lines.append(f"{router}: floor compliance {s['floor_compliance']:.3f}  target-response r "
                  f"{s['target_response_corr']:.3f}  oracle gap {s['oracle_gap']:.4f}  "
                  f"max savings vs best fixed {s['max_savings_vs_best_fixed']:.3f}")
     return "\n".join(lines)
@@ -120,8 +104,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     splits = pipeline.load_splits(config)
     state, setup = pipeline.train_runs(config, workdir, splits, progress=progress)
     taus = pipeline.eval_taus(config, setup.lane_taus)
-    results = build_results(config, setup, state, splits["test"], taus,
-                                       encoder=config.data.encoder)
-    pipeline.write_json(os.path.join(workdir, "results.json"), results)
-    logging.info("wrote %s", os.path.join(workdir, "results.json"))
-    return {**results, "table": compliance_table(results)}
+    block, _ = proteus_router(setup, state, 0, splits["test"], taus)
+    res = build_results(config, splits["test"], taus, {"proteus": block})
+    path = results.write_results(res, os.path.join(workdir, "results.json"))
+    logging.info("wrote %s", path)
+    return {**res, "table": compliance_table(res)}

@@ -164,26 +164,6 @@ def route_split(setup: Setup, state: train.TrainState, run: int, ds: RoutingData
                            jnp.asarray(ds.features, jnp.float32), jnp.asarray(taus, jnp.float32))
 
 
-def write_json(path: str, payload: dict[str, Any]) -> None:
-    """Write strict JSON (NaN and inf become null), atomically."""
-    def clean(x):
-        if isinstance(x, float) and not np.isfinite(x):
-            return None
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, list | tuple):
-            return [clean(v) for v in x]
-        if isinstance(x, np.generic):
-            return clean(x.item())
-        return x
-
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(clean(payload), f, indent=1, allow_nan=False)
-    os.replace(tmp, path)
-
-
-
 def load_config(workdir: str) -> ml_collections.ConfigDict:
     """The config a workdir was trained with (`config.json`, written by the main job)."""
     path = os.path.join(workdir, "config.json")

@@ -73,6 +73,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.tau_step = 0.01
     c.eval.wide_n = 12  # plus this many τ evenly over the lanes' range (0 = none)
 
+    c.certify = ml_collections.ConfigDict()
+    c.certify.delta = 0.05  # P(test accuracy < τ) <= δ for every τ certified on `calib`
+    c.certify.n_points = 40  # operating points τ' tested in fixed sequence (highest first)
+    c.certify.method = "auto"  # "auto": Clopper-Pearson for binary scores, else Hoeffding-Bentkus
+    c.certify.fallback = "best_effort"  # uncertified τ: "best_effort" (max quality) or "refuse"
+
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.max_to_keep = 3  # keep the last N checkpoints
     c.checkpoint.every_chunks = 5  # save every N chunks (and at phase ends)

@@ -1,0 +1,26 @@
+"""The real RouterBench slice (ARC-Challenge, Winogrande, MBPP; 11 models) with hashing features.
+
+    python -m launch.evaluate --config=experiments/configs/routerbench.py --workdir=runs/rb
+    python -m launch.evaluate --config=experiments/configs/routerbench.py:ppo --workdir=runs/rb_ppo
+
+The slice lives outside the repository (../shared/data/ from the repository root); point
+--config.data.source=routerbench:/path/to/routerbench_0shot.pkl at the full file when you have it.
+"""
+
+from experiments.configs.common import apply_variant, base_config
+
+SLICE = "../shared/data/routerbench/routerbench_0shot_arc_winogrande_mbpp.pkl"
+
+
+def get_config(arg: str | None = None):
+    c = base_config()
+    c.name = "routerbench_slice"
+    c.data.source = f"routerbench:{SLICE}"  # rows with a missing score are dropped (logged)
+    c.data.encoder = "hashing"  # word 1-2-grams + char 3-5-grams, 1024-d, no download
+    # 3,150 usable prompts: a larger calibration share keeps the certified bounds useful.
+    c.data.splits.update(dict(pred=0.3, policy=0.2, val=0.1, calib=0.2, test=0.2))
+    c.train.batch_size = 128
+    c.train.pred_lr = 3e-4
+    c.train.weight_decay = 1e-3
+    c.train.pred_patience = 6
+    return apply_variant(c, arg)
