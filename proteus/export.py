@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -45,6 +46,7 @@ import numpy as np
 import proteus
 from proteus import checkpoint, networks, serving
 from proteus.calibrate import CertificationTable
+from proteus.operating import feasible_range
 from proteus.types import Array, Params
 
 DEFAULT_PLATFORMS = ("cpu", "cuda")
@@ -95,6 +97,12 @@ def routing_function(spec: networks.RouterSpec):
         return d.model, d.mu, d.p_hat, d.c_hat, lam
 
     return fn
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_routing(spec: networks.RouterSpec):
+    """jit(routing_function(spec)), one per spec (eager dispatch would be far slower)."""
+    return jax.jit(routing_function(spec))
 
 
 def export_routing_function(spec: networks.RouterSpec, params: Params, n_lanes: int,
@@ -152,7 +160,7 @@ def build_manifest(bundle: RouterBundle, exported: jax.export.Exported,
     cert = bundle.certification
     lam = {"taus": _floats(bundle.lane_taus), "lams": _floats(bundle.lane_lams),
            "lane_accuracy": _floats(bundle.lane_accuracy)}
-    lo, hi = serving.feasible_range(lam["taus"], lam["lane_accuracy"], cert)
+    lo, hi = feasible_range(lam["taus"], lam["lane_accuracy"], cert)
     return {
         "format": serving.FORMAT, "format_version": serving.FORMAT_VERSION,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -191,13 +199,14 @@ def _check_bundle(bundle: RouterBundle) -> None:
 
 
 def write_artifact(bundle: RouterBundle, out: str, overwrite: bool = False,
-                   platforms: Sequence[str] = DEFAULT_PLATFORMS) -> dict[str, Any]:
+                   platforms: Sequence[str] = DEFAULT_PLATFORMS,
+                   verify: bool = True) -> dict[str, Any]:
     """Write `bundle` as an artifact directory `out` and check that it loads and agrees.
 
     The directory is assembled next to `out` and renamed into place, so a failed export never
-    leaves a half-written artifact. After writing, the artifact is loaded with
-    `serving.Router.load` and its decisions on probe features are compared with
-    `networks.route` called directly.
+    leaves a half-written artifact. With `verify` (the default), the written artifact is loaded
+    with `serving.Router.load` and must route probe features as the bundle does
+    (`verify_artifact`) before it is moved into place.
 
     Returns:
       the manifest.
@@ -220,7 +229,8 @@ def write_artifact(bundle: RouterBundle, out: str, overwrite: bool = False,
         checkpoint.save_pytree(os.path.join(tmp, serving.PARAMS_DIR), params)
         with open(os.path.join(tmp, serving.MANIFEST_FILE), "w") as f:
             json.dump(manifest, f, indent=1, allow_nan=False)
-        verify_artifact(tmp, bundle)
+        if verify:
+            verify_artifact(tmp, bundle)
         if os.path.exists(out):
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -230,7 +240,8 @@ def write_artifact(bundle: RouterBundle, out: str, overwrite: bool = False,
 
 
 def verify_artifact(path: str, bundle: RouterBundle, n_probe: int = 64) -> None:
-    """Load `path` and check its decisions on probe features against `networks.route`.
+    """Load `path` and check its decisions on probe features against `routing_function` (jitted,
+    not exported), i.e. against `networks.route` at λ(τ).
 
     Raises:
       AssertionError: the artifact routes any probe differently from the bundle's router.
@@ -242,10 +253,10 @@ def verify_artifact(path: str, bundle: RouterBundle, n_probe: int = 64) -> None:
         size=(n_probe, bundle.spec.feature_dim))
     x = x.astype(np.float32)
     tau = np.asarray(rng.uniform(0.0, 1.0, n_probe), np.float32)
-    lam = networks.lambda_of_tau(bundle.lane_taus, bundle.lane_lams, tau)
-    want = networks.route(bundle.spec, bundle.params, x, tau, lam)
+    want = _jitted_routing(bundle.spec)(bundle.params, bundle.lane_taus, bundle.lane_lams, x,
+                                        tau)[0]
     got = router.run(x, tau)
-    if not np.array_equal(np.asarray(want.model), got.model):
+    if not np.array_equal(np.asarray(want), got.model):
         raise AssertionError(f"exported router at {path} disagrees with the trained one on "
-                             f"{int(np.sum(np.asarray(want.model) != got.model))} of {n_probe} "
+                             f"{int(np.sum(np.asarray(want) != got.model))} of {n_probe} "
                              "probe queries")

@@ -7,212 +7,48 @@ Endpoints:
   GET  /healthz    liveness and batching counters
   GET  /openapi.json, /docs
 
-Bad input gets a 4xx JSON `{"detail": message}` (400 malformed JSON, 413 too large, 422 invalid
-or refused τ, 503 queue full) and never reaches the router. Valid requests from all connections
-join one queue; a single worker thread routes whatever has queued (up to `max_batch` rows, after
-waiting at most `max_wait_ms` once the queue was idle) in one call, so throughput grows with
-concurrency. POST /v1/route is answered by a small ASGI fast path in front of FastAPI that runs
+Bad input gets a 4xx JSON `{"detail": message}` (see `proteus.protocol`; 503 when the queue is
+full) and never reaches the router. Valid requests from all connections join one queue
+(`proteus.batching`): a worker thread routes whatever has queued in one call, so throughput grows
+with concurrency. POST /v1/route is answered by a small ASGI fast path in front of FastAPI that runs
 the same `RouteService.handle` as the FastAPI route (which documents it in the OpenAPI schema):
 FastAPI's per-request machinery costs ~4x the CPU of the whole decision.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import json
 import logging
 import socket
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
-from proteus.serving import OperatingPoint, Router
+from proteus.batching import MicroBatcher, QueueFullError
+from proteus.protocol import Limits, RequestError, parse_body, route_items
+from proteus.serving import Router
 
 ROUTE_PATH = "/v1/route"
-ITEM_KEYS = frozenset({"query", "features", "tau"})
 
 
 @dataclasses.dataclass(frozen=True)
-class ServerSettings:
-    """Limits and batching of the HTTP server (the `launch.serve` flags)."""
+class ServerSettings(Limits):
+    """Request limits (see `Limits`) and batching of the HTTP server (the `launch.serve` flags)."""
 
-    max_query_chars: int = 8192  # longer text queries get 413
-    max_body_bytes: int = 4 << 20  # larger request bodies get 413
-    max_batch_items: int = 1024  # queries per batch request; more get 413
     max_batch: int = 256  # rows routed per internal call
-    max_wait_ms: float = 0.2  # an idle queue waits this long for company before routing
+    # An idle queue waits this long for company before routing. 0: route at once; requests that
+    # arrive while a batch is being routed form the next batch anyway (and event-loop timers
+    # round sub-millisecond waits up to 1 ms).
+    max_wait_ms: float = 0.0
     max_queue: int = 8192  # queued rows beyond this get 503
     fast_path: bool = True  # answer POST /v1/route before FastAPI's routing (same handler)
-
-
-class RequestError(Exception):
-    """A request the server rejects: HTTP `status` with a `detail` message."""
-
-    def __init__(self, status: int, detail: str):
-        super().__init__(detail)
-        self.status, self.detail = status, detail
-
-
-# ------------------------------------------------------------------ request parsing
-
-
-def parse_body(body: bytes, router: Router, settings: ServerSettings):
-    """Validate a POST /v1/route body.
-
-    Returns:
-      (items, is_batch): items are (features [D] float32 | None, text | None, OperatingPoint).
-
-    Raises:
-      RequestError: with the status and message the client gets.
-    """
-    if len(body) > settings.max_body_bytes:
-        raise RequestError(413, f"request body of {len(body)} bytes exceeds the limit of "
-                                f"{settings.max_body_bytes}")
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise RequestError(400, f"malformed JSON: {err}") from None
-    if isinstance(payload, dict) and "requests" in payload:
-        reqs = payload["requests"]
-        if set(payload) != {"requests"} or not isinstance(reqs, list) or not reqs:
-            raise RequestError(422, "a batch request is {\"requests\": [non-empty list of "
-                                    "{\"query\"|\"features\", \"tau\"} objects]} and nothing else")
-        if len(reqs) > settings.max_batch_items:
-            raise RequestError(413, f"{len(reqs)} requests in one batch exceed the limit of "
-                                    f"{settings.max_batch_items}")
-        return [parse_item(r, router, settings, f"requests[{i}]: ")
-                for i, r in enumerate(reqs)], True
-    return [parse_item(payload, router, settings, "")], False
-
-
-def parse_item(obj: Any, router: Router, settings: ServerSettings, where: str):
-    """One {"query"|"features", "tau"} object -> (features | None, text | None, OperatingPoint)."""
-    if not isinstance(obj, dict):
-        raise RequestError(422, f"{where}expected a JSON object with 'tau' and one of 'query' or "
-                                f"'features', got {type(obj).__name__}")
-    unknown = sorted(set(obj) - ITEM_KEYS)
-    if unknown:
-        raise RequestError(422, f"{where}unknown field(s) {unknown}; expected 'tau' and one of "
-                                "'query' or 'features'")
-    if "tau" not in obj:
-        raise RequestError(422, f"{where}missing 'tau' (the accuracy target, a number in [0, 1])")
-    if ("query" in obj) == ("features" in obj):
-        raise RequestError(422, f"{where}give exactly one of 'query' (text) or 'features'")
-    try:
-        point = router.resolve(obj["tau"])
-        if "query" in obj:
-            return None, _check_text(obj["query"], router, settings), point
-        features = np.asarray(obj["features"])
-        if features.ndim != 1 or features.dtype.kind not in "iuf":
-            raise ValueError(f"'features' must be a list of {router.feature_dim} numbers")
-        return router.check_features(features)[0], None, point
-    except ValueError as err:  # InfeasibleTauError included: refused under "refuse"
-        raise RequestError(422, f"{where}{err}") from None
-
-
-def _check_text(query: Any, router: Router, settings: ServerSettings) -> str:
-    if not isinstance(query, str) or not query.strip():
-        raise ValueError(f"'query' must be a non-empty string, got {query!r:.80}")
-    if len(query) > settings.max_query_chars:
-        raise RequestError(413, f"query of {len(query)} characters exceeds the limit of "
-                                f"{settings.max_query_chars}")
-    router.require_text()
-    return query
-
-
-# ------------------------------------------------------------------ batching
-
-
-class MicroBatcher:
-    """Collects items from concurrent requests and runs `fn(items) -> results` on batches.
-
-    Runs on the event loop that calls `start`; `fn` runs in one worker thread. While a batch
-    is being routed, new items queue up and form the next batch.
-    """
-
-    def __init__(self, fn, max_batch: int, max_wait_s: float, max_queue: int):
-        self._fn, self._max_batch, self._max_wait, self._max_queue = (
-            fn, max_batch, max_wait_s, max_queue)
-        self._pending: list[tuple[Any, asyncio.Future]] = []
-        self._wakeup: asyncio.Event | None = None
-        self._task: asyncio.Task | None = None
-        self._pool: ThreadPoolExecutor | None = None
-        self.stats = {"batches": 0, "rows": 0, "largest_batch": 0}
-
-    def start(self) -> None:
-        self._wakeup = asyncio.Event()
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="proteus-router")
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._pool.shutdown(wait=True)
-        for _, fut in self._pending:
-            fut.cancel()
-
-    async def submit(self, items: list) -> list:
-        """Queue `items`; their results in order once routed (raises what `fn` raised)."""
-        if len(self._pending) + len(items) > self._max_queue:
-            raise RequestError(503, "server busy: the routing queue is full; retry shortly")
-        loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in items]
-        self._pending.extend(zip(items, futures, strict=True))
-        self._wakeup.set()
-        return list(await asyncio.gather(*futures))
-
-    async def _run(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            if self._max_wait > 0 and len(self._pending) < self._max_batch:
-                await asyncio.sleep(self._max_wait)
-            while self._pending:
-                batch = self._pending[: self._max_batch]
-                del self._pending[: self._max_batch]
-                await self._route(batch)
-
-    async def _route(self, batch: list[tuple[Any, asyncio.Future]]) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            results = await loop.run_in_executor(self._pool, self._fn, [item for item, _ in batch])
-        except Exception as err:  # noqa: BLE001 (delivered to every waiting request)
-            results = [err] * len(batch)
-        for (_, fut), res in zip(batch, results, strict=True):
-            if fut.done():  # the client went away
-                continue
-            if isinstance(res, Exception):
-                fut.set_exception(res)
-            else:
-                fut.set_result(res)
-        self.stats["batches"] += 1
-        self.stats["rows"] += len(batch)
-        self.stats["largest_batch"] = max(self.stats["largest_batch"], len(batch))
-
-
-def route_items(router: Router, items: list) -> list[dict[str, Any]]:
-    """Route parsed items in one call: [B] (features | None, text | None, point) -> [B] dicts."""
-    x = np.empty((len(items), router.feature_dim), np.float32)
-    text_rows = [i for i, item in enumerate(items) if item[1] is not None]
-    if text_rows:
-        x[text_rows] = router.encode([items[i][1] for i in text_rows])
-    for i, (features, _, _) in enumerate(items):
-        if features is not None:
-            x[i] = features
-    points: list[OperatingPoint] = [item[2] for item in items]
-    raw = router.run(x, np.asarray([p.operating_tau for p in points], np.float32))
-    d = router.assemble(raw, points, np.arange(len(items)))
-    return [router.decision(d, i).to_dict() for i in range(len(items))]
 
 
 class RouteService:
@@ -224,9 +60,12 @@ class RouteService:
                                     settings.max_wait_ms / 1000.0, settings.max_queue)
 
     async def handle(self, body: bytes) -> tuple[int, bytes]:
+        """A POST /v1/route body -> (HTTP status, JSON response body); never raises."""
         try:
             items, is_batch = parse_body(body, self.router, self.settings)
             results = await self.batcher.submit(items)
+        except QueueFullError:
+            return 503, _dumps({"detail": "server busy: the routing queue is full; retry shortly"})
         except RequestError as err:
             return err.status, _dumps({"detail": err.detail})
         except Exception as err:  # noqa: BLE001 (one bad batch must not take the server down)

@@ -9,10 +9,9 @@ An artifact (written by `proteus.export.write_artifact`) is a directory:
 Loading needs numpy, jax, orbax and json only (no flax, no trainer, no config code); a text
 encoder is rebuilt from the manifest only when the artifact was trained on one.
 
-A request's τ is first mapped to an operating point (`OperatingPolicy.resolve`): with a
-certification table, the cheapest certified operating point τ'; without one, τ itself within the
-range the training lanes reached. Routing at τ' calls the exported function with τ' (it computes
-λ(τ') from the lane table, exactly as training-time evaluation does).
+A request's τ is first mapped to an operating point τ' (`proteus.operating`); routing at τ' calls
+the exported function with τ', which computes λ(τ') from the lane table exactly as training-time
+evaluation does.
 """
 
 from __future__ import annotations
@@ -29,42 +28,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from proteus import checkpoint
-from proteus.calibrate import CertificationTable
+from proteus.operating import OperatingPoint, OperatingPolicy
 
 FORMAT = "proteus-router"
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 PARAMS_DIR = "params"
 FUNCTION_FILE = "route.jaxexport"
-FALLBACKS = ("best_effort", "refuse")
 MAX_BUCKET = 4096  # rows per compiled call; larger inputs are chunked
+REQUIRED_KEYS = ("models", "prices", "mean_cost_usd", "encoder", "feature_dim", "lambda",
+                 "certification", "fallback", "function")
 
 
 class ArtifactError(ValueError):
     """The artifact is missing, malformed, or inconsistent with this code or machine."""
-
-
-class InfeasibleTauError(ValueError):
-    """τ is not feasible and the fallback policy is "refuse"; `.point` says why."""
-
-    def __init__(self, point: OperatingPoint):
-        super().__init__(f"τ={point.tau:.4f} is infeasible and refused: {point.reason}")
-        self.point = point
-
-
-class OperatingPoint(NamedTuple):
-    """How one requested τ is served.
-
-    tau: the requested target; operating_tau: the τ' the router is called with; point: index of
-    the certified operating point (−1 without certification); feasible: False when τ is above what
-    the artifact supports (served best effort); reason: a human-readable explanation.
-    """
-
-    tau: float
-    operating_tau: float
-    point: int
-    feasible: bool
-    reason: str
 
 
 class Decisions(NamedTuple):
@@ -75,97 +52,11 @@ class Decisions(NamedTuple):
     p_hat: np.ndarray  # [B, M] float32 predicted correctness
     c_hat: np.ndarray  # [B, M] float32 predicted cost (USD)
     lam: np.ndarray  # [B] float32 λ(operating τ)
-    tau: np.ndarray  # [B] float32 requested τ
-    operating_tau: np.ndarray  # [B] float32 τ' used
+    tau: np.ndarray  # [B] float64 requested τ
+    operating_tau: np.ndarray  # [B] float64 τ' used (the function sees it as float32)
     point: np.ndarray  # [B] int32 certified operating point, −1 when uncertified
     feasible: np.ndarray  # [B] bool
     reason: tuple[str, ...]  # [B]
-
-
-def check_tau(tau: Any) -> float:
-    """`tau` as a float in [0, 1]; raises ValueError (never returns NaN)."""
-    if isinstance(tau, bool) or not isinstance(tau, int | float | np.integer | np.floating):
-        raise ValueError(f"tau must be a number in [0, 1], got {tau!r}")
-    value = float(tau)
-    if not 0.0 <= value <= 1.0:  # False for NaN too
-        raise ValueError(f"tau must be a number in [0, 1], got {value!r}")
-    return value
-
-
-class OperatingPolicy:
-    """Maps a requested τ to an `OperatingPoint` (see the module docstring).
-
-    Args:
-      lane_taus: [K] the training lanes' τ, increasing.
-      lane_accuracy: [K] accuracy each lane reached on held-out labels.
-      certification: a `CertificationTable.to_dict()` plus "operating_taus" [P], or None.
-      fallback: "best_effort" (infeasible τ: the highest-quality point, flagged) or "refuse".
-    """
-
-    def __init__(self, lane_taus: Sequence[float], lane_accuracy: Sequence[float],
-                 certification: dict | None, fallback: str):
-        if fallback not in FALLBACKS:
-            raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
-        self.fallback = fallback
-        self.lane_taus = [float(t) for t in lane_taus]
-        self.table = self.operating_taus = None
-        if certification is not None:
-            self.table = CertificationTable.from_dict(certification)
-            self.operating_taus = [float(t) for t in certification["operating_taus"]]
-        self.tau_range = feasible_range(self.lane_taus, lane_accuracy, certification)
-
-    @property
-    def certified(self) -> bool:
-        return self.table is not None
-
-    def resolve(self, tau: Any) -> OperatingPoint:
-        """Raises ValueError for τ outside [0, 1], InfeasibleTauError when refused."""
-        tau = check_tau(tau)
-        point = self._certified(tau) if self.certified else self._uncertified(tau)
-        if not point.feasible and self.fallback == "refuse":
-            raise InfeasibleTauError(point)
-        return point
-
-    def _certified(self, tau: float) -> OperatingPoint:
-        route_to, feasible, reason = self.table.lookup(tau)
-        if not feasible:
-            route_to = 0  # the most conservative point (unused when refusing)
-            if self.table.fallback != self.fallback:
-                reason += f" (serving fallback: {self.fallback})"
-        return OperatingPoint(tau, self.operating_taus[route_to], int(route_to), bool(feasible),
-                              reason)
-
-    def _uncertified(self, tau: float) -> OperatingPoint:
-        lo, hi = self.tau_range
-        if tau > hi:
-            top = self.lane_taus[-1]
-            action = f"best effort at the highest lane τ={top:.4f}"
-            if self.fallback == "refuse":
-                action = "refused"
-            why = (f"infeasible (uncertified): τ={tau:.4f} is above the highest accuracy any "
-                   f"training lane reached on held-out labels ({hi:.4f}); {action}")
-            return OperatingPoint(tau, top, -1, False, why)
-        if tau < lo:
-            return OperatingPoint(tau, lo, -1, True,
-                                  f"uncertified: τ={tau:.4f} is below the lowest trained τ; "
-                                  f"routed at τ={lo:.4f} (a stricter target)")
-        return OperatingPoint(tau, tau, -1, True,
-                              f"uncertified: τ={tau:.4f} is within the trained range "
-                              f"[{lo:.4f}, {hi:.4f}]")
-
-
-def feasible_range(lane_taus: Sequence[float], lane_accuracy: Sequence[float],
-                   certification: dict | None) -> tuple[float, float | None]:
-    """(min, max) of the served τ: τ <= max is feasible, τ < min is routed at min's decision.
-
-    Certified: min = the table's lowest τ, max = its highest certified τ (None: none is).
-    Uncertified: [lowest lane τ, highest accuracy a lane reached on held-out labels].
-    """
-    if certification is None:
-        return float(lane_taus[0]), float(np.max(lane_accuracy))
-    taus = [float(t) for t in certification["taus"]]
-    ok = [t for t, f in zip(taus, certification["feasible"], strict=True) if f]
-    return taus[0], (max(ok) if ok else None)
 
 
 # ------------------------------------------------------------------ reading an artifact
@@ -182,6 +73,9 @@ def read_manifest(path: str) -> dict[str, Any]:
         raise ArtifactError(f"{file}: format {manifest.get('format')!r} v"
                             f"{manifest.get('format_version')!r}, expected {FORMAT!r} v"
                             f"{FORMAT_VERSION}")
+    missing = [k for k in REQUIRED_KEYS if k not in manifest]
+    if missing:
+        raise ArtifactError(f"{file}: missing {missing}")
     return manifest
 
 
@@ -192,8 +86,15 @@ def load_function(path: str, manifest: dict[str, Any]) -> jax.export.Exported:
         blob = f.read()
     if hashlib.sha256(blob).hexdigest() != info["sha256"]:
         raise ArtifactError(f"{path}: {info['file']} does not match the manifest's sha256")
+    version = info["calling_convention_version"]
+    lo = jax.export.minimum_supported_calling_convention_version
+    hi = jax.export.maximum_supported_calling_convention_version
+    if not lo <= version <= hi:
+        raise ArtifactError(f"{path}: the routing function uses jax.export calling convention "
+                            f"{version}; this jax {jax.__version__} reads {lo}..{hi}: re-export "
+                            "it with this jax, or serve with the jax it was exported with")
     exported = jax.export.deserialize(bytearray(blob))
-    platform = jax.default_backend()
+    platform = lowering_platform()
     if platform not in exported.platforms:
         raise ArtifactError(f"{path}: the routing function was exported for {exported.platforms},"
                             f" not for this machine's {platform!r}; re-export with it")
@@ -208,6 +109,16 @@ def load_function(path: str, manifest: dict[str, Any]) -> jax.export.Exported:
     return exported
 
 
+def lowering_platform() -> str:
+    """This machine's platform as `jax.export` names it ("cpu", "cuda", "rocm", "tpu")."""
+    backend = jax.default_backend()
+    if backend != "gpu":
+        return backend
+    client = getattr(jax.devices()[0], "client", None)
+    version = str(getattr(client, "platform_version", "")).lower()
+    return "rocm" if "rocm" in version else "cuda"
+
+
 class RawDecisions(NamedTuple):
     """Outputs of the exported function: model [B] int32, mu [B], p_hat, c_hat [B, M], lam [B]."""
 
@@ -218,14 +129,23 @@ class RawDecisions(NamedTuple):
     lam: np.ndarray
 
 
-def _packed_call(exported: jax.export.Exported):
-    """jit(exported.call) with its five outputs packed into one [B, 3 + 2M] array (one transfer)."""
-    def packed(params, lane_taus, lane_lams, features, tau):
-        model, mu, p_hat, c_hat, lam = exported.call(params, lane_taus, lane_lams, features, tau)
-        cols = [model[:, None].astype(jnp.float32), mu[:, None], lam[:, None], p_hat, c_hat]
-        return jnp.concatenate(cols, axis=1)  # model indices < 2**24 are exact in float32
+_PACKED_CALLS: dict[str, Any] = {}  # sha256 of the serialised function -> its jitted call
 
-    return jax.jit(packed)
+
+def _packed_call(exported: jax.export.Exported, sha256: str):
+    """jit(exported.call) with its five outputs packed into one [B, 3 + 2M] array (one transfer).
+
+    Shared by every `Router` of the same function, so loading an artifact twice compiles once.
+    """
+    if sha256 not in _PACKED_CALLS:
+        def packed(params, lane_taus, lane_lams, features, tau):
+            model, mu, p_hat, c_hat, lam = exported.call(params, lane_taus, lane_lams, features,
+                                                         tau)
+            cols = [model[:, None].astype(jnp.float32), mu[:, None], lam[:, None], p_hat, c_hat]
+            return jnp.concatenate(cols, axis=1)  # model indices < 2**24 are exact in float32
+
+        _PACKED_CALLS[sha256] = jax.jit(packed)
+    return _PACKED_CALLS[sha256]
 
 
 def _bucket(n: int) -> int:
@@ -256,6 +176,13 @@ class RouteDecision:
         out["lambda"] = out.pop("lam")
         return out
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RouteDecision:
+        """Inverse of `to_dict`."""
+        kw = dict(d)
+        kw["lam"] = kw.pop("lambda")
+        return cls(**kw)
+
 
 class Router:
     """A loaded artifact: τ resolution, the compiled routing function and (maybe) an encoder.
@@ -275,7 +202,7 @@ class Router:
                                       fallback or manifest["fallback"])
         self._params = jax.device_put(params)
         self._lanes = (jnp.asarray(lam["taus"], jnp.float32), jnp.asarray(lam["lams"], jnp.float32))
-        self._fn = _packed_call(exported)
+        self._fn = _packed_call(exported, manifest["function"]["sha256"])
         self._encoder = None
         if manifest["encoder"]["kind"] != "precomputed":
             from proteus.encoders import encoder_from_config  # noqa: PLC0415 (text artifacts only)
@@ -396,8 +323,8 @@ class Router:
                  inverse: np.ndarray) -> Decisions:
         """`Decisions` from the function's outputs and the points of query i: points[inverse[i]]."""
         pick = lambda field, dtype: np.asarray([getattr(p, field) for p in points], dtype)[inverse]
-        return Decisions(*raw, tau=pick("tau", np.float32),
-                         operating_tau=pick("operating_tau", np.float32),
+        return Decisions(*raw, tau=pick("tau", np.float64),
+                         operating_tau=pick("operating_tau", np.float64),
                          point=pick("point", np.int32), feasible=pick("feasible", bool),
                          reason=tuple(points[i].reason for i in inverse.tolist()))
 
@@ -411,18 +338,20 @@ class Router:
             queries = [queries]
         is_text = isinstance(queries, Sequence) and any(isinstance(q, str) for q in queries)
         d = self.decide(self.encode(queries) if is_text else queries, tau)
-        return [self.decision(d, i) for i in range(len(d.model))]
+        return [RouteDecision.from_dict(r) for r in self.records(d)]
 
-    def decision(self, d: Decisions, i: int) -> RouteDecision:
-        """Row i of `d` as a `RouteDecision`."""
-        m = int(d.model[i])
-        return RouteDecision(
-            model=self.models[m], model_index=m, mu=float(d.mu[i]),
-            p_hat=dict(zip(self.models, d.p_hat[i].tolist(), strict=True)),
-            c_hat=dict(zip(self.models, d.c_hat[i].tolist(), strict=True)),
-            lam=float(d.lam[i]), tau=float(d.tau[i]), operating_tau=float(d.operating_tau[i]),
-            operating_point=int(d.point[i]) if self.policy.certified else None,
-            feasible=bool(d.feasible[i]), certified=self.policy.certified, reason=d.reason[i])
+    def records(self, d: Decisions) -> list[dict[str, Any]]:
+        """[B] JSON-able decision dicts (`RouteDecision.to_dict` form), built column-wise."""
+        certified, names = self.policy.certified, self.models
+        cols = zip(d.model.tolist(), d.mu.tolist(), d.p_hat.tolist(), d.c_hat.tolist(),
+                   d.lam.tolist(), d.tau.tolist(), d.operating_tau.tolist(), d.point.tolist(),
+                   d.feasible.tolist(), d.reason, strict=True)
+        return [{"model": names[m], "model_index": m, "mu": mu,
+                 "p_hat": dict(zip(names, p, strict=True)),
+                 "c_hat": dict(zip(names, c, strict=True)), "lambda": lam, "tau": tau,
+                 "operating_tau": op, "operating_point": point if certified else None,
+                 "feasible": ok, "certified": certified, "reason": why}
+                for m, mu, p, c, lam, tau, op, point, ok, why in cols]
 
     def info(self) -> dict[str, Any]:
         """The model pool, prices and feasible τ range (the body of GET /v1/models)."""

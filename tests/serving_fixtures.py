@@ -1,0 +1,131 @@
+"""Fixtures shared by the export / serving tests: `pytest_plugins = ["tests.serving_fixtures"]`.
+
+`trained`: ONE smoke training run per session (synthetic data, hashing text encoder), restored
+through `pipeline.load_trained` as the exporter does. Artifacts are exported from it and from a
+tiny hand-built router whose numbers the tests check by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import pipeline
+from experiments.configs import quickstart
+from launch import export as export_launcher
+from proteus import calibrate, export, networks, serving
+
+TINY_PRICES = {"small": (1e-7, 2e-7), "medium": (1e-6, 2e-6), "large": (1e-5, 3e-5)}
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> types.SimpleNamespace:
+    """A finished smoke workdir and what `pipeline.load_trained` restores from it."""
+    root = tmp_path_factory.mktemp("serving")
+    config = quickstart.get_config("smoke")
+    config.data.source = "synthetic:routerbench?n=2000&seed=0&signal=0.9"
+    config.data.encoder = "hashing:dim=64"
+    config.data.cache_dir = str(root / "feature_cache")
+    workdir = root / "workdir"
+    workdir.mkdir()
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
+    pipeline.train_runs(config, str(workdir), pipeline.load_splits(config), progress=False)
+    config, splits, setup, state = pipeline.load_trained(str(workdir))
+    return types.SimpleNamespace(root=root, workdir=workdir, config=config, splits=splits,
+                                 setup=setup, state=state, one=pipeline.run_slice(state, 0))
+
+
+@pytest.fixture(scope="session")
+def text_artifact(trained) -> str:
+    """Uncertified artifact of the trained run (hashing encoder: text queries work)."""
+    bundle = export_launcher.bundle_from_state(trained.config, trained.splits, trained.setup,
+                                               trained.state, workdir=str(trained.workdir))
+    out = str(trained.root / "artifact_text")
+    export.write_artifact(bundle, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def text_router(text_artifact) -> serving.Router:
+    return serving.Router.load(text_artifact)
+
+
+def certification_payload(trained, operating_taus) -> dict:
+    """A certification.json for `trained`: points routed on the calib split, then certified."""
+    calib = trained.splits["calib"]
+    choice = np.asarray(pipeline.route_split(trained.setup, trained.state, 0, calib,
+                                             np.asarray(operating_taus)).model)  # [P, N]
+    rows = np.arange(calib.n_queries)
+    scores = np.stack([calib.scores[rows, c] for c in choice])
+    costs = np.stack([calib.costs[rows, c] for c in choice])
+    table = calibrate.certify(scores, costs, np.linspace(0.05, 0.6, 12), delta=0.1)
+    payload = {**table.to_dict(), "operating_taus": [float(t) for t in operating_taus]}
+    return json.loads(json.dumps(payload))  # as a JSON file holds it (lists, not tuples)
+
+
+@pytest.fixture(scope="session")
+def certified_artifact(trained) -> tuple[str, dict]:
+    """(artifact, certification.json payload): the full `launch.export` path with a table."""
+    taus = np.asarray(trained.one.lane_taus)[::-1]  # most conservative first
+    payload = certification_payload(trained, taus)
+    with open(trained.workdir / "certification.json", "w") as f:
+        json.dump(payload, f)
+    out = str(trained.root / "artifact_certified")
+    export_launcher.export_workdir(str(trained.workdir), out)
+    return out, payload
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle() -> export.RouterBundle:
+    """3 models, 4 precomputed features; lanes τ [0.5, 0.7, 0.9], λ [1, 3, 2], lane accuracy
+    [0.55, 0.72, 0.85]. The policy's output kernel is zeroed, so its correction δ is 0 and the
+    quality preference is exactly the plug-in prior μ = λ / (1 + λ): checkable by hand."""
+    spec = networks.RouterSpec(n_models=3, feature_dim=4, hidden=8, policy_hidden=8)
+    rng = np.random.default_rng(0)
+    stats = networks.data_stats(rng.normal(size=(64, 4)),
+                                rng.uniform(1e-4, 1e-3, (64, 3)) * [1.0, 3.0, 9.0])
+    params = jax.jit(networks.init_params, static_argnums=0)(spec, jax.random.key(0), stats)
+    head = params["policy"]["params"]["beta_params"]
+    head["kernel"] = jax.numpy.zeros_like(head["kernel"])
+    return export.RouterBundle(
+        spec=spec, params=params, lane_taus=np.asarray([0.5, 0.7, 0.9], np.float32),
+        lane_lams=np.asarray([1.0, 3.0, 2.0], np.float32),
+        lane_accuracy=np.asarray([0.55, 0.72, 0.85], np.float32),
+        models=("small", "medium", "large"),
+        encoder={"id": "precomputed:dim=4", "kind": "precomputed", "dim": 4},
+        prices=TINY_PRICES, training={"note": "hand-built"})
+
+
+@pytest.fixture(scope="session")
+def tiny_certification() -> dict:
+    """2 operating points, 200 calibration queries: point 0 (τ'=0.9) always right at cost 2,
+    point 1 (τ'=0.6) right half the time at cost 1; certified on τ grid [0.3, 0.6, 0.9].
+
+    By hand: point 0 (accuracy 1) is certified for every grid τ; point 1 (accuracy 0.5) only for
+    τ=0.3, where it is the cheaper one. So τ <= 0.3 -> point 1, 0.3 < τ <= 0.9 -> point 0, and
+    τ > 0.9 is above the grid: infeasible.
+    """
+    scores = np.stack([np.ones(200), np.tile([0.0, 1.0], 100)])
+    costs = np.stack([np.full(200, 2.0), np.full(200, 1.0)])
+    table = calibrate.certify(scores, costs, [0.3, 0.6, 0.9], delta=0.05)
+    return json.loads(json.dumps({**table.to_dict(), "operating_taus": [0.9, 0.6]}))
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tmp_path_factory, tiny_bundle) -> str:
+    out = str(tmp_path_factory.mktemp("tiny") / "artifact")
+    export.write_artifact(tiny_bundle, out, verify=False)  # verify_artifact has its own test
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_certified_artifact(tmp_path_factory, tiny_bundle, tiny_certification) -> str:
+    out = str(tmp_path_factory.mktemp("tiny_cert") / "artifact")
+    bundle = dataclasses.replace(tiny_bundle, certification=tiny_certification)
+    export.write_artifact(bundle, out, verify=False)
+    return out

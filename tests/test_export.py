@@ -1,0 +1,159 @@
+"""Export: artifact layout, manifest, the serialised routing function, certification input."""
+
+import dataclasses
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from proteus import checkpoint, export, networks, serving
+
+pytest_plugins = ["tests.serving_fixtures"]
+
+MANIFEST_KEYS = {
+    "format", "format_version", "created", "models", "prices", "mean_cost_usd", "encoder",
+    "feature_dim", "spec", "lambda", "certification", "feasible_tau", "fallback", "function",
+    "params", "training", "versions",
+}
+
+
+def _manifest(path: str) -> dict:
+    with open(os.path.join(path, serving.MANIFEST_FILE)) as f:
+        return json.load(f)
+
+
+def test_artifact_layout_and_manifest(tiny_artifact):
+    assert sorted(os.listdir(tiny_artifact)) == ["manifest.json", "params", "route.jaxexport"]
+    m = _manifest(tiny_artifact)
+    assert set(m) == MANIFEST_KEYS
+    assert (m["format"], m["format_version"]) == ("proteus-router", 1)
+    assert m["models"] == ["small", "medium", "large"] and m["feature_dim"] == 4
+    assert m["prices"]["large"] == {"usd_per_input_token": 1e-5, "usd_per_output_token": 3e-5}
+    assert m["encoder"] == {"id": "precomputed:dim=4", "kind": "precomputed", "dim": 4}
+    assert m["spec"] == {"n_models": 3, "feature_dim": 4, "hidden": 8, "policy_hidden": 8,
+                         "use_tau_input": True, "use_lambda_input": True, "static_cost": False}
+    # float32 values survive the JSON round trip exactly
+    assert np.array_equal(np.float32(m["lambda"]["taus"]), np.float32([0.5, 0.7, 0.9]))
+    assert m["lambda"]["lams"] == [1.0, 3.0, 2.0]
+    assert m["certification"] == {"status": "uncertified", "table": None}
+    assert m["feasible_tau"]["min"] == pytest.approx(0.5)
+    assert m["feasible_tau"]["max"] == pytest.approx(0.85)
+    assert m["fallback"] == "best_effort"
+    assert m["versions"]["jax"] == jax.__version__
+    assert m["training"] == {"note": "hand-built"}
+
+
+def test_serialised_function_has_symbolic_batch(tiny_artifact):
+    m = _manifest(tiny_artifact)
+    with open(os.path.join(tiny_artifact, m["function"]["file"]), "rb") as f:
+        blob = f.read()
+    exported = jax.export.deserialize(bytearray(blob))
+    features, tau = exported.in_avals[-2:]
+    assert str(features.shape[0]) == "b" and features.shape[1] == 4 and str(tau.shape[0]) == "b"
+    assert m["function"]["calling_convention_version"] == exported.calling_convention_version
+    assert set(m["function"]["platforms"]) == {"cpu", "cuda"}
+    params = checkpoint.load_pytree(os.path.join(tiny_artifact, "params"))
+    lanes = (np.float32([0.5, 0.7, 0.9]), np.float32([1.0, 3.0, 2.0]))
+    for batch in (1, 5):  # one serialised function, any batch size
+        x, t = np.zeros((batch, 4), np.float32), np.full(batch, 0.7, np.float32)
+        model, mu, p_hat, c_hat, lam = exported.call(params, *lanes, x, t)
+        assert model.shape == (batch,) and p_hat.shape == (batch, 3)
+        np.testing.assert_allclose(lam, 3.0, rtol=1e-5)  # τ on the second lane: its λ
+        np.testing.assert_allclose(mu, 0.75, rtol=1e-5)  # δ = 0: μ = λ / (1 + λ)
+
+
+def test_params_round_trip(tiny_artifact, tiny_bundle):
+    bundle = tiny_bundle
+    restored = checkpoint.load_pytree(os.path.join(tiny_artifact, "params"))
+    jax.tree.map(np.testing.assert_array_equal, restored, jax.device_get(bundle.params))
+
+
+def test_routing_function_is_training_route(tiny_bundle):
+    bundle = tiny_bundle
+    x = np.random.default_rng(3).normal(size=(6, 4)).astype(np.float32)
+    tau = np.float32([0.4, 0.5, 0.6, 0.7, 0.9, 0.95])
+    got = jax.jit(export.routing_function(bundle.spec))(bundle.params, bundle.lane_taus,
+                                                        bundle.lane_lams, x, tau)
+    lam = jax.jit(networks.lambda_of_tau)(bundle.lane_taus, bundle.lane_lams, tau)
+    # by hand: the lanes' own λ at their τ, the end values beyond them
+    np.testing.assert_allclose(np.asarray(lam)[[0, 1, 3, 4, 5]], [1, 1, 3, 2, 2], rtol=1e-5)
+    want = jax.jit(networks.route, static_argnums=0)(bundle.spec, bundle.params, x, tau, lam)
+    np.testing.assert_array_equal(got[4], lam)
+    np.testing.assert_array_equal(got[0], want.model)
+    np.testing.assert_allclose(got[1], np.asarray(lam) / (1 + np.asarray(lam)), rtol=1e-5)
+
+
+def test_write_refuses_to_clobber(tmp_path, tiny_bundle, tiny_certification):
+    out = str(tmp_path / "a")
+    export.write_artifact(tiny_bundle, out, verify=False)
+    with pytest.raises(FileExistsError, match="overwrite"):
+        export.write_artifact(tiny_bundle, out)
+    certified = dataclasses.replace(tiny_bundle, certification=tiny_certification)
+    export.write_artifact(certified, out, overwrite=True, verify=False)
+    assert _manifest(out)["certification"]["status"] == "certified"
+    assert sorted(os.listdir(tmp_path)) == ["a"]  # no partial directories left behind
+
+
+def test_bad_bundles_are_rejected(tmp_path, tiny_bundle):
+    with pytest.raises(ValueError, match="3 models"):
+        export.write_artifact(dataclasses.replace(tiny_bundle, models=("a", "b")),
+                              str(tmp_path / "x"))
+    wrong_dim = {"id": "precomputed:dim=8", "kind": "precomputed", "dim": 8}
+    with pytest.raises(ValueError, match="8-d features"):
+        export.write_artifact(dataclasses.replace(tiny_bundle, encoder=wrong_dim),
+                              str(tmp_path / "y"))
+    assert not os.listdir(tmp_path)
+
+
+def test_verify_artifact_catches_a_different_router(tiny_artifact, tiny_bundle):
+    export.verify_artifact(tiny_artifact, tiny_bundle)  # the bundle it was written from
+    other = jax.tree.map(lambda x: x * 1.5 + 0.1, tiny_bundle.params)  # another router
+    with pytest.raises(AssertionError, match="disagrees"):
+        export.verify_artifact(tiny_artifact, dataclasses.replace(tiny_bundle, params=other))
+
+
+def test_read_certification(tmp_path, tiny_certification):
+    path = str(tmp_path / "certification.json")
+    assert export.read_certification(path) is None
+    payload = tiny_certification
+    with open(path, "w") as f:
+        json.dump(payload, f)
+    got = export.read_certification(path)
+    assert got["operating_taus"] == [0.9, 0.6] and list(got["route_to"]) == [1, 0, 0]
+    with open(path, "w") as f:
+        json.dump({**payload, "operating_taus": [0.9]}, f)
+    with pytest.raises(ValueError, match="1 operating_taus for 2"):
+        export.read_certification(path)
+    with open(path, "w") as f:
+        json.dump({"taus": [0.5]}, f)
+    with pytest.raises(ValueError, match="not a certification table"):
+        export.read_certification(path)
+
+
+def test_workdir_export_manifest(trained, text_artifact):
+    m = _manifest(text_artifact)
+    one = trained.one
+    assert m["lambda"]["taus"] == [float(t) for t in np.asarray(one.lane_taus)]
+    assert m["lambda"]["lams"] == [float(t) for t in np.asarray(one.duals.lam_avg)]
+    assert m["lambda"]["lane_accuracy"] == [float(t) for t in np.asarray(one.duals.acc_avg)]
+    assert m["feasible_tau"] == {"min": m["lambda"]["taus"][0],
+                                 "max": max(m["lambda"]["lane_accuracy"])}
+    assert m["encoder"]["id"] == "hashing:dim=64,word=1-2,char=3-5,seed=0,v=1"
+    assert m["models"] == list(trained.splits["test"].models) and m["feature_dim"] == 64
+    t = m["training"]
+    assert t["workdir"] == str(trained.workdir) and t["run"] == 0 and t["step"] > 0
+    assert t["split_fingerprints"]["test"] == trained.splits["test"].fingerprint()
+    assert len(t["data_fingerprint"]) == 16 and t["config"]["data"]["encoder"] == "hashing:dim=64"
+
+
+def test_certified_workdir_export(certified_artifact):
+    path, payload = certified_artifact
+    m = _manifest(path)
+    assert m["certification"]["status"] == "certified"
+    assert m["certification"]["table"] == payload
+    certified = [t for t, ok in zip(payload["taus"], payload["feasible"], strict=True) if ok]
+    assert m["feasible_tau"] == {"min": payload["taus"][0],
+                                 "max": max(certified) if certified else None}
+    assert m["fallback"] == payload["fallback"]

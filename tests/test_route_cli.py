@@ -1,0 +1,67 @@
+"""`python -m launch.route`: one query from the command line, and JSONL batch mode."""
+
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from absl import flags
+from absl.testing import flagsaver
+
+from launch import route as route_cli
+from proteus import serving
+
+pytest_plugins = ["tests.serving_fixtures"]
+
+
+def test_single_query_command(text_artifact, text_router):
+    text = "mmlu question, moderate: chemistry, software, physics"
+    cmd = [sys.executable, "-m", "launch.route", f"--artifact={text_artifact}", "--tau=0.3",
+           text, "gsm8k question, easy: algebra"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    lines = [json.loads(line) for line in out.strip().split("\n")]
+    want = text_router.route([text, "gsm8k question, easy: algebra"], 0.3)
+    assert [d["model"] for d in lines] == [w.model for w in want]
+    assert lines[0]["tau"] == pytest.approx(0.3) and set(lines[0]) == set(want[0].to_dict())
+
+
+def _lines(router: serving.Router) -> tuple[list[str], np.ndarray]:
+    x = np.random.default_rng(0).normal(size=(5, router.feature_dim)).round(4)
+    lines = [json.dumps({"id": f"q{i}", "features": row.tolist()}) for i, row in enumerate(x)]
+    lines[3] = json.dumps({"id": "q3", "features": x[3].tolist(), "tau": 0.6})
+    lines += ["", "{broken", json.dumps({"features": [1.0, 2.0]}),
+              json.dumps({"query": "gsm8k question, easy: algebra", "tau": 2.0}),
+              json.dumps({"query": "gsm8k question, easy: algebra"})]
+    return lines, x
+
+
+def test_route_jsonl(text_router):
+    lines, x = _lines(text_router)
+    out = io.StringIO()
+    n_ok, n_err = route_cli.route_jsonl(text_router, lines, out, tau=0.3, batch_size=3)
+    records = [json.loads(r) for r in out.getvalue().strip().split("\n")]
+    assert (n_ok, n_err) == (6, 3) and len(records) == 9  # the blank line gives nothing
+    want = text_router.decide(x, [0.3, 0.3, 0.3, 0.6, 0.3])
+    assert [r["id"] for r in records[:5]] == ["q0", "q1", "q2", "q3", "q4"]
+    assert [r["model_index"] for r in records[:5]] == want.model.tolist()
+    assert records[3]["tau"] == pytest.approx(0.6)
+    assert records[5]["line"] == 7 and "malformed JSON" in records[5]["error"]
+    assert records[6]["line"] == 8 and "values per query" in records[6]["error"]
+    assert records[7]["line"] == 9 and "tau must be a number" in records[7]["error"]
+    text_want = text_router.route("gsm8k question, easy: algebra", 0.3)[0].model
+    assert records[8]["model"] == text_want
+
+
+def test_batch_mode_main(text_artifact, tmp_path):
+    router = serving.Router.load(text_artifact, warmup=0)
+    lines, _ = _lines(router)
+    src, dst = tmp_path / "q.jsonl", tmp_path / "d.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+    with flagsaver.flagsaver(artifact=text_artifact, input=str(src), output=str(dst), tau=0.3,
+                             progress=False):
+        assert route_cli.main(["route"]) == 1  # some lines could not be routed
+    assert len(dst.read_text().strip().split("\n")) == 9

@@ -1,0 +1,213 @@
+"""Serving: decisions equal training-time routing, τ resolution, input checks, load-time checks."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments import pipeline
+from proteus import operating, serving
+
+pytest_plugins = ["tests.serving_fixtures"]
+
+
+@pytest.fixture(scope="module")
+def tiny_router(tiny_artifact) -> serving.Router:
+    return serving.Router.load(tiny_artifact)
+
+
+def test_decisions_equal_training_time_routing(trained, text_router):
+    test = trained.splits["test"]
+    taus = np.asarray(pipeline.eval_taus(trained.config, trained.setup.lane_taus), np.float32)
+    want = np.asarray(pipeline.route_split(trained.setup, trained.state, 0, test, taus).model)
+    for t, tau in enumerate(taus):  # the exported function at the same (features, τ)
+        got = text_router.run(test.features, np.full(test.n_queries, tau, np.float32))
+        np.testing.assert_array_equal(got.model, want[t], err_msg=f"tau={tau}")
+    # the full path, τ resolved to an operating point, from text through the encoder
+    d = text_router.decide(test.features, 0.05)
+    op = np.float32(d.operating_tau[0])
+    expected = pipeline.route_split(trained.setup, trained.state, 0, test, np.float32([op])).model
+    np.testing.assert_array_equal(d.model, np.asarray(expected)[0])
+    texts = [str(q) for q in test.texts[:32]]
+    routed = text_router.route(texts, 0.05)
+    assert [r.model_index for r in routed] == d.model[:32].tolist()
+    assert [r.model for r in routed] == [text_router.models[m] for m in d.model[:32]]
+
+
+def test_certified_decisions_follow_the_table(trained, certified_artifact):
+    path, payload = certified_artifact
+    router = serving.Router.load(path)
+    test = trained.splits["test"]
+    points = np.float32(payload["operating_taus"])
+    want = np.asarray(pipeline.route_split(trained.setup, trained.state, 0, test, points).model)
+    for tau, route_to, feasible in zip(payload["taus"], payload["route_to"], payload["feasible"],
+                                       strict=True):
+        d = router.decide(test.features, tau)
+        j = route_to if feasible else 0
+        assert d.point[0] == j and d.feasible[0] == feasible
+        assert d.operating_tau[0] == payload["operating_taus"][j]
+        np.testing.assert_array_equal(d.model, want[j])
+
+
+def test_uncertified_resolution_by_hand(tiny_router):
+    # lanes τ [0.5, 0.7, 0.9], lane accuracy [0.55, 0.72, 0.85]: feasible τ up to 0.85
+    assert tiny_router.policy.tau_range == pytest.approx((0.5, 0.85))
+    inside = tiny_router.resolve(0.6)
+    assert (inside.operating_tau, inside.point, inside.feasible) == (0.6, -1, True)
+    below = tiny_router.resolve(0.2)
+    assert below.operating_tau == pytest.approx(0.5) and below.feasible
+    assert "stricter" in below.reason
+    above = tiny_router.resolve(0.9)
+    assert above.operating_tau == pytest.approx(0.9) and not above.feasible  # the top lane
+    assert "infeasible" in above.reason and "best effort" in above.reason
+
+
+def test_certified_resolution_by_hand(tiny_certified_artifact):
+    router = serving.Router.load(tiny_certified_artifact, warmup=0)
+    # see tiny_certification: τ <= 0.3 -> point 1 (τ'=0.6), up to 0.9 -> point 0 (τ'=0.9)
+    assert [router.resolve(t)[1:4] for t in (0.1, 0.3, 0.31, 0.9)] == [
+        (0.6, 1, True), (0.6, 1, True), (0.9, 0, True), (0.9, 0, True)]
+    above = router.resolve(0.95)
+    assert above[1:4] == (0.9, 0, False) and "above the certified grid" in above.reason
+    assert router.policy.tau_range == (0.3, 0.9)
+    refusing = serving.Router.load(tiny_certified_artifact, fallback="refuse", warmup=0)
+    with pytest.raises(operating.InfeasibleTauError, match="refused") as err:
+        refusing.resolve(0.95)
+    assert err.value.point.tau == 0.95
+    assert refusing.resolve(0.5).point == 0
+
+
+@pytest.mark.parametrize("tau", [float("nan"), -0.01, 1.01, "0.9", True, None, float("inf")])
+def test_invalid_tau_is_rejected(tiny_router, tau):
+    with pytest.raises(ValueError, match="tau must be a number in"):
+        tiny_router.resolve(tau)
+
+
+def test_refuse_policy_raises(tiny_artifact):
+    router = serving.Router.load(tiny_artifact, fallback="refuse", warmup=0)
+    with pytest.raises(operating.InfeasibleTauError, match="above the highest accuracy"):
+        router.decide(np.zeros(4), 0.9)
+    assert router.decide(np.zeros(4), 0.8).feasible.tolist() == [True]
+    with pytest.raises(ValueError, match="fallback must be one of"):
+        serving.Router.load(tiny_artifact, fallback="maybe", warmup=0)
+
+
+def test_lambda_and_mu_by_hand(tiny_router):
+    # zeroed policy output: μ = λ / (1 + λ); at the lanes λ is the lane's own [1, 3, 2]
+    d = tiny_router.decide(np.zeros((3, 4)), [0.5, 0.7, 0.8])
+    np.testing.assert_allclose(d.lam, [1.0, 3.0, 3.0 ** 0.5 * 2.0 ** 0.5], rtol=1e-3)
+    np.testing.assert_allclose(d.mu, d.lam / (1 + d.lam), rtol=1e-5)
+    np.testing.assert_allclose(d.mu[:2], [0.5, 0.75], rtol=1e-5)
+    utility = d.mu[:, None] * d.p_hat - (1 - d.mu[:, None]) * d.c_hat / d.c_hat.max()
+    assert d.model.shape == (3,) and d.p_hat.shape == d.c_hat.shape == (3, 3)
+    assert np.all((d.p_hat > 0) & (d.p_hat < 1) & (d.c_hat > 0)) and np.isfinite(utility).all()
+
+
+def test_route_features_and_records(tiny_router):
+    x = np.random.default_rng(0).normal(size=(2, 4))
+    routed = tiny_router.route(x, [0.6, 0.9])
+    assert [r.tau for r in routed] == [0.6, 0.9]
+    assert [r.feasible for r in routed] == [True, False]
+    first = routed[0].to_dict()
+    assert first["lambda"] == routed[0].lam and "lam" not in first
+    assert serving.RouteDecision.from_dict(first) == routed[0]
+    assert set(first["p_hat"]) == {"small", "medium", "large"}
+    assert first["model"] == tiny_router.models[first["model_index"]]
+    assert first["operating_point"] is None and first["certified"] is False
+    single = tiny_router.route(x[0], 0.6)[0]  # one [D] row (another bucket: equal to an ulp)
+    assert single.model == routed[0].model and single.mu == pytest.approx(routed[0].mu)
+
+
+def test_feature_and_text_errors(tiny_router, text_router):
+    for bad, match in [(np.zeros(3), "4 values per query"), (np.zeros((2, 5)), "4 values"),
+                       ([np.nan, 0, 0, 0], "finite"), (["a", "b", "c", "d"], "precomputed")]:
+        with pytest.raises(ValueError, match=match):
+            tiny_router.route(bad, 0.6)
+    with pytest.raises(ValueError, match="trained on precomputed features"):
+        tiny_router.route("what is 2 + 2?", 0.6)
+    with pytest.raises(ValueError, match="one number per query"):
+        tiny_router.decide(np.zeros((2, 4)), [0.5, 0.6, 0.7])
+    with pytest.raises(ValueError, match="empty"):
+        text_router.route(["fine", "  "], 0.5)
+    assert text_router.accepts_text and not tiny_router.accepts_text
+
+
+def test_no_recompile_within_a_bucket(tiny_router):
+    tiny_router.decide(np.zeros((3, 4)), 0.6)  # bucket 4
+    size = tiny_router._fn._cache_size()
+    tiny_router.decide(np.zeros((4, 4)), 0.7)
+    tiny_router.decide(np.zeros((3, 4)), [0.5, 0.6, 0.9])
+    assert tiny_router._fn._cache_size() == size
+
+
+def test_large_batches_are_chunked(tiny_router, monkeypatch):
+    x = np.random.default_rng(1).normal(size=(11, 4))
+    whole = tiny_router.decide(x, 0.65)
+    monkeypatch.setattr(serving, "MAX_BUCKET", 4)
+    chunked = tiny_router.decide(x, 0.65)
+    np.testing.assert_array_equal(chunked.model, whole.model)
+    np.testing.assert_allclose(chunked.p_hat, whole.p_hat, rtol=1e-6)
+
+
+def test_info(tiny_router):
+    info = tiny_router.info()
+    assert [m["name"] for m in info["models"]] == ["small", "medium", "large"]
+    assert info["models"][2]["price"] == {"usd_per_input_token": 1e-5, "usd_per_output_token": 3e-5}
+    assert info["feasible_tau"] == pytest.approx({"min": 0.5, "max": 0.85})
+    assert (info["certified"], info["fallback"], info["feature_dim"]) == (False, "best_effort", 4)
+
+
+def _copy(src: str, dst: str) -> str:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_load_time_checks(tiny_artifact, tmp_path):
+    with pytest.raises(serving.ArtifactError, match="not found"):
+        serving.Router.load(str(tmp_path / "nothing"))
+    bad_dim = _copy(tiny_artifact, str(tmp_path / "dim"))
+    manifest = serving.read_manifest(bad_dim)
+    with open(os.path.join(bad_dim, "manifest.json"), "w") as f:
+        json.dump({**manifest, "feature_dim": 5}, f)
+    with pytest.raises(serving.ArtifactError, match="feature_dim=5"):
+        serving.Router.load(bad_dim)
+    with open(os.path.join(bad_dim, "manifest.json"), "w") as f:
+        json.dump({**manifest, "format_version": 99}, f)
+    with pytest.raises(serving.ArtifactError, match="format"):
+        serving.Router.load(bad_dim)
+    old_convention = {**manifest["function"], "calling_convention_version": 1}
+    with open(os.path.join(bad_dim, "manifest.json"), "w") as f:
+        json.dump({**manifest, "function": old_convention}, f)
+    with pytest.raises(serving.ArtifactError, match="calling convention 1"):
+        serving.Router.load(bad_dim)
+    with open(os.path.join(bad_dim, "manifest.json"), "w") as f:
+        json.dump({k: v for k, v in manifest.items() if k != "lambda"}, f)
+    with pytest.raises(serving.ArtifactError, match="missing \\['lambda'\\]"):
+        serving.Router.load(bad_dim)
+    tampered = _copy(tiny_artifact, str(tmp_path / "fn"))
+    with open(os.path.join(tampered, "route.jaxexport"), "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(serving.ArtifactError, match="sha256"):
+        serving.Router.load(tampered)
+
+
+def test_feasible_range_and_check_tau():
+    assert operating.feasible_range([0.5, 0.9], [0.6, 0.8], None) == (0.5, 0.8)
+    table = {"taus": [0.2, 0.4, 0.6], "feasible": [True, True, False]}
+    assert operating.feasible_range([0.5], [0.6], table) == (0.2, 0.4)
+    assert operating.feasible_range([0.5], [0.6], {**table, "feasible": [False] * 3}) == (0.2, None)
+    assert operating.check_tau(np.float32(0.5)) == 0.5 and operating.check_tau(1) == 1.0
+
+
+def test_serving_needs_no_trainer(tiny_artifact):
+    code = ("import sys, numpy as np; from proteus.serving import Router; "
+            f"r = Router.load({tiny_artifact!r}); print(r.route(np.zeros(4), 0.6)[0].model); "
+            "bad = [m for m in ('flax', 'optax', 'experiments', 'proteus.train', 'proteus.loop', "
+            "'proteus.networks', 'pandas') if m in sys.modules]; print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split("\n")
+    assert out[0] in ("small", "medium", "large") and out[1] == "[]"
