@@ -100,18 +100,26 @@ def initial_state(setup: Setup, config: ml_collections.ConfigDict) -> train.Trai
         return train.init_state(setup.static, params, setup.lane_taus,
                                 jnp.asarray(config.train.lam_init, jnp.float32))
 
-    return jax.vmap(one)(setup.init_keys)
+    return jax.jit(jax.vmap(one))(setup.init_keys)  # one compile instead of eager op-by-op
 
 
 def train_runs(config: ml_collections.ConfigDict, workdir: str,
                splits: dict[str, RoutingDataset], setup: Setup | None = None,
-               progress: bool = True) -> tuple[train.TrainState, Setup]:
-    """Train (or resume) the configured runs in `workdir`; returns the final [S] state."""
+               progress: bool = True, placement=None) -> tuple[train.TrainState, Setup]:
+    """Train (or resume) the configured runs in `workdir`; returns the final [S] state.
+
+    `placement` (a `proteus.sharding.Placement`) puts the runs and minibatches on a device mesh;
+    None trains on the default device.
+    """
     setup = setup or make_setup(config, splits)
     data = {name: loop.PhaseData.from_dataset(splits[name]) for name in ("pred", "policy", "val")}
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                    max_to_keep=config.checkpoint.max_to_keep)
     state, phase = initial_state(setup, config), "predictor"
+    if placement is not None:  # sharding hook: runs on the mesh (a restore keeps it), data whole
+        state, data = placement.runs(state), placement.replicate(data)
+        setup = dataclasses.replace(setup, run_keys=placement.runs(setup.run_keys),
+                                    hparams=placement.runs(setup.hparams))
     if ckpt.latest_step() is not None:
         state, meta = ckpt.restore(state)
         phase = meta["phase"]
@@ -120,6 +128,8 @@ def train_runs(config: ml_collections.ConfigDict, workdir: str,
     metrics_path = os.path.join(workdir, "metrics.jsonl")
 
     def on_metrics(phase_name: str, step: int, metrics: dict) -> None:
+        if jax.process_index() != 0:  # sharding hook: one writer in a multi-host job
+            return
         record = {"phase": phase_name, "step": step,
                   **{k: np.asarray(v).tolist() for k, v in metrics.items()}}
         with open(metrics_path, "a") as f:
@@ -134,7 +144,8 @@ def train_runs(config: ml_collections.ConfigDict, workdir: str,
 
     callbacks = loop.Callbacks(on_metrics=on_metrics, save=save_periodic)
     state = loop.fit(setup.static, setup.loop, state, setup.run_keys, setup.hparams, data,
-                     phase=phase, callbacks=callbacks, progress=progress)
+                     phase=phase, callbacks=callbacks, progress=progress,
+                     constrain=placement.constrain_batch if placement is not None else None)
     ckpt.close()
     return state, setup
 
@@ -150,7 +161,7 @@ def eval_taus(config: ml_collections.ConfigDict, lane_taus: jax.Array) -> np.nda
     n_default = int(round((e.tau_hi - e.tau_lo) / e.tau_step)) + 1
     grid = np.round(np.linspace(e.tau_lo, e.tau_hi, n_default), 6)
     if e.wide_n > 0:
-        lanes = np.asarray(lane_taus)
+        lanes = np.asarray(lane_taus, np.float64)  # float32 rounding would duplicate grid points
         wide = np.round(np.linspace(lanes[0], lanes[-1], e.wide_n), 4)
         grid = np.union1d(grid, wide)
     return grid.astype(np.float64)
