@@ -7,6 +7,7 @@ functions here; tests run them on shrunk configs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from typing import Any
@@ -95,12 +96,19 @@ def make_setup(config: ml_collections.ConfigDict, splits: dict[str, RoutingDatas
 
 def initial_state(setup: Setup, config: ml_collections.ConfigDict) -> train.TrainState:
     """Fresh [S]-batched state."""
-    def one(key):
-        params = networks.init_params(setup.static.spec, key, setup.stats)
-        return train.init_state(setup.static, params, setup.lane_taus,
-                                jnp.asarray(config.train.lam_init, jnp.float32))
+    return _initial_states(setup.static, setup.init_keys, setup.stats, setup.lane_taus,
+                           jnp.asarray(config.train.lam_init, jnp.float32))
 
-    return jax.jit(jax.vmap(one))(setup.init_keys)  # one compile instead of eager op-by-op
+
+@functools.partial(jax.jit, static_argnums=0)
+def _initial_states(static: train.StaticConfig, init_keys: jax.Array, stats: dict[str, jax.Array],
+                    lane_taus: jax.Array, lam_init: jax.Array) -> train.TrainState:
+    """One compile per static config and shapes (a resume builds its restore template here too)."""
+    def one(key):
+        params = networks.init_params(static.spec, key, stats)
+        return train.init_state(static, params, lane_taus, lam_init)
+
+    return jax.vmap(one)(init_keys)
 
 
 def train_runs(config: ml_collections.ConfigDict, workdir: str,

@@ -58,8 +58,12 @@ class LoopConfig(NamedTuple):
     policy_steps: int = 2000
 
 
-def make_chunk(static: train.StaticConfig, step_fn: StepFn, chunk_size: int):
-    """A pure `chunk(state, run_key, data, hp) -> (state, mean metrics)` for ONE run."""
+def make_chunk(static: train.StaticConfig, step_fn: StepFn, chunk_size: int, constrain=None):
+    """A pure `chunk(state, run_key, data, hp) -> (state, mean metrics)` for ONE run.
+
+    `constrain` (sharding hook, `proteus.sharding.Placement.constrain_batch`) lays out each drawn
+    minibatch across devices; None leaves it to XLA.
+    """
 
     def chunk(state: train.TrainState, run_key: Array, data: PhaseData, hp: train.HParams):
         n = data.features.shape[0]
@@ -69,6 +73,7 @@ def make_chunk(static: train.StaticConfig, step_fn: StepFn, chunk_size: int):
             k_batch, k_step = jax.random.split(key)
             idx = jax.random.randint(k_batch, (static.batch_size,), 0, n)
             batch = train.Batch(data.features[idx], data.scores[idx], data.costs[idx])
+            batch = constrain(batch) if constrain is not None else batch  # sharding hook
             return step_fn(static, state, k_step, batch, hp)
 
         state, metrics = jax.lax.scan(body, state, None, length=chunk_size)
@@ -77,12 +82,13 @@ def make_chunk(static: train.StaticConfig, step_fn: StepFn, chunk_size: int):
     return chunk
 
 
-def compile_chunk(static: train.StaticConfig, step_fn: StepFn, chunk_size: int, wrap=None):
+def compile_chunk(static: train.StaticConfig, step_fn: StepFn, chunk_size: int, wrap=None,
+                  constrain=None):
     """jit(vmap(chunk)) over runs, donating the state.
 
     `wrap` (e.g. `chex.assert_max_traces(n=1)` in tests) decorates the one-run chunk before vmap.
     """
-    chunk = make_chunk(static, step_fn, chunk_size)
+    chunk = make_chunk(static, step_fn, chunk_size, constrain)
     chunk = wrap(chunk) if wrap is not None else chunk
     return jax.jit(jax.vmap(chunk, in_axes=(0, 0, None, 0)), donate_argnums=0)
 
@@ -132,7 +138,8 @@ class Callbacks(NamedTuple):
 
 def fit(static: train.StaticConfig, loop: LoopConfig, state: train.TrainState, run_keys: Array,
         hp: train.HParams, data: dict[str, PhaseData], phase: str = "predictor",
-        callbacks: Callbacks | None = None, progress: bool = True) -> train.TrainState:
+        callbacks: Callbacks | None = None, progress: bool = True,
+        constrain=None) -> train.TrainState:
     """Train S vmapped runs through both phases, resuming from `state` and `phase`.
 
     Args:
@@ -141,6 +148,7 @@ def fit(static: train.StaticConfig, loop: LoopConfig, state: train.TrainState, r
       hp: HParams with [S] leaves.
       data: {"pred", "policy", "val"} PhaseData.
       phase: "predictor" or "policy": where a restored state stands.
+      constrain: sharding hook for each minibatch (see `make_chunk`); None on one device.
 
     Returns:
       the final state ([S] leaves).
@@ -148,7 +156,8 @@ def fit(static: train.StaticConfig, loop: LoopConfig, state: train.TrainState, r
     callbacks = callbacks or Callbacks()
     step = int(np.asarray(state.step)[0])
     if phase == "predictor":
-        state = _predictor_phase(static, loop, state, run_keys, hp, data, callbacks, progress)
+        state = _predictor_phase(static, loop, state, run_keys, hp, data, callbacks, progress,
+                                 constrain)
         state = _freeze(state)
         step = int(np.asarray(state.step)[0])
         callbacks.save("policy", state)
@@ -156,7 +165,7 @@ def fit(static: train.StaticConfig, loop: LoopConfig, state: train.TrainState, r
                      np.round(np.asarray(state.best_val), 4))
     policy_end = _policy_end(loop, state)
     state = _unaliased(state)
-    chunk = compile_chunk(static, train.policy_step, loop.chunk_size)
+    chunk = compile_chunk(static, train.policy_step, loop.chunk_size, constrain=constrain)
     bar = _progress(progress, "policy", policy_end - step, loop.policy_steps)
     while step < policy_end:
         state, metrics = chunk(state, run_keys, data["policy"], hp)
@@ -184,8 +193,9 @@ def _policy_end(loop: LoopConfig, state: train.TrainState) -> int:
     return pred_steps + loop.policy_steps
 
 
-def _predictor_phase(static, loop, state, run_keys, hp, data, callbacks, progress):
-    chunk = compile_chunk(static, train.predictor_step, loop.chunk_size)
+def _predictor_phase(static, loop, state, run_keys, hp, data, callbacks, progress,
+                     constrain=None):
+    chunk = compile_chunk(static, train.predictor_step, loop.chunk_size, constrain=constrain)
     state = _unaliased(state)
     step = int(np.asarray(state.step)[0])
     bar = _progress(progress, "predictor", loop.pred_max_steps - step, loop.pred_max_steps)

@@ -1,0 +1,120 @@
+"""A vmapped sweep against a Python loop over the same runs: time per training step of S runs.
+
+    python benchmarks/bench_sweep.py                      # 16 runs, quickstart model, 16 lanes
+    python benchmarks/bench_sweep.py --runs 8 --lanes 4 --n 5000 --chunks 2
+
+Both sides run the project's compiled chunk (`loop.compile_chunk`: a `lax.scan` of `chunk_size`
+steps): the sweep calls one program holding S runs; the loop calls the one-run program S times per
+chunk (the compiled program is reused, the best a loop can do; a loop of `launch.train` jobs would
+also recompile per run, which the last line prices). Times exclude compilation, which is reported
+on its own. One process, one device; the ratio printed is loop time / sweep time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+
+from experiments import pipeline, sweep
+from experiments.configs import quickstart
+from proteus import loop, train
+
+
+def make_program(n: int, lanes: int, runs: int, variant: str = ""):
+    """(config, setup, state, data): seeds 0..runs-1 of the quickstart model on n synthetic rows."""
+    config = quickstart.get_config(variant or None)
+    config.data.source = f"synthetic:routerbench?n={n}&seed=0&signal=1.0"
+    config.lanes.n = lanes
+    splits = pipeline.load_splits(config)
+    grid = sweep.default_grid()
+    grid.update(dict(seeds=runs, policy_lr=(), dual_lr=()))
+    specs = sweep.expand_grid(config, grid)
+    setup = pipeline.make_setup(config, splits, hparams=sweep.grid_hparams(specs))
+    init_keys, run_keys = sweep.seed_keys(config.seed, [r.seed for r in specs])
+    setup = dataclasses.replace(setup, init_keys=init_keys, run_keys=run_keys)
+    state = jax.jit(lambda: pipeline.initial_state(setup, config))()
+    data = {name: loop.PhaseData.from_dataset(splits[name]) for name in ("pred", "policy", "val")}
+    return config, setup, state, data
+
+
+def _slice(tree, lo: int, hi: int):
+    return jax.tree.map(lambda x: x[lo:hi], tree)
+
+
+def compile_timed(static, step_fn, chunk_size, state, keys, data, hp, constrain=None):
+    """(compiled chunk, seconds to lower and compile)."""
+    fn = loop.compile_chunk(static, step_fn, chunk_size, constrain=constrain)
+    start = time.perf_counter()
+    compiled = fn.lower(state, keys, data, hp).compile()
+    return compiled, time.perf_counter() - start
+
+
+def time_chunks(compiled, state, keys, data, hp, n_chunks: int) -> float:
+    """Seconds per chunk call (state donated and carried; one warm-up call not timed)."""
+    state = jax.tree.map(jnp.copy, state)
+    state, _ = compiled(state, keys, data, hp)
+    jax.block_until_ready(state)
+    start = time.perf_counter()
+    for _ in range(n_chunks):
+        state, metrics = compiled(state, keys, data, hp)
+    jax.block_until_ready((state, metrics))
+    return (time.perf_counter() - start) / n_chunks
+
+
+def bench_phase(name, step_fn, setup, state, data, n_chunks: int) -> dict[str, float]:
+    static, chunk = setup.static, setup.loop.chunk_size
+    s = int(setup.hparams.pred_lr.shape[0])
+    vm, vm_compile = compile_timed(static, step_fn, chunk, state, setup.run_keys, data,
+                                   setup.hparams)
+    t_vmap = time_chunks(vm, state, setup.run_keys, data, setup.hparams, n_chunks)
+    one = [(_slice(state, r, r + 1), setup.run_keys[r:r + 1], _slice(setup.hparams, r, r + 1))
+           for r in range(s)]
+    single, one_compile = compile_timed(static, step_fn, chunk, *one[0][:2], data, one[0][2])
+    t_loop = sum(time_chunks(single, st, k, data, hp, n_chunks) for st, k, hp in one)
+    steps = chunk * s
+    print(f"{name:9s} S={s:3d}  vmapped {t_vmap / chunk * 1e3:8.2f} ms/step "
+          f"({steps / t_vmap:9,.0f} run-steps/s)   loop {t_loop / chunk * 1e3:8.2f} ms/step "
+          f"({steps / t_loop:9,.0f} run-steps/s)   loop/vmapped {t_loop / t_vmap:6.2f}x   "
+          f"compile: vmapped {vm_compile:.1f} s, one-run {one_compile:.1f} s")
+    return {"vmapped_s_per_chunk": t_vmap, "loop_s_per_chunk": t_loop,
+            "ratio": t_loop / t_vmap, "compile_vmapped_s": vm_compile,
+            "compile_one_run_s": one_compile}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=16, help="S runs in the sweep")
+    parser.add_argument("--lanes", type=int, default=16, help="τ lanes per run")
+    parser.add_argument("--n", type=int, default=20_000, help="synthetic queries (all splits)")
+    parser.add_argument("--chunks", type=int, default=3, help="timed chunk calls per side")
+    parser.add_argument("--variant", default="", help="config variant, e.g. smoke")
+    args = parser.parse_args()
+    print(f"backend {jax.default_backend()}, {jax.device_count()} device(s), "
+          f"{os.cpu_count()} CPU core(s); quickstart model, {args.lanes} lanes, n={args.n}")
+    config, setup, state, data = make_program(args.n, args.lanes, args.runs, args.variant)
+    print(f"batch {setup.static.batch_size}, chunk {setup.loop.chunk_size} steps, "
+          f"trunk {config.model.hidden}, policy {config.model.policy_hidden}")
+    res = {"predictor": bench_phase("predictor", train.predictor_step, setup, state,
+                                    data["pred"], args.chunks),
+           "policy": bench_phase("policy", train.policy_step, setup, state, data["policy"],
+                                 args.chunks)}
+    # End to end over a whole default run (predictor capped at pred_max_steps, policy_steps),
+    # with a loop of separate jobs compiling both programs once per run.
+    steps = {"predictor": config.train.pred_max_steps, "policy": config.train.policy_steps}
+    chunk = setup.loop.chunk_size
+    vm = sum(r["compile_vmapped_s"] + steps[p] / chunk * r["vmapped_s_per_chunk"]
+             for p, r in res.items())
+    lp = sum(args.runs * r["compile_one_run_s"] + steps[p] / chunk * r["loop_s_per_chunk"]
+             for p, r in res.items())
+    print(f"whole sweep estimate ({steps['predictor']} + {steps['policy']} steps, S={args.runs}): "
+          f"vmapped {vm:,.0f} s, loop of jobs (compiling per run) {lp:,.0f} s, ratio "
+          f"{lp / vm:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

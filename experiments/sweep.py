@@ -1,0 +1,383 @@
+"""Sweeps: a grid of seeds x hyperparameters trained as vmapped runs, one results table, a best run.
+
+    python -m launch.sweep --config=experiments/configs/quickstart.py --workdir=runs/sweep \
+        --sweep.seeds=4 --sweep.policy_lr="(3e-4, 1e-3)" --sweep.dual_lr="(0.5, 1.0)"
+
+The swept learning rates, entropy weight, dual step and margin are traced `HParams`, so any mix of
+them is one compiled program; the number of τ lanes is a shape, so each value gets its own. Runs are
+packed into as few programs as fit the memory budget (`plan_groups`), each program is trained by
+`pipeline.train_runs` (checkpoints, resume) on a device mesh (`proteus.sharding`), and every run is
+evaluated on the test split like `results.json`'s "proteus" router.
+
+Run keys: run (seed s, any hyperparameters) uses `fold_in(key(config.seed), s)`, the key of run s
+of a plain `launch.train` job, so runs that differ only in a hyperparameter share their
+initialisation and minibatches, and a run's result does not depend on how runs were grouped.
+
+Best-run rule (`BEST_RULE`): highest floor compliance on the DESIGN grid (τ in
+[eval.tau_lo, eval.tau_hi]); then lowest mean cost over the DESIGN-grid τ it meets; then highest
+target-response correlation (over the whole evaluation grid); then the lowest run index.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import json
+import math
+import os
+import time
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from experiments import evaluation, pipeline
+from proteus import metrics, results, sharding, train
+from proteus.data.dataset import RoutingDataset
+
+SWEPT = ("pred_lr", "policy_lr", "ent_coef", "dual_lr", "margin")  # HParams fields, traced
+BEST_RULE = ("highest floor compliance on the DESIGN grid; then lowest mean cost over the "
+             "DESIGN-grid tau it meets; then highest target-response correlation; then lowest run")
+COLUMNS = ("run", "group", "seed", "lanes", *SWEPT, "floor_compliance", "n_feasible",
+           "target_response_corr", "acc_at_tau", "cost_at_tau", "savings_at_tau",
+           "mean_cost_met", "max_savings", "oracle_gap", "aiq")
+_CPU_BUDGET_GB = 4.0  # when the device reports no memory limit
+
+
+def default_grid() -> ml_collections.ConfigDict:
+    """The `--sweep.*` flags; a swept field left empty takes the training config's value."""
+    g = ml_collections.ConfigDict()
+    g.seeds = 2  # seeds 0..n-1 (run keys fold_in(key(config.seed), seed))
+    g.pred_lr = ()  # predictor learning rates
+    g.policy_lr = (3e-4, 1e-3)  # policy learning rates
+    g.ent_coef = ()  # entropy weights
+    g.dual_lr = (0.5, 1.0)  # dual steps η_λ
+    g.margin = ()  # dual margins
+    g.lanes = ()  # τ lanes K per run (a shape: one compiled program per value)
+    g.memory_budget_gb = 0.0  # per device; 0 = half the device's memory (4 GiB where unknown)
+    g.max_runs_per_program = 0  # cap on runs per compiled program (0 = memory only)
+    g.mesh_runs = -1  # devices on the "runs" axis (-1 = auto)
+    g.mesh_batch = -1  # devices on the "batch" axis (-1 = auto: the rest)
+    g.tau_ref = 0.9  # the τ of the table's "at_tau" columns (nearest grid point)
+    return g
+
+
+class RunSpec(NamedTuple):
+    """One run of the grid."""
+
+    index: int
+    seed: int
+    lanes: int
+    pred_lr: float
+    policy_lr: float
+    ent_coef: float
+    dual_lr: float
+    margin: float
+
+
+class Group(NamedTuple):
+    """Runs trained by one compiled program; `runs` padded to `size` by repeating the last."""
+
+    index: int
+    lanes: int
+    runs: tuple[int, ...]
+    size: int
+
+    def padded(self) -> tuple[int, ...]:
+        return self.runs + (self.runs[-1],) * (self.size - len(self.runs))
+
+
+def expand_grid(config: ml_collections.ConfigDict, grid: ml_collections.ConfigDict,
+                ) -> list[RunSpec]:
+    """Every (lanes, hyperparameters, seed) combination, seed varying fastest.
+
+    Example: seeds=2, policy_lr=(a, b), the rest empty -> 4 runs
+    (seed 0, a), (seed 1, a), (seed 0, b), (seed 1, b).
+    """
+    values = {name: tuple(grid[name]) or (config.train[name],) for name in SWEPT}
+    lanes = tuple(grid.lanes) or (config.lanes.n,)
+    if grid.seeds < 1:
+        raise ValueError(f"sweep.seeds must be >= 1, got {grid.seeds}")
+    combos = itertools.product(lanes, *(values[n] for n in SWEPT), range(grid.seeds))
+    return [RunSpec(i, seed, int(k), *map(float, hp))
+            for i, (k, *hp, seed) in enumerate(combos)]
+
+
+def grid_hparams(runs: list[RunSpec]) -> train.HParams:
+    """HParams with [S] leaves for `runs`, in order."""
+    return train.HParams(**{n: jnp.asarray([getattr(r, n) for r in runs], jnp.float32)
+                            for n in SWEPT})
+
+
+def seed_keys(base_seed: int, seeds) -> tuple[jax.Array, jax.Array]:
+    """(init_keys, run_keys), [S] each: `pipeline.make_setup`'s derivation with run r = seed."""
+    keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(base_seed), r))(
+        jnp.asarray(seeds, jnp.int32))
+    init_keys, run_keys = jax.vmap(jax.random.split, out_axes=1)(keys)
+    return init_keys, run_keys
+
+
+def config_for(config: ml_collections.ConfigDict, lanes: int) -> ml_collections.ConfigDict:
+    """A copy of `config` with `lanes.n = lanes` (the caller's config is not touched)."""
+    out = copy.deepcopy(config)
+    out.lanes.n = int(lanes)
+    return out
+
+
+# ----------------------------------------------------------------------------- memory and groups
+
+
+def _nbytes(tree: Any) -> int:
+    return sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
+
+
+def estimate_run_bytes(config: ml_collections.ConfigDict, setup: pipeline.Setup,
+                       batch_shards: int = 1) -> int:
+    """Device bytes one run needs inside a compiled chunk (an estimate, on the high side).
+
+    state: the exact [1]-run TrainState (params, both Adam states, best predictor, duals), twice
+    (the step's new state is built before the old one is released). Activations of one step, with
+    the backward pass ~3x the forward: the predictor on B rows (features, two trunk layers, heads)
+    and, per τ lane, the policy head on the same rows; split over `batch_shards` devices.
+    """
+    one = dataclasses.replace(setup, init_keys=setup.init_keys[:1])
+    state_bytes = _nbytes(jax.eval_shape(lambda: pipeline.initial_state(one, config)))
+    spec, b, k = setup.static.spec, setup.static.batch_size, int(setup.lane_taus.shape[0])
+    per_row = spec.feature_dim + 2 * spec.hidden + 6 * spec.n_models
+    per_lane_row = 32 + 2 * spec.policy_hidden + 16  # cond layer, z/cond proj, hidden, samples
+    act = 3 * 4 * b * (per_row + k * per_lane_row) // max(batch_shards, 1)
+    metrics_bytes = 4 * config.train.chunk_size * k * 8
+    return 2 * state_bytes + act + metrics_bytes
+
+
+def memory_budget(grid: ml_collections.ConfigDict) -> int:
+    """Per-device bytes for training state and activations."""
+    if grid.memory_budget_gb > 0:
+        return int(grid.memory_budget_gb * 2**30)
+    stats = jax.local_devices()[0].memory_stats() or {}
+    limit = stats.get("bytes_limit")
+    return int(limit // 2) if limit else int(_CPU_BUDGET_GB * 2**30)
+
+
+def plan_groups(runs: list[RunSpec], per_run_bytes: dict[int, int], budget: int,
+                runs_axis: int = 1, max_runs: int = 0) -> list[Group]:
+    """Pack runs into as few compiled programs as fit `budget` bytes per device.
+
+    One program per lanes value at least; within it, equal groups of at most
+    `floor(budget / per_run_bytes) * runs_axis` runs (each device holds its share of the runs
+    axis), sizes a multiple of `runs_axis` (padding repeats a run and is not reported).
+    """
+    groups: list[Group] = []
+    for k in sorted({r.lanes for r in runs}):
+        members = [r.index for r in runs if r.lanes == k]
+        per_device = max(1, budget // max(per_run_bytes[k], 1))
+        cap = per_device * runs_axis
+        if max_runs > 0:
+            cap = min(cap, max(runs_axis, max_runs // runs_axis * runs_axis))
+        n_groups = math.ceil(len(members) / cap)
+        size = sharding.fits_evenly(math.ceil(len(members) / n_groups), runs_axis)
+        for g in range(n_groups):
+            chunk = tuple(members[g * size:(g + 1) * size])
+            if chunk:
+                groups.append(Group(len(groups), k, chunk, size))
+    return groups
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def evaluate_run(setup: pipeline.Setup, state: train.TrainState, slot: int, spec: RunSpec,
+                 group: int, test: RoutingDataset, taus: np.ndarray,
+                 e: ml_collections.ConfigDict, tau_ref: float) -> dict[str, Any]:
+    """The table row of the run in slot `slot` of a group's (host) state, on the test split."""
+    block, _ = evaluation.proteus_router(setup, state, slot, test, taus)
+    acc, cost = np.asarray(block["accuracy"]), np.asarray(block["cost"])
+    feasible = np.asarray(block["feasible"], bool)
+    oracle_acc, _ = test.oracle()
+    _, _, best_cost = test.best_fixed()
+    full = metrics.summarize(taus, acc, cost, feasible, oracle_acc, best_cost,
+                             evaluation.cost_range(test))
+    design = (taus >= e.tau_lo - 1e-9) & (taus <= e.tau_hi + 1e-9)
+    met = metrics.meets_floor(taus[design], acc[design])
+    ref = int(np.argmin(np.abs(taus - tau_ref)))
+    return {
+        "run": spec.index, "group": group, "seed": spec.seed, "lanes": spec.lanes,
+        **{n: getattr(spec, n) for n in SWEPT},
+        "floor_compliance": metrics.floor_compliance(taus[design], acc[design], feasible[design]),
+        "n_feasible": int(feasible[design].sum()),
+        "target_response_corr": full["target_response_corr"],
+        "acc_at_tau": float(acc[ref]), "cost_at_tau": float(cost[ref]),
+        "savings_at_tau": float(1.0 - cost[ref] / best_cost),
+        "mean_cost_met": float(cost[design][met].mean()) if met.any() else float("nan"),
+        "max_savings": full["max_savings_vs_best_fixed"], "oracle_gap": full["oracle_gap"],
+        "aiq": full["aiq"],
+    }
+
+
+def best_run(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The row that `BEST_RULE` picks (nan compliance or correlation ranks last, nan cost too)."""
+    def key(row):
+        comp, cost = row["floor_compliance"], row["mean_cost_met"]
+        corr = row["target_response_corr"]
+        return (-(comp if np.isfinite(comp) else -1.0), cost if np.isfinite(cost) else np.inf,
+                -(corr if np.isfinite(corr) else -2.0), row["run"])
+
+    return min(rows, key=key)
+
+
+# ----------------------------------------------------------------------------- the sweep
+
+
+class SweepResult(NamedTuple):
+    """Table rows (one per run), the best row, the programs and, per group, its host state."""
+
+    rows: list[dict[str, Any]]
+    best: dict[str, Any]
+    groups: list[Group]
+    mesh_shape: dict[str, int]
+    seconds: dict[str, float]
+    states: list[train.TrainState]  # numpy leaves [size, ...], padded slots included
+
+
+def _plan(config, splits, grid, runs, mesh) -> list[Group]:
+    per_run = {}
+    for k in sorted({r.lanes for r in runs}):
+        cfg = config_for(config, k)
+        setup = pipeline.make_setup(cfg, splits, hparams=grid_hparams(runs[:1]))
+        per_run[k] = estimate_run_bytes(cfg, setup, mesh.shape[sharding.BATCH])
+    data_bytes = sum(_nbytes(splits[n].features) + _nbytes(splits[n].scores) * 2
+                     for n in ("pred", "policy", "val"))
+    budget = max(memory_budget(grid) - data_bytes, 1)
+    groups = plan_groups(runs, per_run, budget, mesh.shape[sharding.RUNS],
+                         grid.max_runs_per_program)
+    logging.info("sweep: %d runs in %d program(s); bytes per run %s, budget %.2f GiB/device",
+                 len(runs), len(groups), per_run, budget / 2**30)
+    return groups
+
+
+def train_group(config: ml_collections.ConfigDict, splits: dict[str, RoutingDataset],
+                runs: list[RunSpec], group: Group, workdir: str,
+                placement: sharding.Placement | None, progress: bool,
+                ) -> tuple[pipeline.Setup, train.TrainState]:
+    """Train one group's (padded) runs in `workdir/group_XXX`; returns (setup, host state)."""
+    cfg = config_for(config, group.lanes)
+    members = [runs[i] for i in group.padded()]
+    setup = pipeline.make_setup(cfg, splits, hparams=grid_hparams(members))
+    init_keys, run_keys = seed_keys(cfg.seed, [r.seed for r in members])
+    setup = dataclasses.replace(setup, init_keys=init_keys, run_keys=run_keys)
+    gdir = os.path.join(workdir, f"group_{group.index:03d}")
+    state, setup = pipeline.train_runs(cfg, gdir, splits, setup=setup, progress=progress,
+                                       placement=placement)
+    return setup, sharding.fetch(state)
+
+
+def run_sweep(config: ml_collections.ConfigDict, workdir: str,
+              grid: ml_collections.ConfigDict | None = None, progress: bool = False,
+              splits: dict[str, RoutingDataset] | None = None) -> SweepResult:
+    """Train and evaluate the grid in `workdir`; the primary process writes the table.
+
+    Re-running in the same workdir resumes unfinished groups from their checkpoints and skips
+    finished ones (the grid must be unchanged).
+    """
+    grid = grid or default_grid()
+    start = time.perf_counter()
+    splits = splits or pipeline.load_splits(config)
+    runs = expand_grid(config, grid)
+    mesh = sharding.mesh_for(len(runs), config.train.batch_size, grid.mesh_runs,
+                             grid.mesh_batch, pad_runs=True)
+    groups = _plan(config, splits, grid, runs, mesh)
+    _check_plan(workdir, config, grid, groups)
+    placement = sharding.Placement(mesh) if mesh.size > 1 else None  # one device: as is
+    rows, states = [], []
+    seconds = {"load_and_plan": time.perf_counter() - start, "train": 0.0, "eval": 0.0}
+    for group in groups:
+        t0 = time.perf_counter()
+        setup, state = train_group(config, splits, runs, group, workdir, placement, progress)
+        states.append(state)
+        t1 = time.perf_counter()
+        cfg = config_for(config, group.lanes)
+        taus = pipeline.eval_taus(cfg, setup.lane_taus)
+        rows += [evaluate_run(setup, state, slot, runs[i], group.index, splits["test"], taus,
+                              cfg.eval, grid.tau_ref) for slot, i in enumerate(group.runs)]
+        seconds["train"] += t1 - t0
+        seconds["eval"] += time.perf_counter() - t1
+    result = SweepResult(rows, best_run(rows), groups, dict(mesh.shape), seconds, states)
+    if sharding.is_primary():
+        write_tables(workdir, config, grid, result)
+    return result
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _check_plan(workdir: str, config, grid, groups: list[Group]) -> None:
+    """Write `sweep_plan.json`, or refuse a workdir that holds a different sweep's checkpoints."""
+    plan = {"config": config.name, "seed": config.seed, "grid": grid.to_dict(),
+            "groups": [g._asdict() for g in groups]}
+    plan = json.loads(json.dumps(plan))  # tuples -> lists, as the file holds them
+    path = os.path.join(workdir, "sweep_plan.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        if old != plan:
+            raise ValueError(f"{workdir!r} holds a different sweep ({path}); use a new workdir")
+    elif sharding.is_primary():
+        os.makedirs(workdir, exist_ok=True)
+        _write_json(path, plan)
+
+
+def _write_json(path: str, payload: dict[str, Any]) -> None:
+    """Strict JSON (NaN and inf as null), written atomically."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(results.to_jsonable(payload), f, indent=1, allow_nan=False)
+    os.replace(tmp, path)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if not np.isfinite(value) else f"{value:.4g}"
+    return str(value)
+
+
+def markdown_table(rows: list[dict[str, Any]], best: dict[str, Any]) -> str:
+    """One line per run; the best run's index is bold."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        cells = [_fmt(row[c]) for c in COLUMNS]
+        if row["run"] == best["run"]:
+            cells[0] = f"**{cells[0]}**"
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_tables(workdir: str, config: ml_collections.ConfigDict,
+                 grid: ml_collections.ConfigDict, result: SweepResult) -> dict[str, str]:
+    """sweep_results.csv, .md and .json in `workdir`; returns their paths."""
+    os.makedirs(workdir, exist_ok=True)
+    paths = {ext: os.path.join(workdir, f"sweep_results.{ext}") for ext in ("csv", "md", "json")}
+    with open(paths["csv"], "w") as f:
+        f.write(",".join(COLUMNS) + "\n")
+        for row in result.rows:
+            f.write(",".join(repr(row[c]) if isinstance(row[c], float) else str(row[c])
+                             for c in COLUMNS) + "\n")
+    best = result.best
+    summary = (f"best run {best['run']} (seed {best['seed']}, lanes {best['lanes']}, "
+               + ", ".join(f"{n}={best[n]:.3g}" for n in SWEPT)
+               + f"): floor compliance {_fmt(best['floor_compliance'])}, mean cost at met tau "
+               f"{_fmt(best['mean_cost_met'])}, r {_fmt(best['target_response_corr'])}")
+    with open(paths["md"], "w") as f:
+        f.write(f"# Sweep {config.name}\n\nRule: {BEST_RULE}.\n\n{summary}\n\n"
+                f"{markdown_table(result.rows, best)}\n")
+    _write_json(paths["json"], {
+        "config_name": config.name, "dataset": config.data.source, "best_rule": BEST_RULE,
+        "best": best, "rows": result.rows, "columns": list(COLUMNS), "grid": grid.to_dict(),
+        "groups": [g._asdict() for g in result.groups], "n_programs": len(result.groups),
+        "mesh": result.mesh_shape, "processes": jax.process_count(), "seconds": result.seconds,
+        "tau_ref": grid.tau_ref})
+    logging.info("%s", summary)
+    return paths

@@ -1,0 +1,109 @@
+"""Tests for proteus.loop: compile-once chunks, the host loop's schedule, grid routing."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import pipeline
+from proteus import loop, networks, train
+from tests import core_helpers
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _compile_each_chunk_once():
+    """Every `loop.fit` here reuses the session's compiled chunks (see tests/core_helpers)."""
+    with core_helpers.use_shared_chunks():
+        yield
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """(config, splits, setup, fresh [1]-run state, phase data) on the shared separable data."""
+    config = core_helpers.tiny_config()
+    splits = core_helpers.tiny_splits(config)
+    setup = pipeline.make_setup(config, splits)
+    state = pipeline.initial_state(setup, config)
+    data = {name: loop.PhaseData.from_dataset(splits[name]) for name in ("pred", "policy", "val")}
+    return config, splits, setup, state, data
+
+
+def test_phase_data_needs_features(tiny):
+    _, splits, _, _, _ = tiny
+    bare = splits["val"].subset(np.arange(3))
+    bare = type(bare)(name=bare.name, models=bare.models, scores=bare.scores, costs=bare.costs,
+                      query_ids=bare.query_ids, tasks=bare.tasks)
+    with pytest.raises(ValueError, match="no features"):
+        loop.PhaseData.from_dataset(bare)
+
+
+def test_chunks_compile_once(tiny):
+    """3 chunks of each phase trace the one-run chunk once; a new data shape would retrace."""
+    config, _, setup, state, data = tiny
+    state = jax.tree.map(jnp.copy, state)  # fresh buffers: the chunk donates its state
+    for step_fn, phase in ((train.predictor_step, "pred"), (train.policy_step, "policy")):
+        # chex identifies a function by its source and definition stack, which both phases'
+        # chunks share (one `make_chunk`), so the count restarts per phase.
+        chex.clear_trace_counter()
+        chunk = loop.compile_chunk(setup.static, step_fn, config.train.chunk_size,
+                                   wrap=chex.assert_max_traces(n=1))
+        for _ in range(3):
+            state, metrics = chunk(state, setup.run_keys, data[phase], setup.hparams)
+        jax.block_until_ready(state)
+        half = jax.tree.map(lambda x: x[: x.shape[0] // 2], data[phase])
+        with pytest.raises(AssertionError, match="traced > 1 times"):
+            chunk(state, setup.run_keys, half, setup.hparams)
+    assert int(state.step[0]) == 6 * config.train.chunk_size
+    chex.assert_shape(metrics["lam"], (1, setup.lane_taus.shape[0]))  # [S, K] chunk means
+
+
+def test_fit_schedule_and_early_stop(tiny):
+    """With pred_lr = 0 the validation loss never improves after the first evaluation.
+
+    Patience 1: evaluation 1 (step 10) improves on inf, evaluation 2 (step 20) does not, so
+    bad_evals = 1 >= 1 stops the predictor phase at step 20, before its save. The frozen state is
+    saved as "policy" at step 20 and the policy phase runs policy_steps = 30 more: 30, 40, 50.
+    """
+    config, _, setup, state, data = tiny
+    events = []
+    callbacks = loop.Callbacks(
+        on_metrics=lambda phase, step, m: events.append(("metrics", phase, step, sorted(m))),
+        save=lambda phase, st: events.append(("save", phase, int(st.step[0]))))
+    hp = setup.hparams._replace(pred_lr=jnp.zeros_like(setup.hparams.pred_lr))
+    loop_cfg = setup.loop._replace(pred_patience=1, pred_max_steps=50)
+    final = loop.fit(setup.static, loop_cfg, jax.tree.map(jnp.copy, state), setup.run_keys, hp,
+                     data, callbacks=callbacks, progress=False)
+    pred_keys = ["bce", "cost_mse", "pred_loss", "val_loss"]
+    pol_keys = ["acc_det", "cost_det", "lam", "lam_avg", "mu_mean", "policy_loss", "reward"]
+    assert events == [
+        ("metrics", "predictor", 10, pred_keys), ("save", "predictor", 10),
+        ("metrics", "predictor", 20, pred_keys),
+        ("save", "policy", 20),
+        ("metrics", "policy", 30, pol_keys), ("save", "policy", 30),
+        ("metrics", "policy", 40, pol_keys), ("save", "policy", 40),
+        ("metrics", "policy", 50, pol_keys), ("save", "policy", 50),
+    ]
+    assert int(final.step[0]) == 50 and int(final.pred_steps[0]) == 20
+    assert int(final.bad_evals[0]) == 1
+    # pred_lr = 0: the frozen (best) predictor is the initial one.
+    assert not core_helpers.tree_diff(final.params["predictor"], state.params["predictor"])
+
+
+def test_route_grid_matches_route(tiny):
+    _, splits, setup, state, _ = tiny
+    one = pipeline.run_slice(state, 0)
+    lane_lams = jnp.array([0.05, 0.5, 2.0, 8.0])
+    features = jnp.asarray(splits["test"].features[:50])
+    taus = jnp.array([0.55, 0.8, 0.97])
+    grid = loop.route_grid(setup.static.spec, one.params, one.lane_taus, lane_lams, features,
+                           taus)
+    chex.assert_shape([grid.model, grid.mu], (3, 50))
+    route = jax.jit(networks.route, static_argnums=0)
+    for i, tau in enumerate(taus):
+        lam = networks.lambda_of_tau(one.lane_taus, lane_lams, tau)
+        ref = route(setup.static.spec, one.params, features, jnp.full((50,), tau),
+                    jnp.full((50,), lam))
+        np.testing.assert_array_equal(grid.model[i], ref.model)
+        np.testing.assert_allclose(grid.mu[i], ref.mu, rtol=1e-5)
+        np.testing.assert_allclose(grid.p_hat, ref.p_hat, rtol=1e-6)

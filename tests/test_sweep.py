@@ -1,0 +1,237 @@
+"""experiments.sweep: grid expansion, keys, grouping, the best-run rule, and a smoke sweep."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import pipeline, sweep
+from experiments.configs import quickstart
+from proteus import results
+from tests.conftest import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def config():
+    return quickstart.get_config("smoke")
+
+
+def _grid(**values):
+    grid = sweep.default_grid()
+    grid.update({"policy_lr": (), "dual_lr": (), **values})
+    return grid
+
+
+def test_expand_grid_hand_checked(config):
+    runs = sweep.expand_grid(config, _grid(seeds=2, policy_lr=(1e-3, 3e-4), lanes=(4, 8)))
+    assert len(runs) == 8
+    # lanes slowest, then the hyperparameters, seed fastest; unswept fields from the config.
+    assert [(r.lanes, r.policy_lr, r.seed) for r in runs] == [
+        (4, 1e-3, 0), (4, 1e-3, 1), (4, 3e-4, 0), (4, 3e-4, 1),
+        (8, 1e-3, 0), (8, 1e-3, 1), (8, 3e-4, 0), (8, 3e-4, 1)]
+    assert [r.index for r in runs] == list(range(8))
+    assert {(r.pred_lr, r.ent_coef, r.dual_lr, r.margin) for r in runs} == {
+        (config.train.pred_lr, config.train.ent_coef, config.train.dual_lr, config.train.margin)}
+    hp = sweep.grid_hparams(runs[:3])
+    np.testing.assert_allclose(hp.policy_lr, [1e-3, 1e-3, 3e-4])
+    assert hp.margin.shape == (3,) and hp.margin.dtype == np.float32
+
+
+def test_expand_grid_defaults_to_one_run(config):
+    runs = sweep.expand_grid(config, _grid(seeds=1))
+    assert runs == [sweep.RunSpec(0, 0, config.lanes.n, config.train.pred_lr,
+                                  config.train.policy_lr, config.train.ent_coef,
+                                  config.train.dual_lr, config.train.margin)]
+    with pytest.raises(ValueError, match="seeds"):
+        sweep.expand_grid(config, _grid(seeds=0))
+
+
+def test_seed_keys_are_the_pipelines_run_keys(config):
+    """Seed s of a sweep uses the keys of run s of a plain training job."""
+    init_keys, run_keys = sweep.seed_keys(config.seed, [0, 1, 2])
+    keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(config.seed), r))(
+        np.arange(3))
+    want_init, want_run = jax.vmap(jax.random.split, out_axes=1)(keys)
+    np.testing.assert_array_equal(jax.random.key_data(init_keys), jax.random.key_data(want_init))
+    np.testing.assert_array_equal(jax.random.key_data(run_keys), jax.random.key_data(want_run))
+    _, only_two = sweep.seed_keys(config.seed, [2])
+    np.testing.assert_array_equal(jax.random.key_data(only_two[0]),
+                                  jax.random.key_data(run_keys[2]))
+
+
+def _runs(lanes):
+    return [sweep.RunSpec(i, 0, k, 0.0, 0.0, 0.0, 0.0, 0.0) for i, k in enumerate(lanes)]
+
+
+def test_plan_groups_hand_checked():
+    runs = _runs([4] * 8)
+    # 100 bytes a run, 350 per device: 3 runs per program, 8 runs -> 3 equal groups (3, 3, 2+pad).
+    groups = sweep.plan_groups(runs, {4: 100}, 350)
+    assert [(g.runs, g.size) for g in groups] == [((0, 1, 2), 3), ((3, 4, 5), 3), ((6, 7), 3)]
+    assert groups[2].padded() == (6, 7, 7)
+    # A runs axis of 2 devices holds 3 runs each: 6 per program -> 2 groups of 4.
+    groups = sweep.plan_groups(runs, {4: 100}, 350, runs_axis=2)
+    assert [(g.runs, g.size) for g in groups] == [((0, 1, 2, 3), 4), ((4, 5, 6, 7), 4)]
+    # Everything fits: one program; a cap splits it.
+    assert len(sweep.plan_groups(runs, {4: 100}, 10**6)) == 1
+    capped = sweep.plan_groups(runs, {4: 100}, 10**6, max_runs=5)
+    assert [g.runs for g in capped] == [(0, 1, 2, 3), (4, 5, 6, 7)]
+    # Lanes are shapes: one program per value at least.
+    mixed = sweep.plan_groups(_runs([4, 8, 4, 8]), {4: 1, 8: 1}, 10**6)
+    assert [(g.lanes, g.runs) for g in mixed] == [(4, (0, 2)), (8, (1, 3))]
+    assert [g.index for g in mixed] == [0, 1]
+
+
+def test_estimate_run_bytes_grows_with_lanes(config):
+    splits = pipeline.load_splits(config)
+    sizes = []
+    for k in (4, 16):
+        cfg = sweep.config_for(config, k)
+        setup = pipeline.make_setup(cfg, splits, hparams=pipeline.hparams_from_config(cfg, 1))
+        sizes.append(sweep.estimate_run_bytes(cfg, setup))
+    assert 0 < sizes[0] < sizes[1]
+    halved = sweep.estimate_run_bytes(cfg, setup, batch_shards=2)
+    assert halved < sizes[1]
+    assert config.lanes.n == 4  # config_for copies
+
+
+def _row(run, comp, cost, corr):
+    return {"run": run, "floor_compliance": comp, "mean_cost_met": cost,
+            "target_response_corr": corr}
+
+
+def test_best_run_rule():
+    nan = math.nan
+    rows = [_row(0, 0.8, 1.0, 0.99), _row(1, 1.0, 3.0, 0.90), _row(2, 1.0, 2.0, 0.80),
+            _row(3, 1.0, 2.0, 0.95), _row(4, nan, nan, 0.99)]
+    assert sweep.best_run(rows)["run"] == 3  # compliance 1.0, then cost 2.0, then r 0.95
+    assert sweep.best_run(rows[:3])["run"] == 2
+    assert sweep.best_run([_row(0, nan, nan, nan), _row(1, 0.0, nan, 0.5)])["run"] == 1
+    assert sweep.best_run([_row(5, 1.0, 2.0, 0.9), _row(4, 1.0, 2.0, 0.9)])["run"] == 4
+
+
+SMOKE_FLAGS = ["--sweep.seeds=2", "--sweep.policy_lr=(3e-4, 1e-3)", "--sweep.dual_lr=()"]
+# Both training subprocesses skip LLVM's costly passes: half the CPU compile time, and the two
+# programs compared are compiled the same way.
+_CPU_ENV = {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_llvm_disable_expensive_passes=true"}
+
+
+def worker_sweep_on_mesh(workdir: str, reference: str) -> None:
+    """The smoke grid on a (runs=2, batch=4) mesh of 8 forced CPU devices; then resumed; then
+    compared with the one-device launcher run whose workdir is `reference`."""
+    from proteus import checkpoint, sharding
+
+    grid = _grid(seeds=2, policy_lr=(3e-4, 1e-3), mesh_runs=2, mesh_batch=4)
+    config = quickstart.get_config("smoke")
+    trained = []  # what training hands back, before it leaves the devices
+    fetch = sharding.fetch
+    sharding.fetch = lambda tree: trained.append(tree) or fetch(tree)
+    first = sweep.run_sweep(config, workdir, grid)
+    again = sweep.run_sweep(config, workdir, grid)  # finished: restores the sharded checkpoint
+    deadline = time.time() + 900
+    while not os.path.exists(f"{reference}/sweep_results.json") and time.time() < deadline:
+        time.sleep(0.5)
+    ckpt = checkpoint.Checkpointer(f"{reference}/group_000/checkpoints")
+    one_device, _ = ckpt.restore(trained[0])  # the 1-device state, resharded onto this mesh
+    ckpt.close()
+    diffs: dict[str, float] = {}  # max |one device - mesh| per part of the state
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(fetch(one_device)),
+                            jax.tree.leaves(first.states[0]), strict=True):
+        part = "policy" if "policy" in jax.tree_util.keystr(path) else "rest"
+        diff = float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+        diffs[part] = max(diffs.get(part, 0.0), diff)
+    print(json.dumps({
+        "devices": jax.device_count(), "mesh": first.mesh_shape, "groups": len(first.groups),
+        "specs": sorted({str(x.sharding.spec) for x in jax.tree.leaves(trained[0])}),
+        "devices_used": len(jax.tree.leaves(trained[0])[0].sharding.device_set),
+        "resumed_rows_equal": json.dumps(first.rows) == json.dumps(again.rows),  # NaN-safe
+        "max_abs_diff": diffs, "rows": results.to_jsonable(first.rows)}))
+
+
+@pytest.fixture(scope="module")
+def sweeps(tmp_path_factory):
+    """`python -m launch.sweep` on quickstart:smoke (2 seeds x 2 policy learning rates, one
+    device) and, at the same time, the same grid on 8 forced devices (`worker_sweep_on_mesh`)."""
+    one = str(tmp_path_factory.mktemp("sweep"))
+    mesh = str(tmp_path_factory.mktemp("sweep_mesh"))
+    launcher = [sys.executable, "-m", "launch.sweep", f"--workdir={one}", "--noprogress",
+                "--config=experiments/configs/quickstart.py:smoke", *SMOKE_FLAGS]
+    worker = [sys.executable, "-c",
+              f"import tests.test_sweep as t; t.worker_sweep_on_mesh({mesh!r}, {one!r})"]
+    forced = {"XLA_FLAGS": _CPU_ENV["XLA_FLAGS"] + " --xla_force_host_platform_device_count=8"}
+    procs = [subprocess.Popen(cmd, cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env={**os.environ, **_CPU_ENV, **extra})
+             for cmd, extra in ((launcher, {}), (worker, forced))]
+    try:
+        outs = [procs[0].communicate(timeout=600)]
+        assert procs[0].returncode == 0, outs[0][1][-4000:]
+        outs.append(procs[1].communicate(timeout=600))
+        assert procs[1].returncode == 0, outs[1][1][-4000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    with open(f"{one}/sweep_results.json") as f:
+        payload = json.load(f)  # strict JSON: NaN written as null
+    return one, outs[0][0], payload, json.loads(outs[1][0].strip().splitlines()[-1])
+
+
+def test_sweep_launcher_table(sweeps):
+    workdir, stdout, payload, _ = sweeps
+    rows, best = payload["rows"], payload["best"]
+    assert payload["n_programs"] == 1 and payload["groups"][0]["size"] == 4
+    assert [r["run"] for r in rows] == [0, 1, 2, 3]
+    assert payload["best_rule"] == sweep.BEST_RULE
+    assert f"best run {best['run']} by: {sweep.BEST_RULE}" in stdout
+    assert "4 runs in 1 program(s)" in stdout
+    with open(f"{workdir}/sweep_results.csv") as f:
+        table = list(csv.DictReader(f))
+    assert list(table[0]) == list(sweep.COLUMNS) and len(table) == 4
+    assert [float(r["policy_lr"]) for r in table] == [3e-4, 3e-4, 1e-3, 1e-3]
+    with open(f"{workdir}/sweep_results.md") as f:
+        assert f"| **{best['run']}** |" in f.read()
+    for row in rows:
+        assert 0.0 <= row["acc_at_tau"] <= 1.0 and row["cost_at_tau"] > 0.0
+        assert -1.0 <= row["target_response_corr"] <= 1.0
+
+
+def test_sweep_guards_its_workdir(sweeps, config):
+    """The launcher's flags made the grid `_grid` makes; another grid may not reuse the workdir."""
+    workdir, _, payload, _ = sweeps
+    with open(f"{workdir}/sweep_plan.json") as f:
+        plan = json.load(f)
+    grid = _grid(seeds=2, policy_lr=(3e-4, 1e-3))
+    assert plan["grid"] == results.to_jsonable(grid.to_dict()) == payload["grid"]
+    with pytest.raises(ValueError, match="different sweep"):
+        sweep.run_sweep(config, workdir, _grid(seeds=3, policy_lr=(3e-4, 1e-3)))
+
+
+def test_sharded_sweep_matches_one_device(sweeps):
+    """8 forced CPU devices, mesh (runs=2, batch=4): the same final states and table."""
+    _, _, payload, mesh = sweeps
+    assert mesh["devices"] == 8 and mesh["mesh"] == {"runs": 2, "batch": 4}
+    assert mesh["devices_used"] == 8 and mesh["groups"] == 1
+    # Every state leaf keeps its run axis on "runs" (per-run scalars are [S]).
+    assert all(s.startswith("P('runs'") for s in mesh["specs"]), mesh["specs"]
+    # Reductions over the sharded batch may reorder, so gradients agree to float rounding. The
+    # predictor, duals and step counters then agree to ~1e-7. Policy parameters and their Adam
+    # state drift further: where a gradient entry is itself at rounding level, Adam's m/sqrt(v)
+    # turns the two devices' different roundings into steps of size ~lr (1e-3 here) in either
+    # direction, a drift of about lr whatever the tolerance of the sum. The routing and every
+    # metric of the table agree.
+    diff = mesh["max_abs_diff"]
+    assert diff["rest"] < 1e-4 and diff["policy"] < 5e-3, diff
+    for got, want in zip(mesh["rows"], payload["rows"], strict=True):
+        for key, value in want.items():
+            if isinstance(value, float):
+                assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    assert mesh["resumed_rows_equal"]  # a finished sweep resumes from its sharded checkpoint

@@ -1,0 +1,276 @@
+"""Tests for proteus.train: hand-computed lane grids and updates; vmapped lanes vs one by one."""
+
+import functools
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from experiments import pipeline
+from proteus import loop, losses, networks, train
+from tests import core_helpers
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """(config, splits, setup, one-run state) on the shared separable data."""
+    config = core_helpers.tiny_config()
+    splits = core_helpers.tiny_splits(config)
+    setup = pipeline.make_setup(config, splits)
+    params = core_helpers.init_params(setup.static.spec, 0, setup.stats)
+    state = train.init_state(setup.static, params, setup.lane_taus, jnp.asarray(1.0))
+    return config, splits, setup, state
+
+
+def _batch(ds, n: int = 32) -> train.Batch:
+    return train.Batch(jnp.asarray(ds.features[:n]), jnp.asarray(ds.scores[:n]),
+                       jnp.asarray(ds.costs[:n]))
+
+
+def _hp(**kw) -> train.HParams:
+    values = dict(pred_lr=1e-2, policy_lr=1e-3, ent_coef=1e-3, dual_lr=0.5, margin=0.0)
+    values.update(kw)
+    return train.HParams(**{k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
+
+
+# ----------------------------------------------------------------------------- lane grid
+
+
+def test_lane_grid_by_hand():
+    # model 0 is cheapest (cost 1) with accuracy 2/4 = 0.5; the oracle is right on 3 of 4
+    # queries whatever the costs: accuracy 0.75.
+    scores = np.array([[1, 1], [0, 1], [1, 0], [0, 0]], np.float32)
+    costs = np.array([[1, 5]] * 4, np.float32)
+    # linear: linspace(0.5, 0.75, 3) = 0.5, 0.625, 0.75.
+    np.testing.assert_allclose(train.lane_grid(scores, costs, 3, spacing="linear"),
+                               [0.5, 0.625, 0.75], rtol=1e-6)
+    # log1m: 1 - τ geometric from 0.5 to 0.25: 0.5, sqrt(0.125) = 0.353553, 0.25 -> τ = 0.5,
+    # 0.646447, 0.75.
+    np.testing.assert_allclose(train.lane_grid(scores, costs, 3, spacing="log1m"),
+                               [0.5, 1 - math.sqrt(0.125), 0.75], rtol=1e-6)
+    # overrides: lo = 0.6, hi = 0.9 with log1m: 1 - τ from 0.4 to 0.1, middle sqrt(0.04) = 0.2.
+    np.testing.assert_allclose(train.lane_grid(scores, costs, 3, lo=0.6, hi=0.9),
+                               [0.6, 0.8, 0.9], rtol=1e-6)
+    assert train.lane_grid(scores, costs, 5).dtype == jnp.float32
+
+
+def test_lane_grid_clamps_and_rejects():
+    # the oracle here is always right (accuracy 1.0), so hi is clamped to 0.99; cheapest model
+    # (index 1, cost 1) accuracy 0.5: linspace(0.5, 0.99, 2) = 0.5, 0.99.
+    scores = np.array([[1, 1], [1, 0]], np.float32)
+    costs = np.array([[3, 1], [3, 1]], np.float32)
+    np.testing.assert_allclose(train.lane_grid(scores, costs, 2, spacing="linear"), [0.5, 0.99])
+    with pytest.raises(ValueError, match="empty"):
+        train.lane_grid(scores, costs, 2, lo=0.995)
+    with pytest.raises(ValueError, match="spacing"):
+        train.lane_grid(scores, costs, 2, spacing="cubic")
+
+
+# ----------------------------------------------------------------------------- state, predictor
+
+
+def test_init_state(tiny):
+    _, _, setup, state = tiny
+    k = setup.lane_taus.shape[0]
+    chex.assert_shape([state.duals.lam, state.duals.acc_avg, state.lane_taus], (k,))
+    np.testing.assert_array_equal(state.duals.lam, np.ones(k))
+    np.testing.assert_array_equal(state.duals.lam_avg, np.ones(k))
+    np.testing.assert_array_equal(state.duals.acc_avg, setup.lane_taus)  # started at τ
+    assert int(state.step) == 0 and int(state.pred_steps) == 0 and int(state.bad_evals) == 0
+    assert float(state.best_val) == math.inf
+    assert not core_helpers.tree_diff(state.best_predictor, state.params["predictor"])
+
+
+def test_predictor_step_is_one_clipped_adam_step(tiny):
+    _, splits, setup, state = tiny
+    static, hp = setup.static, _hp(pred_lr=1e-2)
+    batch = _batch(splits["pred"])
+    new, metrics = jax.jit(train.predictor_step, static_argnums=0)(
+        static, state, jax.random.key(0), batch, hp)
+    grads = jax.grad(lambda p: train.predictor_objective(
+        static, {**state.params, "predictor": p}, batch)[0])(state.params["predictor"])
+    # First Adam step: m̂ = ĝ, v̂ = ĝ², so the direction is ĝ / (|ĝ| + 1e-8) (≈ sign ĝ), with
+    # ĝ = g · min(1, grad_clip / ‖g‖); decoupled decay adds wd · p; the step is -lr times that.
+    norm = float(optax.tree.norm(grads))
+    scale = min(1.0, static.grad_clip / norm)
+    expected = jax.tree.map(
+        lambda p, g: p - 1e-2 * ((g * scale) / (jnp.abs(g * scale) + 1e-8)
+                                 + static.weight_decay * p),
+        state.params["predictor"], grads)
+    chex.assert_trees_all_close(new.params["predictor"], expected, rtol=1e-4, atol=1e-7)
+    assert int(new.step) == 1
+    assert not core_helpers.tree_diff(new.params["policy"], state.params["policy"])
+    loss, _ = train.predictor_objective(static, state.params, batch)
+    assert float(metrics["pred_loss"]) == pytest.approx(float(loss), rel=1e-5)
+
+
+def test_track_and_freeze_best_predictor(tiny):
+    _, _, _, state = tiny
+    moved = state.replace(params={**state.params, "predictor": jax.tree.map(
+        lambda x: x + 1.0, state.params["predictor"])})
+    # inf -> 0.5 improves: best = current, bad = 0.
+    s1 = train.track_best_predictor(moved, jnp.asarray(0.5), patience=2)
+    assert float(s1.best_val) == 0.5 and int(s1.bad_evals) == 0
+    assert not core_helpers.tree_diff(s1.best_predictor, moved.params["predictor"])
+    # 0.7 and 0.5 do not improve on 0.5: bad 1, then 2, then stays at the patience cap 2.
+    back = s1.replace(params={**s1.params, "predictor": state.params["predictor"]})
+    s2 = train.track_best_predictor(back, jnp.asarray(0.7), patience=2)
+    s3 = train.track_best_predictor(s2, jnp.asarray(0.5), patience=2)
+    s4 = train.track_best_predictor(s3, jnp.asarray(0.6), patience=2)
+    assert [int(s.bad_evals) for s in (s2, s3, s4)] == [1, 2, 2]
+    assert float(s4.best_val) == 0.5
+    # the best kept is the moved predictor, and freezing puts it back in params.
+    frozen = train.freeze_best_predictor(s4)
+    assert not core_helpers.tree_diff(frozen.params["predictor"], moved.params["predictor"])
+    assert frozen.bad_evals.dtype == jnp.int32
+
+
+# ----------------------------------------------------------------------------- duals
+
+
+def test_update_dual_dispatch_by_hand(tiny):
+    _, _, setup, _ = tiny
+    dual = losses.init_dual(jnp.asarray(1.0), jnp.asarray(0.8))
+    hp = _hp(dual_lr=0.5, margin=0.02)
+    plain = train.update_dual(setup.static._replace(dual_ema=0.0), dual, jnp.asarray(0.7),
+                              jnp.asarray(0.8), hp, jnp.asarray(0.5))
+    # error = 0.8 + 0.02 - 0.7 = 0.12; λ = 1 + 0.5 · 0.12 = 1.06; λ_avg = 0.5 · 1 + 0.5 · 1.06.
+    assert float(plain.lam) == pytest.approx(1.06, rel=1e-6)
+    assert float(plain.lam_avg) == pytest.approx(1.03, rel=1e-6)
+    # acc_avg = 0.5 · 0.8 (started at τ) + 0.5 · 0.7 = 0.75.
+    assert float(plain.acc_avg) == pytest.approx(0.75, rel=1e-6)
+    pid = train.update_dual(setup.static._replace(dual="pid", dual_ema=0.0), dual,
+                            jnp.asarray(0.7), jnp.asarray(0.8), hp, jnp.asarray(0.0))
+    # gains = dual_lr · (2, 0.5, 1) = (1, 0.25, 0.5); e = I = D = 0.12:
+    # λ = 0.12 + 0.25 · 0.12 + 0.5 · 0.12 = 0.21; avg 0 -> λ_avg = λ.
+    assert float(pid.lam) == pytest.approx(0.21, rel=1e-5)
+    assert float(pid.lam_avg) == pytest.approx(0.21, rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- policy phase
+
+
+def test_frozen_lane_inputs_normalise_costs(tiny):
+    _, splits, setup, state = tiny
+    batch = _batch(splits["policy"], 8)
+    inputs = train.frozen_lane_inputs(setup.static, state.params, batch)
+    _, p_hat, c_hat = networks.predicted(setup.static.spec, state.params, batch.features)
+    c_ref = state.params["stats"]["c_ref"]
+    np.testing.assert_allclose(inputs.p_hat, p_hat, rtol=1e-6)
+    np.testing.assert_allclose(inputs.c_hat_norm, c_hat / c_ref, rtol=1e-6)
+    np.testing.assert_allclose(inputs.cost_norm, batch.costs / c_ref, rtol=1e-6)
+    np.testing.assert_array_equal(inputs.scores, batch.scores)
+    chex.assert_shape(inputs.z, (8, setup.static.spec.hidden))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _one_lane_step(static, policy_params, inputs, tau, dual, key, hp, avg):
+    """One lane of a policy step, written out by hand: sample, then that lane's dual update."""
+    sample = train.sample_lane(static.spec, policy_params, inputs, tau, tau, dual.lam, key)
+    new_dual = train.update_dual(static, dual, sample["acc_det"], tau, hp, avg)
+    return sample, new_dual
+
+
+def test_sample_lane_scores_the_beta_mean_policy(tiny):
+    _, splits, setup, state = tiny
+    spec = setup.static.spec
+    inputs = train.frozen_lane_inputs(setup.static, state.params, _batch(splits["policy"]))
+    dual = jax.tree.map(lambda x: x[1], state.duals)
+    tau = setup.lane_taus[1]
+    sample, _ = _one_lane_step(setup.static, state.params["policy"], inputs, tau, dual,
+                               jax.random.key(3), _hp(), jnp.asarray(0.0, jnp.float32))
+    chex.assert_shape([sample["mu"], sample["log_prob"], sample["advantage"]], (32,))
+    alpha, beta = networks.policy_beta(spec, state.params["policy"], inputs.z, tau, dual.lam)
+    rows = np.arange(32)
+    det = networks.routing_rule(alpha / (alpha + beta), inputs.p_hat, inputs.c_hat_norm)
+    assert float(sample["acc_det"]) == pytest.approx(float(inputs.scores[rows, det].mean()))
+    assert float(sample["cost_det"]) == pytest.approx(float(inputs.cost_norm[rows, det].mean()))
+    choice = networks.routing_rule(sample["mu"], inputs.p_hat, inputs.c_hat_norm)
+    reward = losses.lagrangian_reward(inputs.scores[rows, choice],
+                                      inputs.cost_norm[rows, choice], tau, dual.lam)
+    assert float(sample["reward"]) == pytest.approx(float(reward.mean()), rel=1e-5)
+    np.testing.assert_allclose(sample["log_prob"], losses.beta_log_prob(sample["mu"], alpha,
+                                                                        beta), rtol=1e-4)
+    assert abs(float(sample["advantage"].mean())) < 1e-5
+
+
+def test_lane_policy_loss_dispatch(tiny):
+    _, splits, setup, state = tiny
+    inputs = train.frozen_lane_inputs(setup.static, state.params, _batch(splits["policy"]))
+    lam, tau = jnp.asarray(2.0), jnp.asarray(0.8)
+    alpha, beta = networks.policy_beta(setup.static.spec, state.params["policy"], inputs.z, tau,
+                                       lam)
+    mu = jnp.linspace(0.05, 0.95, 32)
+    adv = jnp.linspace(-1.0, 1.0, 32)
+    old = losses.beta_log_prob(mu, alpha, beta) - 0.1  # ratios e^0.1 = 1.105: inside the clip
+    sample = {"mu": mu, "log_prob": old, "advantage": adv}
+    ent = losses.beta_entropy(alpha, beta)
+    lp = losses.beta_log_prob(mu, alpha, beta)
+    rf = train.lane_policy_loss(setup.static, state.params["policy"], inputs, tau, lam, sample,
+                                jnp.asarray(0.01))
+    assert float(rf) == pytest.approx(float(losses.reinforce_loss(lp, adv, ent, 0.01)), rel=1e-5)
+    ppo = train.lane_policy_loss(setup.static._replace(algo="ppo"), state.params["policy"],
+                                 inputs, tau, lam, sample, jnp.asarray(0.01))
+    expected = losses.ppo_clip_loss(lp, old, adv, ent, 0.01, setup.static.ppo_clip)
+    assert float(ppo) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_vmapped_lanes_equal_lanes_one_by_one(tiny):
+    """A policy chunk's per-lane metrics and duals equal running each lane by hand.
+
+    The policy learning rate is 0, so the shared policy stays fixed and each lane depends only
+    on its own (τ, λ) and keys: lane k of step t samples with split(split(k_step)[1], K)[k],
+    where k_step = split(fold_in(run_key, t))[1] (proteus.loop.make_chunk, train.policy_step).
+    The duals still move (dual_lr > 0), and steps 10..19 cross dual_avg_start = 15, so both
+    dual stages are exercised.
+    """
+    config, splits, setup, state = tiny
+    static, k_lanes = setup.static, setup.lane_taus.shape[0]
+    assert static.dual_avg_start == 15 and static.tau_jitter == 0.0
+    hp = _hp(policy_lr=0.0, dual_lr=0.5, margin=0.015)
+    start = state.replace(step=jnp.asarray(10, jnp.int32))
+    data = loop.PhaseData.from_dataset(splits["policy"])
+    run_key = setup.run_keys[0]
+    chunk = core_helpers.shared_compile_chunk(static, train.policy_step,
+                                               config.train.chunk_size)
+    batched = jax.tree.map(lambda x: x[None], start)
+    final, metrics = chunk(jax.tree.map(jnp.copy, batched), run_key[None], data,
+                           jax.tree.map(lambda x: x[None], hp))
+    final = jax.tree.map(lambda x: x[0], final)
+
+    duals = [jax.tree.map(lambda x, k=k: x[k], start.duals) for k in range(k_lanes)]
+    sums = {name: np.zeros(k_lanes) for name in ("reward", "acc_det", "cost_det", "lam",
+                                                  "lam_avg", "mu_mean")}
+    gather = jax.jit(lambda idx: train.Batch(data.features[idx], data.scores[idx],
+                                             data.costs[idx]))
+    inputs_of = jax.jit(train.frozen_lane_inputs, static_argnums=0)
+    for t in range(10, 20):
+        k_batch, k_step = jax.random.split(jax.random.fold_in(run_key, t))
+        idx = jax.random.randint(k_batch, (static.batch_size,), 0, data.features.shape[0])
+        inputs = inputs_of(static, start.params, gather(idx))
+        lane_keys = jax.random.split(jax.random.split(k_step)[1], k_lanes)
+        late = t >= static.dual_avg_start  # pred_steps = 0
+        avg = jnp.asarray(static.dual_avg if late else 0.0, jnp.float32)
+        hp_dual = hp._replace(dual_lr=hp.dual_lr * (static.dual_lr_late if late else 1.0))
+        for k in range(k_lanes):
+            sample, duals[k] = _one_lane_step(static, start.params["policy"], inputs,
+                                              setup.lane_taus[k], duals[k], lane_keys[k],
+                                              hp_dual, avg)
+            for name in ("reward", "acc_det", "cost_det"):
+                sums[name][k] += float(sample[name])
+            sums["mu_mean"][k] += float(sample["mu"].mean())
+            sums["lam"][k] += float(duals[k].lam)
+            sums["lam_avg"][k] += float(duals[k].lam_avg)
+
+    for name, total in sums.items():
+        np.testing.assert_allclose(metrics[name][0], total / 10, rtol=2e-5, atol=1e-6,
+                                   err_msg=name)
+    by_hand = jax.tree.map(lambda *xs: jnp.stack(xs), *duals)
+    chex.assert_trees_all_close(final.duals, by_hand, rtol=2e-5, atol=1e-6)
+    assert int(final.step) == 20
+    assert not core_helpers.tree_diff(final.params["policy"], start.params["policy"])
+    assert float(jnp.abs(final.duals.lam - start.duals.lam).max()) > 0.0  # the duals did move
