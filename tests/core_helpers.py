@@ -13,9 +13,16 @@ transparent: `compile_chunk` is a pure function of its (hashable) arguments.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -163,3 +170,50 @@ def tree_diff(a, b) -> list[str]:
             bad.append(jax.tree_util.keystr(path))
     return bad
 
+
+
+# ----------------------------------------------------------------------------- launcher smoke run
+#
+# The real launcher is a separate process (tests/test_launch_train.py). It is started as soon as
+# the first core test module runs, when the launcher tests are selected, so that it compiles and
+# trains on the other core while the in-process tests run; its tests then only wait for it.
+
+LAUNCH_SMOKE = ("--config=experiments/configs/quickstart.py:smoke", "--noprogress")
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+_LAUNCHES: dict[str, tuple[subprocess.Popen, Path]] = {}
+
+
+def _launch(name: str, *flags: str) -> tuple[subprocess.Popen, Path]:
+    """Start `python -m launch.train` once per name; returns (process, workdir)."""
+    if name not in _LAUNCHES:
+        root = Path(tempfile.mkdtemp(prefix=f"proteus_launch_{name}_"))
+        # Skipping LLVM's expensive passes halves CPU compile time (as tests/test_sharding does).
+        env = {**os.environ, "JAX_PLATFORMS": "cpu",
+               "XLA_FLAGS": "--xla_llvm_disable_expensive_passes=true"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "launch.train", *LAUNCH_SMOKE, f"--workdir={root / 'work'}",
+             *flags], cwd=_REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        _LAUNCHES[name] = (proc, root / "work")
+        atexit.register(_stop, proc, root)
+    return _LAUNCHES[name]
+
+
+def _stop(proc: subprocess.Popen, root: Path) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def start_launcher_smoke() -> dict[str, tuple[subprocess.Popen, Path]]:
+    """The smoke run (with a `--config.seed=3` override) and a run with a mistyped override."""
+    return {"smoke": _launch("smoke", "--config.seed=3"),
+            "typo": _launch("typo", "--config.train.dula_lr=1")}
+
+
+def start_launcher_smoke_if_selected(session: pytest.Session) -> None:
+    """Start the launcher runs in the background if this session will run the launcher tests."""
+    if any(item.module.__name__.endswith("test_launch_train") for item in session.items
+           if isinstance(item, pytest.Function)):
+        start_launcher_smoke()

@@ -1,17 +1,15 @@
-"""Smoke test of the real launcher: `python -m launch.train` on the quickstart smoke config."""
+"""Smoke test of the real launcher: `python -m launch.train` on the quickstart smoke config.
+
+    python -m launch.train --config=experiments/configs/quickstart.py:smoke --workdir=TMP \
+        --noprogress --config.seed=3
+"""
 
 import json
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-SMOKE = "--config=experiments/configs/quickstart.py:smoke"
+from tests import core_helpers
 
 # DESIGN.md section 7: the results.json contract.
 TOP_KEYS = {"dataset", "split", "n_queries", "models", "encoder", "oracle", "best_fixed", "taus",
@@ -21,25 +19,20 @@ SUMMARY_KEYS = {"floor_compliance", "target_response_corr", "max_savings_vs_best
                 "oracle_gap", "aiq", "n_infeasible"}
 
 
-def _launch(*flags: str) -> subprocess.Popen:
-    # Skipping LLVM's expensive passes halves CPU compile time (as tests/test_sharding does).
-    env = {**os.environ, "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": "--xla_llvm_disable_expensive_passes=true"}
-    return subprocess.Popen([sys.executable, "-m", "launch.train", *flags], cwd=REPO_ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    """One smoke run with a seed override, and, concurrently, one with a mistyped override."""
-    workdir = tmp_path_factory.mktemp("smoke")
-    run = _launch(SMOKE, f"--workdir={workdir}", "--noprogress", "--config.seed=3")
-    typo = _launch(SMOKE, f"--workdir={workdir / 'typo'}", "--noprogress",
-                   "--config.train.dula_lr=1")
-    typo_out, typo_err = typo.communicate(timeout=300)
+def smoke_run():
+    """The smoke run with `--config.seed=3` and, beside it, one with a mistyped override.
+
+    Both are started by tests/core_helpers (in the background, as soon as the first core test
+    module runs, or here if this module runs alone); this waits for them.
+    """
+    launches = core_helpers.start_launcher_smoke()
+    run, workdir = launches["smoke"]
+    typo, typo_dir = launches["typo"]
+    _, typo_err = typo.communicate(timeout=300)
     out, err = run.communicate(timeout=600)
     assert run.returncode == 0, err[-4000:]
-    return workdir, out, (typo.returncode, typo_err, workdir / "typo")
+    return workdir, out, (typo.returncode, typo_err, typo_dir)
 
 
 def test_smoke_results_follow_the_contract(smoke_run):

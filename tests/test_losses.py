@@ -9,8 +9,13 @@ import pytest
 from jax.test_util import check_grads
 
 from proteus import losses
+from tests import core_helpers
 
-EULER = 0.5772156649015329  # γ: digamma(1) = -γ, digamma(n) = 1 + 1/2 + ... + 1/(n-1) - γ
+
+@pytest.fixture(scope="module", autouse=True)
+def _launcher_smoke_in_background(request):
+    """Start tests/test_launch_train.py's subprocess now, if selected (see core_helpers)."""
+    core_helpers.start_launcher_smoke_if_selected(request.session)
 
 
 # ----------------------------------------------------------------------------- predictor

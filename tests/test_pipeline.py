@@ -13,6 +13,12 @@ from tests import core_helpers
 
 
 @pytest.fixture(scope="module", autouse=True)
+def _launcher_smoke_in_background(request):
+    """Start tests/test_launch_train.py's subprocess now, if selected (see core_helpers)."""
+    core_helpers.start_launcher_smoke_if_selected(request.session)
+
+
+@pytest.fixture(scope="module", autouse=True)
 def _compile_each_chunk_once():
     """Every `loop.fit` here reuses the session's compiled chunks (see tests/core_helpers)."""
     with core_helpers.use_shared_chunks():
@@ -190,7 +196,6 @@ def test_eval_taus_no_duplicate_when_grids_meet():
     # default 0.8; expected union 0.5, 0.65, 0.8, 0.85, 0.9, 0.95.
     taus = pipeline.eval_taus(config, jnp.array([0.5, 0.6, 0.95], jnp.float32))
     np.testing.assert_allclose(taus, [0.5, 0.65, 0.8, 0.85, 0.9, 0.95], atol=1e-6)
-
 
 
 def test_load_trained_needs_a_training_workdir(tmp_path):

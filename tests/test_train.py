@@ -15,6 +15,12 @@ from proteus import loop, losses, networks, train
 from tests import core_helpers
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _launcher_smoke_in_background(request):
+    """Start tests/test_launch_train.py's subprocess now, if selected (see core_helpers)."""
+    core_helpers.start_launcher_smoke_if_selected(request.session)
+
+
 @pytest.fixture(scope="module")
 def tiny():
     """(config, splits, setup, one-run state) on the shared separable data."""
