@@ -57,13 +57,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def median_time(fn: Callable[[], object], repeats: int) -> float:
     """Median wall time of `fn()` (which must block on its results) after one warm-up call."""
-    fn()  # compile and warm caches
-    times = []
+    return median_times([fn], repeats)[0]
+
+
+def median_times(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Median wall times of several blocking functions, timed in alternation.
+
+    Alternating (a, b, a, b, ...) rather than (a, a, ..., b, b, ...) exposes both to the same
+    background load, so their ratio is fair on a shared machine. Each is warmed up first.
+    """
+    for fn in fns:
+        fn()  # compile and warm caches
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, ts in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - start)
+    return [statistics.median(ts) for ts in times]
 
 
 def make_problem(args: argparse.Namespace, n: int, seed: int = 0):
@@ -122,11 +133,16 @@ def bench_lanes(args: argparse.Namespace) -> None:
         out = [step(s, key, batch, hp) for s in lane_states]
         return jax.block_until_ready(out)
 
-    t_seq = median_time(sequential, args.repeats)
-    t_vec = times[args.lanes]
+    vectorised = run_step(init(jax.random.key(0), args.lanes))
+    t_vec, t_seq = median_times([vectorised, sequential], args.repeats)
     print(f"    {args.lanes} lanes vmapped in one step: {t_vec * 1e3:.2f} ms; one after another "
           f"({args.lanes} calls of the K=1 step): {t_seq * 1e3:.2f} ms")
     print(f"    ratio sequential / vmapped = {t_seq / t_vec:.2f}x  (target >= 4x)")
+    k_hi = max(sweep)
+    marginal = (times[k_hi] - times[1]) / (k_hi - 1)
+    print(f"    marginal cost of a lane ≈ {marginal * 1e3:.2f} ms (K=1 -> K={k_hi}) vs "
+          f"{times[1] * 1e3:.2f} ms for a K=1 step: the lanes ratio is bounded by about "
+          f"{times[1] / marginal:.1f}x")
 
 
 # ----------------------------------------------------------------------------- (b) runs
@@ -156,7 +172,8 @@ def time_runs(static: train.StaticConfig, step_fn, states: train.TrainState,
             out.append((run["state"], metrics))
         return jax.block_until_ready(out)
 
-    return median_time(vmapped, args.repeats), median_time(one_by_one, args.repeats)
+    t_vec, t_seq = median_times([vmapped, one_by_one], args.repeats)
+    return t_vec, t_seq
 
 
 def bench_runs(args: argparse.Namespace) -> None:

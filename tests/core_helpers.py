@@ -8,13 +8,17 @@ seconds on CPU, and `loop.fit` builds a fresh `jax.jit` per phase, so every trai
 would trace, lower and compile the same programs again. `shared_compile_chunk` memoises
 `loop.compile_chunk` for the session (tests install it with `use_shared_chunks`): all core tests
 use the same data shapes and `tiny_config`, so each chunk program is compiled once. The memo is
-transparent: `compile_chunk` is a pure function of its (hashable) arguments.
+transparent: `compile_chunk` is a pure function of its (hashable) arguments. jit also compiles
+separately for arguments committed to a device (what a checkpoint restore returns) and for
+uncommitted ones (what a fresh run starts from); `tiny_setup` commits the setup's arrays, so that
+fresh and resumed runs share one compiled program.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import functools
 import os
 import shutil
@@ -30,6 +34,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from experiments import pipeline
 from experiments.configs import common
 from proteus import loop, networks, train
 from proteus.data.dataset import RoutingDataset
@@ -79,9 +84,30 @@ def tiny_stats() -> dict[str, jax.Array]:
             "c_ref": jnp.asarray(3.0, jnp.float32)}
 
 
+def on_device(tree):
+    """`tree` committed to the default device, as `Checkpointer.restore` returns a state."""
+    return jax.device_put(tree, jax.devices()[0])
+
+
+def tiny_setup(config: ml_collections.ConfigDict, splits: dict[str, RoutingDataset],
+               hparams: train.HParams | None = None) -> pipeline.Setup:
+    """`pipeline.make_setup` with its arrays committed to the device (see the module docstring).
+
+    A fresh state built from it (`pipeline.initial_state`) is committed too, like a restored one.
+    """
+    setup = pipeline.make_setup(config, splits, hparams=hparams)
+    return dataclasses.replace(
+        setup, hparams=on_device(setup.hparams), run_keys=on_device(setup.run_keys),
+        init_keys=on_device(setup.init_keys), lane_taus=on_device(setup.lane_taus),
+        stats=on_device(setup.stats))
+
+
 def init_params(spec: networks.RouterSpec, seed: int, stats: dict[str, jax.Array]):
-    """`networks.init_params` under jit: one compile instead of dozens of eager op compiles."""
-    return _jit_init_params(spec, jax.random.key(seed), stats)
+    """`networks.init_params` under jit: one compile instead of dozens of eager op compiles.
+
+    The stats go in as host arrays, so that committed and uncommitted callers share the compile.
+    """
+    return _jit_init_params(spec, jax.random.key(seed), jax.tree.map(np.asarray, stats))
 
 
 _jit_init_params = jax.jit(networks.init_params, static_argnums=0)

@@ -29,7 +29,7 @@ def tiny():
     """(config, splits, setup, fresh [1]-run state, phase data) on the shared separable data."""
     config = core_helpers.tiny_config()
     splits = core_helpers.tiny_splits(config)
-    setup = pipeline.make_setup(config, splits)
+    setup = core_helpers.tiny_setup(config, splits)
     state = pipeline.initial_state(setup, config)
     data = {name: loop.PhaseData.from_dataset(splits[name]) for name in ("pred", "policy", "val")}
     return config, splits, setup, state, data

@@ -20,6 +20,12 @@ def _launcher_smoke_in_background(request):
 
 SPEC = core_helpers.TINY_SPEC  # 3 models, 6 features, hidden 16, policy hidden 16
 
+# Jitted entry points: one compile each instead of dozens of eager op compiles per call site.
+_policy_apply = jax.jit(SPEC.policy().apply)
+_predict = jax.jit(networks.predict, static_argnums=0)
+_predicted = jax.jit(networks.predicted, static_argnums=0)
+_policy_beta = jax.jit(networks.policy_beta, static_argnums=0)
+
 
 @pytest.fixture(scope="module")
 def params():
@@ -48,16 +54,15 @@ def test_predictor_shapes(params):
 
 
 def test_policy_head_is_plug_in_prior_when_correction_is_zero(params):
-    policy = SPEC.policy()
     z = _normal(1, (4, 16))
     policy_params = _zero_output_kernel(params["policy"])
-    alpha, beta = policy.apply(policy_params, z, jnp.asarray(0.8), jnp.asarray(3.0))
+    alpha, beta = _policy_apply(policy_params, z, jnp.asarray(0.8), jnp.asarray(3.0))
     # δ = 0: m = sigmoid(log 3) = 3/4; K = softplus(softplus^-1(30)) + 1/m + 1/(1-m)
     #   = 30 + 4/3 + 4 = 35.3333; α = m K = 26.5, β = (1-m) K = 8.8333.
     np.testing.assert_allclose(alpha, np.full(4, 26.5), rtol=1e-5)
     np.testing.assert_allclose(beta, np.full(4, 35.0 + 1.0 / 3.0 - 26.5), rtol=1e-5)
     # λ = 0 is floored at 1e-3 inside the log: m = 1e-3 / 1.001 = 9.99e-4 (> the 1e-4 clip).
-    alpha0, beta0 = policy.apply(policy_params, z, jnp.asarray(0.8), jnp.asarray(0.0))
+    alpha0, beta0 = _policy_apply(policy_params, z, jnp.asarray(0.8), jnp.asarray(0.0))
     np.testing.assert_allclose(alpha0 / (alpha0 + beta0), np.full(4, 1e-3 / 1.001), rtol=1e-4)
 
 
@@ -65,7 +70,7 @@ def test_policy_head_outputs_valid_beta_per_query(params):
     z = 3.0 * _normal(1, (64, 16))
     tau = jnp.linspace(0.5, 0.99, 64)  # per-query τ and λ are allowed too ([B])
     lam = jnp.linspace(0.0, 100.0, 64)
-    alpha, beta = SPEC.policy().apply(params["policy"], z, tau, lam)
+    alpha, beta = _policy_apply(params["policy"], z, tau, lam)
     chex.assert_shape([alpha, beta], (64,))
     assert bool(jnp.all(alpha >= 1.0)) and bool(jnp.all(beta >= 1.0))
     assert float(jnp.std(alpha / (alpha + beta))) > 0.0  # the init spread varies μ by query
@@ -98,9 +103,9 @@ def test_predict_standardises_features(params):
     params = {**params}
     params["stats"] = {**params["stats"], "mean": jnp.full(6, 2.0), "scale": jnp.full(6, 4.0)}
     features = _normal(2, (6, 6))
-    z, p_hat, log_c = networks.predict(SPEC, params, features)
-    z_ref, logits_ref, log_c_ref = SPEC.predictor().apply(params["predictor"],
-                                                          (features - 2.0) / 4.0)
+    z, p_hat, log_c = _predict(SPEC, params, features)
+    apply = jax.jit(SPEC.predictor().apply)
+    z_ref, logits_ref, log_c_ref = apply(params["predictor"], (features - 2.0) / 4.0)
     np.testing.assert_allclose(z, z_ref, rtol=1e-6)
     np.testing.assert_allclose(p_hat, jax.nn.sigmoid(logits_ref), rtol=1e-6)
     np.testing.assert_allclose(log_c, log_c_ref, rtol=1e-6)
@@ -109,11 +114,11 @@ def test_predict_standardises_features(params):
 
 def test_predicted_cost_head_and_static_ablation(params):
     features = _normal(2, (6, 6))
-    _, _, log_c = networks.predict(SPEC, params, features)
-    _, _, c_hat = networks.predicted(SPEC, params, features)
+    _, _, log_c = _predict(SPEC, params, features)
+    _, _, c_hat = _predicted(SPEC, params, features)
     np.testing.assert_allclose(c_hat, jnp.exp(log_c), rtol=1e-6)
     static = SPEC._replace(static_cost=True)
-    _, _, c_static = networks.predicted(static, params, features)
+    _, _, c_static = _predicted(static, params, features)
     np.testing.assert_allclose(c_static, np.tile([1.0, 2.0, 3.0], (6, 1)))  # stats mean_cost
 
 
@@ -124,11 +129,12 @@ def test_policy_beta_detaches_trunk_and_honours_ablations(params):
         return networks.policy_beta(spec, params["policy"], z_in, jnp.asarray(0.9),
                                     jnp.asarray(2.0))[0].sum()
 
-    np.testing.assert_array_equal(jax.grad(mean_alpha)(z, SPEC), np.zeros((5, 16)))
+    grad = jax.jit(jax.grad(mean_alpha), static_argnums=1)(z, SPEC)
+    np.testing.assert_array_equal(grad, np.zeros((5, 16)))
 
     def alpha_at(spec, tau, lam):
-        return networks.policy_beta(spec, params["policy"], z, jnp.asarray(tau),
-                                    jnp.asarray(lam))[0]
+        return _policy_beta(spec, params["policy"], z, jnp.asarray(tau, jnp.float32),
+                            jnp.asarray(lam, jnp.float32))[0]
 
     assert not np.allclose(alpha_at(SPEC, 0.6, 2.0), alpha_at(SPEC, 0.95, 2.0))
     no_tau = SPEC._replace(use_tau_input=False)
@@ -172,11 +178,11 @@ def test_route_is_routing_rule_at_beta_mean(params):
     features = _normal(4, (7, 6))
     tau = jnp.full((7,), 0.9)
     lam = jnp.linspace(0.0, 10.0, 7)
-    decision = networks.route(SPEC, params, features, tau, lam)
+    decision = jax.jit(networks.route, static_argnums=0)(SPEC, params, features, tau, lam)
     chex.assert_shape([decision.model, decision.mu], (7,))
     chex.assert_shape([decision.p_hat, decision.c_hat], (7, 3))
-    z, p_hat, c_hat = networks.predicted(SPEC, params, features)
-    alpha, beta = networks.policy_beta(SPEC, params["policy"], z, tau, lam)
+    z, p_hat, c_hat = _predicted(SPEC, params, features)
+    alpha, beta = _policy_beta(SPEC, params["policy"], z, tau, lam)
     np.testing.assert_allclose(decision.mu, alpha / (alpha + beta), rtol=1e-6)
     expected = networks.routing_rule(alpha / (alpha + beta), p_hat, c_hat / 3.0)  # c_ref = 3
     np.testing.assert_array_equal(decision.model, expected)

@@ -30,8 +30,9 @@ class _Killed(Exception):
 
 
 def _train(config, workdir, splits, setup=None):
-    state, setup = pipeline.train_runs(config, str(workdir), splits, setup=setup, progress=False)
-    return state, setup
+    """`pipeline.train_runs` (no progress bar) on a committed setup (see tests/core_helpers)."""
+    setup = setup if setup is not None else core_helpers.tiny_setup(config, splits)
+    return pipeline.train_runs(config, str(workdir), splits, setup=setup, progress=False)
 
 
 # ----------------------------------------------------------------------------- learning
@@ -57,7 +58,7 @@ def test_policy_meets_tau_on_separable_problem(tmp_path):
     config.lanes.spacing, config.lanes.lo, config.lanes.hi = "linear", 0.5, 0.95
     config.checkpoint.every_chunks = 1000  # phase ends only: this test is about learning
     splits = core_helpers.tiny_splits(config)
-    setup = pipeline.make_setup(config, splits, hparams=TWO_RUNS)
+    setup = core_helpers.tiny_setup(config, splits, hparams=TWO_RUNS)
     state, setup = _train(config, tmp_path, splits, setup)
     np.testing.assert_allclose(setup.lane_taus, [0.5, 0.65, 0.8, 0.95], rtol=1e-6)
     test = splits["test"]
@@ -139,7 +140,7 @@ def test_resume_after_kill_is_bit_identical(resume_case, tmp_path, monkeypatch, 
 def test_vmapped_runs_equal_separate_runs(resume_case, tmp_path):
     """Two runs with different HParams in one program equal the same runs trained alone."""
     config, splits, _ = resume_case
-    setup = pipeline.make_setup(config, splits, hparams=TWO_RUNS)
+    setup = core_helpers.tiny_setup(config, splits, hparams=TWO_RUNS)
     together, _ = _train(config, tmp_path / "together", splits, setup)
     # the two runs really differ (different keys and hyperparameters)
     assert float(jnp.abs(together.duals.lam[0] - together.duals.lam[1]).max()) > 0.0

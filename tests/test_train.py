@@ -10,7 +10,6 @@ import numpy as np
 import optax
 import pytest
 
-from experiments import pipeline
 from proteus import loop, losses, networks, train
 from tests import core_helpers
 
@@ -23,13 +22,13 @@ def _launcher_smoke_in_background(request):
 
 @pytest.fixture(scope="module")
 def tiny():
-    """(config, splits, setup, one-run state) on the shared separable data."""
+    """(config, splits, setup, one-run state) on the shared separable data, committed."""
     config = core_helpers.tiny_config()
     splits = core_helpers.tiny_splits(config)
-    setup = pipeline.make_setup(config, splits)
+    setup = core_helpers.tiny_setup(config, splits)
     params = core_helpers.init_params(setup.static.spec, 0, setup.stats)
     state = train.init_state(setup.static, params, setup.lane_taus, jnp.asarray(1.0))
-    return config, splits, setup, state
+    return config, splits, setup, core_helpers.on_device(state)
 
 
 def _batch(ds, n: int = 32) -> train.Batch:
@@ -91,14 +90,21 @@ def test_init_state(tiny):
     assert not core_helpers.tree_diff(state.best_predictor, state.params["predictor"])
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _predictor_step_and_reference(static, state, batch, hp):
+    """One `predictor_step` and, from the same state, the loss and its gradient (one compile)."""
+    new, metrics = train.predictor_step(static, state, jax.random.key(0), batch, hp)
+    objective = lambda p: train.predictor_objective(static, {**state.params, "predictor": p},
+                                                    batch)[0]
+    loss, grads = jax.value_and_grad(objective)(state.params["predictor"])
+    return new, metrics, loss, grads
+
+
 def test_predictor_step_is_one_clipped_adam_step(tiny):
     _, splits, setup, state = tiny
     static, hp = setup.static, _hp(pred_lr=1e-2)
-    batch = _batch(splits["pred"])
-    new, metrics = jax.jit(train.predictor_step, static_argnums=0)(
-        static, state, jax.random.key(0), batch, hp)
-    grads = jax.grad(lambda p: train.predictor_objective(
-        static, {**state.params, "predictor": p}, batch)[0])(state.params["predictor"])
+    new, metrics, loss, grads = _predictor_step_and_reference(static, state,
+                                                              _batch(splits["pred"]), hp)
     # First Adam step: m̂ = ĝ, v̂ = ĝ², so the direction is ĝ / (|ĝ| + 1e-8) (≈ sign ĝ), with
     # ĝ = g · min(1, grad_clip / ‖g‖); decoupled decay adds wd · p; the step is -lr times that.
     norm = float(optax.tree.norm(grads))
@@ -110,7 +116,6 @@ def test_predictor_step_is_one_clipped_adam_step(tiny):
     chex.assert_trees_all_close(new.params["predictor"], expected, rtol=1e-4, atol=1e-7)
     assert int(new.step) == 1
     assert not core_helpers.tree_diff(new.params["policy"], state.params["policy"])
-    loss, _ = train.predictor_objective(static, state.params, batch)
     assert float(metrics["pred_loss"]) == pytest.approx(float(loss), rel=1e-5)
 
 
@@ -187,8 +192,9 @@ def test_sample_lane_scores_the_beta_mean_policy(tiny):
     inputs = train.frozen_lane_inputs(setup.static, state.params, _batch(splits["policy"]))
     dual = jax.tree.map(lambda x: x[1], state.duals)
     tau = setup.lane_taus[1]
-    sample, _ = _one_lane_step(setup.static, state.params["policy"], inputs, tau, dual,
-                               jax.random.key(3), _hp(), jnp.asarray(0.0, jnp.float32))
+    key = core_helpers.on_device(jax.random.key(3))  # as the lanes test's keys (one compile)
+    sample, _ = _one_lane_step(setup.static, state.params["policy"], inputs, tau, dual, key,
+                               _hp(), jnp.asarray(0.0, jnp.float32))
     chex.assert_shape([sample["mu"], sample["log_prob"], sample["advantage"]], (32,))
     alpha, beta = networks.policy_beta(spec, state.params["policy"], inputs.z, tau, dual.lam)
     rows = np.arange(32)
@@ -238,14 +244,14 @@ def test_vmapped_lanes_equal_lanes_one_by_one(tiny):
     static, k_lanes = setup.static, setup.lane_taus.shape[0]
     assert static.dual_avg_start == 15 and static.tau_jitter == 0.0
     hp = _hp(policy_lr=0.0, dual_lr=0.5, margin=0.015)
-    start = state.replace(step=jnp.asarray(10, jnp.int32))
+    start = core_helpers.on_device(state.replace(step=jnp.asarray(10, jnp.int32)))
     data = loop.PhaseData.from_dataset(splits["policy"])
     run_key = setup.run_keys[0]
     chunk = core_helpers.shared_compile_chunk(static, train.policy_step,
                                                config.train.chunk_size)
     batched = jax.tree.map(lambda x: x[None], start)
     final, metrics = chunk(jax.tree.map(jnp.copy, batched), run_key[None], data,
-                           jax.tree.map(lambda x: x[None], hp))
+                           core_helpers.on_device(jax.tree.map(lambda x: x[None], hp)))
     final = jax.tree.map(lambda x: x[0], final)
 
     duals = [jax.tree.map(lambda x, k=k: x[k], start.duals) for k in range(k_lanes)]
