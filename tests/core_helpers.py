@@ -1,7 +1,8 @@
 """Tiny data and configs shared by the core tests (networks, losses, train, loop, pipeline).
 
 Everything here is small enough for CPU tests: a separable 3-model routing problem, a shrunk
-training config built from the real `experiments/configs/common.py`, and tree comparisons.
+training config built from the real `experiments/configs/common.py`, tree comparisons, and the
+launcher smoke run that tests/test_launch_train.py checks (started early, in the background).
 
 Compiling a policy chunk (Beta sampling, gradients of log-Beta and digamma, Adam) takes several
 seconds on CPU, and `loop.fit` builds a fresh `jax.jit` per phase, so every training run in a test
@@ -120,7 +121,7 @@ def separable_dataset(n: int = 8000, n_features: int = 6, seed: int = 0) -> Rout
     sigmoid(SHARPNESS (SOLVES_BELOW[m] − d_i)) (binary scores), so about 45% of queries need only
     "cheap", 30% more need "mid", and "strong" solves ~all at 10x cheap's price. Feature 0 is d
     itself, feature 1 is d plus noise, the rest are noise; realised costs jitter ±10% around
-    MODEL_COSTS. Mean accuracies ≈ (0.45, 0.74, 0.99).
+    MODEL_COSTS. Mean accuracies ≈ (0.45, 0.76, 0.999).
 
     Returns:
       RoutingDataset with scores, costs [n, 3] float32 and features [n, n_features] float32.
@@ -147,9 +148,9 @@ def _default_dataset() -> RoutingDataset:
 def tiny_config(**train_overrides) -> ml_collections.ConfigDict:
     """The real base config with the smoke variant, shrunk further; `train_overrides` last.
 
-    Hidden 16, 4 lanes, batch 32, chunk 10, checkpoint every chunk, no predictor early stop (a
-    vmapped group of runs stops only when all runs are patient, so equality across groupings
-    needs a fixed predictor phase length).
+    Hidden 16, 4 lanes, batch 32, chunks of 10 steps, 30 + 30 steps, a checkpoint every 2 chunks
+    (and at the phase ends), no predictor early stop (a vmapped group of runs stops only when all
+    runs are patient, so equality across groupings needs a fixed predictor phase length).
     """
     c = common.apply_variant(common.base_config(), "smoke")
     c.name = "tiny"
@@ -161,7 +162,7 @@ def tiny_config(**train_overrides) -> ml_collections.ConfigDict:
     c.train.pred_max_steps = 30
     c.train.policy_steps = 30
     c.train.pred_patience = 1000
-    c.checkpoint.every_chunks = 1
+    c.checkpoint.every_chunks = 2
     c.checkpoint.max_to_keep = 2
     for name, value in train_overrides.items():
         c.train[name] = value
