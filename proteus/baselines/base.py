@@ -10,8 +10,8 @@ of every candidate setting), and `route` picks a setting per requested τ, so on
 serves any τ grid, as PROTEUS does. `fit` returns a new router and leaves `self` unchanged.
 
 Label discipline: only `OracleRouter.route` reads `scores`/`costs` of the routed split. Every other
-router routes from `p_hat`, `c_hat` and `features` alone; pass `test.without_labels()` to make that
-checkable.
+router routes from `p_hat`, `c_hat`, `features` and (the task-table router) `tasks` alone; pass
+`test.without_labels()` to make that checkable.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ class RouterInputs:
       p_hat: [N, M] float predicted correctness in [0, 1].
       c_hat: [N, M] float predicted USD cost.
       features: [N, D] float query features.
+      tasks: [N] str task family of each query ("" when unknown). Query metadata, not a label:
+        `without_labels` keeps it, but at serving time a router has it only if the client sends it.
     """
 
     scores: np.ndarray | None = None
@@ -44,12 +46,14 @@ class RouterInputs:
     p_hat: np.ndarray | None = None
     c_hat: np.ndarray | None = None
     features: np.ndarray | None = None
+    tasks: np.ndarray | None = None
 
     @classmethod
     def from_dataset(cls, ds: RoutingDataset, p_hat=None, c_hat=None) -> RouterInputs:
         """Inputs of a `RoutingDataset` split, with the shared predictor's outputs if given."""
         as64 = lambda a: None if a is None else np.asarray(a, np.float64)
-        return cls(ds.scores, ds.costs, as64(p_hat), as64(c_hat), ds.features)
+        tasks = np.asarray(ds.tasks).astype(str)
+        return cls(ds.scores, ds.costs, as64(p_hat), as64(c_hat), ds.features, tasks)
 
     def without_labels(self) -> RouterInputs:
         """A copy with `scores` and `costs` removed (what a router may see at serving time)."""
@@ -57,7 +61,7 @@ class RouterInputs:
 
     @property
     def n_queries(self) -> int:
-        for name in ("scores", "p_hat", "costs", "c_hat", "features"):
+        for name in ("scores", "p_hat", "costs", "c_hat", "features", "tasks"):
             arr = getattr(self, name)
             if arr is not None:
                 return int(np.shape(arr)[0])
@@ -72,6 +76,15 @@ class RouterInputs:
                 raise ValueError(f"{who} needs RouterInputs.{name}, which is None")
             out.append(np.asarray(arr, dtype=np.float64))
         return tuple(out)
+
+    def need_tasks(self, who: str) -> np.ndarray:
+        """[N] str task labels; raise ValueError naming `who` when they are None or all ""."""
+        if self.tasks is None:
+            raise ValueError(f"{who} needs RouterInputs.tasks, which is None")
+        tasks = np.asarray(self.tasks).astype(str)
+        if tasks.size and not np.any(tasks != ""):
+            raise ValueError(f"{who} needs RouterInputs.tasks, but every task label is empty")
+        return tasks
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

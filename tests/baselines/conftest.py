@@ -17,9 +17,11 @@ def toy() -> RouterInputs:
       all cheap:      accuracy 0.50, cost 1.00
       q1 upgraded:    accuracy 0.75, cost 3.25
       q1, q2 upgraded: accuracy 1.00, cost 5.50
+    Tasks: q0/q3 are task "easy", q1/q2 task "hard" (the same split as the features).
     """
     scores = np.array([[1, 1], [0, 1], [0, 1], [1, 1]], np.float32)
     costs = np.tile(np.array([[1.0, 10.0]], np.float32), (4, 1))
     p_hat = np.array([[0.9, 0.9], [0.1, 0.9], [0.2, 0.9], [0.9, 0.9]])
     features = np.array([[1.0, 0.0], [0.0, 1.0], [0.1, 1.0], [1.0, 0.1]], np.float32)
-    return RouterInputs(scores, costs, p_hat, costs.astype(np.float64), features)
+    tasks = np.array(["easy", "hard", "hard", "easy"])
+    return RouterInputs(scores, costs, p_hat, costs.astype(np.float64), features, tasks)

@@ -14,10 +14,16 @@ def test_router_inputs_need_without_labels_and_size(toy):
     assert scores.dtype == np.float64 and p_hat.shape == (4, 2)
     blind = toy.without_labels()
     assert blind.scores is None and blind.costs is None and blind.n_queries == 4
+    np.testing.assert_array_equal(blind.need_tasks("x"), ["easy", "hard", "hard", "easy"])
+    assert RouterInputs(tasks=np.array(["a", ""])).n_queries == 2
     with pytest.raises(ValueError, match="carrot needs RouterInputs.scores"):
         blind.need("carrot", "scores")
     with pytest.raises(ValueError, match="empty"):
         _ = RouterInputs().n_queries
+    with pytest.raises(ValueError, match="task_table needs RouterInputs.tasks, which is None"):
+        RouterInputs(features=toy.features).need_tasks("task_table")
+    with pytest.raises(ValueError, match="every task label is empty"):
+        RouterInputs(tasks=np.array(["", ""])).need_tasks("task_table")
 
 
 def test_router_inputs_from_dataset(toy):
@@ -27,12 +33,14 @@ def test_router_inputs_from_dataset(toy):
         scores=toy.scores,
         costs=toy.costs,
         query_ids=np.array(["0", "1", "2", "3"]),
-        tasks=np.array([""] * 4),
+        tasks=np.array(["a", "b", "b", ""]),
         features=toy.features,
     )
     inputs = RouterInputs.from_dataset(ds, p_hat=toy.p_hat)
     assert inputs.p_hat is not None and inputs.c_hat is None
     np.testing.assert_array_equal(inputs.features, toy.features)
+    # tasks are query metadata: filled from the dataset and kept without labels
+    np.testing.assert_array_equal(inputs.without_labels().tasks, ["a", "b", "b", ""])
 
 
 def test_argmax_cheapest_breaks_ties_by_cost():
