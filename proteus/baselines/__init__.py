@@ -4,14 +4,16 @@
     decisions = router.route(test.without_labels(), taus)
     accuracy, cost = metrics.realised(test.scores, test.costs, decisions.choices)
 
-`make_router` builds every baseline by its results.json name; "knn" needs `reference=` (the
-training split's RouterInputs with features, scores and costs).
+`make_router` builds every baseline by its results.json name; "knn" and "task_table" need
+`reference=`: the training split's RouterInputs with scores and costs, plus features ("knn") or
+tasks ("task_table"; routed queries need tasks too).
 """
 
 from proteus.baselines.base import Decisions, Router, RouterInputs, pick_settings
 from proteus.baselines.fixed import FixedRouter, OracleRouter, ZeroRouter, cheapest_mix
 from proteus.baselines.knn import KnnRouter, knn_predict
 from proteus.baselines.plugin import CarrotRouter, OmniRouter, PluginRouter, plugin_choices
+from proteus.baselines.task_table import TaskTableRouter
 from proteus.baselines.threshold import ThresholdRouter
 
 BASELINES = {
@@ -23,6 +25,7 @@ BASELINES = {
     "omnirouter": OmniRouter,
     "knn": KnnRouter,
     "proteus_plugin": PluginRouter,
+    "task_table": TaskTableRouter,
 }
 
 
@@ -44,6 +47,7 @@ __all__ = [
     "PluginRouter",
     "Router",
     "RouterInputs",
+    "TaskTableRouter",
     "ThresholdRouter",
     "ZeroRouter",
     "cheapest_mix",
