@@ -4,12 +4,13 @@
     decisions = router.route(test.without_labels(), taus)
     accuracy, cost = metrics.realised(test.scores, test.costs, decisions.choices)
 
-`make_router` builds every baseline by its results.json name; "knn" and "task_table" need
-`reference=`: the training split's RouterInputs with scores and costs, plus features ("knn") or
-tasks ("task_table"; routed queries need tasks too).
+`make_router` builds every baseline by its results.json name; "knn", "cluster" and "task_table"
+need `reference=`: the training split's RouterInputs with scores and costs, plus features ("knn",
+"cluster") or tasks ("task_table"; routed queries need tasks too).
 """
 
 from proteus.baselines.base import Decisions, Router, RouterInputs, pick_settings
+from proteus.baselines.cluster import ClusterRouter, kmeans
 from proteus.baselines.fixed import FixedRouter, OracleRouter, ZeroRouter, cheapest_mix
 from proteus.baselines.knn import KnnRouter, knn_predict
 from proteus.baselines.plugin import CarrotRouter, OmniRouter, PluginRouter, plugin_choices
@@ -25,6 +26,7 @@ BASELINES = {
     "omnirouter": OmniRouter,
     "knn": KnnRouter,
     "proteus_plugin": PluginRouter,
+    "cluster": ClusterRouter,
     "task_table": TaskTableRouter,
 }
 
@@ -39,6 +41,7 @@ def make_router(name: str, **kwargs) -> Router:
 __all__ = [
     "BASELINES",
     "CarrotRouter",
+    "ClusterRouter",
     "Decisions",
     "FixedRouter",
     "KnnRouter",
@@ -51,6 +54,7 @@ __all__ = [
     "ThresholdRouter",
     "ZeroRouter",
     "cheapest_mix",
+    "kmeans",
     "knn_predict",
     "make_router",
     "pick_settings",

@@ -10,7 +10,7 @@ from proteus.baselines import BASELINES, make_router
 def test_every_baseline_fits_and_routes(toy):
     taus = [0.5, 0.75, 1.0]
     for name in BASELINES:
-        kwargs = {"reference": toy} if name in ("knn", "task_table") else {}
+        kwargs = {"reference": toy} if name in ("knn", "cluster", "task_table") else {}
         router = make_router(name, **kwargs).fit(toy)
         test = toy if name == "oracle" else toy.without_labels()
         d = router.route(test, taus)
