@@ -20,12 +20,12 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from proteus import train
+from proteus import crossfit, train
 from proteus.networks import (
     Decision,
     RouterSpec,
     lambda_of_tau,
-    policy_beta,
+    policy_mean,
     predicted,
     routing_rule,
 )
@@ -35,18 +35,32 @@ StepFn = Callable[..., tuple[train.TrainState, dict[str, Array]]]
 
 
 class PhaseData(NamedTuple):
-    """A split held on device: features [N, D] f32, scores [N, M] f32, costs [N, M] f32 USD."""
+    """A split held on device: features [N, D] f32, scores [N, M] f32, costs [N, M] f32 USD.
+
+    Optional: fold [N] int32 cross-fitting folds; z [S, N, H], p_hat [S, N, M], c_hat [S, N, M],
+    each run's frozen predictor outputs for the policy phase (see `policy_phase_data`).
+    """
 
     features: Array
     scores: Array
     costs: Array
+    fold: Array | None = None
+    z: Array | None = None
+    p_hat: Array | None = None
+    c_hat: Array | None = None
 
     @classmethod
-    def from_dataset(cls, ds) -> PhaseData:
+    def from_dataset(cls, ds, fold=None) -> PhaseData:
         if ds.features is None:
             raise ValueError(f"dataset {ds.name!r} has no features; encode it first")
         return cls(jnp.asarray(ds.features, jnp.float32), jnp.asarray(ds.scores, jnp.float32),
-                   jnp.asarray(ds.costs, jnp.float32))
+                   jnp.asarray(ds.costs, jnp.float32),
+                   None if fold is None else jnp.asarray(fold, jnp.int32))
+
+    def run_axes(self) -> PhaseData:
+        """vmap in_axes over runs: the per-run predictor outputs are batched, the data shared."""
+        return PhaseData(*(None if name in ("features", "scores", "costs", "fold") or v is None
+                           else 0 for name, v in self._asdict().items()))
 
 
 class LoopConfig(NamedTuple):
@@ -72,7 +86,7 @@ def make_chunk(static: train.StaticConfig, step_fn: StepFn, chunk_size: int, con
             key = jax.random.fold_in(run_key, state.step)
             k_batch, k_step = jax.random.split(key)
             idx = jax.random.randint(k_batch, (static.batch_size,), 0, n)
-            batch = train.Batch(data.features[idx], data.scores[idx], data.costs[idx])
+            batch = train.Batch(*(None if v is None else v[idx] for v in data))
             batch = constrain(batch) if constrain is not None else batch  # sharding hook
             return step_fn(static, state, k_step, batch, hp)
 
@@ -83,21 +97,47 @@ def make_chunk(static: train.StaticConfig, step_fn: StepFn, chunk_size: int, con
 
 
 def compile_chunk(static: train.StaticConfig, step_fn: StepFn, chunk_size: int, wrap=None,
-                  constrain=None):
+                  constrain=None, data_axes=None):
     """jit(vmap(chunk)) over runs, donating the state.
 
     `wrap` (e.g. `chex.assert_max_traces(n=1)` in tests) decorates the one-run chunk before vmap.
+    `data_axes`: the data's in_axes over runs (None: shared by every run).
     """
     chunk = make_chunk(static, step_fn, chunk_size, constrain)
     chunk = wrap(chunk) if wrap is not None else chunk
-    return jax.jit(jax.vmap(chunk, in_axes=(0, 0, None, 0)), donate_argnums=0)
+    return jax.jit(jax.vmap(chunk, in_axes=(0, 0, data_axes, 0)), donate_argnums=0)
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _val_loss(static: train.StaticConfig, params: Params, data: PhaseData) -> Array:
-    """Validation predictor loss of every run: params with [S] leaves -> [S]."""
-    batch = train.Batch(data.features, data.scores, data.costs)
-    return jax.vmap(lambda p: train.predictor_objective(static, p, batch)[0])(params)
+    """Validation predictor loss of every run: [S] (or [S, F] per cross-fitted fold)."""
+    batch = train.Batch(data.features, data.scores, data.costs, data.fold)
+    return jax.vmap(lambda p: train.held_out_loss(static, p, batch))(params)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _policy_inputs(static: train.StaticConfig, params: Params, data: PhaseData):
+    """Per run: (calibration, (z, p_hat, c_hat)) the policy phase trains on; see below."""
+    def one(p):
+        if static.spec.folds > 1:
+            return crossfit.calibrate_and_predict(static.spec, p, data.features, data.scores,
+                                                  data.fold)
+        return p["calib"], predicted(static.spec, p, data.features)  # one predictor: as trained
+
+    return jax.vmap(one)(params)
+
+
+def policy_phase_data(static: train.StaticConfig, state: train.TrainState,
+                      data: PhaseData) -> tuple[train.TrainState, PhaseData]:
+    """The frozen predictor's outputs on the policy data, computed once per phase (not per step).
+
+    Cross-fitting: out-of-fold outputs, with the per-model calibration fitted on them and stored
+    in the state (a deterministic function of the fold predictors, so a resumed run recomputes
+    exactly what it saved). One predictor: its outputs on the held-out `policy` split.
+    """
+    calib, (z, p_hat, c_hat) = _policy_inputs(static, state.params, data)
+    state = state.replace(params={**state.params, "calib": calib})
+    return state, data._replace(z=z, p_hat=p_hat, c_hat=c_hat)
 
 
 _track_best = jax.jit(jax.vmap(train.track_best_predictor, in_axes=(0, 0, None)),
@@ -121,8 +161,7 @@ def route_grid(spec: RouterSpec, params: Params, lane_taus: Array, lane_lams: Ar
 
     def at_tau(tau):
         lam = lambda_of_tau(lane_taus, lane_lams, tau)
-        alpha, beta = policy_beta(spec, params["policy"], z, tau, lam)
-        mu = alpha / (alpha + beta)
+        mu = policy_mean(spec, params["policy"], z, tau, lam)
         return routing_rule(mu, p_hat, c_hat_norm), mu
 
     model, mu = jax.lax.map(at_tau, taus)
@@ -164,11 +203,13 @@ def fit(static: train.StaticConfig, loop: LoopConfig, state: train.TrainState, r
         logging.info("predictor phase done at step %d; best val loss per run %s", step,
                      np.round(np.asarray(state.best_val), 4))
     policy_end = _policy_end(loop, state)
+    state, policy_data = policy_phase_data(static, state, data["policy"])
     state = _unaliased(state)
-    chunk = compile_chunk(static, train.policy_step, loop.chunk_size, constrain=constrain)
+    chunk = compile_chunk(static, train.policy_step, loop.chunk_size, constrain=constrain,
+                          data_axes=policy_data.run_axes())
     bar = _progress(progress, "policy", policy_end - step, loop.policy_steps)
     while step < policy_end:
-        state, metrics = chunk(state, run_keys, data["policy"], hp)
+        state, metrics = chunk(state, run_keys, policy_data, hp)
         step += loop.chunk_size
         callbacks.on_metrics("policy", step, jax.device_get(metrics))
         callbacks.save("policy", state)

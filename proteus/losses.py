@@ -21,7 +21,8 @@ _MU_EPS = 1e-6
 
 
 def predictor_loss(
-    perf_logits: Array, log_cost: Array, scores: Array, costs: Array, cost_weight: Array
+    perf_logits: Array, log_cost: Array, scores: Array, costs: Array, cost_weight: Array,
+    weights: Array | None = None,
 ) -> tuple[Array, dict[str, Array]]:
     """BCE on soft scores plus weighted MSE on log cost.
 
@@ -31,15 +32,20 @@ def predictor_loss(
       scores: [B, M] realised scores in [0, 1] (soft targets).
       costs: [B, M] realised USD (> 0 expected; floored at 1e-9 before the log).
       cost_weight: [] weight of the cost term.
+      weights: [B] row weights (None: uniform); the loss is the weighted mean over rows.
 
     Returns:
       scalar loss and {"bce", "cost_mse"}.
     """
     chex.assert_equal_shape([perf_logits, log_cost, scores, costs])
+    if weights is None:
+        weights = jnp.ones(scores.shape[:1], scores.dtype)
+    mean = lambda per_cell: (per_cell.mean(axis=-1) * weights).sum() / jnp.maximum(
+        weights.sum(), 1e-12)
     # log-sigmoid form is stable for large |logit|.
-    bce = -(scores * jax.nn.log_sigmoid(perf_logits)
-            + (1.0 - scores) * jax.nn.log_sigmoid(-perf_logits)).mean()
-    cost_mse = jnp.square(log_cost - jnp.log(jnp.maximum(costs, 1e-9))).mean()
+    bce = mean(-(scores * jax.nn.log_sigmoid(perf_logits)
+                 + (1.0 - scores) * jax.nn.log_sigmoid(-perf_logits)))
+    cost_mse = mean(jnp.square(log_cost - jnp.log(jnp.maximum(costs, 1e-9))))
     return bce + cost_weight * cost_mse, {"bce": bce, "cost_mse": cost_mse}
 
 

@@ -102,6 +102,8 @@ class RouterSpec(NamedTuple):
     use_tau_input: bool = True  # ablation: False hides τ from the policy
     use_lambda_input: bool = True  # ablation: False hides λ from the policy
     static_cost: bool = False  # ablation: per-model mean train cost instead of the cost head
+    folds: int = 1  # cross-fitted predictors stacked on a leading [F] axis (1: a single one)
+    groups: int = 0  # G > 0: a per-(query group, model) prior stacked into the calibration
 
     def predictor(self) -> Predictor:
         return Predictor(self.n_models, self.hidden)
@@ -135,27 +137,66 @@ def init_params(spec: RouterSpec, key: Array, stats: dict[str, Array]) -> Params
     """Fresh parameters {"predictor", "policy", "stats"}; stats (from `data_stats`) are data."""
     k_pred, k_pol = jax.random.split(key)
     x = jnp.zeros((1, spec.feature_dim), jnp.float32)
-    pred = spec.predictor().init(k_pred, x)
+    if spec.folds > 1:  # one predictor per cross-fitting fold, stacked on a leading [F] axis
+        pred = jax.vmap(lambda k: spec.predictor().init(k, x))(jax.random.split(k_pred, spec.folds))
+    else:
+        pred = spec.predictor().init(k_pred, x)
     z = jnp.zeros((1, spec.hidden), jnp.float32)
     pol = spec.policy().init(k_pol, z, jnp.zeros(()), jnp.zeros(()))
-    return {"predictor": pred, "policy": pol, "stats": stats}
+    m = spec.n_models
+    calib = {"scale": jnp.ones((m,), jnp.float32), "shift": jnp.zeros((m,), jnp.float32),
+             "prior_weight": jnp.zeros((m,), jnp.float32),
+             "prior": jnp.zeros((max(spec.groups, 1), m), jnp.float32)}
+    return {"predictor": pred, "policy": pol, "stats": stats, "calib": calib}
+
+
+def query_groups(spec: RouterSpec, stats: Params, features: Array) -> Array:
+    """[B] group of each query: its nearest centroid (cosine; stats["centroids"] [G, D]), or 0."""
+    if spec.groups == 0:
+        return jnp.zeros(features.shape[:1], jnp.int32)
+    unit = features / jnp.maximum(jnp.linalg.norm(features, axis=-1, keepdims=True), 1e-12)
+    c = stats["centroids"]
+    # |x − c|² = 1 − 2 x·c + |c|² on unit x: the same assignment the cluster baseline makes
+    return jnp.argmin((c * c).sum(axis=-1) - 2.0 * unit @ c.T, axis=-1).astype(jnp.int32)
+
+
+def calibrated(calib: Params, logits: Array, prior_logits: Array) -> Array:
+    """Per-model stacking: sigmoid(scale_m·logit_m + prior_weight_m·prior_logit_m + shift_m).
+
+    logits, prior_logits: [..., M] (the prior is the query group's shrunk per-model accuracy,
+    as a logit; zero weight without groups) -> probabilities [..., M].
+    """
+    return jax.nn.sigmoid(calib["scale"] * logits + calib["prior_weight"] * prior_logits
+                          + calib["shift"])
 
 
 def predict(spec: RouterSpec, params: Params, features: Array) -> tuple[Array, Array, Array]:
-    """features [B, D] -> z [B, H], p_hat [B, M] in (0, 1), log_c_hat [B, M]."""
+    """features [B, D] -> z, calibrated p_hat in (0, 1), log_c_hat, per predictor.
+
+    Shapes: z [B, H], p_hat [B, M], log_c_hat [B, M] for one predictor; with `spec.folds` > 1
+    every output gains a leading [F] axis (one row per cross-fitted fold predictor).
+    """
     stats = params["stats"]
     x = (features - stats["mean"]) / stats["scale"]
-    z, logits, log_cost = spec.predictor().apply(params["predictor"], x)
-    return z, jax.nn.sigmoid(logits), log_cost
+    apply = lambda p: spec.predictor().apply(p, x)
+    z, logits, log_cost = (jax.vmap(apply)(params["predictor"]) if spec.folds > 1
+                           else apply(params["predictor"]))
+    prior = params["calib"]["prior"][query_groups(spec, stats, features)]  # [B, M]
+    return z, calibrated(params["calib"], logits, prior), log_cost
 
 
 def predicted(spec: RouterSpec, params: Params, features: Array) -> tuple[Array, Array, Array]:
-    """features [B, D] -> z [B, H], p_hat [B, M], c_hat [B, M] USD (cost head or static means)."""
+    """features [B, D] -> z, p_hat [B, M], c_hat [B, M] USD (cost head or static means).
+
+    z is [B, H], or [F, B, H] for a cross-fitted ensemble, whose p_hat and c_hat are the means of
+    the F fold predictors' calibrated probabilities and predicted costs.
+    """
     z, p_hat, log_c = predict(spec, params, features)
+    c_hat = jnp.exp(log_c)
+    if spec.folds > 1:
+        p_hat, c_hat = p_hat.mean(axis=0), c_hat.mean(axis=0)
     if spec.static_cost:
         c_hat = jnp.broadcast_to(params["stats"]["mean_cost"], p_hat.shape)
-    else:
-        c_hat = jnp.exp(log_c)
     return z, p_hat, c_hat
 
 
@@ -173,6 +214,20 @@ def policy_beta(spec: RouterSpec, policy_params: Params, z: Array, tau: Array, l
     """
     tau, lam = policy_inputs(spec, tau, lam)
     return spec.policy().apply(policy_params, jax.lax.stop_gradient(z), tau, lam)
+
+
+def policy_mean(spec: RouterSpec, policy_params: Params, z: Array, tau: Array,
+                lam: Array) -> Array:
+    """The deterministic quality preference μ (Beta mean): [B]; z [B, H] or [F, B, H].
+
+    With a cross-fitted ensemble the policy was trained on each query's out-of-fold trunk
+    features, so at inference it sees every fold's z and its Beta means are averaged.
+    """
+    def mean_of(zf):
+        alpha, beta = policy_beta(spec, policy_params, zf, tau, lam)
+        return alpha / (alpha + beta)
+
+    return jax.vmap(mean_of)(z).mean(axis=0) if z.ndim == 3 else mean_of(z)
 
 
 def routing_rule(mu: Array, p_hat: Array, c_hat_norm: Array) -> Array:
@@ -219,13 +274,12 @@ def route(spec: RouterSpec, params: Params, features: Array, tau: Array, lam: Ar
 
     Args:
       spec: network shapes.
-      params: {"predictor", "policy", "stats"} (stats["c_ref"] normalises costs).
+      params: {"predictor", "policy", "stats", "calib"} (stats["c_ref"] normalises costs).
       features: [B, D] float32.
       tau: [B] requested accuracy targets.
       lam: [B] duals λ(τ) (see `lambda_of_tau`).
     """
     z, p_hat, c_hat = predicted(spec, params, features)
-    alpha, beta = policy_beta(spec, params["policy"], z, tau, lam)
-    mu = alpha / (alpha + beta)
+    mu = policy_mean(spec, params["policy"], z, tau, lam)
     model = routing_rule(mu, p_hat, c_hat / params["stats"]["c_ref"])
     return Decision(model=model, mu=mu, p_hat=p_hat, c_hat=c_hat)

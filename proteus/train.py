@@ -64,11 +64,20 @@ class StaticConfig(NamedTuple):
 
 
 class Batch(NamedTuple):
-    """A minibatch: features [B, D] float32, scores [B, M] in [0, 1], costs [B, M] USD."""
+    """A minibatch: features [B, D] float32, scores [B, M] in [0, 1], costs [B, M] USD.
+
+    Optional: fold [B] int32, each query's cross-fitting fold (the predictor of fold f never fits
+    queries of fold f); z [B, H], p_hat [B, M], c_hat [B, M], the frozen predictor's outputs for
+    the policy phase, precomputed (out of fold when cross-fitting) instead of recomputed.
+    """
 
     features: Array
     scores: Array
     costs: Array
+    fold: Array | None = None
+    z: Array | None = None
+    p_hat: Array | None = None
+    c_hat: Array | None = None
 
 
 @flax.struct.dataclass
@@ -111,16 +120,20 @@ def init_state(static: StaticConfig, params: Params, lane_taus: Array, lam0: Arr
     tx = make_optimizer(static)
     lane_taus = jnp.asarray(lane_taus, jnp.float32)
     lams = jnp.full_like(lane_taus, lam0)
+    folds = static.spec.folds
+    pred_opt = (jax.vmap(tx.init)(params["predictor"]) if folds > 1
+                else tx.init(params["predictor"]))
+    shape = (folds,) if folds > 1 else ()  # early stopping is tracked per fold
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
-        pred_opt=tx.init(params["predictor"]),
+        pred_opt=pred_opt,
         policy_opt=tx.init(params["policy"]),
         duals=jax.vmap(losses.init_dual)(lams, lane_taus),
         lane_taus=lane_taus,
         best_predictor=params["predictor"],
-        best_val=jnp.asarray(jnp.inf, jnp.float32),
-        bad_evals=jnp.zeros((), jnp.int32),
+        best_val=jnp.full(shape, jnp.inf, jnp.float32),
+        bad_evals=jnp.zeros(shape, jnp.int32),
         pred_steps=jnp.zeros((), jnp.int32),
     )
 
@@ -134,36 +147,75 @@ def _apply_updates(tx, grads, opt_state, params, lr):
 # ----------------------------------------------------------------------------- predictor phase
 
 
-def predictor_objective(static: StaticConfig, params: Params, batch: Batch):
-    """Predictor loss of one run on a batch; returns (loss, {"bce", "cost_mse"})."""
+def predictor_objective(static: StaticConfig, params: Params, batch: Batch,
+                        weights: Array | None = None):
+    """Loss of ONE predictor (params["predictor"] unstacked) on a batch; (loss, {"bce", ...}).
+
+    weights: [B] row weights (None: all 1), e.g. 0 for rows of the predictor's held-out fold.
+    """
     stats = params["stats"]
     x = (batch.features - stats["mean"]) / stats["scale"]
     _, logits, log_cost = static.spec.predictor().apply(params["predictor"], x)
-    return losses.predictor_loss(logits, log_cost, batch.scores, batch.costs, static.cost_weight)
+    return losses.predictor_loss(logits, log_cost, batch.scores, batch.costs, static.cost_weight,
+                                 weights)
+
+
+def fold_weights(fold: Array, n_folds: int, held_out: bool = False) -> Array:
+    """[B] fold ids -> [F, B] weights: 1 where predictor f may fit the row (or, with held_out,
+    where the row is in f's held-out fold)."""
+    member = fold[None, :] == jnp.arange(n_folds)[:, None]
+    return (member if held_out else ~member).astype(jnp.float32)
 
 
 def predictor_step(static: StaticConfig, state: TrainState, key: Array, batch: Batch,
                    hp: HParams) -> tuple[TrainState, dict[str, Array]]:
-    """One supervised update of trunk + heads. `key` is unused (kept for the common signature)."""
+    """One supervised update of trunk + heads. `key` is unused (kept for the common signature).
+
+    Cross-fitting (`spec.folds` F > 1): the F stacked predictors take one step each on the same
+    batch, predictor f with the rows of fold f weighted 0, so no predictor ever fits a label of
+    its own held-out fold.
+    """
     del key
+    tx = make_optimizer(static)
 
-    def loss_fn(pred_params):
-        params = {**state.params, "predictor": pred_params}
-        return predictor_objective(static, params, batch)
+    def one(pred_params, opt_state, weights):
+        def loss_fn(p):
+            return predictor_objective(static, {**state.params, "predictor": p}, batch, weights)
 
-    (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params["predictor"])
-    new_pred, pred_opt = _apply_updates(
-        make_optimizer(static), grads, state.pred_opt, state.params["predictor"], hp.pred_lr)
+        (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(pred_params)
+        new, opt_state = _apply_updates(tx, grads, opt_state, pred_params, hp.pred_lr)
+        return new, opt_state, {"pred_loss": loss, **parts}
+
+    if static.spec.folds > 1:
+        weights = fold_weights(batch.fold, static.spec.folds)
+        new_pred, pred_opt, metrics = jax.vmap(one)(state.params["predictor"], state.pred_opt,
+                                                    weights)
+        metrics = jax.tree.map(lambda m: m.mean(), metrics)
+    else:
+        new_pred, pred_opt, metrics = one(state.params["predictor"], state.pred_opt, None)
     state = state.replace(step=state.step + 1, params={**state.params, "predictor": new_pred},
                           pred_opt=pred_opt)
-    return state, {"pred_loss": loss, **parts}
+    return state, metrics
+
+
+def held_out_loss(static: StaticConfig, params: Params, batch: Batch) -> Array:
+    """Validation loss: [] for one predictor; [F] for cross-fitted ones, each on its own fold."""
+    if static.spec.folds == 1:
+        return predictor_objective(static, params, batch)[0]
+    weights = fold_weights(batch.fold, static.spec.folds, held_out=True)
+    return jax.vmap(lambda p, w: predictor_objective(
+        static, {**params, "predictor": p}, batch, w)[0])(params["predictor"], weights)
 
 
 def track_best_predictor(state: TrainState, val_loss: Array, patience: int) -> TrainState:
-    """Keep the predictor with the lowest validation loss (pure, vmappable early stopping)."""
+    """Keep the predictor with the lowest validation loss (pure, vmappable early stopping).
+
+    val_loss: [] or, cross-fitting, [F] (each fold predictor stops on its own held-out fold).
+    """
     improved = val_loss < state.best_val
-    best = jax.tree.map(lambda new, old: jnp.where(improved, new, old),
-                        state.params["predictor"], state.best_predictor)
+    pick = lambda new, old: jnp.where(
+        improved.reshape(improved.shape + (1,) * (new.ndim - improved.ndim)), new, old)
+    best = jax.tree.map(pick, state.params["predictor"], state.best_predictor)
     bad = jnp.where(improved, 0, jnp.minimum(state.bad_evals + 1, patience))
     return state.replace(best_predictor=best, best_val=jnp.minimum(val_loss, state.best_val),
                          bad_evals=bad.astype(jnp.int32))
@@ -224,8 +276,15 @@ def lane_policy_loss(static: StaticConfig, policy_params: Params, inputs: LaneIn
 
 
 def frozen_lane_inputs(static: StaticConfig, params: Params, batch: Batch) -> LaneInputs:
-    """The τ-independent part of a policy step, computed once per batch (never per lane)."""
-    z, p_hat, c_hat = predicted(static.spec, params, batch.features)
+    """The τ-independent part of a policy step, computed once per batch (never per lane).
+
+    Uses the batch's precomputed (out-of-fold) z, p_hat, c_hat when present; otherwise runs the
+    frozen single predictor.
+    """
+    if batch.p_hat is not None:
+        z, p_hat, c_hat = batch.z, batch.p_hat, batch.c_hat
+    else:
+        z, p_hat, c_hat = predicted(static.spec, params, batch.features)
     c_ref = params["stats"]["c_ref"]
     return jax.lax.stop_gradient(LaneInputs(
         z=z, p_hat=p_hat, c_hat_norm=c_hat / c_ref, scores=batch.scores,

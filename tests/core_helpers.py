@@ -51,19 +51,20 @@ _real_compile_chunk = loop.compile_chunk
 
 
 @functools.cache
-def _memo_compile_chunk(static: train.StaticConfig, step_fn, chunk_size: int):
-    return _real_compile_chunk(static, step_fn, chunk_size)
+def _memo_compile_chunk(static: train.StaticConfig, step_fn, chunk_size: int, data_axes=None):
+    return _real_compile_chunk(static, step_fn, chunk_size, data_axes=data_axes)
 
 
 def shared_compile_chunk(static: train.StaticConfig, step_fn, chunk_size: int, wrap=None,
-                         constrain=None):
-    """`loop.compile_chunk`, compiled once per (static, step_fn, chunk_size) in the session.
-
-    Calls with a `wrap` (the trace-count guard) or a sharding `constrain` are not memoised.
+                         constrain=None, data_axes=None):
+    """`loop.compile_chunk`, compiled once per (static, step_fn, chunk_size, data_axes) in the
+    session. Calls with a `wrap` (the trace-count guard) or a sharding `constrain` are not
+    memoised.
     """
     if wrap is not None or constrain is not None:
-        return _real_compile_chunk(static, step_fn, chunk_size, wrap=wrap, constrain=constrain)
-    return _memo_compile_chunk(static, step_fn, chunk_size)
+        return _real_compile_chunk(static, step_fn, chunk_size, wrap=wrap, constrain=constrain,
+                                   data_axes=data_axes)
+    return _memo_compile_chunk(static, step_fn, chunk_size, data_axes)
 
 
 @contextlib.contextmanager
@@ -164,6 +165,7 @@ def tiny_config(**train_overrides) -> ml_collections.ConfigDict:
     c.train.pred_patience = 1000
     c.checkpoint.every_chunks = 2
     c.checkpoint.max_to_keep = 2
+    c.train.folds = 1  # the loop's mechanics on the two-split scheme (tests/test_crossfit.py: F)
     for name, value in train_overrides.items():
         c.train[name] = value
     return c

@@ -90,7 +90,10 @@ def test_data_stats_by_hand():
 
 
 def test_init_params_tree(params):
-    assert set(params) == {"predictor", "policy", "stats"}
+    assert set(params) == {"predictor", "policy", "stats", "calib"}
+    # the calibration starts as the identity map: scale 1, no prior, no shift
+    assert params["calib"]["scale"].tolist() == [1.0] * 3
+    assert not np.any(params["calib"]["shift"]) and not np.any(params["calib"]["prior_weight"])
     assert set(params["predictor"]["params"]) == {"trunk_0", "trunk_1", "perf_head", "cost_head"}
     chex.assert_shape(params["predictor"]["params"]["trunk_0"]["kernel"], (6, 16))
     chex.assert_shape(params["policy"]["params"]["z_proj"]["kernel"], (16, 16))

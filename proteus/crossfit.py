@@ -1,0 +1,147 @@
+"""Cross-fitting: out-of-fold predictor outputs and per-model probability calibration.
+
+With F folds over the training pool, predictor f is trained on every fold but f
+(`train.predictor_step` weights fold f's rows 0). Each pool query's out-of-fold (OOF) outputs come
+from the one predictor that never fitted its label, so the policy and its duals learn on
+predictions as good as those on unseen queries (DESIGN.md section 3, "held-out signal"), while
+every label still trains F − 1 predictors. The deployed predictor is the fold ensemble
+(`networks.predicted` averages the F calibrated probabilities and costs): it needs no refit, and
+the policy sees at inference the same kind of trunk features it was trained on, one fold's at a
+time (`networks.policy_mean`).
+
+Calibration is a per-model stacking, sigmoid(a_m · logit + b_m · prior_logit + c_m), fitted on
+the OOF logits. The prior is the model's accuracy within the query's group (`spec.groups` k-means
+clusters of the features, fixed before any label is read), shrunk toward its pool-wide accuracy
+by `PRIOR_COUNT` pseudo-queries; out of fold it is computed without the row's own fold. A slope
+a_m < 1 shrinks a model's per-query predictions toward that group prior where they carry little
+signal: the cure for the winner's curse, where argmax over M noisy p̂ picks the lucky model.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from proteus.networks import RouterSpec, calibrated, query_groups
+from proteus.types import Array, Params
+
+PLATT_RIDGE = 1e-3  # L2 on (a − 1, b, c): keeps the fit finite for separable or constant scores
+PLATT_ITERS = 25  # Newton steps (quadratic convergence; 25 is far more than needed)
+PRIOR_COUNT = 10.0  # pseudo-queries at the pool-wide accuracy in each group's prior
+PRIOR_CLIP = 1e-3  # priors are clipped to [c, 1 − c] before the logit
+
+
+def raw_outputs(spec: RouterSpec, params: Params, features: Array) -> tuple[Array, Array, Array]:
+    """Every fold predictor on every row: z [F, N, H], logits [F, N, M], log cost [F, N, M]."""
+    stats = params["stats"]
+    x = (features - stats["mean"]) / stats["scale"]
+    return jax.vmap(lambda p: spec.predictor().apply(p, x))(params["predictor"])
+
+
+def out_of_fold(spec: RouterSpec, params: Params, features: Array,
+                fold: Array) -> tuple[Array, Array, Array]:
+    """Each row's outputs from the predictor that held its fold out.
+
+    Args:
+      features: [N, D]; fold: [N] int32 in [0, F).
+
+    Returns:
+      z [N, H], logits [N, M], log cost [N, M].
+    """
+    z, logits, log_cost = raw_outputs(spec, params, features)
+    rows = jnp.arange(features.shape[0])
+    return z[fold, rows], logits[fold, rows], log_cost[fold, rows]
+
+
+def group_prior(scores: Array, groups: Array, weights: Array, n_groups: int) -> Array:
+    """Shrunk per-(group, model) accuracy as logits [G, M].
+
+    Args:
+      scores: [N, M]; groups: [N] int32 in [0, G); weights: [N] 1 for rows that may be used.
+    """
+    member = jax.nn.one_hot(groups, n_groups) * weights[:, None]  # [N, G]
+    overall = weights @ scores / jnp.maximum(weights.sum(), 1.0)  # [M]
+    p = (member.T @ scores + PRIOR_COUNT * overall) / (member.sum(0)[:, None] + PRIOR_COUNT)
+    p = jnp.clip(p, PRIOR_CLIP, 1.0 - PRIOR_CLIP)
+    return jnp.log(p) - jnp.log1p(-p)
+
+
+def _stack_one(logit: Array, prior_logit: Array, score: Array, weights: Array) -> Array:
+    """Weighted Newton fit for one model: logit, prior_logit, soft score, weights [N] ->
+    (a, b, c) [3] of sigmoid(a·logit + b·prior_logit + c)."""
+    x = jnp.stack([logit, prior_logit, jnp.ones_like(logit)], axis=-1)  # [N, 3]
+    start = jnp.array([1.0, 0.0, 0.0])  # the ridge pulls toward the identity map
+    total = jnp.maximum(weights.sum(), 1.0)
+
+    def step(theta, _):
+        p = jax.nn.sigmoid(x @ theta)
+        grad = x.T @ (weights * (p - score)) / total + PLATT_RIDGE * (theta - start)
+        hess = (x.T * (weights * p * (1 - p))) @ x / total + PLATT_RIDGE * jnp.eye(3)
+        return theta - jnp.linalg.solve(hess, grad), None
+
+    theta, _ = jax.lax.scan(step, start, None, length=PLATT_ITERS)
+    return theta
+
+
+@jax.jit
+def fit_stacking(logits: Array, prior_logits: Array, scores: Array,
+                 weights: Array | None = None) -> Params:
+    """Per-model calibration on held-out rows.
+
+    Args:
+      logits: [N, M] raw correctness logits (out of fold); prior_logits: [N, M] the rows' group
+        priors (out of fold); scores: [N, M] in [0, 1]; weights: [N] (None: all 1).
+
+    Returns:
+      {"scale", "prior_weight", "shift"}: [M] each, for `networks.calibrated`.
+    """
+    weights = jnp.ones(scores.shape[:1], jnp.float32) if weights is None else weights
+    theta = jax.vmap(_stack_one, in_axes=(1, 1, 1, None))(logits, prior_logits, scores, weights)
+    return {"scale": theta[:, 0], "prior_weight": theta[:, 1], "shift": theta[:, 2]}
+
+
+def oof_priors(spec: RouterSpec, params: Params, features: Array, scores: Array,
+               fold: Array) -> tuple[Array, Array]:
+    """Group priors: (out of fold [N, M], from every row [G, M]), as logits.
+
+    Row i's prior comes from the table of the rows outside fold(i), so its own label is not in it.
+    """
+    n_groups = max(spec.groups, 1)
+    groups = query_groups(spec, params["stats"], features)
+    in_fold = fold[None, :] != jnp.arange(spec.folds)[:, None]  # [F, N]
+    tables = jax.vmap(lambda w: group_prior(scores, groups, w.astype(jnp.float32), n_groups))(
+        in_fold)  # [F, G, M]
+    everyone = group_prior(scores, groups, jnp.ones(fold.shape, jnp.float32), n_groups)
+    return tables[fold, groups], everyone
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def calibrate_and_predict(spec: RouterSpec, params: Params, features: Array, scores: Array,
+                          fold: Array) -> tuple[Params, tuple[Array, Array, Array]]:
+    """Fit the calibration on the OOF logits; return it and the OOF z, p_hat, c_hat.
+
+    Args:
+      params: one run's parameters with F stacked fold predictors.
+      features: [N, D], scores: [N, M], fold: [N] of the training pool.
+
+    Returns:
+      (calibration {"scale", "prior_weight", "shift"} [M], "prior" [G, M]),
+      (z [N, H], p_hat [N, M] calibrated, c_hat [N, M] USD)).
+    """
+    z, logits, log_cost = out_of_fold(spec, params, features, fold)
+    prior_oof, table = oof_priors(spec, params, features, scores, fold)
+    calib = {**fit_stacking(logits, prior_oof, scores), "prior": table}
+    # The policy's inputs: row i is calibrated by a stacking fitted with fold(i)'s rows weighted
+    # 0 (the deployed calibration uses every row). Its own label thus enters neither its
+    # predictor, nor its group prior, nor its calibration's fit; it reaches the fit only second
+    # hand, through the other folds' OOF predictions, whose predictors trained on it.
+    in_fold = fold[None, :] != jnp.arange(spec.folds)[:, None]  # [F, N]
+    per_fold = jax.vmap(lambda w: fit_stacking(logits, prior_oof, scores,
+                                               w.astype(jnp.float32)))(in_fold)  # [F, M] leaves
+    p_hat = calibrated(jax.tree.map(lambda leaf: leaf[fold], per_fold), logits, prior_oof)
+    c_hat = jnp.exp(log_cost)
+    if spec.static_cost:
+        c_hat = jnp.broadcast_to(params["stats"]["mean_cost"], p_hat.shape)
+    return calib, (z, p_hat, c_hat)

@@ -1,0 +1,116 @@
+"""Cross-fitting: no row's label reaches its own out-of-fold prediction; the calibration maths."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from proteus import crossfit, networks, train
+
+F, N, D, M = 3, 48, 6, 4
+
+
+def _setup(groups: int = 2):
+    spec = networks.RouterSpec(n_models=M, feature_dim=D, hidden=16, policy_hidden=8, folds=F,
+                               groups=groups)
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(N, D)).astype(np.float32)
+    scores = (rng.uniform(size=(N, M)) < 0.6).astype(np.float32)
+    costs = rng.uniform(1e-4, 1e-3, (N, M)).astype(np.float32)
+    fold = np.arange(N, dtype=np.int32) % F
+    stats = networks.data_stats(features, costs)
+    stats["centroids"] = jnp.asarray(features[:groups] / np.linalg.norm(features[:groups], axis=1,
+                                                                        keepdims=True))
+    params = networks.init_params(spec, jax.random.key(0), stats)
+    static = train.StaticConfig(spec=spec, batch_size=N)
+    state = train.init_state(static, params, jnp.float32([0.5, 0.8]), jnp.float32(1.0))
+    return static, state, features, scores, costs, fold
+
+
+def _train(static, state, features, scores, costs, fold, steps=3):
+    hp = train.HParams(*(jnp.float32(v) for v in (1e-2, 1e-3, 1e-3, 0.5, 0.0)))
+    batch = train.Batch(jnp.asarray(features), jnp.asarray(scores), jnp.asarray(costs),
+                        jnp.asarray(fold))
+    step = jax.jit(train.predictor_step, static_argnums=0)
+    for _ in range(steps):
+        state, _ = step(static, state, jax.random.key(1), batch, hp)
+    return state
+
+
+def test_a_fold_predictor_never_fits_its_own_fold():
+    static, state, features, scores, costs, fold = _setup()
+    flipped = scores.copy()
+    flipped[fold == 1] = 1.0 - flipped[fold == 1]  # change every label of fold 1
+    a = _train(static, state, features, scores, costs, fold)
+    b = _train(static, state, features, flipped, costs, fold)
+    leaves = lambda s: jax.tree.leaves(s.params["predictor"])
+    for x, y in zip(leaves(a), leaves(b), strict=True):
+        np.testing.assert_array_equal(x[1], y[1])  # fold 1's predictor never saw them
+        assert not np.array_equal(x[0], y[0]) or x.ndim == 1  # the others did
+    assert any(not np.array_equal(x[0], y[0]) for x, y in zip(leaves(a), leaves(b), strict=True))
+
+
+def test_out_of_fold_inputs_ignore_the_rows_own_label():
+    static, state, features, scores, costs, fold = _setup()
+    row = 7  # in fold 1
+    flipped = scores.copy()
+    flipped[row] = 1.0 - flipped[row]
+    trained = [_train(static, state, features, s, costs, fold) for s in (scores, flipped)]
+    x, f = jnp.asarray(features), jnp.asarray(fold)
+    (z_a, logit_a, c_a), (z_b, logit_b, c_b) = (
+        crossfit.out_of_fold(static.spec, t.params, x, f) for t in trained)
+    np.testing.assert_array_equal(logit_a[row], logit_b[row])  # its predictor never fitted it
+    np.testing.assert_array_equal(z_a[row], z_b[row])
+    np.testing.assert_array_equal(c_a[row], c_b[row])
+    assert not np.array_equal(logit_a[fold != 1], logit_b[fold != 1])  # the others' did
+    (prior_a, table_a), (prior_b, table_b) = (
+        crossfit.oof_priors(static.spec, state.params, x, jnp.asarray(s), f)
+        for s in (scores, flipped))
+    np.testing.assert_array_equal(prior_a[row], prior_b[row])  # its group prior excludes it
+    assert not np.array_equal(prior_a, prior_b) and not np.array_equal(table_a, table_b)
+
+
+def test_group_prior_by_hand():
+    scores = jnp.float32([[1, 0], [1, 1], [0, 0], [1, 0]])
+    groups = jnp.int32([0, 0, 1, 1])
+    weights = jnp.float32([1, 1, 1, 0])  # row 3 held out
+    logits = crossfit.group_prior(scores, groups, weights, 2)
+    # overall over rows 0-2: [2/3, 1/3]; group 0: (2 + 10·2/3) / 12, (1 + 10/3) / 12;
+    # group 1 (row 2 only): (0 + 10·2/3) / 11, (0 + 10/3) / 11
+    want = np.array([[(2 + 20 / 3) / 12, (1 + 10 / 3) / 12], [(20 / 3) / 11, (10 / 3) / 11]])
+    np.testing.assert_allclose(jax.nn.sigmoid(logits), want, rtol=1e-5)
+
+
+def test_fit_stacking_recovers_a_known_map():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(20000, 2)).astype(np.float32)
+    prior = rng.normal(size=(20000, 2)).astype(np.float32)
+    truth = np.array([[0.5, 1.5], [0.8, 0.0], [-0.2, 0.3]])  # rows: scale, prior_weight, shift
+    p = 1 / (1 + np.exp(-(truth[0] * logits + truth[1] * prior + truth[2])))
+    scores = (rng.uniform(size=p.shape) < p).astype(np.float32)
+    fit = crossfit.fit_stacking(jnp.asarray(logits), jnp.asarray(prior), jnp.asarray(scores))
+    got = np.stack([fit["scale"], fit["prior_weight"], fit["shift"]])
+    np.testing.assert_allclose(got, truth, atol=0.06)
+
+
+def test_ensemble_prediction_averages_the_folds():
+    static, state, features, scores, costs, fold = _setup(groups=0)
+    spec, params = static.spec, state.params
+    z, p_hat, c_hat = networks.predicted(spec, params, jnp.asarray(features))
+    assert z.shape == (F, N, 16) and p_hat.shape == (N, M)
+    _, logits, log_cost = crossfit.raw_outputs(spec, params, jnp.asarray(features))
+    np.testing.assert_allclose(p_hat, jax.nn.sigmoid(logits).mean(0), rtol=1e-5)
+    np.testing.assert_allclose(c_hat, jnp.exp(log_cost).mean(0), rtol=1e-5)
+    mu = networks.policy_mean(spec, params["policy"], z, jnp.float32(0.7), jnp.float32(2.0))
+    one = [networks.policy_mean(spec, params["policy"], z[f], jnp.float32(0.7),
+                                jnp.float32(2.0)) for f in range(F)]
+    np.testing.assert_allclose(mu, np.mean(one, axis=0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("groups", [0, 3])
+def test_query_groups_are_nearest_centroids(groups):
+    spec = networks.RouterSpec(n_models=2, feature_dim=2, groups=groups)
+    centroids = jnp.float32([[1, 0], [0, 1], [-1, 0]])
+    x = jnp.float32([[2, 0.1], [0.1, 3], [-5, 1], [0, -1]])
+    got = networks.query_groups(spec, {"centroids": centroids}, x)
+    assert got.tolist() == ([0, 1, 2, 0] if groups else [0, 0, 0, 0])
