@@ -173,7 +173,7 @@ def main() -> None:
     rates = decisions_per_second(setup, state, splits["test"], taus, 8192 if not args.tiny
                                  else 512, args.seconds)
     host = sharding.fetch(state)
-    rows = [sweep.evaluate_run(setup, host, i, spec, 0, splits["test"], taus, config.eval, 0.9)
+    rows = [sweep.evaluate_run(config, setup, host, i, spec, 0, splits, taus, 0.9)
             for i, spec in enumerate(specs)]
     report = {"device": devices[0].device_kind, "n_devices": len(devices), "backend": backend,
               "tiny": args.tiny, "n_queries": args.n, "seeds": args.seeds, "lanes": args.lanes,

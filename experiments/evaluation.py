@@ -7,6 +7,7 @@ router to the same `routers` block.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -15,9 +16,8 @@ import numpy as np
 from absl import logging
 
 from experiments import pipeline
-from proteus import metrics, results, train
+from proteus import calibrate, metrics, operating, results, train
 from proteus.data.dataset import RoutingDataset
-from proteus.networks import lambda_of_tau
 
 
 def constant_router(accuracy: float, cost: float, n_taus: int) -> dict[str, list]:
@@ -25,24 +25,105 @@ def constant_router(accuracy: float, cost: float, n_taus: int) -> dict[str, list
     return {"accuracy": [accuracy] * n_taus, "cost": [cost] * n_taus, "feasible": [True] * n_taus}
 
 
-def proteus_router(setup: pipeline.Setup, state: train.TrainState, run: int, ds: RoutingDataset,
-                   taus: np.ndarray) -> tuple[dict[str, list], np.ndarray]:
-    """PROTEUS on `ds` at every τ; returns (router block, choices [T, N]).
+def candidate_routes(setup: pipeline.Setup, state: train.TrainState, run: int,
+                     ds: RoutingDataset, table: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Each operating point of `table` on `ds`: (model [C, N], mean μ [C], NaN for fixed).
 
-    `feasible` is PROTEUS's own training-time signal, not a certificate: τ is declared infeasible
-    when it lies above the highest average accuracy any lane reached on the held-out policy split
-    (`DualState.acc_avg`), i.e. where the duals could not make the policy reach it.
+    A policy point routes with PROTEUS at its τ'; a fixed-model point sends every query there.
     """
-    decision = pipeline.route_split(setup, state, run, ds, taus)
-    choices = np.asarray(decision.model)
-    accuracy, cost = metrics.realised(ds.scores, ds.costs, choices)
-    one = pipeline.run_slice(state, run)
-    lam = np.asarray(lambda_of_tau(one.lane_taus, one.duals.lam_avg, np.asarray(taus, np.float32)))
-    ceiling = float(np.asarray(one.duals.acc_avg).max())
-    block = {"accuracy": accuracy.tolist(), "cost": cost.tolist(),
-             "feasible": (np.asarray(taus) <= ceiling).tolist(),
-             "mean_mu": np.asarray(decision.mu).mean(1).tolist(), "lambda": lam.tolist()}
-    return block, choices
+    taus = np.asarray([np.nan if t is None else t for t in table["tau"]], np.float64)
+    models = np.asarray(table["model"], np.int64)
+    choices = np.broadcast_to(models[:, None], (len(models), ds.n_queries)).copy()
+    mean_mu = np.full(taus.shape, np.nan)
+    policy = models < 0
+    if policy.any():
+        decision = pipeline.route_split(setup, state, run, ds, taus[policy])
+        choices[policy] = np.asarray(decision.model)
+        mean_mu[policy] = np.asarray(decision.mu).mean(axis=1)
+    return choices, mean_mu
+
+
+def operating_table(config: ml_collections.ConfigDict, setup: pipeline.Setup,
+                    state: train.TrainState, run: int, heldout: RoutingDataset) -> dict[str, Any]:
+    """The candidate operating points in testing order, measured on `heldout` (`val`).
+
+    Candidates (fixed before any label is read): `certify.n_points` policy targets τ' over the
+    lanes' range and, with `operating.fixed_models`, every single model. See `proteus.operating`.
+    """
+    points = operating_taus(np.asarray(setup.lane_taus), config.certify.n_points)
+    cand_tau, cand_model = operating.candidates(points, heldout.n_models,
+                                                config.operating.fixed_models)
+    raw = {"tau": [None if np.isnan(t) else float(t) for t in cand_tau],
+           "model": cand_model.tolist()}
+    choices = candidate_routes(setup, state, run, heldout, raw)[0]
+    acc, cost = metrics.realised(heldout.scores, heldout.costs, choices)
+    scores = heldout.scores[np.arange(heldout.n_queries)[None, :], choices]  # [C, N]
+    smooth = operating.smoothed_accuracy(cand_tau, cand_model, acc)
+    credit = operating.credited_accuracy(scores, smooth, cand_model, config.operating.margin_z)
+    order = operating.testing_order(credit, cost)
+    return {"tau": [raw["tau"][j] for j in order], "model": cand_model[order].tolist(),
+            "accuracy": credit[order].tolist(), "raw_accuracy": acc[order].tolist(),
+            "cost": cost[order].tolist(), "n_heldout": int(heldout.n_queries),
+            "margin_z": float(config.operating.margin_z)}
+
+
+def operating_taus(lane_taus: np.ndarray, n_points: int) -> np.ndarray:
+    """[P] policy targets τ', uniform in log(1 − τ') over the lanes' range (like the lanes)."""
+    lo, hi = float(lane_taus[0]), float(lane_taus[-1])
+    return -np.expm1(np.linspace(np.log1p(-hi), np.log1p(-lo), n_points))
+
+
+def certify_points(config: ml_collections.ConfigDict, setup: pipeline.Setup,
+                   state: train.TrainState, run: int, calib: RoutingDataset,
+                   table: dict[str, Any], taus: np.ndarray) -> calibrate.CertificationTable:
+    """Fixed-sequence certification of the table's points (testing order) on `calib`."""
+    choices = candidate_routes(setup, state, run, calib, table)[0]
+    rows = np.arange(calib.n_queries)[None, :]
+    cert = config.certify
+    return calibrate.certify(calib.scores[rows, choices], calib.costs[rows, choices], taus,
+                             delta=cert.delta, method=cert.method, fallback=cert.fallback)
+
+
+def resolve_grid(policy: operating.OperatingPolicy, taus: np.ndarray) -> list[Any]:
+    """The operating point of every τ; None where the fallback refuses it."""
+    out = []
+    for tau in taus:
+        try:
+            out.append(policy.resolve(float(tau)))
+        except operating.InfeasibleTauError:
+            out.append(None)
+    return out
+
+
+def router_block(points: list[Any], acc_pts: np.ndarray, cost_pts: np.ndarray,
+                 mu_pts: np.ndarray) -> dict[str, list]:
+    """A results.json router entry from per-τ operating points and per-point test outcomes."""
+    get = lambda arr: [None if p is None else float(arr[p.point]) for p in points]
+    return {"accuracy": get(acc_pts), "cost": get(cost_pts), "mean_mu": get(mu_pts),
+            "feasible": [p is not None and p.feasible for p in points],
+            "operating_point": [None if p is None else p.point for p in points],
+            "reason": [None if p is None else p.reason for p in points]}
+
+
+def proteus_blocks(config: ml_collections.ConfigDict, setup: pipeline.Setup,
+                   state: train.TrainState, run: int, splits: dict[str, RoutingDataset],
+                   taus: np.ndarray) -> tuple[dict[str, dict], dict[str, Any]]:
+    """PROTEUS uncertified and certified on the test split.
+
+    Returns ({"proteus", "proteus_certified"} router blocks, {"operating": table,
+    "certification": CertificationTable dict}); the second is what an export needs.
+    """
+    table = operating_table(config, setup, state, run, splits["val"])
+    cert = certify_points(config, setup, state, run, splits["calib"], table, taus)
+    test = splits["test"]
+    choices, mu_pts = candidate_routes(setup, state, run, test, table)
+    acc_pts, cost_pts = metrics.realised(test.scores, test.costs, choices)
+    blocks = {}
+    for name, certification in (("proteus", None), ("proteus_certified", cert.to_dict())):
+        policy = operating.OperatingPolicy(table, certification, config.certify.fallback,
+                                           test.models)
+        blocks[name] = router_block(resolve_grid(policy, taus), acc_pts, cost_pts, mu_pts)
+    return blocks, {"operating": table, "certification": cert.to_dict()}
 
 
 def cost_range(ds: RoutingDataset) -> tuple[float, float]:
@@ -104,8 +185,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     splits = pipeline.load_splits(config)
     state, setup = pipeline.train_runs(config, workdir, splits, progress=progress)
     taus = pipeline.eval_taus(config, setup.lane_taus)
-    block, _ = proteus_router(setup, state, 0, splits["test"], taus)
-    res = build_results(config, splits["test"], taus, {"proteus": block})
+    blocks, points = proteus_blocks(config, setup, state, 0, splits, taus)
+    res = build_results(config, splits["test"], taus, blocks)
     path = results.write_results(res, os.path.join(workdir, "results.json"))
+    write_json(points, os.path.join(workdir, "certification.json"))
     logging.info("wrote %s", path)
     return {**res, "table": compliance_table(res)}
+
+
+def write_json(payload: dict[str, Any], path: str) -> str:
+    """Strict JSON, written atomically (temp file, then rename)."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(results.to_jsonable(payload), f, indent=1, allow_nan=False)
+    os.replace(path + ".tmp", path)
+    return path

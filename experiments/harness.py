@@ -8,7 +8,6 @@ baselines, `calib` certifies floors, `test` is reported. kNN's reference set is 
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -18,11 +17,14 @@ import numpy as np
 from absl import logging
 
 from experiments import evaluation, pipeline
-from proteus import calibrate, metrics, networks, results, train
+from proteus import crossfit, metrics, networks, results, train
 from proteus.baselines import RouterInputs, make_router
 from proteus.data.dataset import RoutingDataset
+from proteus.predictor_quality import predictor_quality
 
-BASELINE_NAMES = ("proteus_plugin", "carrot", "omnirouter", "threshold", "knn", "zero_router")
+BASELINE_NAMES = ("proteus_plugin", "carrot", "omnirouter", "threshold", "knn", "zero_router",
+                  "cluster", "task_table")
+NEEDS_REFERENCE = ("knn", "cluster", "task_table")  # fitted on the training rows' labels
 
 
 def predictor_inputs(setup: pipeline.Setup, state: train.TrainState, run: int,
@@ -35,18 +37,43 @@ def predictor_inputs(setup: pipeline.Setup, state: train.TrainState, run: int,
                                      np.asarray(c_hat, np.float64))
 
 
+def training_inputs(config: ml_collections.ConfigDict, setup: pipeline.Setup,
+                    state: train.TrainState, run: int,
+                    splits: dict[str, RoutingDataset]) -> RouterInputs:
+    """The training labels with predictions the predictor did not fit: out of fold when
+    cross-fitting (the pool), else the `policy` split. PROTEUS-plugin tunes its λ(τ) here."""
+    if config.train.folds == 1:
+        return predictor_inputs(setup, state, run, splits["policy"])
+    pool, fold = pipeline.training_pool(splits, config.train.folds, config.data.split_salt)
+    params = pipeline.run_slice(state, run).params
+    _, (_, p_hat, c_hat) = crossfit.calibrate_and_predict(
+        setup.static.spec, params, jnp.asarray(pool.features, jnp.float32),
+        jnp.asarray(pool.scores, jnp.float32), jnp.asarray(fold))
+    return RouterInputs.from_dataset(pool, np.asarray(p_hat, np.float64),
+                                     np.asarray(c_hat, np.float64))
+
+
 def baseline_blocks(splits: dict[str, RoutingDataset], inputs: dict[str, RouterInputs],
                     taus: np.ndarray) -> dict[str, dict]:
-    """Fit every baseline on its tuning split and route the test split (labels withheld)."""
+    """Fit every baseline on its tuning split and route the test split (labels withheld).
+
+    inputs: RouterInputs with the shared predictor's outputs for "train" (see
+    `training_inputs`), "val" and "test". The task-table router runs when the data has tasks.
+    """
+    pred, policy = splits["pred"], splits["policy"]
     reference = RouterInputs(
-        scores=np.concatenate([splits["pred"].scores, splits["policy"].scores]),
-        costs=np.concatenate([splits["pred"].costs, splits["policy"].costs]),
-        features=np.concatenate([splits["pred"].features, splits["policy"].features]))
+        scores=np.concatenate([pred.scores, policy.scores]),
+        costs=np.concatenate([pred.costs, policy.costs]),
+        features=np.concatenate([pred.features, policy.features]),
+        tasks=np.concatenate([pred.tasks, policy.tasks]))
     test = splits["test"]
+    has_tasks = bool(np.any(reference.tasks != "")) and bool(np.any(test.tasks != ""))
     blocks = {}
     for name in BASELINE_NAMES:
-        kwargs = {"reference": reference} if name == "knn" else {}
-        tune = inputs["policy"] if name == "proteus_plugin" else inputs["val"]
+        if name == "task_table" and not has_tasks:
+            continue
+        kwargs = {"reference": reference} if name in NEEDS_REFERENCE else {}
+        tune = inputs["train"] if name == "proteus_plugin" else inputs["val"]
         router = make_router(name, **kwargs).fit(tune)
         decisions = router.route(inputs["test"].without_labels(), taus)
         acc, cost = metrics.realised(test.scores, test.costs, decisions.choices)
@@ -58,71 +85,27 @@ def baseline_blocks(splits: dict[str, RoutingDataset], inputs: dict[str, RouterI
     return blocks
 
 
-def operating_taus(lane_taus: np.ndarray, n_points: int) -> np.ndarray:
-    """[P] operating points (requested τ' values), most conservative (highest) first.
-
-    Fixed before looking at calibration labels, as fixed-sequence testing requires: uniform in
-    log(1 − τ') over the lanes' range, like the lanes themselves.
-    """
-    lo, hi = float(lane_taus[0]), float(lane_taus[-1])
-    grid = -np.expm1(np.linspace(np.log1p(-hi), np.log1p(-lo), n_points))
-    return grid.astype(np.float64)
-
-
-def certify_proteus(config: ml_collections.ConfigDict, setup: pipeline.Setup,
-                    state: train.TrainState, run: int, splits: dict[str, RoutingDataset],
-                    taus: np.ndarray) -> tuple[dict[str, Any], calibrate.CertificationTable,
-                                               np.ndarray]:
-    """Certify PROTEUS's operating points on `calib`, then route `test` at the certified points.
-
-    Returns (router block, certification table, operating τ' [P]).
-    """
-    cert = config.certify
-    points = operating_taus(np.asarray(setup.lane_taus), cert.n_points)
-    calib, test = splits["calib"], splits["test"]
-    rows = np.arange(calib.n_queries)
-    calib_choice = np.asarray(pipeline.route_split(setup, state, run, calib, points).model)
-    table = calibrate.certify(calib.scores[rows, calib_choice], calib.costs[rows, calib_choice],
-                              taus, delta=cert.delta, method=cert.method, fallback=cert.fallback)
-    test_choice = np.asarray(pipeline.route_split(setup, state, run, test, points).model)
-    lookups = [table.lookup(float(t)) for t in taus]
-    route_to = np.array([j for j, _, _ in lookups])
-    feasible = np.array([f for _, f, _ in lookups], bool)
-    acc_pts, cost_pts = metrics.realised(test.scores, test.costs, test_choice)
-    # "refuse" answers nothing for an uncertified τ: no accuracy, no cost.
-    accuracy = np.where(route_to >= 0, acc_pts[np.maximum(route_to, 0)], np.nan)
-    cost = np.where(route_to >= 0, cost_pts[np.maximum(route_to, 0)], np.nan)
-    block = {"accuracy": accuracy.tolist(), "cost": cost.tolist(), "feasible": feasible.tolist(),
-             "operating_tau": [float(points[j]) if j >= 0 else None for j in route_to],
-             "reason": [r for _, _, r in lookups]}
-    return block, table, points
-
-
 def evaluate_all(config: ml_collections.ConfigDict, setup: pipeline.Setup,
                  state: train.TrainState, splits: dict[str, RoutingDataset],
                  run: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
     """Every router on the test split. Returns (results dict, certification dict)."""
     taus = pipeline.eval_taus(config, setup.lane_taus)
-    inputs = {name: predictor_inputs(setup, state, run, splits[name])
-              for name in ("policy", "val", "test")}
-    routers = {"proteus": evaluation.proteus_router(setup, state, run, splits["test"], taus)[0]}
-    certified, table, points = certify_proteus(config, setup, state, run, splits, taus)
-    routers["proteus_certified"] = certified
+    inputs = {name: predictor_inputs(setup, state, run, splits[name]) for name in ("val", "test")}
+    inputs["train"] = training_inputs(config, setup, state, run, splits)
+    routers, certification = evaluation.proteus_blocks(config, setup, state, run, splits, taus)
     routers.update(baseline_blocks(splits, inputs, taus))
+    quality = predictor_quality(inputs["test"].p_hat, splits["test"].scores,
+                                splits["test"].models)
     res = evaluation.build_results(config, splits["test"], taus, routers,
-                                   extra={"delta": config.certify.delta, "run": run})
-    certification = {**table.to_dict(), "operating_taus": points.tolist()}
+                                   extra={"delta": config.certify.delta, "run": run,
+                                          "predictor": quality})
     return res, certification
 
 
 def write_outputs(workdir: str, res: dict[str, Any], certification: dict[str, Any]) -> list[str]:
     """results.json, certification.json, report.md and the three plots into `workdir`."""
     paths = [str(results.write_results(res, os.path.join(workdir, "results.json")))]
-    cert_path = os.path.join(workdir, "certification.json")
-    with open(cert_path + ".tmp", "w") as f:
-        json.dump(results.to_jsonable(certification), f, indent=1)
-    os.replace(cert_path + ".tmp", cert_path)
-    paths.append(cert_path)
+    paths.append(evaluation.write_json(certification, os.path.join(workdir, "certification.json")))
     paths.append(str(results.write_report(res, os.path.join(workdir, "report.md"))))
     paths += [str(p) for p in results.write_plots(res, workdir)]
     for p in paths:

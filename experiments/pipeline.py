@@ -19,8 +19,9 @@ import numpy as np
 from absl import logging
 
 from proteus import checkpoint, loop, networks, train
+from proteus.baselines.cluster import kmeans
 from proteus.data import load_source
-from proteus.data.dataset import RoutingDataset
+from proteus.data.dataset import RoutingDataset, split_indices
 from proteus.encoders import encode_dataset
 
 SPLITS = ("pred", "policy", "val", "calib", "test")
@@ -36,6 +37,39 @@ def load_splits(config: ml_collections.ConfigDict) -> dict[str, RoutingDataset]:
         if part.n_queries == 0:
             raise ValueError(f"split {name!r} of {ds.name} is empty; adjust config.data.splits")
     return splits
+
+
+def training_pool(splits: dict[str, RoutingDataset], folds: int,
+                  salt: str) -> tuple[RoutingDataset, np.ndarray]:
+    """The cross-fitting pool (`pred` and `policy` together) and each query's fold [N] int32.
+
+    Folds are assigned by a hash of the query id, stratified by task, like the splits themselves.
+    """
+    pred, policy = splits["pred"], splits["policy"]
+    cat = lambda a, b: None if a is None else np.concatenate([a, b])
+    pool = dataclasses.replace(pred, **{f: cat(getattr(pred, f), getattr(policy, f)) for f in (
+        "scores", "costs", "query_ids", "tasks", "texts", "features")})
+    parts = split_indices(pool.query_ids, pool.tasks, {f"fold{k}": 1.0 / folds
+                                                       for k in range(folds)}, f"{salt}/folds")
+    fold = np.zeros(pool.n_queries, np.int32)
+    for k in range(folds):
+        fold[parts[f"fold{k}"]] = k
+    return pool, fold
+
+
+def training_data(config: ml_collections.ConfigDict,
+                  splits: dict[str, RoutingDataset]) -> dict[str, loop.PhaseData]:
+    """What each phase trains on: {"pred", "val", "policy"} PhaseData.
+
+    Cross-fitting (train.folds > 1): every phase sees the whole pool with its fold ids (the fold
+    predictors fit and early-stop on complementary folds; the policy learns on out-of-fold
+    outputs). One predictor: `pred` fits it, `val` early-stops it, `policy` trains the policy.
+    """
+    if config.train.folds > 1:
+        pool, fold = training_pool(splits, config.train.folds, config.data.split_salt)
+        data = loop.PhaseData.from_dataset(pool, fold)
+        return {"pred": data, "val": data, "policy": data}
+    return {name: loop.PhaseData.from_dataset(splits[name]) for name in ("pred", "policy", "val")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,11 +97,14 @@ def make_setup(config: ml_collections.ConfigDict, splits: dict[str, RoutingDatas
                hparams: train.HParams | None = None) -> Setup:
     """Derive the static config, lanes, data statistics and per-run keys (a pure helper)."""
     pred, policy = splits["pred"], splits["policy"]
+    if config.train.folds > 1:  # cross-fitting: both roles are played by the whole pool
+        pred = policy = training_pool(splits, config.train.folds, config.data.split_salt)[0]
     spec = networks.RouterSpec(
         n_models=pred.n_models, feature_dim=int(pred.features.shape[1]),
         hidden=config.model.hidden, policy_hidden=config.model.policy_hidden,
         use_tau_input=config.model.use_tau_input, use_lambda_input=config.model.use_lambda_input,
-        static_cost=config.model.static_cost)
+        static_cost=config.model.static_cost, folds=config.train.folds,
+        groups=config.model.groups if config.train.folds > 1 else 0)
     t = config.train
     static = train.StaticConfig(
         spec=spec, batch_size=t.batch_size, cost_weight=t.cost_weight,
@@ -91,6 +128,11 @@ def make_setup(config: ml_collections.ConfigDict, splits: dict[str, RoutingDatas
                             hi=config.lanes.hi if config.lanes.hi >= 0 else None,
                             spacing=config.lanes.spacing)
     stats = networks.data_stats(pred.features, pred.costs)
+    if spec.groups:  # label-free query groups for the calibration's priors (fixed data)
+        unit = pred.features / np.maximum(np.linalg.norm(pred.features, axis=1, keepdims=True),
+                                          1e-12)
+        stats["centroids"] = jnp.asarray(kmeans(unit, spec.groups, seed=config.seed),
+                                         jnp.float32)
     return Setup(static, loop_cfg, hparams, run_keys, init_keys, lanes, stats)
 
 
@@ -120,7 +162,7 @@ def train_runs(config: ml_collections.ConfigDict, workdir: str,
     None trains on the default device.
     """
     setup = setup or make_setup(config, splits)
-    data = {name: loop.PhaseData.from_dataset(splits[name]) for name in ("pred", "policy", "val")}
+    data = training_data(config, splits)
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                    max_to_keep=config.checkpoint.max_to_keep)
     state, phase = initial_state(setup, config), "predictor"

@@ -190,11 +190,13 @@ def plan_groups(runs: list[RunSpec], per_run_bytes: dict[int, int], budget: int,
 # ----------------------------------------------------------------------------- evaluation
 
 
-def evaluate_run(setup: pipeline.Setup, state: train.TrainState, slot: int, spec: RunSpec,
-                 group: int, test: RoutingDataset, taus: np.ndarray,
-                 e: ml_collections.ConfigDict, tau_ref: float) -> dict[str, Any]:
-    """The table row of the run in slot `slot` of a group's (host) state, on the test split."""
-    block, _ = evaluation.proteus_router(setup, state, slot, test, taus)
+def evaluate_run(cfg: ml_collections.ConfigDict, setup: pipeline.Setup, state: train.TrainState,
+                 slot: int, spec: RunSpec, group: int, splits: dict[str, RoutingDataset],
+                 taus: np.ndarray, tau_ref: float) -> dict[str, Any]:
+    """The table row of the run in slot `slot` of a group's (host) state, on the test split
+    (PROTEUS uncertified, its operating points measured on `val` as in `launch.evaluate`)."""
+    e, test = cfg.eval, splits["test"]
+    block = evaluation.proteus_blocks(cfg, setup, state, slot, splits, taus)[0]["proteus"]
     acc, cost = np.asarray(block["accuracy"]), np.asarray(block["cost"])
     feasible = np.asarray(block["feasible"], bool)
     oracle_acc, _ = test.oracle()
@@ -301,8 +303,8 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str,
         t1 = time.perf_counter()
         cfg = config_for(config, group.lanes)
         taus = pipeline.eval_taus(cfg, setup.lane_taus)
-        rows += [evaluate_run(setup, state, slot, runs[i], group.index, splits["test"], taus,
-                              cfg.eval, grid.tau_ref) for slot, i in enumerate(group.runs)]
+        rows += [evaluate_run(cfg, setup, state, slot, runs[i], group.index, splits, taus,
+                              grid.tau_ref) for slot, i in enumerate(group.runs)]
         seconds["train"] += t1 - t0
         seconds["eval"] += time.perf_counter() - t1
     result = SweepResult(rows, best_run(rows), groups, dict(mesh.shape), seconds, states)

@@ -1,15 +1,34 @@
-"""Which operating point serves a requested accuracy target τ (DESIGN.md section 4).
+"""Which operating point serves a requested accuracy target τ (DESIGN.md sections 3-4).
 
-With a certification table (`proteus.calibrate.CertificationTable` plus the operating points'
-τ'), τ maps to the cheapest operating point certified for it. Without one, τ is served as asked
-within the range the training lanes reached on held-out labels: a τ below the lowest lane is
-served at that lane (a stricter target), a τ above the lanes' best accuracy is infeasible.
-Infeasible τ follow the fallback: "best_effort" serves them at the highest-quality point, flagged
-infeasible; "refuse" raises `InfeasibleTauError`. Nothing silently misses its floor.
+An operating point is one way to route every query: the PROTEUS policy called at a target τ'
+(`model` −1), or always one fixed model (`model` m). The candidates are fixed before any
+held-out label is read: P policy targets spread over the lanes' range, and every model. Each has
+an accuracy and a mean cost measured on held-out labels that neither the predictor nor the policy
+trained on (`val`); the policy candidates' accuracies are made non-decreasing in τ' (isotonic
+regression), which removes most of the noise that picking among many candidates would otherwise
+turn into a bias.
+
+Any advantage a candidate shows over the best single model is then discounted by z paired
+standard errors (`credited_accuracy`), so that the quality end is the best fixed model unless
+the held-out rows show a real improvement on it.
+
+The one rule that maps τ to a point (used by evaluation, export and serving alike):
+
+- certified (a `proteus.calibrate.CertificationTable` over the candidates in testing order): the
+  cheapest point certified for τ; none certified → infeasible;
+- uncertified: the cheapest point whose held-out accuracy is at least τ + z·sqrt(τ(1 − τ)/n)
+  (n held-out queries, z = `margin_z`: a one-sided allowance for the held-out estimate's noise);
+  none → infeasible.
+
+Infeasible τ follow the fallback: "best_effort" serves them at the most accurate point (first in
+testing order), flagged infeasible; "refuse" raises `InfeasibleTauError`. Because every fixed
+model is a candidate, the router's quality end is at least the best single model on held-out
+rows, and nothing silently misses its floor.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -31,9 +50,10 @@ class InfeasibleTauError(ValueError):
 class OperatingPoint(NamedTuple):
     """How one requested τ is served.
 
-    tau: the requested target; operating_tau: the τ' the router is called with; point: index of
-    the certified operating point (−1 without certification); feasible: False when τ is above what
-    the artifact supports (served best effort); reason: a human-readable explanation.
+    tau: the requested target; operating_tau: the τ' the policy is called with (NaN for a fixed
+    model); operating_model: the fixed model's index, or −1 for the policy; point: the index of
+    the candidate in testing order; feasible: False when τ is above what the artifact supports
+    (served best effort); reason: a human-readable explanation.
     """
 
     tau: float
@@ -41,6 +61,7 @@ class OperatingPoint(NamedTuple):
     point: int
     feasible: bool
     reason: str
+    operating_model: int = -1
 
 
 def check_tau(tau: Any) -> float:
@@ -53,27 +74,110 @@ def check_tau(tau: Any) -> float:
     return value
 
 
+def candidates(policy_taus: Sequence[float], n_models: int,
+               fixed_models: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate points before ordering: (tau [P + M] with NaN for fixed, model [P + M])."""
+    taus = np.asarray(policy_taus, np.float64)
+    models = np.arange(n_models) if fixed_models else np.zeros(0, np.int64)
+    return (np.concatenate([taus, np.full(models.shape, np.nan)]),
+            np.concatenate([np.full(taus.shape, -1), models]).astype(np.int64))
+
+
+def smoothed_accuracy(tau: np.ndarray, model: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
+    """Held-out accuracy with the policy candidates made non-decreasing in τ' (isotonic).
+
+    tau, model, accuracy: [C] -> [C]; fixed-model entries are returned unchanged.
+    """
+    from scipy.optimize import isotonic_regression  # noqa: PLC0415 (evaluation/export only)
+
+    out = np.asarray(accuracy, np.float64).copy()
+    policy = np.flatnonzero(np.asarray(model) < 0)
+    if policy.size > 1:
+        order = policy[np.argsort(tau[policy], kind="stable")]
+        out[order] = isotonic_regression(out[order]).x
+    return out
+
+
+def credited_accuracy(scores: np.ndarray, accuracy: np.ndarray, model: np.ndarray,
+                      z: float) -> np.ndarray:
+    """Held-out accuracy with any advantage over the best fixed model discounted by its noise.
+
+    The best single model on held-out rows is the incumbent. A candidate that matches or beats
+    it is credited with its accuracy minus z paired standard errors of the advantage (the per-query
+    differences of the two on the same rows): among dozens of candidates measured on a few
+    hundred queries the apparent winner is often lucky (the winner's curse), and a router whose
+    top is below always calling the best model has lost its quality end. Candidates below the
+    incumbent are unchanged.
+
+    Args:
+      scores: [C, N] per-query held-out scores of each candidate.
+      accuracy: [C] their (smoothed) held-out accuracy.
+      model: [C] fixed model index or −1 (policy).
+      z: standard errors to discount.
+
+    Returns:
+      [C] credited accuracy.
+    """
+    accuracy = np.asarray(accuracy, np.float64)
+    fixed = np.flatnonzero(np.asarray(model) >= 0)
+    if fixed.size == 0 or scores.shape[1] < 2:
+        return accuracy
+    ref = fixed[np.argmax(accuracy[fixed])]
+    diff = np.asarray(scores, np.float64) - np.asarray(scores, np.float64)[ref]
+    se = diff.std(axis=1, ddof=1) / math.sqrt(scores.shape[1])
+    challenger = (accuracy >= accuracy[ref]) & (np.arange(accuracy.size) != ref)
+    return np.where(challenger, accuracy - z * se, accuracy)
+
+
+def testing_order(accuracy: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """[C] candidate indices, most accurate first (ties: cheaper first); the certification's
+    fixed sequence and the best-effort point (the first) both come from it."""
+    return np.lexsort((np.asarray(cost), -np.asarray(accuracy)))
+
+
+def margin(tau: float, n: int, z: float) -> float:
+    """The uncertified rule's allowance z·sqrt(τ(1 − τ)/n) for n held-out queries."""
+    return z * math.sqrt(max(tau * (1.0 - tau), 0.0) / max(n, 1))
+
+
+def uncertified_choice(accuracy: Sequence[float], cost: Sequence[float], tau: float, n: int,
+                       z: float) -> tuple[int, bool]:
+    """(index, feasible): the cheapest point with accuracy >= τ + margin, else the most accurate.
+
+    accuracy, cost: [C] held-out accuracy and mean cost of the points in testing order.
+    """
+    acc, cost = np.asarray(accuracy, np.float64), np.asarray(cost, np.float64)
+    ok = acc >= tau + margin(tau, n, z) - 1e-12
+    if not ok.any():
+        return 0, False
+    return int(np.argmin(np.where(ok, cost, np.inf))), True
+
+
 class OperatingPolicy:
     """Maps a requested τ to an `OperatingPoint` (see the module docstring).
 
     Args:
-      lane_taus: [K] the training lanes' τ, increasing.
-      lane_accuracy: [K] accuracy each lane reached on held-out labels.
-      certification: a `CertificationTable.to_dict()` plus "operating_taus" [P], or None.
-      fallback: "best_effort" (infeasible τ: the highest-quality point, flagged) or "refuse".
+      table: {"tau": [C] (None/NaN for fixed), "model": [C], "accuracy": [C], "cost": [C],
+        "n_heldout": n, "margin_z": z}, the candidates in testing order.
+      certification: a `CertificationTable.to_dict()` over the same candidates, or None.
+      fallback: "best_effort" or "refuse".
+      models: [M] model names, for the reasons.
     """
 
-    def __init__(self, lane_taus: Sequence[float], lane_accuracy: Sequence[float],
-                 certification: dict | None, fallback: str):
+    def __init__(self, table: dict[str, Any], certification: dict | None, fallback: str,
+                 models: Sequence[str] = ()):
         if fallback not in FALLBACKS:
             raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
         self.fallback = fallback
-        self.lane_taus = [float(t) for t in lane_taus]
-        self.table = self.operating_taus = None
-        if certification is not None:
-            self.table = CertificationTable.from_dict(certification)
-            self.operating_taus = [float(t) for t in certification["operating_taus"]]
-        self.tau_range = feasible_range(self.lane_taus, lane_accuracy, certification)
+        self.taus = np.asarray([np.nan if t is None else t for t in table["tau"]], np.float64)
+        self.models = np.asarray(table["model"], np.int64)
+        self.accuracy = np.asarray(table["accuracy"], np.float64)
+        self.cost = np.asarray(table["cost"], np.float64)
+        self.n_heldout, self.margin_z = int(table["n_heldout"]), float(table["margin_z"])
+        self.names = list(models)
+        self.table = None if certification is None else CertificationTable.from_dict(
+            certification)
+        self.tau_range = feasible_range(table, certification)
 
     @property
     def certified(self) -> bool:
@@ -82,48 +186,54 @@ class OperatingPolicy:
     def resolve(self, tau: Any) -> OperatingPoint:
         """Raises ValueError for τ outside [0, 1], InfeasibleTauError when refused."""
         tau = check_tau(tau)
-        point = self._certified(tau) if self.certified else self._uncertified(tau)
-        if not point.feasible and self.fallback == "refuse":
+        if self.certified:
+            j, feasible, reason = self.table.lookup(tau)
+            j = j if feasible else 0
+            if not feasible and self.table.fallback != self.fallback:
+                reason += f" (serving fallback: {self.fallback})"
+        else:
+            j, feasible = uncertified_choice(self.accuracy, self.cost, tau, self.n_heldout,
+                                             self.margin_z)
+            reason = self._uncertified_reason(tau, j, feasible)
+        point = OperatingPoint(tau, float(self.taus[j]), int(j), bool(feasible), reason,
+                               int(self.models[j]))
+        if not feasible and self.fallback == "refuse":
             raise InfeasibleTauError(point)
         return point
 
-    def _certified(self, tau: float) -> OperatingPoint:
-        route_to, feasible, reason = self.table.lookup(tau)
-        if not feasible:
-            route_to = 0  # the most conservative point (unused when refusing)
-            if self.table.fallback != self.fallback:
-                reason += f" (serving fallback: {self.fallback})"
-        return OperatingPoint(tau, self.operating_taus[route_to], int(route_to), bool(feasible),
-                              reason)
+    def describe(self, j: int) -> str:
+        """'policy at τ'=0.9123' or 'fixed model gpt-4'."""
+        m = int(self.models[j])
+        if m < 0:
+            return f"policy at τ'={self.taus[j]:.4f}"
+        return f"fixed model {self.names[m] if self.names else m}"
 
-    def _uncertified(self, tau: float) -> OperatingPoint:
-        lo, hi = self.tau_range
-        if tau > hi:
-            top = self.lane_taus[-1]
-            action = f"best effort at the highest lane τ={top:.4f}"
-            if self.fallback == "refuse":
-                action = "refused"
-            why = (f"infeasible (uncertified): τ={tau:.4f} is above the highest accuracy any "
-                   f"training lane reached on held-out labels ({hi:.4f}); {action}")
-            return OperatingPoint(tau, top, -1, False, why)
-        if tau < lo:
-            return OperatingPoint(tau, lo, -1, True,
-                                  f"uncertified: τ={tau:.4f} is below the lowest trained τ; "
-                                  f"routed at τ={lo:.4f} (a stricter target)")
-        return OperatingPoint(tau, tau, -1, True,
-                              f"uncertified: τ={tau:.4f} is within the trained range "
-                              f"[{lo:.4f}, {hi:.4f}]")
+    def _uncertified_reason(self, tau: float, j: int, feasible: bool) -> str:
+        need = tau + margin(tau, self.n_heldout, self.margin_z)
+        if feasible:
+            return (f"uncertified: {self.describe(j)}, the cheapest point with held-out "
+                    f"accuracy {self.accuracy[j]:.4f} >= {need:.4f} (τ={tau:.4f} plus "
+                    f"{self.margin_z:g} standard errors on n={self.n_heldout})")
+        action = "refused" if self.fallback == "refuse" else f"best effort: {self.describe(j)}"
+        return (f"infeasible (uncertified): no point reaches held-out accuracy {need:.4f} for "
+                f"τ={tau:.4f} (best {self.accuracy[0]:.4f}); {action}")
 
 
-def feasible_range(lane_taus: Sequence[float], lane_accuracy: Sequence[float],
-                   certification: dict | None) -> tuple[float, float | None]:
-    """(min, max) of the served τ: τ <= max is feasible, τ < min is routed at min's decision.
+def feasible_range(table: dict[str, Any], certification: dict | None
+                   ) -> tuple[float, float | None]:
+    """(min, max) of the feasible τ; max None when nothing is feasible.
 
-    Certified: min = the table's lowest τ, max = its highest certified τ (None: none is).
-    Uncertified: [lowest lane τ, highest accuracy a lane reached on held-out labels].
+    Certified: the certification grid's lowest τ and highest certified τ. Uncertified: 0 and the
+    largest τ the uncertified rule accepts (solved on the held-out accuracy of the best point).
     """
-    if certification is None:
-        return float(lane_taus[0]), float(np.max(lane_accuracy))
-    taus = [float(t) for t in certification["taus"]]
-    ok = [t for t, f in zip(taus, certification["feasible"], strict=True) if f]
-    return taus[0], (max(ok) if ok else None)
+    if certification is not None:
+        taus = [float(t) for t in certification["taus"]]
+        ok = [t for t, f in zip(taus, certification["feasible"], strict=True) if f]
+        return taus[0], (max(ok) if ok else None)
+    best, n, z = max(table["accuracy"]), int(table["n_heldout"]), float(table["margin_z"])
+    # τ + z·sqrt(τ(1 − τ)/n) <= best  <=>  (1 + a)τ² − (2·best + a)τ + best² >= 0 for τ <= best,
+    # with a = z²/n: the feasible τ end at the smaller root of that quadratic.
+    a = z * z / max(n, 1)
+    b = 2.0 * best + a
+    return 0.0, float((b - math.sqrt(max(b * b - 4.0 * (1.0 + a) * best * best, 0.0)))
+                      / (2.0 * (1.0 + a)))

@@ -35,6 +35,8 @@ ROUTER_NAMES = (
     "threshold",
     "knn",
     "zero_router",
+    "cluster",
+    "task_table",
     "best_fixed",
     "oracle",
 )

@@ -33,6 +33,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.use_tau_input = True  # ablation "no_tau": False hides τ from the policy
     c.model.use_lambda_input = True  # ablation "no_lambda": False hides λ from the policy
     c.model.static_cost = False  # ablation "static_cost": per-model mean cost, no cost head
+    # k-means groups of the query features whose per-model accuracy (shrunk, out of fold) is
+    # stacked into the predictor's calibration (0 = none; needs train.folds > 1)
+    c.model.groups = 16
 
     c.lanes = ml_collections.ConfigDict()
     c.lanes.n = 16  # K τ lanes sharing one policy, each with its own dual
@@ -41,6 +44,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.lanes.spacing = "log1m"  # "log1m": uniform in log(1 - τ), dense at high τ; or "linear"
 
     c.train = ml_collections.ConfigDict()
+    # Cross-fitting folds over the training pool (`pred` + `policy`): F predictors, each fitted on
+    # F - 1 folds and early-stopped on its own; the policy and duals learn on out-of-fold outputs
+    # and the fold ensemble is deployed. 1 = the two-split scheme (`pred` fits, `policy` trains).
+    c.train.folds = 5
     c.train.batch_size = 256  # queries per update (every lane sees the whole batch)
     c.train.pred_lr = 1e-3  # predictor Adam learning rate
     c.train.policy_lr = 3e-4  # policy Adam learning rate
@@ -71,13 +78,23 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.tau_lo = 0.85  # DESIGN.md default grid: tau_lo..tau_hi step tau_step
     c.eval.tau_hi = 0.95
     c.eval.tau_step = 0.01
-    c.eval.wide_n = 12  # plus this many τ evenly over the lanes' range (0 = none)
+    # plus this many τ evenly over the lanes' range (0 = none). AIQ is the area under the hull of
+    # the (cost, accuracy) points a router realises on this grid, so the grid must be dense enough
+    # to trace every router's curve (RouterBench sweeps each router's knob): 40, not 12.
+    c.eval.wide_n = 40
 
     c.certify = ml_collections.ConfigDict()
     c.certify.delta = 0.05  # P(test accuracy < τ) <= δ for every τ certified on `calib`
     c.certify.n_points = 40  # operating points τ' tested in fixed sequence (highest first)
     c.certify.method = "auto"  # "auto": Clopper-Pearson for binary scores, else Hoeffding-Bentkus
     c.certify.fallback = "best_effort"  # uncertified τ: "best_effort" (max quality) or "refuse"
+
+    # Operating points (proteus.operating): the policy at certify.n_points targets τ' plus every
+    # fixed model, measured on `val`; the uncertified router takes the cheapest point whose val
+    # accuracy is >= τ + margin_z standard errors, the certified one the cheapest certified point.
+    c.operating = ml_collections.ConfigDict()
+    c.operating.fixed_models = True  # every single model is a candidate point
+    c.operating.margin_z = 1.0  # allowance for the val estimate's noise, in standard errors
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.max_to_keep = 3  # keep the last N checkpoints

@@ -1,0 +1,46 @@
+"""How good the shared predictor is on a labelled split: per-model AUC and calibration error.
+
+DESIGN.md section 6 asks for both on test; they are reported in results.json ("predictor") and
+the report. Scores in [0, 1] are treated as correct when >= 0.5 for the AUC; the calibration error
+compares mean predicted probability with mean (soft) score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.stats import rankdata
+
+ECE_BINS = 10
+
+
+def auc(p_hat: np.ndarray, correct: np.ndarray) -> float:
+    """ROC AUC of scores p_hat [N] for binary labels [N] (Mann-Whitney); NaN if one class."""
+    correct = np.asarray(correct, bool)
+    n_pos, n_neg = int(correct.sum()), int((~correct).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(np.asarray(p_hat, np.float64))  # ties get their average rank
+    return float((ranks[correct].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def calibration_error(p_hat: np.ndarray, scores: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Expected calibration error: sum over equal-width bins of p_hat of (share of rows) x
+    |mean p_hat − mean score|. p_hat, scores: [N]."""
+    p_hat, scores = np.asarray(p_hat, np.float64), np.asarray(scores, np.float64)
+    which = np.minimum((p_hat * bins).astype(np.int64), bins - 1)
+    total = 0.0
+    for b in np.unique(which):
+        rows = which == b
+        total += rows.mean() * abs(p_hat[rows].mean() - scores[rows].mean())
+    return float(total)
+
+
+def predictor_quality(p_hat: np.ndarray, scores: np.ndarray,
+                      models: Sequence[str]) -> dict[str, object]:
+    """Per-model AUC and calibration error of p_hat [N, M] against scores [N, M], and means."""
+    aucs = {m: auc(p_hat[:, j], scores[:, j] >= 0.5) for j, m in enumerate(models)}
+    eces = {m: calibration_error(p_hat[:, j], scores[:, j]) for j, m in enumerate(models)}
+    return {"auc": aucs, "ece": eces, "mean_auc": float(np.nanmean(list(aucs.values()))),
+            "mean_ece": float(np.mean(list(eces.values())))}

@@ -1,0 +1,73 @@
+"""The operating-point rule (proteus.operating): hand-checked tables and the quality end."""
+
+import numpy as np
+import pytest
+
+from proteus import operating
+
+
+def test_candidates_policy_points_then_every_model():
+    tau, model = operating.candidates([0.9, 0.7], 3)
+    assert np.isnan(tau[2:]).all() and tau[:2].tolist() == [0.9, 0.7]
+    assert model.tolist() == [-1, -1, 0, 1, 2]
+    tau, model = operating.candidates([0.9], 3, fixed_models=False)
+    assert model.tolist() == [-1]
+
+
+def test_smoothed_accuracy_is_isotonic_in_tau_for_policy_points_only():
+    tau = np.array([0.5, 0.6, 0.7, np.nan])
+    model = np.array([-1, -1, -1, 1])
+    acc = np.array([0.60, 0.66, 0.64, 0.30])
+    # pool-adjacent-violators: 0.66 and 0.64 become their mean 0.65; the fixed model untouched
+    np.testing.assert_allclose(operating.smoothed_accuracy(tau, model, acc),
+                               [0.60, 0.65, 0.65, 0.30])
+
+
+def test_credited_accuracy_discounts_challengers_of_the_best_model():
+    # candidate 0 (policy) ties the best fixed model (candidate 1) on 4 queries, winning 2 and
+    # losing 2 against it: paired differences [1, -1, 1, -1] + zeros; sd = sqrt(4/7), n = 8
+    scores = np.array([[1, 0, 1, 0, 1, 1, 1, 1],   # policy: 6/8
+                       [0, 1, 0, 1, 1, 1, 1, 1],   # fixed model 0 (the incumbent): 6/8
+                       [0, 0, 0, 0, 1, 1, 1, 1]],  # fixed model 1: 4/8
+                      float)
+    acc = scores.mean(axis=1)
+    got = operating.credited_accuracy(scores, acc, np.array([-1, 0, 1]), z=1.0)
+    se = np.sqrt(4 / 7) / np.sqrt(8)
+    np.testing.assert_allclose(got, [0.75 - se, 0.75, 0.5])
+    order = operating.testing_order(got, np.array([1.0, 5.0, 0.5]))
+    # the incumbent first although the policy is cheaper; the policy's 0.75 − 0.267 = 0.483
+    # even falls below fixed model 1
+    assert order.tolist() == [1, 2, 0]
+    assert operating.credited_accuracy(scores, acc, np.array([-1, -1, -1]), 1.0).tolist() == \
+        acc.tolist()  # no fixed model: nothing to credit against
+
+
+def test_testing_order_breaks_ties_by_cost():
+    assert operating.testing_order(np.array([0.8, 0.9, 0.8]),
+                                   np.array([3.0, 9.0, 1.0])).tolist() == [1, 2, 0]
+
+
+def test_uncertified_choice_by_hand():
+    acc, cost = [0.9, 0.8, 0.6], [3.0, 2.0, 1.0]  # testing order
+    # n = 100, z = 1: τ = 0.5 needs 0.55 -> the cheapest point (2); τ = 0.7 needs 0.7458 -> 1
+    assert operating.uncertified_choice(acc, cost, 0.5, 100, 1.0) == (2, True)
+    assert operating.uncertified_choice(acc, cost, 0.7, 100, 1.0) == (1, True)
+    assert operating.uncertified_choice(acc, cost, 0.7, 100, 0.0) == (1, True)
+    assert operating.uncertified_choice(acc, cost, 0.89, 100, 1.0) == (0, False)
+    assert operating.margin(0.7, 100, 1.0) == pytest.approx(np.sqrt(0.21) / 10)
+
+
+def test_policy_resolves_fixed_model_points_and_refuses():
+    table = {"tau": [None, 0.8], "model": [2, -1], "accuracy": [0.9, 0.7], "cost": [5.0, 1.0],
+             "n_heldout": 10_000, "margin_z": 0.0}
+    policy = operating.OperatingPolicy(table, None, "best_effort", ["a", "b", "c"])
+    top = policy.resolve(0.85)
+    assert (top.point, top.operating_model, top.feasible) == (0, 2, True)
+    assert np.isnan(top.operating_tau) and "fixed model c" in top.reason
+    cheap = policy.resolve(0.6)
+    assert (cheap.point, cheap.operating_model, cheap.operating_tau) == (1, -1, 0.8)
+    over = policy.resolve(0.95)
+    assert (over.point, over.feasible) == (0, False) and "best effort: fixed model c" in over.reason
+    refusing = operating.OperatingPolicy(table, None, "refuse", ["a", "b", "c"])
+    with pytest.raises(operating.InfeasibleTauError, match="refused"):
+        refusing.resolve(0.95)
