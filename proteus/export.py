@@ -10,19 +10,22 @@ The artifact layout is described in `proteus.serving`; the manifest holds (keys 
     mean_cost_usd [M]                        per-model mean cost on the predictor's training part
     encoder {id, kind, ...}, feature_dim D   `Encoder.to_config()`; rebuilds the encoder
     spec                                     `RouterSpec` fields
-    lambda {taus [K], lams [K], lane_accuracy [K]}   the λ(τ) table (lams as trained; the
-                                             routing function makes them monotone)
-    certification {status, table}            "certified" with the `CertificationTable` dict plus
-                                             "operating_taus" [P], or "uncertified" with null
+    lambda {taus [K], lams [K], lane_accuracy [K]}   the λ(τ) table (lams as trained, interpolated
+                                             in log space; not forced monotone)
+    operating {tau, model, accuracy, cost, n_heldout, margin_z}   the candidate operating points
+                                             in testing order (`proteus.operating`)
+    certification {status, table}            "certified" with the `CertificationTable` dict over
+                                             those points, or "uncertified" with null
     feasible_tau {min, max}, fallback        τ <= max is feasible (max null: none is), τ < min is
                                              routed at min; the default infeasible-τ fallback
     function {file, sha256, platforms, calling_convention_version, inputs, outputs}
     params {dir}, training {...}, versions {...}
 
 The routing function is `routing_function(spec)` exported with `jax.export` for a symbolic batch
-dimension "b": (params, lane_taus [K], lane_lams [K], features [b, D], tau [b]) -> (model [b]
-int32, mu [b], p_hat [b, M], c_hat [b, M], lam [b]). Parameters are an input rather than baked-in
-constants, so the artifact's `params/` is the single copy of the weights.
+dimension "b": (params, lane_taus [K], lane_lams [K], features [b, D], tau [b], fixed [b] int32)
+-> (model [b] int32, mu [b], p_hat [b, M], c_hat [b, M], lam [b]); `fixed` >= 0 routes to that
+model whatever the policy says (a fixed-model operating point). Parameters are an input rather
+than baked-in constants, so the artifact's `params/` is the single copy of the weights.
 """
 
 from __future__ import annotations
@@ -45,12 +48,12 @@ import numpy as np
 
 import proteus
 from proteus import checkpoint, networks, serving
-from proteus.calibrate import CertificationTable
 from proteus.operating import feasible_range
 from proteus.types import Array, Params
 
 DEFAULT_PLATFORMS = ("cpu", "cuda")
-FUNCTION_INPUTS = ("params", "lane_taus[K]", "lane_lams[K]", "features[b,D]", "tau[b]")
+FUNCTION_INPUTS = ("params", "lane_taus[K]", "lane_lams[K]", "features[b,D]", "tau[b]",
+                   "fixed[b]")
 FUNCTION_OUTPUTS = ("model[b]", "mu[b]", "p_hat[b,M]", "c_hat[b,M]", "lam[b]")
 
 
@@ -60,14 +63,15 @@ class RouterBundle:
 
     Attributes:
       spec: the networks' shapes.
-      params: {"predictor", "policy", "stats"} of ONE run.
+      params: {"predictor", "policy", "stats", "calib"} of ONE run.
       lane_taus: [K] the lanes' τ, increasing.
       lane_lams: [K] the lanes' inference λ (`DualState.lam_avg`).
       lane_accuracy: [K] accuracy each lane reached on held-out labels (`DualState.acc_avg`).
       models: [M] model names.
       encoder: `Encoder.to_config()` of the features the router was trained on.
       prices: model -> (USD per input token, USD per output token), where known.
-      certification: `CertificationTable.to_dict()` plus "operating_taus" [P], or None.
+      operating: the operating-point table (`experiments.evaluation.operating_table`).
+      certification: `CertificationTable.to_dict()` over those points, or None.
       training: provenance (workdir, config, data fingerprint, step, ...), JSON-able.
     """
 
@@ -78,6 +82,7 @@ class RouterBundle:
     lane_accuracy: Array
     models: Sequence[str]
     encoder: Mapping[str, Any]
+    operating: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     prices: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     certification: Mapping[str, Any] | None = None
     training: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -87,14 +92,15 @@ def routing_function(spec: networks.RouterSpec):
     """The function that is exported: training-time `networks.route` at λ(τ) from the lanes.
 
     Returns:
-      fn(params, lane_taus [K], lane_lams [K], features [B, D], tau [B]) -> (model [B] int32,
-      mu [B], p_hat [B, M], c_hat [B, M], lam [B]).
+      fn(params, lane_taus [K], lane_lams [K], features [B, D], tau [B], fixed [B] int32) ->
+      (model [B] int32, mu [B], p_hat [B, M], c_hat [B, M], lam [B]); fixed >= 0 overrides the
+      policy's choice with that model.
     """
 
-    def fn(params, lane_taus, lane_lams, features, tau):
+    def fn(params, lane_taus, lane_lams, features, tau, fixed):
         lam = networks.lambda_of_tau(lane_taus, lane_lams, tau)
         d = networks.route(spec, params, features, tau, lam)
-        return d.model, d.mu, d.p_hat, d.c_hat, lam
+        return jnp.where(fixed >= 0, fixed, d.model), d.mu, d.p_hat, d.c_hat, lam
 
     return fn
 
@@ -112,32 +118,31 @@ def export_routing_function(spec: networks.RouterSpec, params: Params, n_lanes: 
     f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype),
                             params)
-    args = (abstract, f32(n_lanes), f32(n_lanes), f32(batch, spec.feature_dim), f32(batch))
+    args = (abstract, f32(n_lanes), f32(n_lanes), f32(batch, spec.feature_dim), f32(batch),
+            jax.ShapeDtypeStruct((batch,), jnp.int32))
     return jax.export.export(jax.jit(routing_function(spec)), platforms=tuple(platforms))(*args)
 
 
-def read_certification(path: str) -> dict[str, Any] | None:
-    """A workdir's `certification.json` (table dict plus "operating_taus"), or None if absent.
+def read_operating(path: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A workdir's `certification.json`: (operating table, certification table dict or None).
 
     Raises:
-      ValueError: the file is not a valid table, or "operating_taus" does not have one τ per
-        operating point of the table.
+      FileNotFoundError: no such file (evaluate the workdir first: `launch.evaluate`).
+      ValueError: the file lacks a valid operating table.
     """
     if not os.path.exists(path):
-        return None
+        raise FileNotFoundError(f"{path} not found: run launch.evaluate on the workdir first; "
+                                "the operating points are measured there")
     with open(path) as f:
         payload = json.load(f)
-    try:
-        table = CertificationTable.from_dict(payload)
-        operating = [float(t) for t in payload["operating_taus"]]
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: not a certification table with operating_taus: {err!r}") from err
-    if len(operating) != len(table.accuracy) or not operating:
-        raise ValueError(f"{path}: {len(operating)} operating_taus for {len(table.accuracy)} "
-                         "operating points")
-    if any(not 0 <= t <= 1 for t in operating):
-        raise ValueError(f"{path}: operating_taus must lie in [0, 1], got {operating}")
-    return {**table.to_dict(), "operating_taus": operating}
+    table = payload.get("operating")
+    keys = ("tau", "model", "accuracy", "cost", "n_heldout", "margin_z")
+    if not isinstance(table, dict) or any(k not in table for k in keys):
+        raise ValueError(f"{path}: no operating table with keys {keys}")
+    sizes = {k: len(table[k]) for k in keys[:4]}
+    if len(set(sizes.values())) != 1 or not table["tau"]:
+        raise ValueError(f"{path}: operating table columns differ in length: {sizes}")
+    return table, payload.get("certification")
 
 
 def _versions() -> dict[str, str]:
@@ -160,7 +165,7 @@ def build_manifest(bundle: RouterBundle, exported: jax.export.Exported,
     cert = bundle.certification
     lam = {"taus": _floats(bundle.lane_taus), "lams": _floats(bundle.lane_lams),
            "lane_accuracy": _floats(bundle.lane_accuracy)}
-    lo, hi = feasible_range(lam["taus"], lam["lane_accuracy"], cert)
+    lo, hi = feasible_range(bundle.operating, cert)
     return {
         "format": serving.FORMAT, "format_version": serving.FORMAT_VERSION,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -171,6 +176,7 @@ def build_manifest(bundle: RouterBundle, exported: jax.export.Exported,
         "encoder": dict(bundle.encoder), "feature_dim": int(bundle.spec.feature_dim),
         "spec": bundle.spec._asdict(),
         "lambda": lam,
+        "operating": dict(bundle.operating),
         "certification": {"status": "certified" if cert else "uncertified",
                           "table": dict(cert) if cert else None},
         "feasible_tau": {"min": lo, "max": hi},
@@ -253,9 +259,11 @@ def verify_artifact(path: str, bundle: RouterBundle, n_probe: int = 64) -> None:
         size=(n_probe, bundle.spec.feature_dim))
     x = x.astype(np.float32)
     tau = np.asarray(rng.uniform(0.0, 1.0, n_probe), np.float32)
+    fixed = np.where(rng.uniform(size=n_probe) < 0.25,
+                     rng.integers(0, bundle.spec.n_models, n_probe), -1).astype(np.int32)
     want = _jitted_routing(bundle.spec)(bundle.params, bundle.lane_taus, bundle.lane_lams, x,
-                                        tau)[0]
-    got = router.run(x, tau)
+                                        tau, fixed)[0]
+    got = router.run(x, tau, fixed)
     if not np.array_equal(np.asarray(want), got.model):
         raise AssertionError(f"exported router at {path} disagrees with the trained one on "
                              f"{int(np.sum(np.asarray(want) != got.model))} of {n_probe} "

@@ -113,5 +113,4 @@ def route_items(router: Router, items: list) -> list[dict[str, Any]]:
         if features is not None:
             x[i] = features
     points: list[OperatingPoint] = [item[2] for item in items]
-    raw = router.run(x, np.asarray([p.operating_tau for p in points], np.float32))
-    return router.records(router.assemble(raw, points, np.arange(len(items))))
+    return router.records(router.run_points(x, points, np.arange(len(items))))

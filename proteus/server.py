@@ -99,11 +99,14 @@ class RouteDecisionModel(BaseModel):
     c_hat: dict[str, float] = Field(..., description="predicted cost (USD) per model")
     lambda_: float = Field(..., alias="lambda", description="λ at the operating τ")
     tau: float
-    operating_tau: float = Field(..., description="the τ' the router was called with")
-    operating_point: int | None = Field(..., description="certified point (null: uncertified)")
+    operating_tau: float | None = Field(..., description="the τ' the policy was called with "
+                                        "(null at a fixed-model operating point)")
+    operating_point: int = Field(..., description="index of the operating point in the "
+                                 "artifact's table (GET /v1/models)")
     feasible: bool
     certified: bool
     reason: str
+    operating_model: str | None = Field(None, description="the model of a fixed-model point")
 
 
 class BatchRouteResponse(BaseModel):

@@ -31,13 +31,13 @@ from proteus import checkpoint
 from proteus.operating import OperatingPoint, OperatingPolicy
 
 FORMAT = "proteus-router"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: operating-point table, fixed-model points, cross-fitted ensembles
 MANIFEST_FILE = "manifest.json"
 PARAMS_DIR = "params"
 FUNCTION_FILE = "route.jaxexport"
 MAX_BUCKET = 4096  # rows per compiled call; larger inputs are chunked
 REQUIRED_KEYS = ("models", "prices", "mean_cost_usd", "encoder", "feature_dim", "lambda",
-                 "certification", "fallback", "function")
+                 "operating", "certification", "fallback", "function")
 
 
 class ArtifactError(ValueError):
@@ -53,8 +53,8 @@ class Decisions(NamedTuple):
     c_hat: np.ndarray  # [B, M] float32 predicted cost (USD)
     lam: np.ndarray  # [B] float32 λ(operating τ)
     tau: np.ndarray  # [B] float64 requested τ
-    operating_tau: np.ndarray  # [B] float64 τ' used (the function sees it as float32)
-    point: np.ndarray  # [B] int32 certified operating point, −1 when uncertified
+    operating_tau: np.ndarray  # [B] float64 τ' of a policy point (NaN for a fixed model)
+    point: np.ndarray  # [B] int32 operating point (index in the manifest's table)
     feasible: np.ndarray  # [B] bool
     reason: tuple[str, ...]  # [B]
 
@@ -99,13 +99,13 @@ def load_function(path: str, manifest: dict[str, Any]) -> jax.export.Exported:
         raise ArtifactError(f"{path}: the routing function was exported for {exported.platforms},"
                             f" not for this machine's {platform!r}; re-export with it")
     d, m, k = manifest["feature_dim"], len(manifest["models"]), len(manifest["lambda"]["taus"])
-    feats, outs = exported.in_avals[-2], exported.out_avals
+    feats, outs = exported.in_avals[-3], exported.out_avals
     if feats.shape[1] != d:
         raise ArtifactError(f"{path}: the manifest says feature_dim={d}, the routing function "
                             f"takes {feats.shape[1]}-d features")
-    if outs[2].shape[1] != m or exported.in_avals[-3].shape != (k,):
+    if outs[2].shape[1] != m or exported.in_avals[-4].shape != (k,):
         raise ArtifactError(f"{path}: the routing function expects {outs[2].shape[1]} models, "
-                            f"{exported.in_avals[-3].shape} lanes; the manifest has {m}, {k}")
+                            f"{exported.in_avals[-4].shape} lanes; the manifest has {m}, {k}")
     return exported
 
 
@@ -138,9 +138,9 @@ def _packed_call(exported: jax.export.Exported, sha256: str):
     Shared by every `Router` of the same function, so loading an artifact twice compiles once.
     """
     if sha256 not in _PACKED_CALLS:
-        def packed(params, lane_taus, lane_lams, features, tau):
+        def packed(params, lane_taus, lane_lams, features, tau, fixed):
             model, mu, p_hat, c_hat, lam = exported.call(params, lane_taus, lane_lams, features,
-                                                         tau)
+                                                         tau, fixed)
             cols = [model[:, None].astype(jnp.float32), mu[:, None], lam[:, None], p_hat, c_hat]
             return jnp.concatenate(cols, axis=1)  # model indices < 2**24 are exact in float32
 
@@ -164,11 +164,12 @@ class RouteDecision:
     c_hat: dict[str, float]  # model -> predicted cost (USD)
     lam: float  # λ(operating τ)
     tau: float
-    operating_tau: float
-    operating_point: int | None  # certified operating point, None when uncertified
+    operating_tau: float | None  # τ' of a policy point; None for a fixed-model point
+    operating_point: int  # index of the point in the manifest's operating table
     feasible: bool
     certified: bool
     reason: str
+    operating_model: str | None = None  # the fixed model of a fixed-model point
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict; the field `lam` is spelled "lambda"."""
@@ -197,9 +198,8 @@ class Router:
         self.models: tuple[str, ...] = tuple(manifest["models"])
         self.feature_dim: int = int(manifest["feature_dim"])
         lam = manifest["lambda"]
-        self.policy = OperatingPolicy(lam["taus"], lam["lane_accuracy"],
-                                      manifest["certification"]["table"],
-                                      fallback or manifest["fallback"])
+        self.policy = OperatingPolicy(manifest["operating"], manifest["certification"]["table"],
+                                      fallback or manifest["fallback"], self.models)
         self._params = jax.device_put(params)
         self._lanes = (jnp.asarray(lam["taus"], jnp.float32), jnp.asarray(lam["lams"], jnp.float32))
         self._fn = _packed_call(exported, manifest["function"]["sha256"])
@@ -244,7 +244,8 @@ class Router:
         """Compile every batch bucket up to `rows` rows (at most `MAX_BUCKET`)."""
         size = 1
         while size <= min(rows, MAX_BUCKET):
-            self.run(np.zeros((size, self.feature_dim), np.float32), np.zeros(size, np.float32))
+            self.run(np.zeros((size, self.feature_dim), np.float32), np.zeros(size, np.float32),
+                     np.full(size, -1, np.int32))
             size *= 2
 
     def resolve(self, tau: Any) -> OperatingPoint:
@@ -281,22 +282,29 @@ class Router:
             raise ValueError("features must be finite (no NaN or inf)")
         return x
 
-    def run(self, features: np.ndarray, operating_tau: np.ndarray) -> RawDecisions:
+    def run(self, features: np.ndarray, operating_tau: np.ndarray,
+            fixed: np.ndarray | None = None) -> RawDecisions:
         """The exported routing function at given operating points (no τ resolution).
 
         Args:
           features: [B, D] float32.
-          operating_tau: [B] float32 τ' per query.
+          operating_tau: [B] float32 τ' per query (NaN allowed where `fixed` >= 0).
+          fixed: [B] int32 model of a fixed-model point, −1 for the policy (None: all −1).
         """
         n = features.shape[0]
+        fixed = np.full(n, -1, np.int32) if fixed is None else np.asarray(fixed, np.int32)
+        # A fixed-model point has no τ'; the policy still runs on its rows, so give it a number.
+        operating_tau = np.where(fixed >= 0, 0.0, operating_tau).astype(np.float32)
         parts = []
         for start in range(0, n, MAX_BUCKET):
             x, t = features[start:start + MAX_BUCKET], operating_tau[start:start + MAX_BUCKET]
+            f = fixed[start:start + MAX_BUCKET]
             pad = _bucket(x.shape[0]) - x.shape[0]
             if pad:
                 x = np.concatenate([x, np.zeros((pad, x.shape[1]), np.float32)])
                 t = np.concatenate([t, np.zeros(pad, np.float32)])
-            out = np.asarray(self._fn(self._params, *self._lanes, x, t))
+                f = np.concatenate([f, np.full(pad, -1, np.int32)])
+            out = np.asarray(self._fn(self._params, *self._lanes, x, t, f))
             parts.append(out[: out.shape[0] - pad])
         out = parts[0] if len(parts) == 1 else np.concatenate(parts)
         m = len(self.models)
@@ -315,9 +323,14 @@ class Router:
         except (TypeError, ValueError) as err:
             raise ValueError(f"tau must be a number or one number per query: {err}") from None
         unique, inverse = np.unique(taus, return_inverse=True)
-        points = [self.resolve(float(t)) for t in unique]
+        return self.run_points(x, [self.resolve(float(t)) for t in unique], inverse)
+
+    def run_points(self, features: np.ndarray, points: Sequence[OperatingPoint],
+                   inverse: np.ndarray) -> Decisions:
+        """Route row i of features [B, D] float32 at the resolved point points[inverse[i]]."""
         operating = np.asarray([p.operating_tau for p in points], np.float32)[inverse]
-        return self.assemble(self.run(x, operating), points, inverse)
+        fixed = np.asarray([p.operating_model for p in points], np.int32)[inverse]
+        return self.assemble(self.run(features, operating, fixed), points, inverse)
 
     def assemble(self, raw: RawDecisions, points: Sequence[OperatingPoint],
                  inverse: np.ndarray) -> Decisions:
@@ -346,11 +359,13 @@ class Router:
         cols = zip(d.model.tolist(), d.mu.tolist(), d.p_hat.tolist(), d.c_hat.tolist(),
                    d.lam.tolist(), d.tau.tolist(), d.operating_tau.tolist(), d.point.tolist(),
                    d.feasible.tolist(), d.reason, strict=True)
+        fixed = self.policy.models
         return [{"model": names[m], "model_index": m, "mu": mu,
                  "p_hat": dict(zip(names, p, strict=True)),
                  "c_hat": dict(zip(names, c, strict=True)), "lambda": lam, "tau": tau,
-                 "operating_tau": op, "operating_point": point if certified else None,
-                 "feasible": ok, "certified": certified, "reason": why}
+                 "operating_tau": None if op != op else op, "operating_point": point,
+                 "feasible": ok, "certified": certified, "reason": why,
+                 "operating_model": names[fixed[point]] if fixed[point] >= 0 else None}
                 for m, mu, p, c, lam, tau, op, point, ok, why in cols]
 
     def info(self) -> dict[str, Any]:

@@ -15,9 +15,8 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import pipeline
+from experiments import evaluation, exporting, pipeline
 from experiments.configs import quickstart
-from launch import export as export_launcher
 from proteus import calibrate, export, networks, serving
 
 TINY_PRICES = {"small": (1e-7, 2e-7), "medium": (1e-6, 2e-6), "large": (1e-5, 3e-5)}
@@ -33,18 +32,20 @@ def trained(tmp_path_factory) -> types.SimpleNamespace:
     config.data.cache_dir = str(root / "feature_cache")
     workdir = root / "workdir"
     workdir.mkdir()
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
-    pipeline.train_runs(config, str(workdir), pipeline.load_splits(config), progress=False)
+    evaluation.train_and_evaluate(config, str(workdir), progress=False)
     config, splits, setup, state = pipeline.load_trained(str(workdir))
+    operating, certification = export.read_operating(str(workdir / "certification.json"))
     return types.SimpleNamespace(root=root, workdir=workdir, config=config, splits=splits,
-                                 setup=setup, state=state, one=pipeline.run_slice(state, 0))
+                                 setup=setup, state=state, one=pipeline.run_slice(state, 0),
+                                 operating=operating, certification=certification)
 
 
 @pytest.fixture(scope="session")
 def text_artifact(trained) -> str:
     """Uncertified artifact of the trained run (hashing encoder: text queries work)."""
-    bundle = export_launcher.bundle_from_state(trained.config, trained.splits, trained.setup,
-                                               trained.state, workdir=str(trained.workdir))
+    bundle = exporting.bundle_from_state(trained.config, trained.splits, trained.setup,
+                                         trained.state, trained.operating, None,
+                                         workdir=str(trained.workdir))
     out = str(trained.root / "artifact_text")
     export.write_artifact(bundle, out)
     return out
@@ -55,36 +56,24 @@ def text_router(text_artifact) -> serving.Router:
     return serving.Router.load(text_artifact)
 
 
-def certification_payload(trained, operating_taus) -> dict:
-    """A certification.json for `trained`: points routed on the calib split, then certified."""
-    calib = trained.splits["calib"]
-    choice = np.asarray(pipeline.route_split(trained.setup, trained.state, 0, calib,
-                                             np.asarray(operating_taus)).model)  # [P, N]
-    rows = np.arange(calib.n_queries)
-    scores = np.stack([calib.scores[rows, c] for c in choice])
-    costs = np.stack([calib.costs[rows, c] for c in choice])
-    table = calibrate.certify(scores, costs, np.linspace(0.05, 0.6, 12), delta=0.1)
-    payload = {**table.to_dict(), "operating_taus": [float(t) for t in operating_taus]}
-    return json.loads(json.dumps(payload))  # as a JSON file holds it (lists, not tuples)
-
-
 @pytest.fixture(scope="session")
 def certified_artifact(trained) -> tuple[str, dict]:
-    """(artifact, certification.json payload): the full `launch.export` path with a table."""
-    taus = np.asarray(trained.one.lane_taus)[::-1]  # most conservative first
-    payload = certification_payload(trained, taus)
-    with open(trained.workdir / "certification.json", "w") as f:
-        json.dump(payload, f)
+    """(artifact, certification table): the full `launch.export` path, certified."""
     out = str(trained.root / "artifact_certified")
-    export_launcher.export_workdir(str(trained.workdir), out)
-    return out, payload
+    exporting.export_workdir(str(trained.workdir), out)
+    return out, trained.certification
 
 
 @pytest.fixture(scope="session")
 def tiny_bundle() -> export.RouterBundle:
     """3 models, 4 precomputed features; lanes τ [0.5, 0.7, 0.9], λ [1, 3, 2], lane accuracy
     [0.55, 0.72, 0.85]. The policy's output kernel is zeroed, so its correction δ is 0 and the
-    quality preference is exactly the plug-in prior μ = λ / (1 + λ): checkable by hand."""
+    quality preference is exactly the plug-in prior μ = λ / (1 + λ): checkable by hand.
+
+    Operating points (testing order, held-out n=400, z=1): the policy at τ'=0.9 (accuracy 0.86,
+    cost 2e-4), fixed model "large" (0.84, 9e-4), the policy at τ'=0.6 (0.62, 1e-4). By hand:
+    τ <= 0.5956 (0.62 − 1 s.e.) -> point 2; then up to 0.8426 -> point 0 (cheaper than "large");
+    above -> infeasible, best effort at point 0."""
     spec = networks.RouterSpec(n_models=3, feature_dim=4, hidden=8, policy_hidden=8)
     rng = np.random.default_rng(0)
     stats = networks.data_stats(rng.normal(size=(64, 4)),
@@ -98,6 +87,8 @@ def tiny_bundle() -> export.RouterBundle:
         lane_accuracy=np.asarray([0.55, 0.72, 0.85], np.float32),
         models=("small", "medium", "large"),
         encoder={"id": "precomputed:dim=4", "kind": "precomputed", "dim": 4},
+        operating={"tau": [0.9, None, 0.6], "model": [-1, 2, -1], "accuracy": [0.86, 0.84, 0.62],
+                   "cost": [2e-4, 9e-4, 1e-4], "n_heldout": 400, "margin_z": 1.0},
         prices=TINY_PRICES, training={"note": "hand-built"})
 
 
@@ -113,7 +104,7 @@ def tiny_certification() -> dict:
     scores = np.stack([np.ones(200), np.tile([0.0, 1.0], 100)])
     costs = np.stack([np.full(200, 2.0), np.full(200, 1.0)])
     table = calibrate.certify(scores, costs, [0.3, 0.6, 0.9], delta=0.05)
-    return json.loads(json.dumps({**table.to_dict(), "operating_taus": [0.9, 0.6]}))
+    return json.loads(json.dumps(table.to_dict()))  # as a JSON file holds it (lists)
 
 
 @pytest.fixture(scope="session")
@@ -126,6 +117,9 @@ def tiny_artifact(tmp_path_factory, tiny_bundle) -> str:
 @pytest.fixture(scope="session")
 def tiny_certified_artifact(tmp_path_factory, tiny_bundle, tiny_certification) -> str:
     out = str(tmp_path_factory.mktemp("tiny_cert") / "artifact")
-    bundle = dataclasses.replace(tiny_bundle, certification=tiny_certification)
+    operating = {"tau": [0.9, 0.6], "model": [-1, -1], "accuracy": [1.0, 0.5], "cost": [2.0, 1.0],
+                 "n_heldout": 200, "margin_z": 1.0}
+    bundle = dataclasses.replace(tiny_bundle, operating=operating,
+                                 certification=tiny_certification)
     export.write_artifact(bundle, out, verify=False)
     return out

@@ -8,13 +8,13 @@ import jax
 import numpy as np
 import pytest
 
-from proteus import checkpoint, export, networks, serving
+from proteus import checkpoint, export, networks, operating, serving
 
 pytest_plugins = ["tests.serving_fixtures"]
 
 MANIFEST_KEYS = {
     "format", "format_version", "created", "models", "prices", "mean_cost_usd", "encoder",
-    "feature_dim", "spec", "lambda", "certification", "feasible_tau", "fallback", "function",
+    "feature_dim", "spec", "lambda", "operating", "certification", "feasible_tau", "fallback", "function",
     "params", "training", "versions",
 }
 
@@ -28,18 +28,20 @@ def test_artifact_layout_and_manifest(tiny_artifact):
     assert sorted(os.listdir(tiny_artifact)) == ["manifest.json", "params", "route.jaxexport"]
     m = _manifest(tiny_artifact)
     assert set(m) == MANIFEST_KEYS
-    assert (m["format"], m["format_version"]) == ("proteus-router", 1)
+    assert (m["format"], m["format_version"]) == ("proteus-router", 2)
     assert m["models"] == ["small", "medium", "large"] and m["feature_dim"] == 4
     assert m["prices"]["large"] == {"usd_per_input_token": 1e-5, "usd_per_output_token": 3e-5}
     assert m["encoder"] == {"id": "precomputed:dim=4", "kind": "precomputed", "dim": 4}
     assert m["spec"] == {"n_models": 3, "feature_dim": 4, "hidden": 8, "policy_hidden": 8,
-                         "use_tau_input": True, "use_lambda_input": True, "static_cost": False}
+                         "use_tau_input": True, "use_lambda_input": True, "static_cost": False,
+                         "folds": 1}
     # float32 values survive the JSON round trip exactly
     assert np.array_equal(np.float32(m["lambda"]["taus"]), np.float32([0.5, 0.7, 0.9]))
     assert m["lambda"]["lams"] == [1.0, 3.0, 2.0]
     assert m["certification"] == {"status": "uncertified", "table": None}
-    assert m["feasible_tau"]["min"] == pytest.approx(0.5)
-    assert m["feasible_tau"]["max"] == pytest.approx(0.85)
+    assert m["operating"]["model"] == [-1, 2, -1] and m["operating"]["tau"] == [0.9, None, 0.6]
+    assert m["feasible_tau"]["min"] == 0.0  # see tiny_bundle: the root for 0.86, n=400, z=1
+    assert m["feasible_tau"]["max"] == pytest.approx(0.84175, abs=1e-5)
     assert m["fallback"] == "best_effort"
     assert m["versions"]["jax"] == jax.__version__
     assert m["training"] == {"note": "hand-built"}
@@ -50,16 +52,20 @@ def test_serialised_function_has_symbolic_batch(tiny_artifact):
     with open(os.path.join(tiny_artifact, m["function"]["file"]), "rb") as f:
         blob = f.read()
     exported = jax.export.deserialize(bytearray(blob))
-    features, tau = exported.in_avals[-2:]
+    features, tau, fixed = exported.in_avals[-3:]
     assert str(features.shape[0]) == "b" and features.shape[1] == 4 and str(tau.shape[0]) == "b"
+    assert str(fixed.shape[0]) == "b" and fixed.dtype == np.int32
     assert m["function"]["calling_convention_version"] == exported.calling_convention_version
     assert set(m["function"]["platforms"]) == {"cpu", "cuda"}
     params = checkpoint.load_pytree(os.path.join(tiny_artifact, "params"))
     lanes = (np.float32([0.5, 0.7, 0.9]), np.float32([1.0, 3.0, 2.0]))
     for batch in (1, 5):  # one serialised function, any batch size
         x, t = np.zeros((batch, 4), np.float32), np.full(batch, 0.7, np.float32)
-        model, mu, p_hat, c_hat, lam = exported.call(params, *lanes, x, t)
+        fixed = np.full(batch, -1, np.int32)
+        model, mu, p_hat, c_hat, lam = exported.call(params, *lanes, x, t, fixed)
         assert model.shape == (batch,) and p_hat.shape == (batch, 3)
+        forced = exported.call(params, *lanes, x, t, np.full(batch, 1, np.int32))[0]
+        assert np.asarray(forced).tolist() == [1] * batch  # a fixed-model point overrides
         np.testing.assert_allclose(lam, 3.0, rtol=1e-5)  # τ on the second lane: its λ
         np.testing.assert_allclose(mu, 0.75, rtol=1e-5)  # δ = 0: μ = λ / (1 + λ)
 
@@ -74,14 +80,15 @@ def test_routing_function_is_training_route(tiny_bundle):
     bundle = tiny_bundle
     x = np.random.default_rng(3).normal(size=(6, 4)).astype(np.float32)
     tau = np.float32([0.4, 0.5, 0.6, 0.7, 0.9, 0.95])
+    fixed = np.int32([-1, -1, 2, -1, 0, -1])
     got = jax.jit(export.routing_function(bundle.spec))(bundle.params, bundle.lane_taus,
-                                                        bundle.lane_lams, x, tau)
+                                                        bundle.lane_lams, x, tau, fixed)
     lam = jax.jit(networks.lambda_of_tau)(bundle.lane_taus, bundle.lane_lams, tau)
     # by hand: the lanes' own λ at their τ, the end values beyond them
     np.testing.assert_allclose(np.asarray(lam)[[0, 1, 3, 4, 5]], [1, 1, 3, 2, 2], rtol=1e-5)
     want = jax.jit(networks.route, static_argnums=0)(bundle.spec, bundle.params, x, tau, lam)
     np.testing.assert_array_equal(got[4], lam)
-    np.testing.assert_array_equal(got[0], want.model)
+    np.testing.assert_array_equal(got[0], np.where(fixed >= 0, fixed, want.model))
     np.testing.assert_allclose(got[1], np.asarray(lam) / (1 + np.asarray(lam)), rtol=1e-5)
 
 
@@ -114,22 +121,24 @@ def test_verify_artifact_catches_a_different_router(tiny_artifact, tiny_bundle):
         export.verify_artifact(tiny_artifact, dataclasses.replace(tiny_bundle, params=other))
 
 
-def test_read_certification(tmp_path, tiny_certification):
+def test_read_operating(tmp_path, tiny_certification):
     path = str(tmp_path / "certification.json")
-    assert export.read_certification(path) is None
-    payload = tiny_certification
+    with pytest.raises(FileNotFoundError, match="launch.evaluate"):
+        export.read_operating(path)
+    table = {"tau": [0.9, 0.6], "model": [-1, -1], "accuracy": [1.0, 0.5], "cost": [2.0, 1.0],
+             "n_heldout": 200, "margin_z": 1.0}
     with open(path, "w") as f:
-        json.dump(payload, f)
-    got = export.read_certification(path)
-    assert got["operating_taus"] == [0.9, 0.6] and list(got["route_to"]) == [1, 0, 0]
+        json.dump({"operating": table, "certification": tiny_certification}, f)
+    got, cert = export.read_operating(path)
+    assert got == table and list(cert["route_to"]) == [1, 0, 0]
     with open(path, "w") as f:
-        json.dump({**payload, "operating_taus": [0.9]}, f)
-    with pytest.raises(ValueError, match="1 operating_taus for 2"):
-        export.read_certification(path)
+        json.dump({"operating": {**table, "cost": [2.0]}}, f)
+    with pytest.raises(ValueError, match="differ in length"):
+        export.read_operating(path)
     with open(path, "w") as f:
         json.dump({"taus": [0.5]}, f)
-    with pytest.raises(ValueError, match="not a certification table"):
-        export.read_certification(path)
+    with pytest.raises(ValueError, match="no operating table"):
+        export.read_operating(path)
 
 
 def test_workdir_export_manifest(trained, text_artifact):
@@ -138,8 +147,9 @@ def test_workdir_export_manifest(trained, text_artifact):
     assert m["lambda"]["taus"] == [float(t) for t in np.asarray(one.lane_taus)]
     assert m["lambda"]["lams"] == [float(t) for t in np.asarray(one.duals.lam_avg)]
     assert m["lambda"]["lane_accuracy"] == [float(t) for t in np.asarray(one.duals.acc_avg)]
-    assert m["feasible_tau"] == {"min": m["lambda"]["taus"][0],
-                                 "max": max(m["lambda"]["lane_accuracy"])}
+    assert m["operating"] == trained.operating
+    assert m["feasible_tau"] == pytest.approx(dict(zip(
+        ("min", "max"), operating.feasible_range(trained.operating, None), strict=True)))
     assert m["encoder"]["id"] == "hashing:dim=64,word=1-2,char=3-5,seed=0,v=1"
     assert m["models"] == list(trained.splits["test"].models) and m["feature_dim"] == 64
     t = m["training"]
@@ -152,7 +162,7 @@ def test_certified_workdir_export(certified_artifact):
     path, payload = certified_artifact
     m = _manifest(path)
     assert m["certification"]["status"] == "certified"
-    assert m["certification"]["table"] == payload
+    assert m["certification"]["table"] == payload and m["operating"]
     certified = [t for t, ok in zip(payload["taus"], payload["feasible"], strict=True) if ok]
     assert m["feasible_tau"] == {"min": payload["taus"][0],
                                  "max": max(certified) if certified else None}

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from experiments import pipeline
+from experiments import evaluation, pipeline
 from proteus import operating, serving
 
 pytest_plugins = ["tests.serving_fixtures"]
@@ -27,13 +27,15 @@ def test_decisions_equal_training_time_routing(trained, text_router):
     for t, tau in enumerate(taus):  # the exported function at the same (features, τ)
         got = text_router.run(test.features, np.full(test.n_queries, tau, np.float32))
         np.testing.assert_array_equal(got.model, want[t], err_msg=f"tau={tau}")
-    # the full path, τ resolved to an operating point, from text through the encoder
-    d = text_router.decide(test.features, 0.05)
-    op = np.float32(d.operating_tau[0])
-    expected = pipeline.route_split(trained.setup, trained.state, 0, test, np.float32([op])).model
-    np.testing.assert_array_equal(d.model, np.asarray(expected)[0])
+    # the full path, τ resolved to an operating point, equals evaluation's candidate routing
+    choices, _ = evaluation.candidate_routes(trained.setup, trained.state, 0, test,
+                                             trained.operating)
+    for tau in (0.05, 0.5, 0.99):
+        d = text_router.decide(test.features, tau)
+        np.testing.assert_array_equal(d.model, choices[d.point[0]], err_msg=f"tau={tau}")
+    d = text_router.decide(test.features, 0.5)
     texts = [str(q) for q in test.texts[:32]]
-    routed = text_router.route(texts, 0.05)
+    routed = text_router.route(texts, 0.5)
     assert [r.model_index for r in routed] == d.model[:32].tolist()
     assert [r.model for r in routed] == [text_router.models[m] for m in d.model[:32]]
 
@@ -42,37 +44,40 @@ def test_certified_decisions_follow_the_table(trained, certified_artifact):
     path, payload = certified_artifact
     router = serving.Router.load(path)
     test = trained.splits["test"]
-    points = np.float32(payload["operating_taus"])
-    want = np.asarray(pipeline.route_split(trained.setup, trained.state, 0, test, points).model)
+    want, _ = evaluation.candidate_routes(trained.setup, trained.state, 0, test,
+                                          trained.operating)
     for tau, route_to, feasible in zip(payload["taus"], payload["route_to"], payload["feasible"],
                                        strict=True):
         d = router.decide(test.features, tau)
         j = route_to if feasible else 0
         assert d.point[0] == j and d.feasible[0] == feasible
-        assert d.operating_tau[0] == payload["operating_taus"][j]
+        op = trained.operating["tau"][j]
+        assert (np.isnan(d.operating_tau[0]) if op is None else d.operating_tau[0] == op)
         np.testing.assert_array_equal(d.model, want[j])
 
 
 def test_uncertified_resolution_by_hand(tiny_router):
-    # lanes τ [0.5, 0.7, 0.9], lane accuracy [0.55, 0.72, 0.85]: feasible τ up to 0.85
-    assert tiny_router.policy.tau_range == pytest.approx((0.5, 0.85))
-    inside = tiny_router.resolve(0.6)
-    assert (inside.operating_tau, inside.point, inside.feasible) == (0.6, -1, True)
-    below = tiny_router.resolve(0.2)
-    assert below.operating_tau == pytest.approx(0.5) and below.feasible
-    assert "stricter" in below.reason
-    above = tiny_router.resolve(0.9)
-    assert above.operating_tau == pytest.approx(0.9) and not above.feasible  # the top lane
+    # points (testing order): policy τ'=0.9 (0.86, 2e-4), "large" (0.84, 9e-4), policy τ'=0.6
+    # (0.62, 1e-4), n=400, z=1: τ is feasible while τ + sqrt(τ(1 − τ)/400) <= 0.86
+    lo, hi = tiny_router.policy.tau_range
+    assert lo == 0.0 and hi + np.sqrt(hi * (1 - hi) / 400) == pytest.approx(0.86)
+    cheap = tiny_router.resolve(0.59)  # 0.59 + 0.0246 <= 0.62: the cheapest point
+    assert (cheap.operating_tau, cheap.point, cheap.feasible) == (0.6, 2, True)
+    mid = tiny_router.resolve(0.7)  # 0.7 + 0.0229 > 0.62: the τ'=0.9 point (cheaper than large)
+    assert (mid.operating_tau, mid.point, mid.operating_model) == (0.9, 0, -1)
+    assert "uncertified" in mid.reason
+    above = tiny_router.resolve(0.85)
+    assert above.point == 0 and not above.feasible
     assert "infeasible" in above.reason and "best effort" in above.reason
 
 
 def test_certified_resolution_by_hand(tiny_certified_artifact):
     router = serving.Router.load(tiny_certified_artifact, warmup=0)
     # see tiny_certification: τ <= 0.3 -> point 1 (τ'=0.6), up to 0.9 -> point 0 (τ'=0.9)
-    assert [router.resolve(t)[1:4] for t in (0.1, 0.3, 0.31, 0.9)] == [
+    assert [tuple(router.resolve(t)[1:4]) for t in (0.1, 0.3, 0.31, 0.9)] == [
         (0.6, 1, True), (0.6, 1, True), (0.9, 0, True), (0.9, 0, True)]
     above = router.resolve(0.95)
-    assert above[1:4] == (0.9, 0, False) and "above the certified grid" in above.reason
+    assert tuple(above[1:4]) == (0.9, 0, False) and "above the certified grid" in above.reason
     assert router.policy.tau_range == (0.3, 0.9)
     refusing = serving.Router.load(tiny_certified_artifact, fallback="refuse", warmup=0)
     with pytest.raises(operating.InfeasibleTauError, match="refused") as err:
@@ -89,7 +94,7 @@ def test_invalid_tau_is_rejected(tiny_router, tau):
 
 def test_refuse_policy_raises(tiny_artifact):
     router = serving.Router.load(tiny_artifact, fallback="refuse", warmup=0)
-    with pytest.raises(operating.InfeasibleTauError, match="above the highest accuracy"):
+    with pytest.raises(operating.InfeasibleTauError, match="no point reaches"):
         router.decide(np.zeros(4), 0.9)
     assert router.decide(np.zeros(4), 0.8).feasible.tolist() == [True]
     with pytest.raises(ValueError, match="fallback must be one of"):
@@ -98,7 +103,7 @@ def test_refuse_policy_raises(tiny_artifact):
 
 def test_lambda_and_mu_by_hand(tiny_router):
     # zeroed policy output: μ = λ / (1 + λ); at the lanes λ is the lane's own [1, 3, 2]
-    d = tiny_router.decide(np.zeros((3, 4)), [0.5, 0.7, 0.8])
+    d = tiny_router.run(np.zeros((3, 4), np.float32), np.float32([0.5, 0.7, 0.8]))
     np.testing.assert_allclose(d.lam, [1.0, 3.0, 3.0 ** 0.5 * 2.0 ** 0.5], rtol=1e-3)
     np.testing.assert_allclose(d.mu, d.lam / (1 + d.lam), rtol=1e-5)
     np.testing.assert_allclose(d.mu[:2], [0.5, 0.75], rtol=1e-5)
@@ -109,16 +114,17 @@ def test_lambda_and_mu_by_hand(tiny_router):
 
 def test_route_features_and_records(tiny_router):
     x = np.random.default_rng(0).normal(size=(2, 4))
-    routed = tiny_router.route(x, [0.6, 0.9])
-    assert [r.tau for r in routed] == [0.6, 0.9]
+    routed = tiny_router.route(x, [0.55, 0.9])  # 0.55 + 0.0249 <= 0.62: point 2 (τ'=0.6)
+    assert [r.tau for r in routed] == [0.55, 0.9]
     assert [r.feasible for r in routed] == [True, False]
     first = routed[0].to_dict()
     assert first["lambda"] == routed[0].lam and "lam" not in first
     assert serving.RouteDecision.from_dict(first) == routed[0]
     assert set(first["p_hat"]) == {"small", "medium", "large"}
     assert first["model"] == tiny_router.models[first["model_index"]]
-    assert first["operating_point"] is None and first["certified"] is False
-    single = tiny_router.route(x[0], 0.6)[0]  # one [D] row (another bucket: equal to an ulp)
+    assert first["operating_point"] == 2 and first["certified"] is False
+    assert first["operating_tau"] == pytest.approx(0.6) and first["operating_model"] is None
+    single = tiny_router.route(x[0], 0.55)[0]  # one [D] row (another bucket: equal to an ulp)
     assert single.model == routed[0].model and single.mu == pytest.approx(routed[0].mu)
 
 
@@ -157,7 +163,7 @@ def test_info(tiny_router):
     info = tiny_router.info()
     assert [m["name"] for m in info["models"]] == ["small", "medium", "large"]
     assert info["models"][2]["price"] == {"usd_per_input_token": 1e-5, "usd_per_output_token": 3e-5}
-    assert info["feasible_tau"] == pytest.approx({"min": 0.5, "max": 0.85})
+    assert info["feasible_tau"] == pytest.approx({"min": 0.0, "max": 0.84175}, abs=1e-5)
     assert (info["certified"], info["fallback"], info["feature_dim"]) == (False, "best_effort", 4)
 
 
@@ -196,10 +202,16 @@ def test_load_time_checks(tiny_artifact, tmp_path):
 
 
 def test_feasible_range_and_check_tau():
-    assert operating.feasible_range([0.5, 0.9], [0.6, 0.8], None) == (0.5, 0.8)
+    # z = 0: feasible up to the best held-out accuracy; z = 2, n = 100: the smaller root of
+    # 1.04 τ² − 1.64 τ + 0.64 = 0, i.e. (1.64 − sqrt(0.0272)) / 2.08 = 0.70917
+    points = {"accuracy": [0.8, 0.6], "n_heldout": 100, "margin_z": 0.0}
+    assert operating.feasible_range(points, None) == pytest.approx((0.0, 0.8))
+    lo, hi = operating.feasible_range({**points, "margin_z": 2.0}, None)
+    assert hi == pytest.approx(0.70917, abs=1e-5)
+    assert hi + 0.2 * np.sqrt(hi * (1 - hi)) == pytest.approx(0.8)
     table = {"taus": [0.2, 0.4, 0.6], "feasible": [True, True, False]}
-    assert operating.feasible_range([0.5], [0.6], table) == (0.2, 0.4)
-    assert operating.feasible_range([0.5], [0.6], {**table, "feasible": [False] * 3}) == (0.2, None)
+    assert operating.feasible_range(points, table) == (0.2, 0.4)
+    assert operating.feasible_range(points, {**table, "feasible": [False] * 3}) == (0.2, None)
     assert operating.check_tau(np.float32(0.5)) == 0.5 and operating.check_tau(1) == 1.0
 
 
