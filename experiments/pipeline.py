@@ -19,7 +19,7 @@ import numpy as np
 from absl import logging
 
 from proteus import checkpoint, loop, networks, train
-from proteus.data import load_source
+from proteus.data import check_routable, load_source
 from proteus.data.dataset import RoutingDataset
 from proteus.encoders import encode_dataset
 
@@ -29,6 +29,7 @@ SPLITS = ("pred", "policy", "val", "calib", "test")
 def load_splits(config: ml_collections.ConfigDict) -> dict[str, RoutingDataset]:
     """Load the configured source, encode its features (cached) and split it by query-id hash."""
     ds = load_source(config.data.source)
+    check_routable(ds)  # one model / constant scores / equal costs: fail before any training
     ds = encode_dataset(ds, config.data.encoder, cache_dir=config.data.cache_dir or None)
     fractions = {name: float(config.data.splits[name]) for name in SPLITS}
     splits = ds.split(fractions, salt=config.data.split_salt)

@@ -2,7 +2,7 @@
 calibrated synthetic presets, and `load_source(spec)` that names any of them with one string."""
 
 from proteus.data.card import card_stats, dataset_card
-from proteus.data.checks import MISSING_POLICIES
+from proteus.data.checks import MISSING_POLICIES, check_routable
 from proteus.data.dataset import (
     DataValidationError,
     RoutingDataset,
@@ -34,6 +34,7 @@ __all__ = [
     "SyntheticDraw",
     "canonical_spec",
     "card_stats",
+    "check_routable",
     "check_spec",
     "dataset_card",
     "generate",
