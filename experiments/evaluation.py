@@ -15,6 +15,7 @@ import numpy as np
 from absl import logging
 
 from experiments import pipeline
+from experiments import workdir as workdir_lib
 from proteus import metrics, results, train
 from proteus.data.dataset import RoutingDataset
 from proteus.networks import lambda_of_tau
@@ -98,9 +99,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
     Returns the results dict plus a printable "table" entry (not written to the file).
     """
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=1))
+    workdir_lib.prepare(config, workdir)  # validate, lock, check / record config.json
     splits = pipeline.load_splits(config)
     state, setup = pipeline.train_runs(config, workdir, splits, progress=progress)
     taus = pipeline.eval_taus(config, setup.lane_taus)

@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from experiments import workdir as workdir_lib
 from proteus import checkpoint, loop, networks, train
 from proteus.data import check_routable, load_source
 from proteus.data.dataset import RoutingDataset
@@ -133,6 +134,8 @@ def train_runs(config: ml_collections.ConfigDict, workdir: str,
         state, meta = ckpt.restore(state)
         phase = meta["phase"]
         logging.info("resumed from step %d (%s phase)", ckpt.latest_step(), phase)
+    if jax.process_index() == 0:  # records past the restored step are written again: drop them
+        workdir_lib.truncate_metrics(workdir, ckpt.latest_step())
     every = config.checkpoint.every_chunks * setup.loop.chunk_size
     metrics_path = os.path.join(workdir, "metrics.jsonl")
 
