@@ -34,6 +34,7 @@ import ml_collections
 from absl import logging
 
 from experiments import validate
+from proteus.checkpoint import CheckpointError
 from proteus.data import DataValidationError, canonical_spec
 
 LOCK_FILE = ".lock"
@@ -51,9 +52,9 @@ class WorkdirError(RuntimeError):
     """A workdir that is in use, or that holds a run of a different config."""
 
 
-# What a launcher reports as one line (the message names the setting, file or field), not as a
-# traceback: the user's input is at fault, not the program.
-USER_ERRORS = (validate.ConfigError, WorkdirError, DataValidationError)
+# What a launcher reports as one line (the message names the setting, file, field or step), not
+# as a traceback: the input or the workdir is at fault, not the program.
+USER_ERRORS = (validate.ConfigError, WorkdirError, DataValidationError, CheckpointError)
 
 
 def prepare(config: ml_collections.ConfigDict | Mapping[str, Any], workdir: str,
