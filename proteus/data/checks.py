@@ -171,7 +171,9 @@ def check_routable(ds: RoutingDataset) -> None:
       * every score identical: no model is ever better than another, every τ is trivially met
         or never met;
       * every model's mean cost the same (e.g. all-zero costs): there is no trade-off to learn
-        and cost-normalised metrics (AIQ) are undefined.
+        and cost-normalised metrics (AIQ) are undefined;
+      * the cheapest model already as accurate as the per-query oracle: it is right whenever any
+        model is, so there is nothing to buy (the τ lanes' range would be empty).
     """
     where = ds.source or ds.name
     if ds.n_models < 2:
@@ -189,3 +191,10 @@ def check_routable(ds: RoutingDataset) -> None:
             f"{where}: every model has the same mean cost ({float(means[0])!r} USD per query"
             f"{', all zero' if not means.any() else ''}); routing trades accuracy against cost, "
             "so costs must differ between models (check the cost columns or the price table)")
+    cheapest = int(np.argmin(means))
+    cheap_acc, oracle_acc = float(scores[:, cheapest].mean()), float(scores.max(axis=1).mean())
+    if cheap_acc >= oracle_acc:
+        raise DataValidationError(
+            f"{where}: the cheapest model {ds.models[cheapest]!r} is already as accurate as the "
+            f"per-query oracle ({cheap_acc:.4f}); no other model ever scores higher, so there is "
+            "nothing to route (check the score columns)")

@@ -60,6 +60,7 @@ def _ds(scores, costs, models=None):
     ([[0.0, 0.0], [0.0, 0.0]], [[0.1, 0.2], [0.1, 0.2]], r"every score of every model is 0\.0"),
     ([[1.0, 0.0], [0.0, 1.0]], [[0.0, 0.0], [0.0, 0.0]], r"same mean cost \(0\.0 .*all zero"),
     ([[1.0, 0.0], [0.0, 1.0]], [[0.1, 0.1], [0.1, 0.1]], r"same mean cost"),
+    ([[1.0, 1.0], [0.0, 0.0]], [[0.2, 0.1], [0.2, 0.1]], r"cheapest model 'm1' is already as"),
 ])
 def test_unroutable_data_fails_with_a_hint(scores, costs, pattern):
     with pytest.raises(DataValidationError, match=pattern):
