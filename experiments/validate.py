@@ -227,3 +227,31 @@ def validate(config: Mapping[str, Any] | ml_collections.ConfigDict) -> None:
     if found:
         lines = "\n  ".join(found)
         raise ConfigError(f"invalid config ({len(found)} setting(s)):\n  {lines}")
+
+
+def validate_grid(grid: Mapping[str, Any] | ml_collections.ConfigDict,
+                  swept: tuple[str, ...]) -> None:
+    """Check a sweep grid's values with the same rules as the config fields they replace.
+
+    Args:
+      grid: the `--sweep.*` ConfigDict (`experiments.sweep.default_grid`).
+      swept: the names of the swept `train.*` fields (`experiments.sweep.SWEPT`).
+
+    Raises:
+      ConfigError: naming every bad `sweep.<name>` value.
+    """
+    found = []
+    rules = [("seeds", integer(1))] if "seeds" in grid else []
+    for name, rule in rules:
+        error = rule(grid[name])
+        if error:
+            found.append(f"sweep.{name}={grid[name]!r}: {error}")
+    fields = [(name, f"train.{name}") for name in swept] + [("lanes", "lanes.n")]
+    for name, field in fields:
+        for value in tuple(grid.get(name, ()) or ()):
+            error = SCHEMA[field](value)
+            if error:
+                found.append(f"sweep.{name} value {value!r} (for {field}): {error}")
+    if found:
+        lines = "\n  ".join(found)
+        raise ConfigError(f"invalid sweep grid ({len(found)} value(s)):\n  {lines}")

@@ -31,6 +31,7 @@ def main(argv):
     logging.set_verbosity(logging.INFO)
     try:
         validate.validate(_CONFIG.value)  # before any process writes a plan or a checkpoint
+        validate.validate_grid(_SWEEP.value, sweep.SWEPT)
     except validate.ConfigError as e:
         sys.exit(f"error: {e}")
     info = sharding.initialize_distributed_from_env()  # before anything touches a device

@@ -92,3 +92,19 @@ def test_unknown_field_warns(caplog):
     raw = {**common.base_config().to_dict(), "extra": 1}
     validate.validate(raw)
     assert "extra" in caplog.text
+
+
+def test_sweep_grid_values_use_the_same_rules():
+    from experiments import sweep
+
+    validate.validate_grid(sweep.default_grid(), sweep.SWEPT)
+    grid = sweep.default_grid()
+    grid.policy_lr = (3e-4, -1.0)
+    grid.lanes = (4, 0)
+    grid.seeds = 0
+    with pytest.raises(validate.ConfigError) as e:
+        validate.validate_grid(grid, sweep.SWEPT)
+    msg = str(e.value)
+    assert "sweep.seeds=0" in msg
+    assert "sweep.policy_lr value -1.0 (for train.policy_lr)" in msg
+    assert "sweep.lanes value 0 (for lanes.n)" in msg
