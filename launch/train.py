@@ -32,7 +32,7 @@ def main(argv):
         workdir.prepare(_CONFIG.value, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value)
         results = evaluation.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
                                                 progress=_PROGRESS.value)
-    except workdir.USER_ERRORS as e:
+    except (*workdir.USER_ERRORS, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
     print(results["table"])
 
