@@ -16,6 +16,7 @@ import numpy as np
 from absl import logging
 
 from experiments import pipeline
+from experiments import workdir as workdir_lib
 from proteus import calibrate, metrics, operating, results, train
 from proteus.data.dataset import RoutingDataset
 
@@ -179,9 +180,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
     Returns the results dict plus a printable "table" entry (not written to the file).
     """
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=1))
+    workdir_lib.prepare(config, workdir)  # validate, lock, check / record config.json
     splits = pipeline.load_splits(config)
     state, setup = pipeline.train_runs(config, workdir, splits, progress=progress)
     taus = pipeline.eval_taus(config, setup.lane_taus)

@@ -17,6 +17,7 @@ import numpy as np
 from absl import logging
 
 from experiments import evaluation, pipeline
+from experiments import workdir as workdir_lib
 from proteus import crossfit, metrics, networks, results, train
 from proteus.baselines import RouterInputs, make_router
 from proteus.data.dataset import RoutingDataset
@@ -116,10 +117,7 @@ def write_outputs(workdir: str, res: dict[str, Any], certification: dict[str, An
 def run_evaluation(config: ml_collections.ConfigDict, workdir: str,
                    progress: bool = True) -> dict[str, Any]:
     """Evaluate the run trained in `workdir` (training or resuming it first if unfinished)."""
-    os.makedirs(workdir, exist_ok=True)
-    if not os.path.exists(os.path.join(workdir, "config.json")):
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=1))
+    workdir_lib.prepare(config, workdir)  # validate, lock, check / record config.json
     splits = pipeline.load_splits(config)
     state, setup = pipeline.train_runs(config, workdir, splits, progress=progress)
     res, certification = evaluate_all(config, setup, state, splits)

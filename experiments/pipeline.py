@@ -18,9 +18,10 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from experiments import workdir as workdir_lib
 from proteus import checkpoint, loop, networks, train
 from proteus.baselines.cluster import kmeans
-from proteus.data import load_source
+from proteus.data import check_routable, load_source
 from proteus.data.dataset import RoutingDataset, split_indices
 from proteus.encoders import encode_dataset
 
@@ -30,6 +31,7 @@ SPLITS = ("pred", "policy", "val", "calib", "test")
 def load_splits(config: ml_collections.ConfigDict) -> dict[str, RoutingDataset]:
     """Load the configured source, encode its features (cached) and split it by query-id hash."""
     ds = load_source(config.data.source)
+    check_routable(ds)  # one model / constant scores / equal costs: fail before any training
     ds = encode_dataset(ds, config.data.encoder, cache_dir=config.data.cache_dir or None)
     fractions = {name: float(config.data.splits[name]) for name in SPLITS}
     splits = ds.split(fractions, salt=config.data.split_salt)
@@ -104,7 +106,7 @@ def make_setup(config: ml_collections.ConfigDict, splits: dict[str, RoutingDatas
         hidden=config.model.hidden, policy_hidden=config.model.policy_hidden,
         use_tau_input=config.model.use_tau_input, use_lambda_input=config.model.use_lambda_input,
         static_cost=config.model.static_cost, folds=config.train.folds,
-        groups=config.model.groups if config.train.folds > 1 else 0)
+        groups=config.model.groups)
     t = config.train
     static = train.StaticConfig(
         spec=spec, batch_size=t.batch_size, cost_weight=t.cost_weight,
@@ -174,6 +176,8 @@ def train_runs(config: ml_collections.ConfigDict, workdir: str,
         state, meta = ckpt.restore(state)
         phase = meta["phase"]
         logging.info("resumed from step %d (%s phase)", ckpt.latest_step(), phase)
+    if jax.process_index() == 0:  # records past the restored step are written again: drop them
+        workdir_lib.truncate_metrics(workdir, ckpt.latest_step())
     every = config.checkpoint.every_chunks * setup.loop.chunk_size
     metrics_path = os.path.join(workdir, "metrics.jsonl")
 

@@ -1,29 +1,52 @@
-r"""Print the dataset card of a data source.
+r"""Print the dataset card of a data source (and optionally convert a RouterBench pickle).
 
-    python -m launch.data_summary \
-        --source=routerbench:../shared/data/routerbench/routerbench_0shot_arc_winogrande_mbpp.pkl
+    python -m launch.data_summary --source=routerbench:data/routerbench_0shot.parquet
     python -m launch.data_summary --source='synthetic:routerbench?n=20000&seed=0&signal=0.9'
+    # one-time conversion of a pickle you trust to parquet (pickles run code when read):
+    python -m launch.data_summary --allow_pickle \
+        --source=routerbench:../shared/data/routerbench/routerbench_0shot_arc_winogrande_mbpp.pkl \
+        --to_parquet=/tmp/rb_slice.parquet
 
 See `proteus.data.sources` for the spec grammar.
 """
 
+import sys
 from collections.abc import Sequence
 
 from absl import app, flags
 
-from proteus.data import dataset_card, load_source
+from proteus.data import DataValidationError, dataset_card, load_source, parse_spec
+from proteus.data.routerbench import to_parquet
 
 _SOURCE = flags.DEFINE_string(
     "source", "synthetic:routerbench", "data source spec, e.g. routerbench:<path> or "
     "synthetic:<preset>[?n=..&seed=..&signal=..] (see proteus.data.sources)"
 )
 _CACHE_DIR = flags.DEFINE_string("cache_dir", None, "HF Arrow cache directory (default: HF's)")
+_ALLOW_PICKLE = flags.DEFINE_bool(
+    "allow_pickle", False, "Read a pickle source. Unpickling runs code from the file: only for "
+    "files you trust (same as ?allow_pickle=1 in the spec).")
+_TO_PARQUET = flags.DEFINE_string(
+    "to_parquet", None, "routerbench sources: also write the routing columns to this parquet "
+    "file, loadable as routerbench:<file> without any opt-in.")
 
 
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    print(dataset_card(load_source(_SOURCE.value, cache_dir=_CACHE_DIR.value)))
+    try:
+        ds = load_source(_SOURCE.value, cache_dir=_CACHE_DIR.value,
+                         allow_pickle=_ALLOW_PICKLE.value)
+        print(dataset_card(ds))
+        if _TO_PARQUET.value:
+            kind, target, _ = parse_spec(_SOURCE.value)
+            if kind != "routerbench":
+                raise ValueError(f"--to_parquet converts routerbench: sources, not {kind}:")
+            # load_source has enforced the opt-in; the conversion re-reads the same file.
+            path = to_parquet(target, _TO_PARQUET.value, allow_pickle=True)
+            print(f"wrote {path}; load it as routerbench:{path}")
+    except (DataValidationError, ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")  # a clear message, exit code 1, no traceback
 
 
 if __name__ == "__main__":

@@ -3,25 +3,34 @@
     python -m launch.evaluate --config=experiments/configs/routerbench.py --workdir=runs/rb
 
 Reuses the finished training run in --workdir (training or resuming it when unfinished). Without
---config, the workdir's own config.json is used.
+--config, the workdir's own config.json is used. A config that differs from the one the workdir
+was started with is refused unless its fields are listed in --allow_config_change.
 """
+
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from experiments import evaluation, harness, pipeline
+from experiments import evaluation, harness, pipeline, workdir
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:variants].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir; outputs are written there.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar while training.")
+_ALLOW_CHANGE = flags.DEFINE_list(
+    "allow_config_change", [], "Config fields that may differ from the workdir's recorded config.")
 flags.mark_flag_as_required("workdir")
 
 
 def main(argv):
     del argv
     logging.set_verbosity(logging.INFO)
-    config = _CONFIG.value or pipeline.load_config(_WORKDIR.value)
-    res = harness.run_evaluation(config, _WORKDIR.value, progress=_PROGRESS.value)
+    try:
+        config = _CONFIG.value or pipeline.load_config(_WORKDIR.value)
+        workdir.prepare(config, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value)
+        res = harness.run_evaluation(config, _WORKDIR.value, progress=_PROGRESS.value)
+    except (*workdir.USER_ERRORS, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
     for router in ("proteus", "proteus_certified"):
         print(evaluation.compliance_table(res, router), end="\n\n")
     print(f"report: {_WORKDIR.value}/report.md")

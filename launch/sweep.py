@@ -10,10 +10,12 @@ and WORKDIR/group_XXX/ (checkpoints and metrics of each compiled program). Kept 
 everything lives in `experiments/sweep.py`.
 """
 
+import sys
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from experiments import sweep
+from experiments import sweep, validate
 from proteus import sharding
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:variants].")
@@ -27,6 +29,11 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     del argv
     logging.set_verbosity(logging.INFO)
+    try:
+        validate.validate(_CONFIG.value)  # before any process writes a plan or a checkpoint
+        validate.validate_grid(_SWEEP.value, sweep.SWEPT)
+    except validate.ConfigError as e:
+        sys.exit(f"error: {e}")
     info = sharding.initialize_distributed_from_env()  # before anything touches a device
     result = sweep.run_sweep(_CONFIG.value, _WORKDIR.value, _SWEEP.value, progress=_PROGRESS.value)
     if info.process_index == 0:

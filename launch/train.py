@@ -4,24 +4,36 @@
     python -m launch.train --config=experiments/configs/quickstart.py:smoke --workdir=/tmp/s \
         --config.seed=3
 
-Kept short on purpose: everything lives in `experiments/`.
+Kept short on purpose: everything lives in `experiments/`. Bad settings, a workdir in use or
+started with another config, and bad data stop the run with one line naming the cause
+(see `experiments.workdir`).
 """
+
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from experiments import evaluation
+from experiments import evaluation, workdir
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:variants].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and results go.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar with ETA.")
+_ALLOW_CHANGE = flags.DEFINE_list(
+    "allow_config_change", [], "Config fields (e.g. train.dual_lr) that may differ from the "
+    "config the workdir was started with when resuming it.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
     del argv
     logging.set_verbosity(logging.INFO)
-    results = evaluation.train_and_evaluate(_CONFIG.value, _WORKDIR.value, progress=_PROGRESS.value)
+    try:
+        workdir.prepare(_CONFIG.value, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value)
+        results = evaluation.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
+                                                progress=_PROGRESS.value)
+    except (*workdir.USER_ERRORS, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
     print(results["table"])
 
 

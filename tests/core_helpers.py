@@ -166,6 +166,7 @@ def tiny_config(**train_overrides) -> ml_collections.ConfigDict:
     c.checkpoint.every_chunks = 2
     c.checkpoint.max_to_keep = 2
     c.train.folds = 1  # the loop's mechanics on the two-split scheme (tests/test_crossfit.py: F)
+    c.model.groups = 0  # group priors need cross-fitting
     for name, value in train_overrides.items():
         c.train[name] = value
     return c

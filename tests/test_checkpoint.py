@@ -1,5 +1,7 @@
 """Tests for proteus.checkpoint: training checkpoints (keep-last-N, resume point) and pytrees."""
 
+import shutil
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -82,3 +84,89 @@ def test_save_and_load_pytree(tmp_path):
         assert got.dtype == np.asarray(want).dtype
     with pytest.raises(Exception):  # noqa: B017 (orbax raises its own error types)
         checkpoint.save_pytree(path, tree)  # the directory exists: no silent overwrite
+
+
+# ----------------------------------------------------------------------------- fault injection
+# Issue 11 item 6: a damaged latest checkpoint stopped the run with raw Orbax / TensorStore
+# traces, and one with flipped bytes resumed silently into a much worse router.
+
+
+def _data_file(step_dir):
+    """The largest array-data file Orbax wrote for the state item."""
+    files = [p for p in (step_dir / "state").rglob("*") if p.is_file() and p.parent.name == "d"]
+    return max(files, key=lambda p: p.stat().st_size)
+
+
+def _truncate(step_dir):
+    path = _data_file(step_dir)
+    path.write_bytes(path.read_bytes()[:10])
+    return path.name
+
+
+def _flip(step_dir):
+    path = _data_file(step_dir)
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2:len(raw) // 2 + 4] = bytes(b ^ 0xFF for b in raw[len(raw) // 2:][:4])
+    path.write_bytes(bytes(raw))
+    return path.name
+
+
+def _delete(rel):
+    def fault(step_dir):
+        target = step_dir / rel
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+        return rel.split("/")[-1]
+    return fault
+
+
+@pytest.fixture
+def three_steps(tmp_path):
+    directory = tmp_path / "ckpt"
+    ckpt = checkpoint.Checkpointer(str(directory), max_to_keep=3)
+    for step in (10, 20, 30):
+        ckpt.save(step, _tree(float(step)), {"phase": "predictor", "step": step})
+    ckpt.close()
+    return directory
+
+
+@pytest.mark.parametrize("fault", [
+    _truncate, _flip, _delete("_CHECKPOINT_METADATA"), _delete("state/_METADATA"),
+    _delete("state/manifest.ocdbt"), _delete("state"), _delete(checkpoint.CHECKSUM_FILE)],
+    ids=["truncate", "bit-flip", "del-orbax-metadata", "del-state-metadata", "del-manifest",
+         "del-state", "del-checksums"])
+def test_damaged_latest_falls_back_to_newest_intact(three_steps, fault, caplog, capfd):
+    named = fault(three_steps / "30")
+    ckpt = checkpoint.Checkpointer(str(three_steps), max_to_keep=3)
+    state, meta = ckpt.restore(_tree(0.0))
+    assert meta["step"] == 20 and core_helpers.tree_diff(state, _tree(20.0)) == []
+    assert "step 30" in caplog.text and "falling back to step 20" in caplog.text
+    assert named in caplog.text  # the damaged file (or item) is named
+    assert ckpt.latest_step() == 20  # the damaged step is set aside ...
+    assert (three_steps.parent / "ckpt.damaged" / "30").is_dir()
+    assert ckpt.save(30, _tree(31.0), {"step": 30})  # ... so training can write it again
+    assert ckpt.restore(_tree(0.0))[1]["step"] == 30
+    ckpt.close()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Event loop is closed" not in err
+
+
+def test_every_step_damaged_is_one_clear_error(three_steps):
+    for step in ("10", "20", "30"):
+        _flip(three_steps / step)
+    ckpt = checkpoint.Checkpointer(str(three_steps), max_to_keep=3)
+    with pytest.raises(checkpoint.CheckpointError) as e:
+        ckpt.restore(_tree(0.0))
+    msg = str(e.value)
+    assert all(f"step {s}: file " in msg for s in (30, 20, 10)) and "does not match" in msg
+    with pytest.raises(checkpoint.CheckpointError, match="step 20"):
+        ckpt.restore(_tree(0.0), step=20)  # an explicit step is verified too
+    ckpt.close()
+
+
+def test_checkpoints_without_checksums_still_restore(three_steps, caplog):
+    for step in ("10", "20", "30"):
+        (three_steps / step / checkpoint.CHECKSUM_FILE).unlink()
+    ckpt = checkpoint.Checkpointer(str(three_steps), max_to_keep=3)
+    assert ckpt.restore(_tree(0.0))[1]["step"] == 30
+    assert "predate checksums" in caplog.text
+    ckpt.close()

@@ -4,12 +4,17 @@
         --noprogress --config.seed=3
 """
 
+import fcntl
 import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 
 from tests import core_helpers
+from tests.conftest import REPO_ROOT
 
 # DESIGN.md section 7: the results.json contract.
 TOP_KEYS = {"dataset", "split", "n_queries", "models", "encoder", "oracle", "best_fixed", "taus",
@@ -70,3 +75,35 @@ def test_mistyped_override_fails(smoke_run):
     assert returncode != 0
     assert "dula_lr" in err
     assert not (typo_dir / "results.json").exists()
+
+
+def _rerun(workdir, *flags):
+    """`launch.train` again on the finished smoke workdir (it stops before loading data)."""
+    return subprocess.run(
+        [sys.executable, "-m", "launch.train", *core_helpers.LAUNCH_SMOKE,
+         f"--workdir={workdir}", "--config.seed=3", *flags],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=180)
+
+
+def test_rerun_with_changed_config_is_refused_and_run_kept(smoke_run):
+    """Issue 11 item 3: `--config.lanes.n=8` on a finished workdir used to overwrite config.json
+    and die in a shape error; now it is refused up front, naming the field."""
+    workdir, _, _ = smoke_run
+    before = (workdir / "config.json").read_bytes()
+    done = _rerun(workdir, "--config.lanes.n=8")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "lanes.n: recorded 4, now 8" in done.stderr
+    assert "--allow_config_change=lanes.n" in done.stderr
+    assert (workdir / "config.json").read_bytes() == before
+
+
+def test_second_run_on_a_busy_workdir_is_refused(smoke_run):
+    """Issue 11 item 7: two runs on one workdir interleaved; the second now stops at the lock."""
+    workdir, _, _ = smoke_run
+    fd = os.open(workdir / ".lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a run in progress
+    try:
+        done = _rerun(workdir)
+    finally:
+        os.close(fd)
+    assert done.returncode == 1 and "is in use by another run" in done.stderr

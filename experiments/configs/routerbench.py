@@ -4,7 +4,10 @@
     python -m launch.evaluate --config=experiments/configs/routerbench.py:ppo --workdir=runs/rb_ppo
 
 The slice lives outside the repository (../shared/data/ from the repository root); point
---config.data.source=routerbench:/path/to/routerbench_0shot.pkl at the full file when you have it.
+--config.data.source=routerbench:/path/to/routerbench_0shot.parquet at the full file when you have
+it (convert the official pickle once with `launch.data_summary --to_parquet`). The slice is a pickle
+from the shared data directory, so this config opts in to reading it (`allow_pickle=1`): unpickling
+runs code from the file, so any other pickle needs its own opt-in.
 """
 
 from experiments.configs.common import apply_variant, base_config
@@ -15,7 +18,8 @@ SLICE = "../shared/data/routerbench/routerbench_0shot_arc_winogrande_mbpp.pkl"
 def get_config(arg: str | None = None):
     c = base_config()
     c.name = "routerbench_slice"
-    c.data.source = f"routerbench:{SLICE}"  # rows with a missing score are dropped (logged)
+    # Rows with a missing score are dropped (logged); the opt-in covers this trusted file only.
+    c.data.source = f"routerbench:{SLICE}?allow_pickle=1"
     c.data.encoder = "hashing"  # word 1-2-grams + char 3-5-grams, 1024-d, no download
     # 3,150 usable prompts: a larger calibration share keeps the certified bounds useful.
     c.data.splits.update(dict(pred=0.3, policy=0.2, val=0.1, calib=0.2, test=0.2))

@@ -2,7 +2,7 @@
 calibrated synthetic presets, and `load_source(spec)` that names any of them with one string."""
 
 from proteus.data.card import card_stats, dataset_card
-from proteus.data.checks import MISSING_POLICIES
+from proteus.data.checks import MISSING_POLICIES, check_routable
 from proteus.data.dataset import (
     DataValidationError,
     RoutingDataset,
@@ -10,8 +10,13 @@ from proteus.data.dataset import (
     split_indices,
     validate,
 )
-from proteus.data.routerbench import ROUTERBENCH_PRICES, load_routerbench, parse_prompt
-from proteus.data.sources import KINDS, load_source, parse_spec
+from proteus.data.routerbench import (
+    ROUTERBENCH_PRICES,
+    PickleRefusedError,
+    load_routerbench,
+    parse_prompt,
+)
+from proteus.data.sources import KINDS, canonical_spec, check_spec, load_source, parse_spec
 from proteus.data.sprout import CARROT_PRICES, load_sprout
 from proteus.data.synthetic import PRESETS, Preset, SyntheticDraw, generate, synthetic
 from proteus.data.table import load_table
@@ -22,11 +27,15 @@ __all__ = [
     "KINDS",
     "MISSING_POLICIES",
     "PRESETS",
+    "PickleRefusedError",
     "Preset",
     "ROUTERBENCH_PRICES",
     "RoutingDataset",
     "SyntheticDraw",
+    "canonical_spec",
     "card_stats",
+    "check_routable",
+    "check_spec",
     "dataset_card",
     "generate",
     "load_routerbench",

@@ -4,6 +4,15 @@
 columns and rows, so that a bad cell is reported where the user can find it ("row" is the 0-based
 data row in the file, header excluded). They also implement the one missing-score policy that all
 loaders share (`resolve_missing_scores`).
+
+What counts as missing (one policy for every format): an empty CSV cell, a null (JSON, parquet,
+Python None) or a NaN (a float, or text that parses as one, e.g. "nan"). Any other text, such as
+"n/a", "NA" or "-", is an error naming file, column and row: a marker word may hide a typo, and
+silently dropping the row would change the data set (`io.CSV_NA` keeps CSV readers from turning
+such words into nulls first).
+
+`check_routable` runs on a loaded dataset before any training: it rejects data that has nothing
+to route between (one model, constant scores, costs that do not differ) with a hint.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ import numpy as np
 import pandas as pd
 from absl import logging
 
-from proteus.data.dataset import DataValidationError
+from proteus.data.dataset import DataValidationError, RoutingDataset
 
 MISSING_POLICIES = ("drop", "error", "zero")
 
@@ -46,7 +55,15 @@ def numeric_column(where: str, column: str, values, query_ids: np.ndarray) -> np
 
 
 def _is_nan_like(v) -> bool:
-    return isinstance(v, float) and np.isnan(v)
+    """A float NaN, or text spelling one ("nan", "NaN"): missing, not malformed."""
+    if isinstance(v, float):
+        return bool(np.isnan(v))
+    if isinstance(v, str):
+        try:
+            return bool(np.isnan(float(v)))
+        except ValueError:
+            return False
+    return False
 
 
 def check_range(
@@ -142,3 +159,42 @@ def resolve_missing_scores(
         out = scores[keep]
     logging.warning("%s: %s", where, note)
     return keep, out, (note,)
+
+
+def check_routable(ds: RoutingDataset) -> None:
+    """Raise `DataValidationError` (naming the data set, with a hint) when routing is moot.
+
+    Run before training: each condition below used to surface only late, as an empty τ-lane
+    range or a zero cost range after a full training run.
+
+      * fewer than two models: there is nothing to choose between;
+      * every score identical: no model is ever better than another, every τ is trivially met
+        or never met;
+      * every model's mean cost the same (e.g. all-zero costs): there is no trade-off to learn
+        and cost-normalised metrics (AIQ) are undefined;
+      * the cheapest model already as accurate as the per-query oracle: it is right whenever any
+        model is, so there is nothing to buy (the τ lanes' range would be empty).
+    """
+    where = ds.source or ds.name
+    if ds.n_models < 2:
+        raise DataValidationError(
+            f"{where}: {ds.n_models} model(s) {list(ds.models)}; routing needs at least two "
+            "(check the file's score / cost column pairs, e.g. <model> and <model>|cost)")
+    scores = np.asarray(ds.scores, np.float64)
+    if scores.size and np.all(scores == scores.flat[0]):
+        raise DataValidationError(
+            f"{where}: every score of every model is {float(scores.flat[0])!r}; nothing "
+            "separates the models (check the score columns: wrong column, or a constant fill)")
+    means = np.asarray(ds.costs, np.float64).mean(axis=0)
+    if np.ptp(means) <= 0:
+        raise DataValidationError(
+            f"{where}: every model has the same mean cost ({float(means[0])!r} USD per query"
+            f"{', all zero' if not means.any() else ''}); routing trades accuracy against cost, "
+            "so costs must differ between models (check the cost columns or the price table)")
+    cheapest = int(np.argmin(means))
+    cheap_acc, oracle_acc = float(scores[:, cheapest].mean()), float(scores.max(axis=1).mean())
+    if cheap_acc >= oracle_acc:
+        raise DataValidationError(
+            f"{where}: the cheapest model {ds.models[cheapest]!r} is already as accurate as the "
+            f"per-query oracle ({cheap_acc:.4f}); no other model ever scores higher, so there is "
+            "nothing to route (check the score columns)")

@@ -34,6 +34,10 @@ FORMATS = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
+# CSV: only an empty cell is missing. pandas' default NA words ("n/a", "NA", "null", "-nan", ...)
+# would turn a typo'd score into a silently dropped row and a prompt reading "NA" into ""; with
+# these options such text reaches `checks.numeric_column`, which names the cell.
+CSV_NA = {"keep_default_na": False, "na_values": [""]}
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -118,7 +122,9 @@ def read_arrow(
         if os.path.getsize(f) == 0:
             raise DataValidationError(f"{f}: empty file (0 bytes)")
     builder = FORMATS[Path(files[0]).suffix.lower()]
-    kwargs = {"delimiter": "\t"} if Path(files[0]).suffix.lower() == ".tsv" else {}
+    kwargs = dict(CSV_NA) if builder == "csv" else {}
+    if Path(files[0]).suffix.lower() == ".tsv":
+        kwargs["delimiter"] = "\t"
     where = files[0] if len(files) == 1 else f"{files[0]} (+{len(files) - 1} files)"
     import datasets
 

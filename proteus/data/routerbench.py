@@ -5,6 +5,16 @@ Schema (one row per prompt): `sample_id`, `prompt` (a stringified Python list of
 `<model>|model_response`, `<model>|total_cost` (USD), `oracle_model_to_route_to`. The models are
 the score columns that have a matching `<model>|total_cost` column, in file order.
 
+Pickles are refused unless the caller opts in (`allow_pickle=True`, `?allow_pickle=1` in a source
+spec, `--allow_pickle`): unpickling runs whatever code the file names, so a crafted file executes
+commands as the user. The same columns as parquet (or CSV / JSONL) need no opt-in; convert the
+official pickle once, on a machine you trust:
+
+    python -m launch.data_summary --source='routerbench:routerbench_0shot.pkl?allow_pickle=1' \
+        --to_parquet=routerbench_0shot.parquet
+
+(or `to_parquet(src, dst, allow_pickle=True)`), then use `routerbench:routerbench_0shot.parquet`.
+
 Missing scores (the public 0-shot file has some, e.g. 104 cells in 14 ARC-Challenge rows of the
 shared 3-family slice) follow `missing=`; see `proteus.data.checks.resolve_missing_scores`:
   "drop" (default): rows with any missing score are removed, with a note and a warning;
@@ -27,6 +37,7 @@ from proteus.data.dataset import DataValidationError, RoutingDataset
 COST_SUFFIX = "|total_cost"
 RESPONSE_SUFFIX = "|model_response"
 HUB_FILE = "routerbench_0shot.pkl"
+PICKLE_SUFFIXES = (".pkl", ".pickle")
 _CACHE_TAG = "routerbench-v1"  # bump when the cached (slimmed) frame changes meaning
 
 # USD per token (input, output). Source: ../shared/data/benchmark_stats.json
@@ -79,20 +90,48 @@ def routerbench_models(columns) -> list[str]:
     return [c for c in names if "|" not in c and c + COST_SUFFIX in present]
 
 
+class PickleRefusedError(DataValidationError):
+    """A pickle was named without the explicit opt-in; the message names the file and the risk."""
+
+
+def is_pickle(target: str | os.PathLike) -> bool:
+    """True when loading `target` unpickles: a .pkl / .pickle file, or a hub id whose default
+    file (`HUB_FILE`) is one."""
+    spec = str(target)
+    if Path(spec).suffix.lower() in PICKLE_SUFFIXES:
+        return True
+    return not os.path.exists(spec) and io.is_hub_name(spec)
+
+
+def refuse_pickle(target: str | os.PathLike) -> PickleRefusedError:
+    """The error for a pickle named without opt-in: what the risk is and the two ways on."""
+    stem = Path(str(target)).stem or "routerbench"
+    return PickleRefusedError(
+        f"{target}: refusing to unpickle this file: reading a pickle runs arbitrary code that "
+        "the file names (a crafted file executes commands as you). Prefer a parquet copy: "
+        f"python -m launch.data_summary --source='routerbench:{target}?allow_pickle=1' "
+        f"--to_parquet={stem}.parquet, then use routerbench:{stem}.parquet. To load a pickle "
+        f"you trust, opt in: 'routerbench:{target}?allow_pickle=1' (allow_pickle=True in "
+        "Python, --allow_pickle on launch.data_summary)"
+    )
+
+
 def load_routerbench(
     path: str | os.PathLike,
     missing: str = "drop",
     cache_dir: str | os.PathLike | None = None,
+    allow_pickle: bool = False,
 ) -> RoutingDataset:
     """Load a RouterBench file as a `RoutingDataset` (costs: the file's `|total_cost`, USD).
 
     Args:
       path: a RouterBench pickle (or the same columns as parquet / CSV / JSONL), or a hub id
         `withmartian/routerbench[/<file>.pkl]` (needs network; default file routerbench_0shot.pkl).
-        A pickle runs code when read: load only files you trust.
       missing: missing-score policy, "drop" | "error" | "zero" (see module docstring).
       cache_dir: keep the parsed table as Arrow files here (HF `datasets`), reused while the
         source file is unchanged; None: no cache for pickles, HF's default cache for the rest.
+      allow_pickle: read a pickle (it runs code when read: only for files you trust). Checked
+        before anything is downloaded or read.
 
     Returns:
       A dataset with scores [N, M] and costs [N, M] for the M models of the file, tasks from
@@ -100,10 +139,16 @@ def load_routerbench(
       note for each row or cell the missing-score policy changed.
 
     Raises:
-      DataValidationError: missing columns, non-numeric / out-of-range scores, negative or
-        non-finite costs, duplicate sample ids (each names file, column and row).
+      PickleRefusedError: a pickle without `allow_pickle`.
+      DataValidationError: a file that is not a readable pickle / table, missing columns,
+        non-numeric / out-of-range scores, negative or non-finite costs, duplicate sample ids
+        (each names file, column and row).
     """
+    if is_pickle(path) and not allow_pickle:
+        raise refuse_pickle(path)
     path = _resolve(path, cache_dir)
+    if is_pickle(path) and not allow_pickle:  # a hub file named explicitly
+        raise refuse_pickle(path)
     where = str(path)
     frame = _read_frame(path, cache_dir)
     models = routerbench_models(frame.columns)
@@ -141,16 +186,57 @@ def _resolve(path: str | os.PathLike, cache_dir) -> str:
     raise FileNotFoundError(f"{spec}: no such file (and not a hub id owner/name[/file.pkl])")
 
 
+def to_parquet(src: str | os.PathLike, dst: str | os.PathLike,
+               allow_pickle: bool = False) -> Path:
+    """Write a RouterBench pickle's routing columns to parquet, the format to load from then on.
+
+    Keeps sample_id, prompt (the original stringified turns), eval_name and every model's score
+    and `|total_cost` (checked and typed as float); drops the bulky responses. `load_routerbench`
+    reads the result (no opt-in) into the same dataset as the pickle.
+
+    Raises:
+      PickleRefusedError: `src` is a pickle and `allow_pickle` is False.
+    """
+    if is_pickle(src) and not allow_pickle:
+        raise refuse_pickle(src)
+    src = str(src)
+    raw = _read_pickle(src) if is_pickle(src) else io.read_arrow(src).to_pandas()
+    frame = _slim(raw, src, parse_prompts=False)
+    dst = Path(dst)
+    tmp = dst.with_name(f"{dst.name}.tmp{os.getpid()}")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, dst)  # never a half-written parquet under the final name
+    return dst
+
+
+def _read_pickle(path: str) -> pd.DataFrame:
+    """`pd.read_pickle` (the caller has checked the opt-in), with errors that name the file."""
+    try:
+        frame = pd.read_pickle(path)
+    except Exception as e:  # noqa: BLE001 (unpickling fails in many ways; all mean "not one")
+        raise DataValidationError(
+            f"{path}: could not be read as a pandas pickle ({type(e).__name__}: {e}); a "
+            "routerbench: source must be a RouterBench pickle or parquet / CSV / JSONL table"
+        ) from e
+    if not isinstance(frame, pd.DataFrame):
+        raise DataValidationError(
+            f"{path}: the pickle holds a {type(frame).__name__}, not a pandas DataFrame")
+    return frame
+
+
 def _read_frame(path: str, cache_dir) -> pd.DataFrame:
     """The slimmed, checked frame: ids, parsed prompt, eval_name, float scores and costs."""
-    if Path(path).suffix.lower() in (".pkl", ".pickle"):
-        build = lambda: _slim(pd.read_pickle(path), path)
+    if Path(path).suffix.lower() in PICKLE_SUFFIXES:
+        build = lambda: _slim(_read_pickle(path), path)
         return io.cached_frame(path, cache_dir, _CACHE_TAG, build)
     return _slim(io.read_arrow(path, cache_dir).to_pandas(), path)
 
 
-def _slim(raw: pd.DataFrame, where: str) -> pd.DataFrame:
-    """Keep what routing needs (dropping the bulky responses), typed and range-checked."""
+def _slim(raw: pd.DataFrame, where: str, parse_prompts: bool = True) -> pd.DataFrame:
+    """Keep what routing needs (dropping the bulky responses), typed and range-checked.
+
+    `parse_prompts=False` keeps RouterBench's stringified turns (for a file in the same schema).
+    """
     if len(raw) == 0:
         raise DataValidationError(f"{where}: no data rows")
     checks.require_columns(where, raw.columns, ["sample_id", "prompt", "eval_name"])
@@ -164,7 +250,8 @@ def _slim(raw: pd.DataFrame, where: str) -> pd.DataFrame:
     checks.check_unique(where, "sample_id", ids)
     out = {
         "sample_id": ids,
-        "prompt": [parse_prompt(p) for p in raw["prompt"].tolist()],
+        "prompt": [parse_prompt(p) if parse_prompts else ("" if p is None else str(p))
+                   for p in raw["prompt"].tolist()],
         "eval_name": raw["eval_name"].fillna("").astype(str).to_numpy(),
     }
     for m in models:

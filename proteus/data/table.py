@@ -12,7 +12,8 @@ Wide layout: one row per query; a score column named by each model and a cost co
     query_id[, prompt][, task], gpt-4, gpt-4|cost, llama, llama|cost, ...
 
 Scores must be in [0, 1] and costs (USD per call) finite and >= 0. Missing scores (empty cells,
-null, NaN) follow `missing=` like every loader (`proteus.data.checks.resolve_missing_scores`).
+null, NaN) follow `missing=` like every loader (`proteus.data.checks.resolve_missing_scores`);
+marker words such as "n/a" or "NA" are errors that name the cell (see `proteus.data.checks`).
 """
 
 from __future__ import annotations

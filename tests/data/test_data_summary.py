@@ -34,7 +34,7 @@ def test_main_rejects_extra_args():
 
 
 def test_real_slice_oracle_printed_matches_pandas(rb_slice, capsys):
-    with flagsaver.flagsaver((data_summary._SOURCE, f"routerbench:{rb_slice}")):
+    with flagsaver.flagsaver((data_summary._SOURCE, f"routerbench:{rb_slice}?allow_pickle=1")):
         data_summary.main(["data_summary"])
     out = capsys.readouterr().out
     frame = pd.read_pickle(rb_slice)

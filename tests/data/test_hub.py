@@ -48,8 +48,8 @@ def test_routerbench_hub_id(monkeypatch, routerbench_pkl):
         return str(routerbench_pkl)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
-    assert load_routerbench("withmartian/routerbench").n_queries == 3
-    load_routerbench("withmartian/routerbench/routerbench_5shot.pkl")
+    assert load_routerbench("withmartian/routerbench", allow_pickle=True).n_queries == 3
+    load_routerbench("withmartian/routerbench/routerbench_5shot.pkl", allow_pickle=True)
     assert calls == [
         ("withmartian/routerbench", "routerbench_0shot.pkl", "dataset"),
         ("withmartian/routerbench", "routerbench_5shot.pkl", "dataset"),

@@ -9,6 +9,11 @@ from proteus.data.routerbench import ROUTERBENCH_PRICES, routerbench_models
 from tests.data.conftest import RB_MODELS
 
 
+def _load(path, **kwargs):
+    """The loader with the pickle opt-in these tests' own files need (they are trusted)."""
+    return load_routerbench(path, allow_pickle=True, **kwargs)
+
+
 @pytest.mark.parametrize(
     "raw, expected",
     [
@@ -38,7 +43,7 @@ def test_prices_are_per_token():
 
 
 def test_load_drops_missing_rows_with_note(routerbench_pkl, caplog):
-    ds = load_routerbench(routerbench_pkl)
+    ds = _load(routerbench_pkl)
     assert "dropped 1 of 4 rows with missing scores (1 cells)" in caplog.text  # absl warning
     assert ds.models == RB_MODELS
     assert ds.query_ids.tolist() == ["arc.0", "arc.1", "mbpp.1"]
@@ -52,7 +57,7 @@ def test_load_drops_missing_rows_with_note(routerbench_pkl, caplog):
 
 
 def test_missing_zero_keeps_rows(routerbench_pkl):
-    ds = load_routerbench(routerbench_pkl, missing="zero")
+    ds = _load(routerbench_pkl, missing="zero")
     assert ds.n_queries == 4
     assert ds.scores[2, 1] == 0.0
     assert ds.notes == ("filled 1 missing scores with 0 in 1 of 4 rows",)
@@ -60,7 +65,7 @@ def test_missing_zero_keeps_rows(routerbench_pkl):
 
 def test_missing_error_names_file_column_row(routerbench_pkl):
     with pytest.raises(DataValidationError) as e:
-        load_routerbench(routerbench_pkl, missing="error")
+        _load(routerbench_pkl, missing="error")
     msg = str(e.value)
     assert str(routerbench_pkl) in msg
     assert "'mistralai/mistral-7b-chat' row 2" in msg and "mbpp.0" in msg
@@ -68,7 +73,7 @@ def test_missing_error_names_file_column_row(routerbench_pkl):
 
 def test_unknown_missing_policy(routerbench_pkl):
     with pytest.raises(ValueError, match="missing='skip'"):
-        load_routerbench(routerbench_pkl, missing="skip")
+        _load(routerbench_pkl, missing="skip")
 
 
 @pytest.mark.parametrize(
@@ -97,20 +102,20 @@ def test_errors_name_file_column_row(tmp_path, rb_frame, edit, pattern):
     path = tmp_path / "bad.pkl"
     edit(rb_frame).to_pickle(path)
     with pytest.raises(DataValidationError, match=pattern) as e:
-        load_routerbench(path)
+        _load(path)
     assert str(path) in str(e.value)
 
 
 def test_arrow_cache_reused_and_refreshed(tmp_path, rb_frame, routerbench_pkl):
     cache = tmp_path / "cache"
-    first = load_routerbench(routerbench_pkl, cache_dir=cache)
+    first = _load(routerbench_pkl, cache_dir=cache)
     entries = list((cache / "proteus_arrow").iterdir())
     assert len(entries) == 1
-    second = load_routerbench(routerbench_pkl, cache_dir=cache)
+    second = _load(routerbench_pkl, cache_dir=cache)
     assert second.fingerprint() == first.fingerprint()
     assert second.notes == first.notes
     rb_frame.assign(sample_id=["w", "x", "y", "z"]).to_pickle(routerbench_pkl)
-    third = load_routerbench(routerbench_pkl, cache_dir=cache)
+    third = _load(routerbench_pkl, cache_dir=cache)
     assert third.query_ids.tolist() == ["w", "x", "z"]
 
 
@@ -120,13 +125,13 @@ def test_same_schema_as_parquet(tmp_path, rb_frame, routerbench_pkl):
     for m in RB_MODELS:
         frame[m] = frame[m].astype(float)
     frame.to_parquet(path)
-    got = load_routerbench(path, cache_dir=tmp_path / "hf")
-    assert got.fingerprint() == load_routerbench(routerbench_pkl).fingerprint()
+    got = _load(path, cache_dir=tmp_path / "hf")
+    assert got.fingerprint() == _load(routerbench_pkl).fingerprint()
 
 
 def test_missing_file():
     with pytest.raises(FileNotFoundError):
-        load_routerbench("/nonexistent/dir/routerbench.pkl")
+        _load("/nonexistent/dir/routerbench.pkl")
 
 
 # ------------------------------------------------------------------ the real slice
@@ -138,7 +143,7 @@ def _slice_frame(path):
 
 def test_real_slice_keep_all_rows_with_file_costs(rb_slice):
     frame, models, _ = _slice_frame(rb_slice)
-    ds = load_routerbench(rb_slice, missing="zero")
+    ds = _load(rb_slice, missing="zero")
     assert (ds.n_queries, ds.n_models) == (3164, 11)
     assert list(ds.models) == models
     file_costs = frame[[f"{m}|total_cost" for m in models]].to_numpy(np.float32)
@@ -151,7 +156,7 @@ def test_real_slice_default_drops_with_note(rb_slice):
     _, _, scores = _slice_frame(rb_slice)
     bad_rows = scores.isna().any(axis=1)
     assert (int(scores.isna().sum().sum()), int(bad_rows.sum())) == (104, 14)
-    ds = load_routerbench(rb_slice)
+    ds = _load(rb_slice)
     assert (ds.n_queries, ds.n_models) == (3150, 11)
     assert ds.notes == ("dropped 14 of 3164 rows with missing scores (104 cells)",)
     np.testing.assert_array_equal(ds.scores, scores[~bad_rows].to_numpy(np.float32))
@@ -160,4 +165,4 @@ def test_real_slice_default_drops_with_note(rb_slice):
 
 def test_real_slice_missing_error(rb_slice):
     with pytest.raises(DataValidationError, match=r"'gpt-3.5-turbo-1106' row 354 .*104 missing"):
-        load_routerbench(rb_slice, missing="error")
+        _load(rb_slice, missing="error")

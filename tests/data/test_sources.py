@@ -55,7 +55,7 @@ def test_load_source_errors(spec, pattern):
 
 
 def test_file_kinds(tmp_path, routerbench_pkl, sprout_dir):
-    rb = load_source(f"routerbench:{routerbench_pkl}?missing=zero")
+    rb = load_source(f"routerbench:{routerbench_pkl}?missing=zero&allow_pickle=1")
     assert rb.n_queries == 4 and rb.notes[0].startswith("filled 1 missing")
     sp = load_source(f"sprout:{sprout_dir}?split=test", cache_dir=tmp_path / "hf")
     assert sp.query_ids.tolist() == ["t0", "t1"]
