@@ -15,7 +15,7 @@ pytest_plugins = ["tests.serving_fixtures"]
 MANIFEST_KEYS = {
     "format", "format_version", "created", "models", "prices", "mean_cost_usd", "encoder",
     "feature_dim", "spec", "lambda", "certification", "feasible_tau", "fallback", "function",
-    "params", "training", "versions",
+    "params", "training", "versions", "files", "manifest_sha256",
 }
 
 
@@ -28,7 +28,7 @@ def test_artifact_layout_and_manifest(tiny_artifact):
     assert sorted(os.listdir(tiny_artifact)) == ["manifest.json", "params", "route.jaxexport"]
     m = _manifest(tiny_artifact)
     assert set(m) == MANIFEST_KEYS
-    assert (m["format"], m["format_version"]) == ("proteus-router", 1)
+    assert (m["format"], m["format_version"]) == ("proteus-router", 2)
     assert m["models"] == ["small", "medium", "large"] and m["feature_dim"] == 4
     assert m["prices"]["large"] == {"usd_per_input_token": 1e-5, "usd_per_output_token": 3e-5}
     assert m["encoder"] == {"id": "precomputed:dim=4", "kind": "precomputed", "dim": 4}
