@@ -129,3 +129,14 @@ def tiny_certified_artifact(tmp_path_factory, tiny_bundle, tiny_certification) -
     bundle = dataclasses.replace(tiny_bundle, certification=tiny_certification)
     export.write_artifact(bundle, out, verify=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_text_artifact(tmp_path_factory, tiny_bundle) -> str:
+    """The tiny router with a 4-d hashing text encoder: text queries without a training run."""
+    from proteus.encoders import get_encoder  # noqa: PLC0415 (text artifacts only)
+
+    out = str(tmp_path_factory.mktemp("tiny_text") / "artifact")
+    bundle = dataclasses.replace(tiny_bundle, encoder=get_encoder("hashing:dim=4").to_config())
+    export.write_artifact(bundle, out, verify=False)
+    return out
