@@ -88,6 +88,10 @@ class MicroBatcher:
             for fut in request.futures[request.taken:]:
                 fut.cancel()
 
+    def has_room(self, n: int) -> bool:
+        """True if a request of n items would be admitted now."""
+        return self._queued + n <= self._max_queue - (0 if n <= self._small else self._reserve)
+
     async def submit(self, items: list) -> list:
         """Queue `items`; their results in order once routed.
 
@@ -95,8 +99,8 @@ class MicroBatcher:
           QueueFullError: no room (see the class docstring); the first item exception (in item
             order) or the exception `fn` raised.
         """
-        limit = self._max_queue - (0 if len(items) <= self._small else self._reserve)
-        if self._queued + len(items) > limit:
+        if not self.has_room(len(items)):
+            limit = self._max_queue - (0 if len(items) <= self._small else self._reserve)
             raise QueueFullError(f"{self._queued} items are already queued (limit {limit} for a "
                                  f"request of {len(items)})")
         loop = asyncio.get_running_loop()

@@ -103,6 +103,10 @@ class RouteService:
         """A POST /v1/route body -> (HTTP status, JSON response body); never raises."""
         try:
             if len(body) > self.settings.parse_in_thread_bytes:
+                # A body this large is a batch (one query is at most max_query_chars): when no
+                # batch would be admitted, refuse it before paying for the parse.
+                if not self.batcher.has_room(self.settings.small_request + 1):
+                    raise QueueFullError
                 items, is_batch = await asyncio.to_thread(parse_body, body, self.router,
                                                           self.settings)
             else:
