@@ -226,7 +226,8 @@ def write_artifact(bundle: RouterBundle, out: str, overwrite: bool = False,
                                        platforms)
     blob = bytes(exported.serialize())
     manifest = build_manifest(bundle, exported, blob)
-    artifact.validate_manifest(out, manifest)  # what `Router.load` would refuse, before writing
+    # what `Router.load` would refuse, refused before writing (as JSON holds it: lists)
+    artifact.validate_manifest(out, json.loads(json.dumps(manifest)))
     leaves = jax.tree_util.tree_flatten_with_path(params)[0]
     artifact.check_finite_params(out, [(jax.tree_util.keystr(k), v) for k, v in leaves])
     tmp = f"{out}.partial-{os.getpid()}"

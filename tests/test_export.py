@@ -104,6 +104,15 @@ def test_bad_bundles_are_rejected(tmp_path, tiny_bundle):
     with pytest.raises(ValueError, match="8-d features"):
         export.write_artifact(dataclasses.replace(tiny_bundle, encoder=wrong_dim),
                               str(tmp_path / "y"))
+    nan_lams = np.float32([1.0, np.nan, 2.0])
+    with pytest.raises(serving.ArtifactError, match="lambda.lams must be finite"):
+        export.write_artifact(dataclasses.replace(tiny_bundle, lane_lams=nan_lams),
+                              str(tmp_path / "z"))
+    nan_params = jax.tree.map(np.array, tiny_bundle.params)
+    nan_params["policy"]["params"]["beta_params"]["kernel"][0, 0] = np.nan
+    with pytest.raises(serving.ArtifactError, match="parameter .* non-finite"):
+        export.write_artifact(dataclasses.replace(tiny_bundle, params=nan_params),
+                              str(tmp_path / "w"))
     assert not os.listdir(tmp_path)
 
 
