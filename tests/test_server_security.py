@@ -328,8 +328,11 @@ def test_big_batches_do_not_starve_single_requests(tiny_artifact):
     assert codes == [200] * 20, codes  # no 503 for single requests
     assert {code for c in bigs for code in c} <= {200, 503}
     assert sum(c.count(200) for c in bigs) > 0
-    # FIFO made a single wait behind every queued row (up to 16 calls, 0.3 s and more)
-    assert latencies[len(latencies) // 2] < 0.25, latencies
+    # Measured on 2 loaded shared cores: round robin median 0.1-0.27 s, max <= 1.3 s; FIFO (the
+    # old batcher) max 3.5-3.8 s. The thresholds are loose; the ordering itself is checked
+    # exactly by test_batcher_serves_singles_between_big_requests.
+    assert latencies[len(latencies) // 2] < 0.75, latencies
+    assert latencies[-1] < 3.0, latencies
 
 
 # ------------------------------------------------------------------ one validation (item 4)
