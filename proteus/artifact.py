@@ -188,14 +188,17 @@ def _numbers(value: Any, field: str, n: int | None = None, lo: float = -math.inf
 
 
 def _check_lambda(lam: Any) -> int:
-    """The λ table: K lane τ strictly increasing in (0, 1], K finite λ >= 0, K accuracies."""
+    """The λ table: K lane τ strictly increasing in [0, 1], K finite λ >= 0, K accuracies.
+
+    τ = 0 is allowed: training puts the lowest lane at the cheapest model's accuracy, which is 0
+    when that model never succeeds.
+    """
     if not isinstance(lam, dict):
         raise ArtifactError(f"manifest lambda must be an object, got {lam!r:.80}")
     taus = _numbers(lam.get("taus"), "lambda.taus", lo=0.0, hi=1.0)
     k = len(taus)
-    if taus[0] <= 0.0 or any(b <= a for a, b in zip(taus, taus[1:], strict=False)):
-        raise ArtifactError(f"manifest lambda.taus must increase strictly within (0, 1], got "
-                            f"{taus}")
+    if any(b <= a for a, b in zip(taus, taus[1:], strict=False)):
+        raise ArtifactError(f"manifest lambda.taus must increase strictly, got {taus}")
     _numbers(lam.get("lams"), "lambda.lams", n=k, lo=0.0)
     _numbers(lam.get("lane_accuracy"), "lambda.lane_accuracy", n=k, lo=0.0, hi=1.0)
     return k

@@ -117,7 +117,7 @@ def _certified_table(m: dict, **changes) -> dict:
     (lambda m: {**m, "lambda": {**m["lambda"], "lams": [-1.0, 3.0, 2.0]}}, "lambda.lams"),
     (lambda m: {**m, "lambda": {**m["lambda"], "lams": [1.0, 3.0]}}, "lambda.lams must be 3"),
     (lambda m: {**m, "lambda": {**m["lambda"], "taus": [0.5, 0.9, 0.7]}}, "increase strictly"),
-    (lambda m: {**m, "lambda": {**m["lambda"], "taus": [0.0, 0.7, 0.9]}}, "within \\(0, 1\\]"),
+    (lambda m: {**m, "lambda": {**m["lambda"], "taus": [-0.1, 0.7, 0.9]}}, "within \\[0.0, 1.0\\]"),
     (lambda m: {**m, "mean_cost_usd": [1e-4, -1.0, 1e-3]}, "mean_cost_usd"),
     (lambda m: {**m, "feasible_tau": {"min": 0.0, "max": 1.0}}, "feasible_tau .* disagrees"),
     (lambda m: {**m, "fallback": "maybe"}, "fallback must be one of"),
