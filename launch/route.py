@@ -33,7 +33,7 @@ _PROGRESS = flags.DEFINE_bool("progress", True, "Progress bar in batch mode (lar
 
 
 def _parse_line(router: serving.Router, n: int, line: str, tau: float | None,
-                limits: protocol.Limits) -> tuple[Any, Any]:
+                limits: protocol.Limits) -> tuple[protocol.Item | None, dict[str, Any]]:
     """(item, extra) of JSONL line n, or (None, error record)."""
     try:
         obj = json.loads(line)
@@ -43,6 +43,8 @@ def _parse_line(router: serving.Router, n: int, line: str, tau: float | None,
         if "tau" not in obj and tau is not None:
             obj["tau"] = tau
         return protocol.parse_item(obj, router, limits, ""), extra
+    except RecursionError:
+        return None, {"line": n, "error": "malformed JSON: nested too deeply"}
     except ValueError as err:
         return None, {"line": n, "error": f"malformed JSON: {err}"}
     except protocol.RequestError as err:
@@ -58,23 +60,26 @@ def route_jsonl(router: serving.Router, lines: Iterable[str], out: TextIO, tau: 
       (decisions written, error records written).
     """
     limits = protocol.Limits(max_query_chars=1 << 30)
-    chunk: list[tuple[Any, Any]] = []
+    chunk: list[tuple[int, Any, Any]] = []  # (line number, item | None, extra | error record)
     counts = [0, 0]
 
     def flush() -> None:
-        items = [item for item, _ in chunk if item is not None]
+        items = [item for _, item, _ in chunk if item is not None]
         decisions = iter(protocol.route_items(router, items) if items else [])
-        for item, extra in chunk:
-            record = {**extra, **next(decisions)} if item is not None else extra
-            counts[item is None] += 1
-            out.write(json.dumps(record) + "\n")
+        for n, item, extra in chunk:
+            d = next(decisions) if item is not None else None
+            if isinstance(d, Exception):  # this line alone failed while routing
+                extra = {"line": n, "error": getattr(d, "detail", str(d))}
+            ok = item is not None and not isinstance(d, Exception)
+            counts[not ok] += 1
+            out.write(json.dumps({**extra, **d} if ok else extra, allow_nan=False) + "\n")
         chunk.clear()
 
     bar = tqdm.tqdm(lines, total=total, unit="query", file=sys.stderr,
                     disable=not progress or (total or 0) <= batch_size)
     for n, line in enumerate(bar, start=1):
         if line.strip():
-            chunk.append(_parse_line(router, n, line, tau, limits))
+            chunk.append((n, *_parse_line(router, n, line, tau, limits)))
         if len(chunk) >= batch_size:
             flush()
     flush()
@@ -101,7 +106,7 @@ def main(argv):
         if _FEATURES.value is not None:
             queries = [float(v) for v in queries]
         decisions = router.route(queries, _TAU.value)
-    except ValueError as err:
+    except (ValueError, serving.RoutingError) as err:  # the Python API's own checks
         print(f"error: {err}", file=sys.stderr)
         return 2
     for d in decisions:

@@ -5,7 +5,7 @@
 
 The artifact layout is described in `proteus.serving`; the manifest holds (keys in order):
 
-    format, format_version, created          "proteus-router", 1, ISO-8601 UTC time
+    format, format_version, created          "proteus-router", 2, ISO-8601 UTC time
     models [M], prices {model: {usd_per_input_token, usd_per_output_token}} where known,
     mean_cost_usd [M]                        per-model mean cost on the predictor's training part
     encoder {id, kind, ...}, feature_dim D   `Encoder.to_config()`; rebuilds the encoder
@@ -20,6 +20,11 @@ The artifact layout is described in `proteus.serving`; the manifest holds (keys 
                                              routed at min; the default infeasible-τ fallback
     function {file, sha256, platforms, calling_convention_version, inputs, outputs}
     params {dir}, training {...}, versions {...}
+    files {path: {bytes, sha256}}            every other file of the artifact (params/ included)
+    manifest_sha256                          sha256 of this manifest's canonical JSON without it
+
+`files` and `manifest_sha256` are what `Router.load` verifies (`proteus.artifact`, with the threat
+model: they catch corruption and careless edits, not a party who can rewrite every file).
 
 The routing function is `routing_function(spec)` exported with `jax.export` for a symbolic batch
 dimension "b": (params, lane_taus [K], lane_lams [K], features [b, D], tau [b], fixed [b] int32)
@@ -47,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import proteus
-from proteus import checkpoint, networks, serving
+from proteus import artifact, checkpoint, networks, serving
 from proteus.operating import feasible_range
 from proteus.types import Array, Params
 
@@ -167,7 +172,7 @@ def build_manifest(bundle: RouterBundle, exported: jax.export.Exported,
            "lane_accuracy": _floats(bundle.lane_accuracy)}
     lo, hi = feasible_range(bundle.operating, cert)
     return {
-        "format": serving.FORMAT, "format_version": serving.FORMAT_VERSION,
+        "format": artifact.FORMAT, "format_version": artifact.FORMAT_VERSION,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "models": list(bundle.models),
         "prices": {m: {"usd_per_input_token": float(p[0]), "usd_per_output_token": float(p[1])}
@@ -181,11 +186,11 @@ def build_manifest(bundle: RouterBundle, exported: jax.export.Exported,
                           "table": dict(cert) if cert else None},
         "feasible_tau": {"min": lo, "max": hi},
         "fallback": cert["fallback"] if cert else "best_effort",
-        "function": {"file": serving.FUNCTION_FILE, "sha256": hashlib.sha256(blob).hexdigest(),
+        "function": {"file": artifact.FUNCTION_FILE, "sha256": hashlib.sha256(blob).hexdigest(),
                      "platforms": list(exported.platforms),
                      "calling_convention_version": exported.calling_convention_version,
                      "inputs": list(FUNCTION_INPUTS), "outputs": list(FUNCTION_OUTPUTS)},
-        "params": {"dir": serving.PARAMS_DIR},
+        "params": {"dir": artifact.PARAMS_DIR},
         "training": dict(bundle.training),
         "versions": _versions(),
     }
@@ -210,9 +215,10 @@ def write_artifact(bundle: RouterBundle, out: str, overwrite: bool = False,
     """Write `bundle` as an artifact directory `out` and check that it loads and agrees.
 
     The directory is assembled next to `out` and renamed into place, so a failed export never
-    leaves a half-written artifact. With `verify` (the default), the written artifact is loaded
-    with `serving.Router.load` and must route probe features as the bundle does
-    (`verify_artifact`) before it is moved into place.
+    leaves a half-written artifact. The manifest is written last and records the size and sha256
+    of every other file plus a digest of itself (`artifact.seal`). With `verify` (the default),
+    the written artifact is loaded with `serving.Router.load` and must route probe features as
+    the bundle does (`verify_artifact`) before it is moved into place.
 
     Returns:
       the manifest.
@@ -226,14 +232,19 @@ def write_artifact(bundle: RouterBundle, out: str, overwrite: bool = False,
                                        platforms)
     blob = bytes(exported.serialize())
     manifest = build_manifest(bundle, exported, blob)
+    # what `Router.load` would refuse, refused before writing (as JSON holds it: lists)
+    artifact.validate_manifest(out, json.loads(json.dumps(manifest)))
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    artifact.check_finite_params(out, [(jax.tree_util.keystr(k), v) for k, v in leaves])
     tmp = f"{out}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     try:
-        with open(os.path.join(tmp, serving.FUNCTION_FILE), "wb") as f:
+        with open(os.path.join(tmp, artifact.FUNCTION_FILE), "wb") as f:
             f.write(blob)
-        checkpoint.save_pytree(os.path.join(tmp, serving.PARAMS_DIR), params)
-        with open(os.path.join(tmp, serving.MANIFEST_FILE), "w") as f:
+        checkpoint.save_pytree(os.path.join(tmp, artifact.PARAMS_DIR), params)
+        manifest = artifact.seal(manifest, tmp)  # hashes every file written above
+        with open(os.path.join(tmp, artifact.MANIFEST_FILE), "w") as f:
             json.dump(manifest, f, indent=1, allow_nan=False)
         if verify:
             verify_artifact(tmp, bundle)

@@ -65,9 +65,16 @@ class OperatingPoint(NamedTuple):
 
 
 def check_tau(tau: Any) -> float:
-    """`tau` as a float in [0, 1]; raises ValueError (never returns NaN)."""
-    if isinstance(tau, bool) or not isinstance(tau, int | float | np.integer | np.floating):
-        raise ValueError(f"tau must be a number in [0, 1], got {tau!r}")
+    """`tau` as a float in [0, 1]; raises ValueError (never returns NaN).
+
+    The one check for a requested τ (Python API, CLI and HTTP): strings ("0.9"), booleans,
+    complex numbers, None, NaN and values outside [0, 1] are refused, never coerced.
+    """
+    if isinstance(tau, np.ndarray) and tau.ndim == 0:
+        tau = tau[()]  # a 0-d array -> its numpy scalar (dtype kept, so bools stay bools)
+    if isinstance(tau, bool | np.bool_) or not isinstance(
+            tau, int | float | np.integer | np.floating):
+        raise ValueError(f"tau must be a number in [0, 1], got {tau!r:.80}")
     value = float(tau)
     if not 0.0 <= value <= 1.0:  # False for NaN too
         raise ValueError(f"tau must be a number in [0, 1], got {value!r}")
@@ -151,6 +158,23 @@ def uncertified_choice(accuracy: Sequence[float], cost: Sequence[float], tau: fl
     if not ok.any():
         return 0, False
     return int(np.argmin(np.where(ok, cost, np.inf))), True
+
+
+def check_taus(tau: Any, n: int) -> np.ndarray:
+    """One τ for all n queries, or one per query -> [n] float64, each checked by `check_tau`."""
+    if np.ndim(tau) == 0 and not isinstance(tau, list | tuple):
+        return np.full(n, check_tau(tau), np.float64)
+    if isinstance(tau, np.ndarray) and tau.dtype.kind in "iuf":  # checked as one array
+        values = tau.astype(np.float64).ravel()
+        bad = ~((values >= 0.0) & (values <= 1.0))
+        if tau.ndim == 1 and bad.any():
+            check_tau(float(values[np.argmax(bad)]))  # raises, naming the first bad value
+    else:
+        values = np.asarray([check_tau(t) for t in tau] if np.ndim(tau) == 1 else [np.nan])
+    if np.ndim(tau) != 1 or values.shape != (n,):
+        raise ValueError(f"tau must be a number in [0, 1] or one number per query ({n}), got "
+                         f"shape {np.shape(tau)}")
+    return values
 
 
 class OperatingPolicy:

@@ -3,23 +3,35 @@
 A request object is {"query": str, "tau": float} or {"features": [D floats], "tau": float}; a
 batch is {"requests": [such objects]}. Parsing checks everything a client can get wrong and
 raises `RequestError` with the HTTP status and a message that says what to fix (400 malformed
-JSON, 413 over a limit, 422 anything else, including a τ refused by the "refuse" fallback).
-Valid objects become items (features | None, text | None, OperatingPoint) that `route_items`
-routes in one call.
+or too deeply nested JSON, 413 over a limit, 422 anything else, including a τ refused by the
+"refuse" fallback). τ, features and text are checked by the same functions as the Python API
+(`proteus.operating.check_tau`, `proteus.serving.check_features`, `proteus.serving.check_text`).
+Valid objects become `Item`s that `route_items` routes in one call, where one item that fails
+(an encoder error, a non-finite decision) fails alone.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from proteus.operating import OperatingPoint
-from proteus.serving import Router
+from proteus.serving import Router, RoutingError, check_text, finite_rows
 
 ITEM_KEYS = frozenset({"query", "features", "tau"})
+
+
+class Item(NamedTuple):
+    """One parsed request object: its features [D] float32 or its text, and its operating point."""
+
+    features: np.ndarray | None
+    text: str | None
+    point: OperatingPoint
+    where: str = ""  # "requests[i]: " inside a batch, prefixed to this item's error messages
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +41,7 @@ class Limits:
     max_query_chars: int = 8192  # longer text queries get 413
     max_body_bytes: int = 4 << 20  # larger request bodies get 413
     max_batch_items: int = 1024  # queries per batch request; more get 413
+    max_json_depth: int = 16  # deeper JSON nesting gets 400 (a valid request nests 4 levels)
 
 
 class RequestError(Exception):
@@ -39,11 +52,11 @@ class RequestError(Exception):
         self.status, self.detail = status, detail
 
 
-def parse_body(body: bytes, router: Router, limits: Limits):
+def parse_body(body: bytes, router: Router, limits: Limits) -> tuple[list[Item], bool]:
     """Validate a POST /v1/route body.
 
     Returns:
-      (items, is_batch): items are (features [D] float32 | None, text | None, OperatingPoint).
+      (items, is_batch).
 
     Raises:
       RequestError: with the status and message the client gets.
@@ -53,8 +66,12 @@ def parse_body(body: bytes, router: Router, limits: Limits):
                                 f"{limits.max_body_bytes}")
     try:
         payload = json.loads(body)
+    except RecursionError:  # the C decoder recurses once per nesting level
+        payload = None
     except (ValueError, UnicodeDecodeError) as err:
         raise RequestError(400, f"malformed JSON: {err}") from None
+    if payload is None or nested_deeper(payload, limits.max_json_depth):
+        raise RequestError(400, f"JSON nested deeper than {limits.max_json_depth} levels")
     if isinstance(payload, dict) and "requests" in payload:
         reqs = payload["requests"]
         if set(payload) != {"requests"} or not isinstance(reqs, list) or not reqs:
@@ -68,8 +85,25 @@ def parse_body(body: bytes, router: Router, limits: Limits):
     return [parse_item(payload, router, limits, "")], False
 
 
-def parse_item(obj: Any, router: Router, limits: Limits, where: str):
-    """One {"query"|"features", "tau"} object -> (features | None, text | None, OperatingPoint)."""
+def nested_deeper(obj: Any, limit: int) -> bool:
+    """True if JSON value `obj` nests lists/objects more than `limit` levels deep.
+
+    Iterative (no recursion to exhaust); only containers are pushed, so a [B, D] batch costs one
+    type check per number.
+    """
+    stack = [(obj, 1)] if isinstance(obj, dict | list) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+    return False
+
+
+def parse_item(obj: Any, router: Router, limits: Limits, where: str) -> Item:
+    """One {"query"|"features", "tau"} object -> `Item`; RequestError naming what is wrong."""
     if not isinstance(obj, dict):
         raise RequestError(422, f"{where}expected a JSON object with 'tau' and one of 'query' or "
                                 f"'features', got {type(obj).__name__}")
@@ -82,20 +116,16 @@ def parse_item(obj: Any, router: Router, limits: Limits, where: str):
     if ("query" in obj) == ("features" in obj):
         raise RequestError(422, f"{where}give exactly one of 'query' (text) or 'features'")
     try:
-        point = router.resolve(obj["tau"])
+        point = router.resolve(obj["tau"])  # `check_tau`, as the Python API
         if "query" in obj:
-            return None, _check_text(obj["query"], router, limits), point
-        features = np.asarray(obj["features"])
-        if features.ndim != 1 or features.dtype.kind not in "iuf":
-            raise ValueError(f"'features' must be a list of {router.feature_dim} numbers")
-        return router.check_features(features)[0], None, point
+            return Item(None, _check_text(obj["query"], router, limits), point, where)
+        return Item(router.check_features(obj["features"], one_row=True), None, point, where)
     except ValueError as err:  # InfeasibleTauError included: refused under "refuse"
         raise RequestError(422, f"{where}{err}") from None
 
 
 def _check_text(query: Any, router: Router, limits: Limits) -> str:
-    if not isinstance(query, str) or not query.strip():
-        raise ValueError(f"'query' must be a non-empty string, got {query!r:.80}")
+    check_text(query, "'query'")
     if len(query) > limits.max_query_chars:
         raise RequestError(413, f"query of {len(query)} characters exceeds the limit of "
                                 f"{limits.max_query_chars}")
@@ -103,14 +133,46 @@ def _check_text(query: Any, router: Router, limits: Limits) -> str:
     return query
 
 
-def route_items(router: Router, items: list) -> list[dict[str, Any]]:
-    """Route parsed items in one call: [B] (features | None, text | None, point) -> [B] dicts."""
-    x = np.empty((len(items), router.feature_dim), np.float32)
-    text_rows = [i for i, item in enumerate(items) if item[1] is not None]
+def route_items(router: Router, items: Sequence[Item]) -> list[dict[str, Any] | Exception]:
+    """Route parsed items in one call: [B] items -> [B] decision dicts, or per-item exceptions.
+
+    One bad item fails alone: a text the encoder cannot encode gets a `RequestError` (422) and a
+    decision with non-finite values a `RoutingError`, in its own slot; the others are routed. An
+    error of the routing call itself still raises (it concerns every item).
+    """
+    results: list[Any] = [None] * len(items)
+    x = np.zeros((len(items), router.feature_dim), np.float32)
+    text_rows = [i for i, item in enumerate(items) if item.text is not None]
     if text_rows:
-        x[text_rows] = router.encode([items[i][1] for i in text_rows])
-    for i, (features, _, _) in enumerate(items):
-        if features is not None:
-            x[i] = features
-    points: list[OperatingPoint] = [item[2] for item in items]
-    return router.records(router.run_points(x, points, np.arange(len(items))))
+        _encode_rows(router, items, text_rows, x, results)
+    for i, item in enumerate(items):
+        if item.features is not None:
+            x[i] = item.features
+    ok = [i for i, r in enumerate(results) if r is None]
+    if not ok:
+        return results
+    points = [items[i].point for i in ok]
+    decisions = router.run_points(x[ok], points, np.arange(len(ok)))
+    finite = finite_rows(decisions)
+    records = router.records(decisions)
+    for j, i in enumerate(ok):
+        results[i] = records[j] if finite[j] else RoutingError(
+            f"{items[i].where}the router returned non-finite values for this query: the artifact "
+            "is broken (re-export it)")
+    return results
+
+
+def _encode_rows(router: Router, items: Sequence[Item], rows: list[int], x: np.ndarray,
+                 results: list[Any]) -> None:
+    """Encode the text items `rows` into x; on failure retry one by one, failing only the bad."""
+    try:
+        x[rows] = router.encode([items[i].text for i in rows])
+        return
+    except Exception:  # noqa: BLE001, S110 (found out below, item by item)
+        pass
+    for i in rows:
+        try:
+            x[i] = router.encode([items[i].text])[0]
+        except Exception as err:  # noqa: BLE001 (this item's error, reported to its request)
+            results[i] = RequestError(422, f"{items[i].where}the query could not be encoded: "
+                                           f"{type(err).__name__}: {err}")

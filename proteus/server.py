@@ -4,25 +4,31 @@ Endpoints:
   POST /v1/route   {"query": str | "features": [D floats], "tau": float} -> one decision, or
                    {"requests": [such objects]} -> {"decisions": [...]}
   GET  /v1/models  model pool, prices, feasible τ range, encoder
-  GET  /healthz    liveness and batching counters
+  GET  /healthz    liveness and batching counters (never needs a token)
   GET  /openapi.json, /docs
 
-Bad input gets a 4xx JSON `{"detail": message}` (see `proteus.protocol`; 503 when the queue is
-full) and never reaches the router. Valid requests from all connections join one queue
-(`proteus.batching`): a worker thread routes whatever has queued in one call, so throughput grows
-with concurrency. POST /v1/route is answered by a small ASGI fast path in front of FastAPI that runs
-the same `RouteService.handle` as the FastAPI route (which documents it in the OpenAPI schema):
+Bad input gets a 4xx JSON `{"detail": message}` (see `proteus.protocol` and
+`proteus.http_guards`: 400 malformed or too deep JSON, 401 no valid bearer token when the server
+has tokens, 408 body too slow, 413 over a limit, 415 not `application/json`, 422 invalid content;
+503 when the queue is full) and never reaches the router; a 500 says what failed and is valid
+JSON (never a NaN). Valid requests from all connections join one queue (`proteus.batching`): a
+worker thread routes a fair share of every waiting request in one call, so throughput grows with
+concurrency and a single query is not starved by large batches; one failing item fails alone.
+POST /v1/route is answered by a small ASGI fast path in front of FastAPI that runs the same
+`RouteService.handle_http` as the FastAPI route (which documents it in the OpenAPI schema):
 FastAPI's per-request machinery costs ~4x the CPU of the whole decision.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
 import logging
 import socket
 import threading
+from collections.abc import AsyncIterator
 from typing import Any
 
 import uvicorn
@@ -30,52 +36,104 @@ from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
+from starlette.requests import ClientDisconnect
 
+from proteus import http_guards
 from proteus.batching import MicroBatcher, QueueFullError
 from proteus.protocol import Limits, RequestError, parse_body, route_items
-from proteus.serving import Router
+from proteus.serving import Router, RoutingError
 
 ROUTE_PATH = "/v1/route"
+Headers = list[tuple[bytes, bytes]]
 
 
 @dataclasses.dataclass(frozen=True)
 class ServerSettings(Limits):
-    """Request limits (see `Limits`) and batching of the HTTP server (the `launch.serve` flags)."""
+    """Request limits (see `Limits`), batching, security and timeouts of the HTTP server (the
+    `launch.serve` flags)."""
 
     max_batch: int = 256  # rows routed per internal call
     # An idle queue waits this long for company before routing. 0: route at once; requests that
     # arrive while a batch is being routed form the next batch anyway (and event-loop timers
     # round sub-millisecond waits up to 1 ms).
     max_wait_ms: float = 0.0
-    max_queue: int = 8192  # queued rows beyond this get 503
+    max_queue: int = 8192  # queued rows beyond this get 503 (requests > small_request: 3/4 of it)
+    small_request: int = 16  # requests of at most this many items may use the whole queue
     fast_path: bool = True  # answer POST /v1/route before FastAPI's routing (same handler)
+    # Bearer tokens; empty: no authentication (then bind loopback only). Not in repr: no leaks.
+    auth_tokens: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+    read_timeout_s: float = 10.0  # a request body must arrive within this (408)
+    header_timeout_s: float = 10.0  # request headers must arrive within this (connection closed)
+    keep_alive_timeout_s: int = 5  # idle keep-alive connections are closed after this
+    # Bodies larger than this are parsed in a thread, so the event loop keeps answering others.
+    parse_in_thread_bytes: int = 64 << 10
 
 
 class RouteService:
-    """POST /v1/route: parse, queue into the batcher, answer (status, JSON bytes)."""
+    """POST /v1/route: check, parse, queue into the batcher, answer (status, JSON, headers)."""
 
     def __init__(self, router: Router, settings: ServerSettings):
         self.router, self.settings = router, settings
         self.batcher = MicroBatcher(lambda items: route_items(router, items), settings.max_batch,
-                                    settings.max_wait_ms / 1000.0, settings.max_queue)
+                                    settings.max_wait_ms / 1000.0, settings.max_queue,
+                                    small_request=settings.small_request)
+
+    async def handle_http(self, headers: dict[bytes, bytes],
+                          chunks: AsyncIterator[bytes]) -> tuple[int, bytes, Headers]:
+        """Content type, declared length, body read within limits and time, then `handle`.
+
+        Args:
+          headers: the request headers, lower-case names.
+          chunks: the body as it arrives.
+        """
+        limit = self.settings.max_body_bytes
+        try:
+            if not http_guards.is_json(headers.get(b"content-type")):
+                got = headers.get(b"content-type", b"none").decode("latin-1")[:80]
+                raise RequestError(415, f"Content-Type must be application/json, got {got!r}")
+            http_guards.check_length(headers.get(b"content-length"), limit)
+            body = await http_guards.read_body(chunks, limit, self.settings.read_timeout_s)
+        except RequestError as err:  # the body may be unread: close rather than resync
+            return err.status, _dumps({"detail": err.detail}), http_guards.CLOSE
+        except (http_guards.ClientGoneError, ClientDisconnect):
+            return 400, _dumps({"detail": "client disconnected"}), http_guards.CLOSE
+        return (*await self.handle(body), [])
 
     async def handle(self, body: bytes) -> tuple[int, bytes]:
         """A POST /v1/route body -> (HTTP status, JSON response body); never raises."""
         try:
-            items, is_batch = parse_body(body, self.router, self.settings)
+            if len(body) > self.settings.parse_in_thread_bytes:
+                # A body this large is a batch (one query is at most max_query_chars): when no
+                # batch would be admitted, refuse it before paying for the parse.
+                if not self.batcher.has_room(self.settings.small_request + 1):
+                    raise QueueFullError
+                items, is_batch = await asyncio.to_thread(parse_body, body, self.router,
+                                                          self.settings)
+            else:
+                items, is_batch = parse_body(body, self.router, self.settings)
             results = await self.batcher.submit(items)
         except QueueFullError:
             return 503, _dumps({"detail": "server busy: the routing queue is full; retry shortly"})
         except RequestError as err:
             return err.status, _dumps({"detail": err.detail})
+        except RoutingError as err:
+            logging.getLogger(__name__).error("routing failed: %s", err)
+            return 500, _dumps({"detail": f"routing failed: {err}"})
         except Exception as err:  # noqa: BLE001 (one bad batch must not take the server down)
             logging.getLogger(__name__).exception("routing failed")
             return 500, _dumps({"detail": f"internal error: {type(err).__name__}: {err}"})
-        return 200, _dumps({"decisions": results} if is_batch else results[0])
+        answer = {"decisions": results} if is_batch else results[0]
+        try:
+            if len(results) > 64:  # a large answer is serialised off the event loop
+                return 200, await asyncio.to_thread(_dumps, answer)
+            return 200, _dumps(answer)
+        except ValueError as err:  # NaN or inf: never sent as (invalid) JSON
+            logging.getLogger(__name__).error("non-finite decision: %s", err)
+            return 500, _dumps({"detail": "internal error: a decision held a non-finite number"})
 
 
 def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
 
 
 # ------------------------------------------------------------------ schema (documentation)
@@ -145,7 +203,7 @@ class HealthResponse(BaseModel):
 
 
 class RouteApp:
-    """The ASGI app: the POST /v1/route fast path in front of the FastAPI app.
+    """The ASGI app: token check, then the POST /v1/route fast path in front of the FastAPI app.
 
     Attributes:
       fastapi: the FastAPI app (every endpoint, OpenAPI schema, lifespan).
@@ -154,30 +212,30 @@ class RouteApp:
 
     def __init__(self, fastapi: FastAPI, service: RouteService):
         self.fastapi, self.service = fastapi, service
+        self.auth = http_guards.TokenAuth(service.settings.auth_tokens)
 
     async def __call__(self, scope, receive, send) -> None:
-        if (self.service.settings.fast_path and scope["type"] == "http"
-                and scope["path"] == ROUTE_PATH and scope["method"] == "POST"):
-            status, body = await self._answer(receive)
-            headers = [(b"content-type", b"application/json"),
-                       (b"content-length", str(len(body)).encode())]
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+        if scope["type"] != "http":  # lifespan
+            await self.fastapi(scope, receive, send)
+            return
+        headers = dict(scope["headers"])  # ASGI header names are lower-case
+        if (self.auth and scope["path"] not in http_guards.PUBLIC_PATHS
+                and not self.auth.check(headers.get(b"authorization"))):
+            await _send(send, *http_guards.unauthorized())
+            return
+        if (self.service.settings.fast_path and scope["path"] == ROUTE_PATH
+                and scope["method"] == "POST"):
+            await _send(send, *await self.service.handle_http(
+                headers, http_guards.asgi_chunks(receive)))
             return
         await self.fastapi(scope, receive, send)
 
-    async def _answer(self, receive) -> tuple[int, bytes]:
-        limit, chunks, size = self.service.settings.max_body_bytes, [], 0
-        while True:
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                return 413, _dumps({"detail": f"request body exceeds the limit of {limit} bytes"})
-            chunks.append(chunk)
-            if message["type"] == "http.disconnect" or not message.get("more_body"):
-                break
-        return await self.service.handle(b"".join(chunks))
+
+async def _send(send, status: int, body: bytes, headers: Headers) -> None:
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode()), *headers]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def create_app(router: Router, settings: ServerSettings | None = None) -> RouteApp:
@@ -193,7 +251,7 @@ def create_app(router: Router, settings: ServerSettings | None = None) -> RouteA
     app = FastAPI(title="PROTEUS router", lifespan=lifespan,
                   description="SLA-aware LLM routing: the cheapest model mix whose mean accuracy "
                               "meets the requested target τ.")
-    errors = {code: {"model": ErrorResponse} for code in (400, 413, 422, 503)}
+    errors = {code: {"model": ErrorResponse} for code in (400, 401, 408, 413, 415, 422, 500, 503)}
     body_schema = {"anyOf": [{"$ref": "#/components/schemas/RouteRequest"},
                              {"$ref": "#/components/schemas/BatchRouteRequest"}]}
 
@@ -203,8 +261,10 @@ def create_app(router: Router, settings: ServerSettings | None = None) -> RouteA
                                              "content": {"application/json": {"schema":
                                                                               body_schema}}}})
     async def route(request: Request) -> Response:
-        status, body = await service.handle(await request.body())
-        return Response(body, status, media_type="application/json")
+        status, body, headers = await service.handle_http(dict(request.headers.raw),
+                                                          request.stream())
+        return Response(body, status, headers={k.decode(): v.decode() for k, v in headers},
+                        media_type="application/json")
 
     @app.get("/v1/models", response_model=ModelsResponse, summary="Model pool and τ range")
     async def models() -> dict[str, Any]:
@@ -231,14 +291,28 @@ def create_app(router: Router, settings: ServerSettings | None = None) -> RouteA
 
 def uvicorn_config(app: RouteApp, host: str = "127.0.0.1", port: int = 0,
                    log_level: str = "warning") -> uvicorn.Config:
-    """uvicorn settings: no websockets, no access log, uvloop/httptools when installed."""
+    """uvicorn settings: no websockets, no access log, uvloop/httptools when installed, the
+    app's header and keep-alive timeouts."""
+    settings = app.service.settings
+    protocol = http_guards.with_header_timeout(http_guards.http_protocol_class(),
+                                               settings.header_timeout_s)
     return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
-                          ws="none", lifespan="on", timeout_graceful_shutdown=5)
+                          ws="none", lifespan="on", timeout_graceful_shutdown=5, http=protocol,
+                          timeout_keep_alive=settings.keep_alive_timeout_s)
+
+
+def warn_if_exposed(app: RouteApp, host: str) -> str | None:
+    """Log (and return) a warning when `host` is reachable from other machines without tokens."""
+    message = http_guards.exposure_warning(host, bool(app.auth))
+    if message:
+        logging.getLogger(__name__).warning(message)
+    return message
 
 
 def serve(app: RouteApp, host: str = "127.0.0.1", port: int = 8000,
           log_level: str = "info") -> None:
     """Serve until interrupted (Ctrl-C / SIGTERM shut down gracefully)."""
+    warn_if_exposed(app, host)
     uvicorn.Server(uvicorn_config(app, host, port, log_level)).run()
 
 
@@ -250,6 +324,7 @@ class ServerThread:
     """
 
     def __init__(self, app: RouteApp, host: str = "127.0.0.1"):
+        warn_if_exposed(app, host)
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, 0))

@@ -2,9 +2,15 @@
 
 An artifact (written by `proteus.export.write_artifact`) is a directory:
 
-    manifest.json      models, prices, encoder, feature_dim, λ(τ) table, certification, versions
+    manifest.json      models, prices, encoder, feature_dim, λ(τ) table, certification, versions,
+                       the size and sha256 of every other file, and a digest of itself
     params/            the router's parameters (Orbax, via `proteus.checkpoint.save_pytree`)
     route.jaxexport    the routing function serialised with `jax.export` (symbolic batch "b")
+
+`Router.load` verifies all of it before serving (`proteus.artifact`: what is checked and the
+threat model), and every decision is checked finite before it is returned (`RoutingError`).
+Inputs are validated by one set of functions (`check_features`, `check_text`,
+`proteus.operating.check_taus`) shared by the Python API, the command line and HTTP.
 
 Loading needs numpy, jax, orbax and json only (no flax, no trainer, no config code); a text
 encoder is rebuilt from the manifest only when the artifact was trained on one.
@@ -17,8 +23,6 @@ evaluation does.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -27,21 +31,91 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from proteus import checkpoint
-from proteus.operating import OperatingPoint, OperatingPolicy
+from proteus import artifact, checkpoint
+from proteus.artifact import (  # noqa: F401 (re-exported: the serving API's names)
+    FORMAT,
+    FORMAT_VERSION,
+    FUNCTION_FILE,
+    MANIFEST_FILE,
+    PARAMS_DIR,
+    ArtifactError,
+    load_function,
+    lowering_platform,
+    read_manifest,
+)
+from proteus.operating import OperatingPoint, OperatingPolicy, check_taus
 
-FORMAT = "proteus-router"
-FORMAT_VERSION = 2  # 2: operating-point table, fixed-model points, cross-fitted ensembles
-MANIFEST_FILE = "manifest.json"
-PARAMS_DIR = "params"
-FUNCTION_FILE = "route.jaxexport"
 MAX_BUCKET = 4096  # rows per compiled call; larger inputs are chunked
-REQUIRED_KEYS = ("models", "prices", "mean_cost_usd", "encoder", "feature_dim", "lambda",
-                 "operating", "certification", "fallback", "function")
 
 
-class ArtifactError(ValueError):
-    """The artifact is missing, malformed, or inconsistent with this code or machine."""
+class RoutingError(RuntimeError):
+    """The routing function returned non-finite values (a corrupted or broken artifact)."""
+
+
+def check_features(features: Any, dim: int, one_row: bool = False) -> np.ndarray:
+    """Validate query features: [D] or [B, D] real numbers, all finite -> [B, D] float32.
+
+    The one check for features (Python API, CLI and HTTP). Booleans, strings, complex numbers and
+    ragged lists are refused rather than coerced.
+
+    Args:
+      features: [D] or [B, D] numbers (a list, nested lists or an array).
+      dim: D, the artifact's feature_dim.
+      one_row: require exactly one [D] row (an HTTP request item) and return it as [D].
+
+    Raises:
+      ValueError: naming what is wrong.
+    """
+    want = f"features must be a list of {dim} numbers per query"
+    try:
+        x = np.asarray(features)
+    except (TypeError, ValueError) as err:  # ragged lists
+        raise ValueError(f"{want}: {err}") from None
+    if x.dtype.kind not in "iuf" or (x.size and _holds_bool(features)):
+        raise ValueError(f"{want}, got {_kind(x)}")
+    x = x[None] if x.ndim == 1 and not one_row else x
+    if (x.ndim != 1 if one_row else x.ndim != 2) or x.shape[-1] != dim:
+        raise ValueError(f"features must have {dim} values per query (the artifact's "
+                         f"feature_dim), got shape {np.shape(features)}")
+    x = x.astype(np.float32)
+    if not np.all(np.isfinite(x)):  # NaN, inf, or beyond float32's range
+        raise ValueError("features must be finite (no NaN or inf, |x| < 3.4e38)")
+    return x
+
+
+def _holds_bool(features: Any) -> bool:
+    """True if a (nested) list holds a bool (numpy would silently read it as 0/1)."""
+    if not isinstance(features, list | tuple):
+        return False
+    rows = features if features and isinstance(features[0], list | tuple) else [features]
+    return any(type(v) is bool for row in rows for v in row)
+
+
+def _kind(x: np.ndarray) -> str:
+    names = {"b": "booleans", "c": "complex numbers", "U": "strings", "S": "bytes"}
+    return names.get(x.dtype.kind, "booleans" if x.dtype.kind in "iuf" else f"{x.dtype} values")
+
+
+def check_text(text: Any, where: str = "query") -> str:
+    """Validate one text query: a non-empty str that is valid Unicode (encodable as UTF-8).
+
+    The one check for text (Python API, CLI and HTTP). A lone surrogate such as "\\ud800" (legal
+    in a JSON string) cannot be encoded and would fail the encoder later, so it is refused here.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"{where} must be a non-empty string, got {text!r:.80}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"{where} is not valid Unicode: {err.reason} at character {err.start} "
+                         f"({text[err.start]!r})") from None
+    return text
+
+
+def finite_rows(raw: RawDecisions) -> np.ndarray:
+    """[B] bool: the rows whose μ, λ, p̂ and ĉ are all finite."""
+    return (np.isfinite(raw.mu) & np.isfinite(raw.lam) & np.isfinite(raw.p_hat).all(axis=1)
+            & np.isfinite(raw.c_hat).all(axis=1))
 
 
 class Decisions(NamedTuple):
@@ -57,66 +131,6 @@ class Decisions(NamedTuple):
     point: np.ndarray  # [B] int32 operating point (index in the manifest's table)
     feasible: np.ndarray  # [B] bool
     reason: tuple[str, ...]  # [B]
-
-
-# ------------------------------------------------------------------ reading an artifact
-
-
-def read_manifest(path: str) -> dict[str, Any]:
-    """The manifest of the artifact at `path`, checked for format and version."""
-    file = os.path.join(path, MANIFEST_FILE)
-    if not os.path.isfile(file):
-        raise ArtifactError(f"{file} not found: is {path!r} a PROTEUS router artifact?")
-    with open(file) as f:
-        manifest = json.load(f)
-    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{file}: format {manifest.get('format')!r} v"
-                            f"{manifest.get('format_version')!r}, expected {FORMAT!r} v"
-                            f"{FORMAT_VERSION}")
-    missing = [k for k in REQUIRED_KEYS if k not in manifest]
-    if missing:
-        raise ArtifactError(f"{file}: missing {missing}")
-    return manifest
-
-
-def load_function(path: str, manifest: dict[str, Any]) -> jax.export.Exported:
-    """Deserialise the routing function and check it against the manifest and this machine."""
-    info = manifest["function"]
-    with open(os.path.join(path, info["file"]), "rb") as f:
-        blob = f.read()
-    if hashlib.sha256(blob).hexdigest() != info["sha256"]:
-        raise ArtifactError(f"{path}: {info['file']} does not match the manifest's sha256")
-    version = info["calling_convention_version"]
-    lo = jax.export.minimum_supported_calling_convention_version
-    hi = jax.export.maximum_supported_calling_convention_version
-    if not lo <= version <= hi:
-        raise ArtifactError(f"{path}: the routing function uses jax.export calling convention "
-                            f"{version}; this jax {jax.__version__} reads {lo}..{hi}: re-export "
-                            "it with this jax, or serve with the jax it was exported with")
-    exported = jax.export.deserialize(bytearray(blob))
-    platform = lowering_platform()
-    if platform not in exported.platforms:
-        raise ArtifactError(f"{path}: the routing function was exported for {exported.platforms},"
-                            f" not for this machine's {platform!r}; re-export with it")
-    d, m, k = manifest["feature_dim"], len(manifest["models"]), len(manifest["lambda"]["taus"])
-    feats, outs = exported.in_avals[-3], exported.out_avals
-    if feats.shape[1] != d:
-        raise ArtifactError(f"{path}: the manifest says feature_dim={d}, the routing function "
-                            f"takes {feats.shape[1]}-d features")
-    if outs[2].shape[1] != m or exported.in_avals[-4].shape != (k,):
-        raise ArtifactError(f"{path}: the routing function expects {outs[2].shape[1]} models, "
-                            f"{exported.in_avals[-4].shape} lanes; the manifest has {m}, {k}")
-    return exported
-
-
-def lowering_platform() -> str:
-    """This machine's platform as `jax.export` names it ("cpu", "cuda", "rocm", "tpu")."""
-    backend = jax.default_backend()
-    if backend != "gpu":
-        return backend
-    client = getattr(jax.devices()[0], "client", None)
-    version = str(getattr(client, "platform_version", "")).lower()
-    return "rocm" if "rocm" in version else "cuda"
 
 
 class RawDecisions(NamedTuple):
@@ -214,20 +228,28 @@ class Router:
 
     @classmethod
     def load(cls, path: str, fallback: str | None = None, warmup: int = 1) -> Router:
-        """Load and check an artifact directory.
+        """Load an artifact directory after verifying it (see `proteus.artifact`).
 
         Args:
           path: the artifact written by `proteus.export.write_artifact`.
           fallback: "best_effort" | "refuse" for infeasible τ; None keeps the manifest's default.
           warmup: compile the batch buckets up to this many rows now (0: on first use).
+
+        Raises:
+          ArtifactError: naming the file or manifest field that is missing, corrupted or
+            inconsistent.
         """
-        manifest = read_manifest(path)
-        exported = load_function(path, manifest)
+        manifest = artifact.read_manifest(path)
+        artifact.verify_files(path, manifest)
+        artifact.validate_manifest(path, manifest)
+        exported = artifact.load_function(path, manifest)
         params = checkpoint.load_pytree(os.path.join(path, PARAMS_DIR))
         want = exported.in_tree.children()[0].children()[0]  # ((args...), kwargs)
         if jax.tree.structure(params) != want:
             raise ArtifactError(f"{path}: parameters {jax.tree.structure(params)} do not match "
                                 f"the routing function's {want}")
+        leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+        artifact.check_finite_params(path, [(jax.tree_util.keystr(k), v) for k, v in leaves])
         router = cls(path, manifest, params, exported, fallback)
         router.warmup(warmup)
         return router
@@ -264,23 +286,20 @@ class Router:
         """[B] non-empty str -> [B, D] float32 features, with the artifact's own encoder."""
         self.require_text()
         for i, text in enumerate(texts):
-            if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"query {i} is empty or not a string: {text!r:.80}")
+            check_text(text, f"query {i}")
         return np.asarray(self._encoder.encode(list(texts)), np.float32)
 
-    def check_features(self, features: Any) -> np.ndarray:
-        """[D] or [B, D] finite numbers -> [B, D] float32; ValueError otherwise."""
-        try:
-            x = np.asarray(features, np.float32)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"features must be numbers: {err}") from None
-        x = x[None] if x.ndim == 1 else x
-        if x.ndim != 2 or x.shape[1] != self.feature_dim:
-            raise ValueError(f"features must have {self.feature_dim} values per query (the "
-                             f"artifact's feature_dim), got shape {np.shape(features)}")
-        if not np.all(np.isfinite(x)):
-            raise ValueError("features must be finite (no NaN or inf)")
-        return x
+    def check_features(self, features: Any, one_row: bool = False) -> np.ndarray:
+        """`check_features` at this artifact's feature_dim ([B, D] float32, or [D] if one_row)."""
+        return check_features(features, self.feature_dim, one_row)
+
+    def check_finite(self, raw: RawDecisions) -> None:
+        """Raise `RoutingError` naming the queries whose decisions are not finite."""
+        bad = np.flatnonzero(~finite_rows(raw))
+        if bad.size:
+            raise RoutingError(f"{self.path}: the router returned non-finite μ/p̂/ĉ/λ for "
+                               f"{bad.size} of {len(raw.mu)} queries (first: {bad[:5].tolist()}); "
+                               "the artifact is broken: re-export it")
 
     def run(self, features: np.ndarray, operating_tau: np.ndarray,
             fixed: np.ndarray | None = None) -> RawDecisions:
@@ -316,18 +335,21 @@ class Router:
 
         Raises:
           ValueError: bad features or τ; `InfeasibleTauError` under the "refuse" fallback.
+          RoutingError: the router returned non-finite values (never silently passed on).
         """
         x = self.check_features(features)
-        try:
-            taus = np.broadcast_to(np.asarray(tau, np.float64), (x.shape[0],))
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"tau must be a number or one number per query: {err}") from None
+        taus = check_taus(tau, x.shape[0])
         unique, inverse = np.unique(taus, return_inverse=True)
-        return self.run_points(x, [self.resolve(float(t)) for t in unique], inverse)
+        decisions = self.run_points(x, [self.resolve(float(t)) for t in unique], inverse)
+        self.check_finite(decisions)
+        return decisions
 
     def run_points(self, features: np.ndarray, points: Sequence[OperatingPoint],
                    inverse: np.ndarray) -> Decisions:
-        """Route row i of features [B, D] float32 at the resolved point points[inverse[i]]."""
+        """Route row i of features [B, D] float32 at the resolved point points[inverse[i]].
+
+        Not checked for finiteness: `decide` raises, `protocol.route_items` fails bad rows alone.
+        """
         operating = np.asarray([p.operating_tau for p in points], np.float32)[inverse]
         fixed = np.asarray([p.operating_model for p in points], np.int32)[inverse]
         return self.assemble(self.run(features, operating, fixed), points, inverse)

@@ -19,6 +19,10 @@ from experiments import evaluation, exporting, pipeline
 from experiments.configs import quickstart
 from proteus import calibrate, export, networks, serving
 
+# The operating points `tiny_certification` certifies: policy τ'=0.9 (always right, cost 2) and
+# τ'=0.6 (right half the time, cost 1), in testing order.
+TINY_CERT_OPERATING = {"tau": [0.9, 0.6], "model": [-1, -1], "accuracy": [1.0, 0.5],
+                       "cost": [2.0, 1.0], "n_heldout": 200, "margin_z": 1.0}
 TINY_PRICES = {"small": (1e-7, 2e-7), "medium": (1e-6, 2e-6), "large": (1e-5, 3e-5)}
 
 
@@ -117,9 +121,18 @@ def tiny_artifact(tmp_path_factory, tiny_bundle) -> str:
 @pytest.fixture(scope="session")
 def tiny_certified_artifact(tmp_path_factory, tiny_bundle, tiny_certification) -> str:
     out = str(tmp_path_factory.mktemp("tiny_cert") / "artifact")
-    operating = {"tau": [0.9, 0.6], "model": [-1, -1], "accuracy": [1.0, 0.5], "cost": [2.0, 1.0],
-                 "n_heldout": 200, "margin_z": 1.0}
-    bundle = dataclasses.replace(tiny_bundle, operating=operating,
+    bundle = dataclasses.replace(tiny_bundle, operating=TINY_CERT_OPERATING,
                                  certification=tiny_certification)
+    export.write_artifact(bundle, out, verify=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_text_artifact(tmp_path_factory, tiny_bundle) -> str:
+    """The tiny router with a 4-d hashing text encoder: text queries without a training run."""
+    from proteus.encoders import get_encoder  # noqa: PLC0415 (text artifacts only)
+
+    out = str(tmp_path_factory.mktemp("tiny_text") / "artifact")
+    bundle = dataclasses.replace(tiny_bundle, encoder=get_encoder("hashing:dim=4").to_config())
     export.write_artifact(bundle, out, verify=False)
     return out

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 
 from proteus import checkpoint, export, networks, operating, serving
+from tests import serving_fixtures
 
 pytest_plugins = ["tests.serving_fixtures"]
 
 MANIFEST_KEYS = {
     "format", "format_version", "created", "models", "prices", "mean_cost_usd", "encoder",
-    "feature_dim", "spec", "lambda", "operating", "certification", "feasible_tau", "fallback", "function",
-    "params", "training", "versions",
+    "feature_dim", "spec", "lambda", "operating", "certification", "feasible_tau", "fallback",
+    "function", "params", "training", "versions", "files", "manifest_sha256",
 }
 
 
@@ -34,7 +35,7 @@ def test_artifact_layout_and_manifest(tiny_artifact):
     assert m["encoder"] == {"id": "precomputed:dim=4", "kind": "precomputed", "dim": 4}
     assert m["spec"] == {"n_models": 3, "feature_dim": 4, "hidden": 8, "policy_hidden": 8,
                          "use_tau_input": True, "use_lambda_input": True, "static_cost": False,
-                         "folds": 1}
+                         "folds": 1, "groups": 0}
     # float32 values survive the JSON round trip exactly
     assert np.array_equal(np.float32(m["lambda"]["taus"]), np.float32([0.5, 0.7, 0.9]))
     assert m["lambda"]["lams"] == [1.0, 3.0, 2.0]
@@ -97,7 +98,8 @@ def test_write_refuses_to_clobber(tmp_path, tiny_bundle, tiny_certification):
     export.write_artifact(tiny_bundle, out, verify=False)
     with pytest.raises(FileExistsError, match="overwrite"):
         export.write_artifact(tiny_bundle, out)
-    certified = dataclasses.replace(tiny_bundle, certification=tiny_certification)
+    certified = dataclasses.replace(tiny_bundle, operating=serving_fixtures.TINY_CERT_OPERATING,
+                                    certification=tiny_certification)
     export.write_artifact(certified, out, overwrite=True, verify=False)
     assert _manifest(out)["certification"]["status"] == "certified"
     assert sorted(os.listdir(tmp_path)) == ["a"]  # no partial directories left behind
@@ -111,6 +113,15 @@ def test_bad_bundles_are_rejected(tmp_path, tiny_bundle):
     with pytest.raises(ValueError, match="8-d features"):
         export.write_artifact(dataclasses.replace(tiny_bundle, encoder=wrong_dim),
                               str(tmp_path / "y"))
+    nan_lams = np.float32([1.0, np.nan, 2.0])
+    with pytest.raises(serving.ArtifactError, match="lambda.lams must be finite"):
+        export.write_artifact(dataclasses.replace(tiny_bundle, lane_lams=nan_lams),
+                              str(tmp_path / "z"))
+    nan_params = jax.tree.map(np.array, tiny_bundle.params)
+    nan_params["policy"]["params"]["beta_params"]["kernel"][0, 0] = np.nan
+    with pytest.raises(serving.ArtifactError, match="parameter .* non-finite"):
+        export.write_artifact(dataclasses.replace(tiny_bundle, params=nan_params),
+                              str(tmp_path / "w"))
     assert not os.listdir(tmp_path)
 
 

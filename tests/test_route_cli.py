@@ -65,3 +65,26 @@ def test_batch_mode_main(text_artifact, tmp_path):
                              progress=False):
         assert route_cli.main(["route"]) == 1  # some lines could not be routed
     assert len(dst.read_text().strip().split("\n")) == 9
+
+
+def test_route_jsonl_bad_lines_fail_alone(tiny_text_artifact, monkeypatch):
+    router = serving.Router.load(tiny_text_artifact, warmup=0)
+    lines = [json.dumps({"query": q, "tau": 0.6}) for q in ("fine", "\ud800 x", "boom", "ok")]
+    real = router._encoder
+
+    class Fragile:  # the encoder, failing on one text (an error inside the routed chunk)
+        dim = real.dim
+
+        @staticmethod
+        def encode(texts):
+            if "boom" in texts:
+                raise RuntimeError("encoder exploded")
+            return real.encode(texts)
+
+    monkeypatch.setattr(router, "_encoder", Fragile())
+    out = io.StringIO()
+    assert route_cli.route_jsonl(router, lines, out, tau=None) == (2, 2)
+    records = [json.loads(r) for r in out.getvalue().strip().split("\n")]
+    assert records[1]["line"] == 2 and "not valid Unicode" in records[1]["error"]
+    assert records[2]["line"] == 3 and "encoder exploded" in records[2]["error"]
+    assert [r.get("model") is not None for r in records] == [True, False, False, True]

@@ -64,6 +64,9 @@ def test_route_matches_the_router(client, text_router):
     assert _close(decisions[1], text_router.route(text, 0.6)[0].to_dict())
 
 
+JSON = {"content-type": "application/json"}
+
+
 def _bad_requests(dim: int) -> list[tuple[bytes, int, str]]:
     ok = [0.0] * dim
     dump = lambda obj: json.dumps(obj).encode()
@@ -89,7 +92,7 @@ def _bad_requests(dim: int) -> list[tuple[bytes, int, str]]:
 
 def test_bad_requests_get_clear_4xx(client, text_router):
     for body, status, message in _bad_requests(text_router.feature_dim):
-        got = client.post("/v1/route", content=body)
+        got = client.post("/v1/route", content=body, headers=JSON)
         assert got.status_code == status, (body[:60], got.text)
         assert message in got.json()["detail"], (body[:60], got.text)
     assert client.get("/healthz").status_code == 200  # still serving
@@ -110,7 +113,7 @@ def test_refuse_policy_and_fastapi_route(tiny_artifact):
         assert got.status_code == 422 and "infeasible and refused" in got.json()["detail"]
         got = c.post("/v1/route", json={"query": "hello", "tau": 0.6})
         assert got.status_code == 422 and "precomputed features" in got.json()["detail"]
-        assert c.post("/v1/route", content=b"{").status_code == 400
+        assert c.post("/v1/route", content=b"{", headers=JSON).status_code == 400
         ok = c.post("/v1/route", json={"features": [0.0] * 4, "tau": 0.6}).json()
         assert ok == router.route(np.zeros(4), 0.6)[0].to_dict()
         assert c.get("/v1/models").json()["fallback"] == "refuse"
@@ -122,7 +125,8 @@ def test_fast_path_and_fastapi_route_agree(text_router, client):
     app = server.create_app(text_router, dataclasses.replace(SETTINGS, fast_path=False))
     with server.ServerThread(app) as running, httpx.Client(base_url=running.url) as slow:
         for body in bodies:
-            a, b = client.post("/v1/route", content=body), slow.post("/v1/route", content=body)
+            a = client.post("/v1/route", content=body, headers=JSON)
+            b = slow.post("/v1/route", content=body, headers=JSON)
             assert (a.status_code, a.json()) == (b.status_code, b.json())
 
 
