@@ -9,6 +9,7 @@ File formats: `proteus.gateway.config`; endpoints: `proteus.gateway.app`. Withou
 gateway runs open (no keys, budgets or rate limits) and refuses any host but loopback.
 """
 
+import logging
 import sys
 
 from absl import app, flags
@@ -42,6 +43,8 @@ def main(argv):
     for flag in (_ARTIFACT, _MODELS_FILE):
         if not flag.value:
             sys.exit(f"--{flag.name} is required")
+    # httpx logs every upstream request at INFO, which absl enables: one line per proxied call.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = gateway.GatewaySettings(usage_db=_USAGE_DB.value,
                                        open_default_tau=_DEFAULT_TAU.value)
     try:  # ConfigError, ArtifactError and check_host's refusal are ValueErrors with a message

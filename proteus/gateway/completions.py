@@ -14,6 +14,7 @@ for it with `stream_options.include_usage`), else that estimate.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -144,8 +145,13 @@ class RoutingQueue:
                                "overloaded") from None
 
 
+_ID_PREFIX = "req-" + os.urandom(6).hex() + "-"  # random per process; a counter within it
+_ids = itertools.count(1)
+
+
 def new_request_id() -> str:
-    return "req-" + os.urandom(8).hex()
+    """A unique request id without a syscall per request."""
+    return f"{_ID_PREFIX}{next(_ids)}"
 
 
 def reply_cost(reply: Reply, routed: Routed, prices: dict[str, Any]) -> tuple[float, dict]:

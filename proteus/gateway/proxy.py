@@ -1,6 +1,10 @@
 """Forwarding to the chosen model's upstream with `httpx`: plain and SSE-streamed responses.
 
-One `httpx.AsyncClient` (keep-alive pool) serves every upstream. The body goes upstream as the
+Requests go out through `shards` `httpx.AsyncClient`s in turn (keep-alive pools of
+max_connections / shards each): httpcore scans every connection of a pool, with a poll(2) each,
+on every request, so one pool of N connections costs O(N) per request under load; small pools
+keep that scan short (measured with wrk, 50 connections, a fake upstream: 72 req/s with one pool
+of 1024, 365-506 req/s with 16 of 64). The body goes upstream as the
 client sent it except `model`, which becomes the upstream's name for the chosen model; the client's
 own credentials never leave the gateway (the upstream gets its key from `api_key_env`).
 
@@ -59,19 +63,28 @@ def _usage_of(data: bytes) -> dict[str, Any] | None:
 class Proxy:
     """Sends requests to upstreams; `start` and `close` from the app's lifespan."""
 
-    def __init__(self, upstreams: dict[str, Upstream], max_connections: int = 1024):
+    def __init__(self, upstreams: dict[str, Upstream], max_connections: int = 1024,
+                 shards: int = 16):
         self.upstreams = upstreams
-        self._limits = httpx.Limits(max_connections=max_connections,
-                                    max_keepalive_connections=max_connections)
-        self._client: httpx.AsyncClient | None = None
+        per_shard = max(1, max_connections // shards)
+        self._limits = httpx.Limits(max_connections=per_shard,
+                                    max_keepalive_connections=per_shard)
+        self._shards = shards
+        self._clients: list[httpx.AsyncClient] = []
+        self._next = 0
 
     async def start(self) -> None:
         # trust_env=False: proxies from the environment must not capture loopback upstreams.
-        self._client = httpx.AsyncClient(limits=self._limits, trust_env=False)
+        self._clients = [httpx.AsyncClient(limits=self._limits, trust_env=False)
+                         for _ in range(self._shards)]
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
+        for client in self._clients:
+            await client.aclose()
+
+    def _client(self) -> httpx.AsyncClient:
+        self._next = (self._next + 1) % len(self._clients)
+        return self._clients[self._next]
 
     async def forward(self, model: str, path: str, payload: dict[str, Any],
                       request_id: str) -> tuple[Reply, str | None]:
@@ -103,12 +116,12 @@ class Proxy:
                    "x-proteus-request-id": request_id}
         if upstream.api_key:
             headers["authorization"] = f"Bearer {upstream.api_key}"
-        request = self._client.build_request("POST", upstream.base_url + path, content=body,
-                                             headers=headers,
-                                             timeout=httpx.Timeout(upstream.timeout_s))
+        client = self._client()
+        request = client.build_request("POST", upstream.base_url + path, content=body,
+                                       headers=headers, timeout=httpx.Timeout(upstream.timeout_s))
         start = time.perf_counter()
         try:
-            response = await self._client.send(request, stream=True)
+            response = await client.send(request, stream=True)
         except httpx.TimeoutException:
             raise _Retryable(504, f"upstream {upstream.name!r} did not answer within "
                                   f"{upstream.timeout_s:g} s", "upstream_timeout") from None
