@@ -5,12 +5,15 @@
 
 Four servers run on loopback, each in its own process on the same uvicorn stack (httptools and
 uvloop when installed): a bare ASGI app answering a constant (the floor), `launch.serve` (POST
-/v1/route with a text query), a fake zero-latency OpenAI upstream (`proteus.gateway.fake`), and
+/v1/route with a text query), a fake zero-latency OpenAI upstream (`proteus.gateway.fake`, also
+loaded directly: the gateway's added latency is its latency minus this one's), and
 `launch.gateway` in front of it (POST /v1/chat/completions with an API key; keys, rate limit and
 usage accounting all on). The router is a quickstart-sized artifact (11 models, 64-d hashing
 encoder) with random weights: speed does not depend on them. wrk (found on PATH, else installed
 with apt-get when run as root; the script says which) drives each for --duration seconds after a
-1 s warm-up; a Lua hook counts non-200 answers and collects every x-proteus-overhead-ms.
+1 s warm-up; a Lua hook counts non-200 answers and collects every x-proteus-overhead-ms. Each
+target runs closed-loop (every connection sends again as soon as it is answered: saturation) and,
+with --paced_rps, at 50 connections paced to a fixed request rate (wrk's `delay` hook).
 Everything, wrk included, shares this machine's cores, so the client's own cost is in the numbers.
 """
 
@@ -43,6 +46,7 @@ wrk.method = "POST"
 wrk.body = [[%(body)s]]
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer %(key)s"
+%(delay)s
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
 function init(args) overhead = {}; bad = 0 end
@@ -134,11 +138,17 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 180.0) -> None
     sys.exit(f"server {proc.args} did not listen on {port} within {timeout:.0f} s")
 
 
-def run_wrk(wrk: str, url: str, body: str, connections: int, seconds: float, tmp: str) -> dict:
-    """One wrk run -> {rps, p50_ms, p99_ms, errors, overhead_p50_ms, overhead_p99_ms}."""
+def run_wrk(wrk: str, url: str, body: str, connections: int, seconds: float, tmp: str,
+            rate: float = 0.0) -> dict:
+    """One wrk run -> {rps, p50_ms, p99_ms, errors, overhead_p50_ms, overhead_p99_ms}.
+
+    rate > 0 paces the load: each connection waits connections / rate seconds between requests
+    (wrk's `delay` hook), so the server sees about `rate` req/s instead of all it can take.
+    """
     script = os.path.join(tmp, "bench.lua")
+    delay = f"function delay() return {connections / rate * 1e3:.3f} end" if rate else ""
     with open(script, "w") as f:
-        f.write(LUA % {"body": body, "key": KEY})
+        f.write(LUA % {"body": body, "key": KEY, "delay": delay})
     threads = min(2, connections)
     out = subprocess.run([wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s",
                           "--timeout=10s", "-s", script, url], capture_output=True, text=True,
@@ -176,6 +186,8 @@ def start_servers(tmp: str) -> tuple[dict[str, tuple[str, str]], list[subprocess
     route = json.dumps({"query": QUERY, "tau": 0.8})
     targets = {"bare app (constant)": (f"http://127.0.0.1:{ports['bare']}/", route),
                "POST /v1/route": (f"http://127.0.0.1:{ports['route']}/v1/route", route),
+               "fake upstream direct": (
+                   f"http://127.0.0.1:{ports['fake']}/v1/chat/completions", chat),
                "gateway -> fake upstream": (
                    f"http://127.0.0.1:{ports['gateway']}/v1/chat/completions", chat)}
     return targets, list(procs.values())
@@ -185,8 +197,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
     parser.add_argument("--connections", default="50,500")
-    parser.add_argument("--targets", default="bare,route,gateway",
-                        help="which of bare, route, gateway to load (the bare app always runs)")
+    parser.add_argument("--paced_rps", type=float, default=200.0,
+                        help="also run 50 connections paced to this many req/s (0: skip)")
+    parser.add_argument("--targets", default="bare,route,upstream,gateway",
+                        help="which of bare, route, upstream (the fake, directly), gateway to "
+                             "load (the bare app always runs)")
     parser.add_argument("--serve", default="", help=argparse.SUPPRESS)  # kind:port subprocess
     args = parser.parse_args()
     if args.serve:
@@ -204,13 +219,16 @@ def main() -> None:
         try:
             results = {}
             chosen = {"bare"} | set(args.targets.split(","))
-            for (label, (url, body)), short in zip(targets.items(), ("bare", "route", "gateway"),
-                                                   strict=True):
+            shorts = ("bare", "route", "upstream", "gateway")
+            for (label, (url, body)), short in zip(targets.items(), shorts, strict=True):
                 if short not in chosen:
                     continue
                 for conns in [int(c) for c in args.connections.split(",")]:
                     run_wrk(wrk, url, body, conns, 1, tmp)  # warm-up (connections, buckets)
                     results[label, conns] = run_wrk(wrk, url, body, conns, args.duration, tmp)
+                if args.paced_rps:
+                    results[label, f"50 @ {args.paced_rps:g}/s"] = run_wrk(
+                        wrk, url, body, 50, args.duration, tmp, args.paced_rps)
         finally:
             for proc in procs:
                 proc.terminate()

@@ -213,12 +213,13 @@ def test_metrics_after_a_burst(gw, router):
 
 
 def test_upstream_failures_fallback_and_timeout(router, upstream, tmp_path):
-    """Every model's upstream answers 500 -> the fallback serves; a slow one -> 504."""
+    """Every model's upstream answers 500 -> the fallback serves; a slow one -> 504 (open mode)."""
     entries = {m: {"upstream_model": "fail-500", "fallback": "backup"} for m in router.models}
     entries["backup"] = {"upstream_model": "up-backup"}
     entries[router.route(HARD, 0.5)[0].model] = {"upstream_model": "slow", "timeout_s": 0.2}
     upstreams = config.load_models(models_file(tmp_path, upstream.url, entries), router.models)
-    with server.ServerThread(gateway.create_gateway(router, upstreams)) as running:  # open mode
+    settings = gateway.GatewaySettings(inline_routing=False)  # the batched path, in a thread
+    with server.ServerThread(gateway.create_gateway(router, upstreams, None, settings)) as running:
         c = openai.OpenAI(base_url=running.url + "/v1", api_key="anything", max_retries=0)
         raw = c.chat.completions.with_raw_response.create(
             model="proteus-0.9", messages=[{"role": "user", "content": HARD}])

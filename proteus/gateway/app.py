@@ -10,7 +10,9 @@
 The gateway's endpoints are raw ASGI, not FastAPI routes: per-request framework work would be
 most of the gateway's own overhead (see `proteus.server`). Responses carry x-proteus-request-id,
 and for routed requests x-proteus-model (the model that answered), x-proteus-tau and
-x-proteus-overhead-ms: the gateway's own time, i.e. everything but waiting on the upstream.
+x-proteus-overhead-ms: the gateway's own time, i.e. everything but the upstream call (as LiteLLM's
+overhead header: time the event loop spends on other requests while this one awaits its upstream
+counts as upstream time, so under saturation compare end-to-end latencies too).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class GatewaySettings:
     max_route_chars: int = 8192  # the router encodes the prompt's last this-many characters
     max_connections: int = 1024  # upstream connection pool size
     flush_every_s: float = 1.0  # usage -> SQLite interval
+    inline_routing: bool | None = None  # None: inline for hashing encoders (`RoutingQueue`)
     route: server.ServerSettings = server.ServerSettings()  # the mounted /v1/route service
 
 
@@ -84,7 +87,7 @@ class GatewayApp:
         self.metrics = GatewayMetrics()
         self.proxy = Proxy(upstreams, settings.max_connections)
         self.routing = cmp.RoutingQueue(router, settings.route.max_batch,
-                                        settings.route.max_queue)
+                                        settings.route.max_queue, settings.inline_routing)
         self.route_app = server.create_app(router, settings.route)
         self.prices: dict[str, Any] = router.manifest["prices"]
         self._exit = contextlib.AsyncExitStack()
