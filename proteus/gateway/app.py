@@ -51,7 +51,8 @@ class GatewaySettings:
     listed_taus: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)  # in GET /v1/models
     max_body_bytes: int = 4 << 20  # larger request bodies get 413
     max_route_chars: int = 8192  # the router encodes the prompt's last this-many characters
-    max_connections: int = 1024  # upstream connection pool size
+    max_connections: int = 1024  # idle upstream connections kept (per pool)
+    fast_transport: bool = True  # `proteus.gateway.transport`; False: httpx's default transport
     flush_every_s: float = 1.0  # usage -> SQLite interval
     inline_routing: bool | None = None  # None: inline for hashing encoders (`RoutingQueue`)
     route: server.ServerSettings = server.ServerSettings()  # the mounted /v1/route service
@@ -85,7 +86,7 @@ class GatewayApp:
         self.limiter = RateLimiter()
         self.usage = UsageStore(settings.usage_db)
         self.metrics = GatewayMetrics()
-        self.proxy = Proxy(upstreams, settings.max_connections)
+        self.proxy = Proxy(upstreams, settings.max_connections, settings.fast_transport)
         self.routing = cmp.RoutingQueue(router, settings.route.max_batch,
                                         settings.route.max_queue, settings.inline_routing)
         self.route_app = server.create_app(router, settings.route)

@@ -1,7 +1,7 @@
 """Prometheus metrics of the gateway (`prometheus-client`), in a registry of its own per app.
 
 Names and labels (scrape `GET /metrics`):
-  proteus_gateway_requests_total{endpoint, status}       every answered request
+  proteus_gateway_requests_total{endpoint, status}       answered completion requests
   proteus_gateway_decisions_total{model, tenant}         routing decisions (model = chosen one)
   proteus_gateway_tau{tenant}                            histogram of requested τ
   proteus_gateway_routing_seconds                        histogram: prompt -> decision

@@ -1,12 +1,11 @@
 """Forwarding to the chosen model's upstream with `httpx`: plain and SSE-streamed responses.
 
-Requests go out through `shards` `httpx.AsyncClient`s in turn (keep-alive pools of
-max_connections / shards each): httpcore scans every connection of a pool, with a poll(2) each,
-on every request, so one pool of N connections costs O(N) per request under load; small pools
-keep that scan short (measured with wrk, 50 connections, a fake upstream: 72 req/s with one pool
-of 1024, 365-506 req/s with 16 of 64). The body goes upstream as the
-client sent it except `model`, which becomes the upstream's name for the chosen model; the client's
-own credentials never leave the gateway (the upstream gets its key from `api_key_env`).
+Requests go out through one `httpx.AsyncClient` on the lean `FastTransport` (see
+`proteus.gateway.transport`), or with `fast=False` on httpx's own (httpcore) transport, sharded
+into `shards` small pools because httpcore scans every pooled connection, with a poll(2) each, on
+every request. The body goes upstream as the client sent it except `model`, which becomes the
+upstream's name for the chosen model; the client's own credentials never leave the gateway (the
+upstream gets its key from `api_key_env`).
 
 Failures become OpenAI-style `GatewayError`s: a timeout 504 (`upstream_timeout`), a refused or
 broken connection 502 (`upstream_unreachable`), an upstream 5xx 502 (`upstream_error`, with the
@@ -26,6 +25,7 @@ import httpx
 
 from proteus.gateway.config import Upstream
 from proteus.gateway.errors import GatewayError, error_body
+from proteus.gateway.transport import FastTransport
 
 TAIL_BYTES = 4096  # end of a stream kept to find its `usage` chunk
 
@@ -64,18 +64,21 @@ class Proxy:
     """Sends requests to upstreams; `start` and `close` from the app's lifespan."""
 
     def __init__(self, upstreams: dict[str, Upstream], max_connections: int = 1024,
-                 shards: int = 16):
+                 fast: bool = True, shards: int = 16):
         self.upstreams = upstreams
-        per_shard = max(1, max_connections // shards)
-        self._limits = httpx.Limits(max_connections=per_shard,
-                                    max_keepalive_connections=per_shard)
-        self._shards = shards
+        self._max_connections, self._fast, self._shards = max_connections, fast, shards
         self._clients: list[httpx.AsyncClient] = []
         self._next = 0
 
     async def start(self) -> None:
+        if self._fast:
+            self._clients = [httpx.AsyncClient(transport=FastTransport(
+                max_idle=self._max_connections))]
+            return
+        per_shard = max(1, self._max_connections // self._shards)
+        limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
         # trust_env=False: proxies from the environment must not capture loopback upstreams.
-        self._clients = [httpx.AsyncClient(limits=self._limits, trust_env=False)
+        self._clients = [httpx.AsyncClient(limits=limits, trust_env=False)
                          for _ in range(self._shards)]
 
     async def close(self) -> None:
