@@ -1,7 +1,9 @@
 """The gateway end to end: an `openai` client -> gateway -> fake upstreams, all on loopback."""
 
+import asyncio
 import dataclasses
 import json
+import socket
 
 import httpx
 import numpy as np
@@ -13,6 +15,7 @@ from proteus import export, server, serving
 from proteus.encoders.registry import get_encoder
 from proteus.gateway import app as gateway
 from proteus.gateway import config, fake, keys
+from proteus.gateway import transport as transport_lib
 
 pytest_plugins = ["tests.serving_fixtures"]
 
@@ -238,3 +241,32 @@ def test_open_mode_refuses_public_hosts():
     for host in ("0.0.0.0", "10.1.2.3", "example.com"):
         with pytest.raises(ValueError, match="without a keys file"):
             gateway.check_host(host, None)
+
+
+def test_fast_transport_reuses_connections(upstream):
+    """The lean httpx transport: keep-alive reuse, chunked SSE bodies, httpx's exceptions."""
+    async def run():
+        transport = transport_lib.FastTransport()
+        async with httpx.AsyncClient(transport=transport, base_url=upstream.url) as c:
+            body = {"model": "m", "messages": [{"role": "user", "content": HELLO}]}
+            for _ in range(3):
+                got = await c.post("/v1/chat/completions", json=body)
+                assert got.json()["choices"][0]["message"]["content"] == "m says hi from upstream"
+            assert [len(idle) for idle in transport._idle.values()] == [1]  # one connection
+            async with c.stream("POST", "/v1/chat/completions",
+                                json={**body, "stream": True}) as streamed:
+                text = b"".join([chunk async for chunk in streamed.aiter_bytes()])
+            assert text.count(b"data: ") == 5 and text.endswith(b"data: [DONE]\n\n")
+            with pytest.raises(httpx.ConnectError):
+                await c.post(f"http://127.0.0.1:{_closed_port()}/v1/completions", json=body)
+            with pytest.raises(httpx.ReadTimeout):
+                await c.post("/v1/completions", json={"model": "slow", "prompt": "x"},
+                             timeout=0.1)
+
+    asyncio.run(run())
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

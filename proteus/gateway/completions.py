@@ -13,6 +13,7 @@ for it with `stream_options.include_usage`), else that estimate.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import json
@@ -123,19 +124,23 @@ class Routed:
 
 
 class RoutingQueue:
-    """Text + τ -> RouteDecision: inline on the event loop, or batched in a worker thread.
+    """Text + τ -> RouteDecision, batched across concurrent requests.
 
-    Inline suits cheap encoders (hashing: ~0.5 ms a query here): no thread hand-offs, which on
-    busy cores cost more than the routing. A model encoder (sentence-transformers) must not block
-    the event loop: its queries are batched across concurrent requests in a worker thread.
+    `inline` (cheap encoders such as hashing): the prompts that reach `decide` in one event-loop
+    iteration are routed together by a callback on the loop itself, with no thread hand-offs
+    (which on busy cores cost more than the routing) and one compiled call per batch instead of
+    one per request. Otherwise (a model encoder such as sentence-transformers must not block
+    the loop) they are batched in a worker thread by `proteus.batching.MicroBatcher`.
     """
 
     def __init__(self, router: Router, max_batch: int = 256, max_queue: int = 8192,
                  inline: bool | None = None):
-        self.router = router
+        self.router, self.max_batch = router, max_batch
         self.inline = (router.manifest["encoder"]["kind"] in ("hashing", "precomputed")
                        if inline is None else inline)
         self.batcher = MicroBatcher(self._route_batch, max_batch, 0.0, max_queue)
+        self._pending: list[tuple[str, float, asyncio.Future]] = []
+        self.stats = {"batches": 0, "rows": 0}
 
     def _route_batch(self, items: list[tuple[str, float]]) -> list[RouteDecision]:
         return self.router.route([text for text, _ in items], [tau for _, tau in items])
@@ -147,12 +152,35 @@ class RoutingQueue:
         except InfeasibleTauError as err:
             raise _bad(str(err), "infeasible_tau", 422) from None
         if self.inline:
-            return self.router.route([text], tau)[0]
+            loop = asyncio.get_running_loop()
+            future = loop.create_future()
+            self._pending.append((text, tau, future))
+            if len(self._pending) == 1:  # the first of this iteration schedules the batch
+                loop.call_soon(self._route_pending)
+            return await future
         try:
             return (await self.batcher.submit([(text, tau)]))[0]
         except QueueFullError:
             raise GatewayError(503, "the routing queue is full; retry shortly", "server_error",
                                "overloaded") from None
+
+    def _route_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        for start in range(0, len(pending), self.max_batch):
+            batch = pending[start:start + self.max_batch]
+            try:
+                results = self._route_batch([(text, tau) for text, tau, _ in batch])
+            except Exception as err:  # noqa: BLE001 (delivered to every waiting request)
+                results = [err] * len(batch)
+            for (_, _, future), result in zip(batch, results, strict=True):
+                if future.done():  # the client went away
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+            self.stats["batches"] += 1
+            self.stats["rows"] += len(batch)
 
 
 _ID_PREFIX = "req-" + os.urandom(6).hex() + "-"  # random per process; a counter within it
