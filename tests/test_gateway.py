@@ -212,6 +212,7 @@ def test_metrics_after_a_burst(gw, router):
     assert sample("proteus_gateway_errors_total", code="invalid_api_key") == before_401
     assert sample("proteus_gateway_tau_count", tenant="team") >= 7
     assert sample("proteus_gateway_overhead_seconds_count") >= 7
+    assert sample("proteus_gateway_routing_batch_size_sum") >= 7
     assert sample("proteus_gateway_spend_usd_total", tenant="team") > 0
 
 

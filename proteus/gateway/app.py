@@ -88,7 +88,8 @@ class GatewayApp:
         self.metrics = GatewayMetrics()
         self.proxy = Proxy(upstreams, settings.max_connections, settings.fast_transport)
         self.routing = cmp.RoutingQueue(router, settings.route.max_batch,
-                                        settings.route.max_queue, settings.inline_routing)
+                                        settings.route.max_queue, settings.inline_routing,
+                                        self.metrics.batch_size.observe)
         self.route_app = server.create_app(router, settings.route)
         self.prices: dict[str, Any] = router.manifest["prices"]
         self._exit = contextlib.AsyncExitStack()
@@ -190,11 +191,13 @@ class GatewayApp:
         headers.append((b"x-proteus-overhead-ms", f"{overhead * 1e3:.3f}".encode()))
         self.metrics.overhead.observe(overhead)
         self.metrics.upstream.labels(served).observe(reply.upstream_s)
-        if reply.stream is None:
-            await _send(send, reply.status, reply.body, None, headers)
-        else:
-            await _relay(send, reply, headers)
-        self._account(routed, reply, endpoint)
+        try:
+            if reply.stream is None:
+                await _send(send, reply.status, reply.body, None, headers)
+            else:
+                await _relay(send, reply, headers)
+        finally:  # a client that left mid-stream still pays for what was generated
+            self._account(routed, reply, endpoint)
 
     async def _route_and_forward(self, scope, receive, routed: cmp.Routed,
                                  chat: bool) -> tuple[Reply, str | None, float, float]:
@@ -292,6 +295,9 @@ async def _relay(send, reply: Reply, headers: list[tuple[bytes, bytes]]) -> None
     """Pass an SSE stream through chunk by chunk (no buffering: tokens reach the client live)."""
     headers += [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
-    async for chunk in reply.stream:
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    try:
+        async for chunk in reply.stream:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    finally:  # closes the upstream response (also when the client went away)
+        await reply.stream.aclose()
     await send({"type": "http.response.body", "body": b""})

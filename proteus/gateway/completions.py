@@ -20,6 +20,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from proteus.batching import MicroBatcher, QueueFullError
@@ -134,15 +135,16 @@ class RoutingQueue:
     """
 
     def __init__(self, router: Router, max_batch: int = 256, max_queue: int = 8192,
-                 inline: bool | None = None):
-        self.router, self.max_batch = router, max_batch
+                 inline: bool | None = None, on_batch: Callable[[int], None] | None = None):
+        self.router, self.max_batch, self.on_batch = router, max_batch, on_batch
         self.inline = (router.manifest["encoder"]["kind"] in ("hashing", "precomputed")
                        if inline is None else inline)
         self.batcher = MicroBatcher(self._route_batch, max_batch, 0.0, max_queue)
         self._pending: list[tuple[str, float, asyncio.Future]] = []
-        self.stats = {"batches": 0, "rows": 0}
 
     def _route_batch(self, items: list[tuple[str, float]]) -> list[RouteDecision]:
+        if self.on_batch is not None:
+            self.on_batch(len(items))
         return self.router.route([text for text, _ in items], [tau for _, tau in items])
 
     async def decide(self, text: str, tau: float) -> RouteDecision:
@@ -179,8 +181,6 @@ class RoutingQueue:
                     future.set_exception(result)
                 else:
                     future.set_result(result)
-            self.stats["batches"] += 1
-            self.stats["rows"] += len(batch)
 
 
 _ID_PREFIX = "req-" + os.urandom(6).hex() + "-"  # random per process; a counter within it

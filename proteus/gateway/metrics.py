@@ -5,6 +5,7 @@ Names and labels (scrape `GET /metrics`):
   proteus_gateway_decisions_total{model, tenant}         routing decisions (model = chosen one)
   proteus_gateway_tau{tenant}                            histogram of requested τ
   proteus_gateway_routing_seconds                        histogram: prompt -> decision
+  proteus_gateway_routing_batch_size                     histogram: prompts routed per call
   proteus_gateway_upstream_seconds{model}                histogram: upstream call (to headers)
   proteus_gateway_overhead_seconds                       histogram: the x-proteus-overhead-ms
   proteus_gateway_errors_total{code}                     error answers by OpenAI-style code
@@ -38,6 +39,9 @@ class GatewayMetrics:
                              buckets=TAU_BUCKETS, registry=r)
         self.routing = Histogram("proteus_gateway_routing_seconds", "Prompt to routing decision",
                                  buckets=FAST_BUCKETS, registry=r)
+        self.batch_size = Histogram("proteus_gateway_routing_batch_size",
+                                    "Prompts routed together in one call",
+                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=r)
         self.upstream = Histogram("proteus_gateway_upstream_seconds",
                                   "Upstream call until its response headers (streams) or body",
                                   ["model"], buckets=UPSTREAM_BUCKETS, registry=r)
