@@ -126,11 +126,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_port(port: int, proc: subprocess.Popen, timeout: float = 180.0) -> None:
+def wait_port(port: int, proc: subprocess.Popen, log: str, timeout: float = 180.0) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
-            sys.exit(f"server {proc.args} exited with {proc.returncode}")
+            with open(log) as f:
+                tail = f.read()[-3000:]
+            sys.exit(f"server {proc.args} exited with {proc.returncode}:\n{tail}")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -179,9 +181,11 @@ def start_servers(tmp: str) -> tuple[dict[str, tuple[str, str]], list[subprocess
             "gateway": [py, "-m", "launch.gateway", f"--artifact={artifact}",
                         f"--models_file={tmp}/models.json", f"--keys_file={tmp}/keys.json",
                         f"--usage_db={tmp}/usage.sqlite3", f"--port={ports['gateway']}", quiet]}
-    procs = {k: subprocess.Popen(c, stdout=subprocess.DEVNULL) for k, c in cmds.items()}
+    logs = {k: os.path.join(tmp, f"{k}.log") for k in cmds}
+    procs = {k: subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=open(logs[k], "w"))
+             for k, c in cmds.items()}
     for name, proc in procs.items():
-        wait_port(ports[name], proc)
+        wait_port(ports[name], proc, logs[name])
     chat = json.dumps({"model": "proteus-0.8", "messages": [{"role": "user", "content": QUERY}]})
     route = json.dumps({"query": QUERY, "tau": 0.8})
     targets = {"bare app (constant)": (f"http://127.0.0.1:{ports['bare']}/", route),
