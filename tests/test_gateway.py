@@ -3,7 +3,13 @@
 import asyncio
 import dataclasses
 import json
+import signal
 import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import types
 
 import httpx
 import numpy as np
@@ -271,3 +277,31 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_launcher_serves(router, upstream, tmp_path):
+    """`python -m launch.gateway` end to end: files, keys, one routed request, clean shutdown."""
+    entries = {m: {"upstream_model": f"up-{m}"} for m in router.models}
+    port = _closed_port()
+    cmd = [sys.executable, "-m", "launch.gateway", f"--artifact={router.path}",
+           f"--models_file={models_file(tmp_path, upstream.url, entries)}",
+           f"--keys_file={keys_file(tmp_path)}", f"--usage_db={tmp_path / 'u.sqlite3'}",
+           f"--port={port}", "--log_level=warning"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.1)
+        gw = types.SimpleNamespace(url=f"http://127.0.0.1:{port}")
+        reply = client(gw).chat.completions.create(
+            model="proteus-0.5", messages=[{"role": "user", "content": HARD}])
+        assert reply.choices[0].message.content.startswith(f"up-{router.route(HARD, 0.5)[0].model}")
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
+    with sqlite3.connect(tmp_path / "u.sqlite3") as db:  # the shutdown flushed the usage
+        count = db.execute("SELECT SUM(requests) FROM usage WHERE tenant = 'team'").fetchone()
+    assert count == (1,)
