@@ -14,9 +14,9 @@ import sys
 
 from absl import app, flags
 
-from proteus import operating, server, serving
+from proteus import operating, serving
 from proteus.gateway import app as gateway
-from proteus.gateway import config, keys
+from proteus.gateway import config, keys, runner
 
 _ARTIFACT = flags.DEFINE_string("artifact", None, "Artifact directory (a text encoder).")
 _MODELS_FILE = flags.DEFINE_string("models_file", None, "Upstreams per model (TOML or JSON).")
@@ -56,7 +56,7 @@ def main(argv):
         upstreams = config.load_models(_MODELS_FILE.value, router.models)
     except ValueError as err:
         sys.exit(f"launch.gateway: {err}")
-    server.serve(gateway.create_gateway(router, upstreams, tenants, settings), _HOST.value,
+    runner.serve(gateway.create_gateway(router, upstreams, tenants, settings), _HOST.value,
                  _PORT.value, _LOG_LEVEL.value)
 
 

@@ -17,10 +17,10 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from proteus import export, server, serving
+from proteus import export, serving
 from proteus.encoders.registry import get_encoder
 from proteus.gateway import app as gateway
-from proteus.gateway import config, fake, keys
+from proteus.gateway import config, fake, keys, runner
 from proteus.gateway import transport as transport_lib
 
 pytest_plugins = ["tests.serving_fixtures"]
@@ -44,9 +44,7 @@ def router(tiny_bundle, tmp_path_factory) -> serving.Router:
 
 @pytest.fixture(scope="module")
 def upstream():
-    fake_app = fake.FakeUpstream(slow_s=2.0)
-    with server.ServerThread(fake_app) as running:
-        running.app = fake_app
+    with runner.ServerThread(fake.FakeUpstream(slow_s=2.0)) as running:
         yield running
 
 
@@ -77,8 +75,7 @@ def gw(router, upstream, tmp_path_factory):
     upstreams = config.load_models(models_file(tmp, upstream.url, entries), router.models)
     app = gateway.create_gateway(router, upstreams, config.load_keys(keys_file(tmp)),
                                  gateway.GatewaySettings(usage_db=str(tmp / "usage.sqlite3")))
-    with server.ServerThread(app) as running:
-        running.app = app
+    with runner.ServerThread(app) as running:
         yield running
 
 
@@ -229,7 +226,7 @@ def test_upstream_failures_fallback_and_timeout(router, upstream, tmp_path):
     entries[router.route(HARD, 0.5)[0].model] = {"upstream_model": "slow", "timeout_s": 0.2}
     upstreams = config.load_models(models_file(tmp_path, upstream.url, entries), router.models)
     settings = gateway.GatewaySettings(inline_routing=False)  # the batched path, in a thread
-    with server.ServerThread(gateway.create_gateway(router, upstreams, None, settings)) as running:
+    with runner.ServerThread(gateway.create_gateway(router, upstreams, None, settings)) as running:
         c = openai.OpenAI(base_url=running.url + "/v1", api_key="anything", max_retries=0)
         raw = c.chat.completions.with_raw_response.create(
             model="proteus-0.9", messages=[{"role": "user", "content": HARD}])

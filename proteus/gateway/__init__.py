@@ -7,6 +7,8 @@
   completions.py  τ from the request, prompt text, batched routing, cost accounting
   metrics.py      Prometheus collectors
   app.py          the ASGI app (`create_gateway`)
+  transport.py    a lean HTTP/1.1 transport for httpx (the upstream calls)
+  runner.py       uvicorn for these apps (serve, a background thread for tests)
   fake.py         a fake OpenAI-compatible upstream for tests, benchmarks and demos
 
 Run it with `python -m launch.gateway` (see its docstring).

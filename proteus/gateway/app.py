@@ -243,7 +243,7 @@ class GatewayApp:
 def create_gateway(router: Router, upstreams: dict[str, Upstream],
                    keys: dict[str, Tenant] | None = None,
                    settings: GatewaySettings | None = None) -> GatewayApp:
-    """The gateway for `router` (serve with uvicorn, or `proteus.server.ServerThread` in tests).
+    """The gateway for `router` (serve with `proteus.gateway.runner`, or any ASGI server).
 
     Args:
       upstreams: `proteus.gateway.config.load_models` of a models file.
