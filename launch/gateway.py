@@ -1,0 +1,64 @@
+"""Serve the OpenAI-compatible gateway: route each request by τ and forward it upstream.
+
+    python -m launch.gateway --artifact=artifacts/rb --models_file=models.toml \
+        --keys_file=keys.toml --usage_db=usage.sqlite3 --port=8080
+    python -m launch.gateway --new_key          # a fresh API key and the digest to store
+    python -m launch.gateway --hash_key=sk-...  # the digest of an existing key
+
+File formats: `proteus.gateway.config`; endpoints: `proteus.gateway.app`. Without --keys_file the
+gateway runs open (no keys, budgets or rate limits) and refuses any host but loopback.
+"""
+
+import logging
+import sys
+
+from absl import app, flags
+
+from proteus import operating, serving
+from proteus.gateway import app as gateway
+from proteus.gateway import config, keys, runner
+
+_ARTIFACT = flags.DEFINE_string("artifact", None, "Artifact directory (a text encoder).")
+_MODELS_FILE = flags.DEFINE_string("models_file", None, "Upstreams per model (TOML or JSON).")
+_KEYS_FILE = flags.DEFINE_string("keys_file", None, "Hashed API keys -> tenants; none: open.")
+_USAGE_DB = flags.DEFINE_string("usage_db", "gateway_usage.sqlite3",
+                                "SQLite file for usage and spend (':memory:' keeps none).")
+_HOST = flags.DEFINE_string("host", "127.0.0.1", "Interface to listen on.")
+_PORT = flags.DEFINE_integer("port", 8080, "TCP port.")
+_DEFAULT_TAU = flags.DEFINE_float("default_tau", 0.8, "τ of requests naming none (open mode).")
+_FALLBACK = flags.DEFINE_enum("fallback", None, list(operating.FALLBACKS),
+                              "Infeasible τ: best_effort or refuse (422); default: the artifact's.")
+_LOG_LEVEL = flags.DEFINE_string("log_level", "info", "uvicorn log level.")
+_HASH_KEY = flags.DEFINE_string("hash_key", None, "Print this key's SHA-256 digest and exit.")
+_NEW_KEY = flags.DEFINE_bool("new_key", False, "Print a fresh key and its digest and exit.")
+
+
+def main(argv):
+    del argv
+    if _HASH_KEY.value or _NEW_KEY.value:
+        key = _HASH_KEY.value or keys.new_key()
+        print(f"key_sha256 = \"{keys.hash_key(key)}\"" if _HASH_KEY.value else
+              f"key: {key}\nkey_sha256 = \"{keys.hash_key(key)}\"")
+        return
+    for flag in (_ARTIFACT, _MODELS_FILE):
+        if not flag.value:
+            sys.exit(f"--{flag.name} is required")
+    # httpx logs every upstream request at INFO, which absl enables: one line per proxied call.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    settings = gateway.GatewaySettings(usage_db=_USAGE_DB.value,
+                                       open_default_tau=_DEFAULT_TAU.value)
+    try:  # ConfigError, ArtifactError and check_host's refusal are ValueErrors with a message
+        tenants = config.load_keys(_KEYS_FILE.value) if _KEYS_FILE.value else None
+        gateway.check_host(_HOST.value, tenants)
+        router = serving.Router.load(_ARTIFACT.value, fallback=_FALLBACK.value,
+                                     warmup=settings.route.max_batch)
+        router.require_text()
+        upstreams = config.load_models(_MODELS_FILE.value, router.models)
+    except ValueError as err:
+        sys.exit(f"launch.gateway: {err}")
+    runner.serve(gateway.create_gateway(router, upstreams, tenants, settings), _HOST.value,
+                 _PORT.value, _LOG_LEVEL.value)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,207 @@
+"""POST /v1/chat/completions and /v1/completions: τ, route, budget, forward, account.
+
+τ comes from the model name (`proteus-0.9`), else the `x-proteus-tau` header, else the key's
+default (`proteus` names no τ); it must lie in the tenant's range. The router chooses from the
+prompt text: chat messages' text contents joined by newlines (text parts of multi-part content),
+or the completion prompt(s); only the last `max_route_chars` characters are encoded.
+
+Cost: the router's ĉ of the chosen model is the estimate a budget is checked against before
+forwarding; the spend recorded afterwards is the upstream's `usage` tokens x the artifact's prices
+for the model that answered when both are there (streams report usage only when the client asks
+for it with `stream_options.include_usage`), else that estimate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from proteus.batching import MicroBatcher, QueueFullError
+from proteus.gateway.config import Tenant
+from proteus.gateway.errors import GatewayError
+from proteus.gateway.proxy import Reply
+from proteus.operating import InfeasibleTauError
+from proteus.serving import RouteDecision, Router
+
+MODEL_PREFIX = "proteus"
+TAU_HEADER = b"x-proteus-tau"
+
+
+def _bad(message: str, code: str, status: int = 400) -> GatewayError:
+    return GatewayError(status, message, "invalid_request_error", code)
+
+
+def tau_of(model: Any, header: bytes | None, tenant: Tenant) -> float:
+    """The request's τ: `proteus-<τ>`, else the header, else the tenant's default (checked)."""
+    if not isinstance(model, str) or not (model == MODEL_PREFIX
+                                          or model.startswith(MODEL_PREFIX + "-")):
+        raise _bad(f"the model {model!r} is not served here: use 'proteus' or 'proteus-<τ>' "
+                   "(e.g. 'proteus-0.9'); GET /v1/models lists them", "model_not_found", 404)
+    raw, source = (model[len(MODEL_PREFIX) + 1:], "model name") if model != MODEL_PREFIX else (
+        (header.decode("latin-1"), "x-proteus-tau header") if header else (None, ""))
+    if raw is None:
+        return tenant.default_tau
+    try:
+        tau = float(raw)
+    except ValueError:
+        tau = math.nan
+    if not 0.0 <= tau <= 1.0:  # also NaN
+        raise _bad(f"τ {raw!r} from the {source} is not a number in [0, 1]", "invalid_tau")
+    if not tenant.tau_min <= tau <= tenant.tau_max:
+        raise _bad(f"τ={tau:g} is outside tenant {tenant.name!r}'s allowed range "
+                   f"[{tenant.tau_min:g}, {tenant.tau_max:g}]", "tau_out_of_range")
+    return tau
+
+
+def prompt_text(payload: dict[str, Any], chat: bool) -> str:
+    """The text the router sees (see the module docstring); 400 when there is none."""
+    parts: list[str] = []
+    if chat:
+        messages = payload.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise _bad("'messages' must be a non-empty list", "invalid_messages")
+        for message in messages:
+            content = message.get("content") if isinstance(message, dict) else None
+            if isinstance(content, str):
+                parts.append(content)
+            elif isinstance(content, list):
+                parts += [p["text"] for p in content if isinstance(p, dict)
+                          and p.get("type") == "text" and isinstance(p.get("text"), str)]
+    else:
+        prompt = payload.get("prompt")
+        parts = [prompt] if isinstance(prompt, str) else (
+            [p for p in prompt if isinstance(p, str)] if isinstance(prompt, list) else [])
+    text = "\n".join(parts)
+    if not text.strip():
+        raise _bad("the request has no prompt text to route on", "empty_prompt")
+    return text
+
+
+def parse_payload(body: bytes) -> dict[str, Any]:
+    """The JSON request object; 400 when malformed."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise _bad(f"malformed JSON body: {err}", "invalid_json") from None
+    if not isinstance(payload, dict):
+        raise _bad("the body must be a JSON object", "invalid_json")
+    return payload
+
+
+def usage_cost(usage: dict[str, Any] | None, price: dict[str, float] | None) -> float | None:
+    """USD from OpenAI `usage` tokens and a {usd_per_input_token, usd_per_output_token} price."""
+    if not usage or not price:
+        return None
+    try:
+        return (float(usage.get("prompt_tokens") or 0) * price["usd_per_input_token"]
+                + float(usage.get("completion_tokens") or 0) * price["usd_per_output_token"])
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
+@dataclasses.dataclass
+class Routed:
+    """One request on its way: who, at which τ, the decision and the clock."""
+
+    request_id: str
+    start: float
+    tenant: Tenant | None = None
+    tau: float | None = None
+    decision: RouteDecision | None = None
+    estimate_usd: float = 0.0
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        out = [(b"x-proteus-request-id", self.request_id.encode())]
+        if self.tau is not None:
+            out.append((b"x-proteus-tau", f"{self.tau:g}".encode()))
+        return out
+
+
+class RoutingQueue:
+    """Text + τ -> RouteDecision, batched across concurrent requests.
+
+    `inline` (cheap encoders such as hashing): the prompts that reach `decide` in one event-loop
+    iteration are routed together by a callback on the loop itself, with no thread hand-offs
+    (which on busy cores cost more than the routing) and one compiled call per batch instead of
+    one per request. Otherwise (a model encoder such as sentence-transformers must not block
+    the loop) they are batched in a worker thread by `proteus.batching.MicroBatcher`.
+    """
+
+    def __init__(self, router: Router, max_batch: int = 256, max_queue: int = 8192,
+                 inline: bool | None = None, on_batch: Callable[[int], None] | None = None):
+        self.router, self.max_batch, self.on_batch = router, max_batch, on_batch
+        self.inline = (router.manifest["encoder"]["kind"] in ("hashing", "precomputed")
+                       if inline is None else inline)
+        self.batcher = MicroBatcher(self._route_batch, max_batch, 0.0, max_queue)
+        self._pending: list[tuple[str, float, asyncio.Future]] = []
+
+    def _route_batch(self, items: list[tuple[str, float]]) -> list[RouteDecision]:
+        if self.on_batch is not None:
+            self.on_batch(len(items))
+        return self.router.route([text for text, _ in items], [tau for _, tau in items])
+
+    async def decide(self, text: str, tau: float) -> RouteDecision:
+        """Route one prompt (τ is checked first, so one bad request cannot fail a batch)."""
+        try:
+            self.router.resolve(tau)
+        except InfeasibleTauError as err:
+            raise _bad(str(err), "infeasible_tau", 422) from None
+        if self.inline:
+            loop = asyncio.get_running_loop()
+            future = loop.create_future()
+            self._pending.append((text, tau, future))
+            if len(self._pending) == 1:  # the first of this iteration schedules the batch
+                loop.call_soon(self._route_pending)
+            return await future
+        try:
+            return (await self.batcher.submit([(text, tau)]))[0]
+        except QueueFullError:
+            raise GatewayError(503, "the routing queue is full; retry shortly", "server_error",
+                               "overloaded") from None
+
+    def _route_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        for start in range(0, len(pending), self.max_batch):
+            batch = pending[start:start + self.max_batch]
+            try:
+                results = self._route_batch([(text, tau) for text, tau, _ in batch])
+            except Exception as err:  # noqa: BLE001 (delivered to every waiting request)
+                results = [err] * len(batch)
+            for (_, _, future), result in zip(batch, results, strict=True):
+                if future.done():  # the client went away
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+
+_ID_PREFIX = "req-" + os.urandom(6).hex() + "-"  # random per process; a counter within it
+_ids = itertools.count(1)
+
+
+def new_request_id() -> str:
+    """A unique request id without a syscall per request."""
+    return f"{_ID_PREFIX}{next(_ids)}"
+
+
+def reply_cost(reply: Reply, routed: Routed, prices: dict[str, Any]) -> tuple[float, dict]:
+    """(USD spent, usage block or {}) for an answered request (see the module docstring)."""
+    usage = reply.usage() or {}
+    name = reply.served_by.name
+    cost = usage_cost(usage, prices.get(name))
+    if cost is None:
+        c_hat = routed.decision.c_hat
+        cost = c_hat.get(name, routed.estimate_usd)
+    return cost, usage
+
+
+def elapsed_ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1e3

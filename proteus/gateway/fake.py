@@ -1,0 +1,111 @@
+"""A fake OpenAI-compatible upstream (zero latency) for tests, benchmarks and trying the gateway.
+
+    python -c "from proteus.gateway import fake; fake.serve(9000)"
+
+`POST /v1/chat/completions` and `/v1/completions` answer "<model> says hi" with a `usage` block,
+streaming (SSE chunks, a usage chunk when `stream_options.include_usage`, then `data: [DONE]`) or
+not. Two model names misbehave on purpose: "fail-500" answers 500, "slow" waits `slow_s` seconds
+(to trigger the gateway's timeout). Every request is kept in `calls` for tests to inspect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import uvicorn
+
+ANSWER = ["hi", " from", " upstream"]
+
+
+class FakeUpstream:
+    """The ASGI app. `calls`: one dict per request (path, model, authorization, body)."""
+
+    def __init__(self, slow_s: float = 5.0, record: bool = True):
+        self.slow_s, self.record = slow_s, record
+        self.calls: list[dict[str, Any]] = []
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = json.loads(b"".join(chunks) or b"{}")
+        model = body.get("model", "")
+        if self.record:
+            headers = dict(scope["headers"])
+            self.calls.append({"path": scope["path"], "model": model, "body": body,
+                               "authorization": headers.get(b"authorization", b"").decode()})
+        if model == "fail-500":
+            return await _respond(send, 500, {"error": {"message": "upstream exploded",
+                                                        "type": "server_error", "code": None}})
+        if model == "slow":
+            await asyncio.sleep(self.slow_s)
+        chat = scope["path"].endswith("/chat/completions")
+        if body.get("stream"):
+            return await _stream(send, model, chat, _include_usage(body))
+        return await _respond(send, 200, _completion(model, chat))
+
+
+def _include_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and bool(options.get("include_usage"))
+
+
+def _usage() -> dict[str, int]:
+    return {"prompt_tokens": 10, "completion_tokens": len(ANSWER), "total_tokens": 10 + len(ANSWER)}
+
+
+def _completion(model: str, chat: bool) -> dict[str, Any]:
+    text = f"{model} says " + "".join(ANSWER)
+    choice = ({"index": 0, "message": {"role": "assistant", "content": text},
+               "finish_reason": "stop"} if chat else
+              {"index": 0, "text": text, "finish_reason": "stop", "logprobs": None})
+    return {"id": "fake-1", "object": "chat.completion" if chat else "text_completion",
+            "created": int(time.time()), "model": model, "choices": [choice], "usage": _usage()}
+
+
+async def _respond(send, status: int, payload: dict[str, Any]) -> None:
+    body = json.dumps(payload).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _stream(send, model: str, chat: bool, include_usage: bool) -> None:
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")]})
+    pieces = [f"{model} says "] + ANSWER
+    for i, piece in enumerate(pieces):
+        last = i == len(pieces) - 1
+        choice = ({"index": 0, "delta": {"content": piece}} if chat else
+                  {"index": 0, "text": piece})
+        choice["finish_reason"] = "stop" if last else None
+        chunk = {"id": "fake-1", "object": "chat.completion.chunk" if chat else "text_completion",
+                 "created": int(time.time()), "model": model, "choices": [choice]}
+        await send({"type": "http.response.body", "body": _sse(chunk), "more_body": True})
+    if include_usage:
+        chunk = {"id": "fake-1", "object": "chat.completion.chunk", "created": int(time.time()),
+                 "model": model, "choices": [], "usage": _usage()}
+        await send({"type": "http.response.body", "body": _sse(chunk), "more_body": True})
+    await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+
+def _sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+def serve(port: int, host: str = "127.0.0.1") -> None:
+    """Serve a non-recording fake upstream until interrupted (benchmarks, demos)."""
+    uvicorn.run(FakeUpstream(record=False), host=host, port=port, log_level="warning",
+                access_log=False, ws="none")

@@ -1,0 +1,60 @@
+"""Prometheus metrics of the gateway (`prometheus-client`), in a registry of its own per app.
+
+Names and labels (scrape `GET /metrics`):
+  proteus_gateway_requests_total{endpoint, status}       answered completion requests
+  proteus_gateway_decisions_total{model, tenant}         routing decisions (model = chosen one)
+  proteus_gateway_tau{tenant}                            histogram of requested τ
+  proteus_gateway_routing_seconds                        histogram: prompt -> decision
+  proteus_gateway_routing_batch_size                     histogram: prompts routed per call
+  proteus_gateway_upstream_seconds{model}                histogram: upstream call (to headers)
+  proteus_gateway_overhead_seconds                       histogram: the x-proteus-overhead-ms
+  proteus_gateway_errors_total{code}                     error answers by OpenAI-style code
+  proteus_gateway_fallbacks_total{model, fallback}       upstream failures served by a fallback
+  proteus_gateway_spend_usd_total{tenant, model}         routed spend (see `proteus.gateway.app`)
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+TAU_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0)
+FAST_BUCKETS = (1e-4, 2.5e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+UPSTREAM_BUCKETS = (1e-3, 5e-3, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class GatewayMetrics:
+    """The gateway's collectors; `exposition()` is the /metrics body."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self):
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("proteus_gateway_requests", "Answered requests",
+                                ["endpoint", "status"], registry=r)
+        self.decisions = Counter("proteus_gateway_decisions", "Routing decisions",
+                                 ["model", "tenant"], registry=r)
+        self.tau = Histogram("proteus_gateway_tau", "Requested accuracy target τ", ["tenant"],
+                             buckets=TAU_BUCKETS, registry=r)
+        self.routing = Histogram("proteus_gateway_routing_seconds", "Prompt to routing decision",
+                                 buckets=FAST_BUCKETS, registry=r)
+        self.batch_size = Histogram("proteus_gateway_routing_batch_size",
+                                    "Prompts routed together in one call",
+                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=r)
+        self.upstream = Histogram("proteus_gateway_upstream_seconds",
+                                  "Upstream call until its response headers (streams) or body",
+                                  ["model"], buckets=UPSTREAM_BUCKETS, registry=r)
+        self.overhead = Histogram("proteus_gateway_overhead_seconds",
+                                  "Gateway time excluding the upstream call", buckets=FAST_BUCKETS,
+                                  registry=r)
+        self.errors = Counter("proteus_gateway_errors", "Error answers by code", ["code"],
+                              registry=r)
+        self.fallbacks = Counter("proteus_gateway_fallbacks", "Requests served by a fallback",
+                                 ["model", "fallback"], registry=r)
+        self.spend = Counter("proteus_gateway_spend_usd", "Routed spend in USD",
+                             ["tenant", "model"], registry=r)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of every collector."""
+        return generate_latest(self.registry)

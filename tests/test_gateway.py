@@ -1,0 +1,304 @@
+"""The gateway end to end: an `openai` client -> gateway -> fake upstreams, all on loopback."""
+
+import asyncio
+import dataclasses
+import json
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import types
+
+import httpx
+import numpy as np
+import openai
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from proteus import export, serving
+from proteus.encoders.registry import get_encoder
+from proteus.gateway import app as gateway
+from proteus.gateway import config, fake, keys, runner
+from proteus.gateway import transport as transport_lib
+
+pytest_plugins = ["tests.serving_fixtures"]
+
+KEYS = {name: f"sk-test-{name}" for name in ("team", "capped", "limited", "broke")}
+HELLO = "hello there"
+HARD = "explain quantum chromodynamics in detail"
+
+
+@pytest.fixture(scope="module")
+def router(tiny_bundle, tmp_path_factory) -> serving.Router:
+    """The hand-built tiny router with a text encoder and lanes μ = λ / (1 + λ) ≈ 0.01, 0.5, 1
+    (λ = 0.01, 1, 1e5 at τ = 0.5, 0.7, 0.9): low τ buys the cheapest predicted model, high τ the
+    likeliest to be right (its untrained ĉ are ~1 USD, 200x c_ref, hence the large λ)."""
+    bundle = dataclasses.replace(tiny_bundle, encoder=get_encoder("hashing:dim=4").to_config(),
+                                 lane_lams=np.asarray([0.01, 1.0, 1e5], np.float32))
+    out = str(tmp_path_factory.mktemp("gateway") / "artifact")
+    export.write_artifact(bundle, out, verify=False)
+    return serving.Router.load(out)
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    with runner.ServerThread(fake.FakeUpstream(slow_s=2.0)) as running:
+        yield running
+
+
+def models_file(tmp_path, upstream_url: str, entries: dict) -> str:
+    path = tmp_path / "models.json"
+    path.write_text(json.dumps({"defaults": {"base_url": upstream_url + "/v1", "timeout_s": 5},
+                                "models": entries}))
+    return str(path)
+
+
+def keys_file(tmp_path) -> str:
+    tenant = lambda name, **kw: {"key_sha256": keys.hash_key(KEYS[name]), "default_tau": 0.9,
+                                 "tau_range": [0.5, 1.0], **kw}
+    path = tmp_path / "keys.toml"
+    path.write_text("\n".join(
+        [f"[tenants.{name}]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in t.items())
+         for name, t in [("team", tenant("team", requests_per_minute=1000)),
+                         ("capped", tenant("capped", budget_usd_per_day=1.0)),
+                         ("limited", tenant("limited", requests_per_minute=2)),
+                         ("broke", tenant("broke", budget_usd_per_month=0.0))]]))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def gw(router, upstream, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("gw")
+    entries = {m: {"upstream_model": f"up-{m}"} for m in router.models}
+    upstreams = config.load_models(models_file(tmp, upstream.url, entries), router.models)
+    app = gateway.create_gateway(router, upstreams, config.load_keys(keys_file(tmp)),
+                                 gateway.GatewaySettings(usage_db=str(tmp / "usage.sqlite3")))
+    with runner.ServerThread(app) as running:
+        yield running
+
+
+def client(gw, name: str = "team") -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.url + "/v1", api_key=KEYS.get(name, name), max_retries=0)
+
+
+def test_tau_picks_the_model(gw, router, upstream):
+    """Non-streaming chat: the answer comes from the upstream of the router's choice at τ."""
+    chosen = {tau: router.route(HARD, tau)[0].model for tau in (0.5, 0.9)}
+    assert len(set(chosen.values())) == 2  # the test is only meaningful if τ changes the model
+    for tau, model in chosen.items():
+        raw = client(gw).chat.completions.with_raw_response.create(
+            model=f"proteus-{tau}", messages=[{"role": "system", "content": "be brief"},
+                                              {"role": "user", "content": HARD}])
+        reply = raw.parse()
+        assert reply.choices[0].message.content == f"up-{model} says hi from upstream"
+        assert raw.headers["x-proteus-model"] == model
+        assert float(raw.headers["x-proteus-tau"]) == tau
+        assert raw.headers["x-proteus-request-id"].startswith("req-")
+        assert 0 < float(raw.headers["x-proteus-overhead-ms"]) < 1000
+    last = upstream.app.calls[-1]  # the body went upstream unchanged but for the model name
+    assert last["body"]["messages"][1]["content"] == HARD and last["model"] == f"up-{model}"
+    assert last["authorization"] == ""  # the client's key stays at the gateway
+
+
+def test_tau_from_header_and_default(gw, router):
+    c = client(gw)
+    raw = c.chat.completions.with_raw_response.create(
+        model="proteus", messages=[{"role": "user", "content": HARD}],
+        extra_headers={"x-proteus-tau": "0.5"})
+    assert raw.headers["x-proteus-tau"] == "0.5"
+    assert raw.headers["x-proteus-model"] == router.route(HARD, 0.5)[0].model
+    raw = c.completions.with_raw_response.create(model="proteus", prompt=[HARD])
+    assert raw.headers["x-proteus-tau"] == "0.9"  # the key's default
+    assert raw.parse().choices[0].text.startswith(f"up-{router.route(HARD, 0.9)[0].model}")
+
+
+def test_streaming_passthrough(gw, router):
+    stream = client(gw).chat.completions.create(
+        model="proteus-0.9", stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": [{"type": "text", "text": HARD}]}])
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == f"up-{router.route(HARD, 0.9)[0].model} says hi from upstream"
+    assert chunks[-1].usage.completion_tokens == 3
+
+
+def test_models_and_route_mount(gw, router):
+    names = [m.id for m in client(gw).models.list()]
+    assert names[0] == "proteus" and "proteus-0.9" in names and "proteus-0.5" in names
+    auth = {"authorization": f"Bearer {KEYS['team']}"}
+    got = httpx.post(gw.url + "/v1/route", json={"query": HELLO, "tau": 0.7}, headers=auth)
+    assert got.json() == json.loads(json.dumps(router.route(HELLO, 0.7)[0].to_dict()))
+    assert httpx.post(gw.url + "/v1/route", json={"query": HELLO, "tau": 0.7}).status_code == 401
+    assert httpx.get(gw.url + "/healthz").json()["status"] == "ok"
+
+
+def test_refusals_are_openai_errors(gw):
+    with pytest.raises(openai.AuthenticationError) as err:
+        client(gw, "sk-wrong").chat.completions.create(
+            model="proteus", messages=[{"role": "user", "content": HELLO}])
+    assert err.value.body["code"] == "invalid_api_key"
+    with pytest.raises(openai.APIStatusError) as err:
+        client(gw, "broke").chat.completions.create(
+            model="proteus", messages=[{"role": "user", "content": HELLO}])
+    assert err.value.status_code == 402 and err.value.body["code"] == "budget_exceeded"
+    limited = client(gw, "limited")
+    for _ in range(2):
+        limited.chat.completions.create(model="proteus", messages=[{"role": "user",
+                                                                    "content": HELLO}])
+    with pytest.raises(openai.RateLimitError) as err:
+        limited.chat.completions.create(model="proteus", messages=[{"role": "user",
+                                                                    "content": HELLO}])
+    assert err.value.response.headers["retry-after"] and "per minute" in err.value.message
+    bad = [({"model": "gpt-4"}, 404, "model_not_found"),
+           ({"model": "proteus-0.2"}, 400, "tau_out_of_range"),
+           ({"model": "proteus-x"}, 400, "invalid_tau"),
+           ({"model": "proteus", "messages": [{"role": "user", "content": " "}]}, 400,
+            "empty_prompt")]
+    for extra, status, code in bad:
+        body = {"messages": [{"role": "user", "content": HELLO}], **extra}
+        got = httpx.post(gw.url + "/v1/chat/completions", json=body,
+                         headers={"authorization": f"Bearer {KEYS['team']}"})
+        assert got.status_code == status and got.json()["error"]["code"] == code, got.text
+
+
+def test_budget_from_estimates_then_refused(gw, router):
+    """A stream without usage is charged ĉ; once spend + ĉ passes the day's budget: 402."""
+    c_hat = router.route(HELLO, 0.9)[0].c_hat[router.route(HELLO, 0.9)[0].model]
+    assert c_hat < 1.0 < 2 * c_hat  # the tenant "capped" can afford exactly one
+    capped = client(gw, "capped")
+    list(capped.chat.completions.create(model="proteus", stream=True,
+                                        messages=[{"role": "user", "content": HELLO}]))
+    with pytest.raises(openai.APIStatusError) as err:
+        capped.chat.completions.create(model="proteus",
+                                       messages=[{"role": "user", "content": HELLO}])
+    assert err.value.status_code == 402
+    usage = httpx.get(gw.url + "/v1/usage",
+                      headers={"authorization": f"Bearer {KEYS['capped']}"}).json()
+    assert usage["spend_usd"]["day"] == pytest.approx(c_hat, rel=1e-6)
+    assert usage["budget_usd"]["day"] == 1.0
+
+
+def test_usage_prices_tokens(gw, router):
+    before = httpx.get(gw.url + "/v1/usage", headers={"authorization": f"Bearer {KEYS['team']}"})
+    client(gw).chat.completions.create(model="proteus-0.5",
+                                       messages=[{"role": "user", "content": HARD}])
+    after = httpx.get(gw.url + "/v1/usage", headers={"authorization": f"Bearer {KEYS['team']}"})
+    model = router.route(HARD, 0.5)[0].model
+    price = router.manifest["prices"][model]
+    want = 10 * price["usd_per_input_token"] + 3 * price["usd_per_output_token"]  # fake usage
+    spent = after.json()["spend_usd"]["day"] - before.json()["spend_usd"]["day"]
+    assert spent == pytest.approx(want, rel=1e-6)
+    assert after.json()["month_by_model"][model]["prompt_tokens"] >= 10
+
+
+def test_metrics_after_a_burst(gw, router):
+    def sample(name, **labels):
+        text = httpx.get(gw.url + "/metrics").text
+        return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                   if s.name == name and labels.items() <= s.labels.items())
+
+    model = router.route(HELLO, 0.7)[0].model
+    before = sample("proteus_gateway_decisions_total", model=model, tenant="team")
+    before_ok = sample("proteus_gateway_requests_total", endpoint="chat", status="200")
+    before_401 = sample("proteus_gateway_errors_total", code="invalid_api_key")
+    c = client(gw)
+    for _ in range(7):
+        c.chat.completions.create(model="proteus-0.7", messages=[{"role": "user",
+                                                                  "content": HELLO}])
+    for _ in range(3):
+        httpx.post(gw.url + "/v1/chat/completions", json={"model": "proteus"})
+    assert sample("proteus_gateway_decisions_total", model=model, tenant="team") == before + 7
+    assert sample("proteus_gateway_requests_total", endpoint="chat", status="200") == before_ok + 7
+    assert sample("proteus_gateway_errors_total", code="missing_api_key") >= 3
+    assert sample("proteus_gateway_errors_total", code="invalid_api_key") == before_401
+    assert sample("proteus_gateway_tau_count", tenant="team") >= 7
+    assert sample("proteus_gateway_overhead_seconds_count") >= 7
+    assert sample("proteus_gateway_routing_batch_size_sum") >= 7
+    assert sample("proteus_gateway_spend_usd_total", tenant="team") > 0
+
+
+def test_upstream_failures_fallback_and_timeout(router, upstream, tmp_path):
+    """Every model's upstream answers 500 -> the fallback serves; a slow one -> 504 (open mode)."""
+    entries = {m: {"upstream_model": "fail-500", "fallback": "backup"} for m in router.models}
+    entries["backup"] = {"upstream_model": "up-backup"}
+    entries[router.route(HARD, 0.5)[0].model] = {"upstream_model": "slow", "timeout_s": 0.2}
+    upstreams = config.load_models(models_file(tmp_path, upstream.url, entries), router.models)
+    settings = gateway.GatewaySettings(inline_routing=False)  # the batched path, in a thread
+    with runner.ServerThread(gateway.create_gateway(router, upstreams, None, settings)) as running:
+        c = openai.OpenAI(base_url=running.url + "/v1", api_key="anything", max_retries=0)
+        raw = c.chat.completions.with_raw_response.create(
+            model="proteus-0.9", messages=[{"role": "user", "content": HARD}])
+        assert raw.headers["x-proteus-model"] == "backup"
+        assert raw.headers["x-proteus-fallback-from"] == router.route(HARD, 0.9)[0].model
+        assert raw.parse().choices[0].message.content.startswith("up-backup")
+        with pytest.raises(openai.APIStatusError) as err:
+            c.chat.completions.create(model="proteus-0.5",
+                                      messages=[{"role": "user", "content": HARD}])
+        assert err.value.status_code == 504 and err.value.body["code"] == "upstream_timeout"
+
+
+def test_open_mode_refuses_public_hosts():
+    gateway.check_host("127.0.0.1", None)
+    gateway.check_host("0.0.0.0", {"x": config.Tenant("t", 0.8)})
+    for host in ("0.0.0.0", "10.1.2.3", "example.com"):
+        with pytest.raises(ValueError, match="without a keys file"):
+            gateway.check_host(host, None)
+
+
+def test_fast_transport_reuses_connections(upstream):
+    """The lean httpx transport: keep-alive reuse, chunked SSE bodies, httpx's exceptions."""
+    async def run():
+        transport = transport_lib.FastTransport()
+        async with httpx.AsyncClient(transport=transport, base_url=upstream.url) as c:
+            body = {"model": "m", "messages": [{"role": "user", "content": HELLO}]}
+            for _ in range(3):
+                got = await c.post("/v1/chat/completions", json=body)
+                assert got.json()["choices"][0]["message"]["content"] == "m says hi from upstream"
+            assert [len(idle) for idle in transport._idle.values()] == [1]  # one connection
+            async with c.stream("POST", "/v1/chat/completions",
+                                json={**body, "stream": True}) as streamed:
+                text = b"".join([chunk async for chunk in streamed.aiter_bytes()])
+            assert text.count(b"data: ") == 5 and text.endswith(b"data: [DONE]\n\n")
+            with pytest.raises(httpx.ConnectError):
+                await c.post(f"http://127.0.0.1:{_closed_port()}/v1/completions", json=body)
+            with pytest.raises(httpx.ReadTimeout):
+                await c.post("/v1/completions", json={"model": "slow", "prompt": "x"},
+                             timeout=0.1)
+
+    asyncio.run(run())
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_launcher_serves(router, upstream, tmp_path):
+    """`python -m launch.gateway` end to end: files, keys, one routed request, clean shutdown."""
+    entries = {m: {"upstream_model": f"up-{m}"} for m in router.models}
+    port = _closed_port()
+    cmd = [sys.executable, "-m", "launch.gateway", f"--artifact={router.path}",
+           f"--models_file={models_file(tmp_path, upstream.url, entries)}",
+           f"--keys_file={keys_file(tmp_path)}", f"--usage_db={tmp_path / 'u.sqlite3'}",
+           f"--port={port}", "--log_level=warning"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.1)
+        gw = types.SimpleNamespace(url=f"http://127.0.0.1:{port}")
+        reply = client(gw).chat.completions.create(
+            model="proteus-0.5", messages=[{"role": "user", "content": HARD}])
+        assert reply.choices[0].message.content.startswith(f"up-{router.route(HARD, 0.5)[0].model}")
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
+    with sqlite3.connect(tmp_path / "u.sqlite3") as db:  # the shutdown flushed the usage
+        count = db.execute("SELECT SUM(requests) FROM usage WHERE tenant = 'team'").fetchone()
+    assert count == (1,)
