@@ -57,7 +57,7 @@ class OnlineSettings:
 
 def bucket_tau(tau: float, width: float) -> float:
     """τ rounded up to a multiple of `width` (1e-9 tolerance for float noise), at most 1."""
-    return min(1.0, math.ceil(tau / width - 1e-9) * width)
+    return min(1.0, round(math.ceil(tau / width - 1e-9) * width, 9))
 
 
 def stream_key(tenant: str, tau_bucket: float) -> str:
@@ -109,6 +109,7 @@ class OnlineService:
         states = [self._states[k] for k, _ in streams]
         positions = np.asarray([ctl.operating_tau(s, self.cfg) for s in states])[inverse]
         d = adapter.serve(self.router, x, positions, [s for _, s in streams], inverse)
+        d = d._replace(tau=taus)  # the request's own τ (the stream holds the bucket's)
         records = self.router.records(d)
         now, rows = self.store.clock(), []
         for i, rec in enumerate(records):
