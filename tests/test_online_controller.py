@@ -6,7 +6,7 @@ import pytest
 
 from proteus.online import controller as ctl
 
-# τ = 0.8 served at τ'_0 = 0.8 in the lane range [0.5, 0.9]: u in [-0.3, 0.1].
+# τ = 0.8 served at knob position 0.8 in the range [0.5, 0.9]: u in [-0.3, 0.1].
 CFG = ctl.ControllerConfig(k_i=0.1, margin=0.0, forget=0.5, trust_after=0)
 
 
@@ -16,7 +16,7 @@ def fresh():
 
 def test_integral_sequence_by_hand():
     s = fresh()
-    expect = [  # (score, integral, τ', â, saturated)
+    expect = [  # (score, integral, position, â, saturated)
         (0.0, 0.08, 0.88, 0.0, ""),  # e = 0.8
         (1.0, 0.06, 0.86, 0.5, ""),  # e = -0.2
         (0.0, 0.10, 0.90, 0.25, "hi"),  # 0.06 + 0.08 = 0.14 > u_max = 0.1: clamped
@@ -25,7 +25,7 @@ def test_integral_sequence_by_hand():
     for score, integral, op, est, sat in expect:
         ctl.update(s, CFG, score)
         assert s.integral == pytest.approx(integral)
-        assert ctl.operating_tau(s, CFG) == pytest.approx(op)
+        assert ctl.position(s, CFG) == pytest.approx(op)
         assert s.acc_est == pytest.approx(est)
         assert s.saturated == sat
     assert s.n_feedback == 4 and s.score_sum == 2.0
@@ -37,10 +37,10 @@ def test_anti_windup_releases_at_once_after_a_long_shortfall():
         ctl.update(s, CFG, 0.0)
     assert s.integral == pytest.approx(0.1) and s.saturated == "hi"
     ctl.update(s, CFG, 1.0)  # the first good score moves the knob off the bound
-    assert ctl.operating_tau(s, CFG) == pytest.approx(0.88)
+    assert ctl.position(s, CFG) == pytest.approx(0.88)
     for _ in range(1000):  # the other bound
         ctl.update(s, CFG, 1.0)
-    assert ctl.operating_tau(s, CFG) == pytest.approx(0.5) and s.saturated == "lo"
+    assert ctl.position(s, CFG) == pytest.approx(0.5) and s.saturated == "lo"
     ctl.update(s, CFG, 0.0)
     assert ctl.offset(s, CFG) == pytest.approx(-0.3 + 0.08)
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from proteus.online import adapter
 from proteus.online import controller as ctl
 from proteus.online.service import OnlineService, OnlineSettings, bucket_tau, stream_key
 from proteus.online.store import Store
@@ -132,3 +133,19 @@ def test_bad_tau_is_a_clear_error(tiny_router):
         service.route(features(1), float("nan"))
     with pytest.raises(ValueError, match="feature"):
         service.route(np.zeros((1, 3), np.float32), 0.7)
+
+
+def test_knob_reads_lanes_through_their_accuracy(tiny_router):
+    k = adapter.knob(tiny_router)  # lanes τ' [0.5, 0.7, 0.9], held-out accuracy [.55, .72, .85]
+    np.testing.assert_allclose(k.positions, [0.55, 0.72, 0.85])
+    assert k.position(0.6) == pytest.approx(0.635)
+    np.testing.assert_allclose(k.operating_tau(np.asarray([0.55, 0.635, 0.85, 0.99])),
+                               [0.5, 0.6, 0.9, 0.9])
+    tiny_router.manifest["lambda"], saved = ({**tiny_router.manifest["lambda"],
+                                              "lane_accuracy": [0.6, 0.7, 0.7]},
+                                             tiny_router.manifest["lambda"])
+    try:  # a flat lane still gets min_slope * Δτ' of knob
+        np.testing.assert_allclose(adapter.knob(tiny_router).positions,
+                                   [0.6, 0.7, 0.7 + adapter.MIN_SLOPE * 0.2])
+    finally:
+        tiny_router.manifest["lambda"] = saved

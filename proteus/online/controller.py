@@ -1,19 +1,24 @@
 """The online floor controller: one per (tenant, τ bucket), driven by delayed, partial feedback.
 
-The knob is an offset `u` on the operating τ' at which the router runs (`Router.run(features,
-operating_tau)`): the request's τ first resolves to its static operating point τ'_0 (the cheapest
-certified point, or τ itself when uncertified), and the controller serves at
+The controller moves ONE scalar knob, the position p of the operating point on the artifact's
+lane axis, in accuracy units; `proteus.online.adapter` turns p into the operating τ' that
+`Router.run(features, operating_tau)` takes (p is τ' re-read through the lanes' held-out
+accuracy, see there). The request's τ first resolves to its static operating point τ'_0 (the
+cheapest certified point, or τ itself uncertified), at position p_0, and the stream is served at
 
-    τ' = clip(τ'_0 + u, τ'_lo, τ'_hi)        (the artifact's lane range)
+    p = clip(p_0 + u, p_lo, p_hi)        (the artifact's lane range)
 
 Why τ' and not log λ: the error the controller sees (τ minus a realised score) is in accuracy
-units, and τ' is in the same units. The lanes were trained so that the accuracy at τ' is about
-τ', so the plant's gain d accuracy / d τ' is near 1 wherever the router is feasible and the
-integral gain has a natural scale (a gain k means: a shortfall of 0.01 per feedback moves τ' by
+units, and τ' is in the same units: the lanes were trained so that the accuracy at τ' is about
+τ', so the plant's gain d accuracy / d τ' is of order 1 where the router is feasible and the
+integral gain has a natural scale (gain k: a shortfall of 0.01 per feedback moves the knob by
 0.01 k). λ spans orders of magnitude between cheap and near-oracle lanes, is 0 at the bottom lane
 (log λ undefined there) and its gain varies by lane. The lane range is a hard, known actuator
 range, which is exactly what anti-windup needs. The certificate is indexed by τ' too, so "u >= 0"
-reads directly as "at least as conservative as the certified point".
+reads directly as "at least as conservative as the certified point". Where the trained policy
+saturates (higher τ' lanes that buy no more held-out accuracy) d accuracy / d τ' falls to ~0.1
+and a τ' integrator becomes 10x slower; reading τ' through the lanes' held-out accuracy keeps
+the gain near 1 there too, at no cost elsewhere (`adapter.knob`).
 
 Control law, on each feedback score s in [0, 1] (setpoint r = τ + margin):
 
@@ -36,11 +41,11 @@ very stream now carries the floor (the certificate is a calibration-time bound f
 traffic; feedback is evidence about the traffic actually served). `allow_below_certified=False`
 keeps u >= 0 forever: the certified point is then a floor and the controller only buys quality.
 
-Budget: an optional cost cap B (USD per request) has its own dual ν >= 0, in τ' units,
+Budget: an optional cost cap B (USD per request) has its own dual ν >= 0, in knob units,
 
-    ν <- clip(ν + k_b (c / B − 1), 0, τ'_hi − τ'_lo)     (c: realised cost of a fed-back request)
+    ν <- clip(ν + k_b (c / B − 1), 0, p_hi − p_lo)       (c: realised cost of a fed-back request)
 
-and bounds the knob from above: u_budget = (τ'_hi − τ'_0) − ν. With one monotone knob the two
+and bounds the knob from above: u_budget = (p_hi − p_0) − ν. With one monotone knob the two
 constraints leave an interval [u_floor, u_budget] of admissible offsets, and the cheapest point
 of it is u_floor, the floor controller's own output (an integral controller settles where the
 floor just holds). So the knob is u_floor while the interval is not empty; when it is (the
@@ -63,7 +68,7 @@ from typing import Any
 class ControllerConfig:
     """Gains and limits of every controller of a service (the same for all streams)."""
 
-    k_i: float = 0.005  # integral gain (τ' units per unit error per feedback)
+    k_i: float = 0.005  # integral gain (knob units per unit error per feedback)
     k_p: float = 0.0  # proportional gain on the forgetting-window shortfall (r − â)
     k_d: float = 0.0  # derivative gain on the measurement (â_prev − â)
     margin: float = 0.025  # setpoint r = τ + margin: window noise needs headroom
@@ -71,7 +76,7 @@ class ControllerConfig:
     trust_after: int = 100  # feedbacks before the knob may go below the static point
     allow_below_certified: bool = True  # False: the static (certified) point is a floor forever
     budget: float | None = None  # USD per request; None: no cost constraint
-    k_b: float = 0.002  # budget dual step (τ' units per unit relative overspend)
+    k_b: float = 0.002  # budget dual step (knob units per unit relative overspend)
     priority: str = "floor"  # when floor and budget conflict: "floor" | "budget"
 
     def __post_init__(self):
@@ -92,8 +97,8 @@ class ControllerConfig:
 class ControllerState:
     """One stream's controller (JSON-able via `to_dict` / `from_dict`).
 
-    tau: the bucket's target; base: τ'_0 of the static operating point; lo, hi: the actuator's
-    τ' range; integral: I; nu: the budget dual; acc_est: â (None before any feedback);
+    tau: the bucket's target; base: p_0, the static operating point's knob position; lo, hi: the
+    knob's range; integral: I; nu: the budget dual; acc_est: â (None before any feedback);
     n_feedback: feedbacks applied (n_cost of them with a cost); score_sum, cost_sum: their sums;
     n_decisions: decisions served; saturated: "", "hi" or "lo" when the last update was clamped.
     """
@@ -123,9 +128,9 @@ class ControllerState:
 
 
 def new_state(tau: float, base: float, lo: float, hi: float) -> ControllerState:
-    """A fresh controller at the static operating point τ'_0 = `base` in the range [lo, hi]."""
+    """A fresh controller at the static operating point's position `base` in [lo, hi]."""
     if not lo <= hi:
-        raise ValueError(f"empty τ' range [{lo}, {hi}]")
+        raise ValueError(f"empty knob range [{lo}, {hi}]")
     return ControllerState(tau=float(tau), base=float(min(max(base, lo), hi)), lo=float(lo),
                            hi=float(hi))
 
@@ -150,7 +155,7 @@ def floor_offset(state: ControllerState, cfg: ControllerConfig) -> float:
 
 
 def budget_offset(state: ControllerState) -> float:
-    """u_budget = (τ'_hi − τ'_0) − ν: the highest offset the budget pays for."""
+    """u_budget = (p_hi − p_0) − ν: the highest offset the budget pays for."""
     return state.hi - state.base - state.nu
 
 
@@ -162,8 +167,8 @@ def offset(state: ControllerState, cfg: ControllerConfig) -> float:
     return u
 
 
-def operating_tau(state: ControllerState, cfg: ControllerConfig) -> float:
-    """τ' the stream is served at now: base + u, inside the lane range."""
+def position(state: ControllerState, cfg: ControllerConfig) -> float:
+    """The knob position the stream is served at now: base + u, inside the range."""
     return min(max(state.base + offset(state, cfg), state.lo), state.hi)
 
 
@@ -184,7 +189,7 @@ def update(state: ControllerState, cfg: ControllerConfig, score: float,
         cfg.forget * state.acc_est + (1.0 - cfg.forget) * score)
     u_min, u_max = offset_bounds(state, cfg)
     # Clamping the integral to the actuator range is the anti-windup: a stream whose target is
-    # out of reach does not build up a debt that would later hold τ' at a bound after the
+    # out of reach does not build up a debt that would later hold the knob at a bound after the
     # drift has gone.
     raw = state.integral + cfg.k_i * (setpoint - score)
     state.integral = min(max(raw, u_min), u_max)
@@ -195,7 +200,7 @@ def update(state: ControllerState, cfg: ControllerConfig, score: float,
 
 
 def _update_budget(state: ControllerState, cfg: ControllerConfig, cost: float) -> None:
-    """Record a realised cost; step the budget dual (projected onto [0, τ'_hi − τ'_lo])."""
+    """Record a realised cost; step the budget dual (projected onto [0, p_hi − p_lo])."""
     if not (math.isfinite(cost) and cost >= 0.0):
         raise ValueError(f"cost must be a finite number >= 0 USD, got {cost!r}")
     state.cost_sum += cost
@@ -213,7 +218,7 @@ def summary(state: ControllerState, cfg: ControllerConfig) -> dict[str, Any]:
     mean_cost = state.cost_sum / state.n_cost if state.n_cost else None
     binding = cfg.budget is not None and budget_offset(state) < floor_offset(state, cfg)
     return {**state.to_dict(), "offset": offset(state, cfg),
-            "operating_tau": operating_tau(state, cfg), "setpoint": state.tau + cfg.margin,
+            "position": position(state, cfg), "setpoint": state.tau + cfg.margin,
             "mean_score": state.score_sum / n if n else None, "mean_cost": mean_cost,
             "trusted": n >= cfg.trust_after, "budget": cfg.budget,
             "budget_offset": budget_offset(state) if cfg.budget is not None else None,

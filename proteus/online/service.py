@@ -7,8 +7,8 @@
 
 A stream is (tenant, τ bucket): τ is rounded UP to the bucket width, so the stream's controller
 holds a target at least as strict as every request in it. Each stream keeps one
-`controller.ControllerState`; decisions are served at its current τ' (`controller.operating_tau`)
-through `adapter.serve`.
+`controller.ControllerState`; decisions are served at its current knob position
+(`controller.position`) through `adapter.serve`, which turns it into the operating τ'.
 
 Feedback outcomes (one per item, in order):
   accepted   applied to the stream's controller
@@ -71,6 +71,7 @@ class OnlineService:
                  new_id: Callable[[], str] = lambda: uuid.uuid4().hex):
         self.router, self.store, self.settings, self.new_id = router, store, settings, new_id
         self._lock = threading.Lock()
+        self.knob = adapter.knob(router)
         # Resume every stream from its last committed state (a restart loses nothing).
         self._states = {k: ctl.ControllerState.from_dict(v) for k, v in store.states().items()}
 
@@ -82,7 +83,7 @@ class OnlineService:
     def _stream(self, tenant: str, tau: float) -> tuple[str, adapter.StaticPoint]:
         """The stream of (tenant, τ) and its static point; creates the controller if new."""
         target = bucket_tau(check_tau(tau), self.settings.bucket)
-        static = adapter.static_point(self.router, target)
+        static = adapter.static_point(self.router, self.knob, target)
         key = stream_key(tenant, target)
         if key not in self._states:
             self._states[key] = ctl.new_state(target, static.base, static.lo, static.hi)
@@ -107,8 +108,8 @@ class OnlineService:
         unique, inverse = np.unique(taus, return_inverse=True)
         streams = [self._stream(tenant, float(t)) for t in unique]
         states = [self._states[k] for k, _ in streams]
-        positions = np.asarray([ctl.operating_tau(s, self.cfg) for s in states])[inverse]
-        d = adapter.serve(self.router, x, positions, [s for _, s in streams], inverse)
+        positions = np.asarray([ctl.position(s, self.cfg) for s in states])[inverse]
+        d = adapter.serve(self.router, self.knob, x, positions, [s for _, s in streams], inverse)
         d = d._replace(tau=taus)  # the request's own τ (the stream holds the bucket's)
         records = self.router.records(d)
         now, rows = self.store.clock(), []
@@ -117,7 +118,7 @@ class OnlineService:
             state.n_decisions += 1
             rec.update(request_id=self.new_id(), stream=key,
                        offset=float(positions[i] - state.base))
-            rows.append(Decision(rec["request_id"], key, now, float(positions[i]), rec["model"],
+            rows.append(Decision(rec["request_id"], key, now, rec["operating_tau"], rec["model"],
                                  float(rec["c_hat"][rec["model"]])))
         self.store.record_decisions(rows, {k: self._states[k].to_dict() for k, _ in streams})
         return records
@@ -164,16 +165,20 @@ class OnlineService:
         self.store.mark(db, rid, score, cost, "accepted", now)
         self.store.put_states(db, {dec.stream: state.to_dict()})
         return _result(rid, "accepted", "", stream=dec.stream,
-                       operating_tau=ctl.operating_tau(state, self.cfg))
+                       operating_tau=self._operating_tau(state))
 
     # ------------------------------------------------------------------ state
     def controllers(self) -> dict[str, Any]:
         """Every stream's controller summary and the store's counts (GET /v1/controllers)."""
         with self._lock:
-            streams = {k: ctl.summary(s, self.cfg) for k, s in sorted(self._states.items())}
+            streams = {k: {**ctl.summary(s, self.cfg), "operating_tau": self._operating_tau(s)}
+                       for k, s in sorted(self._states.items())}
         return {"controllers": streams, "decisions": self.store.counts(),
                 "config": dataclasses.asdict(self.cfg),
                 "bucket": self.settings.bucket, "feedback_ttl": self.settings.feedback_ttl}
+
+    def _operating_tau(self, state: ctl.ControllerState) -> float:
+        return float(self.knob.operating_tau(np.asarray([ctl.position(state, self.cfg)]))[0])
 
     def state(self, key: str) -> ctl.ControllerState:
         """A copy of one stream's state (KeyError if unknown)."""
