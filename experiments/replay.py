@@ -54,6 +54,7 @@ class ReplayConfig:
     regression: float = 0.3  # share of correct answers the regressed model loses
     price_factor: float = 4.0
     controller: ctl.ControllerConfig = ctl.ControllerConfig()
+    knob_min_slope: float = OnlineSettings.knob_min_slope
 
     def __post_init__(self):
         if self.scenario not in SCENARIOS:
@@ -153,8 +154,9 @@ def run_online(router: Router, x: np.ndarray, stream: Stream, cfg: ReplayConfig,
     n, clock = x.shape[0], [0]
     store = Store(":memory:", clock=lambda: float(clock[0]), retention=10.0 * n)
     counter = iter(range(n))
-    service = OnlineService(router, store, OnlineSettings(controller=controller,
-                                                          feedback_ttl=10.0 * n),
+    settings = OnlineSettings(controller=controller, feedback_ttl=10.0 * n,
+                              knob_min_slope=cfg.knob_min_slope)
+    service = OnlineService(router, store, settings,
                             new_id=lambda: str(next(counter)))
     rng = np.random.default_rng(cfg.seed + 1)
     revealed = rng.random(n) < cfg.feedback_fraction

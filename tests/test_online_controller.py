@@ -7,7 +7,7 @@ import pytest
 from proteus.online import controller as ctl
 
 # τ = 0.8 served at knob position 0.8 in the range [0.5, 0.9]: u in [-0.3, 0.1].
-CFG = ctl.ControllerConfig(k_i=0.1, margin=0.0, forget=0.5, trust_after=0)
+CFG = ctl.ControllerConfig(k_i=0.1, margin=0.0, forget=0.5, trust_after=0, boost=1.0)
 
 
 def fresh():
@@ -47,7 +47,7 @@ def test_anti_windup_releases_at_once_after_a_long_shortfall():
 
 def test_out_of_order_feedback_gives_the_same_state():
     scores = [1.0, 0.0, 1.0, 1.0, 0.0]
-    cfg = ctl.ControllerConfig(k_i=0.01, margin=0.0, trust_after=0)
+    cfg = ctl.ControllerConfig(k_i=0.01, margin=0.0, trust_after=0, boost=1.0)
     ends = set()
     for order in itertools.permutations(scores):
         s = fresh()
@@ -58,22 +58,39 @@ def test_out_of_order_feedback_gives_the_same_state():
 
 
 def test_no_cheaper_than_the_static_point_until_trusted():
-    cfg = ctl.ControllerConfig(k_i=0.1, margin=0.0, trust_after=2)
+    cfg = ctl.ControllerConfig(k_i=0.1, margin=0.0, trust_after=2, boost=1.0)
     s = fresh()
     ctl.update(s, cfg, 1.0)  # n = 1 < 2: u >= 0
     assert s.integral == 0.0 and s.saturated == "lo"
     ctl.update(s, cfg, 1.0)  # n = 2: may go below
     assert s.integral == pytest.approx(-0.02)
-    never = ctl.ControllerConfig(k_i=0.1, margin=0.0, trust_after=0, allow_below_certified=False)
+    never = ctl.ControllerConfig(k_i=0.1, margin=0.0, trust_after=0, boost=1.0,
+                                 allow_below_certified=False)
     s = fresh()
     for _ in range(10):
         ctl.update(s, never, 1.0)
     assert ctl.offset(s, never) == 0.0
 
 
+def test_boost_only_on_a_significant_shortfall():
+    cfg = ctl.ControllerConfig(k_i=0.1, margin=0.0, forget=0.5, trust_after=0, boost=4.0,
+                               boost_z=2.0)
+    # se(â) = sqrt(0.8 * 0.2 * 0.5 / 1.5) = 0.2309: boosted while 0.8 − â > 0.4619.
+    s = fresh()
+    ctl.update(s, cfg, 0.0)  # n = 1: before one window (n (1 − ρ) < 1) no boost
+    assert s.integral == pytest.approx(0.08)
+    ctl.update(s, cfg, 0.0)  # â = 0 -> boosted: 0.08 + 0.4 * 0.8 = 0.40, clamped at 0.1
+    assert s.integral == pytest.approx(0.1) and s.saturated == "hi"
+    s = fresh()
+    for score in (1.0, 1.0, 0.0):  # â = 0.5 at the third: shortfall 0.3 < 0.4619, plain
+        ctl.update(s, cfg, score)
+    assert s.integral == pytest.approx(0.1 * (0.8 * 3 - 2.0))
+    assert ctl.gain(s, cfg) == 0.1
+
+
 def test_margin_and_pd_terms():
     cfg = ctl.ControllerConfig(k_i=0.1, k_p=0.1, k_d=0.2, margin=0.05, forget=0.5,
-                               trust_after=0)
+                               trust_after=0, boost=1.0)
     s = fresh()
     ctl.update(s, cfg, 0.0)  # I = 0.1 * 0.85 = 0.085; P = 0.1 * 0.85; no D yet -> clamped
     assert s.integral == pytest.approx(0.085)
@@ -83,7 +100,7 @@ def test_margin_and_pd_terms():
 
 
 def test_budget_dual_and_priority():
-    base = dict(k_i=0.1, margin=0.0, trust_after=0, budget=1.0, k_b=0.1)
+    base = dict(k_i=0.1, margin=0.0, trust_after=0, budget=1.0, k_b=0.1, boost=1.0)
     floor = ctl.ControllerConfig(**base)
     s = fresh()
     ctl.update(s, floor, 0.0, cost=3.0)  # I = 0.08; ν = 0.1 * (3 - 1) = 0.2

@@ -38,8 +38,9 @@ from proteus.online.http import create_app
 from proteus.online.service import OnlineService, OnlineSettings
 from proteus.online.store import Store
 from proteus.serving import Router
+cfg = ctl.ControllerConfig(k_i=0.01, trust_after=0, boost=1.0)
 service = OnlineService(Router.load(sys.argv[1], warmup=0), Store(sys.argv[2], time.time),
-                        OnlineSettings(controller=ctl.ControllerConfig(k_i=0.01, trust_after=0)))
+                        OnlineSettings(controller=cfg))
 sock = socket.socket()
 sock.bind(("127.0.0.1", 0))
 print(sock.getsockname()[1], flush=True)

@@ -11,7 +11,7 @@ from proteus.serving import Router
 
 pytest_plugins = ["tests.serving_fixtures"]
 
-CFG = ctl.ControllerConfig(k_i=0.01, margin=0.0, trust_after=0)
+CFG = ctl.ControllerConfig(k_i=0.01, margin=0.0, trust_after=0, boost=1.0)
 
 
 @pytest.fixture(scope="module")

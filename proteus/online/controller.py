@@ -23,7 +23,8 @@ the gain near 1 there too, at no cost elsewhere (`adapter.knob`).
 Control law, on each feedback score s in [0, 1] (setpoint r = τ + margin):
 
     e   = r − s                                    (per-feedback error; ACI, Gibbs & Candès 2021)
-    I  <- clip(I + k_i e, u_min, u_max)             (integral; clamped: anti-windup)
+    k   = k_i · (boost if r − â > z · se(â) else 1) (a significant shortfall integrates faster)
+    I  <- clip(I + k e, u_min, u_max)               (integral; clamped: anti-windup)
     â  <- ρ â + (1 − ρ) s                           (forgetting window of ~1/(1 − ρ) feedbacks)
     u   = clip(I + k_p (r − â) + k_d (â_prev − â), u_min, u_max)
 
@@ -32,7 +33,13 @@ so the mean feedback score is r − (I_n − I_0) / (k_i n): the long-run accura
 setpoint whatever the drift (the adaptive-conformal argument). Clamping (the actuator is at a
 lane bound) is the only way it can be lost, and then the stream is infeasible or over-served and
 `state.saturated` says so. The P and D terms act on the forgetting-window estimate â; they are
-off by default (the integral alone meets the targets in `launch.replay`).
+off by default. The boost is gain scheduling on evidence: the plain gain must be small for the
+integral's own noise (each Bernoulli score moves it) to stay well inside the window tolerance,
+which makes it slow to climb out of a sudden shortfall (a regressed model); while â is more
+than z standard errors below the setpoint (se of a Bernoulli at r under the forgetting window)
+the step is `boost` times larger. Boosting only shortfalls keeps the long-run argument above
+conservative: boosted steps have a positive mean error, so the plain steps must carry a
+negative one, and the mean score ends at or above r.
 
 Certificate interplay: until `trust_after` feedbacks have arrived, u >= 0 (never cheaper than
 the static, certified point: the certificate holds on its own terms). Afterwards the controller
@@ -72,7 +79,9 @@ class ControllerConfig:
     k_p: float = 0.0  # proportional gain on the forgetting-window shortfall (r − â)
     k_d: float = 0.0  # derivative gain on the measurement (â_prev − â)
     margin: float = 0.025  # setpoint r = τ + margin: window noise needs headroom
-    forget: float = 0.99  # ρ: the estimate â forgets with an effective window 1/(1 − ρ)
+    forget: float = 0.98  # ρ: the estimate â forgets with an effective window 1/(1 − ρ)
+    boost: float = 4.0  # integral gain multiplier while the shortfall is significant (1: off)
+    boost_z: float = 2.0  # ... significant: r − â > boost_z standard errors of â
     trust_after: int = 100  # feedbacks before the knob may go below the static point
     allow_below_certified: bool = True  # False: the static (certified) point is a floor forever
     budget: float | None = None  # USD per request; None: no cost constraint
@@ -82,7 +91,9 @@ class ControllerConfig:
     def __post_init__(self):
         if self.priority not in ("floor", "budget"):
             raise ValueError(f"priority must be 'floor' or 'budget', got {self.priority!r}")
-        for name in ("k_i", "k_p", "k_d", "k_b"):
+        if not self.boost >= 1.0:
+            raise ValueError(f"boost must be >= 1, got {self.boost!r}")
+        for name in ("k_i", "k_p", "k_d", "k_b", "boost_z"):
             if not getattr(self, name) >= 0.0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0.0 <= self.forget < 1.0:
@@ -191,12 +202,22 @@ def update(state: ControllerState, cfg: ControllerConfig, score: float,
     # Clamping the integral to the actuator range is the anti-windup: a stream whose target is
     # out of reach does not build up a debt that would later hold the knob at a bound after the
     # drift has gone.
-    raw = state.integral + cfg.k_i * (setpoint - score)
+    raw = state.integral + gain(state, cfg) * (setpoint - score)
     state.integral = min(max(raw, u_min), u_max)
     state.saturated = "hi" if raw > u_max else "lo" if raw < u_min else ""
     if cost is not None:
         _update_budget(state, cfg, float(cost))
     return state
+
+
+def gain(state: ControllerState, cfg: ControllerConfig) -> float:
+    """k_i, times `boost` while â is significantly below the setpoint (after one window)."""
+    setpoint = state.tau + cfg.margin
+    if cfg.boost == 1.0 or state.acc_est is None or state.n_feedback * (1 - cfg.forget) < 1:
+        return cfg.k_i
+    var = min(max(setpoint, 0.0), 1.0) * (1 - min(max(setpoint, 0.0), 1.0))
+    se = math.sqrt(var * (1 - cfg.forget) / (1 + cfg.forget))  # sd of an EMA of Bernoullis
+    return cfg.k_i * (cfg.boost if setpoint - state.acc_est > cfg.boost_z * se else 1.0)
 
 
 def _update_budget(state: ControllerState, cfg: ControllerConfig, cost: float) -> None:

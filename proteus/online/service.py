@@ -47,6 +47,7 @@ class OnlineSettings:
     bucket: float = 0.01  # τ bucket width; τ is rounded up to a multiple of it
     feedback_ttl: float = 86400.0  # feedback later than this (clock units) is "late"
     default_tenant: str = "default"
+    knob_min_slope: float = adapter.MIN_SLOPE  # see `adapter.knob`
 
     def __post_init__(self):
         if not 0.0 < self.bucket <= 1.0:
@@ -71,7 +72,7 @@ class OnlineService:
                  new_id: Callable[[], str] = lambda: uuid.uuid4().hex):
         self.router, self.store, self.settings, self.new_id = router, store, settings, new_id
         self._lock = threading.Lock()
-        self.knob = adapter.knob(router)
+        self.knob = adapter.knob(router, settings.knob_min_slope)
         # Resume every stream from its last committed state (a restart loses nothing).
         self._states = {k: ctl.ControllerState.from_dict(v) for k, v in store.states().items()}
 
