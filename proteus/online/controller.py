@@ -75,13 +75,13 @@ from typing import Any
 class ControllerConfig:
     """Gains and limits of every controller of a service (the same for all streams)."""
 
-    k_i: float = 0.005  # integral gain (knob units per unit error per feedback)
+    k_i: float = 0.003  # integral gain (knob units per unit error per feedback)
     k_p: float = 0.0  # proportional gain on the forgetting-window shortfall (r − â)
     k_d: float = 0.0  # derivative gain on the measurement (â_prev − â)
-    margin: float = 0.025  # setpoint r = τ + margin: window noise needs headroom
+    margin: float = 0.02  # setpoint r = τ + margin: window noise needs headroom
     forget: float = 0.98  # ρ: the estimate â forgets with an effective window 1/(1 − ρ)
     boost: float = 4.0  # integral gain multiplier while the shortfall is significant (1: off)
-    boost_z: float = 2.0  # ... significant: r − â > boost_z standard errors of â
+    boost_z: float = 1.5  # ... significant: r − â > boost_z standard errors of â
     trust_after: int = 100  # feedbacks before the knob may go below the static point
     allow_below_certified: bool = True  # False: the static (certified) point is a floor forever
     budget: float | None = None  # USD per request; None: no cost constraint
