@@ -149,3 +149,19 @@ def test_knob_reads_lanes_through_their_accuracy(tiny_router):
                                    [0.6, 0.7, 0.7 + adapter.MIN_SLOPE * 0.2])
     finally:
         tiny_router.manifest["lambda"] = saved
+
+
+def test_state_from_another_artifact_is_reanchored(tiny_router, tmp_path):
+    db = tmp_path / "online.db"
+    service = make_service(tiny_router, db)
+    service.route(features(1), 0.7)
+    key = "default|0.7000"
+    fresh = service.state(key)
+    stale = {**fresh.to_dict(), "base": 0.6, "lo": 0.4, "integral": 0.05}
+    service.store.record_decisions([], {key: stale})  # as another artifact would have left it
+    again = make_service(tiny_router, db)
+    assert again.state(key).base == 0.6
+    out = again.route(features(1), 0.7)
+    state = again.state(key)
+    assert (state.base, state.lo, state.hi) == (fresh.base, fresh.lo, fresh.hi)
+    assert state.integral == 0.05 and out[0]["offset"] == pytest.approx(0.05)

@@ -86,8 +86,13 @@ class OnlineService:
         target = bucket_tau(check_tau(tau), self.settings.bucket)
         static = adapter.static_point(self.router, self.knob, target)
         key = stream_key(tenant, target)
-        if key not in self._states:
+        state = self._states.get(key)
+        if state is None:
             self._states[key] = ctl.new_state(target, static.base, static.lo, static.hi)
+        elif (state.base, state.lo, state.hi) != (static.base, static.lo, static.hi):
+            # A state stored under another artifact: keep what feedback taught (the integral,
+            # the estimates), re-anchor it on this artifact's static point and range.
+            state.base, state.lo, state.hi = static.base, static.lo, static.hi
         return key, static
 
     def route(self, queries: Any, tau: Any, tenant: str | None = None) -> list[dict[str, Any]]:
