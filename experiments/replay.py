@@ -1,0 +1,316 @@
+"""Replay benchmark of the online floor controller (`python -m launch.replay`).
+
+Streams N requests drawn with replacement (seeded) from an artifact's test split through three
+routers, in order: the static router (τ' = τ on the lanes, no certificate), the static certified
+router (τ' = the certified point) and the online controller (`proteus.online.service`, its
+feedback simulated: with probability F the realised score and cost of the chosen model are
+revealed D requests later, delivered in shuffled order). Scenarios (one shift at `shift_at`):
+
+  stationary        no shift
+  task_shift        half of the draws move to the hardest tasks (lowest mean score over models,
+                    adding tasks until they hold >= 20% of the test rows)
+  model_regression  the model carrying most of the static certified router's correct answers
+                    silently loses `regression` of its correct answers (a fixed random subset)
+  price_change      that model's price is multiplied by `price_factor`; the online router gets a
+                    cost budget = the static certified router's mean cost before the shift
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import numpy as np
+
+from proteus.data import RoutingDataset, load_source
+from proteus.encoders import encode_dataset
+from proteus.online import controller as ctl
+from proteus.online.service import OnlineService, OnlineSettings
+from proteus.online.store import Store
+from proteus.operating import OperatingPolicy
+from proteus.serving import Router
+
+SCENARIOS = ("stationary", "task_shift", "model_regression", "price_change")
+ROUTERS = ("static", "static_certified", "online")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplayConfig:
+    """One replay run (the `launch.replay` flags)."""
+
+    scenario: str = "stationary"
+    tau: float = 0.8
+    n: int = 20_000  # requests streamed
+    feedback_fraction: float = 0.2
+    delay: int = 200  # feedback arrives this many requests after its decision
+    seed: int = 0
+    shift_at: float = 0.4  # the shift happens at this fraction of the stream
+    warmup: int = 1000  # requests excluded from the long-run and window metrics
+    window: int = 1000  # requests per accuracy window
+    window_step: int = 100  # sliding step between windows
+    tolerance: float = 0.02  # a window "falls short" below τ − tolerance
+    block: int = 20  # online requests routed per call (the controller moves between blocks)
+    regression: float = 0.3  # share of correct answers the regressed model loses
+    price_factor: float = 4.0
+    controller: ctl.ControllerConfig = ctl.ControllerConfig()
+    knob_min_slope: float = OnlineSettings.knob_min_slope
+
+    def __post_init__(self):
+        if self.scenario not in SCENARIOS:
+            raise ValueError(f"unknown scenario {self.scenario!r}; known: {SCENARIOS}")
+        if not 0.0 <= self.feedback_fraction <= 1.0 or self.delay < 0 or self.n <= self.warmup:
+            raise ValueError("need 0 <= feedback_fraction <= 1, delay >= 0, n > warmup")
+
+
+def test_split(manifest: dict[str, Any], source: str | None = None) -> RoutingDataset:
+    """The artifact's test split, rebuilt from its data source, encoder and split config.
+
+    Raises ValueError when the rebuilt split's fingerprint differs from the one recorded at
+    training time (a different file, loader or salt would replay other queries).
+    """
+    training = manifest["training"]
+    data = training["config"]["data"]
+    ds = load_source(source or training["data_source"])
+    ds = encode_dataset(ds, data["encoder"], cache_dir=data.get("cache_dir") or None,
+                        progress=False)
+    test = ds.split(data["splits"], salt=data["split_salt"])["test"]
+    want = training.get("split_fingerprints", {}).get("test")
+    if want is not None and test.fingerprint() != want:
+        raise ValueError(f"the rebuilt test split has fingerprint {test.fingerprint()}, the "
+                         f"artifact was trained with {want}: is --source the training data?")
+    return test
+
+
+@dataclasses.dataclass
+class Stream:
+    """The replayed requests: rows of the test split and the scores/costs they realise."""
+
+    rows: np.ndarray  # [N] int test-split row of each request
+    scores: np.ndarray  # [N, M] realised score of each model (after any regression)
+    costs: np.ndarray  # [N, M] realised cost (after any price change)
+    shifts: list[int]
+    info: dict[str, Any]
+
+
+def hardest_tasks(test: RoutingDataset, share: float = 0.2) -> list[str]:
+    """Tasks by increasing mean score (over models), until they hold >= `share` of the rows."""
+    names, counts = np.unique(test.tasks, return_counts=True)
+    means = [test.scores[test.tasks == t].mean() for t in names]
+    picked, held = [], 0
+    for i in np.argsort(means):
+        picked.append(str(names[i]))
+        held += counts[i]
+        if held >= share * test.n_queries:
+            break
+    return picked
+
+
+def make_stream(test: RoutingDataset, cfg: ReplayConfig, key_model: int) -> Stream:
+    """Draw the stream of `cfg.scenario`; `key_model` is the model the drift acts on."""
+    rng = np.random.default_rng(cfg.seed)
+    shift = int(cfg.shift_at * cfg.n) if cfg.scenario != "stationary" else None
+    rows = rng.integers(0, test.n_queries, cfg.n)
+    scores, costs = test.scores[rows].copy(), test.costs[rows].copy()
+    info: dict[str, Any] = {"scenario": cfg.scenario}
+    if cfg.scenario == "task_shift":
+        hard = hardest_tasks(test)
+        pool = np.flatnonzero(np.isin(test.tasks, hard))
+        after = np.arange(shift, cfg.n)
+        moved = after[rng.random(after.size) < 0.5]
+        rows[moved] = rng.choice(pool, moved.size)
+        scores, costs = test.scores[rows].copy(), test.costs[rows].copy()
+        info.update(hard_tasks=hard, moved_share=0.5)
+    elif cfg.scenario == "model_regression":
+        lost = rng.random(test.n_queries) < cfg.regression  # a fixed subset of the queries
+        hit = np.arange(cfg.n) >= shift
+        scores[hit, key_model] *= ~lost[rows[hit]]
+        info.update(model=test.models[key_model], lost_share=cfg.regression)
+    elif cfg.scenario == "price_change":
+        costs[shift:, key_model] *= cfg.price_factor
+        info.update(model=test.models[key_model], price_factor=cfg.price_factor)
+    return Stream(rows, scores, costs, [] if shift is None else [shift], info)
+
+
+def static_taus(router: Router, tau: float) -> dict[str, float]:
+    """τ' of the static (uncertified lane policy) and static certified routers."""
+    lam = router.manifest["lambda"]
+    plain = OperatingPolicy(lam["taus"], lam["lane_accuracy"], None, "best_effort")
+    return {"static": plain.resolve(tau).operating_tau,
+            "static_certified": router.resolve(tau).operating_tau}
+
+
+def run_static(router: Router, x: np.ndarray, stream: Stream, op_tau: float) -> dict:
+    """Per-request chosen model, score and cost of a router at a fixed τ'."""
+    model = router.run(x, np.full(x.shape[0], op_tau, np.float32)).model
+    idx = np.arange(x.shape[0])
+    return {"model": model, "score": stream.scores[idx, model],
+            "cost": stream.costs[idx, model], "operating_tau": np.full(x.shape[0], op_tau)}
+
+
+def run_online(router: Router, x: np.ndarray, stream: Stream, cfg: ReplayConfig,
+               controller: ctl.ControllerConfig) -> dict:
+    """Route the stream through an `OnlineService` (in-memory SQLite, clock = request index)."""
+    n, clock = x.shape[0], [0]
+    store = Store(":memory:", clock=lambda: float(clock[0]), retention=10.0 * n)
+    counter = iter(range(n))
+    settings = OnlineSettings(controller=controller, feedback_ttl=10.0 * n,
+                              knob_min_slope=cfg.knob_min_slope)
+    service = OnlineService(router, store, settings,
+                            new_id=lambda: str(next(counter)))
+    rng = np.random.default_rng(cfg.seed + 1)
+    revealed = rng.random(n) < cfg.feedback_fraction
+    model, op_tau = np.zeros(n, np.int32), np.zeros(n)
+    due: dict[int, list[int]] = {}
+    for start in range(0, n, cfg.block):
+        clock[0] = start
+        ready = [i for t in sorted(k for k in due if k <= start) for i in due.pop(t)]
+        if ready:
+            rng.shuffle(ready)  # feedback arrives out of order
+            service.feedback([{"request_id": str(i), "score": float(stream.scores[i, model[i]]),
+                               "cost": float(stream.costs[i, model[i]])} for i in ready])
+        stop = min(n, start + cfg.block)
+        decisions = service.route(x[start:stop], cfg.tau)
+        for i, d in zip(range(start, stop), decisions, strict=True):
+            model[i], op_tau[i] = d["model_index"], d["operating_tau"]
+            if revealed[i]:
+                due.setdefault(i + cfg.delay, []).append(i)
+    idx = np.arange(n)
+    return {"model": model, "score": stream.scores[idx, model], "cost": stream.costs[idx, model],
+            "operating_tau": op_tau, "controllers": service.controllers()["controllers"]}
+
+
+def windows(values: np.ndarray, cfg: ReplayConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(end index, mean) of the sliding windows that start at or after the warm-up."""
+    csum = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
+    starts = np.arange(cfg.warmup, len(values) - cfg.window + 1, cfg.window_step)
+    return starts + cfg.window, (csum[starts + cfg.window] - csum[starts]) / cfg.window
+
+
+def recovery(score: np.ndarray, shift: int, cfg: ReplayConfig) -> int | None:
+    """Requests after `shift` until the next `window` requests are >= τ − tolerance (0: they
+    never fell short; None: never within the stream)."""
+    floor = cfg.tau - cfg.tolerance
+    csum = np.concatenate([[0.0], np.cumsum(score, dtype=np.float64)])
+    for k in range(0, len(score) - shift - cfg.window + 1, 50):
+        a = shift + k
+        if (csum[a + cfg.window] - csum[a]) / cfg.window >= floor:
+            return k
+    return None
+
+
+def summarize(result: dict, stream: Stream, cfg: ReplayConfig) -> dict[str, Any]:
+    """The replay.json entry of one router."""
+    ends, acc = windows(result["score"], cfg)
+    _, cost = windows(result["cost"], cfg)
+    _, op = windows(result["operating_tau"], cfg)
+    after = slice(cfg.warmup, None)
+    return {"long_run_accuracy": float(result["score"][after].mean()),
+            "long_run_cost": float(result["cost"][after].mean()),
+            "share_windows_below": float(np.mean(acc < cfg.tau - cfg.tolerance)),
+            "min_window_accuracy": float(acc.min()),
+            "recovery": [recovery(result["score"], s, cfg) for s in stream.shifts],
+            "windows": {"end": ends.tolist(), "accuracy": acc.tolist(), "cost": cost.tolist(),
+                        "operating_tau": op.tolist()}}
+
+
+def key_model(router: Router, test: RoutingDataset, tau: float) -> int:
+    """The model the static certified router gets most correct answers from on the test split."""
+    model = router.run(test.features, np.full(test.n_queries, router.resolve(tau).operating_tau,
+                                              np.float32)).model
+    correct = test.scores[np.arange(test.n_queries), model]
+    return int(np.argmax(np.bincount(model, weights=correct, minlength=test.n_models)))
+
+
+def replay(router: Router, test: RoutingDataset, cfg: ReplayConfig) -> dict[str, Any]:
+    """Run the three routers over one scenario's stream; returns the replay.json payload."""
+    if tuple(test.models) != router.models:
+        raise ValueError(f"the test split's models {test.models} are not the artifact's "
+                         f"{router.models}")
+    stream = make_stream(test, cfg, key_model(router, test, cfg.tau))
+    x = test.features[stream.rows].astype(np.float32)
+    taus = static_taus(router, cfg.tau)
+    results = {name: run_static(router, x, stream, taus[name]) for name in taus}
+    controller = cfg.controller
+    if cfg.scenario == "price_change" and controller.budget is None:
+        # Budget = what the static certified router spent before the shift (USD per request).
+        pre = results["static_certified"]["cost"][: stream.shifts[0]]
+        controller = dataclasses.replace(controller, budget=float(pre.mean()))
+    results["online"] = run_online(router, x, stream, cfg, controller)
+    summary = {name: summarize(results[name], stream, cfg) for name in ROUTERS}
+    for name in ROUTERS:
+        for ref in ("static", "static_certified"):
+            summary[name][f"cost_vs_{ref}"] = (summary[name]["long_run_cost"]
+                                               / summary[ref]["long_run_cost"])
+    return {"scenario": cfg.scenario, "tau": cfg.tau, "config": _jsonable(cfg),
+            "budget": controller.budget, "stream": stream.info, "shifts": stream.shifts,
+            "static_operating_tau": taus, "routers": summary,
+            "online_controllers": results["online"]["controllers"],
+            "checks": checks(summary, cfg)}
+
+
+def checks(summary: dict[str, Any], cfg: ReplayConfig) -> dict[str, bool | None]:
+    """The issue's done-when criteria for this run (None where they do not apply)."""
+    on = summary["online"]
+    drift = cfg.scenario != "stationary"
+    rec = [r for r in on["recovery"] if r is not None]
+    return {"online_long_run_ge_tau": on["long_run_accuracy"] >= cfg.tau,
+            "online_windows_95pct": on["share_windows_below"] <= 0.05,
+            "static_falls_short": (summary["static"]["share_windows_below"] > 0.05
+                                   or summary["static"]["long_run_accuracy"] < cfg.tau)
+            if drift else None,
+            "stationary_cost_le_certified": on["cost_vs_static_certified"] <= 1.0
+            if not drift else None,
+            "recovery_le_1500": (len(rec) == len(on["recovery"]) and all(r <= 1500 for r in rec))
+            if drift else None}
+
+
+def _jsonable(cfg: ReplayConfig) -> dict[str, Any]:
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def table(payload: dict[str, Any]) -> str:
+    """A markdown table of one replay (one row per router)."""
+    lines = ["| router | long-run acc | windows < τ−0.02 | min window | recovery | cost (USD) "
+             "| cost vs certified |", "|---|---|---|---|---|---|---|"]
+    for name, s in payload["routers"].items():
+        lines.append(f"| {name} | {s['long_run_accuracy']:.4f} | {s['share_windows_below']:.3f} "
+                     f"| {s['min_window_accuracy']:.4f} | {s['recovery']} | "
+                     f"{s['long_run_cost']:.3g} | {s['cost_vs_static_certified']:.3f} |")
+    return "\n".join(lines)
+
+
+def plot(payload: dict[str, Any], path: str) -> None:
+    """Windowed accuracy with the τ line, the online τ' (offset), and windowed cost."""
+    import matplotlib  # noqa: PLC0415 (plotting only when asked)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    tau = payload["tau"]
+    fig, axes = plt.subplots(3, 1, figsize=(8, 9), sharex=True)
+    for name, s in payload["routers"].items():
+        w = s["windows"]
+        axes[0].plot(w["end"], w["accuracy"], label=name)
+        axes[2].plot(w["end"], w["cost"], label=name)
+    online = payload["routers"]["online"]["windows"]
+    axes[1].plot(online["end"], online["operating_tau"], color="C2", label="online τ'")
+    for name, op in payload["static_operating_tau"].items():
+        axes[1].axhline(op, ls=":", color="C0" if name == "static" else "C1", label=f"{name} τ'")
+    axes[0].axhline(tau, color="k", lw=1, label="τ")
+    axes[0].axhline(tau - payload["config"]["tolerance"], color="k", lw=1, ls="--",
+                    label="τ − 0.02")
+    for ax in axes:
+        for shift in payload["shifts"]:
+            ax.axvline(shift, color="grey", ls="-.", lw=1)
+        ax.legend(fontsize=7)
+    window = payload["config"]["window"]
+    axes[0].set_ylabel(f"accuracy (last {window} requests)")
+    axes[1].set_ylabel("operating τ' (window mean)")
+    axes[2].set_ylabel("USD per request")
+    axes[2].set_yscale("log")
+    axes[2].set_xlabel("request")
+    axes[0].set_title(f"{payload['scenario']}, τ = {tau}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

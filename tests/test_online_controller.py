@@ -1,0 +1,130 @@
+"""The online controller's law on hand-computed sequences (no router, no I/O)."""
+
+import itertools
+
+import pytest
+
+from proteus.online import controller as ctl
+
+# τ = 0.8 served at knob position 0.8 in the range [0.5, 0.9]: u in [-0.3, 0.1].
+CFG = ctl.ControllerConfig(k_i=0.1, margin=0.0, forget=0.5, trust_after=0, boost=1.0)
+
+
+def fresh():
+    return ctl.new_state(tau=0.8, base=0.8, lo=0.5, hi=0.9)
+
+
+def test_integral_sequence_by_hand():
+    s = fresh()
+    expect = [  # (score, integral, position, â, saturated)
+        (0.0, 0.08, 0.88, 0.0, ""),  # e = 0.8
+        (1.0, 0.06, 0.86, 0.5, ""),  # e = -0.2
+        (0.0, 0.10, 0.90, 0.25, "hi"),  # 0.06 + 0.08 = 0.14 > u_max = 0.1: clamped
+        (1.0, 0.08, 0.88, 0.625, ""),  # anti-windup: unclamped, 0.12 would still read 0.9
+    ]
+    for score, integral, op, est, sat in expect:
+        ctl.update(s, CFG, score)
+        assert s.integral == pytest.approx(integral)
+        assert ctl.position(s, CFG) == pytest.approx(op)
+        assert s.acc_est == pytest.approx(est)
+        assert s.saturated == sat
+    assert s.n_feedback == 4 and s.score_sum == 2.0
+
+
+def test_anti_windup_releases_at_once_after_a_long_shortfall():
+    s = fresh()
+    for _ in range(1000):  # an unreachable target: 1000 zeros
+        ctl.update(s, CFG, 0.0)
+    assert s.integral == pytest.approx(0.1) and s.saturated == "hi"
+    ctl.update(s, CFG, 1.0)  # the first good score moves the knob off the bound
+    assert ctl.position(s, CFG) == pytest.approx(0.88)
+    for _ in range(1000):  # the other bound
+        ctl.update(s, CFG, 1.0)
+    assert ctl.position(s, CFG) == pytest.approx(0.5) and s.saturated == "lo"
+    ctl.update(s, CFG, 0.0)
+    assert ctl.offset(s, CFG) == pytest.approx(-0.3 + 0.08)
+
+
+def test_out_of_order_feedback_gives_the_same_state():
+    scores = [1.0, 0.0, 1.0, 1.0, 0.0]
+    cfg = ctl.ControllerConfig(k_i=0.01, margin=0.0, trust_after=0, boost=1.0)
+    ends = set()
+    for order in itertools.permutations(scores):
+        s = fresh()
+        for score in order:
+            ctl.update(s, cfg, score)
+        ends.add(round(s.integral, 12))
+    assert ends == {round(0.01 * (5 * 0.8 - 3.0), 12)}
+
+
+def test_no_cheaper_than_the_static_point_until_trusted():
+    cfg = ctl.ControllerConfig(k_i=0.1, margin=0.0, trust_after=2, boost=1.0)
+    s = fresh()
+    ctl.update(s, cfg, 1.0)  # n = 1 < 2: u >= 0
+    assert s.integral == 0.0 and s.saturated == "lo"
+    ctl.update(s, cfg, 1.0)  # n = 2: may go below
+    assert s.integral == pytest.approx(-0.02)
+    never = ctl.ControllerConfig(k_i=0.1, margin=0.0, trust_after=0, boost=1.0,
+                                 allow_below_certified=False)
+    s = fresh()
+    for _ in range(10):
+        ctl.update(s, never, 1.0)
+    assert ctl.offset(s, never) == 0.0
+
+
+def test_boost_only_on_a_significant_shortfall():
+    cfg = ctl.ControllerConfig(k_i=0.1, margin=0.0, forget=0.5, trust_after=0, boost=4.0,
+                               boost_z=2.0)
+    # se(â) = sqrt(0.8 * 0.2 * 0.5 / 1.5) = 0.2309: boosted while 0.8 − â > 0.4619.
+    s = fresh()
+    ctl.update(s, cfg, 0.0)  # n = 1: before one window (n (1 − ρ) < 1) no boost
+    assert s.integral == pytest.approx(0.08)
+    ctl.update(s, cfg, 0.0)  # â = 0 -> boosted: 0.08 + 0.4 * 0.8 = 0.40, clamped at 0.1
+    assert s.integral == pytest.approx(0.1) and s.saturated == "hi"
+    s = fresh()
+    for score in (1.0, 1.0, 0.0):  # â = 0.5 at the third: shortfall 0.3 < 0.4619, plain
+        ctl.update(s, cfg, score)
+    assert s.integral == pytest.approx(0.1 * (0.8 * 3 - 2.0))
+    assert ctl.gain(s, cfg) == 0.1
+
+
+def test_margin_and_pd_terms():
+    cfg = ctl.ControllerConfig(k_i=0.1, k_p=0.1, k_d=0.2, margin=0.05, forget=0.5,
+                               trust_after=0, boost=1.0)
+    s = fresh()
+    ctl.update(s, cfg, 0.0)  # I = 0.1 * 0.85 = 0.085; P = 0.1 * 0.85; no D yet -> clamped
+    assert s.integral == pytest.approx(0.085)
+    assert ctl.offset(s, cfg) == pytest.approx(0.1)
+    ctl.update(s, cfg, 1.0)  # I = 0.085 - 0.015 = 0.07; â = 0.5; P = 0.035; D = 0.2*(0-0.5)
+    assert ctl.floor_offset(s, cfg) == pytest.approx(0.07 + 0.035 - 0.1)
+
+
+def test_budget_dual_and_priority():
+    base = dict(k_i=0.1, margin=0.0, trust_after=0, budget=1.0, k_b=0.1, boost=1.0)
+    floor = ctl.ControllerConfig(**base)
+    s = fresh()
+    ctl.update(s, floor, 0.0, cost=3.0)  # I = 0.08; ν = 0.1 * (3 - 1) = 0.2
+    assert s.nu == pytest.approx(0.2)
+    assert ctl.budget_offset(s) == pytest.approx(0.1 - 0.2)
+    summary = ctl.summary(s, floor)
+    assert summary["budget_binding"] and summary["offset"] == pytest.approx(0.08)
+    budget = ctl.ControllerConfig(**base, priority="budget")
+    assert ctl.offset(s, budget) == pytest.approx(-0.1)  # the budget wins
+    for _ in range(3):
+        ctl.update(s, budget, 1.0, cost=0.0)  # ν: 0.1, 0.0, then clamped at 0
+    assert s.nu == 0.0 and s.n_cost == 4
+    assert ctl.summary(s, budget)["mean_cost"] == pytest.approx(0.75)
+
+
+def test_state_round_trip_and_errors():
+    s = fresh()
+    ctl.update(s, CFG, 1.0, cost=0.5)
+    assert ctl.ControllerState.from_dict(s.to_dict()) == s
+    with pytest.raises(ValueError, match="score"):
+        ctl.update(s, CFG, float("nan"))
+    with pytest.raises(ValueError, match="cost"):
+        ctl.update(s, CFG, 1.0, cost=-1.0)
+    with pytest.raises(ValueError, match="k_i"):
+        ctl.ControllerConfig(k_i=-1.0)
+    with pytest.raises(ValueError, match="priority"):
+        ctl.ControllerConfig(priority="cost")

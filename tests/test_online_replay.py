@@ -1,0 +1,109 @@
+"""The replay benchmark on generated data: scenarios, metrics, the split rebuild, the launcher."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments import replay as rp
+from proteus.data import RoutingDataset, load_source
+from proteus.serving import Router
+
+pytest_plugins = ["tests.serving_fixtures"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_test() -> RoutingDataset:
+    """300 queries x the tiny artifact's 3 models, 4-d features, tasks "easy" and "hard"."""
+    rng = np.random.default_rng(0)
+    n = 300
+    tasks = np.where(np.arange(n) < 100, "hard", "easy")
+    p = np.where(tasks[:, None] == "hard", [0.2, 0.4, 0.7], [0.6, 0.8, 0.95])
+    return RoutingDataset(
+        name="tiny", models=("small", "medium", "large"),
+        scores=(rng.random((n, 3)) < p).astype(np.float32),
+        costs=np.tile(np.float32([1e-4, 1e-3, 1e-2]), (n, 1)),
+        query_ids=np.asarray([f"q{i}" for i in range(n)]), tasks=tasks,
+        features=rng.normal(size=(n, 4)).astype(np.float32))
+
+
+def test_scenarios_change_what_they_say(tiny_test):
+    cfg = rp.ReplayConfig(n=4000, warmup=500, shift_at=0.5)
+    still = rp.make_stream(tiny_test, cfg, key_model=2)
+    assert still.shifts == [] and np.array_equal(still.scores, tiny_test.scores[still.rows])
+    shift = rp.make_stream(tiny_test, rp.ReplayConfig(n=4000, warmup=500, shift_at=0.5,
+                                                      scenario="task_shift"), 2)
+    hard = tiny_test.tasks[shift.rows] == "hard"
+    assert shift.info["hard_tasks"] == ["hard"]
+    assert hard[2000:].mean() > hard[:2000].mean() + 0.3  # half the draws moved to "hard"
+    reg = rp.make_stream(tiny_test, rp.ReplayConfig(n=4000, warmup=500, shift_at=0.5,
+                                                    scenario="model_regression"), 2)
+    before = tiny_test.scores[reg.rows, 2]
+    assert np.array_equal(reg.scores[:2000, 2], before[:2000])
+    lost = 1 - reg.scores[2000:, 2].sum() / before[2000:].sum()
+    assert 0.2 < lost < 0.4 and np.array_equal(reg.scores[:, :2], tiny_test.scores[reg.rows, :2])
+    price = rp.make_stream(tiny_test, rp.ReplayConfig(n=4000, warmup=500, shift_at=0.5,
+                                                      scenario="price_change"), 1)
+    np.testing.assert_allclose(price.costs[2000:, 1], 4e-3)
+    np.testing.assert_allclose(price.costs[:2000, 1], 1e-3)
+
+
+def test_window_metrics_by_hand():
+    cfg = rp.ReplayConfig(n=12, warmup=2, window=4, window_step=2, tau=0.5, tolerance=0.0)
+    score = np.asarray([0, 0, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1], np.float64)
+    ends, acc = rp.windows(score, cfg)
+    np.testing.assert_array_equal(ends, [6, 8, 10, 12])
+    np.testing.assert_allclose(acc, [0.5, 0.0, 0.5, 1.0])
+    assert rp.recovery(score, 4, cfg) is None  # windows from 4 step 50 only: [4, 8) = 0
+    assert rp.recovery(score, 8, cfg) == 0
+
+
+def test_replay_runs_three_routers(tiny_artifact, tiny_test, tmp_path):
+    router = Router.load(tiny_artifact, warmup=0)
+    cfg = rp.ReplayConfig(scenario="model_regression", tau=0.7, n=3000, warmup=500,
+                          window=500)
+    out = rp.replay(router, tiny_test, cfg)
+    assert set(out["routers"]) == set(rp.ROUTERS)
+    for s in out["routers"].values():
+        assert 0.0 <= s["share_windows_below"] <= 1.0 and len(s["recovery"]) == 1
+        assert len(s["windows"]["accuracy"]) == len(s["windows"]["end"]) > 0
+    (stream,) = out["online_controllers"].values()
+    assert stream["n_decisions"] == 3000
+    assert 500 <= stream["n_feedback"] <= 700  # 20% of the requests, minus the last 200
+    assert set(out["checks"]) >= {"online_long_run_ge_tau", "online_windows_95pct"}
+    json.dumps(out)  # replay.json is plain JSON
+    rp.plot(out, str(tmp_path / "replay.png"))
+    assert (tmp_path / "replay.png").stat().st_size > 0
+    assert "| online |" in rp.table(out)
+
+
+def test_test_split_is_rebuilt_and_checked():
+    source = "synthetic:routerbench?n=300&seed=1"
+    splits = {"pred": 0.5, "test": 0.5}
+    expect = load_source(source).split(splits, salt="s")["test"]
+    manifest = {"training": {"data_source": source, "split_fingerprints": {
+        "test": expect.fingerprint()}, "config": {"data": {
+            "encoder": "precomputed", "splits": splits, "split_salt": "s", "cache_dir": ""}}}}
+    test = rp.test_split(manifest)
+    assert test.fingerprint() == expect.fingerprint() and test.features is not None
+    manifest["training"]["split_fingerprints"]["test"] = "0" * 16
+    with pytest.raises(ValueError, match="fingerprint"):
+        rp.test_split(manifest)
+
+
+def test_launcher_smoke(text_artifact, tmp_path):
+    """`python -m launch.replay` end to end on the smoke run's artifact (synthetic data)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run(
+        [sys.executable, "-m", "launch.replay", f"--artifact={text_artifact}",
+         "--scenario=task_shift", "--tau=0.6", "--n=2500", f"--workdir={tmp_path}"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "| online |" in out.stdout and "checks:" in out.stdout
+    payload = json.loads((tmp_path / "replay.json").read_text())
+    assert payload["scenario"] == "task_shift" and (tmp_path / "replay.png").exists()

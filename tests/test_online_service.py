@@ -1,0 +1,167 @@
+"""OnlineService and its SQLite store on the tiny hand-built artifact (no HTTP here)."""
+
+import numpy as np
+import pytest
+
+from proteus.online import adapter
+from proteus.online import controller as ctl
+from proteus.online.service import OnlineService, OnlineSettings, bucket_tau, stream_key
+from proteus.online.store import Store
+from proteus.serving import Router
+
+pytest_plugins = ["tests.serving_fixtures"]
+
+CFG = ctl.ControllerConfig(k_i=0.01, margin=0.0, trust_after=0, boost=1.0)
+
+
+@pytest.fixture(scope="module")
+def tiny_router(tiny_artifact) -> Router:
+    return Router.load(tiny_artifact, warmup=0)
+
+
+def make_service(router, path=":memory:", clock=None, **settings):
+    clock = clock or (lambda: 0.0)
+    store = Store(str(path), clock, **settings.pop("store", {}))
+    return OnlineService(router, store, OnlineSettings(controller=CFG, **settings))
+
+
+def features(n, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, 4)).astype(np.float32)
+
+
+def test_bucket_rounds_up():
+    assert bucket_tau(0.7, 0.01) == pytest.approx(0.7)
+    assert bucket_tau(0.7001, 0.01) == pytest.approx(0.71)
+    assert bucket_tau(0.999, 0.05) == 1.0
+    assert stream_key("acme", 0.7) == "acme|0.7000"
+
+
+def test_route_issues_ids_and_matches_the_router_at_rest(tiny_router):
+    service = make_service(tiny_router)
+    x = features(5)
+    out = service.route(x, 0.7, tenant="acme")
+    assert len({d["request_id"] for d in out}) == 5
+    assert {d["stream"] for d in out} == {"acme|0.7000"}
+    plain = tiny_router.route(x, 0.7)  # no feedback yet: the static point exactly
+    assert [d["model"] for d in out] == [d.model for d in plain]
+    assert all(d["offset"] == 0.0 and d["operating_tau"] == pytest.approx(0.7) for d in out)
+    assert service.store.counts() == {"pending": 5, "total": 5}
+    assert service.state("acme|0.7000").n_decisions == 5
+
+
+def test_feedback_outcomes(tiny_router):
+    clock = [0.0]
+    service = make_service(tiny_router, clock=lambda: clock[0], feedback_ttl=10.0)
+    ids = [d["request_id"] for d in service.route(features(4), 0.7)]
+    res = service.feedback([
+        {"request_id": ids[0], "score": 1.0, "cost": 1e-4},
+        {"request_id": ids[0], "score": 0.0},  # duplicate within the same batch
+        {"request_id": "nope", "score": 1.0},
+        {"request_id": ids[1], "score": 1.5},
+        {"request_id": ids[1], "score": True},
+        {"request_id": ids[1], "score": 0.5, "cost": -1},
+        {"request_id": ids[1], "score": 0.5, "extra": 1},
+        {"score": 0.5},
+        "not an object",
+    ])
+    assert [r["status"] for r in res] == ["accepted", "duplicate", "unknown"] + ["invalid"] * 6
+    assert res[0]["stream"] == "default|0.7000"
+    clock[0] = 11.0
+    late = service.feedback([{"request_id": ids[2], "score": 0.0}])[0]
+    assert late["status"] == "late" and "feedback_ttl" in late["detail"]
+    assert service.feedback([{"request_id": ids[2], "score": 1.0}])[0]["status"] == "duplicate"
+    state = service.state("default|0.7000")
+    assert state.n_feedback == 1 and state.score_sum == 1.0 and state.cost_sum == 1e-4
+    assert service.store.counts() == {"accepted": 1, "late": 1, "pending": 2, "total": 4}
+    assert service.store.get(ids[0]).score == 1.0
+
+
+def test_delayed_out_of_order_feedback_equals_in_order(tiny_router):
+    x = features(30, seed=1)
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 2, 30).astype(float)
+    states = []
+    for order in (np.arange(30), rng.permutation(30)):
+        service = make_service(tiny_router)
+        ids = [d["request_id"] for d in service.route(x, 0.7)]
+        for chunk in np.array_split(order, 4):  # arrives in 4 deliveries, any order
+            service.feedback([{"request_id": ids[i], "score": scores[i]} for i in chunk])
+        states.append(service.state("default|0.7000"))
+    assert states[0].integral == pytest.approx(states[1].integral, abs=1e-12)
+    assert states[0].integral == pytest.approx(0.01 * (30 * 0.7 - scores.sum()))
+    assert states[0].n_feedback == states[1].n_feedback == 30
+
+
+def test_feedback_moves_later_decisions(tiny_router):
+    service = make_service(tiny_router)
+    ids = [d["request_id"] for d in service.route(features(50), 0.7)]
+    service.feedback([{"request_id": i, "score": 0.0} for i in ids])  # all wrong: buy quality
+    after = service.route(features(2), 0.7)
+    assert after[0]["operating_tau"] == pytest.approx(0.7 + 50 * 0.01 * 0.7 if 0.7 + 0.35 < 0.9
+                                                      else 0.9)
+    assert after[0]["offset"] > 0 and after[0]["tau"] == 0.7
+
+
+def test_state_survives_a_new_process_view(tiny_router, tmp_path):
+    db = tmp_path / "online.db"
+    service = make_service(tiny_router, db)
+    ids = [d["request_id"] for d in service.route(features(6), 0.7, tenant="t")]
+    service.feedback([{"request_id": i, "score": 0.0} for i in ids[:3]])
+    before = service.state("t|0.7000")
+    again = make_service(tiny_router, db)  # a second connection reads what was committed
+    assert again.state("t|0.7000") == before
+    out = again.feedback([{"request_id": ids[0], "score": 1.0},
+                          {"request_id": ids[4], "score": 1.0}])
+    assert [r["status"] for r in out] == ["duplicate", "accepted"]
+
+
+def test_retention_bounds_rows(tiny_router):
+    service = make_service(tiny_router, store={"max_rows": 5, "purge_every": 1})
+    first = service.route(features(3), 0.7)
+    for _ in range(3):
+        service.route(features(3), 0.7)  # each call is one committed write
+    assert service.store.counts()["total"] <= 5 + 3
+    service.store.purge()
+    assert service.store.counts()["total"] == 5
+    res = service.feedback([{"request_id": first[0]["request_id"], "score": 1.0}])
+    assert res[0]["status"] == "unknown"
+
+
+def test_bad_tau_is_a_clear_error(tiny_router):
+    service = make_service(tiny_router)
+    with pytest.raises(ValueError, match="tau"):
+        service.route(features(1), float("nan"))
+    with pytest.raises(ValueError, match="feature"):
+        service.route(np.zeros((1, 3), np.float32), 0.7)
+
+
+def test_knob_reads_lanes_through_their_accuracy(tiny_router):
+    k = adapter.knob(tiny_router)  # lanes τ' [0.5, 0.7, 0.9], held-out accuracy [.55, .72, .85]
+    np.testing.assert_allclose(k.positions, [0.55, 0.72, 0.85])
+    assert k.position(0.6) == pytest.approx(0.635)
+    np.testing.assert_allclose(k.operating_tau(np.asarray([0.55, 0.635, 0.85, 0.99])),
+                               [0.5, 0.6, 0.9, 0.9])
+    tiny_router.manifest["lambda"], saved = ({**tiny_router.manifest["lambda"],
+                                              "lane_accuracy": [0.6, 0.7, 0.7]},
+                                             tiny_router.manifest["lambda"])
+    try:  # a flat lane still gets min_slope * Δτ' of knob
+        np.testing.assert_allclose(adapter.knob(tiny_router).positions,
+                                   [0.6, 0.7, 0.7 + adapter.MIN_SLOPE * 0.2])
+    finally:
+        tiny_router.manifest["lambda"] = saved
+
+
+def test_state_from_another_artifact_is_reanchored(tiny_router, tmp_path):
+    db = tmp_path / "online.db"
+    service = make_service(tiny_router, db)
+    service.route(features(1), 0.7)
+    key = "default|0.7000"
+    fresh = service.state(key)
+    stale = {**fresh.to_dict(), "base": 0.6, "lo": 0.4, "integral": 0.05}
+    service.store.record_decisions([], {key: stale})  # as another artifact would have left it
+    again = make_service(tiny_router, db)
+    assert again.state(key).base == 0.6
+    out = again.route(features(1), 0.7)
+    state = again.state(key)
+    assert (state.base, state.lo, state.hi) == (fresh.base, fresh.lo, fresh.hi)
+    assert state.integral == 0.05 and out[0]["offset"] == pytest.approx(0.05)
