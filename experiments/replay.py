@@ -28,7 +28,7 @@ from proteus.encoders import encode_dataset
 from proteus.online import controller as ctl
 from proteus.online.service import OnlineService, OnlineSettings
 from proteus.online.store import Store
-from proteus.operating import OperatingPolicy
+from proteus.operating import OperatingPoint, OperatingPolicy
 from proteus.serving import Router
 
 SCENARIOS = ("stationary", "task_shift", "model_regression", "price_change")
@@ -132,20 +132,21 @@ def make_stream(test: RoutingDataset, cfg: ReplayConfig, key_model: int) -> Stre
     return Stream(rows, scores, costs, [] if shift is None else [shift], info)
 
 
-def static_taus(router: Router, tau: float) -> dict[str, float]:
-    """τ' of the static (uncertified lane policy) and static certified routers."""
-    lam = router.manifest["lambda"]
-    plain = OperatingPolicy(lam["taus"], lam["lane_accuracy"], None, "best_effort")
-    return {"static": plain.resolve(tau).operating_tau,
-            "static_certified": router.resolve(tau).operating_tau}
+def static_points(router: Router, tau: float) -> dict[str, OperatingPoint]:
+    """The operating points of the static routers: the uncertified rule on the artifact's
+    operating table, and the artifact's own (certified when it is) resolution."""
+    plain = OperatingPolicy(router.manifest["operating"], None, "best_effort", router.models)
+    return {"static": plain.resolve(tau), "static_certified": router.resolve(tau)}
 
 
-def run_static(router: Router, x: np.ndarray, stream: Stream, op_tau: float) -> dict:
-    """Per-request chosen model, score and cost of a router at a fixed τ'."""
-    model = router.run(x, np.full(x.shape[0], op_tau, np.float32)).model
-    idx = np.arange(x.shape[0])
+def run_static(router: Router, x: np.ndarray, stream: Stream, point: OperatingPoint) -> dict:
+    """Per-request chosen model, score and cost of a router at a fixed operating point."""
+    n = x.shape[0]
+    model = router.run(x, np.full(n, point.operating_tau, np.float32),
+                       np.full(n, point.operating_model, np.int32)).model
+    idx = np.arange(n)
     return {"model": model, "score": stream.scores[idx, model],
-            "cost": stream.costs[idx, model], "operating_tau": np.full(x.shape[0], op_tau)}
+            "cost": stream.costs[idx, model], "operating_tau": np.full(n, point.operating_tau)}
 
 
 def run_online(router: Router, x: np.ndarray, stream: Stream, cfg: ReplayConfig,
@@ -229,8 +230,8 @@ def replay(router: Router, test: RoutingDataset, cfg: ReplayConfig) -> dict[str,
                          f"{router.models}")
     stream = make_stream(test, cfg, key_model(router, test, cfg.tau))
     x = test.features[stream.rows].astype(np.float32)
-    taus = static_taus(router, cfg.tau)
-    results = {name: run_static(router, x, stream, taus[name]) for name in taus}
+    points = static_points(router, cfg.tau)
+    results = {name: run_static(router, x, stream, points[name]) for name in points}
     controller = cfg.controller
     if cfg.scenario == "price_change" and controller.budget is None:
         # Budget = what the static certified router spent before the shift (USD per request).
@@ -244,7 +245,12 @@ def replay(router: Router, test: RoutingDataset, cfg: ReplayConfig) -> dict[str,
                                                / summary[ref]["long_run_cost"])
     return {"scenario": cfg.scenario, "tau": cfg.tau, "config": _jsonable(cfg),
             "budget": controller.budget, "stream": stream.info, "shifts": stream.shifts,
-            "static_operating_tau": taus, "routers": summary,
+            "static_points": {name: {"operating_tau": None if p.operating_model >= 0
+                                      else p.operating_tau,
+                                      "operating_model": (router.models[p.operating_model]
+                                                          if p.operating_model >= 0 else None),
+                                      "point": p.point, "feasible": p.feasible}
+                               for name, p in points.items()}, "routers": summary,
             "online_controllers": results["online"]["controllers"],
             "checks": checks(summary, cfg)}
 
@@ -295,8 +301,10 @@ def plot(payload: dict[str, Any], path: str) -> None:
         axes[2].plot(w["end"], w["cost"], label=name)
     online = payload["routers"]["online"]["windows"]
     axes[1].plot(online["end"], online["operating_tau"], color="C2", label="online τ'")
-    for name, op in payload["static_operating_tau"].items():
-        axes[1].axhline(op, ls=":", color="C0" if name == "static" else "C1", label=f"{name} τ'")
+    for name, point in payload["static_points"].items():
+        if point["operating_tau"] is not None:  # a fixed-model point has no τ' to draw
+            axes[1].axhline(point["operating_tau"], ls=":",
+                            color="C0" if name == "static" else "C1", label=f"{name} τ'")
     axes[0].axhline(tau, color="k", lw=1, label="τ")
     axes[0].axhline(tau - payload["config"]["tolerance"], color="k", lw=1, ls="--",
                     label="τ − 0.02")

@@ -119,6 +119,18 @@ def tiny_artifact(tmp_path_factory, tiny_bundle) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_lane_artifact(tmp_path_factory, tiny_bundle) -> str:
+    """The tiny router with one policy point per lane, at the lanes' own accuracy (n huge, z 0):
+    τ resolves to the cheapest lane whose accuracy reaches it (the online tests' knob)."""
+    out = str(tmp_path_factory.mktemp("tiny_lanes") / "artifact")
+    operating = {"tau": [0.9, 0.7, 0.5], "model": [-1, -1, -1], "accuracy": [0.85, 0.72, 0.55],
+                 "cost": [3e-4, 2e-4, 1e-4], "n_heldout": 10**6, "margin_z": 0.0}
+    export.write_artifact(dataclasses.replace(tiny_bundle, operating=operating), out,
+                          verify=False)
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_certified_artifact(tmp_path_factory, tiny_bundle, tiny_certification) -> str:
     out = str(tmp_path_factory.mktemp("tiny_cert") / "artifact")
     bundle = dataclasses.replace(tiny_bundle, operating=TINY_CERT_OPERATING,

@@ -62,9 +62,9 @@ def call(port, method, path, body=None, headers=None):
 
 
 @pytest.fixture(scope="module")
-def server(tiny_artifact):
+def server(tiny_lane_artifact):
     """A thread-hosted server over an in-memory store: (port, service)."""
-    service = OnlineService(Router.load(tiny_artifact, warmup=0), Store(":memory:", time.time),
+    service = OnlineService(Router.load(tiny_lane_artifact, warmup=0), Store(":memory:", time.time),
                             OnlineSettings(controller=ctl.ControllerConfig(k_i=0.01,
                                                                            trust_after=0)))
     sock = socket.socket()
@@ -151,9 +151,9 @@ def start_child(artifact, db):
     raise AssertionError("the child server did not come up")
 
 
-def test_kill_and_restart_loses_nothing_acknowledged(tiny_artifact, tmp_path):
+def test_kill_and_restart_loses_nothing_acknowledged(tiny_lane_artifact, tmp_path):
     db = tmp_path / "online.db"
-    proc, port = start_child(tiny_artifact, db)
+    proc, port = start_child(tiny_lane_artifact, db)
     try:
         ids = route(port, 20, tenant="crash")
         acked = call(port, "POST", "/v1/feedback",
@@ -163,7 +163,7 @@ def test_kill_and_restart_loses_nothing_acknowledged(tiny_artifact, tmp_path):
     finally:
         os.kill(proc.pid, signal.SIGKILL)  # no shutdown hook runs
         proc.wait(timeout=30)
-    proc, port = start_child(tiny_artifact, db)
+    proc, port = start_child(tiny_lane_artifact, db)
     try:
         after = call(port, "GET", "/v1/controllers")[1]
         assert after["controllers"]["crash|0.7000"] == before

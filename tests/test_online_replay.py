@@ -63,8 +63,8 @@ def test_window_metrics_by_hand():
     assert rp.recovery(score, 8, cfg) == 0
 
 
-def test_replay_runs_three_routers(tiny_artifact, tiny_test, tmp_path):
-    router = Router.load(tiny_artifact, warmup=0)
+def test_replay_runs_three_routers(tiny_lane_artifact, tiny_test, tmp_path):
+    router = Router.load(tiny_lane_artifact, warmup=0)
     cfg = rp.ReplayConfig(scenario="model_regression", tau=0.7, n=3000, warmup=500,
                           window=500)
     out = rp.replay(router, tiny_test, cfg)

@@ -15,8 +15,8 @@ CFG = ctl.ControllerConfig(k_i=0.01, margin=0.0, trust_after=0, boost=1.0)
 
 
 @pytest.fixture(scope="module")
-def tiny_router(tiny_artifact) -> Router:
-    return Router.load(tiny_artifact, warmup=0)
+def tiny_router(tiny_lane_artifact) -> Router:
+    return Router.load(tiny_lane_artifact, warmup=0)
 
 
 def make_service(router, path=":memory:", clock=None, **settings):

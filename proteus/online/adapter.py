@@ -3,9 +3,9 @@
 The controller moves one scalar knob in accuracy units (`proteus.online.controller`). Everything
 it needs from the router goes through this module: `knob` (the mapping between knob positions
 and operating τ'), `static_point` (where τ sits on the knob without feedback) and `serve` (route
-at knob positions). If an operating point becomes something else (e.g. an index into a table
-that also holds the fixed models), only this module changes: give each point a held-out accuracy,
-order them by it, and interpolate positions between neighbours the same way.
+at knob positions). The artifact's operating table also holds fixed-model points; the knob moves
+only the policy (continuous in τ'), and a fixed-model static point is placed on it by its
+held-out accuracy (`static_point`).
 """
 
 from __future__ import annotations
@@ -60,10 +60,20 @@ class StaticPoint(NamedTuple):
 
 
 def static_point(router: Router, k: Knob, tau: float) -> StaticPoint:
-    """The static operating point of τ on the knob."""
+    """The static operating point of τ on the knob.
+
+    The knob moves the policy only. A policy point sits at its τ'; a fixed-model point (the
+    artifact's operating table also holds every single model) sits where the lanes' held-out
+    accuracy equals that point's, so the online router starts from the same quality and then
+    follows feedback along the policy's lanes.
+    """
     point = router.resolve(tau)
-    return StaticPoint(k.position(point.operating_tau), float(k.positions[0]),
-                       float(k.positions[-1]), point)
+    lo, hi = float(k.positions[0]), float(k.positions[-1])
+    if point.operating_model >= 0:
+        base = float(np.clip(router.policy.accuracy[point.point], lo, hi))
+    else:
+        base = k.position(point.operating_tau)
+    return StaticPoint(base, lo, hi, point)
 
 
 def serve(router: Router, k: Knob, features: np.ndarray, positions: np.ndarray,
