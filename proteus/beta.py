@@ -7,7 +7,7 @@ made this costly with the stock functions (benchmarks/profile_policy.py):
 - `jax.random.beta` draws two Gammas per element with a per-element rejection loop: every
   element splits its own key on every trial, so a [K, B] draw runs K·B threefry splits per
   round and a while loop per element. Here every round proposes for the WHOLE array at once
-  (two threefry calls of the array's size) and keeps, per element, the first accepted proposal.
+  (a few threefry calls of the array's size) and keeps, per element, the first accepted one.
 - Reverse-mode through `digamma` goes through `polygamma(1, .)`, which XLA evaluates as a
   Hurwitz zeta series; the entropy's gradient needs it three times per element. The derivatives
   here are written out (custom JVPs) with a short trigamma, and `log_prob_and_entropy` evaluates
@@ -26,27 +26,44 @@ from jax.scipy.special import betaln, digamma
 from proteus.types import Array
 
 MU_EPS = 1e-6  # log-densities are evaluated at μ clipped to [MU_EPS, 1 − MU_EPS]
+FIRST_PROPOSALS = 2  # proposals per element drawn at once before the sampler's loop
 MAX_ROUNDS = 64  # bound on the sampler's proposal rounds (never reached in practice, see below)
 
 
 # ----------------------------------------------------------------------------- sampling
 
 
-def gamma_ge1(key: Array, shape_param: Array, max_rounds: int = MAX_ROUNDS) -> Array:
+def _marsaglia_tsang(key: Array, d: Array, c: Array, shape: tuple[int, ...]):
+    """Proposals of shape [*shape] (shape ends with d's shape): (accepted?, d·v)."""
+    k_norm, k_unif = jax.random.split(key)
+    x = jax.random.normal(k_norm, shape, d.dtype)
+    u = jax.random.uniform(k_unif, shape, d.dtype)
+    t = 1.0 + c * x
+    v = t * t * t
+    safe_v = jnp.where(v > 0.0, v, 1.0)  # log v only where the proposal is valid
+    accept = (v > 0.0) & (jnp.log(u) < 0.5 * x * x + d - d * v + d * jnp.log(safe_v))
+    return accept, d * safe_v
+
+
+def gamma_ge1(key: Array, shape_param: Array, first_proposals: int = FIRST_PROPOSALS,
+              max_rounds: int = MAX_ROUNDS) -> Array:
     """Gamma(a, 1) draws for a >= 1 by Marsaglia & Tsang (2000), vectorised over the array.
 
-    Each round proposes x ~ N(0, 1), u ~ U(0, 1) for every element and accepts
-    v = (1 + x / sqrt(9d))^3 (d = a − 1/3) when log u < x²/2 + d − d·v + d·log v; an element keeps
-    its first accepted proposal, so each element is an exact Gamma(a) draw (its proposals are an
-    i.i.d. sequence, keyed by fold_in(key, round)). The loop runs until every element has one.
-    A proposal is accepted with probability >= 0.95 for every a >= 1, so B·K = 10^4 elements need
-    about 4 rounds; `max_rounds` only guards against a hang on non-finite input (elements still
-    open after it, with probability < n·0.05^64, keep their last proposal; NaN shapes give NaN).
+    A proposal x ~ N(0, 1), u ~ U(0, 1) gives v = (1 + x / sqrt(9d))^3 (d = a − 1/3), accepted
+    when log u < x²/2 + d − d·v + d·log v; each element keeps its FIRST accepted proposal, so it
+    is an exact Gamma(a) draw (its proposals are an i.i.d. sequence). A proposal is accepted with
+    probability >= 0.95 for every a >= 1. The first round draws `first_proposals` proposals per
+    element at once (all fused in one pass); an element is left open with probability
+    <= 0.05^2 = 0.25% (far less for the policy's typical a ~ 10), and a while loop, one proposal
+    per element per round keyed by fold_in(key, round), finishes those (a few rounds, often
+    none).
+    `max_rounds` only guards against a hang: elements still open after it (probability
+    < n·0.05^64) keep their last proposal; NaN/inf shapes give NaN.
 
     Args:
       key: a PRNG key.
       shape_param: any shape, float, every entry >= 1.
-      max_rounds: static bound on proposal rounds.
+      first_proposals, max_rounds: static.
 
     Returns:
       draws of the same shape and dtype.
@@ -54,26 +71,24 @@ def gamma_ge1(key: Array, shape_param: Array, max_rounds: int = MAX_ROUNDS) -> A
     a = shape_param
     d = a - 1.0 / 3.0
     c = jax.lax.rsqrt(9.0 * d)
+    accept, value = _marsaglia_tsang(jax.random.fold_in(key, 0), d, c,
+                                     (first_proposals, *a.shape))
+    first = jnp.argmax(accept, axis=0)  # index of the first accepted proposal (0 if none)
+    value = jnp.take_along_axis(value, first[None], axis=0)[0]
+    bad = ~jnp.isfinite(a)  # nothing to draw: NaN/inf shapes propagate below
+    done = accept.any(axis=0) | bad
 
     def body(carry):
         rnd, done, value = carry
-        k_norm, k_unif = jax.random.split(jax.random.fold_in(key, rnd))
-        x = jax.random.normal(k_norm, a.shape, a.dtype)
-        u = jax.random.uniform(k_unif, a.shape, a.dtype)
-        t = 1.0 + c * x
-        v = t * t * t
-        safe_v = jnp.where(v > 0.0, v, 1.0)  # log v only where the proposal is valid
-        accept = (v > 0.0) & (jnp.log(u) < 0.5 * x * x + d - d * v + d * jnp.log(safe_v))
-        value = jnp.where(done, value, d * safe_v)
-        return rnd + 1, done | accept, value
+        ok, proposal = _marsaglia_tsang(jax.random.fold_in(key, rnd), d, c, a.shape)
+        return rnd + 1, done | ok, jnp.where(done, value, proposal)
 
     def cond(carry):
         rnd, done, _ = carry
         return (rnd < max_rounds) & ~jnp.all(done)
 
-    done0 = ~jnp.isfinite(a)  # nothing to draw: NaN/inf shapes propagate below
-    _, _, value = jax.lax.while_loop(cond, body, (0, done0, jnp.zeros_like(a)))
-    return jnp.where(done0, jnp.nan, value)
+    _, _, value = jax.lax.while_loop(cond, body, (1, done, value))
+    return jnp.where(bad, jnp.nan, value)
 
 
 def sample(key: Array, alpha: Array, beta: Array) -> Array:
@@ -82,8 +97,9 @@ def sample(key: Array, alpha: Array, beta: Array) -> Array:
     alpha, beta: the same shape (one lane: [B]) -> μ of that shape in [0, 1].
     """
     chex.assert_equal_shape([alpha, beta])
-    g = gamma_ge1(key, jnp.stack([alpha, beta]))  # one loop for both Gammas
-    return g[0] / (g[0] + g[1])
+    with jax.named_scope("beta_sample"):  # a name for profiles (benchmarks/profile_policy.py)
+        g = gamma_ge1(key, jnp.stack([alpha, beta]))  # one loop for both Gammas
+        return g[0] / (g[0] + g[1])
 
 
 # ----------------------------------------------------------------------------- special functions
