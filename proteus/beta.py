@@ -34,14 +34,19 @@ MAX_ROUNDS = 64  # bound on the sampler's proposal rounds (never reached in prac
 
 
 def _marsaglia_tsang(key: Array, d: Array, c: Array, shape: tuple[int, ...]):
-    """Proposals of shape [*shape] (shape ends with d's shape): (accepted?, d·v)."""
-    k_norm, k_unif = jax.random.split(key)
-    x = jax.random.normal(k_norm, shape, d.dtype)
-    u = jax.random.uniform(k_unif, shape, d.dtype)
+    """Proposals of shape [*shape] (shape ends with d's shape): (accepted?, d·v).
+
+    The normal and the uniform of a proposal come from ONE threefry call (a [2, ...] uniform
+    draw, the normal by inverse CDF as `jax.random.normal` does): on CPU every random call is a
+    small loop of its own, and their count, not the numbers drawn, set the sampler's cost.
+    """
+    u = jax.random.uniform(key, (2, *shape), d.dtype)
+    lo = jnp.nextafter(jnp.asarray(-1.0, d.dtype), jnp.asarray(1.0, d.dtype))
+    x = jnp.sqrt(jnp.asarray(2.0, d.dtype)) * jax.lax.erf_inv(jnp.maximum(2.0 * u[0] - 1.0, lo))
     t = 1.0 + c * x
     v = t * t * t
     safe_v = jnp.where(v > 0.0, v, 1.0)  # log v only where the proposal is valid
-    accept = (v > 0.0) & (jnp.log(u) < 0.5 * x * x + d - d * v + d * jnp.log(safe_v))
+    accept = (v > 0.0) & (jnp.log(u[1]) < 0.5 * x * x + d - d * v + d * jnp.log(safe_v))
     return accept, d * safe_v
 
 
@@ -50,15 +55,17 @@ def gamma_ge1(key: Array, shape_param: Array, first_proposals: int = FIRST_PROPO
     """Gamma(a, 1) draws for a >= 1 by Marsaglia & Tsang (2000), vectorised over the array.
 
     A proposal x ~ N(0, 1), u ~ U(0, 1) gives v = (1 + x / sqrt(9d))^3 (d = a − 1/3), accepted
-    when log u < x²/2 + d − d·v + d·log v; each element keeps its FIRST accepted proposal, so it
-    is an exact Gamma(a) draw (its proposals are an i.i.d. sequence). A proposal is accepted with
-    probability >= 0.95 for every a >= 1. The first round draws `first_proposals` proposals per
-    element at once (all fused in one pass); an element is left open with probability
-    <= 0.05^2 = 0.25% (far less for the policy's typical a ~ 10), and a while loop, one proposal
-    per element per round keyed by fold_in(key, round), finishes those (a few rounds, often
-    none).
-    `max_rounds` only guards against a hang: elements still open after it (probability
-    < n·0.05^64) keep their last proposal; NaN/inf shapes give NaN.
+    when log u < x²/2 + d − d·v + d·log v, with probability >= 0.95 for every a >= 1. Each element
+    keeps its FIRST accepted proposal, so it is an exact Gamma(a) draw: its proposals are fresh
+    i.i.d. draws (keyed by round and position, never reused) and which element receives which
+    proposal depends only on earlier acceptances, never on the proposals' values.
+
+    The first round proposes `first_proposals` times for every element at once. The few elements
+    left open (a fraction <= 0.05^first_proposals) are finished by a while loop that proposes
+    only for them: each round gathers up to `slots` open elements (n/16, at least 64) instead of
+    re-drawing the whole array, so the random numbers drawn stay close to the ~4 per element a
+    Gamma needs. `max_rounds` only guards against a hang: elements still open after it (never in
+    practice) keep value 0; NaN/inf shapes give NaN.
 
     Args:
       key: a PRNG key.
@@ -68,27 +75,32 @@ def gamma_ge1(key: Array, shape_param: Array, first_proposals: int = FIRST_PROPO
     Returns:
       draws of the same shape and dtype.
     """
-    a = shape_param
+    a = shape_param.reshape(-1)
+    n = a.shape[0]
+    slots = min(n, max(64, -(-n // 16)))
     d = a - 1.0 / 3.0
     c = jax.lax.rsqrt(9.0 * d)
-    accept, value = _marsaglia_tsang(jax.random.fold_in(key, 0), d, c,
-                                     (first_proposals, *a.shape))
+    accept, value = _marsaglia_tsang(jax.random.fold_in(key, 0), d, c, (first_proposals, n))
     first = jnp.argmax(accept, axis=0)  # index of the first accepted proposal (0 if none)
-    value = jnp.take_along_axis(value, first[None], axis=0)[0]
+    value = jnp.where(accept.any(axis=0), jnp.take_along_axis(value, first[None], 0)[0], 0.0)
     bad = ~jnp.isfinite(a)  # nothing to draw: NaN/inf shapes propagate below
     done = accept.any(axis=0) | bad
 
     def body(carry):
         rnd, done, value = carry
-        ok, proposal = _marsaglia_tsang(jax.random.fold_in(key, rnd), d, c, a.shape)
-        return rnd + 1, done | ok, jnp.where(done, value, proposal)
+        (open_idx,) = jnp.nonzero(~done, size=slots, fill_value=n)  # n: an empty slot
+        safe = jnp.minimum(open_idx, n - 1)
+        ok, proposal = _marsaglia_tsang(jax.random.fold_in(key, rnd), d[safe], c[safe], (slots,))
+        target = jnp.where(ok & (open_idx < n), open_idx, n)  # index n is dropped
+        value = value.at[target].set(proposal, mode="drop")
+        return rnd + 1, done.at[target].set(True, mode="drop"), value
 
     def cond(carry):
         rnd, done, _ = carry
         return (rnd < max_rounds) & ~jnp.all(done)
 
     _, _, value = jax.lax.while_loop(cond, body, (1, done, value))
-    return jnp.where(bad, jnp.nan, value)
+    return jnp.where(bad, jnp.nan, value).reshape(shape_param.shape)
 
 
 def sample(key: Array, alpha: Array, beta: Array) -> Array:
