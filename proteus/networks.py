@@ -43,6 +43,21 @@ class Predictor(nn.Module):
         return z, perf_logits, log_cost
 
 
+class _ColumnDense(nn.Dense):
+    """`nn.Dense` (the same parameters and initialisation) as one matrix-vector product per
+    output column: for the policy's 2-wide output layer on a step's [K·B, 64] rows, XLA's CPU
+    matmul and its transposes take ~2.5x longer than two matvecs (benchmarks/profile_policy.py)."""
+
+    @nn.compact
+    def __call__(self, inputs: Array) -> Array:
+        kernel = self.param("kernel", self.kernel_init, (jnp.shape(inputs)[-1], self.features),
+                            self.param_dtype)
+        out = jnp.stack([inputs @ kernel[:, j] for j in range(self.features)], axis=-1)
+        if self.use_bias:
+            out = out + self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+        return out
+
+
 class PolicyHead(nn.Module):
     """π_θ(μ | z, τ, λ): a Beta distribution over the quality preference μ, with α, β >= 1.
 
@@ -78,7 +93,7 @@ class PolicyHead(nn.Module):
         # accuracy a step function of λ that no dual can settle on. A spread lets the
         # Lagrangian solution's mixing happen across queries while the policy learns.
         k_bias = math.log(math.expm1(self.init_concentration))  # softplus^-1
-        self.beta_params = nn.Dense(
+        self.beta_params = _ColumnDense(
             2, name="beta_params",
             kernel_init=nn.initializers.variance_scaling(self.init_spread, "fan_in", "normal"),
             bias_init=lambda *_: jnp.array([0.0, k_bias], jnp.float32))
