@@ -45,6 +45,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--chunk", type=int, default=10, help="steps per compiled chunk in (b)")
     p.add_argument("--queries", type=int, default=5000, help="rows of the data in (b)")
     p.add_argument("--repeats", type=int, default=7, help="timed repeats (median reported)")
+    p.add_argument("--only", choices=("lanes", "runs"), default=None,
+                   help="run only part (a) or part (b)")
     p.add_argument("--quick", action="store_true",
                    help="smaller sizes and fewer repeats (a smoke check, not a measurement)")
     args = p.parse_args(argv)
@@ -200,8 +202,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"jax {jax.__version__}; device {device.platform}:{device.device_kind} "
           f"({jax.device_count()} device(s)); {os.cpu_count()} CPU cores visible"
           + ("; --quick" if args.quick else ""))
-    bench_lanes(args)
-    bench_runs(args)
+    if args.only in (None, "lanes"):
+        bench_lanes(args)
+    if args.only in (None, "runs"):
+        bench_runs(args)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python benchmarks/bench_gpu.py --out=bench_gpu.json     # on a GPU/TPU host (all devices)
     python benchmarks/bench_gpu.py --tiny                    # a CPU check of the script itself
+    python benchmarks/bench_gpu.py --dry-run                 # compile the full-size programs only
 
 The data are the synthetic RouterBench preset at the size of the full benchmark (36,497 queries x
 11 models; `synthetic:routerbench?n=36497`), the model is the quickstart one (trunk 256, policy
@@ -11,7 +12,10 @@ The data are the synthetic RouterBench preset at the size of the full benchmark 
 time per step, XLA's memory for the policy program against the sweep planner's estimate, the
 test-split quality of the runs, and decisions per second, both for evaluation (`route_grid`:
 every test query at every τ of the grid) and for serving-style batches (`networks.route`).
---tiny shrinks everything (2,000 queries, 2 seeds, 4 lanes, the :smoke model).
+--tiny shrinks everything (2,000 queries, 2 seeds, 4 lanes, the :smoke model). --dry-run (any
+backend, CPU included) builds the full-size setup and compiles, without running, the programs the
+real run executes: both training chunks and the serving `route`; it prints their compile times and
+XLA's memory analysis, so a broken program shows up before an accelerator is booked.
 """
 
 from __future__ import annotations
@@ -82,13 +86,8 @@ def train_timed(config, splits, setup, placement):
     return state, timing
 
 
-def policy_memory(config, setup, n_rows: int, placement) -> dict[str, float]:
-    """XLA's memory analysis of the compiled policy chunk vs the sweep planner's estimate."""
-    s = int(setup.hparams.pred_lr.shape[0])
-    shards = placement.mesh.shape[sharding.BATCH] if placement is not None else 1
-    runs_axis = placement.mesh.shape[sharding.RUNS] if placement is not None else 1
-    est = sweep.estimate_run_bytes(config, setup, shards) * s / runs_axis
-    out = {"estimate_bytes_per_device": float(est)}
+def abstract_chunk_args(config, setup, n_rows: int, placement):
+    """Shapes (no values) of a training chunk's (state, keys, data, hp), laid out as in a run."""
     spec, f32 = setup.static.spec, jnp.float32
     data = loop.PhaseData(jax.ShapeDtypeStruct((n_rows, spec.feature_dim), f32),
                           jax.ShapeDtypeStruct((n_rows, spec.n_models), f32),
@@ -105,16 +104,55 @@ def policy_memory(config, setup, n_rows: int, placement) -> dict[str, float]:
         state, keys, hp = jax.tree.map(runs, state), placement.runs(keys), placement.runs(hp)
         data = jax.tree.map(lambda x: jax.ShapeDtypeStruct(
             x.shape, x.dtype, sharding=NamedSharding(mesh, PartitionSpec())), data)
+    return state, keys, data, hp
+
+
+def compile_chunk(config, setup, step_fn, n_rows: int, placement):
+    """The compiled (never run) chunk of `step_fn` at the run's shapes."""
+    fn = loop.compile_chunk(setup.static, step_fn, setup.loop.chunk_size,
+                            constrain=placement.constrain_batch if placement else None)
+    return fn.lower(*abstract_chunk_args(config, setup, n_rows, placement)).compile()
+
+
+def memory_of(compiled) -> dict[str, float]:
+    mem = compiled.memory_analysis()
+    return {k: float(getattr(mem, k)) for k in (
+        "argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes")
+        if hasattr(mem, k)}
+
+
+def policy_memory(config, setup, n_rows: int, placement) -> dict[str, float]:
+    """XLA's memory analysis of the compiled policy chunk vs the sweep planner's estimate."""
+    s = int(setup.hparams.pred_lr.shape[0])
+    shards = placement.mesh.shape[sharding.BATCH] if placement is not None else 1
+    runs_axis = placement.mesh.shape[sharding.RUNS] if placement is not None else 1
+    est = sweep.estimate_run_bytes(config, setup, shards) * s / runs_axis
+    out = {"estimate_bytes_per_device": float(est)}
     try:
-        fn = loop.compile_chunk(setup.static, train.policy_step, setup.loop.chunk_size,
-                                constrain=placement.constrain_batch if placement else None)
-        mem = fn.lower(state, keys, data, hp).compile().memory_analysis()
-        out.update({k: float(getattr(mem, k)) for k in (
-            "argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes")
-            if hasattr(mem, k)})
+        out.update(memory_of(compile_chunk(config, setup, train.policy_step, n_rows, placement)))
     except Exception as e:  # memory analysis is backend-dependent; the benchmark goes on
         out["error"] = repr(e)
     return out
+
+
+def dry_run(config, splits, setup, placement, serving_batch: int) -> dict:
+    """Compile both training chunks and `networks.route` at full size; nothing is executed."""
+    report = {}
+    for phase, step_fn, split in (("predictor", train.predictor_step, "pred"),
+                                  ("policy", train.policy_step, "policy")):
+        start = time.perf_counter()
+        compiled = compile_chunk(config, setup, step_fn, splits[split].n_queries, placement)
+        report[f"{phase}_chunk_compile_s"] = time.perf_counter() - start
+        report[f"{phase}_chunk_memory"] = memory_of(compiled)
+    spec = setup.static.spec
+    state = jax.eval_shape(lambda: pipeline.initial_state(setup, config))
+    one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state.params)
+    vec = jax.ShapeDtypeStruct((serving_batch,), jnp.float32)
+    feats = jax.ShapeDtypeStruct((serving_batch, spec.feature_dim), jnp.float32)
+    start = time.perf_counter()
+    jax.jit(networks.route, static_argnums=0).lower(spec, one, feats, vec, vec).compile()
+    report["route_compile_s"] = time.perf_counter() - start
+    return report
 
 
 def decisions_per_second(setup, state, test, taus, batch: int, seconds: float) -> dict:
@@ -147,14 +185,16 @@ def decisions_per_second(setup, state, test, taus, batch: int, seconds: float) -
             "serving_decisions_per_s": serve_rate}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict | None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tiny", action="store_true", help="CPU-sized check of the script")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="compile the programs (at full size unless --tiny), run nothing")
     parser.add_argument("--out", default="", help="write the report as JSON here")
     parser.add_argument("--seconds", type=float, default=3.0, help="per decision-rate timing")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     backend = jax.default_backend()
-    if backend == "cpu" and not args.tiny:
+    if backend == "cpu" and not (args.tiny or args.dry_run):
         print("no accelerator found (JAX backend: cpu); run on a GPU/TPU host, or pass --tiny "
               "to check the script on CPU")
         return
@@ -167,11 +207,19 @@ def main() -> None:
     print(f"{len(devices)} x {devices[0].device_kind} ({backend}); {args.seeds} seeds x "
           f"{args.lanes} lanes on {splits['pred'].n_models} models, {args.n} queries"
           + (f"; mesh {dict(placement.mesh.shape)}" if placement else ""))
+    serving_batch = 512 if args.tiny else 8192
+    if args.dry_run:
+        report = dry_run(config, splits, setup, placement, serving_batch)
+        print("dry run (compiled, nothing executed): " + json.dumps(
+            results.to_jsonable(report), sort_keys=True))
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(results.to_jsonable(report), f, indent=1)
+        return report
     state, timing = train_timed(config, splits, setup, placement)
     timing["load_and_setup_s"] = load_s
     taus = pipeline.eval_taus(config, setup.lane_taus)
-    rates = decisions_per_second(setup, state, splits["test"], taus, 8192 if not args.tiny
-                                 else 512, args.seconds)
+    rates = decisions_per_second(setup, state, splits["test"], taus, serving_batch, args.seconds)
     host = sharding.fetch(state)
     rows = [sweep.evaluate_run(config, setup, host, i, spec, 0, splits, taus, 0.9)
             for i, spec in enumerate(specs)]
@@ -192,6 +240,7 @@ def main() -> None:
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results.to_jsonable(report), f, indent=1)
+    return report
 
 
 if __name__ == "__main__":

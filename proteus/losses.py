@@ -10,12 +10,9 @@ from typing import NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import betaln, digamma
 
+from proteus import beta as beta_dist
 from proteus.types import Array
-
-_MU_EPS = 1e-6
-
 
 # ----------------------------------------------------------------------------- predictor
 
@@ -53,16 +50,13 @@ def predictor_loss(
 
 
 def beta_log_prob(mu: Array, alpha: Array, beta: Array) -> Array:
-    """log Beta(μ; α, β), elementwise; μ clipped to (0, 1) for finiteness."""
-    mu = jnp.clip(mu, _MU_EPS, 1.0 - _MU_EPS)
-    return (alpha - 1.0) * jnp.log(mu) + (beta - 1.0) * jnp.log1p(-mu) - betaln(alpha, beta)
+    """log Beta(μ; α, β), elementwise; μ clipped to (0, 1) for finiteness (see `proteus.beta`)."""
+    return beta_dist.log_prob(mu, alpha, beta)
 
 
 def beta_entropy(alpha: Array, beta: Array) -> Array:
-    """Differential entropy of Beta(α, β), elementwise."""
-    total = alpha + beta
-    return (betaln(alpha, beta) - (alpha - 1.0) * digamma(alpha)
-            - (beta - 1.0) * digamma(beta) + (total - 2.0) * digamma(total))
+    """Differential entropy of Beta(α, β), elementwise (see `proteus.beta`)."""
+    return beta_dist.entropy(alpha, beta)
 
 
 def lagrangian_reward(score: Array, cost_norm: Array, tau: Array, lam: Array) -> Array:

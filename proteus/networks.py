@@ -6,9 +6,10 @@ on its own and the policy can be vmapped over τ lanes while the predictor runs 
 - `Predictor`: features -> trunk z [B, H], correctness logits [B, M], log-cost [B, M].
 - `PolicyHead`: (stop-gradient z, τ, λ) -> Beta(α, β) over the quality preference μ.
 
-The policy's first layer is split into a z-projection and a (τ, λ)-projection that are summed. Under
-`jax.vmap` over lanes (τ, λ batched, z not) the z-projection, the costly [B, H] x [H, P] product, is
-therefore computed once per step rather than once per lane.
+The policy's first layer is split into a z-projection and a (τ, λ)-projection that are summed. The
+z-projection, the costly [B, H] x [H, P] product, does not depend on the lane, so a training step
+computes it once (`policy_projection`) and runs only the rest per lane
+(`policy_beta_from_projection`); a lane's (τ, λ)-projection runs on one row, not B.
 """
 
 from __future__ import annotations
@@ -42,6 +43,21 @@ class Predictor(nn.Module):
         return z, perf_logits, log_cost
 
 
+class _ColumnDense(nn.Dense):
+    """`nn.Dense` (the same parameters and initialisation) as one matrix-vector product per
+    output column: for the policy's 2-wide output layer on a step's [K·B, 64] rows, XLA's CPU
+    matmul and its transposes take ~2.5x longer than two matvecs (benchmarks/profile_policy.py)."""
+
+    @nn.compact
+    def __call__(self, inputs: Array) -> Array:
+        kernel = self.param("kernel", self.kernel_init, (jnp.shape(inputs)[-1], self.features),
+                            self.param_dtype)
+        out = jnp.stack([inputs @ kernel[:, j] for j in range(self.features)], axis=-1)
+        if self.use_bias:
+            out = out + self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+        return out
+
+
 class PolicyHead(nn.Module):
     """π_θ(μ | z, τ, λ): a Beta distribution over the quality preference μ, with α, β >= 1.
 
@@ -62,34 +78,53 @@ class PolicyHead(nn.Module):
     hidden: int = 128
     cond_hidden: int = 32
     init_concentration: float = 30.0
-    init_spread: float = 1.0  # variance scale of the output kernel (see __call__)
+    init_spread: float = 1.0  # variance scale of the output kernel (see `head`)
 
-    @nn.compact
-    def __call__(self, z: Array, tau: Array, lam: Array) -> tuple[Array, Array]:
-        """z: [B, H]; tau, lam: [] or [B] -> alpha, beta: [B] float32 (both >= 1)."""
-        batch = z.shape[0]
-        tau = jnp.broadcast_to(tau, (batch,))
-        lam = jnp.broadcast_to(lam, (batch,))
-        log_lam = jnp.log(jnp.maximum(lam, 1e-3))
-        # log1p keeps the dual's scale (0 .. λ_max) in a range an MLP handles well.
-        cond = jnp.stack([tau, jnp.log1p(lam)], axis=-1)
-        cond = nn.relu(nn.Dense(self.cond_hidden, name="cond_0")(cond))
-        h = nn.Dense(self.hidden, name="z_proj")(z) + nn.Dense(self.hidden, name="cond_proj")(cond)
-        h = nn.relu(h)
-        h = nn.relu(nn.Dense(self.hidden // 2, name="hidden")(h))
+    def setup(self):
+        # Explicit names: the parameter tree is the one the compact version of this module had
+        # (checkpoints and exports stay valid); `hidden` is also the width field's name.
+        self.z_proj = nn.Dense(self.hidden, name="z_proj")
+        self.cond_0 = nn.Dense(self.cond_hidden, name="cond_0")
+        self.cond_proj = nn.Dense(self.hidden, name="cond_proj")
+        self.hidden_layer = nn.Dense(self.hidden // 2, name="hidden")
         # Zero output bias: the policy starts on average at the plug-in prior. The small random
         # kernel spreads δ across queries; at a fixed λ many queries are near-ties (equal value,
         # equal price), and a single shared μ would switch all of them at once, making the
         # accuracy a step function of λ that no dual can settle on. A spread lets the
         # Lagrangian solution's mixing happen across queries while the policy learns.
         k_bias = math.log(math.expm1(self.init_concentration))  # softplus^-1
-        out = nn.Dense(2, name="beta_params",
-                       kernel_init=nn.initializers.variance_scaling(self.init_spread, "fan_in",
-                                                                    "normal"),
-                       bias_init=lambda *_: jnp.array([0.0, k_bias], jnp.float32))(h)
+        self.beta_params = _ColumnDense(
+            2, name="beta_params",
+            kernel_init=nn.initializers.variance_scaling(self.init_spread, "fan_in", "normal"),
+            bias_init=lambda *_: jnp.array([0.0, k_bias], jnp.float32))
+
+    def project(self, z: Array) -> Array:
+        """z: [B, H] -> the first layer's z-projection [B, P]; τ-independent, so a training step
+        computes it once and shares it across lanes (the costly [B, H] x [H, P] product)."""
+        return self.z_proj(z)
+
+    def head(self, projection: Array, tau: Array, lam: Array) -> tuple[Array, Array]:
+        """projection: [B, P] (from `project`); tau, lam: [] or [B] -> alpha, beta: [B] (>= 1)."""
+        chex.assert_rank(projection, 2)
+        # A lane's (τ, λ) are scalars: its conditioning MLP then runs on one row and is broadcast
+        # over the batch (the same numbers as running it on B identical rows, at 1/B the cost).
+        rows = 1 if jnp.ndim(tau) == 0 and jnp.ndim(lam) == 0 else projection.shape[0]
+        tau = jnp.broadcast_to(tau, (rows,))
+        lam = jnp.broadcast_to(lam, (rows,))
+        log_lam = jnp.log(jnp.maximum(lam, 1e-3))
+        # log1p keeps the dual's scale (0 .. λ_max) in a range an MLP handles well.
+        cond = jnp.stack([tau, jnp.log1p(lam)], axis=-1)
+        cond = nn.relu(self.cond_0(cond))
+        h = nn.relu(projection + self.cond_proj(cond))
+        h = nn.relu(self.hidden_layer(h))
+        out = self.beta_params(h)
         m = jnp.clip(jax.nn.sigmoid(log_lam + out[:, 0]), 1e-4, 1.0 - 1e-4)
         concentration = nn.softplus(out[:, 1]) + 1.0 / m + 1.0 / (1.0 - m)
         return m * concentration, (1.0 - m) * concentration
+
+    def __call__(self, z: Array, tau: Array, lam: Array) -> tuple[Array, Array]:
+        """z: [B, H]; tau, lam: [] or [B] -> alpha, beta: [B] float32 (both >= 1)."""
+        return self.head(self.project(z), tau, lam)
 
 
 class RouterSpec(NamedTuple):
@@ -212,8 +247,24 @@ def policy_beta(spec: RouterSpec, policy_params: Params, z: Array, tau: Array, l
 
     tau and lam are the lane's true values; the ablation flags decide what the network sees.
     """
+    return policy_beta_from_projection(spec, policy_params,
+                                       policy_projection(spec, policy_params, z), tau, lam)
+
+
+def policy_projection(spec: RouterSpec, policy_params: Params, z: Array) -> Array:
+    """The policy's τ-independent z-projection [B, P] of a detached trunk output z [B, H]."""
+    return spec.policy().apply(policy_params, jax.lax.stop_gradient(z),
+                               method=PolicyHead.project)
+
+
+def policy_beta_from_projection(spec: RouterSpec, policy_params: Params, projection: Array,
+                                tau: Array, lam: Array) -> tuple[Array, Array]:
+    """`policy_beta` from a precomputed `policy_projection` (shared by a step's lanes).
+
+    projection: [B, P]; tau, lam: [] (one lane) or [B] -> alpha, beta: [B].
+    """
     tau, lam = policy_inputs(spec, tau, lam)
-    return spec.policy().apply(policy_params, jax.lax.stop_gradient(z), tau, lam)
+    return spec.policy().apply(policy_params, projection, tau, lam, method=PolicyHead.head)
 
 
 def policy_mean(spec: RouterSpec, policy_params: Params, z: Array, tau: Array,

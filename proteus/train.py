@@ -17,15 +17,25 @@ the caller (`proteus.loop`), which also scans steps into compiled chunks.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
+import chex
 import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
 
+from proteus import beta as beta_dist
 from proteus import losses
-from proteus.networks import RouterSpec, policy_beta, predicted, routing_rule
+from proteus.networks import (
+    RouterSpec,
+    policy_beta,
+    policy_beta_from_projection,
+    policy_projection,
+    predicted,
+    routing_rule,
+)
 from proteus.types import Array, Params
 
 
@@ -247,7 +257,14 @@ def sample_lane(spec: RouterSpec, policy_params: Params, inputs: LaneInputs, tau
     dual. Returns [B] "mu", "log_prob", "advantage", and [] "reward", "acc_det", "cost_det".
     """
     alpha, beta = policy_beta(spec, policy_params, inputs.z, tau_in, lam)
-    mu = jax.random.beta(key, alpha, beta)
+    return sample_from_beta(alpha, beta, inputs, tau, lam, key)
+
+
+def sample_from_beta(alpha: Array, beta: Array, inputs: LaneInputs, tau: Array, lam: Array,
+                     key: Array) -> dict[str, Array]:
+    """`sample_lane` given the lane's Beta parameters alpha, beta: [B] (both >= 1)."""
+    chex.assert_rank([alpha, beta, tau, lam], [1, 1, 0, 0])
+    mu = beta_dist.sample(key, alpha, beta)
     rows = jnp.arange(mu.shape[0])
     choice = routing_rule(mu, inputs.p_hat, inputs.c_hat_norm)
     reward = losses.lagrangian_reward(
@@ -267,12 +284,55 @@ def lane_policy_loss(static: StaticConfig, policy_params: Params, inputs: LaneIn
                      tau_in: Array, lam: Array, sample: dict[str, Array], ent_coef: Array):
     """The policy-gradient loss of one lane on its sampled batch (REINFORCE or PPO-clip)."""
     alpha, beta = policy_beta(static.spec, policy_params, inputs.z, tau_in, lam)
-    log_prob = losses.beta_log_prob(sample["mu"], alpha, beta)
-    entropy = losses.beta_entropy(alpha, beta)
+    return loss_from_beta(static, alpha, beta, sample, ent_coef)
+
+
+def loss_from_beta(static: StaticConfig, alpha: Array, beta: Array, sample: dict[str, Array],
+                   ent_coef: Array) -> Array:
+    """`lane_policy_loss` given the lane's alpha, beta: [B]; sample holds [B] "mu", "log_prob",
+    "advantage". Log-density and entropy share their special functions (`proteus.beta`)."""
+    chex.assert_rank([alpha, beta, sample["mu"]], 1)
+    log_prob, entropy = beta_dist.log_prob_and_entropy(sample["mu"], alpha, beta)
     if static.algo == "ppo":
         return losses.ppo_clip_loss(log_prob, sample["log_prob"], sample["advantage"], entropy,
                                     ent_coef, static.ppo_clip)
     return losses.reinforce_loss(log_prob, sample["advantage"], entropy, ent_coef)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _broadcast_lanes(x: Array, n_lanes: int) -> Array:
+    """x [...] -> [K, ...], K copies; its VJP sums the K cotangents with a matrix product.
+
+    The lanes share the policy's z-projection; left to vmap, the transpose of that sharing is a
+    reduce over the leading lane axis, which XLA's CPU backend (YNNPACK reduce fusion, jax 0.10)
+    runs ~40x slower than the same sum as a [1, K] x [K, B·P] product (profile in
+    benchmarks/profile_policy.py).
+    """
+    return jnp.broadcast_to(x, (n_lanes, *x.shape))
+
+
+def _broadcast_lanes_fwd(x, n_lanes):
+    return _broadcast_lanes(x, n_lanes), None
+
+
+def _broadcast_lanes_bwd(n_lanes, _, g):
+    return (jnp.tensordot(jnp.ones((n_lanes,), g.dtype), g, axes=1),)
+
+
+_broadcast_lanes.defvjp(_broadcast_lanes_fwd, _broadcast_lanes_bwd)
+
+
+def lanes_beta(spec: RouterSpec, policy_params: Params, z: Array, tau_in: Array,
+               lam: Array) -> tuple[Array, Array]:
+    """Every lane's Beta parameters: z [B, H]; tau_in, lam: [K] -> alpha, beta: [K, B].
+
+    The z-projection runs once for the batch; the rest of the policy runs per lane (vmapped),
+    so lane k's alpha, beta equal `policy_beta(spec, policy_params, z, tau_in[k], lam[k])`.
+    """
+    projection = policy_projection(spec, policy_params, z)
+    shared = _broadcast_lanes(projection, tau_in.shape[0])
+    return jax.vmap(lambda p, t, lm: policy_beta_from_projection(spec, policy_params, p, t, lm))(
+        shared, tau_in, lam)
 
 
 def frozen_lane_inputs(static: StaticConfig, params: Params, batch: Batch) -> LaneInputs:
@@ -301,24 +361,30 @@ def policy_step(static: StaticConfig, state: TrainState, key: Array, batch: Batc
     jitter = static.tau_jitter * jax.random.uniform(k_jitter, (n_lanes,), minval=-1.0, maxval=1.0)
     tau_in = state.lane_taus + jitter
     lam = state.duals.lam
-    lanes = (0, 0, 0)  # vmap over (tau_in, lam, ...) per lane; params and inputs are shared
-    samples = jax.vmap(
-        lambda t_in, t, lm, k: sample_lane(spec, state.params["policy"], inputs, t_in, t, lm, k),
-    )(tau_in, state.lane_taus, lam, jax.random.split(k_sample, n_lanes))
+    lane_keys = jax.random.split(k_sample, n_lanes)
 
-    def loss_fn(policy_params):
-        per_lane = jax.vmap(
-            lambda t_in, lm, smp: lane_policy_loss(static, policy_params, inputs, t_in, lm, smp,
-                                                   hp.ent_coef),
-            in_axes=lanes)(tau_in, lam, samples)
+    def forward(policy_params):  # all lanes' α, β [K, B] and the map back to parameter grads
+        return jax.vjp(lambda p: lanes_beta(spec, p, inputs.z, tau_in, lam), policy_params)
+
+    def loss_of_beta(alpha, beta, samples):  # [K, B] -> [] (mean over lanes)
+        per_lane = jax.vmap(lambda a, b, smp: loss_from_beta(static, a, b, smp, hp.ent_coef))(
+            alpha, beta, samples)
         return per_lane.mean()
 
-    tx = make_optimizer(static)
+    # One forward serves the sampling and the first gradient: REINFORCE's loss is evaluated at
+    # the parameters that sampled, so the policy runs forward once and backward once per step.
     policy_params, policy_opt = state.params["policy"], state.policy_opt
+    (alpha, beta), pullback = forward(policy_params)
+    samples = jax.vmap(lambda a, b, t, lm, k: sample_from_beta(a, b, inputs, t, lm, k))(
+        alpha, beta, state.lane_taus, lam, lane_keys)
+    tx = make_optimizer(static)
     n_epochs = static.ppo_epochs if static.algo == "ppo" else 1
     loss = jnp.zeros(())
-    for _ in range(n_epochs):  # unrolled: n_epochs is a small static number
-        loss, grads = jax.value_and_grad(loss_fn)(policy_params)
+    for epoch in range(n_epochs):  # unrolled: n_epochs is a small static number
+        if epoch > 0:  # PPO: later epochs see the updated parameters
+            (alpha, beta), pullback = forward(policy_params)
+        loss, beta_grads = jax.value_and_grad(loss_of_beta, argnums=(0, 1))(alpha, beta, samples)
+        (grads,) = pullback(beta_grads)
         policy_params, policy_opt = _apply_updates(tx, grads, policy_opt, policy_params,
                                                    hp.policy_lr)
     # Two stages. First the duals travel from lam_init to their equilibrium with the full step.
