@@ -71,3 +71,28 @@ def test_policy_resolves_fixed_model_points_and_refuses():
     refusing = operating.OperatingPolicy(table, None, "refuse", ["a", "b", "c"])
     with pytest.raises(operating.InfeasibleTauError, match="refused"):
         refusing.resolve(0.95)
+
+
+def test_quality_end_is_never_below_the_best_fixed_model_when_argmax_p_hat_is_worse():
+    """10 models, model 0 the best (0.80); p̂ carries no signal, so the policy's top point (argmax
+    p̂) routes each query to a random model: ~0.67 in truth, but a val draw may flatter it (the
+    winner's curse). Over 50 data sets the quality end on test is the best fixed model's test
+    accuracy, never the worse argmax route."""
+    rng = np.random.default_rng(0)
+    truth = np.array([0.80] + list(np.linspace(0.60, 0.70, 9)))
+    fixed_model = np.arange(10)
+    for _ in range(50):
+        val, test = (rng.uniform(size=(n, 10)) < truth for n in (300, 600))
+        argmax_val, argmax_test = (rng.integers(0, 10, len(s)) for s in (val, test))
+        scores = np.vstack([val[np.arange(300), argmax_val][None], val.T]).astype(float)
+        model = np.concatenate([[-1], fixed_model])
+        acc = scores.mean(axis=1)
+        acc[0] = max(acc[0], acc[1:].max() + 0.005)  # the lucky draw: top on val by half a point
+        credit = operating.credited_accuracy(scores, acc, model, z=1.0)
+        order = operating.testing_order(credit, np.r_[1.0, np.full(10, 2.0)])  # policy cheaper
+        top = order[0]
+        best_val_model = int(np.argmax(val.mean(axis=0)))
+        assert model[top] == best_val_model  # the incumbent, not the lucky argmax route
+        test_top = test[:, model[top]].mean()
+        assert test_top >= test.mean(axis=0).max() - 0.05  # the best single model up to noise
+        assert test_top > test[np.arange(600), argmax_test].mean()  # and above argmax p̂
