@@ -136,10 +136,15 @@ def credited_accuracy(scores: np.ndarray, accuracy: np.ndarray, model: np.ndarra
     return np.where(challenger, accuracy - z * se, accuracy)
 
 
-def testing_order(accuracy: np.ndarray, cost: np.ndarray) -> np.ndarray:
-    """[C] candidate indices, most accurate first (ties: cheaper first); the certification's
-    fixed sequence and the best-effort point (the first) both come from it."""
-    return np.lexsort((np.asarray(cost), -np.asarray(accuracy)))
+def testing_order(accuracy: np.ndarray, cost: np.ndarray, model: np.ndarray) -> np.ndarray:
+    """[C] candidate indices, most accurate first; the certification's fixed sequence and the
+    best-effort point (the first) both come from it.
+
+    Ties go to fixed models first (a tie is no evidence for the learned route; in particular a
+    challenger credited exactly at the incumbent's accuracy has shown no real improvement), then
+    to the cheaper point.
+    """
+    return np.lexsort((np.asarray(cost), np.asarray(model) < 0, -np.asarray(accuracy)))
 
 
 def margin(tau: float, n: int, z: float) -> float:

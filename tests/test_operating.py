@@ -34,7 +34,7 @@ def test_credited_accuracy_discounts_challengers_of_the_best_model():
     got = operating.credited_accuracy(scores, acc, np.array([-1, 0, 1]), z=1.0)
     se = np.sqrt(4 / 7) / np.sqrt(8)
     np.testing.assert_allclose(got, [0.75 - se, 0.75, 0.5])
-    order = operating.testing_order(got, np.array([1.0, 5.0, 0.5]))
+    order = operating.testing_order(got, np.array([1.0, 5.0, 0.5]), np.array([-1, 0, 1]))
     # the incumbent first although the policy is cheaper; the policy's 0.75 − 0.267 = 0.483
     # even falls below fixed model 1
     assert order.tolist() == [1, 2, 0]
@@ -42,9 +42,11 @@ def test_credited_accuracy_discounts_challengers_of_the_best_model():
         acc.tolist()  # no fixed model: nothing to credit against
 
 
-def test_testing_order_breaks_ties_by_cost():
-    assert operating.testing_order(np.array([0.8, 0.9, 0.8]),
-                                   np.array([3.0, 9.0, 1.0])).tolist() == [1, 2, 0]
+def test_testing_order_breaks_ties_by_kind_then_cost():
+    acc, cost = np.array([0.8, 0.9, 0.8, 0.8]), np.array([3.0, 9.0, 1.0, 5.0])
+    assert operating.testing_order(acc, cost, np.array([-1, -1, -1, -1])).tolist() == [1, 2, 0, 3]
+    # a fixed model (3) tied with policy points goes first although it is the dearest
+    assert operating.testing_order(acc, cost, np.array([-1, -1, -1, 2])).tolist() == [1, 3, 2, 0]
 
 
 def test_uncertified_choice_by_hand():
@@ -89,7 +91,7 @@ def test_quality_end_is_never_below_the_best_fixed_model_when_argmax_p_hat_is_wo
         acc = scores.mean(axis=1)
         acc[0] = max(acc[0], acc[1:].max() + 0.005)  # the lucky draw: top on val by half a point
         credit = operating.credited_accuracy(scores, acc, model, z=1.0)
-        order = operating.testing_order(credit, np.r_[1.0, np.full(10, 2.0)])  # policy cheaper
+        order = operating.testing_order(credit, np.r_[1.0, np.full(10, 2.0)], model)
         top = order[0]
         best_val_model = int(np.argmax(val.mean(axis=0)))
         assert model[top] == best_val_model  # the incumbent, not the lucky argmax route
