@@ -1,8 +1,10 @@
 """Test-split evaluation of a trained PROTEUS run and the main job (train, then evaluate).
 
-`build_results` gives the DESIGN.md section 7 `results.json` with PROTEUS, the oracle and the best
-fixed model; the full harness (`experiments/harness.py`) adds every baseline and the certified
-router to the same `routers` block.
+`proteus_blocks` measures the operating points on `val`, certifies them on `calib` and routes the
+test split with the uncertified and certified rules (`proteus.operating`); the main job, the
+harness (`experiments/harness.py`, which adds every baseline) and the sweep all call it.
+`build_results` gives the DESIGN.md section 7 `results.json` with the oracle and the best fixed
+model added.
 """
 
 from __future__ import annotations
