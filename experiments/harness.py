@@ -21,7 +21,7 @@ from experiments import workdir as workdir_lib
 from proteus import crossfit, metrics, networks, results, train
 from proteus.baselines import RouterInputs, make_router
 from proteus.data.dataset import RoutingDataset
-from proteus.predictor_quality import predictor_quality
+from proteus.predictor_quality import predictor_quality, quality_markdown
 
 BASELINE_NAMES = ("proteus_plugin", "carrot", "omnirouter", "threshold", "knn", "zero_router",
                   "cluster", "task_table")
@@ -107,7 +107,11 @@ def write_outputs(workdir: str, res: dict[str, Any], certification: dict[str, An
     """results.json, certification.json, report.md and the three plots into `workdir`."""
     paths = [str(results.write_results(res, os.path.join(workdir, "results.json")))]
     paths.append(evaluation.write_json(certification, os.path.join(workdir, "certification.json")))
-    paths.append(str(results.write_report(res, os.path.join(workdir, "report.md"))))
+    report = results.write_report(res, os.path.join(workdir, "report.md"))
+    if "predictor" in res:
+        with open(report, "a") as f:
+            f.write(quality_markdown(res["predictor"]))
+    paths.append(str(report))
     paths += [str(p) for p in results.write_plots(res, workdir)]
     for p in paths:
         logging.info("wrote %s", p)

@@ -44,3 +44,14 @@ def predictor_quality(p_hat: np.ndarray, scores: np.ndarray,
     eces = {m: calibration_error(p_hat[:, j], scores[:, j]) for j, m in enumerate(models)}
     return {"auc": aucs, "ece": eces, "mean_auc": float(np.nanmean(list(aucs.values()))),
             "mean_ece": float(np.mean(list(eces.values())))}
+
+
+def quality_markdown(quality: dict[str, object]) -> str:
+    """A report section: per-model AUC and calibration error (`predictor_quality` output)."""
+    lines = ["", "## Shared predictor on test", "",
+             f"Mean per-model AUC {quality['mean_auc']:.3f}, mean calibration error "
+             f"{quality['mean_ece']:.3f}.", "", "| model | AUC | calibration error |",
+             "|---|---|---|"]
+    for name, value in quality["auc"].items():
+        lines.append(f"| {name} | {value:.3f} | {quality['ece'][name]:.3f} |")
+    return "\n".join(lines) + "\n"

@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from proteus.predictor_quality import auc, calibration_error, predictor_quality
+from proteus.predictor_quality import (
+    auc,
+    calibration_error,
+    predictor_quality,
+    quality_markdown,
+)
 
 
 def test_auc_by_hand():
@@ -26,3 +31,5 @@ def test_predictor_quality_per_model_and_means():
     q = predictor_quality(p_hat, scores, ["a", "b"])
     assert q["auc"] == {"a": 1.0, "b": 0.5}
     assert q["ece"]["b"] == 0.0 and q["mean_auc"] == 0.75
+    text = quality_markdown(q)
+    assert "| a | 1.000 | " in text and "| b | 0.500 | 0.000 |" in text and "0.750" in text
