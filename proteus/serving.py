@@ -2,8 +2,9 @@
 
 An artifact (written by `proteus.export.write_artifact`) is a directory:
 
-    manifest.json      models, prices, encoder, feature_dim, λ(τ) table, certification, versions,
-                       the size and sha256 of every other file, and a digest of itself
+    manifest.json      models, prices, encoder, feature_dim, λ(τ) table, operating points,
+                       certification, versions, the size and sha256 of every other file, and a
+                       digest of itself
     params/            the router's parameters (Orbax, via `proteus.checkpoint.save_pytree`)
     route.jaxexport    the routing function serialised with `jax.export` (symbolic batch "b")
 
@@ -15,9 +16,10 @@ Inputs are validated by one set of functions (`check_features`, `check_text`,
 Loading needs numpy, jax, orbax and json only (no flax, no trainer, no config code); a text
 encoder is rebuilt from the manifest only when the artifact was trained on one.
 
-A request's τ is first mapped to an operating point τ' (`proteus.operating`); routing at τ' calls
-the exported function with τ', which computes λ(τ') from the lane table exactly as training-time
-evaluation does.
+A request's τ is first mapped to an operating point of the manifest's table (`proteus.operating`,
+the same rule evaluation uses): the policy at a target τ', or one fixed model. The exported
+function takes both (τ' and the fixed model, −1 for the policy) and computes λ(τ') from the lane
+table exactly as training-time evaluation does.
 """
 
 from __future__ import annotations
