@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from proteus import loop, networks, train
+from proteus import loop, networks, predictor_phase, train
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -189,7 +189,8 @@ def bench_runs(args: argparse.Namespace) -> None:
     print(f"(b) {s} runs x {args.run_lanes} lanes, chunks of {args.chunk} steps, "
           f"B={args.batch} D={args.features} M={args.models} "
           f"hidden={args.hidden}/{args.policy_hidden}:")
-    for name, step_fn in (("predictor", train.predictor_step), ("policy", train.policy_step)):
+    for name, step_fn in (("predictor", predictor_phase.predictor_step),
+                          ("policy", train.policy_step)):
         t_vec, t_seq = time_runs(static, step_fn, states, run_keys, data, hp, args)
         print(f"    {name:9s}: vmapped {t_vec * 1e3:8.2f} ms/chunk; one by one "
               f"{t_seq * 1e3:8.2f} ms; ratio one-by-one / vmapped = {t_seq / t_vec:.2f}x  "

@@ -32,7 +32,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from experiments import pipeline, sweep
 from experiments.configs import quickstart
-from proteus import loop, networks, results, sharding, train
+from proteus import loop, networks, predictor_phase, results, sharding, train
 
 
 def build(args):
@@ -141,7 +141,7 @@ def policy_memory(config, setup, n_rows: int, placement) -> dict[str, float]:
 def dry_run(config, splits, setup, placement, serving_batch: int) -> dict:
     """Compile both training chunks and `networks.route` at full size; nothing is executed."""
     report = {}
-    for phase, step_fn, split in (("predictor", train.predictor_step, "pred"),
+    for phase, step_fn, split in (("predictor", predictor_phase.predictor_step, "pred"),
                                   ("policy", train.policy_step, "policy")):
         start = time.perf_counter()
         compiled = compile_chunk(config, setup, step_fn, splits[split].n_queries, placement)

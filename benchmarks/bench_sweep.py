@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from experiments import pipeline, sweep
 from experiments.configs import quickstart
-from proteus import loop, train
+from proteus import loop, predictor_phase, train
 
 
 def make_program(n: int, lanes: int, runs: int, variant: str = ""):
@@ -99,7 +99,7 @@ def main() -> None:
     config, setup, state, data = make_program(args.n, args.lanes, args.runs, args.variant)
     print(f"batch {setup.static.batch_size}, chunk {setup.loop.chunk_size} steps, "
           f"trunk {config.model.hidden}, policy {config.model.policy_hidden}")
-    res = {"predictor": bench_phase("predictor", train.predictor_step, setup, state,
+    res = {"predictor": bench_phase("predictor", predictor_phase.predictor_step, setup, state,
                                     data["pred"], args.chunks),
            "policy": bench_phase("policy", train.policy_step, setup, state, data["policy"],
                                  args.chunks)}

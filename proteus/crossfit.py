@@ -1,13 +1,13 @@
 """Cross-fitting: out-of-fold predictor outputs and per-model probability calibration.
 
 With F folds over the training pool, predictor f is trained on every fold but f
-(`train.predictor_step` weights fold f's rows 0). Each pool query's out-of-fold (OOF) outputs come
-from the one predictor that never fitted its label, so the policy and its duals learn on
-predictions as good as those on unseen queries (DESIGN.md section 3, "held-out signal"), while
-every label still trains F − 1 predictors. The deployed predictor is the fold ensemble
-(`networks.predicted` averages the F calibrated probabilities and costs): it needs no refit, and
-the policy sees at inference the same kind of trunk features it was trained on, one fold's at a
-time (`networks.policy_mean`).
+(`predictor_phase.predictor_step` weights fold f's rows 0). Each pool query's out-of-fold
+(OOF) outputs come from the one predictor that never fitted its label, so the policy and its
+duals learn on predictions as good as those on unseen queries (DESIGN.md section 3, "held-out
+signal"), while every label still trains F − 1 predictors. The deployed predictor is the fold
+ensemble (`networks.predicted` averages the F calibrated probabilities and costs): it needs no
+refit, and the policy sees at inference the same kind of trunk features it was trained on, one
+fold's at a time (`networks.policy_mean`).
 
 Calibration is a per-model stacking, sigmoid(a_m · logit + b_m · prior_logit + c_m), fitted on
 the OOF logits. The prior is the model's accuracy within the query's group (`spec.groups` k-means

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from proteus import crossfit, train
+from proteus import crossfit, predictor_phase, train
 from proteus.networks import (
     Decision,
     RouterSpec,
@@ -112,7 +112,7 @@ def compile_chunk(static: train.StaticConfig, step_fn: StepFn, chunk_size: int, 
 def _val_loss(static: train.StaticConfig, params: Params, data: PhaseData) -> Array:
     """Validation predictor loss of every run: [S] (or [S, F] per cross-fitted fold)."""
     batch = train.Batch(data.features, data.scores, data.costs, data.fold)
-    return jax.vmap(lambda p: train.held_out_loss(static, p, batch))(params)
+    return jax.vmap(lambda p: predictor_phase.held_out_loss(static, p, batch))(params)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -140,9 +140,9 @@ def policy_phase_data(static: train.StaticConfig, state: train.TrainState,
     return state, data._replace(z=z, p_hat=p_hat, c_hat=c_hat)
 
 
-_track_best = jax.jit(jax.vmap(train.track_best_predictor, in_axes=(0, 0, None)),
+_track_best = jax.jit(jax.vmap(predictor_phase.track_best_predictor, in_axes=(0, 0, None)),
                       static_argnums=2)
-_freeze = jax.jit(jax.vmap(train.freeze_best_predictor))
+_freeze = jax.jit(jax.vmap(predictor_phase.freeze_best_predictor))
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -236,7 +236,8 @@ def _policy_end(loop: LoopConfig, state: train.TrainState) -> int:
 
 def _predictor_phase(static, loop, state, run_keys, hp, data, callbacks, progress,
                      constrain=None):
-    chunk = compile_chunk(static, train.predictor_step, loop.chunk_size, constrain=constrain)
+    chunk = compile_chunk(static, predictor_phase.predictor_step, loop.chunk_size,
+                          constrain=constrain)
     state = _unaliased(state)
     step = int(np.asarray(state.step)[0])
     bar = _progress(progress, "predictor", loop.pred_max_steps - step, loop.pred_max_steps)

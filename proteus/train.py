@@ -1,13 +1,14 @@
-"""Pure training steps: the predictor phase and the Lagrangian RL phase (DESIGN.md section 3).
+"""Training state and the Lagrangian RL phase (DESIGN.md section 3); the predictor phase's steps
+are in `proteus.predictor_phase`.
 
-Training has two phases on two disjoint parts of the training data, because a predictor that has
-fitted the very queries the duals measure makes the batch accuracy overshoot every τ and collapses
-every λ to 0 (DESIGN.md section 3, "held-out signal"):
+Training has two phases, because a predictor that has fitted the very queries the duals measure
+makes the batch accuracy overshoot every τ and collapses every λ to 0 (DESIGN.md section 3,
+"held-out signal"):
 
-1. predictor phase: trunk + performance head + cost head on the `pred` part, early-stopped on the
-   validation split (the best parameters are kept per run, inside the state);
+1. predictor phase: trunk + performance head + cost head, cross-fitted over the training pool (or
+   on the `pred` part), early-stopped on held-out rows (the best parameters are kept per run);
 2. policy phase: the predictor is frozen; the τ-conditioned Beta policy and the per-lane duals learn
-   on the `policy` part, whose labels the predictor never fitted.
+   on predictions for queries whose labels the predictor never fitted (out of fold, or `policy`).
 
 Everything here is a pure function of one run: `(state, key, batch, hparams) -> (state, metrics)`.
 A run's K τ lanes share the policy parameters; per-lane work is written for one lane and vmapped
@@ -148,92 +149,10 @@ def init_state(static: StaticConfig, params: Params, lane_taus: Array, lam0: Arr
     )
 
 
-def _apply_updates(tx, grads, opt_state, params, lr):
+def apply_updates(tx, grads, opt_state, params, lr):
     updates, opt_state = tx.update(grads, opt_state, params)
     updates = jax.tree.map(lambda u: -lr * u, updates)
     return optax.apply_updates(params, updates), opt_state
-
-
-# ----------------------------------------------------------------------------- predictor phase
-
-
-def predictor_objective(static: StaticConfig, params: Params, batch: Batch,
-                        weights: Array | None = None):
-    """Loss of ONE predictor (params["predictor"] unstacked) on a batch; (loss, {"bce", ...}).
-
-    weights: [B] row weights (None: all 1), e.g. 0 for rows of the predictor's held-out fold.
-    """
-    stats = params["stats"]
-    x = (batch.features - stats["mean"]) / stats["scale"]
-    _, logits, log_cost = static.spec.predictor().apply(params["predictor"], x)
-    return losses.predictor_loss(logits, log_cost, batch.scores, batch.costs, static.cost_weight,
-                                 weights)
-
-
-def fold_weights(fold: Array, n_folds: int, held_out: bool = False) -> Array:
-    """[B] fold ids -> [F, B] weights: 1 where predictor f may fit the row (or, with held_out,
-    where the row is in f's held-out fold)."""
-    member = fold[None, :] == jnp.arange(n_folds)[:, None]
-    return (member if held_out else ~member).astype(jnp.float32)
-
-
-def predictor_step(static: StaticConfig, state: TrainState, key: Array, batch: Batch,
-                   hp: HParams) -> tuple[TrainState, dict[str, Array]]:
-    """One supervised update of trunk + heads. `key` is unused (kept for the common signature).
-
-    Cross-fitting (`spec.folds` F > 1): the F stacked predictors take one step each on the same
-    batch, predictor f with the rows of fold f weighted 0, so no predictor ever fits a label of
-    its own held-out fold.
-    """
-    del key
-    tx = make_optimizer(static)
-
-    def one(pred_params, opt_state, weights):
-        def loss_fn(p):
-            return predictor_objective(static, {**state.params, "predictor": p}, batch, weights)
-
-        (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(pred_params)
-        new, opt_state = _apply_updates(tx, grads, opt_state, pred_params, hp.pred_lr)
-        return new, opt_state, {"pred_loss": loss, **parts}
-
-    if static.spec.folds > 1:
-        weights = fold_weights(batch.fold, static.spec.folds)
-        new_pred, pred_opt, metrics = jax.vmap(one)(state.params["predictor"], state.pred_opt,
-                                                    weights)
-        metrics = jax.tree.map(lambda m: m.mean(), metrics)
-    else:
-        new_pred, pred_opt, metrics = one(state.params["predictor"], state.pred_opt, None)
-    state = state.replace(step=state.step + 1, params={**state.params, "predictor": new_pred},
-                          pred_opt=pred_opt)
-    return state, metrics
-
-
-def held_out_loss(static: StaticConfig, params: Params, batch: Batch) -> Array:
-    """Validation loss: [] for one predictor; [F] for cross-fitted ones, each on its own fold."""
-    if static.spec.folds == 1:
-        return predictor_objective(static, params, batch)[0]
-    weights = fold_weights(batch.fold, static.spec.folds, held_out=True)
-    return jax.vmap(lambda p, w: predictor_objective(
-        static, {**params, "predictor": p}, batch, w)[0])(params["predictor"], weights)
-
-
-def track_best_predictor(state: TrainState, val_loss: Array, patience: int) -> TrainState:
-    """Keep the predictor with the lowest validation loss (pure, vmappable early stopping).
-
-    val_loss: [] or, cross-fitting, [F] (each fold predictor stops on its own held-out fold).
-    """
-    improved = val_loss < state.best_val
-    pick = lambda new, old: jnp.where(
-        improved.reshape(improved.shape + (1,) * (new.ndim - improved.ndim)), new, old)
-    best = jax.tree.map(pick, state.params["predictor"], state.best_predictor)
-    bad = jnp.where(improved, 0, jnp.minimum(state.bad_evals + 1, patience))
-    return state.replace(best_predictor=best, best_val=jnp.minimum(val_loss, state.best_val),
-                         bad_evals=bad.astype(jnp.int32))
-
-
-def freeze_best_predictor(state: TrainState) -> TrainState:
-    """End of the predictor phase: the policy phase runs on the best validated predictor."""
-    return state.replace(params={**state.params, "predictor": state.best_predictor})
 
 
 # ----------------------------------------------------------------------------- policy phase
@@ -385,7 +304,7 @@ def policy_step(static: StaticConfig, state: TrainState, key: Array, batch: Batc
             (alpha, beta), pullback = forward(policy_params)
         loss, beta_grads = jax.value_and_grad(loss_of_beta, argnums=(0, 1))(alpha, beta, samples)
         (grads,) = pullback(beta_grads)
-        policy_params, policy_opt = _apply_updates(tx, grads, policy_opt, policy_params,
+        policy_params, policy_opt = apply_updates(tx, grads, policy_opt, policy_params,
                                                    hp.policy_lr)
     # Two stages. First the duals travel from lam_init to their equilibrium with the full step.
     # Then the step shrinks and λ is averaged: the batch accuracy is noisy, and a λ that keeps

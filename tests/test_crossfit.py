@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from proteus import crossfit, networks, train
+from proteus import crossfit, networks, predictor_phase, train
 
 F, N, D, M = 3, 48, 6, 4
 
@@ -31,7 +31,7 @@ def _train(static, state, features, scores, costs, fold, steps=3):
     hp = train.HParams(*(jnp.float32(v) for v in (1e-2, 1e-3, 1e-3, 0.5, 0.0)))
     batch = train.Batch(jnp.asarray(features), jnp.asarray(scores), jnp.asarray(costs),
                         jnp.asarray(fold))
-    step = jax.jit(train.predictor_step, static_argnums=0)
+    step = jax.jit(predictor_phase.predictor_step, static_argnums=0)
     for _ in range(steps):
         state, _ = step(static, state, jax.random.key(1), batch, hp)
     return state

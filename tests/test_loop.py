@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from experiments import pipeline
-from proteus import loop, networks, train
+from proteus import loop, networks, predictor_phase, train
 from tests import core_helpers
 
 
@@ -48,7 +48,7 @@ def test_chunks_compile_once(tiny):
     """3 chunks of each phase trace the one-run chunk once; a new data shape would retrace."""
     config, _, setup, state, data = tiny
     state = jax.tree.map(jnp.copy, state)  # fresh buffers: the chunk donates its state
-    for step_fn, phase in ((train.predictor_step, "pred"), (train.policy_step, "policy")):
+    for step_fn, phase in ((predictor_phase.predictor_step, "pred"), (train.policy_step, "policy")):
         # chex identifies a function by its source and definition stack, which both phases'
         # chunks share (one `make_chunk`), so the count restarts per phase.
         chex.clear_trace_counter()

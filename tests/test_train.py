@@ -10,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 
-from proteus import loop, losses, networks, train
+from proteus import loop, losses, networks, predictor_phase, train
 from tests import core_helpers
 
 
@@ -93,9 +93,9 @@ def test_init_state(tiny):
 @functools.partial(jax.jit, static_argnums=0)
 def _predictor_step_and_reference(static, state, batch, hp):
     """One `predictor_step` and, from the same state, the loss and its gradient (one compile)."""
-    new, metrics = train.predictor_step(static, state, jax.random.key(0), batch, hp)
-    objective = lambda p: train.predictor_objective(static, {**state.params, "predictor": p},
-                                                    batch)[0]
+    new, metrics = predictor_phase.predictor_step(static, state, jax.random.key(0), batch, hp)
+    objective = lambda p: predictor_phase.predictor_objective(
+        static, {**state.params, "predictor": p}, batch)[0]
     loss, grads = jax.value_and_grad(objective)(state.params["predictor"])
     return new, metrics, loss, grads
 
@@ -124,18 +124,18 @@ def test_track_and_freeze_best_predictor(tiny):
     moved = state.replace(params={**state.params, "predictor": jax.tree.map(
         lambda x: x + 1.0, state.params["predictor"])})
     # inf -> 0.5 improves: best = current, bad = 0.
-    s1 = train.track_best_predictor(moved, jnp.asarray(0.5), patience=2)
+    s1 = predictor_phase.track_best_predictor(moved, jnp.asarray(0.5), patience=2)
     assert float(s1.best_val) == 0.5 and int(s1.bad_evals) == 0
     assert not core_helpers.tree_diff(s1.best_predictor, moved.params["predictor"])
     # 0.7 and 0.5 do not improve on 0.5: bad 1, then 2, then stays at the patience cap 2.
     back = s1.replace(params={**s1.params, "predictor": state.params["predictor"]})
-    s2 = train.track_best_predictor(back, jnp.asarray(0.7), patience=2)
-    s3 = train.track_best_predictor(s2, jnp.asarray(0.5), patience=2)
-    s4 = train.track_best_predictor(s3, jnp.asarray(0.6), patience=2)
+    s2 = predictor_phase.track_best_predictor(back, jnp.asarray(0.7), patience=2)
+    s3 = predictor_phase.track_best_predictor(s2, jnp.asarray(0.5), patience=2)
+    s4 = predictor_phase.track_best_predictor(s3, jnp.asarray(0.6), patience=2)
     assert [int(s.bad_evals) for s in (s2, s3, s4)] == [1, 2, 2]
     assert float(s4.best_val) == 0.5
     # the best kept is the moved predictor, and freezing puts it back in params.
-    frozen = train.freeze_best_predictor(s4)
+    frozen = predictor_phase.freeze_best_predictor(s4)
     assert not core_helpers.tree_diff(frozen.params["predictor"], moved.params["predictor"])
     assert frozen.bad_evals.dtype == jnp.int32
 
