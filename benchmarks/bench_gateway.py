@@ -31,11 +31,9 @@ import sys
 import tempfile
 import time
 
-import jax
-import numpy as np
 import uvicorn
+from bench_serving import quickstart_artifact  # benchmarks/ is on sys.path when run as a script
 
-from proteus import export, networks
 from proteus.encoders.registry import get_encoder
 from proteus.gateway import fake, keys
 
@@ -91,20 +89,8 @@ def find_wrk() -> str:
 
 
 def text_artifact(out: str) -> str:
-    """Random parameters of the quickstart shapes with a 64-d hashing text encoder."""
-    spec = networks.RouterSpec(n_models=11, feature_dim=64)
-    rng = np.random.default_rng(0)
-    stats = networks.data_stats(rng.normal(size=(512, 64)), rng.uniform(1e-5, 1e-3, (512, 11)))
-    params = jax.jit(networks.init_params, static_argnums=0)(spec, jax.random.key(0), stats)
-    bundle = export.RouterBundle(
-        spec=spec, params=params, lane_taus=np.linspace(0.6, 0.95, 16, dtype=np.float32),
-        lane_lams=np.linspace(0.5, 20.0, 16, dtype=np.float32),
-        lane_accuracy=np.linspace(0.61, 0.96, 16, dtype=np.float32),
-        models=[f"model-{i}" for i in range(11)],
-        encoder=get_encoder("hashing:dim=64").to_config(),
-        prices={f"model-{i}": (1e-7 * (i + 1), 2e-7 * (i + 1)) for i in range(11)})
-    export.write_artifact(bundle, out)
-    return out
+    """`bench_serving`'s random quickstart-shaped artifact with a 64-d hashing text encoder."""
+    return quickstart_artifact(out, get_encoder("hashing:dim=64").to_config())
 
 
 async def constant_app(scope, receive, send) -> None:

@@ -31,18 +31,26 @@ import uvicorn
 from proteus import export, networks, serving
 
 
-def quickstart_artifact(out: str) -> str:
-    """Export random parameters of the quickstart shapes to `out`."""
+def quickstart_artifact(out: str, encoder: dict | None = None) -> str:
+    """Export random parameters of the quickstart shapes to `out` (precomputed 64-d features
+    unless another `Encoder.to_config()` is given); one policy operating point per lane."""
     spec = networks.RouterSpec(n_models=11, feature_dim=64)
     rng = np.random.default_rng(0)
     stats = networks.data_stats(rng.normal(size=(512, 64)), rng.uniform(1e-5, 1e-3, (512, 11)))
     params = jax.jit(networks.init_params, static_argnums=0)(spec, jax.random.key(0), stats)
+    taus = np.linspace(0.6, 0.95, 16)
+    operating = {"tau": taus[::-1].tolist(), "model": [-1] * 16,
+                 "accuracy": (taus[::-1] + 0.01).tolist(),
+                 "cost": np.geomspace(1e-3, 1e-5, 16).tolist(),
+                 "n_heldout": 1000, "margin_z": 1.0}
     bundle = export.RouterBundle(
-        spec=spec, params=params, lane_taus=np.linspace(0.6, 0.95, 16, dtype=np.float32),
+        spec=spec, params=params, lane_taus=taus.astype(np.float32),
         lane_lams=np.linspace(0.5, 20.0, 16, dtype=np.float32),
         lane_accuracy=np.linspace(0.61, 0.96, 16, dtype=np.float32),
-        models=[f"model-{i}" for i in range(11)], encoder={"id": "precomputed:dim=64",
-                                                          "kind": "precomputed", "dim": 64})
+        models=[f"model-{i}" for i in range(11)],
+        encoder=encoder or {"id": "precomputed:dim=64", "kind": "precomputed", "dim": 64},
+        operating=operating,
+        prices={f"model-{i}": (1e-7 * (i + 1), 2e-7 * (i + 1)) for i in range(11)})
     export.write_artifact(bundle, out)
     return out
 

@@ -87,7 +87,7 @@ class RouterBundle:
     lane_accuracy: Array
     models: Sequence[str]
     encoder: Mapping[str, Any]
-    operating: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    operating: Mapping[str, Any]
     prices: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     certification: Mapping[str, Any] | None = None
     training: Mapping[str, Any] = dataclasses.field(default_factory=dict)
