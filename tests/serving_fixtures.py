@@ -131,6 +131,12 @@ def tiny_lane_artifact(tmp_path_factory, tiny_bundle) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_cert_operating() -> dict:
+    """`TINY_CERT_OPERATING`, for test modules (importing this plugin module would re-import it)."""
+    return TINY_CERT_OPERATING
+
+
+@pytest.fixture(scope="session")
 def tiny_certified_artifact(tmp_path_factory, tiny_bundle, tiny_certification) -> str:
     out = str(tmp_path_factory.mktemp("tiny_cert") / "artifact")
     bundle = dataclasses.replace(tiny_bundle, operating=TINY_CERT_OPERATING,

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from proteus import checkpoint, export, networks, operating, serving
-from tests import serving_fixtures
 
 pytest_plugins = ["tests.serving_fixtures"]
 
@@ -93,12 +92,12 @@ def test_routing_function_is_training_route(tiny_bundle):
     np.testing.assert_allclose(got[1], np.asarray(lam) / (1 + np.asarray(lam)), rtol=1e-5)
 
 
-def test_write_refuses_to_clobber(tmp_path, tiny_bundle, tiny_certification):
+def test_write_refuses_to_clobber(tmp_path, tiny_bundle, tiny_certification, tiny_cert_operating):
     out = str(tmp_path / "a")
     export.write_artifact(tiny_bundle, out, verify=False)
     with pytest.raises(FileExistsError, match="overwrite"):
         export.write_artifact(tiny_bundle, out)
-    certified = dataclasses.replace(tiny_bundle, operating=serving_fixtures.TINY_CERT_OPERATING,
+    certified = dataclasses.replace(tiny_bundle, operating=tiny_cert_operating,
                                     certification=tiny_certification)
     export.write_artifact(certified, out, overwrite=True, verify=False)
     assert _manifest(out)["certification"]["status"] == "certified"
