@@ -1,9 +1,10 @@
 """Compiled chunks of training steps and the Python host loop that runs between them.
 
 The compiled unit is a `lax.scan` over `chunk_size` steps of ONE run, vmapped over S independent
-runs (seeds and swept hyperparameters) and jit-compiled once per phase: a sweep of S runs is one
-program. Minibatches are drawn on device from `fold_in(run_key, step)`, so a run resumed from a
-checkpoint at a chunk boundary replays exactly the steps an uninterrupted run would take.
+runs (seeds and swept hyperparameters) and jit-compiled at module level with static settings, so
+JAX's cache compiles each phase's program once per process: a sweep of S runs is one program.
+Minibatches are drawn on device from `fold_in(run_key, step)`, so a run resumed from a checkpoint
+at a chunk boundary replays exactly the steps an uninterrupted run would take.
 
 Between chunks the host loop (`fit`) evaluates, early-stops the predictor phase, reports metrics
 through a callback and checkpoints through another; the library itself does no file I/O here.
@@ -96,16 +97,53 @@ def make_chunk(static: train.StaticConfig, step_fn: StepFn, chunk_size: int, con
     return chunk
 
 
-def compile_chunk(static: train.StaticConfig, step_fn: StepFn, chunk_size: int, wrap=None,
-                  constrain=None, data_axes=None):
-    """jit(vmap(chunk)) over runs, donating the state.
+@functools.partial(jax.jit, donate_argnames="state", static_argnames=(
+    "static", "step_fn", "chunk_size", "wrap", "constrain", "data_axes"))
+def run_chunk(state: train.TrainState, run_keys: Array, data: PhaseData, hp: train.HParams, *,
+              static: train.StaticConfig, step_fn: StepFn, chunk_size: int, wrap=None,
+              constrain=None, data_axes=None) -> tuple[train.TrainState, dict[str, Array]]:
+    """One chunk of S runs: vmap over runs of `make_chunk`, jitted once, donating the state.
 
-    `wrap` (e.g. `chex.assert_max_traces(n=1)` in tests) decorates the one-run chunk before vmap.
-    `data_axes`: the data's in_axes over runs (None: shared by every run).
+    The settings after `*` are static (hashable), so JAX's own jit cache compiles each chunk
+    program once per (settings, shapes, placements) for the whole process, however many times
+    `fit` runs.
+
+    Args:
+      state: TrainState with [S] leaves; run_keys: [S] typed keys; hp: HParams with [S] leaves.
+      data: PhaseData, shared by every run unless `data_axes` says otherwise.
+      wrap: decorates the one-run chunk before vmap (e.g. `chex.assert_max_traces(n=1)`).
+      constrain: sharding hook for each minibatch (see `make_chunk`).
+      data_axes: the data's in_axes over runs (None: shared by every run).
+
+    Returns:
+      (state [S], metrics: each [S], the chunk's mean).
     """
     chunk = make_chunk(static, step_fn, chunk_size, constrain)
     chunk = wrap(chunk) if wrap is not None else chunk
-    return jax.jit(jax.vmap(chunk, in_axes=(0, 0, data_axes, 0)), donate_argnums=0)
+    return jax.vmap(chunk, in_axes=(0, 0, data_axes, 0))(state, run_keys, data, hp)
+
+
+class ChunkFn(NamedTuple):
+    """`run_chunk` with its static settings bound: call it, or `.lower(...)` it (benchmarks)."""
+
+    static: train.StaticConfig
+    step_fn: StepFn
+    chunk_size: int
+    wrap: Callable | None = None
+    constrain: Callable | None = None
+    data_axes: PhaseData | None = None
+
+    def __call__(self, state, run_keys, data, hp):
+        return run_chunk(state, run_keys, data, hp, **self._asdict())
+
+    def lower(self, state, run_keys, data, hp):
+        return run_chunk.lower(state, run_keys, data, hp, **self._asdict())
+
+
+def compile_chunk(static: train.StaticConfig, step_fn: StepFn, chunk_size: int, wrap=None,
+                  constrain=None, data_axes=None) -> ChunkFn:
+    """The chunk program of these settings (see `run_chunk`; compiled on first call, once)."""
+    return ChunkFn(static, step_fn, chunk_size, wrap, constrain, data_axes)
 
 
 @functools.partial(jax.jit, static_argnums=0)

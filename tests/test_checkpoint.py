@@ -11,12 +11,6 @@ from proteus import checkpoint, losses, train
 from tests import core_helpers
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _launcher_smoke_in_background(request):
-    """Start tests/test_launch_train.py's subprocess now, if selected (see core_helpers)."""
-    core_helpers.start_launcher_smoke_if_selected(request.session)
-
-
 def _tree(value: float) -> dict:
     """A small state-like pytree: float and int leaves, a NamedTuple, nested dicts."""
     return {"step": jnp.asarray(int(value), jnp.int32),

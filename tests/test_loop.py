@@ -11,19 +11,6 @@ from proteus import loop, networks, predictor_phase, train
 from tests import core_helpers
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _launcher_smoke_in_background(request):
-    """Start tests/test_launch_train.py's subprocess now, if selected (see core_helpers)."""
-    core_helpers.start_launcher_smoke_if_selected(request.session)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _compile_each_chunk_once():
-    """Every `loop.fit` here reuses the session's compiled chunks (see tests/core_helpers)."""
-    with core_helpers.use_shared_chunks():
-        yield
-
-
 @pytest.fixture(scope="module")
 def tiny():
     """(config, splits, setup, fresh [1]-run state, phase data) on the shared separable data."""
