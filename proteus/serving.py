@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from proteus import artifact, checkpoint
+from proteus import artifact
 from proteus.artifact import (  # noqa: F401 (re-exported: the serving API's names)
     FORMAT,
     FORMAT_VERSION,
@@ -245,6 +245,9 @@ class Router:
         artifact.verify_files(path, manifest)
         artifact.validate_manifest(path, manifest)
         exported = artifact.load_function(path, manifest)
+        # Orbax only once an artifact is read: `import proteus.serving` stays light.
+        from proteus import checkpoint  # noqa: PLC0415
+
         params = checkpoint.load_pytree(os.path.join(path, PARAMS_DIR))
         want = exported.in_tree.children()[0].children()[0]  # ((args...), kwargs)
         if jax.tree.structure(params) != want:
