@@ -165,8 +165,10 @@ def train_runs(config: ml_collections.ConfigDict, workdir: str,
     """
     setup = setup or make_setup(config, splits)
     data = training_data(config, splits)
+    every = config.checkpoint.every_chunks * setup.loop.chunk_size
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
-                                   max_to_keep=config.checkpoint.max_to_keep)
+                                   max_to_keep=config.checkpoint.max_to_keep,
+                                   save_interval_steps=every)
     state, phase = initial_state(setup, config), "predictor"
     if placement is not None:  # sharding hook: runs on the mesh (a restore keeps it), data whole
         state, data = placement.runs(state), placement.replicate(data)
@@ -178,7 +180,6 @@ def train_runs(config: ml_collections.ConfigDict, workdir: str,
         logging.info("resumed from step %d (%s phase)", ckpt.latest_step(), phase)
     if jax.process_index() == 0:  # records past the restored step are written again: drop them
         workdir_lib.truncate_metrics(workdir, ckpt.latest_step())
-    every = config.checkpoint.every_chunks * setup.loop.chunk_size
     metrics_path = os.path.join(workdir, "metrics.jsonl")
 
     def on_metrics(phase_name: str, step: int, metrics: dict) -> None:
@@ -189,14 +190,11 @@ def train_runs(config: ml_collections.ConfigDict, workdir: str,
         with open(metrics_path, "a") as f:
             f.write(json.dumps(record) + "\n")
 
-    def save_periodic(phase_name: str, st: train.TrainState) -> None:
-        step = int(np.asarray(st.step)[0])
-        pred_end = int(np.asarray(st.pred_steps)[0])
-        boundary = phase_name == "policy" and step in (pred_end, pred_end + setup.loop.policy_steps)
-        if boundary or step % every == 0:
-            ckpt.save(step, st, {"phase": phase_name, "name": config.name}, force=True)
+    def save(phase_name: str, st: train.TrainState, phase_end: bool) -> None:
+        ckpt.save(int(np.asarray(st.step)[0]), st, {"phase": phase_name, "name": config.name},
+                  force=phase_end)  # every `every` steps (Orbax's interval) and at phase ends
 
-    callbacks = loop.Callbacks(on_metrics=on_metrics, save=save_periodic)
+    callbacks = loop.Callbacks(on_metrics=on_metrics, save=save)
     state = loop.fit(setup.static, setup.loop, state, setup.run_keys, setup.hparams, data,
                      phase=phase, callbacks=callbacks, progress=progress,
                      constrain=placement.constrain_batch if placement is not None else None)

@@ -207,10 +207,14 @@ def route_grid(spec: RouterSpec, params: Params, lane_taus: Array, lane_lams: Ar
 
 
 class Callbacks(NamedTuple):
-    """Host hooks: on_metrics(phase, step, metrics as numpy) and save(phase, state)."""
+    """Host hooks: on_metrics(phase, step, metrics as numpy) and save(phase, state, phase_end).
+
+    `save` is called after every chunk; phase_end is True for the state that starts the policy
+    phase (the frozen predictor) and for the final state, which a checkpointer must keep.
+    """
 
     on_metrics: Callable[[str, int, dict], None] = lambda phase, step, metrics: None
-    save: Callable[[str, train.TrainState], None] = lambda phase, state: None
+    save: Callable[[str, train.TrainState, bool], None] = lambda phase, state, phase_end: None
 
 
 def fit(static: train.StaticConfig, loop: LoopConfig, state: train.TrainState, run_keys: Array,
@@ -237,7 +241,7 @@ def fit(static: train.StaticConfig, loop: LoopConfig, state: train.TrainState, r
                                  constrain)
         state = _freeze(state)
         step = int(np.asarray(state.step)[0])
-        callbacks.save("policy", state)
+        callbacks.save("policy", state, True)
         logging.info("predictor phase done at step %d; best val loss per run %s", step,
                      np.round(np.asarray(state.best_val), 4))
     policy_end = _policy_end(loop, state)
@@ -250,7 +254,7 @@ def fit(static: train.StaticConfig, loop: LoopConfig, state: train.TrainState, r
         state, metrics = chunk(state, run_keys, policy_data, hp)
         step += loop.chunk_size
         callbacks.on_metrics("policy", step, jax.device_get(metrics))
-        callbacks.save("policy", state)
+        callbacks.save("policy", state, step >= policy_end)
         bar.update(loop.chunk_size)
     bar.close()
     return state
@@ -290,7 +294,7 @@ def _predictor_phase(static, loop, state, run_keys, hp, data, callbacks, progres
         if np.all(np.asarray(state.bad_evals) >= loop.pred_patience):
             logging.info("predictor early-stopped at step %d", step)
             break
-        callbacks.save("predictor", state)
+        callbacks.save("predictor", state, False)
     bar.close()
     return state.replace(pred_steps=jnp.full_like(state.step, step))
 

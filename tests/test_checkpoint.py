@@ -42,9 +42,9 @@ def test_checkpointer_round_trip_and_keep_last(tmp_path):
     again.close()
 
 
-def test_checkpointer_save_every(tmp_path):
-    ckpt = checkpoint.Checkpointer(str(tmp_path), max_to_keep=5, save_every=20)
-    # 10 % 20 != 0: skipped; 20: saved; 30 skipped unless forced.
+def test_checkpointer_save_interval(tmp_path):
+    ckpt = checkpoint.Checkpointer(str(tmp_path), max_to_keep=5, save_interval_steps=20)
+    # 10 % 20 != 0: skipped (not even as the first step); 20: saved; 30 skipped unless forced.
     assert [ckpt.save(s, _tree(1.0), {}) for s in (10, 20, 30)] == [False, True, False]
     assert ckpt.save(30, _tree(1.0), {}, force=True)
     assert ckpt.latest_step() == 30

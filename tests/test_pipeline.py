@@ -84,8 +84,8 @@ def _killing_fit(kill_after: int, calls: list):
     real_fit = loop.fit
 
     def fit(*args, callbacks, **kwargs):
-        def save(phase, state):
-            callbacks.save(phase, state)
+        def save(phase, state, phase_end):
+            callbacks.save(phase, state, phase_end)
             calls.append((phase, int(np.asarray(state.step)[0])))
             if len(calls) == kill_after:
                 raise _Killed(calls[-1])
