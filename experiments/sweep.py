@@ -36,7 +36,7 @@ import numpy as np
 from absl import logging
 
 from experiments import evaluation, pipeline
-from proteus import metrics, results, sharding, train
+from proteus import loop, metrics, results, sharding, train
 from proteus.data.dataset import RoutingDataset
 
 SWEPT = ("pred_lr", "policy_lr", "ent_coef", "dual_lr", "margin")  # HParams fields, traced
@@ -154,6 +154,58 @@ def estimate_run_bytes(config: ml_collections.ConfigDict, setup: pipeline.Setup,
     return 2 * state_bytes + act + metrics_bytes
 
 
+def run_bytes(config: ml_collections.ConfigDict, setup: pipeline.Setup,
+              splits: dict[str, RoutingDataset], batch_shards: int = 1) -> int:
+    """Device bytes one run needs in the policy chunk, from XLA's memory analysis.
+
+    The policy chunk (the larger phase: K lanes) is compiled, never run, for ONE run at the real
+    shapes. Per run: its own inputs (state, hyperparameters, the frozen predictor's outputs; the
+    data every run shares is budgeted once by `_plan`), the outputs XLA does not write over the
+    donated state, and XLA's temporaries, split over `batch_shards` devices. Where the backend
+    reports no memory analysis, `estimate_run_bytes` with a logged note.
+    """
+    try:
+        mem = _policy_chunk_memory(config, setup, splits)
+    except Exception as e:  # noqa: BLE001 (backend-dependent; planning must go on)
+        mem, why = None, f"{type(e).__name__}: {e}"
+    else:
+        why = "the backend reports no memory analysis"
+    if mem is None:
+        logging.info("sweep: %s; packing runs by the constant estimate", why)
+        return estimate_run_bytes(config, setup, batch_shards)
+    return int(mem.run_inputs + mem.output - mem.alias + mem.temp // max(batch_shards, 1))
+
+
+class _ChunkMemory(NamedTuple):
+    """Bytes of the one-run policy chunk: its per-run inputs, and XLA's output, alias, temp."""
+
+    run_inputs: int
+    output: int
+    alias: int
+    temp: int
+
+
+def _policy_chunk_memory(config: ml_collections.ConfigDict, setup: pipeline.Setup,
+                         splits: dict[str, RoutingDataset]) -> _ChunkMemory | None:
+    """Memory analysis of the one-run policy chunk at the real shapes (None: not reported)."""
+    one = dataclasses.replace(setup, init_keys=setup.init_keys[:1], run_keys=setup.run_keys[:1],
+                              hparams=jax.tree.map(lambda x: x[:1], setup.hparams))
+    data = pipeline.training_data(config, splits)["policy"]
+    state, data = jax.eval_shape(
+        lambda d: loop.policy_phase_data(setup.static, pipeline.initial_state(one, config), d),
+        data)
+    chunk = loop.compile_chunk(setup.static, train.policy_step, config.train.chunk_size,
+                               data_axes=data.run_axes())
+    mem = chunk.lower(state, one.run_keys, data, one.hparams).compile().memory_analysis()
+    if mem is None:
+        return None
+    # XLA's argument size leaves out inputs the program never reads (here the shared features),
+    # so the per-run inputs are counted from their shapes.
+    own = [x for x, axis in zip(data, data.run_axes(), strict=True) if axis is not None]
+    return _ChunkMemory(_nbytes((state, one.hparams, own)), int(mem.output_size_in_bytes),
+                        int(mem.alias_size_in_bytes), int(mem.temp_size_in_bytes))
+
+
 def memory_budget(grid: ml_collections.ConfigDict) -> int:
     """Per-device bytes for training state and activations."""
     if grid.memory_budget_gb > 0:
@@ -250,7 +302,7 @@ def _plan(config, splits, grid, runs, mesh) -> list[Group]:
     for k in sorted({r.lanes for r in runs}):
         cfg = config_for(config, k)
         setup = pipeline.make_setup(cfg, splits, hparams=grid_hparams(runs[:1]))
-        per_run[k] = estimate_run_bytes(cfg, setup, mesh.shape[sharding.BATCH])
+        per_run[k] = run_bytes(cfg, setup, splits, mesh.shape[sharding.BATCH])
     data_bytes = sum(_nbytes(splits[n].features) + _nbytes(splits[n].scores) * 2
                      for n in ("pred", "policy", "val"))
     budget = max(memory_budget(grid) - data_bytes, 1)

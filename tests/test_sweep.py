@@ -104,6 +104,17 @@ def test_estimate_run_bytes_grows_with_lanes(config):
     assert config.lanes.n == 4  # config_for copies
 
 
+def test_run_bytes_from_xla_memory_analysis_or_the_estimate(config, monkeypatch):
+    splits = pipeline.load_splits(config)
+    setup = pipeline.make_setup(config, splits, hparams=pipeline.hparams_from_config(config, 1))
+    measured = sweep.run_bytes(config, setup, splits)
+    state = jax.eval_shape(lambda: pipeline.initial_state(setup, config))
+    assert measured > sweep._nbytes(state) // setup.init_keys.shape[0]  # at least one run's state
+    assert sweep.run_bytes(config, setup, splits, batch_shards=2) <= measured
+    monkeypatch.setattr(sweep, "_policy_chunk_memory", lambda *args: None)  # backend says None
+    assert sweep.run_bytes(config, setup, splits) == sweep.estimate_run_bytes(config, setup)
+
+
 def _row(run, comp, cost, corr):
     return {"run": run, "floor_compliance": comp, "mean_cost_met": cost,
             "target_response_corr": corr}
