@@ -172,11 +172,6 @@ class Placement(NamedTuple):
         return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, spec), batch)
 
 
-def shard_runs(tree: Any, mesh: Mesh) -> Any:
-    """`Placement(mesh).runs(tree)`: the [S] leading axis of every leaf along "runs"."""
-    return Placement(mesh).runs(tree)
-
-
 def fetch(tree: Any) -> Any:
     """Every leaf as a host numpy array on every process (all-gathered where it must be).
 
