@@ -55,7 +55,7 @@ def build(args):
 
 def train_timed(config, splits, setup, placement):
     """Train through both phases; returns (state, timings) from per-chunk host timestamps."""
-    data = {n: loop.PhaseData.from_dataset(splits[n]) for n in ("pred", "policy", "val")}
+    data = {n: train.Batch.from_dataset(splits[n]) for n in ("pred", "policy", "val")}
     start = time.perf_counter()
     state = jax.jit(lambda: pipeline.initial_state(setup, config))()
     keys, hp, constrain = setup.run_keys, setup.hparams, None
@@ -92,7 +92,7 @@ def train_timed(config, splits, setup, placement):
 def abstract_chunk_args(config, setup, n_rows: int, placement):
     """Shapes (no values) of a training chunk's (state, keys, data, hp), laid out as in a run."""
     spec, f32 = setup.static.spec, jnp.float32
-    data = loop.PhaseData(jax.ShapeDtypeStruct((n_rows, spec.feature_dim), f32),
+    data = train.Batch(jax.ShapeDtypeStruct((n_rows, spec.feature_dim), f32),
                           jax.ShapeDtypeStruct((n_rows, spec.n_models), f32),
                           jax.ShapeDtypeStruct((n_rows, spec.n_models), f32))
     state = jax.eval_shape(lambda: pipeline.initial_state(setup, config))

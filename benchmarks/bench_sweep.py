@@ -38,7 +38,7 @@ def make_program(n: int, lanes: int, runs: int, variant: str = ""):
     init_keys, run_keys = sweep.seed_keys(config.seed, [r.seed for r in specs])
     setup = dataclasses.replace(setup, init_keys=init_keys, run_keys=run_keys)
     state = jax.jit(lambda: pipeline.initial_state(setup, config))()
-    data = {name: loop.PhaseData.from_dataset(splits[name]) for name in ("pred", "policy", "val")}
+    data = {name: train.Batch.from_dataset(splits[name]) for name in ("pred", "policy", "val")}
     return config, setup, state, data
 
 

@@ -60,8 +60,8 @@ def training_pool(splits: dict[str, RoutingDataset], folds: int,
 
 
 def training_data(config: ml_collections.ConfigDict,
-                  splits: dict[str, RoutingDataset]) -> dict[str, loop.PhaseData]:
-    """What each phase trains on: {"pred", "val", "policy"} PhaseData.
+                  splits: dict[str, RoutingDataset]) -> dict[str, train.Batch]:
+    """What each phase trains on: {"pred", "val", "policy"} train.Batch (whole splits).
 
     Cross-fitting (train.folds > 1): every phase sees the whole pool with its fold ids (the fold
     predictors fit and early-stop on complementary folds; the policy learns on out-of-fold
@@ -69,9 +69,9 @@ def training_data(config: ml_collections.ConfigDict,
     """
     if config.train.folds > 1:
         pool, fold = training_pool(splits, config.train.folds, config.data.split_salt)
-        data = loop.PhaseData.from_dataset(pool, fold)
+        data = train.Batch.from_dataset(pool, fold)
         return {"pred": data, "val": data, "policy": data}
-    return {name: loop.PhaseData.from_dataset(splits[name]) for name in ("pred", "policy", "val")}
+    return {name: train.Batch.from_dataset(splits[name]) for name in ("pred", "policy", "val")}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,35 +35,6 @@ from proteus.types import Array, Params
 StepFn = Callable[..., tuple[train.TrainState, dict[str, Array]]]
 
 
-class PhaseData(NamedTuple):
-    """A split held on device: features [N, D] f32, scores [N, M] f32, costs [N, M] f32 USD.
-
-    Optional: fold [N] int32 cross-fitting folds; z [S, N, H], p_hat [S, N, M], c_hat [S, N, M],
-    each run's frozen predictor outputs for the policy phase (see `policy_phase_data`).
-    """
-
-    features: Array
-    scores: Array
-    costs: Array
-    fold: Array | None = None
-    z: Array | None = None
-    p_hat: Array | None = None
-    c_hat: Array | None = None
-
-    @classmethod
-    def from_dataset(cls, ds, fold=None) -> PhaseData:
-        if ds.features is None:
-            raise ValueError(f"dataset {ds.name!r} has no features; encode it first")
-        return cls(jnp.asarray(ds.features, jnp.float32), jnp.asarray(ds.scores, jnp.float32),
-                   jnp.asarray(ds.costs, jnp.float32),
-                   None if fold is None else jnp.asarray(fold, jnp.int32))
-
-    def run_axes(self) -> PhaseData:
-        """vmap in_axes over runs: the per-run predictor outputs are batched, the data shared."""
-        return PhaseData(*(None if name in ("features", "scores", "costs", "fold") or v is None
-                           else 0 for name, v in self._asdict().items()))
-
-
 class LoopConfig(NamedTuple):
     """Host-loop settings (see experiments/configs for their defaults and meaning)."""
 
@@ -80,14 +51,14 @@ def make_chunk(static: train.StaticConfig, step_fn: StepFn, chunk_size: int, con
     minibatch across devices; None leaves it to XLA.
     """
 
-    def chunk(state: train.TrainState, run_key: Array, data: PhaseData, hp: train.HParams):
+    def chunk(state: train.TrainState, run_key: Array, data: train.Batch, hp: train.HParams):
         n = data.features.shape[0]
 
         def body(state, _):
             key = jax.random.fold_in(run_key, state.step)
             k_batch, k_step = jax.random.split(key)
             idx = jax.random.randint(k_batch, (static.batch_size,), 0, n)
-            batch = train.Batch(*(None if v is None else v[idx] for v in data))
+            batch = jax.tree.map(lambda v: v[idx], data)  # the rows drawn, absent fields stay None
             batch = constrain(batch) if constrain is not None else batch  # sharding hook
             return step_fn(static, state, k_step, batch, hp)
 
@@ -99,7 +70,7 @@ def make_chunk(static: train.StaticConfig, step_fn: StepFn, chunk_size: int, con
 
 @functools.partial(jax.jit, donate_argnames="state", static_argnames=(
     "static", "step_fn", "chunk_size", "wrap", "constrain", "data_axes"))
-def run_chunk(state: train.TrainState, run_keys: Array, data: PhaseData, hp: train.HParams, *,
+def run_chunk(state: train.TrainState, run_keys: Array, data: train.Batch, hp: train.HParams, *,
               static: train.StaticConfig, step_fn: StepFn, chunk_size: int, wrap=None,
               constrain=None, data_axes=None) -> tuple[train.TrainState, dict[str, Array]]:
     """One chunk of S runs: vmap over runs of `make_chunk`, jitted once, donating the state.
@@ -110,7 +81,7 @@ def run_chunk(state: train.TrainState, run_keys: Array, data: PhaseData, hp: tra
 
     Args:
       state: TrainState with [S] leaves; run_keys: [S] typed keys; hp: HParams with [S] leaves.
-      data: PhaseData, shared by every run unless `data_axes` says otherwise.
+      data: train.Batch, shared by every run unless `data_axes` says otherwise.
       wrap: decorates the one-run chunk before vmap (e.g. `chex.assert_max_traces(n=1)`).
       constrain: sharding hook for each minibatch (see `make_chunk`).
       data_axes: the data's in_axes over runs (None: shared by every run).
@@ -131,7 +102,7 @@ class ChunkFn(NamedTuple):
     chunk_size: int
     wrap: Callable | None = None
     constrain: Callable | None = None
-    data_axes: PhaseData | None = None
+    data_axes: train.Batch | None = None
 
     def __call__(self, state, run_keys, data, hp):
         return run_chunk(state, run_keys, data, hp, **self._asdict())
@@ -147,14 +118,14 @@ def compile_chunk(static: train.StaticConfig, step_fn: StepFn, chunk_size: int, 
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _val_loss(static: train.StaticConfig, params: Params, data: PhaseData) -> Array:
+def _val_loss(static: train.StaticConfig, params: Params, data: train.Batch) -> Array:
     """Validation predictor loss of every run: [S] (or [S, F] per cross-fitted fold)."""
     batch = train.Batch(data.features, data.scores, data.costs, data.fold)
     return jax.vmap(lambda p: predictor_phase.held_out_loss(static, p, batch))(params)
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _policy_inputs(static: train.StaticConfig, params: Params, data: PhaseData):
+def _policy_inputs(static: train.StaticConfig, params: Params, data: train.Batch):
     """Per run: (calibration, (z, p_hat, c_hat)) the policy phase trains on; see below."""
     def one(p):
         if static.spec.folds > 1:
@@ -166,7 +137,7 @@ def _policy_inputs(static: train.StaticConfig, params: Params, data: PhaseData):
 
 
 def policy_phase_data(static: train.StaticConfig, state: train.TrainState,
-                      data: PhaseData) -> tuple[train.TrainState, PhaseData]:
+                      data: train.Batch) -> tuple[train.TrainState, train.Batch]:
     """The frozen predictor's outputs on the policy data, computed once per phase (not per step).
 
     Cross-fitting: out-of-fold outputs, with the per-model calibration fitted on them and stored
@@ -218,7 +189,7 @@ class Callbacks(NamedTuple):
 
 
 def fit(static: train.StaticConfig, loop: LoopConfig, state: train.TrainState, run_keys: Array,
-        hp: train.HParams, data: dict[str, PhaseData], phase: str = "predictor",
+        hp: train.HParams, data: dict[str, train.Batch], phase: str = "predictor",
         callbacks: Callbacks | None = None, progress: bool = True,
         constrain=None) -> train.TrainState:
     """Train S vmapped runs through both phases, resuming from `state` and `phase`.
@@ -227,7 +198,7 @@ def fit(static: train.StaticConfig, loop: LoopConfig, state: train.TrainState, r
       state: TrainState with [S] leading axes (fresh or restored).
       run_keys: [S] typed keys, one per run (the same keys on resume).
       hp: HParams with [S] leaves.
-      data: {"pred", "policy", "val"} PhaseData.
+      data: {"pred", "policy", "val"} train.Batch.
       phase: "predictor" or "policy": where a restored state stands.
       constrain: sharding hook for each minibatch (see `make_chunk`); None on one device.
 

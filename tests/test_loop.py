@@ -18,7 +18,7 @@ def tiny():
     splits = core_helpers.tiny_splits(config)
     setup = core_helpers.tiny_setup(config, splits)
     state = pipeline.initial_state(setup, config)
-    data = {name: loop.PhaseData.from_dataset(splits[name]) for name in ("pred", "policy", "val")}
+    data = {name: train.Batch.from_dataset(splits[name]) for name in ("pred", "policy", "val")}
     return config, splits, setup, state, data
 
 
@@ -28,7 +28,7 @@ def test_phase_data_needs_features(tiny):
     bare = type(bare)(name=bare.name, models=bare.models, scores=bare.scores, costs=bare.costs,
                       query_ids=bare.query_ids, tasks=bare.tasks)
     with pytest.raises(ValueError, match="no features"):
-        loop.PhaseData.from_dataset(bare)
+        train.Batch.from_dataset(bare)
 
 
 def test_chunks_compile_once(tiny):

@@ -239,7 +239,7 @@ def test_vmapped_lanes_equal_lanes_one_by_one(tiny):
     assert static.dual_avg_start == 15 and static.tau_jitter == 0.0
     hp = _hp(policy_lr=0.0, dual_lr=0.5, margin=0.015)
     start = core_helpers.on_device(state.replace(step=jnp.asarray(10, jnp.int32)))
-    data = loop.PhaseData.from_dataset(splits["policy"])
+    data = train.Batch.from_dataset(splits["policy"])
     run_key = setup.run_keys[0]
     chunk = loop.compile_chunk(static, train.policy_step, config.train.chunk_size)
     batched = jax.tree.map(lambda x: x[None], start)
