@@ -192,6 +192,7 @@ def sample_lane(spec: RouterSpec, policy_params: Params, inputs: LaneInputs, tau
     tau_in: [] the (possibly jittered) τ the policy is shown; tau, lam: [] the lane's target and
     dual. Returns [B] "mu", "log_prob", "advantage", and [] "reward", "acc_det", "cost_det".
     """
+    chex.assert_rank([inputs.z, tau_in, tau, lam], [2, 0, 0, 0])  # one lane: vmap over lanes
     alpha, beta = policy_beta(spec, policy_params, inputs.z, tau_in, lam)
     return sample_from_beta(alpha, beta, inputs, tau, lam, key)
 
