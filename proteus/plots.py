@@ -69,7 +69,7 @@ def plotted_routers(results: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def short_model_name(model: str, width: int = 18) -> str:
+def short_model_name(model: str, width: int = 22) -> str:
     """A label for a fixed model: no organisation prefix, at most `width` characters."""
     name = model.split("/")[-1]
     return name if len(name) <= width else name[: width - 1] + "…"
