@@ -38,6 +38,15 @@ def _section(text: str, title: str) -> list[str]:
     return [x for x in lines[start:end] if x.startswith("|")]
 
 
+def test_summary_taus_and_table_routers():
+    res = {"taus": [0.5, 0.6, 0.65, 0.7, 0.8], "best_fixed": {"accuracy": 0.72}}
+    assert report.summary_taus(res) == [1, 2, 3]  # 0.7 (<= 0.72), then 0.65 and 0.6
+    assert report.summary_taus(res, n=1) == [3]
+    res["best_fixed"]["accuracy"] = 0.4  # below every τ: the lowest τ only
+    assert report.summary_taus(res) == [0]
+    assert report.table_routers(_small()) == ["proteus", "carrot", "best_fixed"]
+
+
 def test_summary_table_hand_checked():
     text = report.report_markdown(_small())
     rows = _section(text, "Summary")
