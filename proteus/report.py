@@ -90,7 +90,7 @@ def summary_table(results: Mapping[str, Any]) -> list[str]:
     met = {n: metrics.meets_floor(taus, [np.nan if a is None else a for a in r[n]["accuracy"]])
            for n in names}
     eligible = {n: n != "oracle" and summ[n]["floor_compliance"] == 1.0 for n in names}
-    columns = [  # (value of router n, higher is better, format, bold only if eligible)
+    columns = [  # (value of router n, higher is better, format); bold only among eligible
         (lambda n: summ[n]["floor_compliance"], True, "{:.3f}"),
         (lambda n: summ[n]["target_response_corr"], True, "{:.3f}"),
         (lambda n: summ[n]["aiq"], True, "{:.3f}"),
