@@ -18,11 +18,11 @@ from absl import logging
 
 from experiments import evaluation, pipeline
 from experiments import workdir as workdir_lib
-from proteus import crossfit, metrics, networks, results, train
+from proteus import crossfit, metrics, networks, report, results, train
 from proteus.baselines import RouterInputs, make_router
 from proteus.data.dataset import RoutingDataset
-from proteus.paired_aiq import paired_aiq, paired_markdown
-from proteus.predictor_quality import predictor_quality, quality_markdown
+from proteus.paired_aiq import paired_aiq
+from proteus.predictor_quality import predictor_quality
 
 BASELINE_NAMES = ("proteus_plugin", "carrot", "omnirouter", "threshold", "knn", "zero_router",
                   "cluster", "task_table")
@@ -119,15 +119,8 @@ def write_outputs(workdir: str, res: dict[str, Any], certification: dict[str, An
     """results.json, certification.json, report.md and the three plots into `workdir`."""
     paths = [str(results.write_results(res, os.path.join(workdir, "results.json")))]
     paths.append(evaluation.write_json(certification, os.path.join(workdir, "certification.json")))
-    report = results.write_report(res, os.path.join(workdir, "report.md"))
-    if "predictor" in res:
-        with open(report, "a") as f:
-            f.write(quality_markdown(res["predictor"]))
-    if "paired_aiq" in res:
-        with open(report, "a") as f:
-            f.write(paired_markdown(res["paired_aiq"]))
-    paths.append(str(report))
-    paths += [str(p) for p in results.write_plots(res, workdir)]
+    # report.md (with the predictor and paired-AIQ sections when res holds them), the three plots
+    paths += [str(p) for p in report.write_all(res, workdir)]
     for p in paths:
         logging.info("wrote %s", p)
     return paths
