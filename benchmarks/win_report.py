@@ -45,6 +45,11 @@ def report(path: str) -> list[str]:
     goals["AIQ"] = all(mine >= v - 0.002 for v in others.values())
     lines.append(f"AIQ: proteus {mine:.4f}; best other {worst} {others[worst]:.4f}; all: " +
                  ", ".join(f"{n} {v:.4f}" for n, v in sorted(others.items(), key=lambda x: -x[1])))
+    paired = res.get("paired_aiq", {}).get("routers", {})
+    below = {n: d for n, d in paired.items() if d["diff"] < -0.002}
+    if below:  # is a shortfall more than the test split's noise? (paired bootstrap, 95%)
+        lines.append("  paired AIQ(proteus) − AIQ(r), 95% interval: " + ", ".join(
+            f"{n} {d['diff']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]" for n, d in below.items()))
     unc = routers["proteus"]
     acc, feas = arr(unc, "accuracy"), np.asarray(unc["feasible"], bool)
     met = acc[feas] >= taus[feas] - 1e-9

@@ -62,7 +62,7 @@ def operating_table(config: ml_collections.ConfigDict, setup: pipeline.Setup,
     acc, cost = metrics.realised(heldout.scores, heldout.costs, choices)
     scores = heldout.scores[np.arange(heldout.n_queries)[None, :], choices]  # [C, N]
     smooth = operating.smoothed_accuracy(cand_tau, cand_model, acc)
-    credit = operating.credited_accuracy(scores, smooth, cand_model, config.operating.margin_z)
+    credit = operating.credited_accuracy(scores, smooth, cand_model, config.operating.credit_z)
     order = operating.testing_order(credit, cost, cand_model)
     return {"tau": [raw["tau"][j] for j in order], "model": cand_model[order].tolist(),
             "accuracy": credit[order].tolist(), "raw_accuracy": acc[order].tolist(),
@@ -110,11 +110,13 @@ def router_block(points: list[Any], acc_pts: np.ndarray, cost_pts: np.ndarray,
 
 def proteus_blocks(config: ml_collections.ConfigDict, setup: pipeline.Setup,
                    state: train.TrainState, run: int, splits: dict[str, RoutingDataset],
-                   taus: np.ndarray) -> tuple[dict[str, dict], dict[str, Any]]:
+                   taus: np.ndarray, choices_out: dict[str, np.ndarray] | None = None,
+                   ) -> tuple[dict[str, dict], dict[str, Any]]:
     """PROTEUS uncertified and certified on the test split.
 
     Returns ({"proteus", "proteus_certified"} router blocks, {"operating": table,
-    "certification": CertificationTable dict}); the second is what an export needs.
+    "certification": CertificationTable dict}); the second is what an export needs. When
+    `choices_out` is given, each router's test routing [T, N] (-1 rows: refused τ) is put there.
     """
     table = operating_table(config, setup, state, run, splits["val"])
     cert = certify_points(config, setup, state, run, splits["calib"], table, taus)
@@ -125,7 +127,11 @@ def proteus_blocks(config: ml_collections.ConfigDict, setup: pipeline.Setup,
     for name, certification in (("proteus", None), ("proteus_certified", cert.to_dict())):
         policy = operating.OperatingPolicy(table, certification, config.certify.fallback,
                                            test.models)
-        blocks[name] = router_block(resolve_grid(policy, taus), acc_pts, cost_pts, mu_pts)
+        points = resolve_grid(policy, taus)
+        blocks[name] = router_block(points, acc_pts, cost_pts, mu_pts)
+        if choices_out is not None:
+            choices_out[name] = np.stack([np.full(test.n_queries, -1) if p is None
+                                          else choices[p.point] for p in points])
     return blocks, {"operating": table, "certification": cert.to_dict()}
 
 

@@ -18,14 +18,16 @@ from absl import logging
 
 from experiments import evaluation, pipeline
 from experiments import workdir as workdir_lib
-from proteus import crossfit, metrics, networks, results, train
+from proteus import crossfit, metrics, networks, report, results, train
 from proteus.baselines import RouterInputs, make_router
 from proteus.data.dataset import RoutingDataset
-from proteus.predictor_quality import predictor_quality, quality_markdown
+from proteus.paired_aiq import paired_aiq
+from proteus.predictor_quality import predictor_quality
 
 BASELINE_NAMES = ("proteus_plugin", "carrot", "omnirouter", "threshold", "knn", "zero_router",
                   "cluster", "task_table")
 NEEDS_REFERENCE = ("knn", "cluster", "task_table")  # fitted on the training rows' labels
+PAIRED_BOOT = 1000  # test resamples behind the paired AIQ intervals
 
 
 def predictor_inputs(setup: pipeline.Setup, state: train.TrainState, run: int,
@@ -55,11 +57,13 @@ def training_inputs(config: ml_collections.ConfigDict, setup: pipeline.Setup,
 
 
 def baseline_blocks(splits: dict[str, RoutingDataset], inputs: dict[str, RouterInputs],
-                    taus: np.ndarray) -> dict[str, dict]:
+                    taus: np.ndarray, choices_out: dict[str, np.ndarray] | None = None,
+                    ) -> dict[str, dict]:
     """Fit every baseline on its tuning split and route the test split (labels withheld).
 
     inputs: RouterInputs with the shared predictor's outputs for "train" (see
     `training_inputs`), "val" and "test". The task-table router runs when the data has tasks.
+    choices_out: when given, each baseline's test routing [T, N] is put there.
     """
     pred, policy = splits["pred"], splits["policy"]
     reference = RouterInputs(
@@ -78,6 +82,8 @@ def baseline_blocks(splits: dict[str, RoutingDataset], inputs: dict[str, RouterI
         router = make_router(name, **kwargs).fit(tune)
         decisions = router.route(inputs["test"].without_labels(), taus)
         acc, cost = metrics.realised(test.scores, test.costs, decisions.choices)
+        if choices_out is not None:
+            choices_out[name] = np.asarray(decisions.choices)
         blocks[name] = {"accuracy": acc.tolist(), "cost": cost.tolist(),
                         "feasible": np.asarray(decisions.feasible, bool).tolist()}
     for m, model in enumerate(test.models):
@@ -93,13 +99,19 @@ def evaluate_all(config: ml_collections.ConfigDict, setup: pipeline.Setup,
     taus = pipeline.eval_taus(config, setup.lane_taus)
     inputs = {name: predictor_inputs(setup, state, run, splits[name]) for name in ("val", "test")}
     inputs["train"] = training_inputs(config, setup, state, run, splits)
-    routers, certification = evaluation.proteus_blocks(config, setup, state, run, splits, taus)
-    routers.update(baseline_blocks(splits, inputs, taus))
-    quality = predictor_quality(inputs["test"].p_hat, splits["test"].scores,
-                                splits["test"].models)
-    res = evaluation.build_results(config, splits["test"], taus, routers,
+    choices: dict[str, np.ndarray] = {}
+    routers, certification = evaluation.proteus_blocks(config, setup, state, run, splits, taus,
+                                                       choices)
+    routers.update(baseline_blocks(splits, inputs, taus, choices))
+    test = splits["test"]
+    quality = predictor_quality(inputs["test"].p_hat, test.scores, test.models)
+    paired = {"reference": "proteus", "n_boot": PAIRED_BOOT, "alpha": 0.05,
+              "routers": paired_aiq(test.scores, test.costs, choices, "proteus",
+                                    evaluation.cost_range(test), n_boot=PAIRED_BOOT,
+                                    seed=config.seed)}
+    res = evaluation.build_results(config, test, taus, routers,
                                    extra={"delta": config.certify.delta, "run": run,
-                                          "predictor": quality})
+                                          "predictor": quality, "paired_aiq": paired})
     return res, certification
 
 
@@ -107,12 +119,8 @@ def write_outputs(workdir: str, res: dict[str, Any], certification: dict[str, An
     """results.json, certification.json, report.md and the three plots into `workdir`."""
     paths = [str(results.write_results(res, os.path.join(workdir, "results.json")))]
     paths.append(evaluation.write_json(certification, os.path.join(workdir, "certification.json")))
-    report = results.write_report(res, os.path.join(workdir, "report.md"))
-    if "predictor" in res:
-        with open(report, "a") as f:
-            f.write(quality_markdown(res["predictor"]))
-    paths.append(str(report))
-    paths += [str(p) for p in results.write_plots(res, workdir)]
+    # report.md (with the predictor and paired-AIQ sections when res holds them), the three plots
+    paths += [str(p) for p in report.write_all(res, workdir)]
     for p in paths:
         logging.info("wrote %s", p)
     return paths

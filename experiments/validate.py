@@ -161,6 +161,7 @@ SCHEMA: dict[str, Check] = {
     "certify.fallback": one_of("best_effort", "refuse"),
     "operating.fixed_models": boolean(),
     "operating.margin_z": real(0.0, 10.0),
+    "operating.credit_z": real(0.0, 10.0),
     "checkpoint.max_to_keep": integer(1),
     "checkpoint.every_chunks": integer(1),
 }

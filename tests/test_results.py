@@ -1,4 +1,5 @@
-"""Tests for proteus.results: contract validation, strict JSON, the report and the plots."""
+"""Tests for proteus.results: contract validation and strict JSON (report: test_report.py, plots:
+test_plots.py)."""
 
 import copy
 import json
@@ -131,31 +132,3 @@ def test_validate_required_routers_and_extra_keys_allowed():
     results.validate_results(res, required_routers=("proteus", "carrot"))
     with pytest.raises(results.ResultsValidationError, match=r"\['routers'\]\['knn'\]: missing"):
         results.validate_results(res, required_routers=("knn",))
-
-
-def test_report_bolds_the_best_router_meeting_the_floor(tmp_path):
-    text = results.write_report(_results(), tmp_path / "report.md").read_text()
-    lines = text.splitlines()
-    cost_rows = lines[lines.index("## Cost (USD per query)") :]
-    row = lambda name: next(x for x in cost_rows if x.startswith(f"| {name} |"))
-    # τ = 0.8: carrot misses (0.79), so proteus (1.0) is the cheapest meeting the floor, not the
-    # oracle (a reference, never bold). τ = 0.9: proteus 2.0 < carrot 3.0.
-    assert row("proteus") == "| proteus | **1** | **2** |"
-    assert row("carrot") == "| carrot | 0.5 | 3 |"
-    assert row("oracle") == "| oracle | 0.8 | 0.8 |"
-    summary = lines[lines.index("## Summary") :]
-    proteus = next(x for x in summary if x.startswith("| proteus |"))
-    assert "**1.000**" in proteus  # floor compliance 1, the best eligible
-    assert "| n/a |" in next(x for x in summary if x.startswith("| best_fixed |"))
-    assert text.count("## ") == 4  # accuracy, cost, savings, summary
-
-
-def test_plots_are_written(tmp_path):
-    paths = results.write_plots(_results(), tmp_path / "plots")
-    assert [p.name for p in paths] == [
-        "accuracy_vs_tau.png",
-        "cost_vs_tau.png",
-        "cost_accuracy.png",
-    ]
-    for p in paths:
-        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000

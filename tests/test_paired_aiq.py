@@ -1,0 +1,49 @@
+"""Paired bootstrap of AIQ differences (proteus.paired_aiq), with hand-checked expectations."""
+
+import numpy as np
+
+from proteus import metrics
+from proteus.paired_aiq import paired_aiq, paired_markdown, weighted_points
+
+SCORES = np.array([[1.0, 0.0], [0.0, 1.0]])
+COSTS = np.array([[1.0, 2.0], [1.0, 2.0]])
+
+
+def test_weighted_points_by_hand():
+    choices = np.array([[0, 0], [0, 1], [-1, -1]])  # τ0: model 0; τ1: the right model; τ2 refused
+    weights = np.array([[1.0, 1.0], [2.0, 0.0]])
+    acc, cost = weighted_points(SCORES, COSTS, choices, weights)
+    np.testing.assert_allclose(acc[:, :2], [[0.5, 1.0], [1.0, 1.0]])
+    np.testing.assert_allclose(cost[:, :2], [[1.0, 1.5], [1.0, 1.0]])
+    assert np.isnan(acc[:, 2]).all() and np.isnan(cost[:, 2]).all()
+
+
+def test_identical_routers_differ_by_exactly_zero():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 2, (200, 3)).astype(float)
+    costs = np.tile([1.0, 2.0, 4.0], (200, 1))
+    ch = rng.integers(0, 3, (5, 200))
+    out = paired_aiq(scores, costs, {"a": ch, "b": ch.copy()}, "a", (1.0, 4.0), n_boot=50)
+    assert out == {"b": {"diff": 0.0, "lo": 0.0, "hi": 0.0}}
+
+
+def test_a_dominating_router_is_told_apart_and_the_point_estimate_is_the_split_itself():
+    rng = np.random.default_rng(1)
+    n = 400
+    scores = np.stack([rng.random(n) < 0.5, rng.random(n) < 0.6], axis=1).astype(float)
+    costs = np.tile([1.0, 3.0], (n, 1))
+    oracle = np.argmax(scores - 1e-3 * costs, axis=1)  # right model, cheaper on ties
+    good = np.stack([np.zeros(n, int), oracle])  # [2, N]: cheap model, then the oracle
+    bad = np.stack([np.zeros(n, int), np.ones(n, int)])  # cheap model, then the dear one
+    out = paired_aiq(scores, costs, {"good": good, "bad": bad}, "good", (1.0, 3.0), n_boot=200)
+    expected = (metrics.aiq(*_points(scores, costs, good), (1.0, 3.0))
+                - metrics.aiq(*_points(scores, costs, bad), (1.0, 3.0)))
+    assert abs(out["bad"]["diff"] - expected) < 1e-12
+    assert 0 < out["bad"]["lo"] < out["bad"]["diff"] < out["bad"]["hi"]
+    text = paired_markdown({"reference": "good", "n_boot": 200, "alpha": 0.05, "routers": out})
+    assert "| bad | " in text and text.rstrip().endswith("| yes |")
+
+
+def _points(scores, costs, choices):
+    acc, cost = metrics.realised(scores, costs, choices)
+    return cost, acc

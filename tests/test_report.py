@@ -1,0 +1,129 @@
+"""Tests for proteus.report (summary first, narrow transposed tables, single models in an appendix)
+and for `python -m launch.report`, which re-renders a run's report and plots."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from proteus import report, results
+from tests.results_helpers import LEARNED, synthetic_results
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+
+def _small() -> dict:
+    """Two τ, two routers, two models; costs in USD per query (x1000 in the report)."""
+    feasible = [True, True]
+    routers = {
+        "proteus": {"accuracy": [0.82, 0.91], "cost": [1e-3, 2e-3], "feasible": feasible,
+                    "mean_mu": [0.3, 0.6]},
+        "carrot": {"accuracy": [0.79, 0.92], "cost": [5e-4, 3e-3], "feasible": [True, False]},
+        "best_fixed": {"accuracy": [0.93, 0.93], "cost": [4e-3, 4e-3], "feasible": feasible},
+        "oracle": {"accuracy": [0.97, 0.97], "cost": [8e-4, 8e-4], "feasible": feasible},
+        "fixed:org/small": {"accuracy": [0.6, 0.6], "cost": [1e-4, 1e-4], "feasible": feasible},
+        "fixed:big": {"accuracy": [0.93, 0.93], "cost": [4e-3, 4e-3], "feasible": feasible},
+    }
+    return results.build_results(
+        dataset="toy", models=["org/small", "big"], encoder="hashing", n_queries=100,
+        taus=np.array([0.8, 0.9]), oracle=(0.97, 8e-4), best_fixed=("big", 0.93, 4e-3),
+        routers=routers, cost_range=(0.0, 4e-3))
+
+
+def _section(text: str, title: str) -> list[str]:
+    lines = text.splitlines()
+    start = lines.index(f"## {title}") + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return [x for x in lines[start:end] if x.startswith("|")]
+
+
+def test_summary_taus_and_table_routers():
+    res = {"taus": [0.5, 0.6, 0.65, 0.7, 0.8], "best_fixed": {"accuracy": 0.72}}
+    assert report.summary_taus(res) == [1, 2, 3]  # 0.7 (<= 0.72), then 0.65 and 0.6
+    assert report.summary_taus(res, n=1) == [3]
+    res["best_fixed"]["accuracy"] = 0.4  # below every τ: the lowest τ only
+    assert report.summary_taus(res) == [0]
+    assert report.table_routers(_small()) == ["proteus", "carrot", "best_fixed"]
+
+
+def test_summary_table_hand_checked():
+    text = report.report_markdown(_small())
+    rows = _section(text, "Summary")
+    # summary τ: 0.9 is the largest grid τ <= best fixed 0.93; 0.85 snaps to 0.8 (nearest).
+    assert rows[0] == ("| router | compliance | r | AIQ | top acc | infeasible | cost τ=0.80 "
+                       "| cost τ=0.90 | max savings |")
+    # proteus meets both floors (compliance 1, eligible); r of 2 points = 1; AIQ with costs
+    # normalised by 4e-3: 0 below x=0.25, 0.82->0.91 over [0.25, 0.5], 0.91 to 1 = 0.67125;
+    # top 0.91 < best_fixed's 0.93 (also eligible); costs 1 and 2 per 1k are the cheapest meeting
+    # the floor; max savings 1 - 1/4.
+    assert rows[2] == ("| proteus | **1.000** | **1.000** | **0.671** | 0.910 | **0** | **1** "
+                       "| **2** | 75.0% |")
+    # carrot: declared only τ=0.8 feasible and missed it (0.79): compliance 0, not eligible for
+    # bold although its AIQ is higher: 0.625 * (0.79 + 0.92) / 2 + 0.25 * 0.92 = 0.764375.
+    # Its 0.5 at τ=0.8 is in parentheses (floor missed).
+    assert rows[3] == "| carrot | 0.000 | 1.000 | 0.764 | 0.920 | 1 | (0.5) | 3 | 25.0% |"
+    assert rows[4].startswith("| best_fixed | **1.000** | n/a | 0.000 | **0.930** | **0** | 4 |")
+    assert rows[5].startswith("| oracle | 1.000 |")  # a reference, never bold
+    assert "**" not in rows[5]
+    assert all(not r.startswith("| fixed:") for r in rows)
+
+
+def test_tau_tables_are_transposed_hand_checked():
+    text = report.report_markdown(_small())
+    acc = _section(text, "Accuracy")
+    assert acc[0] == "| τ | proteus | carrot | best_fixed |"
+    assert acc[2:] == ["| 0.800 | 0.820 | (0.790) | 0.930 |", "| 0.900 | 0.910 | _0.920_ | 0.930 |"]
+    cost = _section(text, "Cost (USD per 1,000 queries)")
+    assert cost[2:] == ["| 0.800 | **1** | (0.5) | 4 |", "| 0.900 | **2** | _3_ | 4 |"]
+    savings = _section(text, "Savings vs best fixed")
+    assert savings[2:] == ["| 0.800 | **75.0%** | (87.5%) | 0.0% |",
+                           "| 0.900 | **50.0%** | _25.0%_ | 0.0% |"]
+    appendix = _section(text, "Appendix: single models (bold: best fixed, chosen on validation)")
+    assert appendix[2:] == [  # full names, cheapest first
+        "| org/small | 0.600 | 0.1 | 97.5% |", "| **big** | 0.930 | 4 | 0.0% |"]
+
+
+@pytest.mark.parametrize("n_models", [2, 30])
+def test_summary_first_and_within_120_columns(n_models):
+    res = synthetic_results(n_models)
+    text = report.report_markdown(res)
+    headings = [x for x in text.splitlines() if x.startswith("## ")]
+    assert headings[0] == "## Summary"
+    summary = _section(text, "Summary")
+    assert len(summary) == 2 + len(LEARNED) + 2  # header, rule, routers, best_fixed, oracle
+    assert max(len(x) for x in summary) <= report.SUMMARY_WIDTH
+    for title in ("Accuracy", "Cost (USD per 1,000 queries)", "Savings vs best fixed"):
+        table = _section(text, title)
+        assert len(table) == 2 + len(res["taus"])  # τ as rows
+        assert table[0] == "| τ | " + " | ".join(LEARNED) + " | best_fixed |"
+    assert "fixed:" not in text  # single models only in the appendix, by model name
+    appendix = _section(text, headings[-1][3:])
+    assert len(appendix) == 2 + n_models
+
+
+def test_report_appends_predictor_quality_and_paired_aiq():
+    res = _small()
+    res["predictor"] = {"auc": {"big": 0.7}, "ece": {"big": 0.02}, "mean_auc": 0.7,
+                        "mean_ece": 0.02}
+    res["paired_aiq"] = {"reference": "proteus", "n_boot": 10, "alpha": 0.05,
+                         "routers": {"carrot": {"diff": -0.09, "lo": -0.1, "hi": -0.08}}}
+    text = report.report_markdown(res)
+    predictor = text.index("## Shared predictor on test")
+    paired = text.index("## Paired AIQ differences")
+    assert text.index("## Savings vs best fixed") < predictor < paired < text.index("## Appendix")
+    assert "| carrot | -0.0900 | [-0.1000, -0.0800] | yes |" in text
+
+
+def test_launch_report_rerenders_a_run(tmp_path):
+    path = results.write_results(_small(), tmp_path / "run" / "results.json")
+    out = tmp_path / "img"
+    proc = subprocess.run(
+        [sys.executable, "-m", "launch.report", f"--results={path}", f"--out={out}",
+         "--prefix=toy_", "--only=report,cost_accuracy"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["toy_cost_accuracy.png", "toy_report.md"]
+    assert (out / "toy_report.md").read_text() == report.report_markdown(_small())
+    with pytest.raises(ValueError, match="unknown outputs"):
+        report.write_all(_small(), out, only=["pie"])
