@@ -88,11 +88,19 @@ class Setup:
 
 
 def hparams_from_config(config: ml_collections.ConfigDict, n_runs: int) -> train.HParams:
-    """Broadcast the config's scalar hyperparameters to [S] runs."""
-    t = config.train
-    values = dict(pred_lr=t.pred_lr, policy_lr=t.policy_lr, ent_coef=t.ent_coef,
-                  dual_lr=t.dual_lr, margin=t.margin)
-    return train.HParams(**{k: jnp.full((n_runs,), v, jnp.float32) for k, v in values.items()})
+    """Broadcast the config's scalar hyperparameters (`train.<field>` for every HParams field)
+    to [S] runs."""
+    return train.HParams(**{name: jnp.full((n_runs,), config.train[name], jnp.float32)
+                            for name in train.HParams._fields})
+
+
+def run_keys_for(base_seed: int, runs) -> tuple[jax.Array, jax.Array]:
+    """(init_keys, run_keys), [S] typed keys each: run r's key is fold_in(key(base_seed), r),
+    split into its parameter-initialisation and per-step keys (a sweep passes r = seed)."""
+    keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(base_seed), r))(
+        jnp.asarray(runs, jnp.int32))
+    init_keys, run_keys = jax.vmap(jax.random.split, out_axes=1)(keys)
+    return init_keys, run_keys
 
 
 def make_setup(config: ml_collections.ConfigDict, splits: dict[str, RoutingDataset],
@@ -122,9 +130,7 @@ def make_setup(config: ml_collections.ConfigDict, splits: dict[str, RoutingDatas
             raise ValueError(f"train.{name} must be a multiple of train.chunk_size")
     hparams = hparams if hparams is not None else hparams_from_config(config, config.num_seeds)
     n_runs = int(hparams.pred_lr.shape[0])
-    keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(config.seed), r))(
-        jnp.arange(n_runs))
-    init_keys, run_keys = jax.vmap(jax.random.split, out_axes=1)(keys)
+    init_keys, run_keys = run_keys_for(config.seed, np.arange(n_runs))
     lanes = train.lane_grid(policy.scores, policy.costs, config.lanes.n,
                             lo=config.lanes.lo if config.lanes.lo >= 0 else None,
                             hi=config.lanes.hi if config.lanes.hi >= 0 else None,

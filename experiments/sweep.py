@@ -39,7 +39,7 @@ from experiments import evaluation, pipeline
 from proteus import loop, metrics, results, sharding, train
 from proteus.data.dataset import RoutingDataset
 
-SWEPT = ("pred_lr", "policy_lr", "ent_coef", "dual_lr", "margin")  # HParams fields, traced
+SWEPT = train.HParams._fields  # the traced per-run hyperparameters (config.train.<name>)
 BEST_RULE = ("highest floor compliance on the DESIGN grid; then lowest mean cost over the "
              "DESIGN-grid tau it meets; then highest target-response correlation; then lowest run")
 COLUMNS = ("run", "group", "seed", "lanes", *SWEPT, "floor_compliance", "n_feasible",
@@ -115,10 +115,7 @@ def grid_hparams(runs: list[RunSpec]) -> train.HParams:
 
 def seed_keys(base_seed: int, seeds) -> tuple[jax.Array, jax.Array]:
     """(init_keys, run_keys), [S] each: `pipeline.make_setup`'s derivation with run r = seed."""
-    keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(base_seed), r))(
-        jnp.asarray(seeds, jnp.int32))
-    init_keys, run_keys = jax.vmap(jax.random.split, out_axes=1)(keys)
-    return init_keys, run_keys
+    return pipeline.run_keys_for(base_seed, seeds)
 
 
 def config_for(config: ml_collections.ConfigDict, lanes: int) -> ml_collections.ConfigDict:
