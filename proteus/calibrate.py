@@ -122,6 +122,8 @@ def lower_bounds(means, n: int, delta: float, method: str) -> np.ndarray:
         lcb = np.maximum(_hoeffding_kl_lower(means, n, delta), _bentkus_lower(means, n, delta))
     for _ in range(4):  # a quantile can land a rounding step on the wrong side: step back
         over = (lcb > 0) & (_pvalue(method, means, n, lcb) > delta)
+        if not over.any():
+            break
         lcb = np.where(over, np.nextafter(lcb, 0.0), lcb)
     return lcb
 
@@ -132,7 +134,7 @@ def _hoeffding_kl_lower(means: np.ndarray, n: int, delta: float) -> np.ndarray:
     lo, hi = np.zeros_like(means), np.ones_like(means)
     for _ in range(64):
         mid = 0.5 * (lo + hi)
-        alpha = np.clip(1.0 - mid, 1e-15, 1.0 - 1e-15)
+        alpha = np.minimum(np.maximum(1.0 - mid, 1e-15), 1.0 - 1e-15)
         x = np.minimum(risk, alpha)
         h = special.xlogy(x, x / alpha) + special.xlogy(1.0 - x, (1.0 - x) / (1.0 - alpha))
         ok = np.exp(-n * h) <= delta
