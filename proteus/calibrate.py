@@ -23,7 +23,8 @@ p-values for H0: mean score < τ, with n calibration queries and mean score a:
 Lower confidence bounds (reported per point) invert the same p-value: LCB = sup{τ : p(τ) <= δ}.
 Clopper–Pearson's is the δ-quantile of Beta(k, n − k + 1) and Hoeffding's is closed form; the
 Hoeffding–Bentkus bound is found by 64-step bisection. Every bound is kept on the conservative
-side (p(LCB) <= δ). All of it is float64 numpy/scipy (`scipy.stats`), a few microseconds a call.
+side (p(LCB) <= δ). All of it is float64 numpy and `scipy.special` (the regularised incomplete beta
+and its inverse, the functions behind `scipy.stats.binom` and `scipy.stats.beta`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import enum
 import math
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 METHODS = ("clopper_pearson", "hoeffding_bentkus", "hoeffding")
 
@@ -53,7 +54,8 @@ def _pvalue(method: str, mean: np.ndarray, n: int, tau: np.ndarray) -> np.ndarra
     mean, tau = np.broadcast_arrays(np.asarray(mean, np.float64), np.asarray(tau, np.float64))
     if method == "clopper_pearson":
         k = np.round(mean * n)
-        p = stats.binom.sf(k - 1.0, n, np.clip(tau, 0.0, 1.0))  # P(Bin(n, τ) >= k)
+        # P(Bin(n, τ) >= k) = I_τ(k, n − k + 1) (`scipy.stats.binom.sf(k − 1, n, τ)`, faster)
+        p = special.betainc(np.maximum(k, 1.0), n - k + 1.0, np.clip(tau, 0.0, 1.0))
         return np.where(k <= 0, 1.0, p)
     if method == "hoeffding":
         gap = np.maximum(mean - tau, 0.0)
@@ -64,7 +66,8 @@ def _pvalue(method: str, mean: np.ndarray, n: int, tau: np.ndarray) -> np.ndarra
         x = np.minimum(risk, alpha)
         h = special.xlogy(x, x / alpha) + special.xlogy(1.0 - x, (1.0 - x) / (1.0 - alpha))
         m = np.ceil(n * risk - 1e-9)
-        cdf = np.where(m >= n, 1.0, stats.binom.cdf(m, n, alpha))  # P(Bin(n, α) <= m)
+        # P(Bin(n, α) <= m) = I_{1−α}(n − m, m + 1) (`scipy.stats.binom.cdf(m, n, α)`, faster)
+        cdf = np.where(m >= n, 1.0, special.betainc(np.maximum(n - m, 1.0), m + 1.0, 1.0 - alpha))
         return np.minimum(np.minimum(np.exp(-n * h), math.e * cdf), 1.0)
     raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
 
@@ -116,7 +119,7 @@ def lower_bounds(means, n: int, delta: float, method: str) -> np.ndarray:
         return np.maximum(means - math.sqrt(math.log(1.0 / delta) / (2.0 * n)), 0.0)
     if method == "clopper_pearson":
         k = np.round(means * n)
-        lcb = stats.beta.ppf(delta, np.maximum(k, 1.0), n - k + 1.0)
+        lcb = special.betaincinv(np.maximum(k, 1.0), n - k + 1.0, delta)  # Beta δ-quantile
         lcb = np.where(k <= 0, 0.0, lcb)
     else:  # hoeffding_bentkus: p <= δ where either part is, and each part is monotone in τ
         lcb = np.maximum(_hoeffding_kl_lower(means, n, delta), _bentkus_lower(means, n, delta))
@@ -129,23 +132,28 @@ def lower_bounds(means, n: int, delta: float, method: str) -> np.ndarray:
 
 
 def _hoeffding_kl_lower(means: np.ndarray, n: int, delta: float) -> np.ndarray:
-    """[P] sup{τ : exp(−n·h(min(R, α), α)) <= δ} by 64-step bisection (pure numpy, no scipy)."""
-    risk = np.clip(1.0 - means, 0.0, 1.0)
-    lo, hi = np.zeros_like(means), np.ones_like(means)
-    for _ in range(64):
-        mid = 0.5 * (lo + hi)
-        alpha = np.minimum(np.maximum(1.0 - mid, 1e-15), 1.0 - 1e-15)
-        x = np.minimum(risk, alpha)
-        h = special.xlogy(x, x / alpha) + special.xlogy(1.0 - x, (1.0 - x) / (1.0 - alpha))
-        ok = np.exp(-n * h) <= delta
-        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
-    return lo
+    """[P] sup{τ : exp(−n·h(min(R, α), α)) <= δ}, with α = 1 − τ and R = 1 − mean.
+
+    For τ >= mean (α <= R) h is 0 and p = 1; below the mean h(R, α) falls as τ rises, so the
+    bound is found by bisection on [0, mean]; 56 halvings reach float64 resolution.
+    """
+    mean = np.clip(means, 0.0, 1.0)
+    risk = 1.0 - mean
+    need = math.log(1.0 / delta) / n  # exp(−n·h) <= δ  <=>  h >= log(1/δ)/n
+    lo, hi = np.zeros_like(mean), mean.copy()
+    with np.errstate(divide="ignore", invalid="ignore"):  # mean 0: no bound (0 below)
+        for _ in range(56):
+            mid = 0.5 * (lo + hi)  # τ in (0, mean]: α = 1 − τ in [R, 1), 1 − α = τ
+            h = special.xlogy(risk, risk / (1.0 - mid)) + special.xlogy(mean, mean / mid)
+            ok = h >= need
+            lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+    return np.where(mean > 0.0, lo, 0.0)
 
 
 def _bentkus_lower(means: np.ndarray, n: int, delta: float) -> np.ndarray:
     """[P] sup{τ : e·P(Bin(n, 1 − τ) <= m) <= δ}; P(Bin(n, 1 − τ) <= m) = I_τ(n − m, m + 1)."""
     m = np.ceil(n * np.clip(1.0 - means, 0.0, 1.0) - 1e-9)
-    q = stats.beta.ppf(min(delta / math.e, 1.0), np.maximum(n - m, 1.0), m + 1.0)
+    q = special.betaincinv(np.maximum(n - m, 1.0), m + 1.0, min(delta / math.e, 1.0))
     return np.where(m >= n, 0.0, q)
 
 
