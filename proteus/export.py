@@ -71,7 +71,8 @@ class RouterBundle:
       params: {"predictor", "policy", "stats", "calib"} of ONE run.
       lane_taus: [K] the lanes' τ, increasing.
       lane_lams: [K] the lanes' inference λ (`DualState.lam_avg`).
-      lane_accuracy: [K] accuracy each lane reached on held-out labels (`DualState.acc_avg`).
+      lane_accuracy: [K] accuracy each lane reached in training, on the `policy` split the duals
+        trained on (`DualState.acc_avg`; in-sample, not held out).
       models: [M] model names.
       encoder: `Encoder.to_config()` of the features the router was trained on.
       prices: model -> (USD per input token, USD per output token), where known.

@@ -106,8 +106,9 @@ class DualState(NamedTuple):
     lam_avg: exponential average of the λ iterates, the lane's λ at inference. The last iterate of
       a stochastic dual ascent jitters with the batch accuracy; averaged iterates are the standard
       remedy for saddle-point problems and give a steadier λ(τ).
-    acc_avg: the same average of the batch accuracy: what the lane actually reached on held-out
-      labels (a lane whose acc_avg stays below its τ at λ_max is infeasible).
+    acc_avg: the same average of the batch accuracy: what the lane reached on the `policy`
+      split's labels, the rows the policy and the duals train on (not held out: an in-sample
+      figure; held-out accuracy is measured on `val` by `proteus.operating`).
     """
 
     lam: Array
