@@ -6,16 +6,20 @@
 The swept learning rates, entropy weight, dual step and margin are traced `HParams`, so any mix of
 them is one compiled program; the number of τ lanes is a shape, so each value gets its own. Runs are
 packed into as few programs as fit the memory budget (`plan_groups`), each program is trained by
-`pipeline.train_runs` (checkpoints, resume) on a device mesh (`proteus.sharding`), and every run is
-evaluated on the test split like `results.json`'s "proteus" router.
+`pipeline.train_runs` (checkpoints, resume) on a device mesh (`proteus.sharding`). Every run is
+scored on `val` (the rows its operating points are measured on, which only early-stopped its
+predictor; no calib or test label), the best run is picked there, and only the chosen run is
+evaluated on the test split, like `results.json`'s "proteus" router: picking on test would be
+model selection on the test split.
 
 Run keys: run (seed s, any hyperparameters) uses `fold_in(key(config.seed), s)`, the key of run s
 of a plain `launch.train` job, so runs that differ only in a hyperparameter share their
 initialisation and minibatches, and a run's result does not depend on how runs were grouped.
 
-Best-run rule (`BEST_RULE`): highest floor compliance on the DESIGN grid (τ in
+Best-run rule (`BEST_RULE`, on the `val` rows): highest floor compliance on the DESIGN grid (τ in
 [eval.tau_lo, eval.tau_hi]); then lowest mean cost over the DESIGN-grid τ it meets; then highest
-target-response correlation (over the whole evaluation grid); then the lowest run index.
+target-response correlation (over the whole evaluation grid); then the lowest run index. On `val`
+each τ's point is the one the uncertified rule picks, scored by its raw `val` accuracy and cost.
 """
 
 from __future__ import annotations
@@ -36,11 +40,12 @@ import numpy as np
 from absl import logging
 
 from experiments import evaluation, pipeline
-from proteus import loop, metrics, results, sharding, train
+from proteus import loop, metrics, operating, results, sharding, train
 from proteus.data.dataset import RoutingDataset
 
 SWEPT = train.HParams._fields  # the traced per-run hyperparameters (config.train.<name>)
-BEST_RULE = ("highest floor compliance on the DESIGN grid; then lowest mean cost over the "
+SELECTION_SPLIT = "val"  # the rows the best run is picked on; test is reported for it only
+BEST_RULE = ("on val: highest floor compliance on the DESIGN grid; then lowest mean cost over the "
              "DESIGN-grid tau it meets; then highest target-response correlation; then lowest run")
 COLUMNS = ("run", "group", "seed", "lanes", *SWEPT, "floor_compliance", "n_feasible",
            "target_response_corr", "acc_at_tau", "cost_at_tau", "savings_at_tau",
@@ -239,19 +244,30 @@ def plan_groups(runs: list[RunSpec], per_run_bytes: dict[int, int], budget: int,
 # ----------------------------------------------------------------------------- evaluation
 
 
-def evaluate_run(cfg: ml_collections.ConfigDict, setup: pipeline.Setup, state: train.TrainState,
-                 slot: int, spec: RunSpec, group: int, splits: dict[str, RoutingDataset],
-                 taus: np.ndarray, tau_ref: float) -> dict[str, Any]:
-    """The table row of the run in slot `slot` of a group's (host) state, on the test split
-    (PROTEUS uncertified, its operating points measured on `val` as in `launch.evaluate`)."""
-    e, test = cfg.eval, splits["test"]
-    block = evaluation.proteus_blocks(cfg, setup, state, slot, splits, taus)[0]["proteus"]
+def selection_block(cfg: ml_collections.ConfigDict, setup: pipeline.Setup,
+                    state: train.TrainState, slot: int, val: RoutingDataset,
+                    taus: np.ndarray) -> dict[str, list]:
+    """PROTEUS (uncertified) on `val`, the rows its operating points are measured on: per τ the
+    point the rule picks and that point's raw `val` accuracy and cost (no calib or test label)."""
+    table = evaluation.operating_table(cfg, setup, state, slot, val)
+    policy = operating.OperatingPolicy(table, None, cfg.certify.fallback, val.models)
+    n_points = len(table["model"])
+    return evaluation.router_block(evaluation.resolve_grid(policy, taus),
+                                   np.asarray(table["raw_accuracy"]), np.asarray(table["cost"]),
+                                   np.full(n_points, np.nan))
+
+
+def table_row(cfg: ml_collections.ConfigDict, block: dict[str, list], ds: RoutingDataset,
+              spec: RunSpec, group: int, taus: np.ndarray, tau_ref: float) -> dict[str, Any]:
+    """A table row (`COLUMNS`) from a router block measured on `ds` (oracle, best fixed model
+    and cost range from `ds` too)."""
+    e = cfg.eval
     acc, cost = np.asarray(block["accuracy"]), np.asarray(block["cost"])
     feasible = np.asarray(block["feasible"], bool)
-    oracle_acc, _ = test.oracle()
-    _, _, best_cost = test.best_fixed()
+    oracle_acc, _ = ds.oracle()
+    _, _, best_cost = ds.best_fixed()
     full = metrics.summarize(taus, acc, cost, feasible, oracle_acc, best_cost,
-                             evaluation.cost_range(test))
+                             evaluation.cost_range(ds))
     design = (taus >= e.tau_lo - 1e-9) & (taus <= e.tau_hi + 1e-9)
     met = metrics.meets_floor(taus[design], acc[design])
     ref = int(np.argmin(np.abs(taus - tau_ref)))
@@ -269,6 +285,23 @@ def evaluate_run(cfg: ml_collections.ConfigDict, setup: pipeline.Setup, state: t
     }
 
 
+def evaluate_run(cfg: ml_collections.ConfigDict, setup: pipeline.Setup, state: train.TrainState,
+                 slot: int, spec: RunSpec, group: int, splits: dict[str, RoutingDataset],
+                 taus: np.ndarray, tau_ref: float, split: str = "val") -> dict[str, Any]:
+    """The table row of the run in slot `slot` of a group's (host) state on `split`.
+
+    "val" (selection): `selection_block`. "test" (reported, for the chosen run only): PROTEUS
+    uncertified as `results.json`'s "proteus" router (`evaluation.proteus_blocks`).
+    """
+    if split == "val":
+        block = selection_block(cfg, setup, state, slot, splits["val"], taus)
+    elif split == "test":
+        block = evaluation.proteus_blocks(cfg, setup, state, slot, splits, taus)[0]["proteus"]
+    else:
+        raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+    return table_row(cfg, block, splits[split], spec, group, taus, tau_ref)
+
+
 def best_run(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The row that `BEST_RULE` picks (nan compliance or correlation ranks last, nan cost too)."""
     def key(row):
@@ -284,10 +317,12 @@ def best_run(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class SweepResult(NamedTuple):
-    """Table rows (one per run), the best row, the programs and, per group, its host state."""
+    """Table rows (one per run, on `val`), the best row, the chosen run's row on test, the
+    programs and, per group, its host state."""
 
     rows: list[dict[str, Any]]
     best: dict[str, Any]
+    best_test: dict[str, Any]
     groups: list[Group]
     mesh_shape: dict[str, int]
     seconds: dict[str, float]
@@ -343,23 +378,34 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str,
     groups = _plan(config, splits, grid, runs, mesh)
     _check_plan(workdir, config, grid, groups)
     placement = sharding.Placement(mesh) if mesh.size > 1 else None  # one device: as is
-    rows, states = [], []
+    rows, states, setups = [], [], []
     seconds = {"load_and_plan": time.perf_counter() - start, "train": 0.0, "eval": 0.0}
     for group in groups:
         t0 = time.perf_counter()
         setup, state = train_group(config, splits, runs, group, workdir, placement, progress)
         states.append(state)
+        setups.append(setup)
         t1 = time.perf_counter()
-        cfg = config_for(config, group.lanes)
-        taus = pipeline.eval_taus(cfg, setup.lane_taus)
-        rows += [evaluate_run(cfg, setup, state, slot, runs[i], group.index, splits, taus,
-                              grid.tau_ref) for slot, i in enumerate(group.runs)]
+        rows += [_evaluate(config, setup, state, group, slot, runs, splits, grid, "val")
+                 for slot in range(len(group.runs))]
         seconds["train"] += t1 - t0
         seconds["eval"] += time.perf_counter() - t1
-    result = SweepResult(rows, best_run(rows), groups, dict(mesh.shape), seconds, states)
+    best = best_run(rows)
+    group = groups[best["group"]]
+    best_test = _evaluate(config, setups[group.index], states[group.index], group,
+                          group.runs.index(best["run"]), runs, splits, grid, "test")
+    result = SweepResult(rows, best, best_test, groups, dict(mesh.shape), seconds, states)
     if sharding.is_primary():
         write_tables(workdir, config, grid, result)
     return result
+
+
+def _evaluate(config, setup, state, group: Group, slot: int, runs: list[RunSpec], splits,
+              grid, split: str) -> dict[str, Any]:
+    cfg = config_for(config, group.lanes)
+    taus = pipeline.eval_taus(cfg, setup.lane_taus)
+    return evaluate_run(cfg, setup, state, slot, runs[group.runs[slot]], group.index, splits,
+                        taus, grid.tau_ref, split)
 
 
 # ----------------------------------------------------------------------------- files
@@ -408,7 +454,8 @@ def markdown_table(rows: list[dict[str, Any]], best: dict[str, Any]) -> str:
 
 def write_tables(workdir: str, config: ml_collections.ConfigDict,
                  grid: ml_collections.ConfigDict, result: SweepResult) -> dict[str, str]:
-    """sweep_results.csv, .md and .json in `workdir`; returns their paths."""
+    """sweep_results.csv, .md and .json in `workdir` (rows on `val`, the chosen run's test row
+    in .md and .json); returns their paths."""
     os.makedirs(workdir, exist_ok=True)
     paths = {ext: os.path.join(workdir, f"sweep_results.{ext}") for ext in ("csv", "md", "json")}
     with open(paths["csv"], "w") as f:
@@ -416,17 +463,21 @@ def write_tables(workdir: str, config: ml_collections.ConfigDict,
         for row in result.rows:
             f.write(",".join(repr(row[c]) if isinstance(row[c], float) else str(row[c])
                              for c in COLUMNS) + "\n")
-    best = result.best
+    best, test = result.best, result.best_test
     summary = (f"best run {best['run']} (seed {best['seed']}, lanes {best['lanes']}, "
                + ", ".join(f"{n}={best[n]:.3g}" for n in SWEPT)
-               + f"): floor compliance {_fmt(best['floor_compliance'])}, mean cost at met tau "
-               f"{_fmt(best['mean_cost_met'])}, r {_fmt(best['target_response_corr'])}")
+               + f"): on val floor compliance {_fmt(best['floor_compliance'])}, mean cost at met "
+               f"tau {_fmt(best['mean_cost_met'])}, r {_fmt(best['target_response_corr'])}; on "
+               f"test floor compliance {_fmt(test['floor_compliance'])}, mean cost at met tau "
+               f"{_fmt(test['mean_cost_met'])}, r {_fmt(test['target_response_corr'])}")
     with open(paths["md"], "w") as f:
-        f.write(f"# Sweep {config.name}\n\nRule: {BEST_RULE}.\n\n{summary}\n\n"
-                f"{markdown_table(result.rows, best)}\n")
+        f.write(f"# Sweep {config.name}\n\nRule: {BEST_RULE}. Rows: every run on "
+                f"{SELECTION_SPLIT}.\n\n{summary}\n\n{markdown_table(result.rows, best)}\n\n"
+                f"The chosen run on test:\n\n{markdown_table([test], test)}\n")
     _write_json(paths["json"], {
         "config_name": config.name, "dataset": config.data.source, "best_rule": BEST_RULE,
-        "best": best, "rows": result.rows, "columns": list(COLUMNS), "grid": grid.to_dict(),
+        "selection_split": SELECTION_SPLIT, "best": best, "best_test": test,
+        "rows": result.rows, "columns": list(COLUMNS), "grid": grid.to_dict(),
         "groups": [g._asdict() for g in result.groups], "n_programs": len(result.groups),
         "mesh": result.mesh_shape, "processes": jax.process_count(), "seconds": result.seconds,
         "tau_ref": grid.tau_ref})

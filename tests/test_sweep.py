@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
 import subprocess
 import sys
 import time
+import types
 
 import jax
 import numpy as np
@@ -210,9 +212,22 @@ def test_sweep_launcher_table(sweeps):
     assert [float(r["policy_lr"]) for r in table] == [3e-4, 3e-4, 1e-3, 1e-3]
     with open(f"{workdir}/sweep_results.md") as f:
         assert f"| **{best['run']}** |" in f.read()
-    for row in rows:
-        assert 0.0 <= row["acc_at_tau"] <= 1.0 and row["cost_at_tau"] > 0.0
-        assert -1.0 <= row["target_response_corr"] <= 1.0
+    # The rows are measured on val, the chosen run (by the stated rule) is reported on test.
+    nan_rows = [{k: math.nan if v is None else v for k, v in r.items()} for r in rows]
+    assert payload["selection_split"] == "val" and best["run"] == sweep.best_run(nan_rows)["run"]
+    test_row = payload["best_test"]
+    assert {k: test_row[k] for k in sweep.SWEPT + ("run", "seed")} == \
+        {k: best[k] for k in sweep.SWEPT + ("run", "seed")}
+    splits = pipeline.load_splits(quickstart.get_config("smoke"))
+    for row, ds in [(r, splits["val"]) for r in rows] + [(test_row, splits["test"])]:
+        _, _, best_fixed_cost = ds.best_fixed()
+        assert row["savings_at_tau"] == pytest.approx(1 - row["cost_at_tau"] / best_fixed_cost,
+                                                      rel=1e-9)
+        # the oracle gap is the oracle's accuracy minus the router's best, at most acc_at_tau's
+        assert row["oracle_gap"] <= ds.oracle()[0] - row["acc_at_tau"] + 1e-9
+        if row["n_feasible"]:  # compliance counts met τ among the feasible ones
+            met = row["floor_compliance"] * row["n_feasible"]
+            assert met == pytest.approx(round(met), abs=1e-9)
 
 
 def test_sweep_guards_its_workdir(sweeps, config):
@@ -240,9 +255,56 @@ def test_sharded_sweep_matches_one_device(sweeps):
     # direction, a drift of about lr whatever the tolerance of the sum. The routing and every
     # metric of the table agree.
     diff = mesh["max_abs_diff"]
-    assert diff["rest"] < 1e-4 and diff["policy"] < 5e-3, diff
-    for got, want in zip(mesh["rows"], payload["rows"], strict=True):
-        for key, value in want.items():
-            if isinstance(value, float):
-                assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    table = max(abs(got[k] - v) for got, want in zip(mesh["rows"], payload["rows"], strict=True)
+                for k, v in want.items() if isinstance(v, float) and math.isfinite(v))
+    # Measured on 2 cores: rest 1.9e-6, policy 2.0e-6, table 0.0 (identical rows).
+    assert diff["rest"] < 1e-5 and diff["policy"] < 5e-3, diff
+    assert table < 1e-9, table
     assert mesh["resumed_rows_equal"]  # a finished sweep resumes from its sharded checkpoint
+
+
+def test_sweep_picks_on_val_and_reports_test_for_the_chosen_run_only(config, tmp_path,
+                                                                    monkeypatch):
+    """`run_sweep`'s plumbing with training and scoring stubbed: a run's score is the accuracy of
+    model <run> on the split it is scored on. On val model 2 is best, on test model 0 (then, with
+other test labels, model 2): the sweep
+    must pick run 2, score every run on val only, evaluate test once (for run 2), and give the
+    same rows and choice whatever the test labels are."""
+    splits = pipeline.load_splits(config)
+    val, test = splits["val"], splits["test"]
+
+    def favour(ds, m):  # model m right everywhere, models 0..3 otherwise right on half the rows
+        scores = ds.scores.copy()
+        scores[:, :4] = (np.arange(ds.n_queries)[:, None] % 2).astype(np.float32)
+        scores[:, m] = 1.0
+        return dataclasses.replace(ds, scores=scores)
+
+    calls = []
+
+    def fake_evaluate_run(cfg, setup, state, slot, spec, group, splits, taus, tau_ref, split):
+        calls.append((spec.index, split))
+        row = {c: 0.0 for c in sweep.COLUMNS}
+        row.update(run=spec.index, group=group, seed=spec.seed, lanes=spec.lanes,
+                   **{n: getattr(spec, n) for n in sweep.SWEPT})
+        row["floor_compliance"] = float(splits[split].scores[:, spec.index].mean())
+        return row
+
+    monkeypatch.setattr(sweep, "_plan", lambda config, splits, grid, runs, mesh: (
+        sweep.plan_groups(runs, {r.lanes: 1 for r in runs}, 10**6)))
+    monkeypatch.setattr(sweep, "train_group", lambda *args: (
+        types.SimpleNamespace(lane_taus=np.linspace(0.5, 0.9, 4)), None))
+    monkeypatch.setattr(sweep, "evaluate_run", fake_evaluate_run)
+    grid = _grid(seeds=2, policy_lr=(3e-4, 1e-3))
+    outcomes = []
+    for name, test_split in (("a", favour(test, 0)), ("b", favour(test, 2))):
+        calls.clear()
+        both = {**splits, "val": favour(val, 2), "test": test_split}
+        result = sweep.run_sweep(config, str(tmp_path / name), grid, splits=both)
+        assert calls == [(0, "val"), (1, "val"), (2, "val"), (3, "val"), (2, "test")]
+        assert result.best["run"] == result.best_test["run"] == 2
+        outcomes.append(result)
+    assert outcomes[0].rows == outcomes[1].rows  # test labels changed, selection rows did not
+    assert outcomes[0].best_test != outcomes[1].best_test
+    with open(tmp_path / "a" / "sweep_results.json") as f:
+        payload = json.load(f)
+    assert payload["best"]["run"] == payload["best_test"]["run"] == 2
