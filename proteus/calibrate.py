@@ -116,18 +116,18 @@ def lower_bounds(means, n: int, delta: float, method: str) -> np.ndarray:
     _check_named(method)
     means = np.atleast_1d(np.asarray(means, np.float64))
     if method == "hoeffding":
-        return np.maximum(means - math.sqrt(math.log(1.0 / delta) / (2.0 * n)), 0.0)
-    if method == "clopper_pearson":
+        lcb = np.maximum(means - math.sqrt(math.log(1.0 / delta) / (2.0 * n)), 0.0)
+    elif method == "clopper_pearson":
         k = np.round(means * n)
         lcb = special.betaincinv(np.maximum(k, 1.0), n - k + 1.0, delta)  # Beta δ-quantile
         lcb = np.where(k <= 0, 0.0, lcb)
     else:  # hoeffding_bentkus: p <= δ where either part is, and each part is monotone in τ
         lcb = np.maximum(_hoeffding_kl_lower(means, n, delta), _bentkus_lower(means, n, delta))
-    for _ in range(4):  # a quantile can land a rounding step on the wrong side: step back
+    for i in range(64):  # a quantile or closed form can land a few ulps on the wrong side
         over = (lcb > 0) & (_pvalue(method, means, n, lcb) > delta)
         if not over.any():
             break
-        lcb = np.where(over, np.nextafter(lcb, 0.0), lcb)
+        lcb = np.where(over, np.maximum(lcb - np.spacing(lcb) * 2.0**i, 0.0), lcb)
     return lcb
 
 

@@ -59,6 +59,16 @@ def test_lower_bounds_hoeffding_and_bentkus():
         calibrate.lower_bounds([0.9], 10, 0.05, "wilson")
 
 
+@pytest.mark.parametrize("method", calibrate.METHODS)
+def test_lower_bounds_stay_on_the_conservative_side(method):
+    """p(LCB) <= δ to the last bit (quantiles and closed forms are stepped back if needed)."""
+    n = 100
+    means = np.arange(1, n + 1) / n
+    lcb = calibrate.lower_bounds(means, n, 0.05, method)
+    p = np.diag(calibrate.pvalues(means, n, lcb, method))  # [τ = LCB_j, point j]
+    assert np.all(p[lcb > 0] <= 0.05) and np.all(lcb <= means)
+
+
 def test_fixed_sequence_stops_at_first_failure():
     pvals = np.array([[0.01, 0.02, 0.2, 0.01], [0.3, 0.01, 0.01, 0.01]])
     costs = np.array([4.0, 3.0, 2.0, 1.0])
