@@ -41,7 +41,7 @@ def make_program(n: int, lanes: int, runs: int, variant: str = ""):
     init_keys, run_keys = sweep.seed_keys(config.seed, [r.seed for r in specs])
     setup = dataclasses.replace(setup, init_keys=init_keys, run_keys=run_keys)
     state = jax.jit(lambda: pipeline.initial_state(setup, config))()
-    data = {name: train.Batch.from_dataset(splits[name]) for name in ("pred", "policy", "val")}
+    data = pipeline.training_data(config, splits)  # with fold ids when cross-fitting
     return config, setup, state, data
 
 
@@ -49,14 +49,14 @@ def _slice(tree, lo: int, hi: int):
     return jax.tree.map(lambda x: x[lo:hi], tree)
 
 
-def compile_timed(static, step_fn, chunk_size, state, keys, data, hp, constrain=None
+def compile_timed(static, step_fn, chunk_size, state, keys, data, hp, data_axes=None
                   ) -> tuple[object, float, float]:
     """(compiled chunk, seconds to lower and compile cold, the same from the warm cache).
 
     Cold: the persistent cache (`enable_compilation_cache`) holds no entry for this program yet;
     warm: in-memory caches cleared, the same program compiled again, read from the cache.
     """
-    fn = loop.compile_chunk(static, step_fn, chunk_size, constrain=constrain)
+    fn = loop.compile_chunk(static, step_fn, chunk_size, data_axes=data_axes)
     times = []
     for _ in range(2):
         jax.clear_caches()
@@ -86,16 +86,20 @@ def time_chunks(compiled, state, keys, data, hp, n_chunks: int) -> float:
 
 
 def bench_phase(name, step_fn, setup, state, data, n_chunks: int) -> dict[str, float]:
+    """Time the phase's chunk for S runs at once and for each run alone; print and return it."""
     static, chunk = setup.static, setup.loop.chunk_size
     s = int(setup.hparams.pred_lr.shape[0])
+    axes = data.run_axes()  # the policy phase's per-run predictor outputs lead with S
     vm, vm_cold, vm_warm = compile_timed(static, step_fn, chunk, state, setup.run_keys, data,
-                                         setup.hparams)
+                                         setup.hparams, axes)
     t_vmap = time_chunks(vm, state, setup.run_keys, data, setup.hparams, n_chunks)
-    one = [(_slice(state, r, r + 1), setup.run_keys[r:r + 1], _slice(setup.hparams, r, r + 1))
-           for r in range(s)]
-    single, one_cold, one_warm = compile_timed(static, step_fn, chunk, *one[0][:2], data,
-                                               one[0][2])
-    t_loop = sum(time_chunks(single, st, k, data, hp, n_chunks) for st, k, hp in one)
+    per_run = lambda r: data._replace(**{k: getattr(data, k)[r:r + 1]
+                                         for k, a in axes._asdict().items() if a == 0})
+    one = [(_slice(state, r, r + 1), setup.run_keys[r:r + 1], _slice(setup.hparams, r, r + 1),
+            per_run(r)) for r in range(s)]
+    single, one_cold, one_warm = compile_timed(static, step_fn, chunk, one[0][0], one[0][1],
+                                               one[0][3], one[0][2], axes)
+    t_loop = sum(time_chunks(single, st, k, d, hp, n_chunks) for st, k, hp, d in one)
     steps = chunk * s
     print(f"{name:9s} S={s:3d}  vmapped {t_vmap / chunk * 1e3:8.2f} ms/step "
           f"({steps / t_vmap:9,.0f} run-steps/s)   loop {t_loop / chunk * 1e3:8.2f} ms/step "
@@ -123,9 +127,11 @@ def main() -> None:
     config, setup, state, data = make_program(args.n, args.lanes, args.runs, args.variant)
     print(f"batch {setup.static.batch_size}, chunk {setup.loop.chunk_size} steps, "
           f"trunk {config.model.hidden}, policy {config.model.policy_hidden}")
-    for phase, step_fn, split in (("predictor", predictor_phase.predictor_step, "pred"),
-                                  ("policy", train.policy_step, "policy")):
-        bench_phase(phase, step_fn, setup, state, data[split], args.chunks)
+    bench_phase("predictor", predictor_phase.predictor_step, setup, state, data["pred"],
+                args.chunks)
+    # The policy phase trains on the frozen predictor's outputs, computed once (as `loop.fit`).
+    state, policy_data = loop.policy_phase_data(setup.static, state, data["policy"])
+    bench_phase("policy", train.policy_step, setup, state, policy_data, args.chunks)
     cache.cleanup()
 
 
