@@ -1,7 +1,7 @@
 """End to end: the certified router's floors through the public evaluation path.
 
 One tiny router is trained once for the module (tests/core_helpers: the separable 3-model
-problem, `tiny_config`; its compiled chunks are shared with the other core tests). Its operating
+problem, `tiny_config`; the other core tests' shapes, so their compiled chunks). Its operating
 points are measured on the fixed `val` split; the held-out rows (`calib` and `test`) come from a
 fresh draw of the same generator, so they are exchangeable with each other and unseen by
 training, and they are re-split between `calib` and `test` with many salts. Every decision goes
@@ -33,10 +33,9 @@ def trained(tmp_path_factory):
     """(config, splits, setup, state, pool): the tiny router trained once."""
     config = core_helpers.tiny_config()
     splits = core_helpers.tiny_splits(config)
-    with core_helpers.use_shared_chunks():
-        setup = core_helpers.tiny_setup(config, splits)
-        state, setup = pipeline.train_runs(config, str(tmp_path_factory.mktemp("certified")),
-                                           splits, setup=setup, progress=False)
+    setup = core_helpers.tiny_setup(config, splits)
+    state, setup = pipeline.train_runs(config, str(tmp_path_factory.mktemp("certified")),
+                                       splits, setup=setup, progress=False)
     pool = core_helpers.separable_dataset(n=POOL, seed=1)
     return config, splits, setup, state, pool
 
