@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from experiments import pipeline, sweep
+from experiments import pipeline, sweep, sweep_plan
 from experiments.configs import quickstart
 from proteus import loop, networks, predictor_phase, results, sharding, train
 
@@ -129,7 +129,7 @@ def policy_memory(config, setup, n_rows: int, placement) -> dict[str, float]:
     s = int(setup.hparams.pred_lr.shape[0])
     shards = placement.mesh.shape[sharding.BATCH] if placement is not None else 1
     runs_axis = placement.mesh.shape[sharding.RUNS] if placement is not None else 1
-    est = sweep.estimate_run_bytes(config, setup, shards) * s / runs_axis
+    est = sweep_plan.estimate_run_bytes(config, setup, shards) * s / runs_axis
     out = {"estimate_bytes_per_device": float(est)}
     try:
         out.update(memory_of(compile_chunk(config, setup, train.policy_step, n_rows, placement)))

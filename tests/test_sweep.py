@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import pipeline, sweep
+from experiments import pipeline, sweep, sweep_plan
 from experiments.configs import quickstart
 from proteus import results
 from tests.conftest import REPO_ROOT
@@ -77,18 +77,18 @@ def _runs(lanes):
 def test_plan_groups_hand_checked():
     runs = _runs([4] * 8)
     # 100 bytes a run, 350 per device: 3 runs per program, 8 runs -> 3 equal groups (3, 3, 2+pad).
-    groups = sweep.plan_groups(runs, {4: 100}, 350)
+    groups = sweep_plan.plan_groups(runs, {4: 100}, 350)
     assert [(g.runs, g.size) for g in groups] == [((0, 1, 2), 3), ((3, 4, 5), 3), ((6, 7), 3)]
     assert groups[2].padded() == (6, 7, 7)
     # A runs axis of 2 devices holds 3 runs each: 6 per program -> 2 groups of 4.
-    groups = sweep.plan_groups(runs, {4: 100}, 350, runs_axis=2)
+    groups = sweep_plan.plan_groups(runs, {4: 100}, 350, runs_axis=2)
     assert [(g.runs, g.size) for g in groups] == [((0, 1, 2, 3), 4), ((4, 5, 6, 7), 4)]
     # Everything fits: one program; a cap splits it.
-    assert len(sweep.plan_groups(runs, {4: 100}, 10**6)) == 1
-    capped = sweep.plan_groups(runs, {4: 100}, 10**6, max_runs=5)
+    assert len(sweep_plan.plan_groups(runs, {4: 100}, 10**6)) == 1
+    capped = sweep_plan.plan_groups(runs, {4: 100}, 10**6, max_runs=5)
     assert [g.runs for g in capped] == [(0, 1, 2, 3), (4, 5, 6, 7)]
     # Lanes are shapes: one program per value at least.
-    mixed = sweep.plan_groups(_runs([4, 8, 4, 8]), {4: 1, 8: 1}, 10**6)
+    mixed = sweep_plan.plan_groups(_runs([4, 8, 4, 8]), {4: 1, 8: 1}, 10**6)
     assert [(g.lanes, g.runs) for g in mixed] == [(4, (0, 2)), (8, (1, 3))]
     assert [g.index for g in mixed] == [0, 1]
 
@@ -99,9 +99,9 @@ def test_estimate_run_bytes_grows_with_lanes(config):
     for k in (4, 16):
         cfg = sweep.config_for(config, k)
         setup = pipeline.make_setup(cfg, splits, hparams=pipeline.hparams_from_config(cfg, 1))
-        sizes.append(sweep.estimate_run_bytes(cfg, setup))
+        sizes.append(sweep_plan.estimate_run_bytes(cfg, setup))
     assert 0 < sizes[0] < sizes[1]
-    halved = sweep.estimate_run_bytes(cfg, setup, batch_shards=2)
+    halved = sweep_plan.estimate_run_bytes(cfg, setup, batch_shards=2)
     assert halved < sizes[1]
     assert config.lanes.n == 4  # config_for copies
 
@@ -109,12 +109,14 @@ def test_estimate_run_bytes_grows_with_lanes(config):
 def test_run_bytes_from_xla_memory_analysis_or_the_estimate(config, monkeypatch):
     splits = pipeline.load_splits(config)
     setup = pipeline.make_setup(config, splits, hparams=pipeline.hparams_from_config(config, 1))
-    measured = sweep.run_bytes(config, setup, splits)
+    measured = sweep_plan.run_bytes(config, setup, splits)
     state = jax.eval_shape(lambda: pipeline.initial_state(setup, config))
-    assert measured > sweep._nbytes(state) // setup.init_keys.shape[0]  # at least one run's state
-    assert sweep.run_bytes(config, setup, splits, batch_shards=2) <= measured
-    monkeypatch.setattr(sweep, "_policy_chunk_memory", lambda *args: None)  # backend says None
-    assert sweep.run_bytes(config, setup, splits) == sweep.estimate_run_bytes(config, setup)
+    one_state = sweep_plan.nbytes(state) // setup.init_keys.shape[0]
+    assert measured > one_state  # at least one run's state
+    assert sweep_plan.run_bytes(config, setup, splits, batch_shards=2) <= measured
+    monkeypatch.setattr(sweep_plan, "_policy_chunk_memory", lambda *args: None)  # backend says None
+    estimate = sweep_plan.estimate_run_bytes(config, setup)
+    assert sweep_plan.run_bytes(config, setup, splits) == estimate
 
 
 def _row(run, comp, cost, corr):
@@ -290,7 +292,7 @@ other test labels, model 2): the sweep
         return row
 
     monkeypatch.setattr(sweep, "_plan", lambda config, splits, grid, runs, mesh: (
-        sweep.plan_groups(runs, {r.lanes: 1 for r in runs}, 10**6)))
+        sweep_plan.plan_groups(runs, {r.lanes: 1 for r in runs}, 10**6)))
     monkeypatch.setattr(sweep, "train_group", lambda *args: (
         types.SimpleNamespace(lane_taus=np.linspace(0.5, 0.9, 4)), None))
     monkeypatch.setattr(sweep, "evaluate_run", fake_evaluate_run)
