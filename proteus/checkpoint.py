@@ -22,7 +22,6 @@ import shutil
 from typing import Any
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
@@ -214,17 +213,3 @@ class Checkpointer:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[0][:200] if text else ""
-
-
-def save_pytree(path: str, tree: Any) -> None:
-    """Write a pytree of arrays (nested dicts/lists) to `path` (a new directory)."""
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(os.path.abspath(path), jax.device_get(tree))
-    checkpointer.wait_until_finished()
-
-
-def load_pytree(path: str) -> Any:
-    """Read a pytree written by `save_pytree` as nested dicts of numpy arrays."""
-    checkpointer = ocp.StandardCheckpointer()
-    restored = checkpointer.restore(os.path.abspath(path))
-    return jax.tree.map(np.asarray, restored)

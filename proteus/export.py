@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import proteus
-from proteus import artifact, checkpoint, networks, serving
+from proteus import artifact, networks, serving
 from proteus.operating import feasible_range
 from proteus.types import Array, Params
 
@@ -243,7 +243,7 @@ def write_artifact(bundle: RouterBundle, out: str, overwrite: bool = False,
     try:
         with open(os.path.join(tmp, artifact.FUNCTION_FILE), "wb") as f:
             f.write(blob)
-        checkpoint.save_pytree(os.path.join(tmp, artifact.PARAMS_DIR), params)
+        artifact.save_params(os.path.join(tmp, artifact.PARAMS_DIR), params)
         manifest = artifact.seal(manifest, tmp)  # hashes every file written above
         with open(os.path.join(tmp, artifact.MANIFEST_FILE), "w") as f:
             json.dump(manifest, f, indent=1, allow_nan=False)

@@ -4,7 +4,6 @@ import shutil
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from proteus import checkpoint, losses, train
@@ -63,21 +62,6 @@ def test_train_state_round_trip_is_bit_exact(tmp_path):
     ckpt.close()
     assert isinstance(restored, train.TrainState) and meta == {"phase": "policy"}
     assert core_helpers.tree_diff(restored, state) == []
-
-
-def test_save_and_load_pytree(tmp_path):
-    tree = {"predictor": {"w": np.arange(6, dtype=np.float32).reshape(2, 3)},
-            "stats": {"c_ref": np.float32(2.5), "n": np.array([1, 2], np.int32)}}
-    path = str(tmp_path / "params")
-    checkpoint.save_pytree(path, jax.tree.map(jnp.asarray, tree))
-    loaded = checkpoint.load_pytree(path)
-    assert jax.tree.structure(loaded) == jax.tree.structure(tree)
-    for got, want in zip(jax.tree.leaves(loaded), jax.tree.leaves(tree), strict=True):
-        assert isinstance(got, np.ndarray)
-        np.testing.assert_array_equal(got, want)
-        assert got.dtype == np.asarray(want).dtype
-    with pytest.raises(Exception):  # noqa: B017 (orbax raises its own error types)
-        checkpoint.save_pytree(path, tree)  # the directory exists: no silent overwrite
 
 
 # ----------------------------------------------------------------------------- fault injection
