@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from proteus import loop, networks, predictor_phase, train
+from proteus.training import loop, networks, predictor_phase, train
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -40,7 +40,7 @@ import jax  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_sweep import compile_timed, make_program, time_chunks  # noqa: E402
 
-from proteus import sharding, train  # noqa: E402
+from proteus.training import sharding, train  # noqa: E402
 
 
 def step_ms(setup, state, data, n_chunks: int, placement=None) -> tuple[float, float]:

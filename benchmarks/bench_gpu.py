@@ -8,10 +8,11 @@ The data are the synthetic RouterBench preset at the size of the full benchmark 
 11 models; `synthetic:routerbench?n=36497`), the model is the quickstart one (trunk 256, policy
 128, batch 256, 3,000 predictor steps at most with early stopping, 2,000 policy steps), and the
 8 seeds are vmapped into one program per phase (on several devices: split along "runs", see
-`proteus.sharding`). Reported: wall time to train (with and without compilation), steady-state
-time per step, XLA's memory for the policy program against the sweep planner's estimate, the
-test-split quality of the runs, and decisions per second, both for evaluation (`route_grid`:
-every test query at every τ of the grid) and for serving-style batches (`networks.route`).
+`proteus.training.sharding`). Reported: wall time to train (with and without compilation),
+steady-state time per step, XLA's memory for the policy program against the sweep planner's
+estimate, the test-split quality of the runs, and decisions per second, both for evaluation
+(`route_grid`: every test query at every τ of the grid) and for serving-style batches
+(`networks.route`).
 --tiny shrinks everything (2,000 queries, 2 seeds, 4 lanes, the :smoke model). --dry-run (any
 backend, CPU included) builds the full-size setup and compiles, without running, the programs the
 real run executes: both training chunks and the serving `route`; it prints their compile times and
@@ -32,7 +33,8 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from experiments import pipeline, sweep, sweep_plan
 from experiments.configs import quickstart
-from proteus import loop, networks, predictor_phase, results, sharding, train
+from proteus.evaluation import results
+from proteus.training import loop, networks, predictor_phase, sharding, train
 
 
 def build(args):

@@ -28,7 +28,8 @@ import jax
 import numpy as np
 import uvicorn
 
-from proteus import export, networks, serving
+from proteus import serving
+from proteus.training import export, networks
 
 
 def quickstart_artifact(out: str, encoder: dict | None = None) -> str:

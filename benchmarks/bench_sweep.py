@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from experiments import pipeline, sweep
 from experiments.configs import quickstart
-from proteus import loop, predictor_phase, train
+from proteus.training import loop, predictor_phase, train
 
 
 def make_program(n: int, lanes: int, runs: int, variant: str = ""):

@@ -24,7 +24,7 @@ import tempfile
 import jax
 
 from benchmarks import bench_core
-from proteus import train
+from proteus.training import train
 
 # (group, pattern on the op_name metadata); the first group whose pattern matches wins.
 GROUPS = (

@@ -1,7 +1,7 @@
 """Joining a multi-host job from the environment (launcher side; the library reads no variables).
 
 `launch.sweep` calls `join_from_env()` first, before anything touches a device; it reads the
-environment and passes explicit arguments to `proteus.sharding.join`.
+environment and passes explicit arguments to `proteus.training.sharding.join`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from proteus import sharding
+from proteus.training import sharding
 
 
 def distributed_method(env: Mapping[str, str]) -> tuple[str, dict[str, Any]]:

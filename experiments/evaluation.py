@@ -1,7 +1,7 @@
 """Test-split evaluation of a trained PROTEUS run and the main job (train, then evaluate).
 
 `proteus_blocks` measures the operating points on `val`, certifies them on `calib` and routes the
-test split with the uncertified and certified rules (`proteus.operating`); the main job, the
+test split with the uncertified and certified rules (`proteus.serving.operating`); the main job, the
 harness (`experiments/harness.py`, which adds every baseline) and the sweep all call it.
 `build_results` gives the DESIGN.md section 7 `results.json` with the oracle and the best fixed
 model added.
@@ -19,8 +19,10 @@ from absl import logging
 
 from experiments import pipeline
 from experiments import workdir as workdir_lib
-from proteus import calibrate, metrics, operating, results, train
 from proteus.data.dataset import RoutingDataset
+from proteus.evaluation import calibrate, metrics, results
+from proteus.serving import operating
+from proteus.training import train
 
 
 def constant_router(accuracy: float, cost: float, n_taus: int) -> dict[str, list]:
@@ -51,7 +53,8 @@ def operating_table(config: ml_collections.ConfigDict, setup: pipeline.Setup,
     """The candidate operating points in testing order, measured on `heldout` (`val`).
 
     Candidates (fixed before any label is read): `certify.n_points` policy targets τ' over the
-    lanes' range and, with `operating.fixed_models`, every single model. See `proteus.operating`.
+    lanes' range and, with `operating.fixed_models`, every single model. See
+    `proteus.serving.operating`.
     """
     points = operating_taus(np.asarray(setup.lane_taus), config.certify.n_points)
     cand_tau, cand_model = operating.candidates(points, heldout.n_models,

@@ -1,4 +1,5 @@
-"""Export a finished, evaluated training workdir as a router artifact (`proteus.export`)."""
+"""Export a finished, evaluated training workdir as a router artifact
+(`proteus.training.export`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from typing import Any
 import ml_collections
 
 from experiments import pipeline
-from proteus import export
 from proteus.data.dataset import RoutingDataset
+from proteus.training import export
 
 
 def bundle_from_state(config: ml_collections.ConfigDict, splits: dict[str, RoutingDataset],

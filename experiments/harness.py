@@ -18,11 +18,12 @@ from absl import logging
 
 from experiments import evaluation, pipeline
 from experiments import workdir as workdir_lib
-from proteus import crossfit, metrics, networks, report, results, train
-from proteus.baselines import RouterInputs, make_router
 from proteus.data.dataset import RoutingDataset
-from proteus.paired_aiq import paired_aiq
-from proteus.predictor_quality import predictor_quality
+from proteus.evaluation import metrics, report, results
+from proteus.evaluation.baselines import RouterInputs, make_router
+from proteus.evaluation.paired_aiq import paired_aiq
+from proteus.evaluation.predictor_quality import predictor_quality
+from proteus.training import crossfit, networks, train
 
 BASELINE_NAMES = ("proteus_plugin", "carrot", "omnirouter", "threshold", "knn", "zero_router",
                   "cluster", "task_table")

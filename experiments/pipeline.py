@@ -19,11 +19,11 @@ import numpy as np
 from absl import logging
 
 from experiments import workdir as workdir_lib
-from proteus import checkpoint, loop, networks, train
-from proteus.baselines.cluster import kmeans
 from proteus.data import check_routable, load_source
 from proteus.data.dataset import RoutingDataset, split_indices
 from proteus.encoders import encode_dataset
+from proteus.evaluation.baselines.cluster import kmeans
+from proteus.training import checkpoint, loop, networks, train
 
 SPLITS = ("pred", "policy", "val", "calib", "test")
 
@@ -166,8 +166,8 @@ def train_runs(config: ml_collections.ConfigDict, workdir: str,
                progress: bool = True, placement=None) -> tuple[train.TrainState, Setup]:
     """Train (or resume) the configured runs in `workdir`; returns the final [S] state.
 
-    `placement` (a `proteus.sharding.Placement`) puts the runs and minibatches on a device mesh;
-    None trains on the default device.
+    `placement` (a `proteus.training.sharding.Placement`) puts the runs and minibatches on a device
+    mesh; None trains on the default device.
     """
     setup = setup or make_setup(config, splits)
     data = training_data(config, splits)

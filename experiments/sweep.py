@@ -6,8 +6,8 @@
 The swept learning rates, entropy weight, dual step and margin are traced `HParams`, so any mix of
 them is one compiled program; the number of τ lanes is a shape, so each value gets its own. Runs are
 packed into as few programs as fit the memory budget (`plan_groups`), each program is trained by
-`pipeline.train_runs` (checkpoints, resume) on a device mesh (`proteus.sharding`). Every run is
-scored on `val` (the rows its operating points are measured on, which only early-stopped its
+`pipeline.train_runs` (checkpoints, resume) on a device mesh (`proteus.training.sharding`). Every
+run is scored on `val` (the rows its operating points are measured on, which only early-stopped its
 predictor; no calib or test label), the best run is picked there, and only the chosen run is
 evaluated on the test split, like `results.json`'s "proteus" router: picking on test would be
 model selection on the test split.
@@ -47,8 +47,10 @@ from experiments.sweep_plan import (
     plan_groups,
     run_bytes,
 )
-from proteus import metrics, operating, results, sharding, train
 from proteus.data.dataset import RoutingDataset
+from proteus.evaluation import metrics, results
+from proteus.serving import operating
+from proteus.training import sharding, train
 
 SWEPT = train.HParams._fields  # the traced per-run hyperparameters (config.train.<name>)
 SELECTION_SPLIT = "val"  # the rows the best run is picked on; test is reported for it only

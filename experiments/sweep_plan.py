@@ -18,8 +18,8 @@ import numpy as np
 from absl import logging
 
 from experiments import pipeline
-from proteus import loop, sharding, train
 from proteus.data.dataset import RoutingDataset
+from proteus.training import loop, sharding, train
 
 _CPU_BUDGET_GB = 4.0  # when the device reports no memory limit
 

@@ -20,9 +20,9 @@ from typing import Any
 import ml_collections
 from absl import logging
 
-from proteus.calibrate import METHODS
 from proteus.data import check_spec
 from proteus.encoders import get_encoder
+from proteus.evaluation.calibrate import METHODS
 
 Check = Callable[[Any], str | None]  # value -> what is wrong with it, or None
 

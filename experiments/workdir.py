@@ -34,8 +34,8 @@ import ml_collections
 from absl import logging
 
 from experiments import validate
-from proteus.checkpoint import CheckpointError
 from proteus.data import DataValidationError, canonical_spec
+from proteus.training.checkpoint import CheckpointError
 
 LOCK_FILE = ".lock"
 CONFIG_FILE = "config.json"

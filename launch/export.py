@@ -4,8 +4,8 @@
     python -m launch.route --artifact=artifacts/quickstart --tau=0.9 --features=...
 
 Reads DIR/config.json, DIR/checkpoints/ and DIR/certification.json (the operating points that
-`launch.train` / `launch.evaluate` measured); writes the artifact described in `proteus.export`
-(the serving side is `proteus.serving.Router.load`).
+`launch.train` / `launch.evaluate` measured); writes the artifact described in
+`proteus.training.export` (the serving side is `proteus.serving.Router.load`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 from absl import app, flags
 
 from experiments import exporting, logs
-from proteus import export
+from proteus.training import export
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A finished training workdir.")
 _OUT = flags.DEFINE_string("out", None, "The artifact directory to write.")

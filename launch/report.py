@@ -4,7 +4,8 @@
     python -m launch.report --results=runs/rb/results.json --out=docs/img --prefix=rb_ \
         --only=accuracy_vs_tau,cost_accuracy
 
-Writes <out>/<prefix>report.md and <out>/<prefix><plot>.png (see `proteus.report.write_all`).
+Writes <out>/<prefix>report.md and <out>/<prefix><plot>.png (see
+`proteus.evaluation.report.write_all`).
 """
 
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from proteus import report, results
+from proteus.evaluation import report, results
 
 _RESULTS = flags.DEFINE_string("results", None, "A results.json written by launch.evaluate.")
 _OUT = flags.DEFINE_string("out", None, "Output directory (default: the results file's).")

@@ -4,12 +4,12 @@
     python -m launch.route --artifact=A --tau=0.9 --features=0.1,-0.3,...   # precomputed features
     python -m launch.route --artifact=A --tau=0.9 --input=queries.jsonl --output=decisions.jsonl
 
-Batch mode and the output format: see `proteus.route_cli`.
+Batch mode and the output format: see `proteus.serving.route_cli`.
 """
 
 from absl import app, flags
 
-from proteus import operating, route_cli
+from proteus.serving import operating, route_cli
 
 _ARTIFACT = flags.DEFINE_string("artifact", None, "Artifact directory (from launch.export).")
 _TAU = flags.DEFINE_float("tau", None, "Accuracy target τ in [0, 1] (JSONL lines may override).")

@@ -4,9 +4,9 @@
     curl -s localhost:8000/v1/route -H 'Content-Type: application/json' \
         -d '{"features": [...], "tau": 0.9}'
 
-Endpoints and error codes: see `proteus.server`. Listens on 127.0.0.1 unless --host says otherwise.
-On a shared network, require bearer tokens: --auth_tokens_file (one token per line) and/or the
-environment variable PROTEUS_AUTH_TOKENS (comma-separated); clients send
+Endpoints and error codes: see `proteus.serving.server`. Listens on 127.0.0.1 unless --host says
+otherwise. On a shared network, require bearer tokens: --auth_tokens_file (one token per line)
+and/or the environment variable PROTEUS_AUTH_TOKENS (comma-separated); clients send
 `Authorization: Bearer <token>`. Serving a non-loopback address without tokens logs a warning.
 """
 
@@ -14,7 +14,8 @@ import os
 
 from absl import app, flags
 
-from proteus import http_guards, operating, server, serving
+from proteus.serving import http_guards, operating, server
+from proteus.serving import router as serving
 
 AUTH_ENV = http_guards.AUTH_ENV
 _DEFAULTS = server.ServerSettings

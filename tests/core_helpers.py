@@ -31,8 +31,8 @@ import numpy as np
 
 from experiments import pipeline
 from experiments.configs import common
-from proteus import networks, train
 from proteus.data.dataset import RoutingDataset
+from proteus.training import networks, train
 
 # The separable problem's models, their costs in USD per call and the difficulty below which each
 # model is (mostly) right: cheap solves d < 0.45, mid solves d < 0.75, strong nearly everything.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from proteus import results
+from proteus.evaluation import results
 
 LEARNED = ("proteus", "proteus_certified", "proteus_plugin", "carrot", "omnirouter", "threshold",
            "knn", "zero_router", "cluster", "task_table")

@@ -17,7 +17,9 @@ import pytest
 
 from experiments import evaluation, exporting, pipeline
 from experiments.configs import quickstart
-from proteus import calibrate, export, networks, serving
+from proteus import serving
+from proteus.evaluation import calibrate
+from proteus.training import export, networks
 
 # The operating points `tiny_certification` certifies: policy τ'=0.9 (always right, cost 2) and
 # τ'=0.6 (right half the time, cost 1), in testing order.

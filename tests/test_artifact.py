@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from proteus import artifact, serving
+from proteus.serving import artifact
+from proteus.serving import router as serving
 
 pytest_plugins = ["tests.serving_fixtures"]
 

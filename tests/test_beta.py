@@ -1,4 +1,5 @@
-"""Tests for proteus.beta: the sampler is exact in distribution, the derivatives are right."""
+"""Tests for proteus.training.beta: the sampler is exact in distribution, the derivatives are
+right."""
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +9,7 @@ from jax.scipy.special import betaln, digamma
 from jax.test_util import check_grads
 from scipy import special, stats
 
-from proteus import beta
+from proteus.training import beta
 
 # (α, β) over the policy's range: the uniform corner, skewed near 1, moderate, concentrated.
 PAIRS = [(1.0, 1.0), (1.0, 30.0), (40.0, 1.0001), (2.5, 7.0), (300.0, 4000.0)]

@@ -1,4 +1,5 @@
-"""Tests for proteus.calibrate: bounds against known values, LTT decisions, and validity."""
+"""Tests for proteus.evaluation.calibrate: bounds against known values, LTT decisions, and
+validity."""
 
 import json
 import math
@@ -6,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from proteus import calibrate
+from proteus.evaluation import calibrate
 
 
 def test_clopper_pearson_known_values():

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from experiments import evaluation, pipeline
-from proteus import operating
+from proteus.serving import operating
 from tests import core_helpers
 
 N_SALTS = 40

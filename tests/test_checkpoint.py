@@ -1,4 +1,5 @@
-"""Tests for proteus.checkpoint: training checkpoints (keep-last-N, resume point) and pytrees."""
+"""Tests for proteus.training.checkpoint: training checkpoints (keep-last-N, resume point) and
+pytrees."""
 
 import shutil
 
@@ -6,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from proteus import checkpoint, losses, train
+from proteus.training import checkpoint, losses, train
 from tests import core_helpers
 
 

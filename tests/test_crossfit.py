@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from proteus import crossfit, networks, predictor_phase, train
+from proteus.training import crossfit, networks, predictor_phase, train
 
 F, N, D, M = 3, 48, 6, 4
 

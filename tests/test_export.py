@@ -8,7 +8,9 @@ import jax
 import numpy as np
 import pytest
 
-from proteus import artifact, export, networks, operating, serving
+from proteus.serving import artifact, operating
+from proteus.serving import router as serving
+from proteus.training import export, networks
 
 pytest_plugins = ["tests.serving_fixtures"]
 

@@ -17,11 +17,12 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from proteus import export, serving
+from proteus import serving
 from proteus.encoders.registry import get_encoder
 from proteus.gateway import app as gateway
 from proteus.gateway import config, fake, keys, runner
 from proteus.gateway import transport as transport_lib
+from proteus.training import export
 
 pytest_plugins = ["tests.serving_fixtures"]
 

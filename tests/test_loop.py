@@ -1,4 +1,4 @@
-"""Tests for proteus.loop: compile-once chunks, the host loop's schedule, grid routing."""
+"""Tests for proteus.training.loop: compile-once chunks, the host loop's schedule, grid routing."""
 
 import chex
 import jax
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from experiments import pipeline
-from proteus import loop, networks, predictor_phase, train
+from proteus.training import loop, networks, predictor_phase, train
 from tests import core_helpers
 
 

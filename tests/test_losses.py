@@ -1,4 +1,5 @@
-"""Tests for proteus.losses: hand-computed values (arithmetic in the comments) and check_grads."""
+"""Tests for proteus.training.losses: hand-computed values (arithmetic in the comments) and
+check_grads."""
 
 import math
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from proteus import losses
+from proteus.training import losses
 
 # ----------------------------------------------------------------------------- predictor
 

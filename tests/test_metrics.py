@@ -1,4 +1,5 @@
-"""Tests for proteus.metrics: every expectation below is computed by hand in the comments."""
+"""Tests for proteus.evaluation.metrics: every expectation below is computed by hand in the
+comments."""
 
 import math
 
@@ -6,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from proteus import metrics
+from proteus.evaluation import metrics
 
 # 4 queries x 2 models; model 1 is better and dearer.
 SCORES = np.array([[0.0, 1.0], [1.0, 1.0], [0.0, 0.0], [1.0, 0.5]], np.float32)

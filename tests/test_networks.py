@@ -1,4 +1,4 @@
-"""Tests for proteus.networks; expected numbers are worked out by hand in the comments."""
+"""Tests for proteus.training.networks; expected numbers are worked out by hand in the comments."""
 
 import math
 
@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from proteus import networks
+from proteus.training import networks
 from tests import core_helpers
 
 SPEC = core_helpers.TINY_SPEC  # 3 models, 6 features, hidden 16, policy hidden 16

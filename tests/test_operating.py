@@ -1,9 +1,9 @@
-"""The operating-point rule (proteus.operating): hand-checked tables and the quality end."""
+"""The operating-point rule (proteus.serving.operating): hand-checked tables and the quality end."""
 
 import numpy as np
 import pytest
 
-from proteus import operating
+from proteus.serving import operating
 
 
 def test_candidates_policy_points_then_every_model():

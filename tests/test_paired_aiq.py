@@ -1,9 +1,10 @@
-"""Paired bootstrap of AIQ differences (proteus.paired_aiq), with hand-checked expectations."""
+"""Paired bootstrap of AIQ differences (proteus.evaluation.paired_aiq), with hand-checked
+expectations."""
 
 import numpy as np
 
-from proteus import metrics
-from proteus.paired_aiq import paired_aiq, paired_markdown, weighted_points
+from proteus.evaluation import metrics
+from proteus.evaluation.paired_aiq import paired_aiq, paired_markdown, weighted_points
 
 SCORES = np.array([[1.0, 0.0], [0.0, 1.0]])
 COSTS = np.array([[1.0, 2.0], [1.0, 2.0]])

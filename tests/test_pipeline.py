@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from experiments import evaluation, pipeline
-from proteus import loop, train
+from proteus.training import loop, train
 from tests import core_helpers
 
 
@@ -56,7 +56,8 @@ def test_policy_meets_tau_on_separable_problem(tmp_path):
         assert np.all(np.asarray(state.duals.acc_avg[run]) >= np.asarray(setup.lane_taus))
         # λ rises with τ: a dearer target needs a higher price on accuracy.
         assert np.all(np.diff(np.asarray(state.duals.lam_avg[run])) > 0)
-        # The deployed router: the operating point of each τ chosen on `val` (proteus.operating).
+        # The deployed router: the operating point of each τ chosen on `val`
+        # (proteus.serving.operating).
         block = evaluation.proteus_blocks(config, setup, state, run, splits, taus)[0]["proteus"]
         acc, cost = np.asarray(block["accuracy"]), np.asarray(block["cost"])
         assert all(block["feasible"][:3]), block["reason"]

@@ -1,12 +1,12 @@
-"""Tests for proteus.plots: fixed router styles, the legend (outside the axes, inside the figure,
-routers only), log cost axes, the certified router's shading and fixed-model labels."""
+"""Tests for proteus.evaluation.plots: fixed router styles, the legend (outside the axes, inside
+the figure, routers only), log cost axes, the certified router's shading and fixed-model labels."""
 
 import itertools
 
 import numpy as np
 import pytest
 
-from proteus import plots
+from proteus.evaluation import plots
 from tests.results_helpers import LEARNED, synthetic_results
 
 pytestmark = pytest.mark.filterwarnings("error")  # matplotlib must stay quiet

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from proteus.predictor_quality import (
+from proteus.evaluation.predictor_quality import (
     auc,
     calibration_error,
     predictor_quality,

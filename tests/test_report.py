@@ -1,5 +1,5 @@
-"""Tests for proteus.report (summary first, narrow transposed tables, single models in an appendix)
-and for `python -m launch.report`, which re-renders a run's report and plots."""
+"""Tests for proteus.evaluation.report (summary first, narrow transposed tables, single models in
+an appendix) and for `python -m launch.report`, which re-renders a run's report and plots."""
 
 import subprocess
 import sys
@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from proteus import report, results
+from proteus.evaluation import report, results
 from tests.results_helpers import LEARNED, synthetic_results
 
 pytestmark = pytest.mark.filterwarnings("error")

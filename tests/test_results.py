@@ -1,5 +1,5 @@
-"""Tests for proteus.results: contract validation and strict JSON (report: test_report.py, plots:
-test_plots.py)."""
+"""Tests for proteus.evaluation.results: contract validation and strict JSON (report:
+test_report.py, plots: test_plots.py)."""
 
 import copy
 import json
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from proteus import metrics, results
+from proteus.evaluation import metrics, results
 
 TAUS = [0.8, 0.9]
 

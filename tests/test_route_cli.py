@@ -1,4 +1,5 @@
-"""proteus.route_cli (`python -m launch.route`): one query from the command line, JSONL batch."""
+"""proteus.serving.route_cli (`python -m launch.route`): one query from the command line, JSONL
+batch."""
 
 import io
 import json
@@ -8,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from proteus import route_cli, serving
+from proteus.serving import route_cli
+from proteus.serving import router as serving
 
 pytest_plugins = ["tests.serving_fixtures"]
 

@@ -10,7 +10,8 @@ import httpx
 import numpy as np
 import pytest
 
-from proteus import batching, server, serving
+from proteus import serving
+from proteus.serving import batching, server
 
 pytest_plugins = ["tests.serving_fixtures"]
 

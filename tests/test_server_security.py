@@ -17,7 +17,8 @@ import httpx
 import numpy as np
 import pytest
 
-from proteus import batching, http_guards, protocol, route_cli, server, serving
+from proteus.serving import batching, http_guards, protocol, route_cli, server
+from proteus.serving import router as serving
 
 pytest_plugins = ["tests.serving_fixtures"]
 
@@ -199,7 +200,7 @@ def test_token_sources(tmp_path):
 
 def test_exposed_without_tokens_warns(tiny_router, caplog):
     app = server.create_app(tiny_router)
-    with caplog.at_level(logging.WARNING, logger="proteus.server"):
+    with caplog.at_level(logging.WARNING, logger="proteus.serving.server"):
         assert "WITHOUT authentication" in server.warn_if_exposed(app, "0.0.0.0")
     assert "--auth_tokens_file" in caplog.text
     for host in ("127.0.0.1", "::1", "localhost"):

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from experiments import evaluation, pipeline
-from proteus import artifact, operating, serving
+from proteus.serving import artifact, operating
+from proteus.serving import router as serving
 from tests.conftest import REPO_ROOT
 
 pytest_plugins = ["tests.serving_fixtures"]
@@ -221,18 +222,19 @@ def test_feasible_range_and_check_tau():
 def test_serving_needs_no_trainer(tiny_artifact):
     code = ("import sys, numpy as np; from proteus.serving import Router; "
             f"r = Router.load({tiny_artifact!r}); print(r.route(np.zeros(4), 0.6)[0].model); "
-            "bad = [m for m in ('flax', 'optax', 'experiments', 'proteus.train', 'proteus.loop', "
-            "'proteus.networks', 'pandas') if m in sys.modules]; print(bad)")
+            "bad = [m for m in ('flax', 'optax', 'experiments', 'proteus.training.train', "
+            "'proteus.training.loop', 'proteus.training.networks', 'pandas') "
+            "if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split("\n")
     assert out[0] in ("small", "medium", "large") and out[1] == "[]"
 
 
 def test_serving_imports_nothing_of_training_or_data_loading(tiny_text_artifact):
-    """`import proteus.serving` / `proteus.server` load no data loader, optimiser or Orbax;
+    """`import proteus.serving` / `proteus.serving.server` load no data loader, optimiser or Orbax;
     loading a text artifact adds Orbax (the parameters are an Orbax pytree) and nothing else."""
     code = ("import json, sys\n"
-            "import proteus.server, proteus.serving\n"
+            "import proteus.serving.server, proteus.serving\n"
             "heavy = {'pandas', 'pyarrow', 'datasets', 'optax', 'orbax'}\n"
             "loaded = lambda: sorted({m.split('.')[0] for m in sys.modules} & heavy)\n"
             "at_import = loaded()\n"

@@ -1,4 +1,4 @@
-"""proteus.sharding: mesh sizes, per-host rows, the distributed start, a two-process job.
+"""proteus.training.sharding: mesh sizes, per-host rows, the distributed start, a two-process job.
 
 The tests that need several devices or processes run in their own processes (forced CPU devices
 must be set before JAX starts, and `jax.distributed` can be initialised once per process); their
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from experiments import distributed
-from proteus import sharding
+from proteus.training import sharding
 from tests.conftest import REPO_ROOT
 
 
@@ -116,7 +116,7 @@ def worker_distributed(ckpt_dir: str) -> None:
     import jax
     import jax.numpy as jnp
 
-    from proteus import checkpoint
+    from proteus.training import checkpoint
 
     n_local = jax.local_device_count()
     mesh = sharding.make_mesh(n_local, info.process_count)  # runs inside hosts, batch across

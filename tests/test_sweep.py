@@ -18,7 +18,7 @@ import pytest
 
 from experiments import pipeline, sweep, sweep_plan
 from experiments.configs import quickstart
-from proteus import results
+from proteus.evaluation import results
 from tests.conftest import REPO_ROOT
 
 
@@ -143,7 +143,7 @@ _CPU_ENV = {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_llvm_disable_expensive_p
 def worker_sweep_on_mesh(workdir: str, reference: str) -> None:
     """The smoke grid on a (runs=2, batch=4) mesh of 8 forced CPU devices; then resumed; then
     compared with the one-device launcher run whose workdir is `reference`."""
-    from proteus import checkpoint, sharding
+    from proteus.training import checkpoint, sharding
 
     grid = _grid(seeds=2, policy_lr=(3e-4, 1e-3), mesh_runs=2, mesh_batch=4)
     config = quickstart.get_config("smoke")

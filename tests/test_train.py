@@ -1,4 +1,5 @@
-"""Tests for proteus.train: hand-computed lane grids and updates; vmapped lanes vs one by one."""
+"""Tests for proteus.training.train: hand-computed lane grids and updates; vmapped lanes vs one by
+one."""
 
 import functools
 import math
@@ -10,7 +11,7 @@ import numpy as np
 import optax
 import pytest
 
-from proteus import loop, losses, networks, predictor_phase, train
+from proteus.training import loop, losses, networks, predictor_phase, train
 from tests import core_helpers
 
 
@@ -230,9 +231,9 @@ def test_vmapped_lanes_equal_lanes_one_by_one(tiny):
 
     The policy learning rate is 0, so the shared policy stays fixed and each lane depends only
     on its own (τ, λ) and keys: lane k of step t samples with split(split(k_step)[1], K)[k],
-    where k_step = split(fold_in(run_key, t))[1] (proteus.loop.make_chunk, train.policy_step).
-    The duals still move (dual_lr > 0), and steps 10..19 cross dual_avg_start = 15, so both
-    dual stages are exercised.
+    where k_step = split(fold_in(run_key, t))[1] (proteus.training.loop.make_chunk,
+    train.policy_step). The duals still move (dual_lr > 0), and steps 10..19 cross dual_avg_start =
+    15, so both dual stages are exercised.
     """
     config, splits, setup, state = tiny
     static, k_lanes = setup.static, setup.lane_taus.shape[0]

@@ -18,7 +18,7 @@ import pytest
 
 from experiments import pipeline, validate, workdir
 from experiments.configs import quickstart
-from proteus import loop
+from proteus.training import loop
 from tests import core_helpers
 from tests.conftest import REPO_ROOT
 

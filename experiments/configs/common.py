@@ -92,9 +92,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.certify.method = "auto"  # "auto": Clopper-Pearson for binary scores, else Hoeffding-Bentkus
     c.certify.fallback = "best_effort"  # uncertified τ: "best_effort" (max quality) or "refuse"
 
-    # Operating points (proteus.operating): the policy at certify.n_points targets τ' plus every
-    # fixed model, measured on `val`; the uncertified router takes the cheapest point whose val
-    # accuracy is >= τ + margin_z standard errors, the certified one the cheapest certified point.
+    # Operating points (proteus.serving.operating): the policy at certify.n_points targets τ' plus
+    # every fixed model, measured on `val`; the uncertified router takes the cheapest point whose
+    # val accuracy is >= τ + margin_z standard errors, the certified one the cheapest certified
+    # point.
     c.operating = ml_collections.ConfigDict()
     c.operating.fixed_models = True  # every single model is a candidate point
     c.operating.margin_z = 1.0  # allowance for the val estimate's noise, in standard errors

@@ -4,15 +4,15 @@
   GET  /v1/models    `proteus` and `proteus-<τ>` names (OpenAI list), plus the router's pool
   GET  /v1/usage     the caller's spend, budgets and τ range
   GET  /metrics      Prometheus text (`proteus.gateway.metrics`)
-  POST /v1/route, GET /healthz, /openapi.json    the plain router service (`proteus.server`),
+  POST /v1/route, GET /healthz, /openapi.json    the plain router service (`serving.server`),
                      mounted as is (with a key check on /v1/route when keys are configured)
 
 The gateway's endpoints are raw ASGI, not FastAPI routes: per-request framework work would be
-most of the gateway's own overhead (see `proteus.server`). Responses carry x-proteus-request-id,
-and for routed requests x-proteus-model (the model that answered), x-proteus-tau and
-x-proteus-overhead-ms: the gateway's own time, i.e. everything but the upstream call (as LiteLLM's
-overhead header: time the event loop spends on other requests while this one awaits its upstream
-counts as upstream time, so under saturation compare end-to-end latencies too).
+most of the gateway's own overhead (see `proteus.serving.server`). Responses carry
+x-proteus-request-id, and for routed requests x-proteus-model (the model that answered),
+x-proteus-tau and x-proteus-overhead-ms: the gateway's own time, i.e. everything but the upstream
+call (as LiteLLM's overhead header: time the event loop spends on other requests while this one
+awaits its upstream counts as upstream time, so under saturation compare end-to-end latencies too).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import logging
 import time
 from typing import Any
 
-from proteus import server
 from proteus.gateway import completions as cmp
 from proteus.gateway.config import Tenant, Upstream
 from proteus.gateway.errors import GatewayError
@@ -34,7 +33,7 @@ from proteus.gateway.keys import KeyRing, RateLimiter
 from proteus.gateway.metrics import GatewayMetrics
 from proteus.gateway.proxy import Proxy, Reply
 from proteus.gateway.usage import UsageStore
-from proteus.serving import Router
+from proteus.serving import Router, server
 
 JSON = b"application/json"
 COMPLETION_PATHS = {"/v1/chat/completions": "/chat/completions",

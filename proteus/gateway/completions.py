@@ -23,12 +23,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from proteus.batching import MicroBatcher, QueueFullError
 from proteus.gateway.config import Tenant
 from proteus.gateway.errors import GatewayError
 from proteus.gateway.proxy import Reply
-from proteus.operating import InfeasibleTauError
 from proteus.serving import RouteDecision, Router
+from proteus.serving.batching import MicroBatcher, QueueFullError
+from proteus.serving.operating import InfeasibleTauError
 
 MODEL_PREFIX = "proteus"
 TAU_HEADER = b"x-proteus-tau"
@@ -131,7 +131,7 @@ class RoutingQueue:
     iteration are routed together by a callback on the loop itself, with no thread hand-offs
     (which on busy cores cost more than the routing) and one compiled call per batch instead of
     one per request. Otherwise (a model encoder such as sentence-transformers must not block
-    the loop) they are batched in a worker thread by `proteus.batching.MicroBatcher`.
+    the loop) they are batched in a worker thread by `proteus.serving.batching.MicroBatcher`.
     """
 
     def __init__(self, router: Router, max_batch: int = 256, max_queue: int = 8192,

@@ -1,15 +1,15 @@
 """Running any ASGI app of the gateway (the gateway, the fake upstream) with uvicorn.
 
-`proteus.server`'s defaults are built around its `RouteApp` (they read its settings); these take
-any ASGI app: uvicorn with httptools and uvloop when installed, no websockets, no access log. The
-background thread for tests is `proteus.server.ServerThread` with these settings.
+`proteus.serving.server`'s defaults are built around its `RouteApp` (they read its settings); these
+take any ASGI app: uvicorn with httptools and uvloop when installed, no websockets, no access log.
+The background thread for tests is `proteus.serving.server.ServerThread` with these settings.
 """
 
 from __future__ import annotations
 
 import uvicorn
 
-from proteus.server import ServerThread
+from proteus.serving.server import ServerThread
 
 
 def uvicorn_config(app, host: str = "127.0.0.1", port: int = 0,
@@ -25,7 +25,7 @@ def serve(app, host: str = "127.0.0.1", port: int = 8080, log_level: str = "info
 
 
 def server_thread(app, host: str = "127.0.0.1") -> ServerThread:
-    """`proteus.server.ServerThread` for any gateway app, with these uvicorn settings.
+    """`proteus.serving.server.ServerThread` for any gateway app, with these uvicorn settings.
 
         with server_thread(app) as running:
             httpx.get(running.url + "/v1/models")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from proteus.baselines import RouterInputs
+from proteus.evaluation.baselines import RouterInputs
 
 
 @pytest.fixture

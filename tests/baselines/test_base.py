@@ -1,11 +1,11 @@
-"""Tests for proteus.baselines.base."""
+"""Tests for proteus.evaluation.baselines.base."""
 
 import numpy as np
 import pytest
 
-from proteus.baselines import Decisions, RouterInputs, pick_settings
-from proteus.baselines.base import argmax_cheapest, realised_table, taus_array
 from proteus.data.dataset import RoutingDataset
+from proteus.evaluation.baselines import Decisions, RouterInputs, pick_settings
+from proteus.evaluation.baselines.base import argmax_cheapest, realised_table, taus_array
 
 
 def test_router_inputs_need_without_labels_and_size(toy):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from proteus.baselines import ClusterRouter, RouterInputs, kmeans, make_router
-from proteus.baselines.cluster import nearest_centroid
+from proteus.evaluation.baselines import ClusterRouter, RouterInputs, kmeans, make_router
+from proteus.evaluation.baselines.cluster import nearest_centroid
 
 
 def _blobs() -> RouterInputs:

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from proteus import metrics
-from proteus.baselines import ZeroRouter, cheapest_mix
+from proteus.evaluation import metrics
+from proteus.evaluation.baselines import ZeroRouter, cheapest_mix
 
 TAUS = [0.5, 0.75, 1.0]
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from proteus.baselines import KnnRouter, RouterInputs, knn_predict
+from proteus.evaluation.baselines import KnnRouter, RouterInputs, knn_predict
 
 
 def test_knn_predict_hand_checked():

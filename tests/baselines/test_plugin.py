@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from proteus import metrics
-from proteus.baselines import CarrotRouter, OmniRouter, PluginRouter, plugin_choices
-from proteus.baselines.plugin import default_lams, mus_to_lams
+from proteus.evaluation import metrics
+from proteus.evaluation.baselines import CarrotRouter, OmniRouter, PluginRouter, plugin_choices
+from proteus.evaluation.baselines.plugin import default_lams, mus_to_lams
 
 
 def test_plugin_choices_hand_checked(toy):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from proteus import metrics
-from proteus.baselines import BASELINES, make_router
+from proteus.evaluation import metrics
+from proteus.evaluation.baselines import BASELINES, make_router
 
 
 def test_every_baseline_fits_and_routes(toy):

@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from proteus.baselines.tables import default_alphas, fit_policy, group_means, table_choices
+from proteus.evaluation.baselines.tables import (
+    default_alphas,
+    fit_policy,
+    group_means,
+    table_choices,
+)
 
 
 def test_default_alphas_span_zero_to_one():

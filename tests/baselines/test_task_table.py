@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from proteus import metrics
-from proteus.baselines import RouterInputs, TaskTableRouter, make_router
+from proteus.evaluation import metrics
+from proteus.evaluation.baselines import RouterInputs, TaskTableRouter, make_router
 
 
 def _two_tasks() -> RouterInputs:

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from proteus.baselines import RouterInputs, ThresholdRouter
-from proteus.baselines.threshold import strong_weak_score
+from proteus.evaluation.baselines import RouterInputs, ThresholdRouter
+from proteus.evaluation.baselines.threshold import strong_weak_score
 
 
 def test_strong_weak_score():

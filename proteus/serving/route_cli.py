@@ -20,7 +20,8 @@ from typing import Any, TextIO
 
 import tqdm
 
-from proteus import protocol, serving
+from proteus import serving
+from proteus.serving import protocol
 
 
 def _parse_line(router: serving.Router, n: int, line: str, tau: float | None,

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from proteus import metrics
+from proteus.evaluation import metrics
 
 
 def weighted_points(scores: np.ndarray, costs: np.ndarray, choices: np.ndarray,

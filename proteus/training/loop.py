@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from proteus import crossfit, predictor_phase, train
-from proteus.networks import (
+from proteus.training import crossfit, predictor_phase, train
+from proteus.training.networks import (
     Decision,
     RouterSpec,
     lambda_of_tau,
@@ -47,8 +47,8 @@ class LoopConfig(NamedTuple):
 def make_chunk(static: train.StaticConfig, step_fn: StepFn, chunk_size: int, constrain=None):
     """A pure `chunk(state, run_key, data, hp) -> (state, mean metrics)` for ONE run.
 
-    `constrain` (sharding hook, `proteus.sharding.Placement.constrain_batch`) lays out each drawn
-    minibatch across devices; None leaves it to XLA.
+    `constrain` (sharding hook, `proteus.training.sharding.Placement.constrain_batch`) lays out
+    each drawn minibatch across devices; None leaves it to XLA.
     """
 
     def chunk(state: train.TrainState, run_key: Array, data: train.Batch, hp: train.HParams):

@@ -1,25 +1,25 @@
 """Serving an exported PROTEUS router: `Router.load(ARTIFACT)` and `router.route(queries, tau)`.
 
-An artifact (written by `proteus.export.write_artifact`) is a directory:
+An artifact (written by `proteus.training.export.write_artifact`) is a directory:
 
     manifest.json      models, prices, encoder, feature_dim, λ(τ) table, operating points,
                        certification, versions, the size and sha256 of every other file, and a
                        digest of itself
-    params/            the router's parameters (Orbax, via `proteus.artifact.save_params`)
+    params/            the router's parameters (Orbax, via `proteus.serving.artifact.save_params`)
     route.jaxexport    the routing function serialised with `jax.export` (symbolic batch "b")
 
-`Router.load` verifies all of it before serving (`proteus.artifact`: what is checked and the
+`Router.load` verifies all of it before serving (`proteus.serving.artifact`: what is checked and the
 threat model), and every decision is checked finite before it is returned (`RoutingError`).
 Inputs are validated by one set of functions (`check_features`, `check_text`,
-`proteus.operating.check_taus`) shared by the Python API, the command line and HTTP.
+`proteus.serving.operating.check_taus`) shared by the Python API, the command line and HTTP.
 
 Loading needs numpy, jax, orbax and json only (no flax, no trainer, no config code); a text
 encoder is rebuilt from the manifest only when the artifact was trained on one.
 
-A request's τ is first mapped to an operating point of the manifest's table (`proteus.operating`,
-the same rule evaluation uses): the policy at a target τ', or one fixed model. The exported
-function takes both (τ' and the fixed model, −1 for the policy) and computes λ(τ') from the lane
-table exactly as training-time evaluation does.
+A request's τ is first mapped to an operating point of the manifest's table
+(`proteus.serving.operating`, the same rule evaluation uses): the policy at a target τ', or one
+fixed model. The exported function takes both (τ' and the fixed model, −1 for the policy) and
+computes λ(τ') from the lane table exactly as training-time evaluation does.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from proteus import artifact
-from proteus.artifact import (  # noqa: F401 (re-exported: the serving API's names)
+from proteus.serving import artifact
+from proteus.serving.artifact import (  # noqa: F401 (re-exported: the serving API's names)
     FORMAT,
     FORMAT_VERSION,
     FUNCTION_FILE,
@@ -45,7 +45,7 @@ from proteus.artifact import (  # noqa: F401 (re-exported: the serving API's nam
     lowering_platform,
     read_manifest,
 )
-from proteus.operating import OperatingPoint, OperatingPolicy, check_taus
+from proteus.serving.operating import OperatingPoint, OperatingPolicy, check_taus
 
 MAX_BUCKET = 4096  # rows per compiled call; larger inputs are chunked
 
@@ -230,10 +230,10 @@ class Router:
 
     @classmethod
     def load(cls, path: str, fallback: str | None = None, warmup: int = 1) -> Router:
-        """Load an artifact directory after verifying it (see `proteus.artifact`).
+        """Load an artifact directory after verifying it (see `proteus.serving.artifact`).
 
         Args:
-          path: the artifact written by `proteus.export.write_artifact`.
+          path: the artifact written by `proteus.training.export.write_artifact`.
           fallback: "best_effort" | "refuse" for infeasible τ; None keeps the manifest's default.
           warmup: compile the batch buckets up to this many rows now (0: on first use).
 

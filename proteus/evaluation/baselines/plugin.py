@@ -19,8 +19,8 @@ import dataclasses
 
 import numpy as np
 
-from proteus import metrics
-from proteus.baselines.base import (
+from proteus.evaluation import metrics
+from proteus.evaluation.baselines.base import (
     Decisions,
     RouterInputs,
     argmax_cheapest,

@@ -19,9 +19,9 @@ import dataclasses
 
 import numpy as np
 
-from proteus.baselines.base import Decisions, RouterInputs
-from proteus.baselines.knn import _unit_rows as unit_rows
-from proteus.baselines.tables import GroupPolicy, default_alphas, fit_policy
+from proteus.evaluation.baselines.base import Decisions, RouterInputs
+from proteus.evaluation.baselines.knn import _unit_rows as unit_rows
+from proteus.evaluation.baselines.tables import GroupPolicy, default_alphas, fit_policy
 
 
 def nearest_centroid(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """`report.md` of a results dict (DESIGN.md section 7): narrow tables, readable at 30 models.
 
     text = report_markdown(results)
-    paths = write_all(results, "runs/x")  # report.md and the three plots of `proteus.plots`
+    paths = write_all(results, "runs/x")  # report.md and the plots (`proteus.evaluation.plots`)
 
 Layout: a summary table first (routers as rows; it fits in `SUMMARY_WIDTH` columns), then one
 table per metric with τ as rows and routers as columns, the shared predictor's quality and the
@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from proteus import metrics, plots
-from proteus.paired_aiq import paired_markdown
-from proteus.predictor_quality import quality_markdown
-from proteus.results import FIXED_PREFIX
+from proteus.evaluation import metrics, plots
+from proteus.evaluation.paired_aiq import paired_markdown
+from proteus.evaluation.predictor_quality import quality_markdown
+from proteus.evaluation.results import FIXED_PREFIX
 
 SUMMARY_WIDTH = 120  # characters per line of the summary table: a terminal, a narrow browser
 N_SUMMARY_TAUS = 3  # τ at which the summary states each router's cost

@@ -9,13 +9,18 @@ need `reference=`: the training split's RouterInputs with scores and costs, plus
 "cluster") or tasks ("task_table"; routed queries need tasks too).
 """
 
-from proteus.baselines.base import Decisions, Router, RouterInputs, pick_settings
-from proteus.baselines.cluster import ClusterRouter, kmeans
-from proteus.baselines.fixed import ZeroRouter, cheapest_mix
-from proteus.baselines.knn import KnnRouter, knn_predict
-from proteus.baselines.plugin import CarrotRouter, OmniRouter, PluginRouter, plugin_choices
-from proteus.baselines.task_table import TaskTableRouter
-from proteus.baselines.threshold import ThresholdRouter
+from proteus.evaluation.baselines.base import Decisions, Router, RouterInputs, pick_settings
+from proteus.evaluation.baselines.cluster import ClusterRouter, kmeans
+from proteus.evaluation.baselines.fixed import ZeroRouter, cheapest_mix
+from proteus.evaluation.baselines.knn import KnnRouter, knn_predict
+from proteus.evaluation.baselines.plugin import (
+    CarrotRouter,
+    OmniRouter,
+    PluginRouter,
+    plugin_choices,
+)
+from proteus.evaluation.baselines.task_table import TaskTableRouter
+from proteus.evaluation.baselines.threshold import ThresholdRouter
 
 BASELINES = {
     "zero_router": ZeroRouter,

@@ -7,16 +7,16 @@ Endpoints:
   GET  /healthz    liveness and batching counters (never needs a token)
   GET  /openapi.json, /docs
 
-Bad input gets a 4xx JSON `{"detail": message}` (see `proteus.protocol` and
-`proteus.http_guards`: 400 malformed or too deep JSON, 401 no valid bearer token when the server
-has tokens, 408 body too slow, 413 over a limit, 415 not `application/json`, 422 invalid content;
-503 when the queue is full) and never reaches the router; a 500 says what failed and is valid
-JSON (never a NaN). Valid requests from all connections join one queue (`proteus.batching`): a
-worker thread routes a fair share of every waiting request in one call, so throughput grows with
-concurrency and a single query is not starved by large batches; one failing item fails alone.
-POST /v1/route is answered by a small ASGI fast path in front of FastAPI that runs the same
-`RouteService.handle_http` as the FastAPI route (which documents it in the OpenAPI schema):
-FastAPI's per-request machinery costs ~4x the CPU of the whole decision.
+Bad input gets a 4xx JSON `{"detail": message}` (see `proteus.serving.protocol` and
+`proteus.serving.http_guards`: 400 malformed or too deep JSON, 401 no valid bearer token when the
+server has tokens, 408 body too slow, 413 over a limit, 415 not `application/json`, 422 invalid
+content; 503 when the queue is full) and never reaches the router; a 500 says what failed and is
+valid JSON (never a NaN). Valid requests from all connections join one queue
+(`proteus.serving.batching`): a worker thread routes a fair share of every waiting request in one
+call, so throughput grows with concurrency and a single query is not starved by large batches; one
+failing item fails alone. POST /v1/route is answered by a small ASGI fast path in front of FastAPI
+that runs the same `RouteService.handle_http` as the FastAPI route (which documents it in the
+OpenAPI schema): FastAPI's per-request machinery costs ~4x the CPU of the whole decision.
 """
 
 from __future__ import annotations
@@ -38,10 +38,9 @@ from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 from starlette.requests import ClientDisconnect
 
-from proteus import http_guards
-from proteus.batching import MicroBatcher, QueueFullError
-from proteus.protocol import Limits, RequestError, parse_body, route_items
-from proteus.serving import Router, RoutingError
+from proteus.serving import Router, RoutingError, http_guards
+from proteus.serving.batching import MicroBatcher, QueueFullError
+from proteus.serving.protocol import Limits, RequestError, parse_body, route_items
 
 ROUTE_PATH = "/v1/route"
 Headers = list[tuple[bytes, bytes]]

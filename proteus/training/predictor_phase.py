@@ -1,9 +1,9 @@
 """The predictor phase: supervised steps of trunk + heads and per-fold early stopping.
 
-Pure functions of one run, like `proteus.train` (whose state, batch and hyperparameter types they
-use): `predictor_step(static, state, key, batch, hp) -> (state, metrics)`. With cross-fitting
-(`spec.folds` F > 1) the F stacked predictors take one step each on the same batch, predictor f
-with the rows of fold f weighted 0; each early-stops on its own held-out fold.
+Pure functions of one run, like `proteus.training.train` (whose state, batch and hyperparameter
+types they use): `predictor_step(static, state, key, batch, hp) -> (state, metrics)`. With
+cross-fitting (`spec.folds` F > 1) the F stacked predictors take one step each on the same batch,
+predictor f with the rows of fold f weighted 0; each early-stops on its own held-out fold.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from proteus import losses, train
+from proteus.training import losses, train
 from proteus.types import Array, Params
 
 

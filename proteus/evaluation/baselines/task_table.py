@@ -18,8 +18,8 @@ import dataclasses
 
 import numpy as np
 
-from proteus.baselines.base import Decisions, RouterInputs
-from proteus.baselines.tables import GroupPolicy, default_alphas, fit_policy
+from proteus.evaluation.baselines.base import Decisions, RouterInputs
+from proteus.evaluation.baselines.tables import GroupPolicy, default_alphas, fit_policy
 
 
 def task_index(tasks: np.ndarray, vocab: tuple[str, ...]) -> np.ndarray:

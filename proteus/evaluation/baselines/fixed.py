@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from proteus.baselines.base import (
+from proteus.evaluation.baselines.base import (
     Decisions,
     RouterInputs,
     argmax_cheapest,

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from proteus.results import FIXED_PREFIX
+from proteus.evaluation.results import FIXED_PREFIX
 
 PLOT_NAMES = ("accuracy_vs_tau", "cost_vs_tau", "cost_accuracy")
 REFERENCES = ("best_fixed", "oracle")  # drawn as marked references, not as router lines

@@ -27,7 +27,7 @@ import dataclasses
 
 import numpy as np
 
-from proteus.baselines.base import (
+from proteus.evaluation.baselines.base import (
     Decisions,
     argmax_cheapest,
     pick_settings,

@@ -24,7 +24,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from proteus.networks import RouterSpec, calibrated, query_groups
+from proteus.training.networks import RouterSpec, calibrated, query_groups
 from proteus.types import Array, Params
 
 PLATT_RIDGE = 1e-3  # L2 on (a − 1, b, c): keeps the fit finite for separable or constant scores

@@ -1,5 +1,5 @@
 """Training state and the Lagrangian RL phase (DESIGN.md section 3); the predictor phase's steps
-are in `proteus.predictor_phase`.
+are in `proteus.training.predictor_phase`.
 
 Training has two phases, because a predictor that has fitted the very queries the duals measure
 makes the batch accuracy overshoot every τ and collapses every λ to 0 (DESIGN.md section 3,
@@ -13,7 +13,7 @@ makes the batch accuracy overshoot every τ and collapses every λ to 0 (DESIGN.
 Everything here is a pure function of one run: `(state, key, batch, hparams) -> (state, metrics)`.
 A run's K τ lanes share the policy parameters; per-lane work is written for one lane and vmapped
 over lanes inside the step. Independent runs (seeds, swept hyperparameters) are vmapped over by
-the caller (`proteus.loop`), which also scans steps into compiled chunks.
+the caller (`proteus.training.loop`), which also scans steps into compiled chunks.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from proteus import beta as beta_dist
-from proteus import losses
-from proteus.networks import (
+from proteus.training import beta as beta_dist
+from proteus.training import losses
+from proteus.training.networks import (
     RouterSpec,
     policy_beta,
     policy_beta_from_projection,
@@ -227,7 +227,7 @@ def lane_policy_loss(static: StaticConfig, policy_params: Params, inputs: LaneIn
 def loss_from_beta(static: StaticConfig, alpha: Array, beta: Array, sample: dict[str, Array],
                    ent_coef: Array) -> Array:
     """`lane_policy_loss` given the lane's alpha, beta: [B]; sample holds [B] "mu", "log_prob",
-    "advantage". Log-density and entropy share their special functions (`proteus.beta`)."""
+    "advantage". Log-density and entropy share their special functions (`proteus.training.beta`)."""
     chex.assert_rank([alpha, beta, sample["mu"]], 1)
     log_prob, entropy = beta_dist.log_prob_and_entropy(sample["mu"], alpha, beta)
     if static.algo == "ppo":

@@ -13,7 +13,7 @@ The artifact layout is described in `proteus.serving`; the manifest holds (keys 
     lambda {taus [K], lams [K], lane_accuracy [K]}   the λ(τ) table (lams as trained, interpolated
                                              in log space; not forced monotone)
     operating {tau, model, accuracy, cost, n_heldout, margin_z}   the candidate operating points
-                                             in testing order (`proteus.operating`)
+                                             in testing order (`proteus.serving.operating`)
     certification {status, table}            "certified" with the `CertificationTable` dict over
                                              those points, or "uncertified" with null
     feasible_tau {min, max}, fallback        τ <= max is feasible (max null: none is), τ < min is
@@ -23,8 +23,8 @@ The artifact layout is described in `proteus.serving`; the manifest holds (keys 
     files {path: {bytes, sha256}}            every other file of the artifact (params/ included)
     manifest_sha256                          sha256 of this manifest's canonical JSON without it
 
-`files` and `manifest_sha256` are what `Router.load` verifies (`proteus.artifact`, with the threat
-model: they catch corruption and careless edits, not a party who can rewrite every file).
+`files` and `manifest_sha256` are what `Router.load` verifies (`proteus.serving.artifact`, with the
+threat model: they catch corruption and careless edits, not a party who can rewrite every file).
 
 The routing function is `routing_function(spec)` exported with `jax.export` for a symbolic batch
 dimension "b": (params, lane_taus [K], lane_lams [K], features [b, D], tau [b], fixed [b] int32)
@@ -52,8 +52,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import proteus
-from proteus import artifact, networks, serving
-from proteus.operating import feasible_range
+from proteus.serving import artifact
+from proteus.serving import router as serving
+from proteus.serving.operating import feasible_range
+from proteus.training import networks
 from proteus.types import Array, Params
 
 DEFAULT_PLATFORMS = ("cpu", "cuda")

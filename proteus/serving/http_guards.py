@@ -1,6 +1,7 @@
 """HTTP hardening of the router server: bearer tokens, content type, body limits and timeouts.
 
-What a request must pass before its body is parsed (`proteus.server` applies these in order):
+What a request must pass before its body is parsed (`proteus.serving.server` applies these in
+order):
 
   401  a bearer token, when the server has any (`TokenAuth`; every path but /healthz);
   415  `Content-Type: application/json` (a form or `text/plain` POST from a web page is refused,
@@ -22,7 +23,7 @@ import ipaddress
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 
-from proteus.protocol import RequestError
+from proteus.serving.protocol import RequestError
 
 PUBLIC_PATHS = frozenset({"/healthz"})  # liveness probes need no token
 CLOSE = [(b"connection", b"close")]

@@ -11,7 +11,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from proteus import beta as beta_dist
+from proteus.training import beta as beta_dist
 from proteus.types import Array
 
 # ----------------------------------------------------------------------------- predictor
@@ -50,12 +50,13 @@ def predictor_loss(
 
 
 def beta_log_prob(mu: Array, alpha: Array, beta: Array) -> Array:
-    """log Beta(μ; α, β), elementwise; μ clipped to (0, 1) for finiteness (see `proteus.beta`)."""
+    """log Beta(μ; α, β), elementwise; μ clipped to (0, 1) for finiteness (see
+    `proteus.training.beta`)."""
     return beta_dist.log_prob(mu, alpha, beta)
 
 
 def beta_entropy(alpha: Array, beta: Array) -> Array:
-    """Differential entropy of Beta(α, β), elementwise (see `proteus.beta`)."""
+    """Differential entropy of Beta(α, β), elementwise (see `proteus.training.beta`)."""
     return beta_dist.entropy(alpha, beta)
 
 
@@ -108,7 +109,7 @@ class DualState(NamedTuple):
       remedy for saddle-point problems and give a steadier λ(τ).
     acc_avg: the same average of the batch accuracy: what the lane reached on the `policy`
       split's labels, the rows the policy and the duals train on (not held out: an in-sample
-      figure; held-out accuracy is measured on `val` by `proteus.operating`).
+      figure; held-out accuracy is measured on `val` by `proteus.serving.operating`).
     """
 
     lam: Array

@@ -13,8 +13,8 @@ import dataclasses
 
 import numpy as np
 
-from proteus.baselines.base import Decisions, RouterInputs
-from proteus.baselines.plugin import PluginRouter
+from proteus.evaluation.baselines.base import Decisions, RouterInputs
+from proteus.evaluation.baselines.plugin import PluginRouter
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:

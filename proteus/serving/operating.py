@@ -14,7 +14,8 @@ the held-out rows show a real improvement on it.
 
 The one rule that maps τ to a point (used by evaluation, export and serving alike):
 
-- certified (a `proteus.calibrate.CertificationTable` over the candidates in testing order): the
+- certified (a `proteus.evaluation.calibrate.CertificationTable` over the candidates in testing
+order): the
   cheapest point certified for τ; none certified → infeasible;
 - uncertified: the cheapest point whose held-out accuracy is at least τ + z·sqrt(τ(1 − τ)/n)
   (n held-out queries, z = `margin_z`: a one-sided allowance for the held-out estimate's noise);
@@ -37,7 +38,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from proteus.calibrate import CertificationTable
+from proteus.evaluation.calibrate import CertificationTable
 
 FALLBACKS = ("best_effort", "refuse")
 

@@ -8,8 +8,8 @@
 
 Router entries hold per-τ lists "accuracy", "cost", "feasible" (and "mean_mu" for "proteus");
 `build_results` adds the per-router "summary" with `metrics.summarize`. Extra keys anywhere are
-kept. Non-finite floats are written as null so the file is strict JSON. `proteus.report` and
-`proteus.plots` render a results dict as `report.md` and PNG figures.
+kept. Non-finite floats are written as null so the file is strict JSON. `proteus.evaluation.report`
+and `proteus.evaluation.plots` render a results dict as `report.md` and PNG figures.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from proteus import metrics
+from proteus.evaluation import metrics
 
 ROUTER_NAMES = (
     "proteus",

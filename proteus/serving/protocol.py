@@ -5,9 +5,9 @@ batch is {"requests": [such objects]}. Parsing checks everything a client can ge
 raises `RequestError` with the HTTP status and a message that says what to fix (400 malformed
 or too deeply nested JSON, 413 over a limit, 422 anything else, including a τ refused by the
 "refuse" fallback). τ, features and text are checked by the same functions as the Python API
-(`proteus.operating.check_tau`, `proteus.serving.check_features`, `proteus.serving.check_text`).
-Valid objects become `Item`s that `route_items` routes in one call, where one item that fails
-(an encoder error, a non-finite decision) fails alone.
+(`proteus.serving.operating.check_tau`, `proteus.serving.check_features`,
+`proteus.serving.check_text`). Valid objects become `Item`s that `route_items` routes in one call,
+where one item that fails (an encoder error, a non-finite decision) fails alone.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from proteus.operating import OperatingPoint
 from proteus.serving import Router, RoutingError, check_text, finite_rows
+from proteus.serving.operating import OperatingPoint
 
 ITEM_KEYS = frozenset({"query", "features", "tau"})
 

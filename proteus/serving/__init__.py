@@ -1,0 +1,20 @@
+"""Serving: load an exported artifact and route queries (Python API, CLI, HTTP).
+
+`from proteus.serving import Router` is the public entry point. Importing this package loads
+neither the training side (optax, Orbax) nor the data layer (pandas, pyarrow, datasets); Orbax is
+imported when an artifact's parameters are read.
+"""
+
+from proteus.serving.router import (
+    Decisions,
+    RawDecisions,
+    RouteDecision,
+    Router,
+    RoutingError,
+    check_features,
+    check_text,
+    finite_rows,
+)
+
+__all__ = ["Decisions", "RawDecisions", "RouteDecision", "Router", "RoutingError",
+           "check_features", "check_text", "finite_rows"]
