@@ -3,7 +3,8 @@
     python -m launch.replay --artifact=artifacts/rb --scenario=model_regression --tau=0.75 \\
         --feedback_fraction=0.2 --delay=200 --workdir=runs/replay_rb_regression
 
-Rebuilds the artifact's test split from its recorded data source (or --source), streams
+Rebuilds the artifact's test split (--split=val: its val split, on which the controller's
+settings are tuned) from its recorded data source (or --source), streams
 --n requests through the static, static certified and online routers, and writes
 WORKDIR/replay.json, WORKDIR/replay.png and prints the summary table and the done-when checks.
 """
@@ -26,6 +27,8 @@ _SCENARIO = flags.DEFINE_enum("scenario", "stationary", rp.SCENARIOS, "Drift sce
 _TAU = flags.DEFINE_float("tau", None, "Accuracy target τ.", required=True)
 _FRACTION = flags.DEFINE_float("feedback_fraction", 0.2, "Share of requests with feedback.")
 _DELAY = flags.DEFINE_integer("delay", 200, "Feedback arrives this many requests later.")
+_SPLIT = flags.DEFINE_enum("split", "test", ["test", "val"], "The artifact's split to replay "
+                           "(tune on val, measure on test).")
 _N = flags.DEFINE_integer("n", 20_000, "Requests streamed.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the draws and the feedback.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
@@ -49,14 +52,15 @@ def main(argv):
                           feedback_fraction=_FRACTION.value, delay=_DELAY.value,
                           seed=_SEED.value, controller=controller)
     router = Router.load(_ARTIFACT.value)
-    test = rp.test_split(router.manifest, _SOURCE.value)
+    test = rp.load_split(router.manifest, _SOURCE.value, _SPLIT.value)
     payload = rp.replay(router, test, cfg)
     payload["artifact"] = os.path.abspath(_ARTIFACT.value)
+    payload["split"] = _SPLIT.value
     os.makedirs(_WORKDIR.value, exist_ok=True)
     with open(os.path.join(_WORKDIR.value, "replay.json"), "w") as f:
         json.dump(payload, f, indent=1)
     rp.plot(payload, os.path.join(_WORKDIR.value, "replay.png"))
-    print(f"{cfg.scenario} at τ={cfg.tau} on {test.name} (test split, {test.n_queries} "
+    print(f"{cfg.scenario} at τ={cfg.tau} on {test.name} ({_SPLIT.value} split, {test.n_queries} "
           f"queries; {cfg.n} requests, feedback {cfg.feedback_fraction:.0%} after {cfg.delay})")
     print(rp.table(payload))
     print("checks:", json.dumps(payload["checks"]))

@@ -82,18 +82,24 @@ def test_replay_runs_three_routers(tiny_lane_artifact, tiny_test, tmp_path):
     assert "| online |" in rp.table(out)
 
 
-def test_test_split_is_rebuilt_and_checked():
+def test_splits_are_rebuilt_and_checked():
     source = "synthetic:routerbench?n=300&seed=1"
-    splits = {"pred": 0.5, "test": 0.5}
-    expect = load_source(source).split(splits, salt="s")["test"]
+    splits = {"pred": 0.4, "val": 0.2, "test": 0.4}
+    expect = load_source(source).split(splits, salt="s")
     manifest = {"training": {"data_source": source, "split_fingerprints": {
-        "test": expect.fingerprint()}, "config": {"data": {
+        "test": expect["test"].fingerprint(), "val": expect["val"].fingerprint()},
+        "config": {"data": {
             "encoder": "precomputed", "splits": splits, "split_salt": "s", "cache_dir": ""}}}}
-    test = rp.test_split(manifest)
-    assert test.fingerprint() == expect.fingerprint() and test.features is not None
+    test = rp.load_split(manifest)
+    assert test.fingerprint() == expect["test"].fingerprint() and test.features is not None
+    val = rp.load_split(manifest, split="val")
+    assert val.fingerprint() == expect["val"].fingerprint()
+    assert not set(val.query_ids) & set(test.query_ids)
+    with pytest.raises(ValueError, match="no 'calib' split"):
+        rp.load_split(manifest, split="calib")
     manifest["training"]["split_fingerprints"]["test"] = "0" * 16
     with pytest.raises(ValueError, match="fingerprint"):
-        rp.test_split(manifest)
+        rp.load_split(manifest)
 
 
 def test_launcher_smoke(text_artifact, tmp_path):
