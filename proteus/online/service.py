@@ -167,7 +167,8 @@ class OnlineService:
         state = self._states.get(dec.stream)
         if state is None:  # the stream's state was never stored (cannot happen after route)
             return result(rid, "unknown", f"stream {dec.stream!r} has no controller")
-        ctl.update(state, self.cfg, score, cost)
+        ctl.update(state, self.cfg, score, cost,
+                   served_at=self.knob.position(dec.operating_tau))
         self.store.mark(db, rid, score, cost, "accepted", now)
         self.store.put_states(db, {dec.stream: state.to_dict()})
         return result(rid, "accepted", "", stream=dec.stream,
