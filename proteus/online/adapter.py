@@ -19,7 +19,7 @@ from proteus.serving import Decisions, Router
 
 # Every step up the lanes moves the knob by at least this fraction of its τ' step: lanes whose
 # held-out accuracy is flat would otherwise collapse a τ' range into one knob position.
-MIN_SLOPE = 0.25
+MIN_SLOPE = 0.5
 
 
 class Knob(NamedTuple):
