@@ -89,7 +89,7 @@ def make_problem(args: argparse.Namespace, n: int, seed: int = 0):
                                hidden=args.hidden, policy_hidden=args.policy_hidden)
     static = train.StaticConfig(spec=spec, batch_size=args.batch)
     stats = networks.data_stats(features, costs)
-    data = loop.PhaseData(jnp.asarray(features), jnp.asarray(scores), jnp.asarray(costs))
+    data = train.Batch(jnp.asarray(features), jnp.asarray(scores), jnp.asarray(costs))
     return static, stats, data
 
 
@@ -151,7 +151,7 @@ def bench_lanes(args: argparse.Namespace) -> None:
 
 
 def time_runs(static: train.StaticConfig, step_fn, states: train.TrainState,
-              run_keys: jax.Array, data: loop.PhaseData, hp: train.HParams,
+              run_keys: jax.Array, data: train.Batch, hp: train.HParams,
               args: argparse.Namespace) -> tuple[float, float]:
     """Median chunk time of the S runs vmapped, and of the same runs one after another."""
     s = run_keys.shape[0]

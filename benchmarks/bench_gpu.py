@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from experiments import pipeline, sweep
+from experiments import pipeline, sweep, sweep_plan
 from experiments.configs import quickstart
 from proteus import loop, networks, predictor_phase, results, sharding, train
 
@@ -55,7 +55,7 @@ def build(args):
 
 def train_timed(config, splits, setup, placement):
     """Train through both phases; returns (state, timings) from per-chunk host timestamps."""
-    data = {n: loop.PhaseData.from_dataset(splits[n]) for n in ("pred", "policy", "val")}
+    data = {n: train.Batch.from_dataset(splits[n]) for n in ("pred", "policy", "val")}
     start = time.perf_counter()
     state = jax.jit(lambda: pipeline.initial_state(setup, config))()
     keys, hp, constrain = setup.run_keys, setup.hparams, None
@@ -92,7 +92,7 @@ def train_timed(config, splits, setup, placement):
 def abstract_chunk_args(config, setup, n_rows: int, placement):
     """Shapes (no values) of a training chunk's (state, keys, data, hp), laid out as in a run."""
     spec, f32 = setup.static.spec, jnp.float32
-    data = loop.PhaseData(jax.ShapeDtypeStruct((n_rows, spec.feature_dim), f32),
+    data = train.Batch(jax.ShapeDtypeStruct((n_rows, spec.feature_dim), f32),
                           jax.ShapeDtypeStruct((n_rows, spec.n_models), f32),
                           jax.ShapeDtypeStruct((n_rows, spec.n_models), f32))
     state = jax.eval_shape(lambda: pipeline.initial_state(setup, config))
@@ -129,7 +129,7 @@ def policy_memory(config, setup, n_rows: int, placement) -> dict[str, float]:
     s = int(setup.hparams.pred_lr.shape[0])
     shards = placement.mesh.shape[sharding.BATCH] if placement is not None else 1
     runs_axis = placement.mesh.shape[sharding.RUNS] if placement is not None else 1
-    est = sweep.estimate_run_bytes(config, setup, shards) * s / runs_axis
+    est = sweep_plan.estimate_run_bytes(config, setup, shards) * s / runs_axis
     out = {"estimate_bytes_per_device": float(est)}
     try:
         out.update(memory_of(compile_chunk(config, setup, train.policy_step, n_rows, placement)))

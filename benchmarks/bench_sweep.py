@@ -5,9 +5,11 @@
 
 Both sides run the project's compiled chunk (`loop.compile_chunk`: a `lax.scan` of `chunk_size`
 steps): the sweep calls one program holding S runs; the loop calls the one-run program S times per
-chunk (the compiled program is reused, the best a loop can do; a loop of `launch.train` jobs would
-also recompile per run, which the last line prices). Times exclude compilation, which is reported
-on its own. One process, one device; the ratio printed is loop time / sweep time.
+chunk (the compiled program is reused, the best a loop can do). Step times exclude compilation.
+Compilation is measured on its own, twice per program: with an empty persistent compilation cache
+(cold) and again from that cache (warm, what `JAX_COMPILATION_CACHE_DIR` gives a restarted job or
+a loop of jobs). Every printed figure is measured; nothing is extrapolated. One process, one
+device; the ratio printed is loop time / sweep time.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import tempfile
 import time
 
 import jax
@@ -38,7 +41,7 @@ def make_program(n: int, lanes: int, runs: int, variant: str = ""):
     init_keys, run_keys = sweep.seed_keys(config.seed, [r.seed for r in specs])
     setup = dataclasses.replace(setup, init_keys=init_keys, run_keys=run_keys)
     state = jax.jit(lambda: pipeline.initial_state(setup, config))()
-    data = {name: loop.PhaseData.from_dataset(splits[name]) for name in ("pred", "policy", "val")}
+    data = pipeline.training_data(config, splits)  # with fold ids when cross-fitting
     return config, setup, state, data
 
 
@@ -46,12 +49,28 @@ def _slice(tree, lo: int, hi: int):
     return jax.tree.map(lambda x: x[lo:hi], tree)
 
 
-def compile_timed(static, step_fn, chunk_size, state, keys, data, hp, constrain=None):
-    """(compiled chunk, seconds to lower and compile)."""
-    fn = loop.compile_chunk(static, step_fn, chunk_size, constrain=constrain)
-    start = time.perf_counter()
-    compiled = fn.lower(state, keys, data, hp).compile()
-    return compiled, time.perf_counter() - start
+def compile_timed(static, step_fn, chunk_size, state, keys, data, hp, data_axes=None
+                  ) -> tuple[object, float, float]:
+    """(compiled chunk, seconds to lower and compile cold, the same from the warm cache).
+
+    Cold: the persistent cache (`enable_compilation_cache`) holds no entry for this program yet;
+    warm: in-memory caches cleared, the same program compiled again, read from the cache.
+    """
+    fn = loop.compile_chunk(static, step_fn, chunk_size, data_axes=data_axes)
+    times = []
+    for _ in range(2):
+        jax.clear_caches()
+        start = time.perf_counter()
+        compiled = fn.lower(state, keys, data, hp).compile()
+        times.append(time.perf_counter() - start)
+    return compiled, times[0], times[1]
+
+
+def enable_compilation_cache(path: str) -> None:
+    """A persistent compilation cache at `path` that stores every program (no size/time floor)."""
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def time_chunks(compiled, state, keys, data, hp, n_chunks: int) -> float:
@@ -67,23 +86,30 @@ def time_chunks(compiled, state, keys, data, hp, n_chunks: int) -> float:
 
 
 def bench_phase(name, step_fn, setup, state, data, n_chunks: int) -> dict[str, float]:
+    """Time the phase's chunk for S runs at once and for each run alone; print and return it."""
     static, chunk = setup.static, setup.loop.chunk_size
     s = int(setup.hparams.pred_lr.shape[0])
-    vm, vm_compile = compile_timed(static, step_fn, chunk, state, setup.run_keys, data,
-                                   setup.hparams)
+    axes = data.run_axes()  # the policy phase's per-run predictor outputs lead with S
+    vm, vm_cold, vm_warm = compile_timed(static, step_fn, chunk, state, setup.run_keys, data,
+                                         setup.hparams, axes)
     t_vmap = time_chunks(vm, state, setup.run_keys, data, setup.hparams, n_chunks)
-    one = [(_slice(state, r, r + 1), setup.run_keys[r:r + 1], _slice(setup.hparams, r, r + 1))
-           for r in range(s)]
-    single, one_compile = compile_timed(static, step_fn, chunk, *one[0][:2], data, one[0][2])
-    t_loop = sum(time_chunks(single, st, k, data, hp, n_chunks) for st, k, hp in one)
+    per_run = lambda r: data._replace(**{k: getattr(data, k)[r:r + 1]
+                                         for k, a in axes._asdict().items() if a == 0})
+    one = [(_slice(state, r, r + 1), setup.run_keys[r:r + 1], _slice(setup.hparams, r, r + 1),
+            per_run(r)) for r in range(s)]
+    single, one_cold, one_warm = compile_timed(static, step_fn, chunk, one[0][0], one[0][1],
+                                               one[0][3], one[0][2], axes)
+    t_loop = sum(time_chunks(single, st, k, d, hp, n_chunks) for st, k, hp, d in one)
     steps = chunk * s
     print(f"{name:9s} S={s:3d}  vmapped {t_vmap / chunk * 1e3:8.2f} ms/step "
           f"({steps / t_vmap:9,.0f} run-steps/s)   loop {t_loop / chunk * 1e3:8.2f} ms/step "
-          f"({steps / t_loop:9,.0f} run-steps/s)   loop/vmapped {t_loop / t_vmap:6.2f}x   "
-          f"compile: vmapped {vm_compile:.1f} s, one-run {one_compile:.1f} s")
+          f"({steps / t_loop:9,.0f} run-steps/s)   loop/vmapped {t_loop / t_vmap:6.2f}x")
+    print(f"{'':9s} compile, cold cache / warm cache: vmapped program {vm_cold:.1f} / "
+          f"{vm_warm:.1f} s, one-run program {one_cold:.1f} / {one_warm:.1f} s")
     return {"vmapped_s_per_chunk": t_vmap, "loop_s_per_chunk": t_loop,
-            "ratio": t_loop / t_vmap, "compile_vmapped_s": vm_compile,
-            "compile_one_run_s": one_compile}
+            "ratio": t_loop / t_vmap, "compile_vmapped_cold_s": vm_cold,
+            "compile_vmapped_warm_s": vm_warm, "compile_one_run_cold_s": one_cold,
+            "compile_one_run_warm_s": one_warm}
 
 
 def main() -> None:
@@ -94,26 +120,19 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=3, help="timed chunk calls per side")
     parser.add_argument("--variant", default="", help="config variant, e.g. smoke")
     args = parser.parse_args()
+    cache = tempfile.TemporaryDirectory(prefix="bench_sweep_cache_")  # empty: the cold compiles
+    enable_compilation_cache(cache.name)  # before the first compile, so JAX reads the setting
     print(f"backend {jax.default_backend()}, {jax.device_count()} device(s), "
           f"{os.cpu_count()} CPU core(s); quickstart model, {args.lanes} lanes, n={args.n}")
     config, setup, state, data = make_program(args.n, args.lanes, args.runs, args.variant)
     print(f"batch {setup.static.batch_size}, chunk {setup.loop.chunk_size} steps, "
           f"trunk {config.model.hidden}, policy {config.model.policy_hidden}")
-    res = {"predictor": bench_phase("predictor", predictor_phase.predictor_step, setup, state,
-                                    data["pred"], args.chunks),
-           "policy": bench_phase("policy", train.policy_step, setup, state, data["policy"],
-                                 args.chunks)}
-    # End to end over a whole default run (predictor capped at pred_max_steps, policy_steps),
-    # with a loop of separate jobs compiling both programs once per run.
-    steps = {"predictor": config.train.pred_max_steps, "policy": config.train.policy_steps}
-    chunk = setup.loop.chunk_size
-    vm = sum(r["compile_vmapped_s"] + steps[p] / chunk * r["vmapped_s_per_chunk"]
-             for p, r in res.items())
-    lp = sum(args.runs * r["compile_one_run_s"] + steps[p] / chunk * r["loop_s_per_chunk"]
-             for p, r in res.items())
-    print(f"whole sweep estimate ({steps['predictor']} + {steps['policy']} steps, S={args.runs}): "
-          f"vmapped {vm:,.0f} s, loop of jobs (compiling per run) {lp:,.0f} s, ratio "
-          f"{lp / vm:.2f}x")
+    bench_phase("predictor", predictor_phase.predictor_step, setup, state, data["pred"],
+                args.chunks)
+    # The policy phase trains on the frozen predictor's outputs, computed once (as `loop.fit`).
+    state, policy_data = loop.policy_phase_data(setup.static, state, data["policy"])
+    bench_phase("policy", train.policy_step, setup, state, policy_data, args.chunks)
+    cache.cleanup()
 
 
 if __name__ == "__main__":

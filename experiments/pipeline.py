@@ -60,8 +60,8 @@ def training_pool(splits: dict[str, RoutingDataset], folds: int,
 
 
 def training_data(config: ml_collections.ConfigDict,
-                  splits: dict[str, RoutingDataset]) -> dict[str, loop.PhaseData]:
-    """What each phase trains on: {"pred", "val", "policy"} PhaseData.
+                  splits: dict[str, RoutingDataset]) -> dict[str, train.Batch]:
+    """What each phase trains on: {"pred", "val", "policy"} train.Batch (whole splits).
 
     Cross-fitting (train.folds > 1): every phase sees the whole pool with its fold ids (the fold
     predictors fit and early-stop on complementary folds; the policy learns on out-of-fold
@@ -69,9 +69,9 @@ def training_data(config: ml_collections.ConfigDict,
     """
     if config.train.folds > 1:
         pool, fold = training_pool(splits, config.train.folds, config.data.split_salt)
-        data = loop.PhaseData.from_dataset(pool, fold)
+        data = train.Batch.from_dataset(pool, fold)
         return {"pred": data, "val": data, "policy": data}
-    return {name: loop.PhaseData.from_dataset(splits[name]) for name in ("pred", "policy", "val")}
+    return {name: train.Batch.from_dataset(splits[name]) for name in ("pred", "policy", "val")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,11 +88,19 @@ class Setup:
 
 
 def hparams_from_config(config: ml_collections.ConfigDict, n_runs: int) -> train.HParams:
-    """Broadcast the config's scalar hyperparameters to [S] runs."""
-    t = config.train
-    values = dict(pred_lr=t.pred_lr, policy_lr=t.policy_lr, ent_coef=t.ent_coef,
-                  dual_lr=t.dual_lr, margin=t.margin)
-    return train.HParams(**{k: jnp.full((n_runs,), v, jnp.float32) for k, v in values.items()})
+    """Broadcast the config's scalar hyperparameters (`train.<field>` for every HParams field)
+    to [S] runs."""
+    return train.HParams(**{name: jnp.full((n_runs,), config.train[name], jnp.float32)
+                            for name in train.HParams._fields})
+
+
+def run_keys_for(base_seed: int, runs) -> tuple[jax.Array, jax.Array]:
+    """(init_keys, run_keys), [S] typed keys each: run r's key is fold_in(key(base_seed), r),
+    split into its parameter-initialisation and per-step keys (a sweep passes r = seed)."""
+    keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(base_seed), r))(
+        jnp.asarray(runs, jnp.int32))
+    init_keys, run_keys = jax.vmap(jax.random.split, out_axes=1)(keys)
+    return init_keys, run_keys
 
 
 def make_setup(config: ml_collections.ConfigDict, splits: dict[str, RoutingDataset],
@@ -122,9 +130,7 @@ def make_setup(config: ml_collections.ConfigDict, splits: dict[str, RoutingDatas
             raise ValueError(f"train.{name} must be a multiple of train.chunk_size")
     hparams = hparams if hparams is not None else hparams_from_config(config, config.num_seeds)
     n_runs = int(hparams.pred_lr.shape[0])
-    keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(config.seed), r))(
-        jnp.arange(n_runs))
-    init_keys, run_keys = jax.vmap(jax.random.split, out_axes=1)(keys)
+    init_keys, run_keys = run_keys_for(config.seed, np.arange(n_runs))
     lanes = train.lane_grid(policy.scores, policy.costs, config.lanes.n,
                             lo=config.lanes.lo if config.lanes.lo >= 0 else None,
                             hi=config.lanes.hi if config.lanes.hi >= 0 else None,
@@ -165,8 +171,10 @@ def train_runs(config: ml_collections.ConfigDict, workdir: str,
     """
     setup = setup or make_setup(config, splits)
     data = training_data(config, splits)
+    every = config.checkpoint.every_chunks * setup.loop.chunk_size
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
-                                   max_to_keep=config.checkpoint.max_to_keep)
+                                   max_to_keep=config.checkpoint.max_to_keep,
+                                   save_interval_steps=every)
     state, phase = initial_state(setup, config), "predictor"
     if placement is not None:  # sharding hook: runs on the mesh (a restore keeps it), data whole
         state, data = placement.runs(state), placement.replicate(data)
@@ -178,7 +186,6 @@ def train_runs(config: ml_collections.ConfigDict, workdir: str,
         logging.info("resumed from step %d (%s phase)", ckpt.latest_step(), phase)
     if jax.process_index() == 0:  # records past the restored step are written again: drop them
         workdir_lib.truncate_metrics(workdir, ckpt.latest_step())
-    every = config.checkpoint.every_chunks * setup.loop.chunk_size
     metrics_path = os.path.join(workdir, "metrics.jsonl")
 
     def on_metrics(phase_name: str, step: int, metrics: dict) -> None:
@@ -189,14 +196,11 @@ def train_runs(config: ml_collections.ConfigDict, workdir: str,
         with open(metrics_path, "a") as f:
             f.write(json.dumps(record) + "\n")
 
-    def save_periodic(phase_name: str, st: train.TrainState) -> None:
-        step = int(np.asarray(st.step)[0])
-        pred_end = int(np.asarray(st.pred_steps)[0])
-        boundary = phase_name == "policy" and step in (pred_end, pred_end + setup.loop.policy_steps)
-        if boundary or step % every == 0:
-            ckpt.save(step, st, {"phase": phase_name, "name": config.name}, force=True)
+    def save(phase_name: str, st: train.TrainState, phase_end: bool) -> None:
+        ckpt.save(int(np.asarray(st.step)[0]), st, {"phase": phase_name, "name": config.name},
+                  force=phase_end)  # every `every` steps (Orbax's interval) and at phase ends
 
-    callbacks = loop.Callbacks(on_metrics=on_metrics, save=save_periodic)
+    callbacks = loop.Callbacks(on_metrics=on_metrics, save=save)
     state = loop.fit(setup.static, setup.loop, state, setup.run_keys, setup.hparams, data,
                      phase=phase, callbacks=callbacks, progress=progress,
                      constrain=placement.constrain_batch if placement is not None else None)

@@ -6,16 +6,20 @@
 The swept learning rates, entropy weight, dual step and margin are traced `HParams`, so any mix of
 them is one compiled program; the number of τ lanes is a shape, so each value gets its own. Runs are
 packed into as few programs as fit the memory budget (`plan_groups`), each program is trained by
-`pipeline.train_runs` (checkpoints, resume) on a device mesh (`proteus.sharding`), and every run is
-evaluated on the test split like `results.json`'s "proteus" router.
+`pipeline.train_runs` (checkpoints, resume) on a device mesh (`proteus.sharding`). Every run is
+scored on `val` (the rows its operating points are measured on, which only early-stopped its
+predictor; no calib or test label), the best run is picked there, and only the chosen run is
+evaluated on the test split, like `results.json`'s "proteus" router: picking on test would be
+model selection on the test split.
 
 Run keys: run (seed s, any hyperparameters) uses `fold_in(key(config.seed), s)`, the key of run s
 of a plain `launch.train` job, so runs that differ only in a hyperparameter share their
 initialisation and minibatches, and a run's result does not depend on how runs were grouped.
 
-Best-run rule (`BEST_RULE`): highest floor compliance on the DESIGN grid (τ in
+Best-run rule (`BEST_RULE`, on the `val` rows): highest floor compliance on the DESIGN grid (τ in
 [eval.tau_lo, eval.tau_hi]); then lowest mean cost over the DESIGN-grid τ it meets; then highest
-target-response correlation (over the whole evaluation grid); then the lowest run index.
+target-response correlation (over the whole evaluation grid); then the lowest run index. On `val`
+each τ's point is the one the uncertified rule picks, scored by its raw `val` accuracy and cost.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import copy
 import dataclasses
 import itertools
 import json
-import math
 import os
 import time
 from typing import Any, NamedTuple
@@ -36,16 +39,24 @@ import numpy as np
 from absl import logging
 
 from experiments import evaluation, pipeline
-from proteus import metrics, results, sharding, train
+from experiments.sweep_plan import (
+    Group,
+    RunSpec,
+    memory_budget,
+    nbytes,
+    plan_groups,
+    run_bytes,
+)
+from proteus import metrics, operating, results, sharding, train
 from proteus.data.dataset import RoutingDataset
 
-SWEPT = ("pred_lr", "policy_lr", "ent_coef", "dual_lr", "margin")  # HParams fields, traced
-BEST_RULE = ("highest floor compliance on the DESIGN grid; then lowest mean cost over the "
+SWEPT = train.HParams._fields  # the traced per-run hyperparameters (config.train.<name>)
+SELECTION_SPLIT = "val"  # the rows the best run is picked on; test is reported for it only
+BEST_RULE = ("on val: highest floor compliance on the DESIGN grid; then lowest mean cost over the "
              "DESIGN-grid tau it meets; then highest target-response correlation; then lowest run")
 COLUMNS = ("run", "group", "seed", "lanes", *SWEPT, "floor_compliance", "n_feasible",
            "target_response_corr", "acc_at_tau", "cost_at_tau", "savings_at_tau",
            "mean_cost_met", "max_savings", "oracle_gap", "aiq")
-_CPU_BUDGET_GB = 4.0  # when the device reports no memory limit
 
 
 def default_grid() -> ml_collections.ConfigDict:
@@ -64,31 +75,6 @@ def default_grid() -> ml_collections.ConfigDict:
     g.mesh_batch = -1  # devices on the "batch" axis (-1 = auto: the rest)
     g.tau_ref = 0.9  # the τ of the table's "at_tau" columns (nearest grid point)
     return g
-
-
-class RunSpec(NamedTuple):
-    """One run of the grid."""
-
-    index: int
-    seed: int
-    lanes: int
-    pred_lr: float
-    policy_lr: float
-    ent_coef: float
-    dual_lr: float
-    margin: float
-
-
-class Group(NamedTuple):
-    """Runs trained by one compiled program; `runs` padded to `size` by repeating the last."""
-
-    index: int
-    lanes: int
-    runs: tuple[int, ...]
-    size: int
-
-    def padded(self) -> tuple[int, ...]:
-        return self.runs + (self.runs[-1],) * (self.size - len(self.runs))
 
 
 def expand_grid(config: ml_collections.ConfigDict, grid: ml_collections.ConfigDict,
@@ -115,10 +101,7 @@ def grid_hparams(runs: list[RunSpec]) -> train.HParams:
 
 def seed_keys(base_seed: int, seeds) -> tuple[jax.Array, jax.Array]:
     """(init_keys, run_keys), [S] each: `pipeline.make_setup`'s derivation with run r = seed."""
-    keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(base_seed), r))(
-        jnp.asarray(seeds, jnp.int32))
-    init_keys, run_keys = jax.vmap(jax.random.split, out_axes=1)(keys)
-    return init_keys, run_keys
+    return pipeline.run_keys_for(base_seed, seeds)
 
 
 def config_for(config: ml_collections.ConfigDict, lanes: int) -> ml_collections.ConfigDict:
@@ -128,81 +111,33 @@ def config_for(config: ml_collections.ConfigDict, lanes: int) -> ml_collections.
     return out
 
 
-# ----------------------------------------------------------------------------- memory and groups
-
-
-def _nbytes(tree: Any) -> int:
-    return sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
-
-
-def estimate_run_bytes(config: ml_collections.ConfigDict, setup: pipeline.Setup,
-                       batch_shards: int = 1) -> int:
-    """Device bytes one run needs inside a compiled chunk (an estimate, on the high side).
-
-    state: the exact [1]-run TrainState (params, both Adam states, best predictor, duals), twice
-    (the step's new state is built before the old one is released). Activations of one step, with
-    the backward pass ~3x the forward: the predictor on B rows (features, two trunk layers, heads)
-    and, per τ lane, the policy head on the same rows; split over `batch_shards` devices.
-    """
-    one = dataclasses.replace(setup, init_keys=setup.init_keys[:1])
-    state_bytes = _nbytes(jax.eval_shape(lambda: pipeline.initial_state(one, config)))
-    spec, b, k = setup.static.spec, setup.static.batch_size, int(setup.lane_taus.shape[0])
-    per_row = spec.feature_dim + 2 * spec.hidden + 6 * spec.n_models
-    per_lane_row = 32 + 2 * spec.policy_hidden + 16  # cond layer, z/cond proj, hidden, samples
-    act = 3 * 4 * b * (per_row + k * per_lane_row) // max(batch_shards, 1)
-    metrics_bytes = 4 * config.train.chunk_size * k * 8
-    return 2 * state_bytes + act + metrics_bytes
-
-
-def memory_budget(grid: ml_collections.ConfigDict) -> int:
-    """Per-device bytes for training state and activations."""
-    if grid.memory_budget_gb > 0:
-        return int(grid.memory_budget_gb * 2**30)
-    stats = jax.local_devices()[0].memory_stats() or {}
-    limit = stats.get("bytes_limit")
-    return int(limit // 2) if limit else int(_CPU_BUDGET_GB * 2**30)
-
-
-def plan_groups(runs: list[RunSpec], per_run_bytes: dict[int, int], budget: int,
-                runs_axis: int = 1, max_runs: int = 0) -> list[Group]:
-    """Pack runs into as few compiled programs as fit `budget` bytes per device.
-
-    One program per lanes value at least; within it, equal groups of at most
-    `floor(budget / per_run_bytes) * runs_axis` runs (each device holds its share of the runs
-    axis), sizes a multiple of `runs_axis` (padding repeats a run and is not reported).
-    """
-    groups: list[Group] = []
-    for k in sorted({r.lanes for r in runs}):
-        members = [r.index for r in runs if r.lanes == k]
-        per_device = max(1, budget // max(per_run_bytes[k], 1))
-        cap = per_device * runs_axis
-        if max_runs > 0:
-            cap = min(cap, max(runs_axis, max_runs // runs_axis * runs_axis))
-        n_groups = math.ceil(len(members) / cap)
-        size = sharding.fits_evenly(math.ceil(len(members) / n_groups), runs_axis)
-        for g in range(n_groups):
-            chunk = tuple(members[g * size:(g + 1) * size])
-            if chunk:
-                groups.append(Group(len(groups), k, chunk, size))
-    return groups
-
-
 # ----------------------------------------------------------------------------- evaluation
 
 
-def evaluate_run(cfg: ml_collections.ConfigDict, setup: pipeline.Setup, state: train.TrainState,
-                 slot: int, spec: RunSpec, group: int, splits: dict[str, RoutingDataset],
-                 taus: np.ndarray, tau_ref: float) -> dict[str, Any]:
-    """The table row of the run in slot `slot` of a group's (host) state, on the test split
-    (PROTEUS uncertified, its operating points measured on `val` as in `launch.evaluate`)."""
-    e, test = cfg.eval, splits["test"]
-    block = evaluation.proteus_blocks(cfg, setup, state, slot, splits, taus)[0]["proteus"]
+def selection_block(cfg: ml_collections.ConfigDict, setup: pipeline.Setup,
+                    state: train.TrainState, slot: int, val: RoutingDataset,
+                    taus: np.ndarray) -> dict[str, list]:
+    """PROTEUS (uncertified) on `val`, the rows its operating points are measured on: per τ the
+    point the rule picks and that point's raw `val` accuracy and cost (no calib or test label)."""
+    table = evaluation.operating_table(cfg, setup, state, slot, val)
+    policy = operating.OperatingPolicy(table, None, cfg.certify.fallback, val.models)
+    n_points = len(table["model"])
+    return evaluation.router_block(evaluation.resolve_grid(policy, taus),
+                                   np.asarray(table["raw_accuracy"]), np.asarray(table["cost"]),
+                                   np.full(n_points, np.nan))
+
+
+def table_row(cfg: ml_collections.ConfigDict, block: dict[str, list], ds: RoutingDataset,
+              spec: RunSpec, group: int, taus: np.ndarray, tau_ref: float) -> dict[str, Any]:
+    """A table row (`COLUMNS`) from a router block measured on `ds` (oracle, best fixed model
+    and cost range from `ds` too)."""
+    e = cfg.eval
     acc, cost = np.asarray(block["accuracy"]), np.asarray(block["cost"])
     feasible = np.asarray(block["feasible"], bool)
-    oracle_acc, _ = test.oracle()
-    _, _, best_cost = test.best_fixed()
+    oracle_acc, _ = ds.oracle()
+    _, _, best_cost = ds.best_fixed()
     full = metrics.summarize(taus, acc, cost, feasible, oracle_acc, best_cost,
-                             evaluation.cost_range(test))
+                             evaluation.cost_range(ds))
     design = (taus >= e.tau_lo - 1e-9) & (taus <= e.tau_hi + 1e-9)
     met = metrics.meets_floor(taus[design], acc[design])
     ref = int(np.argmin(np.abs(taus - tau_ref)))
@@ -220,6 +155,23 @@ def evaluate_run(cfg: ml_collections.ConfigDict, setup: pipeline.Setup, state: t
     }
 
 
+def evaluate_run(cfg: ml_collections.ConfigDict, setup: pipeline.Setup, state: train.TrainState,
+                 slot: int, spec: RunSpec, group: int, splits: dict[str, RoutingDataset],
+                 taus: np.ndarray, tau_ref: float, split: str = "val") -> dict[str, Any]:
+    """The table row of the run in slot `slot` of a group's (host) state on `split`.
+
+    "val" (selection): `selection_block`. "test" (reported, for the chosen run only): PROTEUS
+    uncertified as `results.json`'s "proteus" router (`evaluation.proteus_blocks`).
+    """
+    if split == "val":
+        block = selection_block(cfg, setup, state, slot, splits["val"], taus)
+    elif split == "test":
+        block = evaluation.proteus_blocks(cfg, setup, state, slot, splits, taus)[0]["proteus"]
+    else:
+        raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+    return table_row(cfg, block, splits[split], spec, group, taus, tau_ref)
+
+
 def best_run(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The row that `BEST_RULE` picks (nan compliance or correlation ranks last, nan cost too)."""
     def key(row):
@@ -235,10 +187,12 @@ def best_run(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class SweepResult(NamedTuple):
-    """Table rows (one per run), the best row, the programs and, per group, its host state."""
+    """Table rows (one per run, on `val`), the best row, the chosen run's row on test, the
+    programs and, per group, its host state."""
 
     rows: list[dict[str, Any]]
     best: dict[str, Any]
+    best_test: dict[str, Any]
     groups: list[Group]
     mesh_shape: dict[str, int]
     seconds: dict[str, float]
@@ -250,8 +204,8 @@ def _plan(config, splits, grid, runs, mesh) -> list[Group]:
     for k in sorted({r.lanes for r in runs}):
         cfg = config_for(config, k)
         setup = pipeline.make_setup(cfg, splits, hparams=grid_hparams(runs[:1]))
-        per_run[k] = estimate_run_bytes(cfg, setup, mesh.shape[sharding.BATCH])
-    data_bytes = sum(_nbytes(splits[n].features) + _nbytes(splits[n].scores) * 2
+        per_run[k] = run_bytes(cfg, setup, splits, mesh.shape[sharding.BATCH])
+    data_bytes = sum(nbytes(splits[n].features) + nbytes(splits[n].scores) * 2
                      for n in ("pred", "policy", "val"))
     budget = max(memory_budget(grid) - data_bytes, 1)
     groups = plan_groups(runs, per_run, budget, mesh.shape[sharding.RUNS],
@@ -294,23 +248,34 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str,
     groups = _plan(config, splits, grid, runs, mesh)
     _check_plan(workdir, config, grid, groups)
     placement = sharding.Placement(mesh) if mesh.size > 1 else None  # one device: as is
-    rows, states = [], []
+    rows, states, setups = [], [], []
     seconds = {"load_and_plan": time.perf_counter() - start, "train": 0.0, "eval": 0.0}
     for group in groups:
         t0 = time.perf_counter()
         setup, state = train_group(config, splits, runs, group, workdir, placement, progress)
         states.append(state)
+        setups.append(setup)
         t1 = time.perf_counter()
-        cfg = config_for(config, group.lanes)
-        taus = pipeline.eval_taus(cfg, setup.lane_taus)
-        rows += [evaluate_run(cfg, setup, state, slot, runs[i], group.index, splits, taus,
-                              grid.tau_ref) for slot, i in enumerate(group.runs)]
+        rows += [_evaluate(config, setup, state, group, slot, runs, splits, grid, "val")
+                 for slot in range(len(group.runs))]
         seconds["train"] += t1 - t0
         seconds["eval"] += time.perf_counter() - t1
-    result = SweepResult(rows, best_run(rows), groups, dict(mesh.shape), seconds, states)
+    best = best_run(rows)
+    group = groups[best["group"]]
+    best_test = _evaluate(config, setups[group.index], states[group.index], group,
+                          group.runs.index(best["run"]), runs, splits, grid, "test")
+    result = SweepResult(rows, best, best_test, groups, dict(mesh.shape), seconds, states)
     if sharding.is_primary():
         write_tables(workdir, config, grid, result)
     return result
+
+
+def _evaluate(config, setup, state, group: Group, slot: int, runs: list[RunSpec], splits,
+              grid, split: str) -> dict[str, Any]:
+    cfg = config_for(config, group.lanes)
+    taus = pipeline.eval_taus(cfg, setup.lane_taus)
+    return evaluate_run(cfg, setup, state, slot, runs[group.runs[slot]], group.index, splits,
+                        taus, grid.tau_ref, split)
 
 
 # ----------------------------------------------------------------------------- files
@@ -359,7 +324,8 @@ def markdown_table(rows: list[dict[str, Any]], best: dict[str, Any]) -> str:
 
 def write_tables(workdir: str, config: ml_collections.ConfigDict,
                  grid: ml_collections.ConfigDict, result: SweepResult) -> dict[str, str]:
-    """sweep_results.csv, .md and .json in `workdir`; returns their paths."""
+    """sweep_results.csv, .md and .json in `workdir` (rows on `val`, the chosen run's test row
+    in .md and .json); returns their paths."""
     os.makedirs(workdir, exist_ok=True)
     paths = {ext: os.path.join(workdir, f"sweep_results.{ext}") for ext in ("csv", "md", "json")}
     with open(paths["csv"], "w") as f:
@@ -367,17 +333,21 @@ def write_tables(workdir: str, config: ml_collections.ConfigDict,
         for row in result.rows:
             f.write(",".join(repr(row[c]) if isinstance(row[c], float) else str(row[c])
                              for c in COLUMNS) + "\n")
-    best = result.best
+    best, test = result.best, result.best_test
     summary = (f"best run {best['run']} (seed {best['seed']}, lanes {best['lanes']}, "
                + ", ".join(f"{n}={best[n]:.3g}" for n in SWEPT)
-               + f"): floor compliance {_fmt(best['floor_compliance'])}, mean cost at met tau "
-               f"{_fmt(best['mean_cost_met'])}, r {_fmt(best['target_response_corr'])}")
+               + f"): on val floor compliance {_fmt(best['floor_compliance'])}, mean cost at met "
+               f"tau {_fmt(best['mean_cost_met'])}, r {_fmt(best['target_response_corr'])}; on "
+               f"test floor compliance {_fmt(test['floor_compliance'])}, mean cost at met tau "
+               f"{_fmt(test['mean_cost_met'])}, r {_fmt(test['target_response_corr'])}")
     with open(paths["md"], "w") as f:
-        f.write(f"# Sweep {config.name}\n\nRule: {BEST_RULE}.\n\n{summary}\n\n"
-                f"{markdown_table(result.rows, best)}\n")
+        f.write(f"# Sweep {config.name}\n\nRule: {BEST_RULE}. Rows: every run on "
+                f"{SELECTION_SPLIT}.\n\n{summary}\n\n{markdown_table(result.rows, best)}\n\n"
+                f"The chosen run on test:\n\n{markdown_table([test], test)}\n")
     _write_json(paths["json"], {
         "config_name": config.name, "dataset": config.data.source, "best_rule": BEST_RULE,
-        "best": best, "rows": result.rows, "columns": list(COLUMNS), "grid": grid.to_dict(),
+        "selection_split": SELECTION_SPLIT, "best": best, "best_test": test,
+        "rows": result.rows, "columns": list(COLUMNS), "grid": grid.to_dict(),
         "groups": [g._asdict() for g in result.groups], "n_programs": len(result.groups),
         "mesh": result.mesh_shape, "processes": jax.process_count(), "seconds": result.seconds,
         "tau_ref": grid.tau_ref})

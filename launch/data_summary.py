@@ -15,8 +15,7 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
-from proteus.data import DataValidationError, dataset_card, load_source, parse_spec
-from proteus.data.routerbench import to_parquet
+from proteus.data import DataValidationError, source_card
 
 _SOURCE = flags.DEFINE_string(
     "source", "synthetic:routerbench", "data source spec, e.g. routerbench:<path> or "
@@ -35,16 +34,8 @@ def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
-        ds = load_source(_SOURCE.value, cache_dir=_CACHE_DIR.value,
-                         allow_pickle=_ALLOW_PICKLE.value)
-        print(dataset_card(ds))
-        if _TO_PARQUET.value:
-            kind, target, _ = parse_spec(_SOURCE.value)
-            if kind != "routerbench":
-                raise ValueError(f"--to_parquet converts routerbench: sources, not {kind}:")
-            # load_source has enforced the opt-in; the conversion re-reads the same file.
-            path = to_parquet(target, _TO_PARQUET.value, allow_pickle=True)
-            print(f"wrote {path}; load it as routerbench:{path}")
+        print(source_card(_SOURCE.value, _CACHE_DIR.value, _ALLOW_PICKLE.value,
+                          _TO_PARQUET.value))
     except (DataValidationError, ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")  # a clear message, exit code 1, no traceback
 

@@ -9,10 +9,10 @@ was started with is refused unless its fields are listed in --allow_config_chang
 
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
-from experiments import evaluation, harness, pipeline, workdir
+from experiments import evaluation, harness, logs, pipeline, workdir
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:variants].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir; outputs are written there.")
@@ -24,7 +24,7 @@ flags.mark_flag_as_required("workdir")
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.INFO)
+    logs.job_logging()  # INFO, without Orbax's lines between the progress bars
     try:
         config = _CONFIG.value or pipeline.load_config(_WORKDIR.value)
         workdir.prepare(config, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value)

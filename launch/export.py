@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 
-from absl import app, flags, logging
+from absl import app, flags
 
-from experiments import exporting
+from experiments import exporting, logs
 from proteus import export
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A finished training workdir.")
@@ -29,7 +29,7 @@ _PLATFORMS = flags.DEFINE_list("platforms", list(export.DEFAULT_PLATFORMS),
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.INFO)
+    logs.job_logging()  # INFO, without Orbax's lines between the progress bars
     manifest = exporting.export_workdir(_WORKDIR.value, _OUT.value, _RUN.value,
                                         _OVERWRITE.value, tuple(_PLATFORMS.value),
                                         _CERTIFIED.value)

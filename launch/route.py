@@ -4,22 +4,12 @@
     python -m launch.route --artifact=A --tau=0.9 --features=0.1,-0.3,...   # precomputed features
     python -m launch.route --artifact=A --tau=0.9 --input=queries.jsonl --output=decisions.jsonl
 
-Batch mode reads JSONL lines {"query": str} or {"features": [D floats]}, each optionally with its
-own "tau" and an "id" that is echoed back; a line that cannot be routed gives
-{"line": N, "error": message} and the exit status is 1. A progress bar shows on large files.
+Batch mode and the output format: see `proteus.route_cli`.
 """
 
-from __future__ import annotations
-
-import json
-import sys
-from collections.abc import Iterable
-from typing import Any, TextIO
-
-import tqdm
 from absl import app, flags
 
-from proteus import operating, protocol, serving
+from proteus import operating, route_cli
 
 _ARTIFACT = flags.DEFINE_string("artifact", None, "Artifact directory (from launch.export).")
 _TAU = flags.DEFINE_float("tau", None, "Accuracy target τ in [0, 1] (JSONL lines may override).")
@@ -32,86 +22,13 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 1024, "Lines routed per call in
 _PROGRESS = flags.DEFINE_bool("progress", True, "Progress bar in batch mode (large files).")
 
 
-def _parse_line(router: serving.Router, n: int, line: str, tau: float | None,
-                limits: protocol.Limits) -> tuple[protocol.Item | None, dict[str, Any]]:
-    """(item, extra) of JSONL line n, or (None, error record)."""
-    try:
-        obj = json.loads(line)
-        if not isinstance(obj, dict):
-            raise protocol.RequestError(422, "expected a JSON object")
-        extra = {"id": obj.pop("id")} if "id" in obj else {}
-        if "tau" not in obj and tau is not None:
-            obj["tau"] = tau
-        return protocol.parse_item(obj, router, limits, ""), extra
-    except RecursionError:
-        return None, {"line": n, "error": "malformed JSON: nested too deeply"}
-    except ValueError as err:
-        return None, {"line": n, "error": f"malformed JSON: {err}"}
-    except protocol.RequestError as err:
-        return None, {"line": n, "error": err.detail}
-
-
-def route_jsonl(router: serving.Router, lines: Iterable[str], out: TextIO, tau: float | None,
-                batch_size: int = 1024, progress: bool = False,
-                total: int | None = None) -> tuple[int, int]:
-    """Route JSONL query lines, writing one JSON decision (or error record) per line to `out`.
-
-    Returns:
-      (decisions written, error records written).
-    """
-    limits = protocol.Limits(max_query_chars=1 << 30)
-    chunk: list[tuple[int, Any, Any]] = []  # (line number, item | None, extra | error record)
-    counts = [0, 0]
-
-    def flush() -> None:
-        items = [item for _, item, _ in chunk if item is not None]
-        decisions = iter(protocol.route_items(router, items) if items else [])
-        for n, item, extra in chunk:
-            d = next(decisions) if item is not None else None
-            if isinstance(d, Exception):  # this line alone failed while routing
-                extra = {"line": n, "error": getattr(d, "detail", str(d))}
-            ok = item is not None and not isinstance(d, Exception)
-            counts[not ok] += 1
-            out.write(json.dumps({**extra, **d} if ok else extra, allow_nan=False) + "\n")
-        chunk.clear()
-
-    bar = tqdm.tqdm(lines, total=total, unit="query", file=sys.stderr,
-                    disable=not progress or (total or 0) <= batch_size)
-    for n, line in enumerate(bar, start=1):
-        if line.strip():
-            chunk.append((n, *_parse_line(router, n, line, tau, limits)))
-        if len(chunk) >= batch_size:
-            flush()
-    flush()
-    return counts[0], counts[1]
-
-
 def main(argv):
-    router = serving.Router.load(_ARTIFACT.value, fallback=_FALLBACK.value)
-    if _INPUT.value:
-        with open(_INPUT.value) as f:
-            total = sum(1 for _ in f)
-        out = open(_OUTPUT.value, "w") if _OUTPUT.value else sys.stdout  # noqa: SIM115
-        with open(_INPUT.value) as f:
-            n_ok, n_err = route_jsonl(router, f, out, _TAU.value, _BATCH_SIZE.value,
-                                      _PROGRESS.value, total)
-        if out is not sys.stdout:
-            out.close()
-        print(f"{n_ok} decisions, {n_err} errors", file=sys.stderr)
-        return 1 if n_err else 0
-    queries = argv[1:] if _FEATURES.value is None else _FEATURES.value
-    if _TAU.value is None or not queries:
-        raise app.UsageError("give --tau and query texts, --features or --input")
     try:
-        if _FEATURES.value is not None:
-            queries = [float(v) for v in queries]
-        decisions = router.route(queries, _TAU.value)
-    except (ValueError, serving.RoutingError) as err:  # the Python API's own checks
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    for d in decisions:
-        print(json.dumps(d.to_dict()))
-    return 0
+        return route_cli.run(_ARTIFACT.value, _TAU.value, argv[1:], _FEATURES.value,
+                             _INPUT.value, _OUTPUT.value, _FALLBACK.value, _BATCH_SIZE.value,
+                             _PROGRESS.value)
+    except route_cli.UsageError as err:
+        raise app.UsageError(str(err)) from err
 
 
 if __name__ == "__main__":

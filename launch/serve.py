@@ -16,7 +16,7 @@ from absl import app, flags
 
 from proteus import http_guards, operating, server, serving
 
-AUTH_ENV = "PROTEUS_AUTH_TOKENS"
+AUTH_ENV = http_guards.AUTH_ENV
 _DEFAULTS = server.ServerSettings
 
 _ARTIFACT = flags.DEFINE_string("artifact", None, "Artifact directory (from launch.export).")
@@ -49,17 +49,6 @@ _KEEP_ALIVE = flags.DEFINE_integer("timeout_keep_alive", _DEFAULTS.keep_alive_ti
 _LOG_LEVEL = flags.DEFINE_string("log_level", "info", "uvicorn log level.")
 
 
-def auth_tokens(path: str | None, environ: dict[str, str]) -> tuple[str, ...]:
-    """Bearer tokens from `path` (if given) and `environ[AUTH_ENV]`; ValueError naming where."""
-    tokens = http_guards.parse_tokens(environ.get(AUTH_ENV, ""), f"${AUTH_ENV}")
-    if path:
-        with open(path) as f:
-            tokens += http_guards.parse_tokens(f.read(), path)
-        if not tokens:
-            raise ValueError(f"{path}: no bearer tokens in the file")
-    return tokens
-
-
 def main(argv):
     del argv
     router = serving.Router.load(_ARTIFACT.value, fallback=_FALLBACK.value,
@@ -68,7 +57,7 @@ def main(argv):
         max_query_chars=_MAX_QUERY_CHARS.value, max_body_bytes=_MAX_BODY_BYTES.value,
         max_batch_items=_MAX_BATCH_ITEMS.value, max_batch=_MAX_BATCH.value,
         max_queue=_MAX_QUEUE.value, max_wait_ms=_MAX_WAIT_MS.value,
-        auth_tokens=auth_tokens(_AUTH_TOKENS_FILE.value, dict(os.environ)),
+        auth_tokens=http_guards.auth_tokens(_AUTH_TOKENS_FILE.value, os.environ),
         read_timeout_s=_READ_TIMEOUT.value, header_timeout_s=_HEADER_TIMEOUT.value,
         keep_alive_timeout_s=_KEEP_ALIVE.value)
     server.serve(server.create_app(router, settings), _HOST.value, _PORT.value, _LOG_LEVEL.value)

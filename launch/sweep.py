@@ -12,11 +12,10 @@ everything lives in `experiments/sweep.py`.
 
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
-from experiments import sweep, validate
-from proteus import sharding
+from experiments import distributed, logs, sweep, validate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:variants].")
 _SWEEP = config_flags.DEFINE_config_dict("sweep", sweep.default_grid(),
@@ -28,13 +27,13 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.INFO)
+    logs.job_logging()  # INFO, without Orbax's lines between the progress bars
     try:
         validate.validate(_CONFIG.value)  # before any process writes a plan or a checkpoint
         validate.validate_grid(_SWEEP.value, sweep.SWEPT)
     except validate.ConfigError as e:
         sys.exit(f"error: {e}")
-    info = sharding.initialize_distributed_from_env()  # before anything touches a device
+    info = distributed.join_from_env()  # before anything touches a device
     result = sweep.run_sweep(_CONFIG.value, _WORKDIR.value, _SWEEP.value, progress=_PROGRESS.value)
     if info.process_index == 0:
         print(sweep.markdown_table(result.rows, result.best))

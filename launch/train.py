@@ -11,10 +11,10 @@ started with another config, and bad data stop the run with one line naming the 
 
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
-from experiments import evaluation, workdir
+from experiments import evaluation, logs, workdir
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:variants].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and results go.")
@@ -27,7 +27,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.INFO)
+    logs.job_logging()  # INFO, without Orbax's lines between the progress bars
     try:
         workdir.prepare(_CONFIG.value, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value)
         results = evaluation.train_and_evaluate(_CONFIG.value, _WORKDIR.value,

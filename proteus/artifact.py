@@ -365,3 +365,20 @@ def lowering_platform() -> str:
     client = getattr(jax.devices()[0], "client", None)
     version = str(getattr(client, "platform_version", "")).lower()
     return "rocm" if "rocm" in version else "cuda"
+
+
+def save_params(path: str, tree: Any) -> None:
+    """Write the router's parameters (a pytree of arrays) to `path`, a new directory (Orbax)."""
+    import orbax.checkpoint as ocp  # noqa: PLC0415 (Orbax only when an artifact is written/read)
+
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(os.path.abspath(path), jax.device_get(tree))
+    checkpointer.wait_until_finished()
+
+
+def load_params(path: str) -> Any:
+    """Read parameters written by `save_params` as nested dicts of numpy arrays."""
+    import orbax.checkpoint as ocp  # noqa: PLC0415 (`import proteus.serving` stays light)
+
+    restored = ocp.StandardCheckpointer().restore(os.path.abspath(path))
+    return jax.tree.map(np.asarray, restored)

@@ -20,21 +20,21 @@ p-values for H0: mean score < τ, with n calibration queries and mean score a:
   * "hoeffding": exp(−2n (a − τ)_+²).
   "auto" uses Clopper–Pearson when every score is 0 or 1, Hoeffding–Bentkus otherwise.
 
-Lower confidence bounds (reported per point) invert the same p-value: LCB = sup{τ : p(τ) <= δ}, by
-64-step bisection kept on the conservative side. All of it runs under float64 (`jax.enable_x64`)
-because float32 `betainc` is off by ~0.5% at n in the thousands.
+Lower confidence bounds (reported per point) invert the same p-value: LCB = sup{τ : p(τ) <= δ}.
+Clopper–Pearson's is the δ-quantile of Beta(k, n − k + 1) and Hoeffding's is closed form; the
+Hoeffding–Bentkus bound is found by 64-step bisection. Every bound is kept on the conservative
+side (p(LCB) <= δ). All of it is float64 numpy and `scipy.special` (the regularised incomplete beta
+and its inverse, the functions behind `scipy.stats.binom` and `scipy.stats.beta`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import functools
+import math
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import betainc, xlogy
+from scipy import special
 
 METHODS = ("clopper_pearson", "hoeffding_bentkus", "hoeffding")
 
@@ -46,56 +46,37 @@ class Fallback(enum.StrEnum):
     REFUSE = "refuse"  # route nowhere (route_to = −1): the caller must refuse the request
 
 
-# ------------------------------------------------------------------ p-values (one τ, one point)
+# ------------------------------------------------------------------ p-values
 
 
-def _pvalue(method: str, mean: jax.Array, n: jax.Array, tau: jax.Array) -> jax.Array:
-    """p-value of H0: accuracy < τ for one point with mean score `mean` over n queries."""
+def _pvalue(method: str, mean: np.ndarray, n: int, tau: np.ndarray) -> np.ndarray:
+    """p-values of H0: accuracy < τ; `mean` and `tau` broadcast together (float64)."""
+    mean, tau = np.broadcast_arrays(np.asarray(mean, np.float64), np.asarray(tau, np.float64))
     if method == "clopper_pearson":
-        k = jnp.round(mean * n)
-        p = betainc(jnp.maximum(k, 1.0), n - k + 1.0, jnp.clip(tau, 0.0, 1.0))
-        return jnp.where(k <= 0, 1.0, p)
+        k = np.round(mean * n)
+        # P(Bin(n, τ) >= k) = I_τ(k, n − k + 1) (`scipy.stats.binom.sf(k − 1, n, τ)`, faster)
+        p = special.betainc(np.maximum(k, 1.0), n - k + 1.0, np.clip(tau, 0.0, 1.0))
+        return np.where(k <= 0, 1.0, p)
     if method == "hoeffding":
-        gap = jnp.maximum(mean - tau, 0.0)
-        return jnp.exp(-2.0 * n * gap * gap)
+        gap = np.maximum(mean - tau, 0.0)
+        return np.exp(-2.0 * n * gap * gap)
     if method == "hoeffding_bentkus":
-        risk = jnp.clip(1.0 - mean, 0.0, 1.0)
-        alpha = jnp.clip(1.0 - tau, 1e-15, 1.0 - 1e-15)
-        x = jnp.minimum(risk, alpha)
-        h = xlogy(x, x / alpha) + xlogy(1.0 - x, (1.0 - x) / (1.0 - alpha))
-        m = jnp.ceil(n * risk - 1e-9)  # P(Bin(n, α) <= m) = I_{1−α}(n − m, m + 1)
-        cdf = jnp.where(m >= n, 1.0, betainc(jnp.maximum(n - m, 1.0), m + 1.0, 1.0 - alpha))
-        return jnp.minimum(jnp.minimum(jnp.exp(-n * h), jnp.e * cdf), 1.0)
+        risk = np.clip(1.0 - mean, 0.0, 1.0)
+        alpha = np.clip(1.0 - tau, 1e-15, 1.0 - 1e-15)
+        x = np.minimum(risk, alpha)
+        h = special.xlogy(x, x / alpha) + special.xlogy(1.0 - x, (1.0 - x) / (1.0 - alpha))
+        m = np.ceil(n * risk - 1e-9)
+        # P(Bin(n, α) <= m) = I_{1−α}(n − m, m + 1) (`scipy.stats.binom.cdf(m, n, α)`, faster)
+        cdf = np.where(m >= n, 1.0, special.betainc(np.maximum(n - m, 1.0), m + 1.0, 1.0 - alpha))
+        return np.minimum(np.minimum(np.exp(-n * h), math.e * cdf), 1.0)
     raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _pvalue_pairs(method: str, means: jax.Array, n: jax.Array, taus: jax.Array) -> jax.Array:
-    """[K] means, [K] taus -> [K] p-values."""
-    return jax.vmap(lambda m, t: _pvalue(method, m, n, t))(means, taus)
-
-
-def _padded(x: np.ndarray) -> jax.Array:
-    """x padded to a power-of-two length (>= 8), so a few compiled shapes serve every size."""
-    size = max(8, 1 << max(0, int(x.size - 1).bit_length()))
-    return jnp.asarray(np.pad(x, (0, size - x.size), mode="edge"), jnp.float64)
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _lower_bounds(method: str, means: jax.Array, n: jax.Array, delta: jax.Array) -> jax.Array:
-    """[P] means -> [P] sup{τ : p(τ) <= δ} by bisection (returns the side with p <= δ)."""
-
-    def one(mean: jax.Array) -> jax.Array:
-        def step(_, bounds):
-            lo, hi = bounds
-            mid = 0.5 * (lo + hi)
-            ok = _pvalue(method, mean, n, mid) <= delta
-            return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
-
-        lo, _ = jax.lax.fori_loop(0, 64, step, (jnp.zeros_like(mean), jnp.ones_like(mean)))
-        return lo
-
-    return jax.vmap(one)(means)
+def _check_named(method: str) -> None:
+    """`pvalues` and `lower_bounds` see only means: "auto" (which needs the scores) is refused."""
+    if method not in METHODS:
+        why = " ('auto' needs the per-query scores: use certify())" if method == "auto" else ""
+        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}{why}")
 
 
 def _resolve(method: str, scores: np.ndarray) -> str:
@@ -116,27 +97,64 @@ def pvalues(means, n: int, taus, method: str) -> np.ndarray:
       means: [P] calibration mean scores.
       n: number of calibration queries.
       taus: [T] targets.
-      method: one of `METHODS`.
+      method: one of `METHODS` ("auto" is resolved by `certify`, which sees the scores).
 
     Returns:
       [T, P] float64 p-values.
     """
-    _resolve(method, np.zeros(1))
+    _check_named(method)
     means = np.atleast_1d(np.asarray(means, np.float64))
     taus = np.atleast_1d(np.asarray(taus, np.float64))
-    mm, tt = np.meshgrid(means, taus)  # [T, P] each
-    with jax.enable_x64(True):
-        out = _pvalue_pairs(method, _padded(mm.ravel()), jnp.float64(n), _padded(tt.ravel()))
-        return np.asarray(out, np.float64)[: mm.size].reshape(mm.shape)
+    return _pvalue(method, means[None, :], int(n), taus[:, None])
 
 
 def lower_bounds(means, n: int, delta: float, method: str) -> np.ndarray:
-    """One-sided (1 − δ) lower confidence bounds of accuracy: [P] means -> [P] float64."""
-    _resolve(method, np.zeros(1))
+    """One-sided (1 − δ) lower confidence bounds of accuracy: [P] means -> [P] float64.
+
+    sup{τ : p(τ) <= δ}, returned on the side where p <= δ.
+    """
+    _check_named(method)
     means = np.atleast_1d(np.asarray(means, np.float64))
-    with jax.enable_x64(True):
-        out = _lower_bounds(method, _padded(means), jnp.float64(n), jnp.float64(delta))
-        return np.asarray(out, np.float64)[: means.size]
+    if method == "hoeffding":
+        lcb = np.maximum(means - math.sqrt(math.log(1.0 / delta) / (2.0 * n)), 0.0)
+    elif method == "clopper_pearson":
+        k = np.round(means * n)
+        lcb = special.betaincinv(np.maximum(k, 1.0), n - k + 1.0, delta)  # Beta δ-quantile
+        lcb = np.where(k <= 0, 0.0, lcb)
+    else:  # hoeffding_bentkus: p <= δ where either part is, and each part is monotone in τ
+        lcb = np.maximum(_hoeffding_kl_lower(means, n, delta), _bentkus_lower(means, n, delta))
+    for i in range(64):  # a quantile or closed form can land a few ulps on the wrong side
+        over = (lcb > 0) & (_pvalue(method, means, n, lcb) > delta)
+        if not over.any():
+            break
+        lcb = np.where(over, np.maximum(lcb - np.spacing(lcb) * 2.0**i, 0.0), lcb)
+    return lcb
+
+
+def _hoeffding_kl_lower(means: np.ndarray, n: int, delta: float) -> np.ndarray:
+    """[P] sup{τ : exp(−n·h(min(R, α), α)) <= δ}, with α = 1 − τ and R = 1 − mean.
+
+    For τ >= mean (α <= R) h is 0 and p = 1; below the mean h(R, α) falls as τ rises, so the
+    bound is found by bisection on [0, mean]; 56 halvings reach float64 resolution.
+    """
+    mean = np.clip(means, 0.0, 1.0)
+    risk = 1.0 - mean
+    need = math.log(1.0 / delta) / n  # exp(−n·h) <= δ  <=>  h >= log(1/δ)/n
+    lo, hi = np.zeros_like(mean), mean.copy()
+    with np.errstate(divide="ignore", invalid="ignore"):  # mean 0: no bound (0 below)
+        for _ in range(56):
+            mid = 0.5 * (lo + hi)  # τ in (0, mean]: α = 1 − τ in [R, 1), 1 − α = τ
+            h = special.xlogy(risk, risk / (1.0 - mid)) + special.xlogy(mean, mean / mid)
+            ok = h >= need
+            lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+    return np.where(mean > 0.0, lo, 0.0)
+
+
+def _bentkus_lower(means: np.ndarray, n: int, delta: float) -> np.ndarray:
+    """[P] sup{τ : e·P(Bin(n, 1 − τ) <= m) <= δ}; P(Bin(n, 1 − τ) <= m) = I_τ(n − m, m + 1)."""
+    m = np.ceil(n * np.clip(1.0 - means, 0.0, 1.0) - 1e-9)
+    q = special.betaincinv(np.maximum(n - m, 1.0), m + 1.0, min(delta / math.e, 1.0))
+    return np.where(m >= n, 0.0, q)
 
 
 def clopper_pearson_lower(k, n: int, delta: float) -> np.ndarray:

@@ -22,7 +22,6 @@ import shutil
 from typing import Any
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
@@ -109,29 +108,32 @@ class Checkpointer:
     Args:
       directory: checkpoints go to `<directory>` (created if missing).
       max_to_keep: keep the last N steps.
-      save_every: save only when `step % save_every == 0` (the host loop may call `save` every
-        chunk); `force=True` saves regardless.
+      save_interval_steps: Orbax's save interval: `save` writes when `step % interval == 0`
+        (the host loop may call it every chunk); `force=True` saves regardless.
     """
 
-    def __init__(self, directory: str, max_to_keep: int = 3, save_every: int = 1):
+    def __init__(self, directory: str, max_to_keep: int = 3, save_interval_steps: int = 1):
         self.directory = os.path.abspath(directory)
-        self._save_every = max(1, int(save_every))
+        # Orbax's default policy also saves the first step of a run; the interval alone is what a
+        # `checkpoint.every_chunks` setting means.
+        policy = ocp.checkpoint_managers.FixedIntervalPolicy(max(1, int(save_interval_steps)))
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                               enable_async_checkpointing=False)
+                                               enable_async_checkpointing=False,
+                                               save_decision_policy=policy)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
     def save(self, step: int, state: Any, meta: dict[str, Any], force: bool = False) -> bool:
-        """Save `state` (a pytree of arrays) and `meta` (JSON-able) at `step`; True if written."""
-        if not force and step % self._save_every:
-            return False
+        """Save `state` (a pytree of arrays) and `meta` (JSON-able) at `step` when the interval
+        (or `force`) says so and the step is not saved yet; True if written."""
         if step in self._manager.all_steps():
             return False
         args = ocp.args.Composite(state=ocp.args.StandardSave(state),
                                   meta=ocp.args.JsonSave(meta))
-        self._manager.save(step, args=args, force=True)
+        if not self._manager.save(step, args=args, force=force):
+            return False
         self._manager.wait_until_finished()
         if jax.process_index() == 0:  # one writer; the step is final once Orbax returns
             write_checksums(self.step_dir(step))
@@ -211,17 +213,3 @@ class Checkpointer:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[0][:200] if text else ""
-
-
-def save_pytree(path: str, tree: Any) -> None:
-    """Write a pytree of arrays (nested dicts/lists) to `path` (a new directory)."""
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(os.path.abspath(path), jax.device_get(tree))
-    checkpointer.wait_until_finished()
-
-
-def load_pytree(path: str) -> Any:
-    """Read a pytree written by `save_pytree` as nested dicts of numpy arrays."""
-    checkpointer = ocp.StandardCheckpointer()
-    restored = checkpointer.restore(os.path.abspath(path))
-    return jax.tree.map(np.asarray, restored)

@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import proteus
-from proteus import artifact, checkpoint, networks, serving
+from proteus import artifact, networks, serving
 from proteus.operating import feasible_range
 from proteus.types import Array, Params
 
@@ -71,7 +71,8 @@ class RouterBundle:
       params: {"predictor", "policy", "stats", "calib"} of ONE run.
       lane_taus: [K] the lanes' τ, increasing.
       lane_lams: [K] the lanes' inference λ (`DualState.lam_avg`).
-      lane_accuracy: [K] accuracy each lane reached on held-out labels (`DualState.acc_avg`).
+      lane_accuracy: [K] accuracy each lane reached in training, on the `policy` split the duals
+        trained on (`DualState.acc_avg`; in-sample, not held out).
       models: [M] model names.
       encoder: `Encoder.to_config()` of the features the router was trained on.
       prices: model -> (USD per input token, USD per output token), where known.
@@ -242,7 +243,7 @@ def write_artifact(bundle: RouterBundle, out: str, overwrite: bool = False,
     try:
         with open(os.path.join(tmp, artifact.FUNCTION_FILE), "wb") as f:
             f.write(blob)
-        checkpoint.save_pytree(os.path.join(tmp, artifact.PARAMS_DIR), params)
+        artifact.save_params(os.path.join(tmp, artifact.PARAMS_DIR), params)
         manifest = artifact.seal(manifest, tmp)  # hashes every file written above
         with open(os.path.join(tmp, artifact.MANIFEST_FILE), "w") as f:
             json.dump(manifest, f, indent=1, allow_nan=False)

@@ -20,7 +20,7 @@ import asyncio
 import hmac
 import ipaddress
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 from proteus.protocol import RequestError
 
@@ -53,6 +53,24 @@ def parse_tokens(text: str, source: str) -> tuple[str, ...]:
                                  "print(secrets.token_urlsafe(32))'`)")
             tokens.append(token)
     return tuple(tokens)
+
+
+AUTH_ENV = "PROTEUS_AUTH_TOKENS"  # comma-separated bearer tokens, read by the launchers
+
+
+def auth_tokens(path: str | None, environ: Mapping[str, str]) -> tuple[str, ...]:
+    """Bearer tokens from the file `path` (if given) and `environ[AUTH_ENV]`.
+
+    Raises:
+      ValueError: naming the file or variable with a bad token, or a given file without any.
+    """
+    tokens = parse_tokens(environ.get(AUTH_ENV, ""), f"${AUTH_ENV}")
+    if path:
+        with open(path) as f:
+            tokens += parse_tokens(f.read(), path)
+        if not tokens:
+            raise ValueError(f"{path}: no bearer tokens in the file")
+    return tokens
 
 
 class TokenAuth:

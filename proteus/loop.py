@@ -1,9 +1,10 @@
 """Compiled chunks of training steps and the Python host loop that runs between them.
 
 The compiled unit is a `lax.scan` over `chunk_size` steps of ONE run, vmapped over S independent
-runs (seeds and swept hyperparameters) and jit-compiled once per phase: a sweep of S runs is one
-program. Minibatches are drawn on device from `fold_in(run_key, step)`, so a run resumed from a
-checkpoint at a chunk boundary replays exactly the steps an uninterrupted run would take.
+runs (seeds and swept hyperparameters) and jit-compiled at module level with static settings, so
+JAX's cache compiles each phase's program once per process: a sweep of S runs is one program.
+Minibatches are drawn on device from `fold_in(run_key, step)`, so a run resumed from a checkpoint
+at a chunk boundary replays exactly the steps an uninterrupted run would take.
 
 Between chunks the host loop (`fit`) evaluates, early-stops the predictor phase, reports metrics
 through a callback and checkpoints through another; the library itself does no file I/O here.
@@ -34,35 +35,6 @@ from proteus.types import Array, Params
 StepFn = Callable[..., tuple[train.TrainState, dict[str, Array]]]
 
 
-class PhaseData(NamedTuple):
-    """A split held on device: features [N, D] f32, scores [N, M] f32, costs [N, M] f32 USD.
-
-    Optional: fold [N] int32 cross-fitting folds; z [S, N, H], p_hat [S, N, M], c_hat [S, N, M],
-    each run's frozen predictor outputs for the policy phase (see `policy_phase_data`).
-    """
-
-    features: Array
-    scores: Array
-    costs: Array
-    fold: Array | None = None
-    z: Array | None = None
-    p_hat: Array | None = None
-    c_hat: Array | None = None
-
-    @classmethod
-    def from_dataset(cls, ds, fold=None) -> PhaseData:
-        if ds.features is None:
-            raise ValueError(f"dataset {ds.name!r} has no features; encode it first")
-        return cls(jnp.asarray(ds.features, jnp.float32), jnp.asarray(ds.scores, jnp.float32),
-                   jnp.asarray(ds.costs, jnp.float32),
-                   None if fold is None else jnp.asarray(fold, jnp.int32))
-
-    def run_axes(self) -> PhaseData:
-        """vmap in_axes over runs: the per-run predictor outputs are batched, the data shared."""
-        return PhaseData(*(None if name in ("features", "scores", "costs", "fold") or v is None
-                           else 0 for name, v in self._asdict().items()))
-
-
 class LoopConfig(NamedTuple):
     """Host-loop settings (see experiments/configs for their defaults and meaning)."""
 
@@ -79,14 +51,14 @@ def make_chunk(static: train.StaticConfig, step_fn: StepFn, chunk_size: int, con
     minibatch across devices; None leaves it to XLA.
     """
 
-    def chunk(state: train.TrainState, run_key: Array, data: PhaseData, hp: train.HParams):
+    def chunk(state: train.TrainState, run_key: Array, data: train.Batch, hp: train.HParams):
         n = data.features.shape[0]
 
         def body(state, _):
             key = jax.random.fold_in(run_key, state.step)
             k_batch, k_step = jax.random.split(key)
             idx = jax.random.randint(k_batch, (static.batch_size,), 0, n)
-            batch = train.Batch(*(None if v is None else v[idx] for v in data))
+            batch = jax.tree.map(lambda v: v[idx], data)  # the rows drawn, absent fields stay None
             batch = constrain(batch) if constrain is not None else batch  # sharding hook
             return step_fn(static, state, k_step, batch, hp)
 
@@ -96,27 +68,64 @@ def make_chunk(static: train.StaticConfig, step_fn: StepFn, chunk_size: int, con
     return chunk
 
 
-def compile_chunk(static: train.StaticConfig, step_fn: StepFn, chunk_size: int, wrap=None,
-                  constrain=None, data_axes=None):
-    """jit(vmap(chunk)) over runs, donating the state.
+@functools.partial(jax.jit, donate_argnames="state", static_argnames=(
+    "static", "step_fn", "chunk_size", "wrap", "constrain", "data_axes"))
+def run_chunk(state: train.TrainState, run_keys: Array, data: train.Batch, hp: train.HParams, *,
+              static: train.StaticConfig, step_fn: StepFn, chunk_size: int, wrap=None,
+              constrain=None, data_axes=None) -> tuple[train.TrainState, dict[str, Array]]:
+    """One chunk of S runs: vmap over runs of `make_chunk`, jitted once, donating the state.
 
-    `wrap` (e.g. `chex.assert_max_traces(n=1)` in tests) decorates the one-run chunk before vmap.
-    `data_axes`: the data's in_axes over runs (None: shared by every run).
+    The settings after `*` are static (hashable), so JAX's own jit cache compiles each chunk
+    program once per (settings, shapes, placements) for the whole process, however many times
+    `fit` runs.
+
+    Args:
+      state: TrainState with [S] leaves; run_keys: [S] typed keys; hp: HParams with [S] leaves.
+      data: train.Batch, shared by every run unless `data_axes` says otherwise.
+      wrap: decorates the one-run chunk before vmap (e.g. `chex.assert_max_traces(n=1)`).
+      constrain: sharding hook for each minibatch (see `make_chunk`).
+      data_axes: the data's in_axes over runs (None: shared by every run).
+
+    Returns:
+      (state [S], metrics: each [S], the chunk's mean).
     """
     chunk = make_chunk(static, step_fn, chunk_size, constrain)
     chunk = wrap(chunk) if wrap is not None else chunk
-    return jax.jit(jax.vmap(chunk, in_axes=(0, 0, data_axes, 0)), donate_argnums=0)
+    return jax.vmap(chunk, in_axes=(0, 0, data_axes, 0))(state, run_keys, data, hp)
+
+
+class ChunkFn(NamedTuple):
+    """`run_chunk` with its static settings bound: call it, or `.lower(...)` it (benchmarks)."""
+
+    static: train.StaticConfig
+    step_fn: StepFn
+    chunk_size: int
+    wrap: Callable | None = None
+    constrain: Callable | None = None
+    data_axes: train.Batch | None = None
+
+    def __call__(self, state, run_keys, data, hp):
+        return run_chunk(state, run_keys, data, hp, **self._asdict())
+
+    def lower(self, state, run_keys, data, hp):
+        return run_chunk.lower(state, run_keys, data, hp, **self._asdict())
+
+
+def compile_chunk(static: train.StaticConfig, step_fn: StepFn, chunk_size: int, wrap=None,
+                  constrain=None, data_axes=None) -> ChunkFn:
+    """The chunk program of these settings (see `run_chunk`; compiled on first call, once)."""
+    return ChunkFn(static, step_fn, chunk_size, wrap, constrain, data_axes)
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _val_loss(static: train.StaticConfig, params: Params, data: PhaseData) -> Array:
+def _val_loss(static: train.StaticConfig, params: Params, data: train.Batch) -> Array:
     """Validation predictor loss of every run: [S] (or [S, F] per cross-fitted fold)."""
     batch = train.Batch(data.features, data.scores, data.costs, data.fold)
     return jax.vmap(lambda p: predictor_phase.held_out_loss(static, p, batch))(params)
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _policy_inputs(static: train.StaticConfig, params: Params, data: PhaseData):
+def _policy_inputs(static: train.StaticConfig, params: Params, data: train.Batch):
     """Per run: (calibration, (z, p_hat, c_hat)) the policy phase trains on; see below."""
     def one(p):
         if static.spec.folds > 1:
@@ -128,7 +137,7 @@ def _policy_inputs(static: train.StaticConfig, params: Params, data: PhaseData):
 
 
 def policy_phase_data(static: train.StaticConfig, state: train.TrainState,
-                      data: PhaseData) -> tuple[train.TrainState, PhaseData]:
+                      data: train.Batch) -> tuple[train.TrainState, train.Batch]:
     """The frozen predictor's outputs on the policy data, computed once per phase (not per step).
 
     Cross-fitting: out-of-fold outputs, with the per-model calibration fitted on them and stored
@@ -169,14 +178,18 @@ def route_grid(spec: RouterSpec, params: Params, lane_taus: Array, lane_lams: Ar
 
 
 class Callbacks(NamedTuple):
-    """Host hooks: on_metrics(phase, step, metrics as numpy) and save(phase, state)."""
+    """Host hooks: on_metrics(phase, step, metrics as numpy) and save(phase, state, phase_end).
+
+    `save` is called after every chunk; phase_end is True for the state that starts the policy
+    phase (the frozen predictor) and for the final state, which a checkpointer must keep.
+    """
 
     on_metrics: Callable[[str, int, dict], None] = lambda phase, step, metrics: None
-    save: Callable[[str, train.TrainState], None] = lambda phase, state: None
+    save: Callable[[str, train.TrainState, bool], None] = lambda phase, state, phase_end: None
 
 
 def fit(static: train.StaticConfig, loop: LoopConfig, state: train.TrainState, run_keys: Array,
-        hp: train.HParams, data: dict[str, PhaseData], phase: str = "predictor",
+        hp: train.HParams, data: dict[str, train.Batch], phase: str = "predictor",
         callbacks: Callbacks | None = None, progress: bool = True,
         constrain=None) -> train.TrainState:
     """Train S vmapped runs through both phases, resuming from `state` and `phase`.
@@ -185,7 +198,7 @@ def fit(static: train.StaticConfig, loop: LoopConfig, state: train.TrainState, r
       state: TrainState with [S] leading axes (fresh or restored).
       run_keys: [S] typed keys, one per run (the same keys on resume).
       hp: HParams with [S] leaves.
-      data: {"pred", "policy", "val"} PhaseData.
+      data: {"pred", "policy", "val"} train.Batch.
       phase: "predictor" or "policy": where a restored state stands.
       constrain: sharding hook for each minibatch (see `make_chunk`); None on one device.
 
@@ -199,7 +212,7 @@ def fit(static: train.StaticConfig, loop: LoopConfig, state: train.TrainState, r
                                  constrain)
         state = _freeze(state)
         step = int(np.asarray(state.step)[0])
-        callbacks.save("policy", state)
+        callbacks.save("policy", state, True)
         logging.info("predictor phase done at step %d; best val loss per run %s", step,
                      np.round(np.asarray(state.best_val), 4))
     policy_end = _policy_end(loop, state)
@@ -212,7 +225,7 @@ def fit(static: train.StaticConfig, loop: LoopConfig, state: train.TrainState, r
         state, metrics = chunk(state, run_keys, policy_data, hp)
         step += loop.chunk_size
         callbacks.on_metrics("policy", step, jax.device_get(metrics))
-        callbacks.save("policy", state)
+        callbacks.save("policy", state, step >= policy_end)
         bar.update(loop.chunk_size)
     bar.close()
     return state
@@ -252,7 +265,7 @@ def _predictor_phase(static, loop, state, run_keys, hp, data, callbacks, progres
         if np.all(np.asarray(state.bad_evals) >= loop.pred_patience):
             logging.info("predictor early-stopped at step %d", step)
             break
-        callbacks.save("predictor", state)
+        callbacks.save("predictor", state, False)
     bar.close()
     return state.replace(pred_steps=jnp.full_like(state.step, step))
 

@@ -64,6 +64,8 @@ def lagrangian_reward(score: Array, cost_norm: Array, tau: Array, lam: Array) ->
 
     score, cost_norm: [B]; tau, lam: [] -> [B].
     """
+    chex.assert_rank([score, cost_norm, tau, lam], [1, 1, 0, 0])  # one lane: vmap over lanes
+    chex.assert_equal_shape([score, cost_norm])
     return -cost_norm + lam * (score - tau)
 
 
@@ -104,8 +106,9 @@ class DualState(NamedTuple):
     lam_avg: exponential average of the λ iterates, the lane's λ at inference. The last iterate of
       a stochastic dual ascent jitters with the batch accuracy; averaged iterates are the standard
       remedy for saddle-point problems and give a steadier λ(τ).
-    acc_avg: the same average of the batch accuracy: what the lane actually reached on held-out
-      labels (a lane whose acc_avg stays below its τ at λ_max is infeasible).
+    acc_avg: the same average of the batch accuracy: what the lane reached on the `policy`
+      split's labels, the rows the policy and the duals train on (not held out: an in-sample
+      figure; held-out accuracy is measured on `val` by `proteus.operating`).
     """
 
     lam: Array
@@ -139,7 +142,11 @@ def dual_update(
     state: DualState, batch_acc: Array, tau: Array, dual_lr: Array, margin: Array,
     lam_max: float, ema: Array,
 ) -> DualState:
-    """Projected dual ascent: λ ← clip(λ + η_λ (τ + margin − â), 0, λ_max)."""
+    """Projected dual ascent: λ ← clip(λ + η_λ (τ + margin − â), 0, λ_max).
+
+    One lane: every argument and `state` leaf is a scalar [] (vmap over lanes).
+    """
+    chex.assert_rank([*state, batch_acc, tau, dual_lr, margin, ema], 0)
     acc = smoothed_accuracy(state, batch_acc, ema)
     error = tau + margin - acc
     lam = jnp.clip(state.lam + dual_lr * error, 0.0, lam_max)
@@ -153,8 +160,10 @@ def pid_dual_update(
     """PID Lagrangian (Stooke, Achiam & Abbeel 2020): λ = [K_p e + K_i I + K_d (e − e_prev)^+]^+.
 
     gains: [3] (K_p, K_i, K_d). The integral is clamped at >= 0 (anti-windup) and at λ_max/K_i
-    so that a long infeasible stretch cannot build an integral that takes ages to unwind.
+    so that a long infeasible stretch cannot build an integral that takes ages to unwind. One
+    lane: `gains` aside, every argument and `state` leaf is a scalar [] (vmap over lanes).
     """
+    chex.assert_rank([*state, batch_acc, tau, margin, ema, gains], [0] * (len(state) + 4) + [1])
     acc = smoothed_accuracy(state, batch_acc, ema)
     error = tau + margin - acc
     k_p, k_i, k_d = gains[0], gains[1], gains[2]

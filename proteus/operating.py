@@ -23,7 +23,10 @@ The one rule that maps τ to a point (used by evaluation, export and serving ali
 Infeasible τ follow the fallback: "best_effort" serves them at the most accurate point (first in
 testing order), flagged infeasible; "refuse" raises `InfeasibleTauError`. Because every fixed
 model is a candidate, the router's quality end is at least the best single model on held-out
-rows, and nothing silently misses its floor.
+rows. Only the certified rule bounds misses (P(accuracy < τ) <= δ for each τ it declares
+feasible); the uncertified rule's margin makes a miss less likely but guarantees nothing: a τ it
+declares feasible can miss its floor on test, and its feasible range is read off `val`
+accuracies, not certified.
 """
 
 from __future__ import annotations
@@ -240,11 +243,11 @@ class OperatingPolicy:
     def _uncertified_reason(self, tau: float, j: int, feasible: bool) -> str:
         need = tau + margin(tau, self.n_heldout, self.margin_z)
         if feasible:
-            return (f"uncertified: {self.describe(j)}, the cheapest point with held-out "
+            return (f"uncertified: {self.describe(j)}, the cheapest point with validation "
                     f"accuracy {self.accuracy[j]:.4f} >= {need:.4f} (τ={tau:.4f} plus "
                     f"{self.margin_z:g} standard errors on n={self.n_heldout})")
         action = "refused" if self.fallback == "refuse" else f"best effort: {self.describe(j)}"
-        return (f"infeasible (uncertified): no point reaches held-out accuracy {need:.4f} for "
+        return (f"infeasible (uncertified): no point reaches validation accuracy {need:.4f} for "
                 f"τ={tau:.4f} (best {self.accuracy[0]:.4f}); {action}")
 
 
@@ -253,7 +256,8 @@ def feasible_range(table: dict[str, Any], certification: dict | None
     """(min, max) of the feasible τ; max None when nothing is feasible.
 
     Certified: the certification grid's lowest τ and highest certified τ. Uncertified: 0 and the
-    largest τ the uncertified rule accepts (solved on the held-out accuracy of the best point).
+    largest τ the uncertified rule accepts (solved on the `val` accuracy of the best point; an
+    estimate, not a guarantee).
     """
     if certification is not None:
         taus = [float(t) for t in certification["taus"]]

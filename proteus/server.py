@@ -28,7 +28,7 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import uvicorn
@@ -317,19 +317,26 @@ def serve(app: RouteApp, host: str = "127.0.0.1", port: int = 8000,
 
 
 class ServerThread:
-    """Serve `app` on a loopback port in a background thread (tests and benchmarks).
+    """Serve an ASGI app on a loopback port in a background thread (tests and benchmarks).
 
         with ServerThread(create_app(router)) as server:
             httpx.get(server.url + "/healthz")
+
+    `config(app, host)` gives the uvicorn settings: by default `uvicorn_config` for a `RouteApp`
+    (with the exposure warning); the gateway passes its own, for any ASGI app.
     """
 
-    def __init__(self, app: RouteApp, host: str = "127.0.0.1"):
-        warn_if_exposed(app, host)
+    def __init__(self, app: Any, host: str = "127.0.0.1",
+                 config: Callable[[Any, str], uvicorn.Config] | None = None):
+        if config is None:
+            warn_if_exposed(app, host)
+            config = uvicorn_config
+        self.app = app
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, 0))
         self.url = f"http://{host}:{self._sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn_config(app, host))
+        self.server = uvicorn.Server(config(app, host))
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._sock]},
                                         name="proteus-uvicorn", daemon=True)
 

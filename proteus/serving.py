@@ -5,7 +5,7 @@ An artifact (written by `proteus.export.write_artifact`) is a directory:
     manifest.json      models, prices, encoder, feature_dim, λ(τ) table, operating points,
                        certification, versions, the size and sha256 of every other file, and a
                        digest of itself
-    params/            the router's parameters (Orbax, via `proteus.checkpoint.save_pytree`)
+    params/            the router's parameters (Orbax, via `proteus.artifact.save_params`)
     route.jaxexport    the routing function serialised with `jax.export` (symbolic batch "b")
 
 `Router.load` verifies all of it before serving (`proteus.artifact`: what is checked and the
@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from proteus import artifact, checkpoint
+from proteus import artifact
 from proteus.artifact import (  # noqa: F401 (re-exported: the serving API's names)
     FORMAT,
     FORMAT_VERSION,
@@ -245,7 +245,7 @@ class Router:
         artifact.verify_files(path, manifest)
         artifact.validate_manifest(path, manifest)
         exported = artifact.load_function(path, manifest)
-        params = checkpoint.load_pytree(os.path.join(path, PARAMS_DIR))
+        params = artifact.load_params(os.path.join(path, PARAMS_DIR))
         want = exported.in_tree.children()[0].children()[0]  # ((args...), kwargs)
         if jax.tree.structure(params) != want:
             raise ArtifactError(f"{path}: parameters {jax.tree.structure(params)} do not match "

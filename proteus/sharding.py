@@ -17,15 +17,14 @@ every process holds the whole [S] state and the host loop's reads (`np.asarray(s
 Orbax checkpoints work unchanged; more hosts add data parallelism (a bigger batch axis), more
 devices per host add runs per program.
 
-Multi-host start: `initialize_distributed_from_env` calls `jax.distributed.initialize` from the
-environment (explicit JAX_* variables, SLURM, Cloud TPU), before anything touches a device.
+Multi-host start: `join` calls `jax.distributed.initialize` with the arguments the launcher read
+from the environment (`experiments.distributed`), before anything touches a device.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -172,11 +171,6 @@ class Placement(NamedTuple):
         return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, spec), batch)
 
 
-def shard_runs(tree: Any, mesh: Mesh) -> Any:
-    """`Placement(mesh).runs(tree)`: the [S] leading axis of every leaf along "runs"."""
-    return Placement(mesh).runs(tree)
-
-
 def fetch(tree: Any) -> Any:
     """Every leaf as a host numpy array on every process (all-gathered where it must be).
 
@@ -228,7 +222,8 @@ def put_rows(local_rows: np.ndarray, mesh: Mesh, n_rows: int) -> jax.Array:
 
 
 class DistributedInfo(NamedTuple):
-    """How this process joined: method "single" (no initialize), "env", "slurm", "auto"."""
+    """How this process joined: method "single" (no initialize), "env", "slurm", "auto",
+    "already"."""
 
     method: str
     process_index: int
@@ -237,43 +232,13 @@ class DistributedInfo(NamedTuple):
     devices: int
 
 
-def distributed_method(env: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
-    """Which `jax.distributed.initialize` call the environment asks for (method, kwargs)."""
-    mode = env.get("PROTEUS_DISTRIBUTED", "auto").lower()
-    if mode in ("0", "off", "false", "no"):
-        return "single", {}
-    if "JAX_COORDINATOR_ADDRESS" in env and "JAX_NUM_PROCESSES" in env:
-        return "env", {"coordinator_address": env["JAX_COORDINATOR_ADDRESS"],
-                       "num_processes": int(env["JAX_NUM_PROCESSES"]),
-                       "process_id": int(env.get("JAX_PROCESS_ID", "0"))}
-    slurm = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID")
-    if all(k in env for k in slurm) and int(env["SLURM_NTASKS"]) > 1:
-        # JAX's SLURM default gives each task one GPU (its local id); with one task per node
-        # the process should own every GPU of its node, so that the runs axis fits in it.
-        per_node = env.get("SLURM_NTASKS_PER_NODE") or env.get("SLURM_STEP_TASKS_PER_NODE", "")
-        gpus = env.get("SLURM_GPUS_ON_NODE", "")
-        if "JAX_LOCAL_DEVICE_IDS" not in env and gpus.isdigit() and per_node.split("(")[0] == "1":
-            return "slurm", {"local_device_ids": list(range(int(gpus)))}
-        return "slurm", {}
-    if mode in ("1", "on", "true", "yes"):  # e.g. Cloud TPU VM pods: JAX detects the slice
-        return "auto", {}
-    return "single", {}
+def join(method: str = "single", **kwargs: Any) -> DistributedInfo:
+    """Join a multi-process JAX job: `jax.distributed.initialize(**kwargs)` unless `method` is
+    "single" or this process has joined already; call before any device use. Idempotent.
 
-
-def initialize_distributed_from_env(env: Mapping[str, str] | None = None) -> DistributedInfo:
-    """Join a multi-process JAX job if the environment describes one; call before any device use.
-
-    Recognised, in order:
-      PROTEUS_DISTRIBUTED=0/off: stay single-process.
-      JAX_COORDINATOR_ADDRESS=host:port, JAX_NUM_PROCESSES=P, JAX_PROCESS_ID=i: explicit.
-      srun inside a SLURM allocation with SLURM_NTASKS > 1: JAX's SLURM detection; with one
-        task per node the process takes all SLURM_GPUS_ON_NODE GPUs (JAX_LOCAL_DEVICE_IDS, if
-        set, wins), otherwise one GPU per task as JAX does.
-      PROTEUS_DISTRIBUTED=1/on: `jax.distributed.initialize()` with auto-detection (Cloud TPU).
-    Otherwise (a plain single process) nothing is initialised. Idempotent.
+    The launcher decides `method` and `kwargs` (see `experiments.distributed`, which reads them
+    from the environment); the library reads no environment variables.
     """
-    env = os.environ if env is None else env
-    method, kwargs = distributed_method(env)
     if jax.distributed.is_initialized():
         method = "already"
     elif method != "single":

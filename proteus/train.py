@@ -75,11 +75,14 @@ class StaticConfig(NamedTuple):
 
 
 class Batch(NamedTuple):
-    """A minibatch: features [B, D] float32, scores [B, M] in [0, 1], costs [B, M] USD.
+    """Rows of a routing split: a minibatch ([B, ...]) or a phase's whole split ([N, ...]).
 
-    Optional: fold [B] int32, each query's cross-fitting fold (the predictor of fold f never fits
-    queries of fold f); z [B, H], p_hat [B, M], c_hat [B, M], the frozen predictor's outputs for
-    the policy phase, precomputed (out of fold when cross-fitting) instead of recomputed.
+    features [B, D] float32, scores [B, M] in [0, 1], costs [B, M] USD. Optional: fold [B] int32,
+    each query's cross-fitting fold (the predictor of fold f never fits queries of fold f);
+    z [B, H], p_hat [B, M], c_hat [B, M], the frozen predictor's outputs for the policy phase,
+    precomputed (out of fold when cross-fitting) instead of recomputed. A phase's split held on
+    device for S vmapped runs carries them per run: z [S, N, H], p_hat and c_hat [S, N, M] (see
+    `loop.policy_phase_data` and `run_axes`).
     """
 
     features: Array
@@ -89,6 +92,20 @@ class Batch(NamedTuple):
     z: Array | None = None
     p_hat: Array | None = None
     c_hat: Array | None = None
+
+    @classmethod
+    def from_dataset(cls, ds, fold=None) -> Batch:
+        """A dataset's rows on device (float32; fold int32)."""
+        if ds.features is None:
+            raise ValueError(f"dataset {ds.name!r} has no features; encode it first")
+        return cls(jnp.asarray(ds.features, jnp.float32), jnp.asarray(ds.scores, jnp.float32),
+                   jnp.asarray(ds.costs, jnp.float32),
+                   None if fold is None else jnp.asarray(fold, jnp.int32))
+
+    def run_axes(self) -> Batch:
+        """vmap in_axes over runs: the per-run predictor outputs are batched, the data shared."""
+        return Batch(*(None if name in ("features", "scores", "costs", "fold") or v is None
+                       else 0 for name, v in self._asdict().items()))
 
 
 @flax.struct.dataclass
@@ -175,6 +192,7 @@ def sample_lane(spec: RouterSpec, policy_params: Params, inputs: LaneInputs, tau
     tau_in: [] the (possibly jittered) τ the policy is shown; tau, lam: [] the lane's target and
     dual. Returns [B] "mu", "log_prob", "advantage", and [] "reward", "acc_det", "cost_det".
     """
+    chex.assert_rank([inputs.z, tau_in, tau, lam], [2, 0, 0, 0])  # one lane: vmap over lanes
     alpha, beta = policy_beta(spec, policy_params, inputs.z, tau_in, lam)
     return sample_from_beta(alpha, beta, inputs, tau, lam, key)
 

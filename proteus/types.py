@@ -3,10 +3,7 @@
 from typing import Any
 
 import jax
-import numpy as np
 
 Array = jax.Array
 PRNGKey = jax.Array
 Params = Any  # a pytree of arrays (flax variables dict)
-Metrics = dict[str, Array]
-NDArray = np.ndarray

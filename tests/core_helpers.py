@@ -5,11 +5,8 @@ training config built from the real `experiments/configs/common.py`, tree compar
 launcher smoke run that tests/test_launch_train.py checks (started early, in the background).
 
 Compiling a policy chunk (Beta sampling, gradients of log-Beta and digamma, Adam) takes several
-seconds on CPU, and `loop.fit` builds a fresh `jax.jit` per phase, so every training run in a test
-would trace, lower and compile the same programs again. `shared_compile_chunk` memoises
-`loop.compile_chunk` for the session (tests install it with `use_shared_chunks`): all core tests
-use the same data shapes and `tiny_config`, so each chunk program is compiled once. The memo is
-transparent: `compile_chunk` is a pure function of its (hashable) arguments. jit also compiles
+seconds on CPU. `loop.run_chunk` is jitted once at module level, so JAX's cache compiles each chunk
+program once per session: all core tests use the same data shapes and `tiny_config`. jit compiles
 separately for arguments committed to a device (what a checkpoint restore returns) and for
 uncommitted ones (what a fresh run starts from); `tiny_setup` commits the setup's arrays, so that
 fresh and resumed runs share one compiled program.
@@ -18,7 +15,6 @@ fresh and resumed runs share one compiled program.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import dataclasses
 import functools
 import os
@@ -26,18 +22,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import pytest
 
 from experiments import pipeline
 from experiments.configs import common
-from proteus import loop, networks, train
+from proteus import networks, train
 from proteus.data.dataset import RoutingDataset
 
 # The separable problem's models, their costs in USD per call and the difficulty below which each
@@ -46,34 +40,6 @@ MODELS = ("cheap", "mid", "strong")
 MODEL_COSTS = (1e-4, 3e-4, 1e-3)
 SOLVES_BELOW = (0.45, 0.75, 1.4)
 SHARPNESS = 15.0  # logit slope of P(correct) in difficulty: high = nearly deterministic
-
-_real_compile_chunk = loop.compile_chunk
-
-
-@functools.cache
-def _memo_compile_chunk(static: train.StaticConfig, step_fn, chunk_size: int, data_axes=None):
-    return _real_compile_chunk(static, step_fn, chunk_size, data_axes=data_axes)
-
-
-def shared_compile_chunk(static: train.StaticConfig, step_fn, chunk_size: int, wrap=None,
-                         constrain=None, data_axes=None):
-    """`loop.compile_chunk`, compiled once per (static, step_fn, chunk_size, data_axes) in the
-    session. Calls with a `wrap` (the trace-count guard) or a sharding `constrain` are not
-    memoised.
-    """
-    if wrap is not None or constrain is not None:
-        return _real_compile_chunk(static, step_fn, chunk_size, wrap=wrap, constrain=constrain,
-                                   data_axes=data_axes)
-    return _memo_compile_chunk(static, step_fn, chunk_size, data_axes)
-
-
-@contextlib.contextmanager
-def use_shared_chunks() -> Iterator[None]:
-    """Within the block, `loop.fit` (and anything else) compiles chunks via the session memo."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(loop, "compile_chunk", shared_compile_chunk)
-        yield
-
 
 # The networks of `tiny_config` on `separable_dataset` (what `pipeline.make_setup` derives).
 TINY_SPEC = networks.RouterSpec(n_models=3, feature_dim=6, hidden=16, policy_hidden=16)
@@ -177,7 +143,7 @@ def tiny_splits(config: ml_collections.ConfigDict, ds: RoutingDataset | None = N
     """`ds` (default: `separable_dataset()`) split as `pipeline.load_splits` would split it.
 
     All core tests use the same default data and `tiny_config` shapes, so that they run the same
-    compiled programs (see `shared_compile_chunk`).
+    compiled programs (see the module docstring).
     """
     ds = _default_dataset() if ds is None else ds
     fractions = {name: float(config.data.splits[name])
@@ -204,9 +170,9 @@ def tree_diff(a, b) -> list[str]:
 
 # ----------------------------------------------------------------------------- launcher smoke run
 #
-# The real launcher is a separate process (tests/test_launch_train.py). It is started as soon as
-# the first core test module runs, when the launcher tests are selected, so that it compiles and
-# trains on the other core while the in-process tests run; its tests then only wait for it.
+# The real launcher is a separate process (tests/test_launch_train.py). When the launcher tests
+# are selected it is started as soon as collection ends (tests/conftest.py), so that it compiles
+# and trains on the other core while the in-process tests run; its tests then only wait for it.
 
 LAUNCH_SMOKE = ("--config=experiments/configs/quickstart.py:smoke", "--noprogress")
 _REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -240,10 +206,3 @@ def start_launcher_smoke() -> dict[str, tuple[subprocess.Popen, Path]]:
     """The smoke run (with a `--config.seed=3` override) and a run with a mistyped override."""
     return {"smoke": _launch("smoke", "--config.seed=3"),
             "typo": _launch("typo", "--config.train.dula_lr=1")}
-
-
-def start_launcher_smoke_if_selected(session: pytest.Session) -> None:
-    """Start the launcher runs in the background if this session will run the launcher tests."""
-    if any(item.module.__name__.endswith("test_launch_train") for item in session.items
-           if isinstance(item, pytest.Function)):
-        start_launcher_smoke()

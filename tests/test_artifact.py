@@ -9,10 +9,12 @@ import json
 import os
 import shutil
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from proteus import artifact, checkpoint, serving
+from proteus import artifact, serving
 
 pytest_plugins = ["tests.serving_fixtures"]
 
@@ -152,11 +154,11 @@ def test_fake_certification_block_is_refused(tiny_certified_artifact, tmp_path, 
 
 def test_non_finite_params_are_refused(tiny_artifact, tmp_path):
     path = _copy(tiny_artifact, tmp_path)
-    params = checkpoint.load_pytree(os.path.join(path, "params"))
+    params = artifact.load_params(os.path.join(path, "params"))
     kernel = params["policy"]["params"]["beta_params"]["kernel"]
     kernel[0, 0] = np.nan
     shutil.rmtree(os.path.join(path, "params"))
-    checkpoint.save_pytree(os.path.join(path, "params"), params)
+    artifact.save_params(os.path.join(path, "params"), params)
     _write(path, _manifest(path), reseal=True)
     with pytest.raises(serving.ArtifactError, match="parameter .*beta_params.*kernel.* non-finite"):
         serving.Router.load(path, warmup=0)
@@ -175,3 +177,18 @@ def test_non_finite_decisions_are_an_error(tiny_artifact):
     with pytest.raises(serving.RoutingError, match=r"non-finite .* 1 of 3 queries \(first: \[1\]"):
         router.route(np.zeros((3, 4)), 0.6)
     assert not serving.finite_rows(router.run(np.zeros((3, 4)), np.full(3, 0.6, np.float32)))[1]
+
+
+def test_save_and_load_params(tmp_path):
+    tree = {"predictor": {"w": np.arange(6, dtype=np.float32).reshape(2, 3)},
+            "stats": {"c_ref": np.float32(2.5), "n": np.array([1, 2], np.int32)}}
+    path = str(tmp_path / "params")
+    artifact.save_params(path, jax.tree.map(jnp.asarray, tree))
+    loaded = artifact.load_params(path)
+    assert jax.tree.structure(loaded) == jax.tree.structure(tree)
+    for got, want in zip(jax.tree.leaves(loaded), jax.tree.leaves(tree), strict=True):
+        assert isinstance(got, np.ndarray)
+        np.testing.assert_array_equal(got, want)
+        assert got.dtype == np.asarray(want).dtype
+    with pytest.raises(Exception):  # noqa: B017 (orbax raises its own error types)
+        artifact.save_params(path, tree)  # the directory exists: no silent overwrite

@@ -4,17 +4,10 @@ import shutil
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from proteus import checkpoint, losses, train
 from tests import core_helpers
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _launcher_smoke_in_background(request):
-    """Start tests/test_launch_train.py's subprocess now, if selected (see core_helpers)."""
-    core_helpers.start_launcher_smoke_if_selected(request.session)
 
 
 def _tree(value: float) -> dict:
@@ -48,9 +41,9 @@ def test_checkpointer_round_trip_and_keep_last(tmp_path):
     again.close()
 
 
-def test_checkpointer_save_every(tmp_path):
-    ckpt = checkpoint.Checkpointer(str(tmp_path), max_to_keep=5, save_every=20)
-    # 10 % 20 != 0: skipped; 20: saved; 30 skipped unless forced.
+def test_checkpointer_save_interval(tmp_path):
+    ckpt = checkpoint.Checkpointer(str(tmp_path), max_to_keep=5, save_interval_steps=20)
+    # 10 % 20 != 0: skipped (not even as the first step); 20: saved; 30 skipped unless forced.
     assert [ckpt.save(s, _tree(1.0), {}) for s in (10, 20, 30)] == [False, True, False]
     assert ckpt.save(30, _tree(1.0), {}, force=True)
     assert ckpt.latest_step() == 30
@@ -69,21 +62,6 @@ def test_train_state_round_trip_is_bit_exact(tmp_path):
     ckpt.close()
     assert isinstance(restored, train.TrainState) and meta == {"phase": "policy"}
     assert core_helpers.tree_diff(restored, state) == []
-
-
-def test_save_and_load_pytree(tmp_path):
-    tree = {"predictor": {"w": np.arange(6, dtype=np.float32).reshape(2, 3)},
-            "stats": {"c_ref": np.float32(2.5), "n": np.array([1, 2], np.int32)}}
-    path = str(tmp_path / "params")
-    checkpoint.save_pytree(path, jax.tree.map(jnp.asarray, tree))
-    loaded = checkpoint.load_pytree(path)
-    assert jax.tree.structure(loaded) == jax.tree.structure(tree)
-    for got, want in zip(jax.tree.leaves(loaded), jax.tree.leaves(tree), strict=True):
-        assert isinstance(got, np.ndarray)
-        np.testing.assert_array_equal(got, want)
-        assert got.dtype == np.asarray(want).dtype
-    with pytest.raises(Exception):  # noqa: B017 (orbax raises its own error types)
-        checkpoint.save_pytree(path, tree)  # the directory exists: no silent overwrite
 
 
 # ----------------------------------------------------------------------------- fault injection

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from proteus import checkpoint, export, networks, operating, serving
+from proteus import artifact, export, networks, operating, serving
 
 pytest_plugins = ["tests.serving_fixtures"]
 
@@ -57,7 +57,7 @@ def test_serialised_function_has_symbolic_batch(tiny_artifact):
     assert str(fixed.shape[0]) == "b" and fixed.dtype == np.int32
     assert m["function"]["calling_convention_version"] == exported.calling_convention_version
     assert set(m["function"]["platforms"]) == {"cpu", "cuda"}
-    params = checkpoint.load_pytree(os.path.join(tiny_artifact, "params"))
+    params = artifact.load_params(os.path.join(tiny_artifact, "params"))
     lanes = (np.float32([0.5, 0.7, 0.9]), np.float32([1.0, 3.0, 2.0]))
     for batch in (1, 5):  # one serialised function, any batch size
         x, t = np.zeros((batch, 4), np.float32), np.full(batch, 0.7, np.float32)
@@ -72,7 +72,7 @@ def test_serialised_function_has_symbolic_batch(tiny_artifact):
 
 def test_params_round_trip(tiny_artifact, tiny_bundle):
     bundle = tiny_bundle
-    restored = checkpoint.load_pytree(os.path.join(tiny_artifact, "params"))
+    restored = artifact.load_params(os.path.join(tiny_artifact, "params"))
     jax.tree.map(np.testing.assert_array_equal, restored, jax.device_get(bundle.params))
 
 

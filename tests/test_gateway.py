@@ -44,7 +44,7 @@ def router(tiny_bundle, tmp_path_factory) -> serving.Router:
 
 @pytest.fixture(scope="module")
 def upstream():
-    with runner.ServerThread(fake.FakeUpstream(slow_s=2.0)) as running:
+    with runner.server_thread(fake.FakeUpstream(slow_s=2.0)) as running:
         yield running
 
 
@@ -75,7 +75,7 @@ def gw(router, upstream, tmp_path_factory):
     upstreams = config.load_models(models_file(tmp, upstream.url, entries), router.models)
     app = gateway.create_gateway(router, upstreams, config.load_keys(keys_file(tmp)),
                                  gateway.GatewaySettings(usage_db=str(tmp / "usage.sqlite3")))
-    with runner.ServerThread(app) as running:
+    with runner.server_thread(app) as running:
         yield running
 
 
@@ -267,7 +267,7 @@ def test_upstream_failures_fallback_and_timeout(router, upstream, tmp_path):
     entries[router.route(HARD, 0.5)[0].model] = {"upstream_model": "slow", "timeout_s": 0.2}
     upstreams = config.load_models(models_file(tmp_path, upstream.url, entries), router.models)
     settings = gateway.GatewaySettings(inline_routing=False)  # the batched path, in a thread
-    with runner.ServerThread(gateway.create_gateway(router, upstreams, None, settings)) as running:
+    with runner.server_thread(gateway.create_gateway(router, upstreams, None, settings)) as running:
         c = openai.OpenAI(base_url=running.url + "/v1", api_key="anything", max_retries=0)
         raw = c.chat.completions.with_raw_response.create(
             model="proteus-0.9", messages=[{"role": "user", "content": HARD}])

@@ -11,19 +11,6 @@ from proteus import loop, networks, predictor_phase, train
 from tests import core_helpers
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _launcher_smoke_in_background(request):
-    """Start tests/test_launch_train.py's subprocess now, if selected (see core_helpers)."""
-    core_helpers.start_launcher_smoke_if_selected(request.session)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _compile_each_chunk_once():
-    """Every `loop.fit` here reuses the session's compiled chunks (see tests/core_helpers)."""
-    with core_helpers.use_shared_chunks():
-        yield
-
-
 @pytest.fixture(scope="module")
 def tiny():
     """(config, splits, setup, fresh [1]-run state, phase data) on the shared separable data."""
@@ -31,7 +18,7 @@ def tiny():
     splits = core_helpers.tiny_splits(config)
     setup = core_helpers.tiny_setup(config, splits)
     state = pipeline.initial_state(setup, config)
-    data = {name: loop.PhaseData.from_dataset(splits[name]) for name in ("pred", "policy", "val")}
+    data = {name: train.Batch.from_dataset(splits[name]) for name in ("pred", "policy", "val")}
     return config, splits, setup, state, data
 
 
@@ -41,7 +28,7 @@ def test_phase_data_needs_features(tiny):
     bare = type(bare)(name=bare.name, models=bare.models, scores=bare.scores, costs=bare.costs,
                       query_ids=bare.query_ids, tasks=bare.tasks)
     with pytest.raises(ValueError, match="no features"):
-        loop.PhaseData.from_dataset(bare)
+        train.Batch.from_dataset(bare)
 
 
 def test_chunks_compile_once(tiny):
@@ -75,7 +62,7 @@ def test_fit_schedule_and_early_stop(tiny):
     events = []
     callbacks = loop.Callbacks(
         on_metrics=lambda phase, step, m: events.append(("metrics", phase, step, sorted(m))),
-        save=lambda phase, st: events.append(("save", phase, int(st.step[0]))))
+        save=lambda phase, st, end: events.append(("save", phase, int(st.step[0]), end)))
     hp = setup.hparams._replace(pred_lr=jnp.zeros_like(setup.hparams.pred_lr))
     loop_cfg = setup.loop._replace(pred_patience=1, pred_max_steps=50)
     final = loop.fit(setup.static, loop_cfg, jax.tree.map(jnp.copy, state), setup.run_keys, hp,
@@ -83,12 +70,12 @@ def test_fit_schedule_and_early_stop(tiny):
     pred_keys = ["bce", "cost_mse", "pred_loss", "val_loss"]
     pol_keys = ["acc_det", "cost_det", "lam", "lam_avg", "mu_mean", "policy_loss", "reward"]
     assert events == [
-        ("metrics", "predictor", 10, pred_keys), ("save", "predictor", 10),
+        ("metrics", "predictor", 10, pred_keys), ("save", "predictor", 10, False),
         ("metrics", "predictor", 20, pred_keys),
-        ("save", "policy", 20),
-        ("metrics", "policy", 30, pol_keys), ("save", "policy", 30),
-        ("metrics", "policy", 40, pol_keys), ("save", "policy", 40),
-        ("metrics", "policy", 50, pol_keys), ("save", "policy", 50),
+        ("save", "policy", 20, True),  # the frozen predictor: a phase end
+        ("metrics", "policy", 30, pol_keys), ("save", "policy", 30, False),
+        ("metrics", "policy", 40, pol_keys), ("save", "policy", 40, False),
+        ("metrics", "policy", 50, pol_keys), ("save", "policy", 50, True),
     ]
     assert int(final.step[0]) == 50 and int(final.pred_steps[0]) == 20
     assert int(final.bad_evals[0]) == 1

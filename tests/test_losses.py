@@ -9,14 +9,6 @@ import pytest
 from jax.test_util import check_grads
 
 from proteus import losses
-from tests import core_helpers
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _launcher_smoke_in_background(request):
-    """Start tests/test_launch_train.py's subprocess now, if selected (see core_helpers)."""
-    core_helpers.start_launcher_smoke_if_selected(request.session)
-
 
 # ----------------------------------------------------------------------------- predictor
 

@@ -11,13 +11,6 @@ import pytest
 from proteus import networks
 from tests import core_helpers
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _launcher_smoke_in_background(request):
-    """Start tests/test_launch_train.py's subprocess now, if selected (see core_helpers)."""
-    core_helpers.start_launcher_smoke_if_selected(request.session)
-
-
 SPEC = core_helpers.TINY_SPEC  # 3 models, 6 features, hidden 16, policy hidden 16
 
 # Jitted entry points: one compile each instead of dozens of eager op compiles per call site.

@@ -12,19 +12,6 @@ from proteus import loop, train
 from tests import core_helpers
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _launcher_smoke_in_background(request):
-    """Start tests/test_launch_train.py's subprocess now, if selected (see core_helpers)."""
-    core_helpers.start_launcher_smoke_if_selected(request.session)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _compile_each_chunk_once():
-    """Every `loop.fit` here reuses the session's compiled chunks (see tests/core_helpers)."""
-    with core_helpers.use_shared_chunks():
-        yield
-
-
 class _Killed(Exception):
     """Stands in for the process dying right after a checkpoint was written."""
 
@@ -97,8 +84,8 @@ def _killing_fit(kill_after: int, calls: list):
     real_fit = loop.fit
 
     def fit(*args, callbacks, **kwargs):
-        def save(phase, state):
-            callbacks.save(phase, state)
+        def save(phase, state, phase_end):
+            callbacks.save(phase, state, phase_end)
             calls.append((phase, int(np.asarray(state.step)[0])))
             if len(calls) == kill_after:
                 raise _Killed(calls[-1])

@@ -1,4 +1,4 @@
-"""`python -m launch.route`: one query from the command line, and JSONL batch mode."""
+"""proteus.route_cli (`python -m launch.route`): one query from the command line, JSONL batch."""
 
 import io
 import json
@@ -7,11 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-from absl import flags
-from absl.testing import flagsaver
 
-from launch import route as route_cli
-from proteus import serving
+from proteus import route_cli, serving
 
 pytest_plugins = ["tests.serving_fixtures"]
 
@@ -54,16 +51,14 @@ def test_route_jsonl(text_router):
     assert records[8]["model"] == text_want
 
 
-def test_batch_mode_main(text_artifact, tmp_path):
+def test_batch_mode_run(text_artifact, tmp_path):
     router = serving.Router.load(text_artifact, warmup=0)
     lines, _ = _lines(router)
     src, dst = tmp_path / "q.jsonl", tmp_path / "d.jsonl"
     src.write_text("\n".join(lines) + "\n")
-    if not flags.FLAGS.is_parsed():
-        flags.FLAGS.mark_as_parsed()
-    with flagsaver.flagsaver(artifact=text_artifact, input=str(src), output=str(dst), tau=0.3,
-                             progress=False):
-        assert route_cli.main(["route"]) == 1  # some lines could not be routed
+    status = route_cli.run(text_artifact, 0.3, [], input_path=str(src), output_path=str(dst),
+                           progress=False)
+    assert status == 1  # some lines could not be routed
     assert len(dst.read_text().strip().split("\n")) == 9
 
 

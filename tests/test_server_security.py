@@ -11,16 +11,13 @@ import io
 import json
 import logging
 import socket
-import subprocess
-import sys
 import time
 
 import httpx
 import numpy as np
 import pytest
 
-from launch import route as route_cli
-from proteus import batching, http_guards, protocol, server, serving
+from proteus import batching, http_guards, protocol, route_cli, server, serving
 
 pytest_plugins = ["tests.serving_fixtures"]
 
@@ -190,15 +187,14 @@ def test_token_sources(tmp_path):
     with pytest.raises(ValueError, match="without spaces"):
         http_guards.parse_tokens("a token with spaces in it\n", "tokens.txt")
     assert TOKEN not in repr(server.ServerSettings(auth_tokens=(TOKEN,)))
-    # the launcher (its own process: launch.serve and launch.route define the same flags)
+    # what launch.serve passes to the server: the token file's and the environment's tokens
     path = tmp_path / "tokens"
     path.write_text(f"{TOKEN}\n")
-    code = ("from launch import serve; import os; "
-            f"print(serve.auth_tokens({str(path)!r}, dict(os.environ)))")
-    env = {"PROTEUS_AUTH_TOKENS": "env-token-0123456789abcd", "PATH": ""}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=env, check=True).stdout
-    assert out.strip() == str(("env-token-0123456789abcd", TOKEN))
+    env = {http_guards.AUTH_ENV: "env-token-0123456789abcd"}
+    assert http_guards.auth_tokens(str(path), env) == ("env-token-0123456789abcd", TOKEN)
+    (tmp_path / "empty").write_text("# none\n")
+    with pytest.raises(ValueError, match="no bearer tokens"):
+        http_guards.auth_tokens(str(tmp_path / "empty"), {})
 
 
 def test_exposed_without_tokens_warns(tiny_router, caplog):

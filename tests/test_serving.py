@@ -11,6 +11,7 @@ import pytest
 
 from experiments import evaluation, pipeline
 from proteus import artifact, operating, serving
+from tests.conftest import REPO_ROOT
 
 pytest_plugins = ["tests.serving_fixtures"]
 
@@ -225,3 +226,20 @@ def test_serving_needs_no_trainer(tiny_artifact):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split("\n")
     assert out[0] in ("small", "medium", "large") and out[1] == "[]"
+
+
+def test_serving_imports_nothing_of_training_or_data_loading(tiny_text_artifact):
+    """`import proteus.serving` / `proteus.server` load no data loader, optimiser or Orbax;
+    loading a text artifact adds Orbax (the parameters are an Orbax pytree) and nothing else."""
+    code = ("import json, sys\n"
+            "import proteus.server, proteus.serving\n"
+            "heavy = {'pandas', 'pyarrow', 'datasets', 'optax', 'orbax'}\n"
+            "loaded = lambda: sorted({m.split('.')[0] for m in sys.modules} & heavy)\n"
+            "at_import = loaded()\n"
+            f"proteus.serving.Router.load({tiny_text_artifact!r}, warmup=0)\n"
+            "print(json.dumps([at_import, loaded()]))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    at_import, after_load = json.loads(out.strip().splitlines()[-1])
+    assert at_import == []
+    assert after_load == ["orbax"]

@@ -17,6 +17,7 @@ import sys
 import numpy as np
 import pytest
 
+from experiments import distributed
 from proteus import sharding
 from tests.conftest import REPO_ROOT
 
@@ -95,7 +96,7 @@ def test_fits_evenly():
       "JAX_NUM_PROCESSES": "2"}, "single"),
 ])
 def test_distributed_method_from_env(env, method):
-    got, kwargs = sharding.distributed_method(env)
+    got, kwargs = distributed.distributed_method(env)
     if method == "slurm-node":  # one task per node: it owns the node's 4 GPUs
         assert (got, kwargs) == ("slurm", {"local_device_ids": [0, 1, 2, 3]})
         return
@@ -111,7 +112,7 @@ def test_distributed_method_from_env(env, method):
 
 def worker_distributed(ckpt_dir: str) -> None:
     """One process of a job: join from env, place runs/rows/data, gather, checkpoint, restore."""
-    info = sharding.initialize_distributed_from_env()
+    info = distributed.join_from_env()
     import jax
     import jax.numpy as jnp
 

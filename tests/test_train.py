@@ -14,12 +14,6 @@ from proteus import loop, losses, networks, predictor_phase, train
 from tests import core_helpers
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _launcher_smoke_in_background(request):
-    """Start tests/test_launch_train.py's subprocess now, if selected (see core_helpers)."""
-    core_helpers.start_launcher_smoke_if_selected(request.session)
-
-
 @pytest.fixture(scope="module")
 def tiny():
     """(config, splits, setup, one-run state) on the shared separable data, committed."""
@@ -245,10 +239,9 @@ def test_vmapped_lanes_equal_lanes_one_by_one(tiny):
     assert static.dual_avg_start == 15 and static.tau_jitter == 0.0
     hp = _hp(policy_lr=0.0, dual_lr=0.5, margin=0.015)
     start = core_helpers.on_device(state.replace(step=jnp.asarray(10, jnp.int32)))
-    data = loop.PhaseData.from_dataset(splits["policy"])
+    data = train.Batch.from_dataset(splits["policy"])
     run_key = setup.run_keys[0]
-    chunk = core_helpers.shared_compile_chunk(static, train.policy_step,
-                                               config.train.chunk_size)
+    chunk = loop.compile_chunk(static, train.policy_step, config.train.chunk_size)
     batched = jax.tree.map(lambda x: x[None], start)
     final, metrics = chunk(jax.tree.map(jnp.copy, batched), run_key[None], data,
                            core_helpers.on_device(jax.tree.map(lambda x: x[None], hp)))

@@ -147,7 +147,7 @@ def test_resume_leaves_one_metrics_record_per_step(tmp_path, monkeypatch):
         start = int(np.asarray(state.step)[0])
         for step in range(start + 10, 40, 10):
             callbacks.on_metrics("predictor", step, {"loss": np.zeros(1)})
-            callbacks.save("predictor", state.replace(step=jnp.full_like(state.step, step)))
+            callbacks.save("predictor", state.replace(step=jnp.full_like(state.step, step)), False)
             if len(seen) == 1 and step == 30:
                 raise _Killed
         return state

@@ -11,15 +11,13 @@ need `reference=`: the training split's RouterInputs with scores and costs, plus
 
 from proteus.baselines.base import Decisions, Router, RouterInputs, pick_settings
 from proteus.baselines.cluster import ClusterRouter, kmeans
-from proteus.baselines.fixed import FixedRouter, OracleRouter, ZeroRouter, cheapest_mix
+from proteus.baselines.fixed import ZeroRouter, cheapest_mix
 from proteus.baselines.knn import KnnRouter, knn_predict
 from proteus.baselines.plugin import CarrotRouter, OmniRouter, PluginRouter, plugin_choices
 from proteus.baselines.task_table import TaskTableRouter
 from proteus.baselines.threshold import ThresholdRouter
 
 BASELINES = {
-    "oracle": OracleRouter,
-    "best_fixed": FixedRouter,
     "zero_router": ZeroRouter,
     "threshold": ThresholdRouter,
     "carrot": CarrotRouter,
@@ -43,10 +41,8 @@ __all__ = [
     "CarrotRouter",
     "ClusterRouter",
     "Decisions",
-    "FixedRouter",
     "KnnRouter",
     "OmniRouter",
-    "OracleRouter",
     "PluginRouter",
     "Router",
     "RouterInputs",

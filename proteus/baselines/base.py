@@ -9,8 +9,8 @@ A router is a frozen dataclass with two methods:
 of every candidate setting), and `route` picks a setting per requested τ, so one fitted router
 serves any τ grid, as PROTEUS does. `fit` returns a new router and leaves `self` unchanged.
 
-Label discipline: only `OracleRouter.route` reads `scores`/`costs` of the routed split. Every other
-router routes from `p_hat`, `c_hat`, `features` and (the task-table router) `tasks` alone; pass
+Label discipline: no router reads `scores`/`costs` of the routed split. Every router routes from
+`p_hat`, `c_hat`, `features` and (the task-table router) `tasks` alone; pass
 `test.without_labels()` to make that checkable.
 """
 

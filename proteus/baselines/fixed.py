@@ -1,4 +1,8 @@
-"""Label-only baselines: the oracle, fixed models and the zero-router (DESIGN.md section 5)."""
+"""The zero-router baseline and its cheapest two-model mix (DESIGN.md section 5).
+
+The oracle and the fixed models need no router object: their numbers come from the routed split's
+labels (`RoutingDataset.oracle`, `best_fixed`) and `experiments.evaluation.constant_router`.
+"""
 
 from __future__ import annotations
 
@@ -13,67 +17,6 @@ from proteus.baselines.base import (
     argmax_cheapest,
     taus_array,
 )
-from proteus.data.dataset import oracle_choice
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class OracleRouter:
-    """Per query the best realised score, cheapest among ties; reads the routed split's labels.
-
-    The choice does not depend on τ; τ is declared feasible when the oracle's accuracy reaches it.
-    """
-
-    name: str = "oracle"
-
-    def fit(self, tune: RouterInputs) -> OracleRouter:
-        del tune  # nothing to learn
-        return self
-
-    def route(self, test: RouterInputs, taus) -> Decisions:
-        scores, costs = test.need(self.name, "scores", "costs")
-        taus = taus_array(taus)
-        choice = oracle_choice(scores, costs)
-        acc = scores[np.arange(scores.shape[0]), choice].mean()
-        return Decisions.make(np.tile(choice, (taus.size, 1)), acc >= taus - 1e-9)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class FixedRouter:
-    """Every query to one model; `model=None` picks the best model on the tuning split.
-
-    Attributes:
-      model: the model index, or None for the most accurate on `fit` (cheapest among ties).
-      tune_accuracy: set by `fit`: [M] tuning accuracy of each model.
-      tune_cost: set by `fit`: [M] tuning mean cost of each model.
-    """
-
-    model: int | None = None
-    tune_accuracy: np.ndarray | None = None
-    tune_cost: np.ndarray | None = None
-
-    @property
-    def name(self) -> str:
-        return "best_fixed" if self.model is None else f"fixed:{self.model}"
-
-    def fit(self, tune: RouterInputs) -> FixedRouter:
-        scores, costs = tune.need(self.name, "scores", "costs")
-        return dataclasses.replace(self, tune_accuracy=scores.mean(0), tune_cost=costs.mean(0))
-
-    @property
-    def chosen(self) -> int:
-        """The routed model index (needs `fit` when `model` is None)."""
-        if self.tune_accuracy is None:
-            raise ValueError(f"{self.name}: call fit first")
-        if self.model is not None:
-            return self.model
-        return int(argmax_cheapest(self.tune_accuracy[None], self.tune_cost[None])[0])
-
-    def route(self, test: RouterInputs, taus) -> Decisions:
-        taus = taus_array(taus)
-        m = self.chosen
-        choices = np.full((taus.size, test.n_queries), m)
-        feasible = self.tune_accuracy[m] >= taus - 1e-9
-        return Decisions.make(choices, feasible, np.full(taus.size, float(m)))
 
 
 def cheapest_mix(accuracy: np.ndarray, cost: np.ndarray, tau: float) -> tuple[int, int, float]:

@@ -1,7 +1,7 @@
 """Routing data: one `RoutingDataset` contract, loaders for RouterBench, SPROUT and generic tables,
 calibrated synthetic presets, and `load_source(spec)` that names any of them with one string."""
 
-from proteus.data.card import card_stats, dataset_card
+from proteus.data.card import card_stats, dataset_card, source_card
 from proteus.data.checks import MISSING_POLICIES, check_routable
 from proteus.data.dataset import (
     DataValidationError,
@@ -45,6 +45,7 @@ __all__ = [
     "oracle_choice",
     "parse_prompt",
     "parse_spec",
+    "source_card",
     "split_indices",
     "synthetic",
     "validate",

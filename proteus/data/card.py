@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 
 from proteus.data.dataset import RoutingDataset, oracle_choice
+from proteus.data.routerbench import to_parquet as write_parquet
+from proteus.data.sources import load_source, parse_spec
 
 
 def card_stats(ds: RoutingDataset) -> dict[str, Any]:
@@ -79,3 +81,26 @@ def dataset_card(ds: RoutingDataset) -> str:
         "notes        " + ("; ".join(s["notes"]) if s["notes"] else "(none)"),
     ]
     return "\n".join(lines)
+
+
+def source_card(spec: str, cache_dir: str | None = None, allow_pickle: bool = False,
+                to_parquet: str | None = None) -> str:
+    """The card of the data source `spec` (see `proteus.data.sources`); what
+    `launch/data_summary` prints.
+
+    `to_parquet` (routerbench sources): also write the routing columns to this parquet file,
+    loadable as routerbench:<file> without any opt-in; the card then ends with where it went.
+
+    Raises:
+      DataValidationError, ValueError, FileNotFoundError: a bad spec, file or conversion.
+    """
+    ds = load_source(spec, cache_dir=cache_dir, allow_pickle=allow_pickle)
+    text = dataset_card(ds)
+    if to_parquet:
+        kind, target, _ = parse_spec(spec)
+        if kind != "routerbench":
+            raise ValueError(f"--to_parquet converts routerbench: sources, not {kind}:")
+        # load_source has enforced the opt-in; the conversion re-reads the same file.
+        path = write_parquet(target, to_parquet, allow_pickle=True)
+        text += f"\nwrote {path}; load it as routerbench:{path}"
+    return text

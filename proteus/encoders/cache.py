@@ -13,13 +13,16 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tqdm
 
-from proteus.data.dataset import RoutingDataset
 from proteus.encoders.base import Encoder
 from proteus.encoders.registry import DEFAULT_SPEC, PrecomputedEncoder, get_encoder
+
+if TYPE_CHECKING:  # only annotations: serving loads encoders without the data loaders (pandas)
+    from proteus.data.dataset import RoutingDataset
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,8 @@ it needs from the router goes through this module: `knob` (the mapping between k
 and operating τ'), `static_point` (where τ sits on the knob without feedback) and `serve` (route
 at knob positions). The artifact's operating table also holds fixed-model points; the knob moves
 only the policy (continuous in τ'), and a fixed-model static point is placed on it by its
-held-out accuracy (`static_point`).
+accuracy (`static_point`). The knob's positions are the lanes' training accuracy
+(`lambda.lane_accuracy`, measured on the `policy` split the duals trained on, not held out).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from proteus.operating import OperatingPoint
 from proteus.serving import Decisions, Router
 
 # Every step up the lanes moves the knob by at least this fraction of its τ' step: lanes whose
-# held-out accuracy is flat would otherwise collapse a τ' range into one knob position.
+# training accuracy is flat would otherwise collapse a τ' range into one knob position. 0.5 (not
+# 0.25): a step in realised accuracy hidden in flat lanes (a regressed model dropped between two
+# of them) is then spread over a wider knob range, and the integral does not cycle across it.
 MIN_SLOPE = 0.5
 
 
@@ -38,9 +41,9 @@ class Knob(NamedTuple):
 
 
 def knob(router: Router, min_slope: float = MIN_SLOPE) -> Knob:
-    """The lanes' held-out accuracy made strictly increasing: position_k >= position_{k-1} +
-    min_slope (τ'_k − τ'_{k-1}). So a shortfall of 0.01 moves the router by about 0.01 of
-    accuracy wherever the lanes are informative, and through flat lanes quickly."""
+    """The lanes' training accuracy (on `policy`) made strictly increasing: position_k >=
+    position_{k-1} + min_slope (τ'_k − τ'_{k-1}). So a shortfall of 0.01 moves the router by
+    about 0.01 of accuracy wherever the lanes are informative, and through flat lanes quickly."""
     lam = router.manifest["lambda"]
     taus = np.asarray(lam["taus"], np.float64)
     acc = np.asarray(lam["lane_accuracy"], np.float64)
@@ -63,8 +66,9 @@ def static_point(router: Router, k: Knob, tau: float) -> StaticPoint:
     """The static operating point of τ on the knob.
 
     The knob moves the policy only. A policy point sits at its τ'; a fixed-model point (the
-    artifact's operating table also holds every single model) sits where the lanes' held-out
-    accuracy equals that point's, so the online router starts from the same quality and then
+    artifact's operating table also holds every single model) sits where the lanes' training
+    accuracy equals that point's `val` accuracy, so the online router starts from about the same
+    quality (the two are measured on different splits) and then
     follows feedback along the policy's lanes.
     """
     point = router.resolve(tau)

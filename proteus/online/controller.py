@@ -2,9 +2,10 @@
 
 The controller moves ONE scalar knob, the position p of the operating point on the artifact's
 lane axis, in accuracy units; `proteus.online.adapter` turns p into the operating τ' that
-`Router.run(features, operating_tau)` takes (p is τ' re-read through the lanes' held-out
-accuracy, see there). The request's τ first resolves to its static operating point τ'_0 (the
-cheapest certified point, or τ itself uncertified), at position p_0, and the stream is served at
+`Router.run(features, operating_tau)` takes (p is τ' re-read through the lanes' training
+accuracy on the `policy` split, see there). The request's τ first resolves to its static
+operating point τ'_0 (the cheapest certified point, or τ itself uncertified), at position p_0,
+and the stream is served at
 
     p = clip(p_0 + u, p_lo, p_hi)        (the artifact's lane range)
 
@@ -16,8 +17,8 @@ integral gain has a natural scale (gain k: a shortfall of 0.01 per feedback move
 (log λ undefined there) and its gain varies by lane. The lane range is a hard, known actuator
 range, which is exactly what anti-windup needs. The certificate is indexed by τ' too, so "u >= 0"
 reads directly as "at least as conservative as the certified point". Where the trained policy
-saturates (higher τ' lanes that buy no more held-out accuracy) d accuracy / d τ' falls to ~0.1
-and a τ' integrator becomes 10x slower; reading τ' through the lanes' held-out accuracy keeps
+saturates (higher τ' lanes that buy no more accuracy) d accuracy / d τ' falls to ~0.1
+and a τ' integrator becomes 10x slower; reading τ' through the lanes' training accuracy keeps
 the gain near 1 there too, at no cost elsewhere (`adapter.knob`).
 
 Control law, on each feedback score s in [0, 1] (setpoint r = τ + margin):

@@ -1,4 +1,4 @@
-"""Tests for the oracle, fixed-model and zero-router baselines."""
+"""Tests for the zero-router baseline and its cheapest two-model mix."""
 
 import math
 
@@ -6,34 +6,9 @@ import numpy as np
 import pytest
 
 from proteus import metrics
-from proteus.baselines import FixedRouter, OracleRouter, ZeroRouter, cheapest_mix
+from proteus.baselines import ZeroRouter, cheapest_mix
 
 TAUS = [0.5, 0.75, 1.0]
-
-
-def test_oracle_routes_each_query_to_its_cheapest_correct_model(toy):
-    d = OracleRouter().fit(toy).route(toy, TAUS + [1.01])
-    np.testing.assert_array_equal(d.choices, np.tile([0, 1, 1, 0], (4, 1)))
-    np.testing.assert_array_equal(d.feasible, [True, True, True, False])
-    with pytest.raises(ValueError, match="oracle needs"):
-        OracleRouter().route(toy.without_labels(), TAUS)
-
-
-def test_fixed_and_best_fixed(toy):
-    cheap = FixedRouter(model=0).fit(toy)
-    d = cheap.route(toy.without_labels(), TAUS)
-    assert cheap.name == "fixed:0" and (d.choices == 0).all()
-    np.testing.assert_array_equal(d.feasible, [True, False, False])  # accuracy 0.5
-    best = FixedRouter().fit(toy)
-    assert best.name == "best_fixed" and best.chosen == 1
-    np.testing.assert_array_equal(best.route(toy, TAUS).feasible, [True, True, True])
-    with pytest.raises(ValueError, match="call fit"):
-        _ = FixedRouter().chosen
-
-
-def test_best_fixed_breaks_ties_by_cost(toy):
-    tied = toy.__class__(scores=np.ones((4, 2)), costs=toy.costs)
-    assert FixedRouter().fit(tied).chosen == 0  # equal accuracy: the cheaper model
 
 
 def test_cheapest_mix_hand_checked():

@@ -1,4 +1,4 @@
-"""`python -m launch.data_summary`: the thin main prints the library's card."""
+"""`proteus.data.source_card`, what `python -m launch.data_summary` prints."""
 
 import re
 import subprocess
@@ -6,37 +6,25 @@ import sys
 
 import pandas as pd
 import pytest
-from absl import flags
-from absl.testing import flagsaver
 
-from launch import data_summary
+from proteus.data import source_card
 from tests.conftest import REPO_ROOT
 
 
-@pytest.fixture(autouse=True)
-def _parsed_flags():
-    if not flags.FLAGS.is_parsed():
-        flags.FLAGS.mark_as_parsed()
-
-
-def test_main_on_synthetic(capsys):
-    with flagsaver.flagsaver((data_summary._SOURCE, "synthetic:routerbench?n=300&seed=1")):
-        data_summary.main(["data_summary"])
-    out = capsys.readouterr().out
+def test_card_of_synthetic():
+    out = source_card("synthetic:routerbench?n=300&seed=1")
     assert "N=300 queries x M=11 models" in out
     assert "best fixed   gpt-4-1106-preview" in out
     assert re.search(r"oracle\s+accuracy 0\.\d{4}", out)
 
 
-def test_main_rejects_extra_args():
-    with pytest.raises(Exception, match="unexpected arguments"):
-        data_summary.main(["data_summary", "extra"])
+def test_to_parquet_only_converts_routerbench(tmp_path):
+    with pytest.raises(ValueError, match="converts routerbench: sources, not synthetic:"):
+        source_card("synthetic:routerbench?n=50", to_parquet=str(tmp_path / "x.parquet"))
 
 
-def test_real_slice_oracle_printed_matches_pandas(rb_slice, capsys):
-    with flagsaver.flagsaver((data_summary._SOURCE, f"routerbench:{rb_slice}?allow_pickle=1")):
-        data_summary.main(["data_summary"])
-    out = capsys.readouterr().out
+def test_real_slice_oracle_printed_matches_pandas(rb_slice):
+    out = source_card(f"routerbench:{rb_slice}?allow_pickle=1")
     frame = pd.read_pickle(rb_slice)
     models = [c for c in frame.columns if f"{c}|total_cost" in frame.columns]
     expected = frame[models].apply(pd.to_numeric).dropna().max(axis=1).mean()

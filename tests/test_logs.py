@@ -1,0 +1,37 @@
+"""experiments.logs: the launchers' INFO logging leaves out Orbax's lines."""
+
+import logging as std_logging
+import os
+
+from absl import logging
+
+from experiments import logs
+
+
+def _record(path: str, level: int) -> std_logging.LogRecord:
+    return std_logging.LogRecord("absl", level, path, 1, "message", (), None)
+
+
+def test_job_logging_drops_quiet_packages_info_only():
+    verbosity, orbax_level = logging.get_verbosity(), std_logging.getLogger("orbax").level
+    try:
+        _check_job_logging()
+    finally:  # the session's logging as it was
+        logging.set_verbosity(verbosity)
+        std_logging.getLogger("orbax").setLevel(orbax_level)
+        for f in list(logging.get_absl_logger().filters):
+            if isinstance(f, logs._QuietBelowWarning):
+                logging.get_absl_logger().removeFilter(f)
+
+
+def _check_job_logging():
+    logs.job_logging()
+    logs.job_logging()  # idempotent: one filter
+    absl_logger = logging.get_absl_logger()
+    quiet = [f for f in absl_logger.filters if isinstance(f, logs._QuietBelowWarning)]
+    assert len(quiet) == 1 and logging.get_verbosity() == logging.INFO
+    orbax_file = os.path.join("site-packages", "orbax", "checkpoint", "manager.py")
+    assert not quiet[0].filter(_record(orbax_file, std_logging.INFO))
+    assert quiet[0].filter(_record(orbax_file, std_logging.WARNING))
+    assert quiet[0].filter(_record(os.path.join("experiments", "pipeline.py"), std_logging.INFO))
+    assert std_logging.getLogger("orbax").level == std_logging.WARNING
