@@ -107,9 +107,12 @@ def test_launcher_smoke(text_artifact, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
     out = subprocess.run(
         [sys.executable, "-m", "launch.replay", f"--artifact={text_artifact}",
-         "--scenario=task_shift", "--tau=0.6", "--n=2500", f"--workdir={tmp_path}"],
+         "--scenario=task_shift", "--tau=0.6", "--n=2500", "--seeds=3,4",
+         f"--workdir={tmp_path}"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "| online |" in out.stdout and "checks:" in out.stdout
-    payload = json.loads((tmp_path / "replay.json").read_text())
-    assert payload["scenario"] == "task_shift" and (tmp_path / "replay.png").exists()
+    for seed in (3, 4):  # one process, one directory per seed
+        payload = json.loads((tmp_path / f"seed{seed}" / "replay.json").read_text())
+        assert payload["scenario"] == "task_shift" and payload["config"]["seed"] == seed
+        assert payload["split"] == "test" and (tmp_path / f"seed{seed}" / "replay.png").exists()
