@@ -1,6 +1,7 @@
 """Replay benchmark of the online floor controller (`python -m launch.replay`).
 
-Streams N requests drawn with replacement (seeded) from an artifact's test split through three
+Streams N requests drawn with replacement (seeded) from an artifact's test split (or its val
+split, on which the controller's settings are tuned: `load_split`) through three
 routers, in order: the static router (τ' = τ on the lanes, no certificate), the static certified
 router (τ' = the certified point) and the online controller (`proteus.online.service`, its
 feedback simulated: with probability F the realised score and cost of the chosen model are
@@ -8,7 +9,7 @@ revealed D requests later, delivered in shuffled order). Scenarios (one shift at
 
   stationary        no shift
   task_shift        half of the draws move to the hardest tasks (lowest mean score over models,
-                    adding tasks until they hold >= 20% of the test rows)
+                    adding tasks until they hold >= 20% of the split's rows)
   model_regression  the model carrying most of the static certified router's correct answers
                     silently loses `regression` of its correct answers (a fixed random subset)
   price_change      that model's price is multiplied by `price_factor`; the online router gets a
@@ -63,30 +64,35 @@ class ReplayConfig:
             raise ValueError("need 0 <= feedback_fraction <= 1, delay >= 0, n > warmup")
 
 
-def test_split(manifest: dict[str, Any], source: str | None = None) -> RoutingDataset:
-    """The artifact's test split, rebuilt from its data source, encoder and split config.
+def load_split(manifest: dict[str, Any], source: str | None = None,
+               split: str = "test") -> RoutingDataset:
+    """One of the artifact's splits ("test", or "val" to tune the controller without touching
+    test), rebuilt from its data source, encoder and split config.
 
-    Raises ValueError when the rebuilt split's fingerprint differs from the one recorded at
-    training time (a different file, loader or salt would replay other queries).
+    Raises ValueError for a split the artifact does not have, or when the rebuilt split's
+    fingerprint differs from the one recorded at training time (a different file, loader or
+    salt would replay other queries).
     """
     training = manifest["training"]
     data = training["config"]["data"]
+    if split not in data["splits"]:
+        raise ValueError(f"the artifact has no {split!r} split; it has {sorted(data['splits'])}")
     ds = load_source(source or training["data_source"])
     ds = encode_dataset(ds, data["encoder"], cache_dir=data.get("cache_dir") or None,
                         progress=False)
-    test = ds.split(data["splits"], salt=data["split_salt"])["test"]
-    want = training.get("split_fingerprints", {}).get("test")
-    if want is not None and test.fingerprint() != want:
-        raise ValueError(f"the rebuilt test split has fingerprint {test.fingerprint()}, the "
+    rows = ds.split(data["splits"], salt=data["split_salt"])[split]
+    want = training.get("split_fingerprints", {}).get(split)
+    if want is not None and rows.fingerprint() != want:
+        raise ValueError(f"the rebuilt {split} split has fingerprint {rows.fingerprint()}, the "
                          f"artifact was trained with {want}: is --source the training data?")
-    return test
+    return rows
 
 
 @dataclasses.dataclass
 class Stream:
-    """The replayed requests: rows of the test split and the scores/costs they realise."""
+    """The replayed requests: rows of the replayed split and the scores/costs they realise."""
 
-    rows: np.ndarray  # [N] int test-split row of each request
+    rows: np.ndarray  # [N] int row of the replayed split per request
     scores: np.ndarray  # [N, M] realised score of each model (after any regression)
     costs: np.ndarray  # [N, M] realised cost (after any price change)
     shifts: list[int]
@@ -216,7 +222,8 @@ def summarize(result: dict, stream: Stream, cfg: ReplayConfig) -> dict[str, Any]
 
 
 def key_model(router: Router, test: RoutingDataset, tau: float) -> int:
-    """The model the static certified router gets most correct answers from on the test split."""
+    """The model the static certified router gets most correct answers from on the
+    replayed split."""
     model = router.run(test.features, np.full(test.n_queries, router.resolve(tau).operating_tau,
                                               np.float32)).model
     correct = test.scores[np.arange(test.n_queries), model]
@@ -226,7 +233,7 @@ def key_model(router: Router, test: RoutingDataset, tau: float) -> int:
 def replay(router: Router, test: RoutingDataset, cfg: ReplayConfig) -> dict[str, Any]:
     """Run the three routers over one scenario's stream; returns the replay.json payload."""
     if tuple(test.models) != router.models:
-        raise ValueError(f"the test split's models {test.models} are not the artifact's "
+        raise ValueError(f"the split's models {test.models} are not the artifact's "
                          f"{router.models}")
     stream = make_stream(test, cfg, key_model(router, test, cfg.tau))
     x = test.features[stream.rows].astype(np.float32)

@@ -220,6 +220,47 @@ def test_metrics_after_a_burst(gw, router):
     assert sample("proteus_gateway_spend_usd_total", tenant="team") > 0
 
 
+def test_feedback_realised_accuracy_per_tau(gw):
+    """Completions at two τ, scores posted back by request id: /metrics holds their count and
+    sum per (tenant, τ bucket); the statuses are the online router's (`proteus.online.http`)."""
+    def ask(tau, name="team"):
+        raw = client(gw, name).chat.completions.with_raw_response.create(
+            model=f"proteus-{tau}", messages=[{"role": "user", "content": HELLO}])
+        return raw.headers["x-proteus-request-id"]
+
+    def post(body, name="team"):
+        return httpx.post(gw.url + "/v1/feedback", json=body,
+                          headers={"authorization": f"Bearer {KEYS[name]}"})
+
+    a1, a2, a3, b1, b2 = ask(0.55), ask(0.55), ask(0.55), ask(0.85), ask(0.85)
+    r = post({"request_id": a1, "score": 1})
+    assert r.status_code == 200 and r.json()["status"] == "accepted" and r.json()["tau"] == 0.55
+    r = post({"feedback": [{"request_id": a2, "score": 0.5}, {"request_id": a3, "score": 0},
+                           {"request_id": b1, "score": 1.0, "cost": 0.1},
+                           {"request_id": a1, "score": 0.2}, {"request_id": "req-nope", "score": 1},
+                           {"request_id": b2, "score": 2}]})
+    assert r.status_code == 200
+    assert [x["status"] for x in r.json()["results"]] == [
+        "accepted", "accepted", "accepted", "duplicate", "unknown", "invalid"]
+    assert r.json()["counts"] == {"accepted": 3, "duplicate": 1, "late": 0, "unknown": 1,
+                                  "invalid": 1}
+    assert post({"request_id": a1, "score": 0}).status_code == 409
+    assert post({"request_id": b2, "score": 1}, "capped").status_code == 404  # not its request
+    assert post([1, 2]).status_code == 400
+    assert httpx.post(gw.url + "/v1/feedback", json={"request_id": b2, "score": 1}
+                      ).status_code == 401
+    families = text_string_to_metric_families(httpx.get(gw.url + "/metrics").text)
+    got = {(s.name, s.labels["tau"]): s.value for f in families for s in f.samples
+           if s.name.startswith("proteus_gateway_feedback") and s.labels["tenant"] == "team"
+           and not s.name.endswith("_created")}
+    assert got == {("proteus_gateway_feedback_total", "0.55"): 3.0,  # a1, a2, a3
+                   ("proteus_gateway_feedback_score_total", "0.55"): 1.5,  # 1 + 0.5 + 0
+                   ("proteus_gateway_feedback_tau", "0.55"): 0.55,
+                   ("proteus_gateway_feedback_total", "0.85"): 1.0,  # b1 (b2 was invalid)
+                   ("proteus_gateway_feedback_score_total", "0.85"): 1.0,
+                   ("proteus_gateway_feedback_tau", "0.85"): 0.85}
+
+
 def test_upstream_failures_fallback_and_timeout(router, upstream, tmp_path):
     """Every model's upstream answers 500 -> the fallback serves; a slow one -> 504 (open mode)."""
     entries = {m: {"upstream_model": "fail-500", "fallback": "backup"} for m in router.models}

@@ -57,6 +57,24 @@ def test_out_of_order_feedback_gives_the_same_state():
     assert ends == {round(0.01 * (5 * 0.8 - 3.0), 12)}
 
 
+def test_delay_compensation_by_hand():
+    """e = r − s − smith (p − served_at): a score served below the knob's position now asks for
+    less, one served above asks for more; without served_at, or at rest, e = r − s."""
+    s = fresh()
+    s.integral = 0.05  # position 0.85
+    assert ctl.predicted_error(s, CFG, 0.0, None) == pytest.approx(0.8)
+    assert ctl.predicted_error(s, CFG, 0.0, 0.85) == pytest.approx(0.8)
+    assert ctl.predicted_error(s, CFG, 0.0, 0.81) == pytest.approx(0.8 - 0.04)
+    assert ctl.predicted_error(s, CFG, 1.0, 0.88) == pytest.approx(-0.2 + 0.03)
+    half = ctl.ControllerConfig(k_i=0.1, margin=0.0, trust_after=0, boost=1.0, smith=0.5)
+    assert ctl.predicted_error(s, half, 0.0, 0.81) == pytest.approx(0.8 - 0.02)
+    s.integral = -0.05  # position 0.75, served at 0.71: e = 0.8 − 0.04, unclamped
+    ctl.update(s, CFG, 0.0, served_at=0.71)
+    assert s.integral == pytest.approx(-0.05 + 0.1 * 0.76)
+    with pytest.raises(ValueError, match="smith"):
+        ctl.ControllerConfig(smith=-1.0)
+
+
 def test_no_cheaper_than_the_static_point_until_trusted():
     cfg = ctl.ControllerConfig(k_i=0.1, margin=0.0, trust_after=2, boost=1.0)
     s = fresh()

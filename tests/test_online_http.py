@@ -38,7 +38,7 @@ from proteus.online.http import create_app
 from proteus.online.service import OnlineService, OnlineSettings
 from proteus.online.store import Store
 from proteus.serving import Router
-cfg = ctl.ControllerConfig(k_i=0.01, trust_after=0, boost=1.0)
+cfg = ctl.ControllerConfig(k_i=0.01, trust_after=0, boost=1.0, smith=0.0)  # sums by hand
 service = OnlineService(Router.load(sys.argv[1], warmup=0), Store(sys.argv[2], time.time),
                         OnlineSettings(controller=cfg))
 sock = socket.socket()
@@ -65,8 +65,8 @@ def call(port, method, path, body=None, headers=None):
 def server(tiny_lane_artifact):
     """A thread-hosted server over an in-memory store: (port, service)."""
     service = OnlineService(Router.load(tiny_lane_artifact, warmup=0), Store(":memory:", time.time),
-                            OnlineSettings(controller=ctl.ControllerConfig(k_i=0.01,
-                                                                           trust_after=0)))
+                            OnlineSettings(controller=ctl.ControllerConfig(
+                                k_i=0.01, trust_after=0, smith=0.0)))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     srv = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning"))

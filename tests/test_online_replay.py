@@ -82,18 +82,24 @@ def test_replay_runs_three_routers(tiny_lane_artifact, tiny_test, tmp_path):
     assert "| online |" in rp.table(out)
 
 
-def test_test_split_is_rebuilt_and_checked():
+def test_splits_are_rebuilt_and_checked():
     source = "synthetic:routerbench?n=300&seed=1"
-    splits = {"pred": 0.5, "test": 0.5}
-    expect = load_source(source).split(splits, salt="s")["test"]
+    splits = {"pred": 0.4, "val": 0.2, "test": 0.4}
+    expect = load_source(source).split(splits, salt="s")
     manifest = {"training": {"data_source": source, "split_fingerprints": {
-        "test": expect.fingerprint()}, "config": {"data": {
+        "test": expect["test"].fingerprint(), "val": expect["val"].fingerprint()},
+        "config": {"data": {
             "encoder": "precomputed", "splits": splits, "split_salt": "s", "cache_dir": ""}}}}
-    test = rp.test_split(manifest)
-    assert test.fingerprint() == expect.fingerprint() and test.features is not None
+    test = rp.load_split(manifest)
+    assert test.fingerprint() == expect["test"].fingerprint() and test.features is not None
+    val = rp.load_split(manifest, split="val")
+    assert val.fingerprint() == expect["val"].fingerprint()
+    assert not set(val.query_ids) & set(test.query_ids)
+    with pytest.raises(ValueError, match="no 'calib' split"):
+        rp.load_split(manifest, split="calib")
     manifest["training"]["split_fingerprints"]["test"] = "0" * 16
     with pytest.raises(ValueError, match="fingerprint"):
-        rp.test_split(manifest)
+        rp.load_split(manifest)
 
 
 def test_launcher_smoke(text_artifact, tmp_path):
@@ -101,9 +107,12 @@ def test_launcher_smoke(text_artifact, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
     out = subprocess.run(
         [sys.executable, "-m", "launch.replay", f"--artifact={text_artifact}",
-         "--scenario=task_shift", "--tau=0.6", "--n=2500", f"--workdir={tmp_path}"],
+         "--scenario=task_shift", "--tau=0.6", "--n=2500", "--seeds=3,4",
+         f"--workdir={tmp_path}"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "| online |" in out.stdout and "checks:" in out.stdout
-    payload = json.loads((tmp_path / "replay.json").read_text())
-    assert payload["scenario"] == "task_shift" and (tmp_path / "replay.png").exists()
+    for seed in (3, 4):  # one process, one directory per seed
+        payload = json.loads((tmp_path / f"seed{seed}" / "replay.json").read_text())
+        assert payload["scenario"] == "task_shift" and payload["config"]["seed"] == seed
+        assert payload["split"] == "test" and (tmp_path / f"seed{seed}" / "replay.png").exists()

@@ -1,5 +1,7 @@
 """OnlineService and its SQLite store on the tiny hand-built artifact (no HTTP here)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,8 @@ from proteus.serving import Router
 
 pytest_plugins = ["tests.serving_fixtures"]
 
-CFG = ctl.ControllerConfig(k_i=0.01, margin=0.0, trust_after=0, boost=1.0)
+# smith=0: the plain integral, so sums can be checked by hand and feedback order does not matter.
+CFG = ctl.ControllerConfig(k_i=0.01, margin=0.0, trust_after=0, boost=1.0, smith=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +168,19 @@ def test_state_from_another_artifact_is_reanchored(tiny_router, tmp_path):
     state = again.state(key)
     assert (state.base, state.lo, state.hi) == (fresh.base, fresh.lo, fresh.hi)
     assert state.integral == 0.05 and out[0]["offset"] == pytest.approx(0.05)
+
+
+def test_feedback_is_compensated_for_the_knob_move_since_its_decision(tiny_router):
+    """The service passes each decision's knob position to the controller: the second of two
+    shortfalls served at the same position integrates r − s − (p_now − p_served)."""
+    cfg = dataclasses.replace(CFG, smith=1.0)
+    service = OnlineService(tiny_router, Store(":memory:", lambda: 0.0),
+                            OnlineSettings(controller=cfg))
+    ids = [d["request_id"] for d in service.route(features(2), 0.7)]
+    service.feedback([{"request_id": ids[0], "score": 0.0}])
+    first = service.state("default|0.7000").integral
+    assert first == pytest.approx(0.01 * 0.7)  # served where the knob still is: no correction
+    service.feedback([{"request_id": ids[1], "score": 0.0}])
+    # the knob moved up by `first` since ids[1] was served (well inside the lane range)
+    assert service.state("default|0.7000").integral == pytest.approx(
+        first + 0.01 * (0.7 - 0.0 - first))

@@ -4,6 +4,8 @@
   GET  /v1/models    `proteus` and `proteus-<τ>` names (OpenAI list), plus the router's pool
   GET  /v1/usage     the caller's spend, budgets and τ range
   GET  /metrics      Prometheus text (`proteus.gateway.metrics`)
+  POST /v1/feedback  realised scores of answered completions, by x-proteus-request-id
+                     (`proteus.gateway.feedback`): realised accuracy against τ in /metrics
   POST /v1/route, GET /healthz, /openapi.json    the plain router service (`serving.server`),
                      mounted as is (with a key check on /v1/route when keys are configured)
 
@@ -29,10 +31,12 @@ from typing import Any
 from proteus.gateway import completions as cmp
 from proteus.gateway.config import Tenant, Upstream
 from proteus.gateway.errors import GatewayError
+from proteus.gateway.feedback import FeedbackLedger
 from proteus.gateway.keys import KeyRing, RateLimiter
 from proteus.gateway.metrics import GatewayMetrics
 from proteus.gateway.proxy import Proxy, Reply
 from proteus.gateway.usage import UsageStore
+from proteus.online import http as online_http
 from proteus.serving import Router, server
 
 JSON = b"application/json"
@@ -53,6 +57,9 @@ class GatewaySettings:
     max_connections: int = 1024  # idle upstream connections kept (per pool)
     fast_transport: bool = True  # `proteus.gateway.transport`; False: httpx's default transport
     flush_every_s: float = 1.0  # usage -> SQLite interval
+    feedback_bucket: float = 0.01  # τ bucket width of the realised-accuracy series
+    feedback_capacity: int = 200_000  # answered request ids kept for feedback (oldest dropped)
+    max_feedback_batch: int = 10_000  # items per POST /v1/feedback
     inline_routing: bool | None = None  # None: inline for hashing encoders (`RoutingQueue`)
     route: server.ServerSettings = server.ServerSettings()  # the mounted /v1/route service
 
@@ -85,6 +92,8 @@ class GatewayApp:
         self.limiter = RateLimiter()
         self.usage = UsageStore(settings.usage_db)
         self.metrics = GatewayMetrics()
+        self.ledger = FeedbackLedger(self.metrics, settings.feedback_bucket,
+                                     settings.feedback_capacity)
         self.proxy = Proxy(upstreams, settings.max_connections, settings.fast_transport)
         self.routing = cmp.RoutingQueue(router, settings.route.max_batch,
                                         settings.route.max_queue, settings.inline_routing,
@@ -101,6 +110,8 @@ class GatewayApp:
             return await self._completion(scope, receive, send)
         if method == "GET" and path in ("/v1/models", "/v1/usage", "/metrics"):
             return await self._get(path, scope, send)
+        if method == "POST" and path == online_http.FEEDBACK_PATH:
+            return await self._feedback(scope, receive, send)
         if path == server.ROUTE_PATH and not self.keyring.open:
             try:
                 self.keyring.authenticate(_header(scope, b"authorization"))
@@ -159,6 +170,20 @@ class GatewayApp:
         body = self.models_list(tenant) if path == "/v1/models" else self.usage.report(tenant)
         await _send(send, 200, json.dumps(body).encode())
 
+    async def _feedback(self, scope, receive, send) -> None:
+        """POST /v1/feedback: the caller's realised scores (`proteus.gateway.feedback`)."""
+        try:
+            tenant = self.keyring.authenticate(_header(scope, b"authorization"))
+            raw = await _read_body(receive, self.settings.max_body_bytes)
+        except GatewayError as err:
+            return await _send_error(send, err, [])
+        try:  # in-memory and short: no thread hop
+            status, body = online_http.feedback_response(
+                self.ledger.scoped(tenant.name), raw, self.settings.max_feedback_batch)
+        except online_http.BodyError as err:
+            status, body = err.status, {"detail": err.detail}
+        await _send(send, status, json.dumps(body).encode())
+
     def models_list(self, tenant: Tenant) -> dict[str, Any]:
         """OpenAI's model list: `proteus` and `proteus-<τ>` for listed τ in the tenant's range."""
         taus = [t for t in self.settings.listed_taus if tenant.tau_min <= t <= tenant.tau_max]
@@ -181,6 +206,8 @@ class GatewayApp:
             self._count_error(routed, endpoint, err)
             return await _send_error(send, err, routed.headers())
         served = reply.served_by.name
+        if reply.status == 200:  # before the answer leaves: its feedback may come right back
+            self.ledger.record(routed.request_id, routed.tenant.name, routed.tau)
         headers = [*routed.headers(), (b"x-proteus-model", served.encode()),
                    (b"content-type", reply.content_type)]
         if fallback_from:

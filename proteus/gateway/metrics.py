@@ -11,11 +11,14 @@ Names and labels (scrape `GET /metrics`):
   proteus_gateway_errors_total{code}                     error answers by OpenAI-style code
   proteus_gateway_fallbacks_total{model, fallback}       upstream failures served by a fallback
   proteus_gateway_spend_usd_total{tenant, model}         routed spend (see `proteus.gateway.app`)
+  proteus_gateway_feedback_total{tenant, tau}            realised scores received, per τ bucket
+  proteus_gateway_feedback_score_total{tenant, tau}      their sum (see `proteus.gateway.feedback`)
+  proteus_gateway_feedback_tau{tenant, tau}              gauge: the τ bucket's value
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 TAU_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0)
@@ -54,6 +57,13 @@ class GatewayMetrics:
                                  ["model", "fallback"], registry=r)
         self.spend = Counter("proteus_gateway_spend_usd", "Routed spend in USD",
                              ["tenant", "model"], registry=r)
+        self.feedback = Counter("proteus_gateway_feedback", "Realised scores received",
+                                ["tenant", "tau"], registry=r)
+        self.feedback_score = Counter("proteus_gateway_feedback_score",
+                                      "Sum of realised scores (over feedback_total: accuracy)",
+                                      ["tenant", "tau"], registry=r)
+        self.feedback_tau = Gauge("proteus_gateway_feedback_tau", "The τ bucket's target",
+                                  ["tenant", "tau"], registry=r)
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every collector."""

@@ -25,7 +25,9 @@ Control law, on each feedback score s in [0, 1] (setpoint r = τ + margin):
 
     e   = r − s                                    (per-feedback error; ACI, Gibbs & Candès 2021)
     k   = k_i · (boost if r − â > z · se(â) else 1) (a significant shortfall integrates faster)
-    I  <- clip(I + k e, u_min, u_max)               (integral; clamped: anti-windup)
+    I  <- clip(I + k e, u_min, u_max)               (integral; clamped: anti-windup; e is
+                                                     corrected for the knob's move since the
+                                                     decision: `predicted_error`)
     â  <- ρ â + (1 − ρ) s                           (forgetting window of ~1/(1 − ρ) feedbacks)
     u   = clip(I + k_p (r − â) + k_d (â_prev − â), u_min, u_max)
 
@@ -80,9 +82,10 @@ class ControllerConfig:
     k_p: float = 0.0  # proportional gain on the forgetting-window shortfall (r − â)
     k_d: float = 0.0  # derivative gain on the measurement (â_prev − â)
     margin: float = 0.02  # setpoint r = τ + margin: window noise needs headroom
-    forget: float = 0.98  # ρ: the estimate â forgets with an effective window 1/(1 − ρ)
+    forget: float = 0.95  # ρ: the estimate â forgets with an effective window 1/(1 − ρ)
     boost: float = 4.0  # integral gain multiplier while the shortfall is significant (1: off)
-    boost_z: float = 1.5  # ... significant: r − â > boost_z standard errors of â
+    boost_z: float = 1.0  # ... significant: r − â > boost_z standard errors of â
+    smith: float = 1.0  # delay compensation: weight of the knob's move since the decision
     trust_after: int = 100  # feedbacks before the knob may go below the static point
     allow_below_certified: bool = True  # False: the static (certified) point is a floor forever
     budget: float | None = None  # USD per request; None: no cost constraint
@@ -94,7 +97,7 @@ class ControllerConfig:
             raise ValueError(f"priority must be 'floor' or 'budget', got {self.priority!r}")
         if not self.boost >= 1.0:
             raise ValueError(f"boost must be >= 1, got {self.boost!r}")
-        for name in ("k_i", "k_p", "k_d", "k_b", "boost_z"):
+        for name in ("k_i", "k_p", "k_d", "k_b", "boost_z", "smith"):
             if not getattr(self, name) >= 0.0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0.0 <= self.forget < 1.0:
@@ -185,15 +188,16 @@ def position(state: ControllerState, cfg: ControllerConfig) -> float:
 
 
 def update(state: ControllerState, cfg: ControllerConfig, score: float,
-           cost: float | None = None) -> ControllerState:
+           cost: float | None = None, served_at: float | None = None) -> ControllerState:
     """Apply one feedback (realised score in [0, 1], realised cost in USD or None); in place.
 
-    Feedbacks commute while nothing is clamped (the integral is a sum), so delayed and
-    out-of-order feedback needs no reordering.
+    With smith = 0 feedbacks commute while nothing is clamped (the integral is a sum); with
+    the delay compensation (`predicted_error`, `served_at`: the knob position the request was
+    served at, None: unknown) the order matters only through the knob's position when each
+    arrives, so delayed and out-of-order feedback still needs no reordering.
     """
     if not 0.0 <= score <= 1.0:  # False for NaN too
         raise ValueError(f"score must be in [0, 1], got {score!r}")
-    setpoint = state.tau + cfg.margin
     state.n_feedback += 1
     state.score_sum += score
     state.prev_est = state.acc_est
@@ -203,12 +207,33 @@ def update(state: ControllerState, cfg: ControllerConfig, score: float,
     # Clamping the integral to the actuator range is the anti-windup: a stream whose target is
     # out of reach does not build up a debt that would later hold the knob at a bound after the
     # drift has gone.
-    raw = state.integral + gain(state, cfg) * (setpoint - score)
+    raw = state.integral + gain(state, cfg) * predicted_error(state, cfg, score, served_at)
     state.integral = min(max(raw, u_min), u_max)
     state.saturated = "hi" if raw > u_max else "lo" if raw < u_min else ""
     if cost is not None:
         _update_budget(state, cfg, float(cost))
     return state
+
+
+def predicted_error(state: ControllerState, cfg: ControllerConfig, score: float,
+                    served_at: float | None) -> float:
+    """r − s, corrected to the knob's position now: r − (s + smith (p − served_at)).
+
+    Why: feedback arrives a delay after its decision, so after a shift the plain integral keeps
+    summing shortfalls of requests served at positions it has since left; with the boost on it
+    overshoots, then sums the surpluses of the overshoot on the way back, and the knob
+    oscillates with a period of a few delays. Where the router's accuracy jumps across a few
+    lanes (a regressed model dropped at once) that limit cycle alternates blocks of hundreds of
+    requests far above and far below τ, and sinks windows. The knob is in accuracy units (the
+    plant's gain is about 1, `adapter.knob`), so a score realised at `served_at` predicts
+    s + (p − served_at) at p: a Smith predictor with a unit-gain model, weighted by `smith`.
+    At rest p = served_at and the correction vanishes; summed over a stream it telescopes to
+    (knob travel) x (feedbacks in flight), so the long-run argument holds as n grows.
+    """
+    error = state.tau + cfg.margin - score
+    if served_at is None or cfg.smith == 0.0:
+        return error
+    return error - cfg.smith * (position(state, cfg) - served_at)
 
 
 def gain(state: ControllerState, cfg: ControllerConfig) -> float:

@@ -135,7 +135,7 @@ class OnlineService:
 
         All items of one call are committed in one transaction before this returns.
         """
-        checked = [_check_item(item) for item in items]
+        checked = [check_item(item) for item in items]
         ids = [c["request_id"] if "status" not in c else "" for c in checked]
         with self._lock:
             before = {k: dataclasses.replace(s) for k, s in self._states.items()}
@@ -153,24 +153,25 @@ class OnlineService:
             return item
         rid, score, cost = item["request_id"], item["score"], item.get("cost")
         if dec is None:
-            return _result(rid, "unknown", "no decision with this request_id (never issued, "
+            return result(rid, "unknown", "no decision with this request_id (never issued, "
                            "or older than the store's retention)")
         if dec.outcome is not None:
-            return _result(rid, "duplicate", f"feedback already recorded ({dec.outcome}, score "
+            return result(rid, "duplicate", f"feedback already recorded ({dec.outcome}, score "
                            f"{dec.score}); the first feedback stands")
         now = self.store.clock()
         if now - dec.created > self.settings.feedback_ttl:
             self.store.mark(db, rid, score, cost, "late", now)
-            return _result(rid, "late", f"arrived {now - dec.created:g} after the decision, "
+            return result(rid, "late", f"arrived {now - dec.created:g} after the decision, "
                            f"beyond feedback_ttl={self.settings.feedback_ttl:g}: stored, not "
                            "applied to the controller")
         state = self._states.get(dec.stream)
         if state is None:  # the stream's state was never stored (cannot happen after route)
-            return _result(rid, "unknown", f"stream {dec.stream!r} has no controller")
-        ctl.update(state, self.cfg, score, cost)
+            return result(rid, "unknown", f"stream {dec.stream!r} has no controller")
+        ctl.update(state, self.cfg, score, cost,
+                   served_at=self.knob.position(dec.operating_tau))
         self.store.mark(db, rid, score, cost, "accepted", now)
         self.store.put_states(db, {dec.stream: state.to_dict()})
-        return _result(rid, "accepted", "", stream=dec.stream,
+        return result(rid, "accepted", "", stream=dec.stream,
                        operating_tau=self._operating_tau(state))
 
     # ------------------------------------------------------------------ state
@@ -192,26 +193,27 @@ class OnlineService:
             return dataclasses.replace(self._states[key])
 
 
-def _result(request_id: Any, status: str, detail: str, **extra: Any) -> dict[str, Any]:
+def result(request_id: Any, status: str, detail: str, **extra: Any) -> dict[str, Any]:
+    """One feedback item's outcome (an `OUTCOMES` status), as /v1/feedback answers it."""
     return {"request_id": request_id, "status": status, "detail": detail, **extra}
 
 
-def _check_item(item: Any) -> dict[str, Any]:
+def check_item(item: Any) -> dict[str, Any]:
     """A validated item, or an "invalid" result (which has a "status" key)."""
     if not isinstance(item, dict):
-        return _result(None, "invalid", f"a feedback item must be an object, got {item!r:.80}")
+        return result(None, "invalid", f"a feedback item must be an object, got {item!r:.80}")
     rid = item.get("request_id")
     if not isinstance(rid, str) or not rid:
-        return _result(rid, "invalid", "request_id must be a non-empty string")
+        return result(rid, "invalid", "request_id must be a non-empty string")
     extra = sorted(set(item) - {"request_id", "score", "cost"})
     if extra:
-        return _result(rid, "invalid", f"unknown field(s) {extra}; expected request_id, score, "
+        return result(rid, "invalid", f"unknown field(s) {extra}; expected request_id, score, "
                        "cost")
     score, cost = item.get("score"), item.get("cost")
     if not _is_number(score) or not 0.0 <= score <= 1.0:
-        return _result(rid, "invalid", f"score must be a number in [0, 1], got {score!r}")
+        return result(rid, "invalid", f"score must be a number in [0, 1], got {score!r}")
     if cost is not None and (not _is_number(cost) or not math.isfinite(cost) or cost < 0):
-        return _result(rid, "invalid", f"cost must be a finite number >= 0 (USD), got {cost!r}")
+        return result(rid, "invalid", f"cost must be a finite number >= 0 (USD), got {cost!r}")
     return {"request_id": rid, "score": float(score),
             "cost": None if cost is None else float(cost)}
 
