@@ -65,7 +65,8 @@ def operating_table(config: ml_collections.ConfigDict, setup: pipeline.Setup,
     acc, cost = metrics.realised(heldout.scores, heldout.costs, choices)
     scores = heldout.scores[np.arange(heldout.n_queries)[None, :], choices]  # [C, N]
     smooth = operating.smoothed_accuracy(cand_tau, cand_model, acc)
-    credit = operating.credited_accuracy(scores, smooth, cand_model, config.operating.credit_z)
+    credit = operating.credited_accuracy(scores, smooth, cand_model, config.operating.margin_z,
+                                         config.operating.credit_z)
     order = operating.testing_order(credit, cost, cand_model)
     return {"tau": [raw["tau"][j] for j in order], "model": cand_model[order].tolist(),
             "accuracy": credit[order].tolist(), "raw_accuracy": acc[order].tolist(),

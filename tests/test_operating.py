@@ -42,6 +42,23 @@ def test_credited_accuracy_discounts_challengers_of_the_best_model():
         acc.tolist()  # no fixed model: nothing to credit against
 
 
+def test_a_challenger_ranks_above_the_incumbent_only_with_a_clear_advantage():
+    # the policy wins one query the incumbent loses: differences [1, 0 x 7], mean 1/8,
+    # sd = sqrt((7/8)^2 + 7 (1/8)^2) / sqrt(7) = sqrt(0.125), se = sqrt(0.125) / sqrt(8) = 1/8
+    scores = np.array([[1, 1, 1, 1, 1, 1, 1, 0],   # policy: 7/8
+                       [0, 1, 1, 1, 1, 1, 1, 0]],  # the incumbent: 6/8
+                      float)
+    acc, model = scores.mean(axis=1), np.array([-1, 0])
+    # z = 0.5: 0.875 − 0.0625 = 0.8125; clearing 2 se needs 0.875 − 0.25 = 0.625 > 0.75: no, so
+    # the policy is capped at the incumbent's 0.75 (a tie: the fixed model is tested first)
+    got = operating.credited_accuracy(scores, acc, model, z=0.5, credit_z=2.0)
+    np.testing.assert_allclose(got, [0.75, 0.75])
+    assert operating.testing_order(got, np.array([1.0, 5.0]), model).tolist() == [1, 0]
+    # clearing 0.5 se (0.8125 > 0.75): the policy keeps its discounted 0.8125 and goes first
+    np.testing.assert_allclose(operating.credited_accuracy(scores, acc, model, 0.5, 0.5),
+                               [0.8125, 0.75])
+
+
 def test_testing_order_breaks_ties_by_kind_then_cost():
     acc, cost = np.array([0.8, 0.9, 0.8, 0.8]), np.array([3.0, 9.0, 1.0, 5.0])
     assert operating.testing_order(acc, cost, np.array([-1, -1, -1, -1])).tolist() == [1, 2, 0, 3]

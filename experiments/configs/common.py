@@ -100,8 +100,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.operating.fixed_models = True  # every single model is a candidate point
     c.operating.margin_z = 1.0  # allowance for the val estimate's noise, in standard errors
     # A candidate beating the best single model on val is credited with its accuracy minus
-    # credit_z paired standard errors: the best of dozens of candidates measured on a few hundred
-    # queries is often lucky, so it must show a clear (one-sided ~98%) advantage to take the top.
+    # margin_z paired standard errors, and ranks above that model only if it clears credit_z of
+    # them: the best of dozens of candidates measured on a few hundred queries is often lucky, so
+    # it must show a clear (one-sided ~98%) advantage to take the top.
     c.operating.credit_z = 2.0
 
     c.checkpoint = ml_collections.ConfigDict()

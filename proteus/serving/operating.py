@@ -9,14 +9,14 @@ regression), which removes most of the noise that picking among many candidates 
 turn into a bias.
 
 Any advantage a candidate shows over the best single model is then discounted by z paired
-standard errors (`credited_accuracy`), so that the quality end is the best fixed model unless
-the held-out rows show a real improvement on it.
+standard errors, and only a clear one (more than `credit_z` of them) ranks it above that model
+(`credited_accuracy`), so that the quality end is the best fixed model unless the held-out rows
+show a real improvement on it.
 
 The one rule that maps τ to a point (used by evaluation, export and serving alike):
 
 - certified (a `proteus.evaluation.calibrate.CertificationTable` over the candidates in testing
-order): the
-  cheapest point certified for τ; none certified → infeasible;
+  order): the cheapest point certified for τ; none certified → infeasible;
 - uncertified: the cheapest point whose held-out accuracy is at least τ + z·sqrt(τ(1 − τ)/n)
   (n held-out queries, z = `margin_z`: a one-sided allowance for the held-out estimate's noise);
   none → infeasible.
@@ -110,21 +110,25 @@ def smoothed_accuracy(tau: np.ndarray, model: np.ndarray, accuracy: np.ndarray) 
 
 
 def credited_accuracy(scores: np.ndarray, accuracy: np.ndarray, model: np.ndarray,
-                      z: float) -> np.ndarray:
+                      z: float, credit_z: float | None = None) -> np.ndarray:
     """Held-out accuracy with any advantage over the best fixed model discounted by its noise.
 
     The best single model on held-out rows is the incumbent. A candidate that matches or beats
     it is credited with its accuracy minus z paired standard errors of the advantage (the per-query
     differences of the two on the same rows): among dozens of candidates measured on a few
     hundred queries the apparent winner is often lucky (the winner's curse), and a router whose
-    top is below always calling the best model has lost its quality end. Candidates below the
-    incumbent are unchanged.
+    top is below always calling the best model has lost its quality end. A challenger may rank
+    above the incumbent only if its advantage is clear, more than `credit_z` standard errors;
+    one that is not clear is capped at the incumbent's accuracy (a tie, which the testing order
+    gives to the fixed model). Candidates below the incumbent are unchanged.
 
     Args:
       scores: [C, N] per-query held-out scores of each candidate.
       accuracy: [C] their (smoothed) held-out accuracy.
       model: [C] fixed model index or −1 (policy).
       z: standard errors to discount.
+      credit_z: standard errors a challenger must clear to rank above the incumbent (None: z;
+        then every challenger is simply discounted by z).
 
     Returns:
       [C] credited accuracy.
@@ -137,7 +141,10 @@ def credited_accuracy(scores: np.ndarray, accuracy: np.ndarray, model: np.ndarra
     diff = np.asarray(scores, np.float64) - np.asarray(scores, np.float64)[ref]
     se = diff.std(axis=1, ddof=1) / math.sqrt(scores.shape[1])
     challenger = (accuracy >= accuracy[ref]) & (np.arange(accuracy.size) != ref)
-    return np.where(challenger, accuracy - z * se, accuracy)
+    clear = accuracy - (z if credit_z is None else credit_z) * se > accuracy[ref]
+    discounted = accuracy - z * se
+    credited = np.where(clear, discounted, np.minimum(discounted, accuracy[ref]))
+    return np.where(challenger, credited, accuracy)
 
 
 def testing_order(accuracy: np.ndarray, cost: np.ndarray, model: np.ndarray) -> np.ndarray:
