@@ -1,8 +1,9 @@
-"""All Orbax use in the project: training checkpoints and parameter pytrees for export.
+"""Training checkpoints (Orbax), checksummed.
 
 Training checkpoints hold the whole `TrainState` (with its [S] run axis) plus a small JSON of host
 state (phase, config); they are periodic, keep the last N, and resume from the latest step.
-Exported artifacts use `save_pytree` / `load_pytree`, which need no trainer code to read.
+Exported artifacts' parameters are written and read by `proteus.serving.artifact` (`save_params`
+/ `load_params`), which needs no trainer code.
 
 Integrity: after Orbax finalises a step, `CHECKSUM_FILE` in the step directory records the SHA-256
 of every file Orbax wrote. `restore` verifies a step (Orbax's metadata present and readable, every
