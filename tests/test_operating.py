@@ -88,8 +88,13 @@ def test_policy_resolves_fixed_model_points_and_refuses():
     over = policy.resolve(0.95)
     assert (over.point, over.feasible) == (0, False) and "best effort: fixed model c" in over.reason
     refusing = operating.OperatingPolicy(table, None, "refuse", ["a", "b", "c"])
-    with pytest.raises(operating.InfeasibleTauError, match="refused"):
-        refusing.resolve(0.95)
+    for _ in range(2):  # the remembered point is refused again, not served
+        with pytest.raises(operating.InfeasibleTauError, match="refused"):
+            refusing.resolve(0.95)
+    # a τ asked again gets the same point (remembered), and τ is still checked first
+    assert policy.resolve(0.6) is cheap
+    with pytest.raises(ValueError):
+        policy.resolve(float("nan"))
 
 
 def test_quality_end_is_never_below_the_best_fixed_model_when_argmax_p_hat_is_worse():
