@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-from proteus.serving import batching, http_guards, protocol, route_cli, server
+from proteus.serving import batching, dispatch, http_guards, protocol, route_cli, server
 from proteus.serving import router as serving
 
 pytest_plugins = ["tests.serving_fixtures"]
@@ -90,7 +90,7 @@ def test_an_encoder_failure_fails_only_its_item(text_router, monkeypatch):
     items = [protocol.Item(None, "fine", point),
              protocol.Item(None, "boom", point, "requests[1]: "),
              protocol.Item(np.zeros(4, np.float32), None, point)]
-    results = protocol.route_items(text_router, items)
+    results = dispatch.route_items(text_router, items)
     assert isinstance(results[1], protocol.RequestError) and results[1].status == 422
     assert results[1].detail.startswith("requests[1]: ") and "encoder exploded" in results[1].detail
     assert results[0]["model"] == want.model and results[0]["mu"] == pytest.approx(want.mu)

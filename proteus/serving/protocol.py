@@ -6,20 +6,19 @@ raises `RequestError` with the HTTP status and a message that says what to fix (
 or too deeply nested JSON, 413 over a limit, 422 anything else, including a τ refused by the
 "refuse" fallback). τ, features and text are checked by the same functions as the Python API
 (`proteus.serving.operating.check_tau`, `proteus.serving.check_features`,
-`proteus.serving.check_text`). Valid objects become `Item`s that `route_items` routes in one call,
-where one item that fails (an encoder error, a non-finite decision) fails alone.
+`proteus.serving.check_text`). Valid objects become `Item`s, which
+`proteus.serving.dispatch.route_items` routes in one call. This module only parses.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from proteus.serving import Router, RoutingError, check_text, finite_rows
+from proteus.serving import Router, check_text
 from proteus.serving.operating import OperatingPoint
 
 ITEM_KEYS = frozenset({"query", "features", "tau"})
@@ -131,48 +130,3 @@ def _check_text(query: Any, router: Router, limits: Limits) -> str:
                                 f"{limits.max_query_chars}")
     router.require_text()
     return query
-
-
-def route_items(router: Router, items: Sequence[Item]) -> list[dict[str, Any] | Exception]:
-    """Route parsed items in one call: [B] items -> [B] decision dicts, or per-item exceptions.
-
-    One bad item fails alone: a text the encoder cannot encode gets a `RequestError` (422) and a
-    decision with non-finite values a `RoutingError`, in its own slot; the others are routed. An
-    error of the routing call itself still raises (it concerns every item).
-    """
-    results: list[Any] = [None] * len(items)
-    x = np.zeros((len(items), router.feature_dim), np.float32)
-    text_rows = [i for i, item in enumerate(items) if item.text is not None]
-    if text_rows:
-        _encode_rows(router, items, text_rows, x, results)
-    for i, item in enumerate(items):
-        if item.features is not None:
-            x[i] = item.features
-    ok = [i for i, r in enumerate(results) if r is None]
-    if not ok:
-        return results
-    points = [items[i].point for i in ok]
-    decisions = router.run_points(x[ok], points, np.arange(len(ok)))
-    finite = finite_rows(decisions)
-    records = router.records(decisions)
-    for j, i in enumerate(ok):
-        results[i] = records[j] if finite[j] else RoutingError(
-            f"{items[i].where}the router returned non-finite values for this query: the artifact "
-            "is broken (re-export it)")
-    return results
-
-
-def _encode_rows(router: Router, items: Sequence[Item], rows: list[int], x: np.ndarray,
-                 results: list[Any]) -> None:
-    """Encode the text items `rows` into x; on failure retry one by one, failing only the bad."""
-    try:
-        x[rows] = router.encode([items[i].text for i in rows])
-        return
-    except Exception:  # noqa: BLE001, S110 (found out below, item by item)
-        pass
-    for i in rows:
-        try:
-            x[i] = router.encode([items[i].text])[0]
-        except Exception as err:  # noqa: BLE001 (this item's error, reported to its request)
-            results[i] = RequestError(422, f"{items[i].where}the query could not be encoded: "
-                                           f"{type(err).__name__}: {err}")

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 import tqdm
 
 from proteus import serving
-from proteus.serving import protocol
+from proteus.serving import dispatch, protocol
 
 
 def _parse_line(router: serving.Router, n: int, line: str, tau: float | None,
@@ -57,7 +57,7 @@ def route_jsonl(router: serving.Router, lines: Iterable[str], out: TextIO, tau: 
 
     def flush() -> None:
         items = [item for _, item, _ in chunk if item is not None]
-        decisions = iter(protocol.route_items(router, items) if items else [])
+        decisions = iter(dispatch.route_items(router, items) if items else [])
         for n, item, extra in chunk:
             d = next(decisions) if item is not None else None
             if isinstance(d, Exception):  # this line alone failed while routing

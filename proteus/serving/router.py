@@ -350,7 +350,7 @@ class Router:
                    inverse: np.ndarray) -> Decisions:
         """Route row i of features [B, D] float32 at the resolved point points[inverse[i]].
 
-        Not checked for finiteness: `decide` raises, `protocol.route_items` fails bad rows alone.
+        Not checked for finiteness: `decide` raises, `dispatch.route_items` fails bad rows alone.
         """
         operating = np.asarray([p.operating_tau for p in points], np.float32)[inverse]
         fixed = np.asarray([p.operating_model for p in points], np.int32)[inverse]

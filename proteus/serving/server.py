@@ -40,7 +40,8 @@ from starlette.requests import ClientDisconnect
 
 from proteus.serving import Router, RoutingError, http_guards
 from proteus.serving.batching import MicroBatcher, QueueFullError
-from proteus.serving.protocol import Limits, RequestError, parse_body, route_items
+from proteus.serving.dispatch import route_items
+from proteus.serving.protocol import Limits, RequestError, parse_body
 
 ROUTE_PATH = "/v1/route"
 Headers = list[tuple[bytes, bytes]]
