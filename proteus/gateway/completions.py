@@ -27,7 +27,7 @@ from proteus.gateway.config import Tenant
 from proteus.gateway.errors import GatewayError
 from proteus.gateway.proxy import Reply
 from proteus.serving import RouteDecision, Router
-from proteus.serving.batching import MicroBatcher, QueueFullError
+from proteus.serving.batching import MicroBatcher, QueueFullError, deliver
 from proteus.serving.operating import InfeasibleTauError
 
 MODEL_PREFIX = "proteus"
@@ -174,13 +174,7 @@ class RoutingQueue:
                 results = self._route_batch([(text, tau) for text, tau, _ in batch])
             except Exception as err:  # noqa: BLE001 (delivered to every waiting request)
                 results = [err] * len(batch)
-            for (_, _, future), result in zip(batch, results, strict=True):
-                if future.done():  # the client went away
-                    continue
-                if isinstance(result, Exception):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+            deliver([future for _, _, future in batch], results)
 
 
 _ID_PREFIX = "req-" + os.urandom(6).hex() + "-"  # random per process; a counter within it

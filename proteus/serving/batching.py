@@ -146,13 +146,19 @@ class MicroBatcher:
             results = await loop.run_in_executor(self._pool, self._fn, [item for item, _ in batch])
         except Exception as err:  # noqa: BLE001 (delivered to every waiting request)
             results = [err] * len(batch)
-        for (_, fut), res in zip(batch, results, strict=True):
-            if fut.done():  # the client went away
-                continue
-            if isinstance(res, Exception):
-                fut.set_exception(res)
-            else:
-                fut.set_result(res)
+        deliver([fut for _, fut in batch], results)
         self.stats["batches"] += 1
         self.stats["rows"] += len(batch)
         self.stats["largest_batch"] = max(self.stats["largest_batch"], len(batch))
+
+
+def deliver(futures: list[asyncio.Future], results: list[Any]) -> None:
+    """Complete each waiting request's future with its result, or raise its exception in it;
+    futures already done (the client went away) are skipped."""
+    for fut, res in zip(futures, results, strict=True):
+        if fut.done():
+            continue
+        if isinstance(res, Exception):
+            fut.set_exception(res)
+        else:
+            fut.set_result(res)
