@@ -24,6 +24,7 @@ from proteus.data.dataset import RoutingDataset, split_indices
 from proteus.encoders import encode_dataset
 from proteus.evaluation.baselines.cluster import kmeans
 from proteus.training import checkpoint, loop, networks, train
+from proteus.types import Decisions
 
 SPLITS = ("pred", "policy", "val", "calib", "test")
 
@@ -226,7 +227,7 @@ def eval_taus(config: ml_collections.ConfigDict, lane_taus: jax.Array) -> np.nda
 
 
 def route_split(setup: Setup, state: train.TrainState, run: int, ds: RoutingDataset,
-                taus: np.ndarray) -> networks.Decision:
+                taus: np.ndarray) -> Decisions:
     """Deterministic PROTEUS decisions of run `run` on `ds` at every τ: model [T, N], mu [T, N]."""
     one = run_slice(state, run)
     return loop.route_grid(setup.static.spec, one.params, one.lane_taus, one.duals.lam_avg,

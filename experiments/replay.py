@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from typing import Any
 
 import numpy as np
@@ -276,6 +277,23 @@ def checks(summary: dict[str, Any], cfg: ReplayConfig) -> dict[str, bool | None]
             if not drift else None,
             "recovery_le_1500": (len(rec) == len(on["recovery"]) and all(r <= 1500 for r in rec))
             if drift else None}
+
+
+def replay_to(router: Router, test: RoutingDataset, cfg: ReplayConfig, workdir: str,
+              **meta: str) -> dict[str, Any]:
+    """`replay`, then WORKDIR/replay.json (with `meta`) and replay.png; prints the table and
+    the checks. Returns the payload."""
+    payload = {**replay(router, test, cfg), **meta}
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "replay.json"), "w") as f:
+        json.dump(payload, f, indent=1)
+    plot(payload, os.path.join(workdir, "replay.png"))
+    print(f"{cfg.scenario} at τ={cfg.tau}, seed {cfg.seed}, on {test.name} "
+          f"({meta.get('split', 'test')} split, {test.n_queries} queries; {cfg.n} requests, "
+          f"feedback {cfg.feedback_fraction:.0%} after {cfg.delay})")
+    print(table(payload))
+    print("checks:", json.dumps(payload["checks"]))
+    return payload
 
 
 def _jsonable(cfg: ReplayConfig) -> dict[str, Any]:

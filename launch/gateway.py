@@ -14,9 +14,8 @@ import sys
 
 from absl import app, flags
 
-from proteus import serving
 from proteus.gateway import app as gateway
-from proteus.gateway import config, keys, runner
+from proteus.gateway import keys, runner
 from proteus.serving import operating
 
 _ARTIFACT = flags.DEFINE_string("artifact", None, "Artifact directory (a text encoder).")
@@ -49,16 +48,11 @@ def main(argv):
     settings = gateway.GatewaySettings(usage_db=_USAGE_DB.value,
                                        open_default_tau=_DEFAULT_TAU.value)
     try:  # ConfigError, ArtifactError and check_host's refusal are ValueErrors with a message
-        tenants = config.load_keys(_KEYS_FILE.value) if _KEYS_FILE.value else None
-        gateway.check_host(_HOST.value, tenants)
-        router = serving.Router.load(_ARTIFACT.value, fallback=_FALLBACK.value,
-                                     warmup=settings.route.max_batch)
-        router.require_text()
-        upstreams = config.load_models(_MODELS_FILE.value, router.models)
+        app_ = gateway.gateway_from_files(_ARTIFACT.value, _MODELS_FILE.value, _KEYS_FILE.value,
+                                          _HOST.value, _FALLBACK.value, settings)
     except ValueError as err:
         sys.exit(f"launch.gateway: {err}")
-    runner.serve(gateway.create_gateway(router, upstreams, tenants, settings), _HOST.value,
-                 _PORT.value, _LOG_LEVEL.value)
+    runner.serve(app_, _HOST.value, _PORT.value, _LOG_LEVEL.value)
 
 
 if __name__ == "__main__":

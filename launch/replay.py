@@ -11,7 +11,6 @@ WORKDIR/replay.json, WORKDIR/replay.png and prints the summary table and the don
 
 from __future__ import annotations
 
-import json
 import os
 
 from absl import app, flags, logging
@@ -34,15 +33,13 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the draws and the feedback.")
 _SEEDS = flags.DEFINE_list("seeds", None, "Several seeds in one process (overrides --seed); "
                            "each writes WORKDIR/seed<N>/.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
-_K_I = flags.DEFINE_float("k_i", ctl.ControllerConfig.k_i, "Integral gain.")
-_K_P = flags.DEFINE_float("k_p", ctl.ControllerConfig.k_p, "Proportional gain.")
-_K_D = flags.DEFINE_float("k_d", ctl.ControllerConfig.k_d, "Derivative gain.")
-_MARGIN = flags.DEFINE_float("margin", ctl.ControllerConfig.margin, "Setpoint τ + margin.")
-_FORGET = flags.DEFINE_float("forget", ctl.ControllerConfig.forget, "Forgetting factor ρ.")
-_BOOST = flags.DEFINE_float("boost", ctl.ControllerConfig.boost, "Gain multiplier on a "
-                            "significant shortfall.")
-_BOOST_Z = flags.DEFINE_float("boost_z", ctl.ControllerConfig.boost_z, "... significant: z.")
-_SMITH = flags.DEFINE_float("smith", ctl.ControllerConfig.smith, "Delay compensation weight.")
+_CONTROLLER_HELP = {  # ControllerConfig fields a replay sets (defaults: the dataclass's)
+    "k_i": "Integral gain.", "k_p": "Proportional gain.", "k_d": "Derivative gain.",
+    "margin": "Setpoint τ + margin.", "forget": "Forgetting factor ρ.",
+    "boost": "Gain multiplier on a significant shortfall.", "boost_z": "... significant: z.",
+    "smith": "Delay compensation weight."}
+_CONTROLLER = {name: flags.DEFINE_float(name, getattr(ctl.ControllerConfig, name), text)
+               for name, text in _CONTROLLER_HELP.items()}
 _MIN_SLOPE = flags.DEFINE_float("knob_min_slope", rp.ReplayConfig.knob_min_slope,
                                 "Knob slope floor through flat lanes (`adapter.knob`).")
 _BUDGET = flags.DEFINE_float("budget", None, "USD per request (price_change: default the "
@@ -54,11 +51,8 @@ _PRIORITY = flags.DEFINE_enum("priority", "floor", ["floor", "budget"],
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
-    controller = ctl.ControllerConfig(k_i=_K_I.value, k_p=_K_P.value, k_d=_K_D.value,
-                                      margin=_MARGIN.value, forget=_FORGET.value,
-                                      boost=_BOOST.value, boost_z=_BOOST_Z.value,
-                                      smith=_SMITH.value, budget=_BUDGET.value,
-                                      priority=_PRIORITY.value)
+    controller = ctl.ControllerConfig(budget=_BUDGET.value, priority=_PRIORITY.value,
+                                      **{name: flag.value for name, flag in _CONTROLLER.items()})
     router = Router.load(_ARTIFACT.value)
     test = rp.load_split(router.manifest, _SOURCE.value, _SPLIT.value)
     seeds = [int(s) for s in _SEEDS.value] if _SEEDS.value else [_SEED.value]
@@ -68,23 +62,9 @@ def main(argv):
                               seed=seed, controller=controller,
                               knob_min_slope=_MIN_SLOPE.value)
         workdir = os.path.join(_WORKDIR.value, f"seed{seed}") if _SEEDS.value else _WORKDIR.value
-        run_one(router, test, cfg, workdir)
+        rp.replay_to(router, test, cfg, workdir, artifact=os.path.abspath(_ARTIFACT.value),
+                     split=_SPLIT.value)
 
-
-def run_one(router: Router, test, cfg: rp.ReplayConfig, workdir: str) -> None:
-    """One replay: WORKDIR/replay.json and replay.png, the table and checks on stdout."""
-    payload = rp.replay(router, test, cfg)
-    payload["artifact"] = os.path.abspath(_ARTIFACT.value)
-    payload["split"] = _SPLIT.value
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "replay.json"), "w") as f:
-        json.dump(payload, f, indent=1)
-    rp.plot(payload, os.path.join(workdir, "replay.png"))
-    print(f"{cfg.scenario} at τ={cfg.tau}, seed {cfg.seed}, on {test.name} ({_SPLIT.value} "
-          f"split, {test.n_queries} queries; {cfg.n} requests, feedback "
-          f"{cfg.feedback_fraction:.0%} after {cfg.delay})")
-    print(rp.table(payload))
-    print("checks:", json.dumps(payload["checks"]))
 
 if __name__ == "__main__":
     app.run(main)

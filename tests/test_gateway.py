@@ -86,7 +86,7 @@ def client(gw, name: str = "team") -> openai.OpenAI:
 
 def test_tau_picks_the_model(gw, router, upstream):
     """Non-streaming chat: the answer comes from the upstream of the router's choice at τ."""
-    chosen = {tau: router.route(HARD, tau)[0].model for tau in (0.5, 0.9)}
+    chosen = {tau: router.route(HARD, tau)[0]["model"] for tau in (0.5, 0.9)}
     assert len(set(chosen.values())) == 2  # the test is only meaningful if τ changes the model
     for tau, model in chosen.items():
         raw = client(gw).chat.completions.with_raw_response.create(
@@ -109,10 +109,10 @@ def test_tau_from_header_and_default(gw, router):
         model="proteus", messages=[{"role": "user", "content": HARD}],
         extra_headers={"x-proteus-tau": "0.5"})
     assert raw.headers["x-proteus-tau"] == "0.5"
-    assert raw.headers["x-proteus-model"] == router.route(HARD, 0.5)[0].model
+    assert raw.headers["x-proteus-model"] == router.route(HARD, 0.5)[0]["model"]
     raw = c.completions.with_raw_response.create(model="proteus", prompt=[HARD])
     assert raw.headers["x-proteus-tau"] == "0.9"  # the key's default
-    assert raw.parse().choices[0].text.startswith(f"up-{router.route(HARD, 0.9)[0].model}")
+    assert raw.parse().choices[0].text.startswith(f"up-{router.route(HARD, 0.9)[0]['model']}")
 
 
 def test_streaming_passthrough(gw, router):
@@ -121,7 +121,7 @@ def test_streaming_passthrough(gw, router):
         messages=[{"role": "user", "content": [{"type": "text", "text": HARD}]}])
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text == f"up-{router.route(HARD, 0.9)[0].model} says hi from upstream"
+    assert text == f"up-{router.route(HARD, 0.9)[0]['model']} says hi from upstream"
     assert chunks[-1].usage.completion_tokens == 3
 
 
@@ -130,7 +130,7 @@ def test_models_and_route_mount(gw, router):
     assert names[0] == "proteus" and "proteus-0.9" in names and "proteus-0.5" in names
     auth = {"authorization": f"Bearer {KEYS['team']}"}
     got = httpx.post(gw.url + "/v1/route", json={"query": HELLO, "tau": 0.7}, headers=auth)
-    assert got.json() == json.loads(json.dumps(router.route(HELLO, 0.7)[0].to_dict()))
+    assert got.json() == json.loads(json.dumps(router.route(HELLO, 0.7)[0]))
     assert httpx.post(gw.url + "/v1/route", json={"query": HELLO, "tau": 0.7}).status_code == 401
     assert httpx.get(gw.url + "/healthz").json()["status"] == "ok"
 
@@ -166,7 +166,7 @@ def test_refusals_are_openai_errors(gw):
 
 def test_budget_from_estimates_then_refused(gw, router):
     """A stream without usage is charged ĉ; once spend + ĉ passes the day's budget: 402."""
-    c_hat = router.route(HELLO, 0.9)[0].c_hat[router.route(HELLO, 0.9)[0].model]
+    c_hat = router.route(HELLO, 0.9)[0]["c_hat"][router.route(HELLO, 0.9)[0]["model"]]
     assert c_hat < 1.0 < 2 * c_hat  # the tenant "capped" can afford exactly one
     capped = client(gw, "capped")
     list(capped.chat.completions.create(model="proteus", stream=True,
@@ -186,7 +186,7 @@ def test_usage_prices_tokens(gw, router):
     client(gw).chat.completions.create(model="proteus-0.5",
                                        messages=[{"role": "user", "content": HARD}])
     after = httpx.get(gw.url + "/v1/usage", headers={"authorization": f"Bearer {KEYS['team']}"})
-    model = router.route(HARD, 0.5)[0].model
+    model = router.route(HARD, 0.5)[0]["model"]
     price = router.manifest["prices"][model]
     want = 10 * price["usd_per_input_token"] + 3 * price["usd_per_output_token"]  # fake usage
     spent = after.json()["spend_usd"]["day"] - before.json()["spend_usd"]["day"]
@@ -200,7 +200,7 @@ def test_metrics_after_a_burst(gw, router):
         return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
                    if s.name == name and labels.items() <= s.labels.items())
 
-    model = router.route(HELLO, 0.7)[0].model
+    model = router.route(HELLO, 0.7)[0]["model"]
     before = sample("proteus_gateway_decisions_total", model=model, tenant="team")
     before_ok = sample("proteus_gateway_requests_total", endpoint="chat", status="200")
     before_401 = sample("proteus_gateway_errors_total", code="invalid_api_key")
@@ -265,7 +265,7 @@ def test_upstream_failures_fallback_and_timeout(router, upstream, tmp_path):
     """Every model's upstream answers 500 -> the fallback serves; a slow one -> 504 (open mode)."""
     entries = {m: {"upstream_model": "fail-500", "fallback": "backup"} for m in router.models}
     entries["backup"] = {"upstream_model": "up-backup"}
-    entries[router.route(HARD, 0.5)[0].model] = {"upstream_model": "slow", "timeout_s": 0.2}
+    entries[router.route(HARD, 0.5)[0]["model"]] = {"upstream_model": "slow", "timeout_s": 0.2}
     upstreams = config.load_models(models_file(tmp_path, upstream.url, entries), router.models)
     settings = gateway.GatewaySettings(inline_routing=False)  # the batched path, in a thread
     with runner.server_thread(gateway.create_gateway(router, upstreams, None, settings)) as running:
@@ -273,7 +273,7 @@ def test_upstream_failures_fallback_and_timeout(router, upstream, tmp_path):
         raw = c.chat.completions.with_raw_response.create(
             model="proteus-0.9", messages=[{"role": "user", "content": HARD}])
         assert raw.headers["x-proteus-model"] == "backup"
-        assert raw.headers["x-proteus-fallback-from"] == router.route(HARD, 0.9)[0].model
+        assert raw.headers["x-proteus-fallback-from"] == router.route(HARD, 0.9)[0]["model"]
         assert raw.parse().choices[0].message.content.startswith("up-backup")
         with pytest.raises(openai.APIStatusError) as err:
             c.chat.completions.create(model="proteus-0.5",
@@ -337,10 +337,24 @@ def test_launcher_serves(router, upstream, tmp_path):
         gw = types.SimpleNamespace(url=f"http://127.0.0.1:{port}")
         reply = client(gw).chat.completions.create(
             model="proteus-0.5", messages=[{"role": "user", "content": HARD}])
-        assert reply.choices[0].message.content.startswith(f"up-{router.route(HARD, 0.5)[0].model}")
+        chosen = router.route(HARD, 0.5)[0]["model"]
+        assert reply.choices[0].message.content.startswith(f"up-{chosen}")
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
     with sqlite3.connect(tmp_path / "u.sqlite3") as db:  # the shutdown flushed the usage
         count = db.execute("SELECT SUM(requests) FROM usage WHERE tenant = 'team'").fetchone()
     assert count == (1,)
+
+
+def test_gateway_from_files(router, tiny_artifact, tmp_path):
+    entries = {m: {"upstream_model": f"up-{m}"} for m in router.models}
+    models = models_file(tmp_path, "http://127.0.0.1:9", entries)
+    settings = gateway.GatewaySettings(usage_db=":memory:")
+    app = gateway.gateway_from_files(router.path, models, keys_file(tmp_path), "0.0.0.0",
+                                     settings=settings)
+    assert app.router.models == router.models and set(app.proxy.upstreams) == set(router.models)
+    with pytest.raises(ValueError, match="without a keys file"):  # checked before any loading
+        gateway.gateway_from_files("no/such/artifact", models, None, "0.0.0.0")
+    with pytest.raises(ValueError, match="precomputed features"):
+        gateway.gateway_from_files(tiny_artifact, models, None, settings=settings)

@@ -155,8 +155,8 @@ def test_routing_rule_by_hand():
 
 def test_lambda_of_tau_by_hand():
     taus = jnp.array([0.6, 0.8])
-    lams = jnp.array([0.099, 9.999])  # log(λ + 1e-3) = log 0.1 and log 10
-    got = networks.lambda_of_tau(taus, lams, jnp.array([0.5, 0.6, 0.7, 0.75, 0.8, 0.95]))
+    lane_lams = jnp.array([0.099, 9.999])  # log(λ + 1e-3) = log 0.1 and log 10
+    got = networks.lambda_of_tau(taus, lane_lams, jnp.array([0.5, 0.6, 0.7, 0.75, 0.8, 0.95]))
     # clamped below: 0.099; at the lanes: 0.099, 9.999; midpoint: exp((log .1 + log 10) / 2)
     # - 1e-3 = 1 - 1e-3; at 3/4 of the way: exp(-.25 log 10 + .75 log 10) - 1e-3
     # = sqrt(10) - 1e-3 = 3.16128; clamped above: 9.999.
@@ -167,7 +167,7 @@ def test_lambda_of_tau_by_hand():
     got0 = networks.lambda_of_tau(taus, jnp.array([0.0, 0.999]), jnp.array([0.6, 0.7]))
     np.testing.assert_allclose(got0, [0.0, math.sqrt(1e-3) - 1e-3], atol=1e-7, rtol=1e-5)
     # Shape follows τ.
-    chex.assert_shape(networks.lambda_of_tau(taus, lams, jnp.full((2, 3), 0.7)), (2, 3))
+    chex.assert_shape(networks.lambda_of_tau(taus, lane_lams, jnp.full((2, 3), 0.7)), (2, 3))
 
 
 def test_route_is_routing_rule_at_beta_mean(params):

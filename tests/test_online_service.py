@@ -46,7 +46,7 @@ def test_route_issues_ids_and_matches_the_router_at_rest(tiny_router):
     assert len({d["request_id"] for d in out}) == 5
     assert {d["stream"] for d in out} == {"acme|0.7000"}
     plain = tiny_router.route(x, 0.7)  # no feedback yet: the static point exactly
-    assert [d["model"] for d in out] == [d.model for d in plain]
+    assert [d["model"] for d in out] == [d["model"] for d in plain]
     assert all(d["offset"] == 0.0 and d["operating_tau"] == pytest.approx(0.7) for d in out)
     assert service.store.counts() == {"pending": 5, "total": 5}
     assert service.state("acme|0.7000").n_decisions == 5

@@ -55,14 +55,14 @@ def test_route_matches_the_router(client, text_router):
     for row in x:
         got = client.post("/v1/route", json={"features": row.tolist(), "tau": 0.3})
         assert got.status_code == 200
-        assert got.json() == text_router.route(row, 0.3)[0].to_dict()
+        assert got.json() == text_router.route(row, 0.3)[0]
     text = "gsm8k question, hard: algebra, chemistry, law"
     got = client.post("/v1/route", json={"query": text, "tau": 0.3}).json()
-    assert got == text_router.route(text, 0.3)[0].to_dict()
+    assert got == text_router.route(text, 0.3)[0]
     batch = {"requests": [{"features": x[0].tolist(), "tau": 0.3}, {"query": text, "tau": 0.6}]}
     decisions = client.post("/v1/route", json=batch).json()["decisions"]
-    assert _close(decisions[0], text_router.route(x[0], 0.3)[0].to_dict())
-    assert _close(decisions[1], text_router.route(text, 0.6)[0].to_dict())
+    assert _close(decisions[0], text_router.route(x[0], 0.3)[0])
+    assert _close(decisions[1], text_router.route(text, 0.6)[0])
 
 
 JSON = {"content-type": "application/json"}
@@ -116,7 +116,7 @@ def test_refuse_policy_and_fastapi_route(tiny_artifact):
         assert got.status_code == 422 and "precomputed features" in got.json()["detail"]
         assert c.post("/v1/route", content=b"{", headers=JSON).status_code == 400
         ok = c.post("/v1/route", json={"features": [0.0] * 4, "tau": 0.6}).json()
-        assert ok == router.route(np.zeros(4), 0.6)[0].to_dict()
+        assert ok == router.route(np.zeros(4), 0.6)[0]
         assert c.get("/v1/models").json()["fallback"] == "refuse"
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from experiments import evaluation, pipeline
-from proteus.serving import artifact, operating
+from proteus.serving import artifact, operating, server
 from proteus.serving import router as serving
 from tests.conftest import REPO_ROOT
 
@@ -38,8 +38,8 @@ def test_decisions_equal_training_time_routing(trained, text_router):
     d = text_router.decide(test.features, 0.5)
     texts = [str(q) for q in test.texts[:32]]
     routed = text_router.route(texts, 0.5)
-    assert [r.model_index for r in routed] == d.model[:32].tolist()
-    assert [r.model for r in routed] == [text_router.models[m] for m in d.model[:32]]
+    assert [r["model_index"] for r in routed] == d.model[:32].tolist()
+    assert [r["model"] for r in routed] == [text_router.models[m] for m in d.model[:32]]
 
 
 def test_certified_decisions_follow_the_table(trained, certified_artifact):
@@ -117,17 +117,19 @@ def test_lambda_and_mu_by_hand(tiny_router):
 def test_route_features_and_records(tiny_router):
     x = np.random.default_rng(0).normal(size=(2, 4))
     routed = tiny_router.route(x, [0.55, 0.9])  # 0.55 + 0.0249 <= 0.62: point 2 (τ'=0.6)
-    assert [r.tau for r in routed] == [0.55, 0.9]
-    assert [r.feasible for r in routed] == [True, False]
-    first = routed[0].to_dict()
-    assert first["lambda"] == routed[0].lam and "lam" not in first
-    assert serving.RouteDecision.from_dict(first) == routed[0]
+    assert [r["tau"] for r in routed] == [0.55, 0.9]
+    assert [r["feasible"] for r in routed] == [True, False]
+    first = routed[0]
+    schema = server.RouteDecisionModel.model_json_schema()["properties"]  # the HTTP docs
+    assert set(first) == set(schema)
+    lam = tiny_router.decide(x, [0.55, 0.9]).lam
+    assert first["lambda"] == pytest.approx(float(lam[0])) and "lam" not in first
     assert set(first["p_hat"]) == {"small", "medium", "large"}
     assert first["model"] == tiny_router.models[first["model_index"]]
     assert first["operating_point"] == 2 and first["certified"] is False
     assert first["operating_tau"] == pytest.approx(0.6) and first["operating_model"] is None
     single = tiny_router.route(x[0], 0.55)[0]  # one [D] row (another bucket: equal to an ulp)
-    assert single.model == routed[0].model and single.mu == pytest.approx(routed[0].mu)
+    assert single["model"] == first["model"] and single["mu"] == pytest.approx(first["mu"])
 
 
 def test_feature_and_text_errors(tiny_router, text_router):
@@ -221,7 +223,7 @@ def test_feasible_range_and_check_tau():
 
 def test_serving_needs_no_trainer(tiny_artifact):
     code = ("import sys, numpy as np; from proteus.serving import Router; "
-            f"r = Router.load({tiny_artifact!r}); print(r.route(np.zeros(4), 0.6)[0].model); "
+            f"r = Router.load({tiny_artifact!r}); print(r.route(np.zeros(4), 0.6)[0]['model']); "
             "bad = [m for m in ('flax', 'optax', 'experiments', 'proteus.training.train', "
             "'proteus.training.loop', 'proteus.training.networks', 'pandas') "
             "if m in sys.modules]; print(bad)")

@@ -29,7 +29,7 @@ import time
 from typing import Any
 
 from proteus.gateway import completions as cmp
-from proteus.gateway.config import Tenant, Upstream
+from proteus.gateway.config import Tenant, Upstream, load_keys, load_models
 from proteus.gateway.errors import GatewayError
 from proteus.gateway.feedback import FeedbackLedger
 from proteus.gateway.keys import KeyRing, RateLimiter
@@ -236,13 +236,13 @@ class GatewayApp:
         t_route = time.perf_counter()
         decision = routed.decision = await self.routing.decide(text, routed.tau)
         self.metrics.routing.observe(time.perf_counter() - t_route)
-        self.metrics.decisions.labels(decision.model, tenant.name).inc()
+        self.metrics.decisions.labels(decision["model"], tenant.name).inc()
         self.metrics.tau.labels(tenant.name).observe(routed.tau)
-        routed.estimate_usd = decision.c_hat[decision.model]
+        routed.estimate_usd = decision["c_hat"][decision["model"]]
         self.usage.check_budget(tenant, routed.estimate_usd)
         t_forward = time.perf_counter()
         reply, fallback_from = await self.proxy.forward(
-            decision.model, COMPLETION_PATHS[scope["path"]], payload, routed.request_id)
+            decision["model"], COMPLETION_PATHS[scope["path"]], payload, routed.request_id)
         return reply, fallback_from, t_forward, time.perf_counter()
 
     def _account(self, routed: cmp.Routed, reply: Reply, endpoint: str) -> None:
@@ -262,7 +262,7 @@ class GatewayApp:
         self.metrics.requests.labels(endpoint, str(err.status)).inc()
         self.metrics.errors.labels(err.code or err.type).inc()
         if routed.tenant is not None and err.status >= 500:  # upstream failures count as usage
-            model = routed.decision.model if routed.decision else "-"
+            model = routed.decision["model"] if routed.decision else "-"
             self.usage.record(routed.tenant.name, model, 0.0, error=True)
 
 
@@ -279,6 +279,23 @@ def create_gateway(router: Router, upstreams: dict[str, Upstream],
 
 
 # ------------------------------------------------------------------ ASGI helpers
+
+
+def gateway_from_files(artifact: str, models_file: str, keys_file: str | None = None,
+                       host: str = "127.0.0.1", fallback: str | None = None,
+                       settings: GatewaySettings | None = None) -> GatewayApp:
+    """The gateway of `launch.gateway`: load and check the keys (None: open, loopback only),
+    the artifact (it must take text) and the models file, in that order.
+
+    Raises:
+      ValueError: `ConfigError`, `ArtifactError` or the host refusal, naming what is wrong.
+    """
+    settings = settings or GatewaySettings()
+    tenants = load_keys(keys_file) if keys_file else None
+    check_host(host, tenants)
+    router = Router.load(artifact, fallback=fallback, warmup=settings.route.max_batch)
+    router.require_text()
+    return create_gateway(router, load_models(models_file, router.models), tenants, settings)
 
 
 def _header(scope, name: bytes) -> bytes | None:

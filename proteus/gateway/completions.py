@@ -26,7 +26,7 @@ from typing import Any
 from proteus.gateway.config import Tenant
 from proteus.gateway.errors import GatewayError
 from proteus.gateway.proxy import Reply
-from proteus.serving import RouteDecision, Router
+from proteus.serving import Router
 from proteus.serving.batching import MicroBatcher, QueueFullError, deliver
 from proteus.serving.operating import InfeasibleTauError
 
@@ -114,7 +114,7 @@ class Routed:
     start: float
     tenant: Tenant | None = None
     tau: float | None = None
-    decision: RouteDecision | None = None
+    decision: dict[str, Any] | None = None  # `Router.records` form
     estimate_usd: float = 0.0
 
     def headers(self) -> list[tuple[bytes, bytes]]:
@@ -125,7 +125,7 @@ class Routed:
 
 
 class RoutingQueue:
-    """Text + τ -> RouteDecision, batched across concurrent requests.
+    """Text + τ -> decision dict (`Router.records`), batched across concurrent requests.
 
     `inline` (cheap encoders such as hashing): the prompts that reach `decide` in one event-loop
     iteration are routed together by a callback on the loop itself, with no thread hand-offs
@@ -142,12 +142,12 @@ class RoutingQueue:
         self.batcher = MicroBatcher(self._route_batch, max_batch, 0.0, max_queue)
         self._pending: list[tuple[str, float, asyncio.Future]] = []
 
-    def _route_batch(self, items: list[tuple[str, float]]) -> list[RouteDecision]:
+    def _route_batch(self, items: list[tuple[str, float]]) -> list[dict[str, Any]]:
         if self.on_batch is not None:
             self.on_batch(len(items))
         return self.router.route([text for text, _ in items], [tau for _, tau in items])
 
-    async def decide(self, text: str, tau: float) -> RouteDecision:
+    async def decide(self, text: str, tau: float) -> dict[str, Any]:
         """Route one prompt (τ is checked first, so one bad request cannot fail a batch)."""
         try:
             self.router.resolve(tau)
@@ -192,7 +192,7 @@ def reply_cost(reply: Reply, routed: Routed, prices: dict[str, Any]) -> tuple[fl
     name = reply.served_by.name
     cost = usage_cost(usage, prices.get(name))
     if cost is None:
-        c_hat = routed.decision.c_hat
+        c_hat = routed.decision["c_hat"]
         cost = c_hat.get(name, routed.estimate_usd)
     return cost, usage
 

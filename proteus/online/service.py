@@ -32,7 +32,7 @@ import numpy as np
 
 from proteus.online import adapter
 from proteus.online import controller as ctl
-from proteus.online.store import Decision, Store
+from proteus.online.store import LedgerRow, Store
 from proteus.serving import Router
 from proteus.serving.operating import check_tau
 
@@ -124,7 +124,7 @@ class OnlineService:
             state.n_decisions += 1
             rec.update(request_id=self.new_id(), stream=key,
                        offset=float(positions[i] - state.base))
-            rows.append(Decision(rec["request_id"], key, now, rec["operating_tau"], rec["model"],
+            rows.append(LedgerRow(rec["request_id"], key, now, rec["operating_tau"], rec["model"],
                                  float(rec["c_hat"][rec["model"]])))
         self.store.record_decisions(rows, {k: self._states[k].to_dict() for k, _ in streams})
         return records
@@ -147,7 +147,7 @@ class OnlineService:
                 self._states = before  # the transaction rolled back: so do the controllers
                 raise
 
-    def _one(self, db, dec: Decision | None, item: dict[str, Any]) -> dict[str, Any]:
+    def _one(self, db, dec: LedgerRow | None, item: dict[str, Any]) -> dict[str, Any]:
         """The outcome of one checked item (runs inside the store's transaction)."""
         if "status" in item:
             return item

@@ -34,8 +34,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
-class Decision(NamedTuple):
-    """A routed request as stored (score, cost, outcome, scored_at are None while pending)."""
+class LedgerRow(NamedTuple):
+    """A routed request as the ledger stores it (score, cost, outcome, scored_at: None while
+    pending)."""
 
     request_id: str
     stream: str
@@ -101,7 +102,7 @@ class Store:
                 self._purge()
             return out
 
-    def record_decisions(self, rows: Sequence[Decision],
+    def record_decisions(self, rows: Sequence[LedgerRow],
                          states: dict[str, dict[str, Any]]) -> None:
         """Insert pending decisions and the streams' states they changed, atomically."""
         def body(db):
@@ -110,7 +111,7 @@ class Store:
             self._put_states(db, states)
         self._transaction(body)
 
-    def apply_feedback(self, handle: Callable[[sqlite3.Connection, Decision | None], Any],
+    def apply_feedback(self, handle: Callable[[sqlite3.Connection, LedgerRow | None], Any],
                        request_ids: Iterable[str]) -> list[Any]:
         """For each id, `handle(db, stored decision or None)` inside ONE transaction.
 
@@ -140,11 +141,11 @@ class Store:
 
     # ------------------------------------------------------------------ reads
     @staticmethod
-    def _get(db: sqlite3.Connection, request_id: str) -> Decision | None:
+    def _get(db: sqlite3.Connection, request_id: str) -> LedgerRow | None:
         row = db.execute("SELECT * FROM decisions WHERE request_id=?", (request_id,)).fetchone()
-        return None if row is None else Decision(*row)
+        return None if row is None else LedgerRow(*row)
 
-    def get(self, request_id: str) -> Decision | None:
+    def get(self, request_id: str) -> LedgerRow | None:
         with self._lock:
             return self._get(self._db, request_id)
 

@@ -6,15 +6,13 @@ imported when an artifact's parameters are read.
 """
 
 from proteus.serving.router import (
-    Decisions,
-    RawDecisions,
-    RouteDecision,
     Router,
     RoutingError,
     check_features,
     check_text,
     finite_rows,
 )
+from proteus.types import Decisions
 
-__all__ = ["Decisions", "RawDecisions", "RouteDecision", "Router", "RoutingError",
+__all__ = ["Decisions", "Router", "RoutingError",
            "check_features", "check_text", "finite_rows"]

@@ -123,7 +123,7 @@ def route_args(router: serving.Router, queries: list[str], tau: float | None,
         print(f"error: {err}", file=sys.stderr)
         return 2
     for d in decisions:
-        print(json.dumps(d.to_dict()))
+        print(json.dumps(d))
     return 0
 
 

@@ -24,10 +24,9 @@ computes λ(τ') from the lane table exactly as training-time evaluation does.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +45,7 @@ from proteus.serving.artifact import (  # noqa: F401 (re-exported: the serving A
     read_manifest,
 )
 from proteus.serving.operating import OperatingPoint, OperatingPolicy, check_taus
+from proteus.types import Decisions
 
 MAX_BUCKET = 4096  # rows per compiled call; larger inputs are chunked
 
@@ -114,35 +114,10 @@ def check_text(text: Any, where: str = "query") -> str:
     return text
 
 
-def finite_rows(raw: RawDecisions) -> np.ndarray:
+def finite_rows(raw: Decisions) -> np.ndarray:
     """[B] bool: the rows whose μ, λ, p̂ and ĉ are all finite."""
     return (np.isfinite(raw.mu) & np.isfinite(raw.lam) & np.isfinite(raw.p_hat).all(axis=1)
             & np.isfinite(raw.c_hat).all(axis=1))
-
-
-class Decisions(NamedTuple):
-    """Routing decisions for a batch of B queries (numpy arrays)."""
-
-    model: np.ndarray  # [B] int32 index into `Router.models`
-    mu: np.ndarray  # [B] float32 quality preference (Beta mean)
-    p_hat: np.ndarray  # [B, M] float32 predicted correctness
-    c_hat: np.ndarray  # [B, M] float32 predicted cost (USD)
-    lam: np.ndarray  # [B] float32 λ(operating τ)
-    tau: np.ndarray  # [B] float64 requested τ
-    operating_tau: np.ndarray  # [B] float64 τ' of a policy point (NaN for a fixed model)
-    point: np.ndarray  # [B] int32 operating point (index in the manifest's table)
-    feasible: np.ndarray  # [B] bool
-    reason: tuple[str, ...]  # [B]
-
-
-class RawDecisions(NamedTuple):
-    """Outputs of the exported function: model [B] int32, mu [B], p_hat, c_hat [B, M], lam [B]."""
-
-    model: np.ndarray
-    mu: np.ndarray
-    p_hat: np.ndarray
-    c_hat: np.ndarray
-    lam: np.ndarray
 
 
 _PACKED_CALLS: dict[str, Any] = {}  # sha256 of the serialised function -> its jitted call
@@ -167,38 +142,6 @@ def _packed_call(exported: jax.export.Exported, sha256: str):
 def _bucket(n: int) -> int:
     """Rows a batch of n is padded to: the next power of two (bounds the compiled shapes)."""
     return 1 << max(0, n - 1).bit_length()
-
-
-@dataclasses.dataclass(frozen=True)
-class RouteDecision:
-    """One query's decision, as `Router.route` returns it (`to_dict` is its JSON form)."""
-
-    model: str
-    model_index: int
-    mu: float
-    p_hat: dict[str, float]  # model -> predicted correctness
-    c_hat: dict[str, float]  # model -> predicted cost (USD)
-    lam: float  # λ(operating τ)
-    tau: float
-    operating_tau: float | None  # τ' of a policy point; None for a fixed-model point
-    operating_point: int  # index of the point in the manifest's operating table
-    feasible: bool
-    certified: bool
-    reason: str
-    operating_model: str | None = None  # the fixed model of a fixed-model point
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict; the field `lam` is spelled "lambda"."""
-        out = dict(self.__dict__)
-        out["lambda"] = out.pop("lam")
-        return out
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RouteDecision:
-        """Inverse of `to_dict`."""
-        kw = dict(d)
-        kw["lam"] = kw.pop("lambda")
-        return cls(**kw)
 
 
 class Router:
@@ -295,7 +238,7 @@ class Router:
         """`check_features` at this artifact's feature_dim ([B, D] float32, or [D] if one_row)."""
         return check_features(features, self.feature_dim, one_row)
 
-    def check_finite(self, raw: RawDecisions) -> None:
+    def check_finite(self, raw: Decisions) -> None:
         """Raise `RoutingError` naming the queries whose decisions are not finite."""
         bad = np.flatnonzero(~finite_rows(raw))
         if bad.size:
@@ -304,8 +247,9 @@ class Router:
                                "the artifact is broken: re-export it")
 
     def run(self, features: np.ndarray, operating_tau: np.ndarray,
-            fixed: np.ndarray | None = None) -> RawDecisions:
-        """The exported routing function at given operating points (no τ resolution).
+            fixed: np.ndarray | None = None) -> Decisions:
+        """The exported routing function at given operating points (no τ resolution): the
+        network's five fields of `Decisions` (the operating-table fields are None).
 
         Args:
           features: [B, D] float32.
@@ -329,8 +273,8 @@ class Router:
             parts.append(out[: out.shape[0] - pad])
         out = parts[0] if len(parts) == 1 else np.concatenate(parts)
         m = len(self.models)
-        return RawDecisions(model=out[:, 0].astype(np.int32), mu=out[:, 1], lam=out[:, 2],
-                            p_hat=out[:, 3:3 + m], c_hat=out[:, 3 + m:])
+        return Decisions(model=out[:, 0].astype(np.int32), mu=out[:, 1], lam=out[:, 2],
+                         p_hat=out[:, 3:3 + m], c_hat=out[:, 3 + m:])
 
     def decide(self, features: Any, tau: Any) -> Decisions:
         """Route B feature rows ([D] or [B, D]) at τ (a scalar or [B], one per query).
@@ -356,29 +300,30 @@ class Router:
         fixed = np.asarray([p.operating_model for p in points], np.int32)[inverse]
         return self.assemble(self.run(features, operating, fixed), points, inverse)
 
-    def assemble(self, raw: RawDecisions, points: Sequence[OperatingPoint],
+    def assemble(self, raw: Decisions, points: Sequence[OperatingPoint],
                  inverse: np.ndarray) -> Decisions:
-        """`Decisions` from the function's outputs and the points of query i: points[inverse[i]]."""
+        """`run`'s decisions completed with the operating point of query i: points[inverse[i]]."""
         pick = lambda field, dtype: np.asarray([getattr(p, field) for p in points], dtype)[inverse]
-        return Decisions(*raw, tau=pick("tau", np.float64),
-                         operating_tau=pick("operating_tau", np.float64),
-                         point=pick("point", np.int32), feasible=pick("feasible", bool),
-                         reason=tuple(points[i].reason for i in inverse.tolist()))
+        return raw._replace(tau=pick("tau", np.float64),
+                            operating_tau=pick("operating_tau", np.float64),
+                            point=pick("point", np.int32), feasible=pick("feasible", bool),
+                            reason=tuple(points[i].reason for i in inverse.tolist()))
 
-    def route(self, queries: str | Sequence[str] | Any, tau: Any) -> list[RouteDecision]:
+    def route(self, queries: str | Sequence[str] | Any, tau: Any) -> list[dict[str, Any]]:
         """Route text queries (str or [B] str) or features ([D] or [B, D]) at τ (scalar or [B]).
 
         Returns:
-          one `RouteDecision` per query.
+          one decision dict per query (`records`: what the CLI and HTTP return).
         """
         if isinstance(queries, str):
             queries = [queries]
         is_text = isinstance(queries, Sequence) and any(isinstance(q, str) for q in queries)
-        d = self.decide(self.encode(queries) if is_text else queries, tau)
-        return [RouteDecision.from_dict(r) for r in self.records(d)]
+        return self.records(self.decide(self.encode(queries) if is_text else queries, tau))
 
     def records(self, d: Decisions) -> list[dict[str, Any]]:
-        """[B] JSON-able decision dicts (`RouteDecision.to_dict` form), built column-wise."""
+        """[B] decisions as JSON-able dicts, built column-wise: model (name), model_index, mu,
+        p_hat and c_hat ({model: value}), lambda, tau, operating_tau (None at a fixed-model
+        point), operating_point, feasible, certified, reason, operating_model (or None)."""
         certified, names = self.policy.certified, self.models
         cols = zip(d.model.tolist(), d.mu.tolist(), d.p_hat.tolist(), d.c_hat.tolist(),
                    d.lam.tolist(), d.tau.tolist(), d.operating_tau.tolist(), d.point.tolist(),

@@ -22,15 +22,8 @@ import numpy as np
 from absl import logging
 
 from proteus.training import crossfit, predictor_phase, train
-from proteus.training.networks import (
-    Decision,
-    RouterSpec,
-    lambda_of_tau,
-    policy_mean,
-    predicted,
-    routing_rule,
-)
-from proteus.types import Array, Params
+from proteus.training.networks import RouterSpec, lambda_of_tau, predicted, route_predicted
+from proteus.types import Array, Decisions, Params
 
 StepFn = Callable[..., tuple[train.TrainState, dict[str, Array]]]
 
@@ -156,25 +149,25 @@ _freeze = jax.jit(jax.vmap(predictor_phase.freeze_best_predictor))
 
 @functools.partial(jax.jit, static_argnums=0)
 def route_grid(spec: RouterSpec, params: Params, lane_taus: Array, lane_lams: Array,
-               features: Array, taus: Array):
-    """Route every query at every τ of a grid for ONE run.
+               features: Array, taus: Array) -> Decisions:
+    """Route every query at every τ of a grid for ONE run: `networks.route` mapped over τ.
 
     Args:
       params: one run's parameters; lane_taus, lane_lams: [K]; features: [N, D]; taus: [T].
 
     Returns:
-      `Decision` with model, mu: [T, N] and the τ-independent p_hat, c_hat: [N, M].
+      `Decisions` with model, mu: [T, N], lam: [T] and the τ-independent p_hat, c_hat: [N, M].
     """
-    z, p_hat, c_hat = predicted(spec, params, features)  # τ-independent: once for the grid
-    c_hat_norm = c_hat / params["stats"]["c_ref"]
+    prediction = predicted(spec, params, features)  # τ-independent: once for the grid
+    n = features.shape[0]
 
     def at_tau(tau):
         lam = lambda_of_tau(lane_taus, lane_lams, tau)
-        mu = policy_mean(spec, params["policy"], z, tau, lam)
-        return routing_rule(mu, p_hat, c_hat_norm), mu
+        d = route_predicted(spec, params, prediction, jnp.full((n,), tau), jnp.full((n,), lam))
+        return d.model, d.mu, lam
 
-    model, mu = jax.lax.map(at_tau, taus)
-    return Decision(model=model, mu=mu, p_hat=p_hat, c_hat=c_hat)
+    model, mu, lam = jax.lax.map(at_tau, taus)
+    return Decisions(model=model, mu=mu, p_hat=prediction[1], c_hat=prediction[2], lam=lam)
 
 
 class Callbacks(NamedTuple):

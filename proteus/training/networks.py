@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from proteus.types import Array, Params
+from proteus.types import Array, Decisions, Params
 
 _LAMBDA_EPS = 1e-3  # keeps log λ finite for lanes whose dual sits at 0
 
@@ -311,17 +311,8 @@ def lambda_of_tau(lane_taus: Array, lane_lams: Array, tau: Array) -> Array:
     return jnp.maximum(jnp.exp(jnp.interp(tau, lane_taus, log_lams)) - _LAMBDA_EPS, 0.0)
 
 
-class Decision(NamedTuple):
-    """Output of `route`; all leading dims are the batch B."""
-
-    model: Array  # [B] int32
-    mu: Array  # [B] float32, Beta mean
-    p_hat: Array  # [B, M]
-    c_hat: Array  # [B, M] USD
-
-
-def route(spec: RouterSpec, params: Params, features: Array, tau: Array, lam: Array) -> Decision:
-    """The deterministic router used at evaluation and in serving.
+def route(spec: RouterSpec, params: Params, features: Array, tau: Array, lam: Array) -> Decisions:
+    """The deterministic router used at evaluation and in serving: B queries, one τ each.
 
     Args:
       spec: network shapes.
@@ -329,8 +320,20 @@ def route(spec: RouterSpec, params: Params, features: Array, tau: Array, lam: Ar
       features: [B, D] float32.
       tau: [B] requested accuracy targets.
       lam: [B] duals λ(τ) (see `lambda_of_tau`).
+
+    Returns:
+      `Decisions` with model [B], mu [B], p_hat, c_hat [B, M], lam [B].
     """
-    z, p_hat, c_hat = predicted(spec, params, features)
+    return route_predicted(spec, params, predicted(spec, params, features), tau, lam)
+
+
+def route_predicted(spec: RouterSpec, params: Params, prediction: tuple[Array, Array, Array],
+                    tau: Array, lam: Array) -> Decisions:
+    """`route` given the τ-independent `predicted(spec, params, features)` = (z, p_hat, c_hat).
+
+    Callers routing the same queries at many τ (`loop.route_grid`) predict once and map this.
+    """
+    z, p_hat, c_hat = prediction
     mu = policy_mean(spec, params["policy"], z, tau, lam)
     model = routing_rule(mu, p_hat, c_hat / params["stats"]["c_ref"])
-    return Decision(model=model, mu=mu, p_hat=p_hat, c_hat=c_hat)
+    return Decisions(model=model, mu=mu, p_hat=p_hat, c_hat=c_hat, lam=lam)

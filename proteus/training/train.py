@@ -147,7 +147,7 @@ def init_state(static: StaticConfig, params: Params, lane_taus: Array, lam0: Arr
     """A fresh state around initialised `params`; lam0: [] initial dual of every lane."""
     tx = make_optimizer(static)
     lane_taus = jnp.asarray(lane_taus, jnp.float32)
-    lams = jnp.full_like(lane_taus, lam0)
+    lane_lams = jnp.full_like(lane_taus, lam0)
     folds = static.spec.folds
     pred_opt = (jax.vmap(tx.init)(params["predictor"]) if folds > 1
                 else tx.init(params["predictor"]))
@@ -157,7 +157,7 @@ def init_state(static: StaticConfig, params: Params, lane_taus: Array, lam0: Arr
         params=params,
         pred_opt=pred_opt,
         policy_opt=tx.init(params["policy"]),
-        duals=jax.vmap(losses.init_dual)(lams, lane_taus),
+        duals=jax.vmap(losses.init_dual)(lane_lams, lane_taus),
         lane_taus=lane_taus,
         best_predictor=params["predictor"],
         best_val=jnp.full(shape, jnp.inf, jnp.float32),

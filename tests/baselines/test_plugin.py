@@ -5,7 +5,7 @@ import pytest
 
 from proteus.evaluation import metrics
 from proteus.evaluation.baselines import CarrotRouter, OmniRouter, PluginRouter, plugin_choices
-from proteus.evaluation.baselines.plugin import default_lams, mus_to_lams
+from proteus.evaluation.baselines.plugin import default_lam_grid, mus_to_lam_grid
 
 
 def test_plugin_choices_hand_checked(toy):
@@ -14,9 +14,9 @@ def test_plugin_choices_hand_checked(toy):
     np.testing.assert_array_equal(ch, [[0, 0, 0, 0], [0, 1, 0, 0], [0, 1, 1, 0], [0, 1, 1, 0]])
 
 
-def test_mus_to_lams():
-    np.testing.assert_allclose(mus_to_lams([0.0, 0.5, 0.2, 1.0]), [np.inf, 1.0, 4.0, 0.0])
-    grid = default_lams()
+def test_mus_to_lam_grid():
+    np.testing.assert_allclose(mus_to_lam_grid([0.0, 0.5, 0.2, 1.0]), [np.inf, 1.0, 4.0, 0.0])
+    grid = default_lam_grid()
     assert grid[0] == 0.0 and np.isinf(grid[-1]) and np.all(np.diff(grid) > 0)
 
 

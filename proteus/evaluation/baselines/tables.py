@@ -44,8 +44,8 @@ def default_alphas() -> np.ndarray:
     Uniform in log(α/(1 − α)) rather than in α, so both ends are resolved: with "global"
     normalisation the useful λ = α/(1 − α) spans accuracy gaps of 1e-3 against cost gaps of ~1.
     """
-    lams = np.geomspace(1e-4, 1e4, 401)
-    return np.concatenate([[0.0], lams / (1.0 + lams), [1.0]])
+    lam_grid = np.geomspace(1e-4, 1e4, 401)
+    return np.concatenate([[0.0], lam_grid / (1.0 + lam_grid), [1.0]])
 
 
 def group_means(
