@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uvicorn
 
-from proteus.serving.server import ServerThread
+from proteus.serving.server import ServerThread, freeze_startup_heap
 
 
 def uvicorn_config(app, host: str = "127.0.0.1", port: int = 0,
@@ -21,6 +21,7 @@ def uvicorn_config(app, host: str = "127.0.0.1", port: int = 0,
 
 def serve(app, host: str = "127.0.0.1", port: int = 8080, log_level: str = "info") -> None:
     """Serve until interrupted (Ctrl-C / SIGTERM shut down gracefully)."""
+    freeze_startup_heap()  # a full GC pass over jax's objects would stall every request
     uvicorn.Server(uvicorn_config(app, host, port, log_level)).run()
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import socket
@@ -309,10 +310,24 @@ def warn_if_exposed(app: RouteApp, host: str) -> str | None:
     return message
 
 
+def freeze_startup_heap() -> int:
+    """Exempt every object alive now (jax, the router, the encoder) from cyclic garbage collection.
+
+    A full collection walks every tracked object: ~60 ms on this CPU once jax is imported, a
+    stall that every request in flight pays (it set the servers' p99). Objects created before
+    serving live as long as the process, so scanning them can free nothing. Returns how many
+    objects were frozen.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 def serve(app: RouteApp, host: str = "127.0.0.1", port: int = 8000,
           log_level: str = "info") -> None:
     """Serve until interrupted (Ctrl-C / SIGTERM shut down gracefully)."""
     warn_if_exposed(app, host)
+    freeze_startup_heap()
     uvicorn.Server(uvicorn_config(app, host, port, log_level)).run()
 
 
