@@ -214,9 +214,9 @@ def test_internal_errors_become_500(tiny_artifact, monkeypatch):
 def test_freeze_startup_heap_exempts_live_objects():
     try:
         frozen = server.freeze_startup_heap()
-        assert frozen == gc.get_freeze_count() > 1000  # jax and numpy alone hold far more
-        gc.collect()  # a full pass walks only what was made since: the frozen stay frozen
-        assert gc.get_freeze_count() == frozen
+        assert frozen > 1000  # jax and numpy alone hold far more
+        gc.collect()  # a full pass leaves the frozen alone (only objects freed since leave it)
+        assert gc.get_freeze_count() > 0.9 * frozen
     finally:
         gc.unfreeze()
     assert gc.get_freeze_count() == 0
