@@ -12,7 +12,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from experiments import evaluation, harness, logs, pipeline, workdir
+from experiments import evaluation, logs, pipeline, workdir
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:variants].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir; outputs are written there.")
@@ -28,7 +28,7 @@ def main(argv):
     try:
         config = _CONFIG.value or pipeline.load_config(_WORKDIR.value)
         workdir.prepare(config, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value)
-        res = harness.run_evaluation(config, _WORKDIR.value, progress=_PROGRESS.value)
+        res = evaluation.run_evaluation(config, _WORKDIR.value, progress=_PROGRESS.value)
     except (*workdir.USER_ERRORS, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
     for router in ("proteus", "proteus_certified"):

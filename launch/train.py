@@ -30,11 +30,11 @@ def main(argv):
     logs.job_logging()  # INFO, without Orbax's lines between the progress bars
     try:
         workdir.prepare(_CONFIG.value, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value)
-        results = evaluation.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
-                                                progress=_PROGRESS.value)
+        results = evaluation.run_evaluation(_CONFIG.value, _WORKDIR.value,
+                                            progress=_PROGRESS.value, baselines=False)
     except (*workdir.USER_ERRORS, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
-    print(results["table"])
+    print(evaluation.compliance_table(results))
 
 
 if __name__ == "__main__":

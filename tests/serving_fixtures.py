@@ -38,7 +38,7 @@ def trained(tmp_path_factory) -> types.SimpleNamespace:
     config.data.cache_dir = str(root / "feature_cache")
     workdir = root / "workdir"
     workdir.mkdir()
-    evaluation.train_and_evaluate(config, str(workdir), progress=False)
+    evaluation.run_evaluation(config, str(workdir), progress=False, baselines=False)
     config, splits, setup, state = pipeline.load_trained(str(workdir))
     operating, certification = export.read_operating(str(workdir / "certification.json"))
     return types.SimpleNamespace(root=root, workdir=workdir, config=config, splits=splits,

@@ -5,8 +5,8 @@ problem, `tiny_config`; the other core tests' shapes, so their compiled chunks).
 points are measured on the fixed `val` split; the held-out rows (`calib` and `test`) come from a
 fresh draw of the same generator, so they are exchangeable with each other and unseen by
 training, and they are re-split between `calib` and `test` with many salts. Every decision goes
-through `experiments.evaluation.proteus_blocks`, the function the main job, the harness and the
-sweep call.
+through `experiments.evaluation.proteus_blocks`, the function the main job, the full evaluation
+and the sweep call.
 """
 
 from __future__ import annotations
