@@ -4,6 +4,8 @@ import hashlib
 import json
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -140,6 +142,48 @@ def test_usage_budgets_persist_and_roll(tmp_path):
     day[0] = "2026-02-03"
     with pytest.raises(GatewayError, match="this month"):
         store.check_budget(tenant, 0.6)
+    store.close()
+
+
+class _SlowWrites:
+    """A sqlite3 connection whose writes hang until released (a WAL checkpoint, a slow disk)."""
+
+    def __init__(self, db):
+        self.db, self.started, self.release = db, threading.Event(), threading.Event()
+
+    def executemany(self, *args):
+        self.started.set()
+        self.release.wait(10)
+        return self.db.executemany(*args)
+
+    def __getattr__(self, name):
+        return getattr(self.db, name)
+
+    def __enter__(self):
+        return self.db.__enter__()
+
+    def __exit__(self, *exc):
+        return self.db.__exit__(*exc)
+
+
+def test_usage_record_never_waits_on_the_database(tmp_path):
+    store = usage.UsageStore(str(tmp_path / "u.sqlite3"), clock=lambda: "2026-01-31")
+    tenant = config.Tenant("a", 0.8)
+    store.record("a", "small", 0.5)
+    slow = store._db = _SlowWrites(store._db)
+    flusher = threading.Thread(target=store.flush)  # the app's flush, in its worker thread
+    flusher.start()
+    assert slow.started.wait(10)
+    t0 = time.perf_counter()
+    store.record("a", "large", 0.25)  # the request path: counters in memory only
+    store.check_budget(tenant, 0.1)
+    assert time.perf_counter() - t0 < 1.0 and flusher.is_alive()
+    slow.release.set()
+    flusher.join()
+    report = store.report(tenant)  # flushes first: every counted request is in it
+    assert report["spend_usd"]["day"] == 0.75
+    assert {m: v["requests"] for m, v in report["month_by_model"].items()} == {"small": 1,
+                                                                              "large": 1}
     store.close()
 
 

@@ -167,7 +167,10 @@ class GatewayApp:
             tenant = self.keyring.authenticate(_header(scope, b"authorization"))
         except GatewayError as err:
             return await _send_error(send, err, [])
-        body = self.models_list(tenant) if path == "/v1/models" else self.usage.report(tenant)
+        if path == "/v1/models":
+            body = self.models_list(tenant)
+        else:  # flushes and reads SQLite: off the event loop, which must never wait on disk
+            body = await asyncio.to_thread(self.usage.report, tenant)
         await _send(send, 200, json.dumps(body).encode())
 
     async def _feedback(self, scope, receive, send) -> None:

@@ -38,7 +38,11 @@ class UsageStore:
 
     def __init__(self, path: str, clock=utc_day):
         self._clock = clock
-        self._lock = threading.Lock()  # the flush runs in a worker thread
+        # Two locks: `_lock` guards the in-memory counters (held for a swap), `_db_lock` the
+        # connection. A request never waits on disk: a flush's commit (a WAL checkpoint can take
+        # hundreds of ms) must not block `record` on the event loop.
+        self._lock = threading.Lock()
+        self._db_lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         if path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -55,7 +59,7 @@ class UsageStore:
         if day == self._day:
             return
         self.flush()
-        with self._lock:
+        with self._db_lock:
             rows = self._db.execute("SELECT tenant, day = ?, SUM(spend_usd) FROM usage "
                                     "WHERE substr(day, 1, 7) = ? GROUP BY tenant, 2",
                                     (day, day[:7])).fetchall()
@@ -98,8 +102,9 @@ class UsageStore:
 
     def flush(self) -> int:
         """Write the pending counters in one transaction; returns the rows written."""
-        with self._lock:
-            pending, self._pending = self._pending, defaultdict(lambda: [0, 0, 0, 0, 0.0])
+        with self._db_lock:  # a reader waits for the writes of counters already taken out
+            with self._lock:  # held for the swap only: `record` never waits on disk
+                pending, self._pending = self._pending, defaultdict(lambda: [0, 0, 0, 0, 0.0])
             if not pending:
                 return 0
             rows = [(*key, *values) for key, values in pending.items()]
@@ -111,9 +116,9 @@ class UsageStore:
     def report(self, tenant: Tenant) -> dict[str, Any]:
         """The body of GET /v1/usage for `tenant`: today's and this month's totals and budgets."""
         self._roll()
-        self.flush()
+        self.flush()  # then the database holds every request counted so far
         day = self._day
-        with self._lock:
+        with self._db_lock:
             rows = self._db.execute(
                 f"SELECT day, model, {', '.join(COLUMNS)} FROM usage WHERE tenant = ? AND "
                 "substr(day, 1, 7) = ? ORDER BY day, model", (tenant.name, day[:7])).fetchall()
