@@ -98,7 +98,7 @@ class OnlineService:
     def route(self, queries: Any, tau: Any, tenant: str | None = None) -> list[dict[str, Any]]:
         """Route texts ([B] str) or features ([D] / [B, D]) at τ (scalar or [B]) for a tenant.
 
-        Returns the router's decision dicts (`RouteDecision.to_dict` form) with `request_id`,
+        Returns the router's decision dicts (`Router.records` form) with `request_id`,
         `stream` and `offset` added; the decisions are stored before this returns.
         """
         tenant = tenant or self.settings.default_tenant
