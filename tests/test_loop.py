@@ -100,3 +100,4 @@ def test_route_grid_matches_route(tiny):
         np.testing.assert_array_equal(grid.model[i], ref.model)
         np.testing.assert_allclose(grid.mu[i], ref.mu, rtol=1e-5)
         np.testing.assert_allclose(grid.p_hat, ref.p_hat, rtol=1e-6)
+        np.testing.assert_allclose(grid.lam[i], lam, rtol=1e-6)

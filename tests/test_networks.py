@@ -182,3 +182,8 @@ def test_route_is_routing_rule_at_beta_mean(params):
     np.testing.assert_allclose(decision.mu, alpha / (alpha + beta), rtol=1e-6)
     expected = networks.routing_rule(alpha / (alpha + beta), p_hat, c_hat / 3.0)  # c_ref = 3
     np.testing.assert_array_equal(decision.model, expected)
+    np.testing.assert_array_equal(decision.lam, lam)  # λ travels with the decision
+    assert decision.tau is None and decision.point is None  # serving adds the operating point
+    given = networks.route_predicted(SPEC, params, (z, p_hat, c_hat), tau, lam)
+    np.testing.assert_array_equal(given.model, expected)
+    np.testing.assert_allclose(given.mu, decision.mu, rtol=1e-6)
