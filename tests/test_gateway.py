@@ -22,6 +22,7 @@ from proteus.encoders.registry import get_encoder
 from proteus.gateway import app as gateway
 from proteus.gateway import config, fake, keys, runner
 from proteus.gateway import transport as transport_lib
+from proteus.serving import server
 from proteus.training import export
 
 pytest_plugins = ["tests.serving_fixtures"]
@@ -267,7 +268,8 @@ def test_upstream_failures_fallback_and_timeout(router, upstream, tmp_path):
     entries["backup"] = {"upstream_model": "up-backup"}
     entries[router.route(HARD, 0.5)[0]["model"]] = {"upstream_model": "slow", "timeout_s": 0.2}
     upstreams = config.load_models(models_file(tmp_path, upstream.url, entries), router.models)
-    settings = gateway.GatewaySettings(inline_routing=False)  # the batched path, in a thread
+    threaded = server.ServerSettings(inline_routing=False)  # the batched path, in a thread
+    settings = gateway.GatewaySettings(route=threaded)
     with runner.server_thread(gateway.create_gateway(router, upstreams, None, settings)) as running:
         c = openai.OpenAI(base_url=running.url + "/v1", api_key="anything", max_retries=0)
         raw = c.chat.completions.with_raw_response.create(

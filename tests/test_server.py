@@ -163,17 +163,20 @@ def test_server_shuts_down_cleanly(tiny_artifact):
         pass
 
 
-def test_micro_batcher():
-    seen = []
+@pytest.mark.parametrize("inline", [False, True])
+def test_micro_batcher(inline):
+    seen, threads = [], set()
 
     def fn(items):
         seen.append(list(items))
+        threads.add(threading.get_ident())
         if "boom" in items:
             raise RuntimeError("boom")
         return [i * 10 for i in items]
 
     async def scenario():
-        batcher = batching.MicroBatcher(fn, max_batch=2, max_wait_s=0.01, max_queue=6)
+        batcher = batching.MicroBatcher(fn, max_batch=2, max_wait_s=0.01, max_queue=6,
+                                        inline=inline)
         batcher.start()
         results = await asyncio.gather(*[batcher.submit([i]) for i in range(5)])
         assert await batcher.submit([7, 8, 9]) == [70, 80, 90]
@@ -189,6 +192,9 @@ def test_micro_batcher():
     assert seen[:3] == [[0, 1], [2, 3], [4]]  # 5 waiting items in batches of at most 2
     assert seen[3:] == [[7, 8], [9], ["boom"]]
     assert stats == {"batches": 6, "rows": 9, "largest_batch": 2}
+    # inline: fn ran on the event loop's thread (this one); else on one worker thread
+    assert (threads == {threading.get_ident()}) if inline else (
+        len(threads) == 1 and threading.get_ident() not in threads)
 
 
 def test_internal_errors_become_500(tiny_artifact, monkeypatch):
@@ -220,3 +226,11 @@ def test_freeze_startup_heap_exempts_live_objects():
     finally:
         gc.unfreeze()
     assert gc.get_freeze_count() == 0
+
+
+def test_cheap_encoders_route_on_the_event_loop(tiny_artifact, text_router):
+    tiny_router = serving.Router.load(tiny_artifact, warmup=0)
+    assert tiny_router.cheap_to_encode and text_router.cheap_to_encode  # precomputed, hashing
+    assert server.create_app(tiny_router).service.batcher.inline
+    threaded = server.ServerSettings(inline_routing=False)
+    assert not server.create_app(tiny_router, threaded).service.batcher.inline

@@ -60,8 +60,9 @@ class GatewaySettings:
     feedback_bucket: float = 0.01  # τ bucket width of the realised-accuracy series
     feedback_capacity: int = 200_000  # answered request ids kept for feedback (oldest dropped)
     max_feedback_batch: int = 10_000  # items per POST /v1/feedback
-    inline_routing: bool | None = None  # None: inline for hashing encoders (`RoutingQueue`)
-    route: server.ServerSettings = server.ServerSettings()  # the mounted /v1/route service
+    # The mounted /v1/route service, and the completions' routing batches (max_batch, max_queue,
+    # inline_routing: on the event loop for cheap encoders unless set).
+    route: server.ServerSettings = server.ServerSettings()
 
 
 def is_loopback(host: str) -> bool:
@@ -96,7 +97,7 @@ class GatewayApp:
                                      settings.feedback_capacity)
         self.proxy = Proxy(upstreams, settings.max_connections, settings.fast_transport)
         self.routing = cmp.RoutingQueue(router, settings.route.max_batch,
-                                        settings.route.max_queue, settings.inline_routing,
+                                        settings.route.max_queue, settings.route.inline_routing,
                                         self.metrics.batch_size.observe)
         self.route_app = server.create_app(router, settings.route)
         self.prices: dict[str, Any] = router.manifest["prices"]

@@ -13,7 +13,6 @@ for it with `stream_options.include_usage`), else that estimate.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import itertools
 import json
@@ -27,7 +26,7 @@ from proteus.gateway.config import Tenant
 from proteus.gateway.errors import GatewayError
 from proteus.gateway.proxy import Reply
 from proteus.serving import Router
-from proteus.serving.batching import MicroBatcher, QueueFullError, deliver
+from proteus.serving.batching import MicroBatcher, QueueFullError
 from proteus.serving.operating import InfeasibleTauError
 
 MODEL_PREFIX = "proteus"
@@ -125,22 +124,18 @@ class Routed:
 
 
 class RoutingQueue:
-    """Text + τ -> decision dict (`Router.records`), batched across concurrent requests.
-
-    `inline` (cheap encoders such as hashing): the prompts that reach `decide` in one event-loop
-    iteration are routed together by a callback on the loop itself, with no thread hand-offs
-    (which on busy cores cost more than the routing) and one compiled call per batch instead of
-    one per request. Otherwise (a model encoder such as sentence-transformers must not block
-    the loop) they are batched in a worker thread by `proteus.serving.batching.MicroBatcher`.
+    """Text + τ -> decision dict (`Router.records`), batched across concurrent requests by
+    `proteus.serving.batching.MicroBatcher`: on the event loop itself when the router encodes
+    cheaply (`Router.cheap_to_encode`: no thread hand-offs, which on busy cores cost more than
+    the routing), else in a worker thread (a model encoder such as sentence-transformers must not
+    block the loop). Either way, one compiled call per batch instead of one per request.
     """
 
     def __init__(self, router: Router, max_batch: int = 256, max_queue: int = 8192,
                  inline: bool | None = None, on_batch: Callable[[int], None] | None = None):
-        self.router, self.max_batch, self.on_batch = router, max_batch, on_batch
-        self.inline = (router.manifest["encoder"]["kind"] in ("hashing", "precomputed")
-                       if inline is None else inline)
-        self.batcher = MicroBatcher(self._route_batch, max_batch, 0.0, max_queue)
-        self._pending: list[tuple[str, float, asyncio.Future]] = []
+        self.router, self.on_batch = router, on_batch
+        self.batcher = MicroBatcher(self._route_batch, max_batch, 0.0, max_queue,
+                                    inline=router.cheap_to_encode if inline is None else inline)
 
     def _route_batch(self, items: list[tuple[str, float]]) -> list[dict[str, Any]]:
         if self.on_batch is not None:
@@ -153,28 +148,11 @@ class RoutingQueue:
             self.router.resolve(tau)
         except InfeasibleTauError as err:
             raise _bad(str(err), "infeasible_tau", 422) from None
-        if self.inline:
-            loop = asyncio.get_running_loop()
-            future = loop.create_future()
-            self._pending.append((text, tau, future))
-            if len(self._pending) == 1:  # the first of this iteration schedules the batch
-                loop.call_soon(self._route_pending)
-            return await future
         try:
             return (await self.batcher.submit([(text, tau)]))[0]
         except QueueFullError:
             raise GatewayError(503, "the routing queue is full; retry shortly", "server_error",
                                "overloaded") from None
-
-    def _route_pending(self) -> None:
-        pending, self._pending = self._pending, []
-        for start in range(0, len(pending), self.max_batch):
-            batch = pending[start:start + self.max_batch]
-            try:
-                results = self._route_batch([(text, tau) for text, tau, _ in batch])
-            except Exception as err:  # noqa: BLE001 (delivered to every waiting request)
-                results = [err] * len(batch)
-            deliver([future for _, _, future in batch], results)
 
 
 _ID_PREFIX = "req-" + os.urandom(6).hex() + "-"  # random per process; a counter within it

@@ -207,6 +207,12 @@ class Router:
     def accepts_text(self) -> bool:
         return self._encoder is not None
 
+    @property
+    def cheap_to_encode(self) -> bool:
+        """True for precomputed features and the hashing encoder: a batch encodes and routes in
+        well under a millisecond, so servers route it on their event loop (no worker thread)."""
+        return self.manifest["encoder"]["kind"] in ("hashing", "precomputed")
+
     def warmup(self, rows: int) -> None:
         """Compile every batch bucket up to `rows` rows (at most `MAX_BUCKET`)."""
         size = 1

@@ -60,6 +60,7 @@ class ServerSettings(Limits):
     max_wait_ms: float = 0.0
     max_queue: int = 8192  # queued rows beyond this get 503 (requests > small_request: 3/4 of it)
     small_request: int = 16  # requests of at most this many items may use the whole queue
+    inline_routing: bool | None = None  # route on the event loop; None: `cheap_to_encode`
     fast_path: bool = True  # answer POST /v1/route before FastAPI's routing (same handler)
     # Bearer tokens; empty: no authentication (then bind loopback only). Not in repr: no leaks.
     auth_tokens: tuple[str, ...] = dataclasses.field(default=(), repr=False)
@@ -75,9 +76,11 @@ class RouteService:
 
     def __init__(self, router: Router, settings: ServerSettings):
         self.router, self.settings = router, settings
+        inline = settings.inline_routing
         self.batcher = MicroBatcher(lambda items: route_items(router, items), settings.max_batch,
                                     settings.max_wait_ms / 1000.0, settings.max_queue,
-                                    small_request=settings.small_request)
+                                    small_request=settings.small_request,
+                                    inline=router.cheap_to_encode if inline is None else inline)
 
     async def handle_http(self, headers: dict[bytes, bytes],
                           chunks: AsyncIterator[bytes]) -> tuple[int, bytes, Headers]:
