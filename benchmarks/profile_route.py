@@ -1,0 +1,67 @@
+"""Where a POST /v1/route request's Python time goes, without HTTP: the service in-process.
+
+    python benchmarks/profile_route.py                  # 20,000 requests, 50 concurrent
+    python benchmarks/profile_route.py --requests 5000 --top 25
+
+`proteus.serving.server.RouteService.handle` (parse, micro-batch, encode, route, records, JSON
+answer) is driven by --concurrency coroutines on one event loop, with the quickstart-sized hashing
+artifact of `bench_gateway.py` (11 models, random weights). Printed: microseconds per request
+(one timed run), then cProfile's --top functions by own time over a second run (cProfile slows
+every call, so compare the functions with each other, not with the first figure). HTTP handling
+(uvicorn, httptools) is not included: `bench_gateway.py` measures it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import os
+import pstats
+import tempfile
+import time
+
+from bench_gateway import QUERY, text_artifact  # benchmarks/ is on sys.path when run as a script
+
+from proteus.serving import Router, server
+
+
+async def drive(service: server.RouteService, body: bytes, requests: int,
+                concurrency: int) -> float:
+    """Seconds for `requests` calls of `service.handle(body)` from `concurrency` coroutines."""
+    service.batcher.start()
+
+    async def client():
+        for _ in range(requests // concurrency):
+            status, _ = await service.handle(body)
+            assert status == 200, status
+
+    start = time.perf_counter()
+    await asyncio.gather(*[client() for _ in range(concurrency)])
+    seconds = time.perf_counter() - start
+    await service.batcher.stop()
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--top", type=int, default=15, help="functions listed")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        router = Router.load(text_artifact(os.path.join(tmp, "artifact")), warmup=256)
+        service = server.RouteService(router, server.ServerSettings())
+        body = json.dumps({"query": QUERY, "tau": 0.8}).encode()
+        asyncio.run(drive(service, body, 2_000, args.concurrency))  # warm-up
+        seconds = asyncio.run(drive(service, body, args.requests, args.concurrency))
+        print(f"{seconds / args.requests * 1e6:.1f} µs per request ({args.requests} requests, "
+              f"{args.concurrency} concurrent, inline routing: {service.batcher.inline})")
+        profile = cProfile.Profile()
+        profile.runcall(asyncio.run, drive(service, body, args.requests, args.concurrency))
+        pstats.Stats(profile).sort_stats("tottime").print_stats(args.top)
+
+
+if __name__ == "__main__":
+    main()
