@@ -39,8 +39,8 @@ class UsageStore:
     def __init__(self, path: str, clock=utc_day):
         self._clock = clock
         # Two locks: `_lock` guards the in-memory counters (held for a swap), `_db_lock` the
-        # connection. A request never waits on disk: a flush's commit (a WAL checkpoint can take
-        # hundreds of ms) must not block `record` on the event loop.
+        # connection. A request does not wait on disk (but once a UTC day, in `_roll`): a flush's
+        # commit (a WAL checkpoint can take hundreds of ms) must not block the event loop.
         self._lock = threading.Lock()
         self._db_lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
