@@ -12,3 +12,5 @@ def test_profile_route_smoke():
                          text=True, timeout=300, check=True).stdout
     assert "µs per request (200 requests, 10 concurrent, inline routing: True)" in out
     assert "Ordered by: internal time" in out
+    for stage in ("parse", "encode", "routing call", "records", "JSON answer"):
+        assert f"one request alone, {stage}: " in out

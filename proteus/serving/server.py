@@ -98,9 +98,9 @@ class RouteService:
             http_guards.check_length(headers.get(b"content-length"), limit)
             body = await http_guards.read_body(chunks, limit, self.settings.read_timeout_s)
         except RequestError as err:  # the body may be unread: close rather than resync
-            return err.status, _dumps({"detail": err.detail}), http_guards.CLOSE
+            return err.status, json_bytes({"detail": err.detail}), http_guards.CLOSE
         except (http_guards.ClientGoneError, ClientDisconnect):
-            return 400, _dumps({"detail": "client disconnected"}), http_guards.CLOSE
+            return 400, json_bytes({"detail": "client disconnected"}), http_guards.CLOSE
         return (*await self.handle(body), [])
 
     async def handle(self, body: bytes) -> tuple[int, bytes]:
@@ -117,26 +117,29 @@ class RouteService:
                 items, is_batch = parse_body(body, self.router, self.settings)
             results = await self.batcher.submit(items)
         except QueueFullError:
-            return 503, _dumps({"detail": "server busy: the routing queue is full; retry shortly"})
+            busy = "server busy: the routing queue is full; retry shortly"
+            return 503, json_bytes({"detail": busy})
         except RequestError as err:
-            return err.status, _dumps({"detail": err.detail})
+            return err.status, json_bytes({"detail": err.detail})
         except RoutingError as err:
             logging.getLogger(__name__).error("routing failed: %s", err)
-            return 500, _dumps({"detail": f"routing failed: {err}"})
+            return 500, json_bytes({"detail": f"routing failed: {err}"})
         except Exception as err:  # noqa: BLE001 (one bad batch must not take the server down)
             logging.getLogger(__name__).exception("routing failed")
-            return 500, _dumps({"detail": f"internal error: {type(err).__name__}: {err}"})
+            return 500, json_bytes({"detail": f"internal error: {type(err).__name__}: {err}"})
         answer = {"decisions": results} if is_batch else results[0]
         try:
             if len(results) > 64:  # a large answer is serialised off the event loop
-                return 200, await asyncio.to_thread(_dumps, answer)
-            return 200, _dumps(answer)
+                return 200, await asyncio.to_thread(json_bytes, answer)
+            return 200, json_bytes(answer)
         except ValueError as err:  # NaN or inf: never sent as (invalid) JSON
             logging.getLogger(__name__).error("non-finite decision: %s", err)
-            return 500, _dumps({"detail": "internal error: a decision held a non-finite number"})
+            detail = "internal error: a decision held a non-finite number"
+            return 500, json_bytes({"detail": detail})
 
 
-def _dumps(obj: Any) -> bytes:
+def json_bytes(obj: Any) -> bytes:
+    """Compact, strict JSON (NaN and inf raise ValueError): every body this server sends."""
     return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
 
 
