@@ -165,6 +165,25 @@ def test_refusals_are_openai_errors(gw):
         assert got.status_code == status and got.json()["error"]["code"] == code, got.text
 
 
+def test_an_unencodable_prompt_fails_alone(gw):
+    """A lone surrogate is legal in JSON but not Unicode: that request gets 422, the requests
+    batched with it are answered."""
+    auth = {"authorization": f"Bearer {KEYS['team']}", "content-type": "application/json"}
+    good = json.dumps({"model": "proteus-0.9", "messages": [{"role": "user", "content": HELLO}]})
+    bad = good.replace(HELLO, "\\ud800 " + HELLO)  # the JSON escape, as a client would send it
+
+    async def burst():
+        async with httpx.AsyncClient(base_url=gw.url, timeout=30) as c:
+            return await asyncio.gather(*[c.post("/v1/chat/completions", headers=auth,
+                                                 content=bad if i % 4 == 0 else good)
+                                          for i in range(12)])
+
+    answers = asyncio.run(burst())
+    assert [a.status_code for a in answers] == [422 if i % 4 == 0 else 200 for i in range(12)]
+    assert answers[0].json()["error"]["code"] == "unroutable_prompt"
+    assert "not valid Unicode" in answers[0].json()["error"]["message"]
+
+
 def test_budget_from_estimates_then_refused(gw, router):
     """A stream without usage is charged ĉ; once spend + ĉ passes the day's budget: 402."""
     c_hat = router.route(HELLO, 0.9)[0]["c_hat"][router.route(HELLO, 0.9)[0]["model"]]

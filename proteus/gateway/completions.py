@@ -27,7 +27,9 @@ from proteus.gateway.errors import GatewayError
 from proteus.gateway.proxy import Reply
 from proteus.serving import Router
 from proteus.serving.batching import MicroBatcher, QueueFullError
+from proteus.serving.dispatch import route_items
 from proteus.serving.operating import InfeasibleTauError
+from proteus.serving.protocol import Item, RequestError
 
 MODEL_PREFIX = "proteus"
 TAU_HEADER = b"x-proteus-tau"
@@ -125,10 +127,12 @@ class Routed:
 
 class RoutingQueue:
     """Text + τ -> decision dict (`Router.records`), batched across concurrent requests by
-    `proteus.serving.batching.MicroBatcher`: on the event loop itself when the router encodes
-    cheaply (`Router.cheap_to_encode`: no thread hand-offs, which on busy cores cost more than
-    the routing), else in a worker thread (a model encoder such as sentence-transformers must not
-    block the loop). Either way, one compiled call per batch instead of one per request.
+    `proteus.serving.batching.MicroBatcher` and routed by `proteus.serving.dispatch.route_items`
+    (the HTTP router's path: one compiled call per batch, and a prompt that cannot be encoded
+    fails alone). The batch runs on the event loop when the router encodes cheaply
+    (`Router.cheap_to_encode`: no thread hand-offs, which on busy cores cost more than the
+    routing), else in a worker thread (a model encoder such as sentence-transformers must not
+    block the loop).
     """
 
     def __init__(self, router: Router, max_batch: int = 256, max_queue: int = 8192,
@@ -137,22 +141,24 @@ class RoutingQueue:
         self.batcher = MicroBatcher(self._route_batch, max_batch, 0.0, max_queue,
                                     inline=router.cheap_to_encode if inline is None else inline)
 
-    def _route_batch(self, items: list[tuple[str, float]]) -> list[dict[str, Any]]:
+    def _route_batch(self, items: list[Item]) -> list[dict[str, Any] | Exception]:
         if self.on_batch is not None:
             self.on_batch(len(items))
-        return self.router.route([text for text, _ in items], [tau for _, tau in items])
+        return route_items(self.router, items)
 
     async def decide(self, text: str, tau: float) -> dict[str, Any]:
-        """Route one prompt (τ is checked first, so one bad request cannot fail a batch)."""
+        """Route one prompt; its τ is resolved here, so a refused one never joins a batch."""
         try:
-            self.router.resolve(tau)
+            point = self.router.resolve(tau)
         except InfeasibleTauError as err:
             raise _bad(str(err), "infeasible_tau", 422) from None
         try:
-            return (await self.batcher.submit([(text, tau)]))[0]
+            return (await self.batcher.submit([Item(None, text, point)]))[0]
         except QueueFullError:
             raise GatewayError(503, "the routing queue is full; retry shortly", "server_error",
                                "overloaded") from None
+        except RequestError as err:  # this prompt could not be encoded (e.g. invalid Unicode)
+            raise _bad(err.detail, "unroutable_prompt", err.status) from None
 
 
 _ID_PREFIX = "req-" + os.urandom(6).hex() + "-"  # random per process; a counter within it
