@@ -125,7 +125,8 @@ def make_setup(config: ml_collections.ConfigDict, splits: dict[str, RoutingDatas
         dual_lr_late=t.dual_lr_late,
         lam_max=t.lam_max, tau_jitter=t.tau_jitter)
     loop_cfg = loop.LoopConfig(chunk_size=t.chunk_size, pred_max_steps=t.pred_max_steps,
-                               pred_patience=t.pred_patience, policy_steps=t.policy_steps)
+                               pred_patience=t.pred_patience, policy_steps=t.policy_steps,
+                               run_batch=t.run_batch)
     for name in ("pred_max_steps", "policy_steps"):
         if getattr(loop_cfg, name) % loop_cfg.chunk_size:
             raise ValueError(f"train.{name} must be a multiple of train.chunk_size")

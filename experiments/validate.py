@@ -151,6 +151,7 @@ SCHEMA: dict[str, Check] = {
     "train.pred_max_steps": _STEPS,
     "train.pred_patience": integer(1),
     "train.policy_steps": _STEPS,
+    "train.run_batch": integer(0),
     "eval.tau_lo": real(0.0, 1.0),
     "eval.tau_hi": real(0.0, 1.0),
     "eval.tau_step": real(0.0, 1.0, lo_open=True),

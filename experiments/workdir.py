@@ -41,8 +41,9 @@ LOCK_FILE = ".lock"
 CONFIG_FILE = "config.json"
 CHANGES_FILE = "config_changes.jsonl"
 METRICS_FILE = "metrics.jsonl"
-# Fields that say where things are kept, not what is trained: they may differ on resume.
-HOST_ONLY = frozenset({"data.cache_dir"})
+# Fields that say where things are kept or how runs are executed, not what is trained: they may
+# differ on resume (a run started on a GPU may resume on a CPU).
+HOST_ONLY = frozenset({"data.cache_dir", "train.run_batch"})
 
 _HELD: dict[str, int] = {}  # abs workdir -> fd holding its lock (this process)
 _ACCEPTED: dict[str, str] = {}  # abs workdir -> JSON of the config accepted for it
@@ -95,8 +96,9 @@ def _check_changes(path: str, recorded: Mapping[str, Any], current: Mapping[str,
             f"); resuming would mix two configs. Differing fields:\n  {lines}\nUse a new "
             f"--workdir, or accept the change with --allow_config_change={','.join(refused)}")
     if diff:
-        logging.warning("%s: resuming with changed config fields %s (allowed)", path,
-                        sorted(diff))
+        # a host-only change (where features are cached, how runs are batched) is routine
+        log = logging.warning if set(diff) - HOST_ONLY else logging.info
+        log("%s: resuming with changed config fields %s (allowed)", path, sorted(diff))
         entry = {"time": _now(), "changes": {k: list(v) for k, v in diff.items()}}
         with open(os.path.join(path, CHANGES_FILE), "a") as f:
             f.write(json.dumps(entry) + "\n")

@@ -51,6 +51,46 @@ def test_chunks_compile_once(tiny):
     chex.assert_shape(metrics["lam"], (1, setup.lane_taus.shape[0]))  # [S, K] chunk means
 
 
+def test_runs_at_once_and_widest_activation(tiny):
+    _, _, setup, _, _ = tiny  # B = 32, hidden 16, policy_hidden 16, one predictor
+    assert loop.widest_activation(setup.static, "policy", n_lanes=4) == 4 * 4 * 32 * 16
+    assert loop.widest_activation(setup.static, "predictor") == 4 * 1 * 32 * 16
+    big = loop.CPU_VMAP_MAX_BYTES
+    assert loop.runs_at_once(3, sharded=False, activation_bytes=big) == 3  # as configured
+    assert loop.runs_at_once(0, sharded=True, activation_bytes=big) is None  # a mesh: vmapped
+    assert jax.default_backend() == "cpu"
+    assert loop.runs_at_once(0, sharded=False, activation_bytes=big - 1) is None
+    assert loop.runs_at_once(0, sharded=False, activation_bytes=big) == 1  # in sequence
+
+
+def test_runs_mapped_in_groups_match_runs_vmapped(tiny):
+    """3 runs with their own learning rates, one chunk of each phase: vmapping all 3 and mapping
+    groups of 2 (a group, then the remainder; the policy phase maps each run's own predictor
+    outputs with it) give each run the same state, to float rounding."""
+    config, splits, _, _, data = tiny
+    hp = pipeline.hparams_from_config(config, 3)
+    hp = hp._replace(pred_lr=hp.pred_lr * jnp.array([0.5, 1.0, 2.0]),
+                     policy_lr=hp.policy_lr * jnp.array([2.0, 1.0, 0.5]))
+    setup = core_helpers.tiny_setup(config, splits, hparams=hp)
+    state = pipeline.initial_state(setup, config)
+    finals = []
+    for run_batch in (None, 2):
+        chunk = loop.compile_chunk(setup.static, predictor_phase.predictor_step,
+                                   config.train.chunk_size, run_batch=run_batch)
+        s, _ = chunk(jax.tree.map(jnp.copy, state), setup.run_keys, data["pred"], setup.hparams)
+        s, policy_data = loop.policy_phase_data(setup.static, s, data["policy"])
+        assert policy_data.run_axes().p_hat == 0  # per-run data goes through the mapped path
+        chunk = loop.compile_chunk(setup.static, train.policy_step, config.train.chunk_size,
+                                   data_axes=policy_data.run_axes(), run_batch=run_batch)
+        finals.append(chunk(jax.tree.map(jnp.copy, s), setup.run_keys, policy_data,
+                            setup.hparams))
+    (vmapped, m_vmapped), (mapped, m_mapped) = finals
+    chex.assert_trees_all_close(mapped, vmapped, atol=1e-5)
+    chex.assert_trees_all_close(m_mapped, m_vmapped, atol=1e-5)
+    kernel = jax.tree.leaves(vmapped.params["policy"])[-1]  # the runs did learn differently
+    assert not np.allclose(kernel[0], kernel[2])
+
+
 def test_fit_schedule_and_early_stop(tiny):
     """With pred_lr = 0 the validation loss never improves after the first evaluation.
 

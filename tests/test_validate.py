@@ -46,6 +46,7 @@ def test_shipped_configs_are_valid(get_config, variant):
     (dict(train__dual_lr=math.inf), "train.dual_lr=inf"),
     (dict(certify__delta=2.0), "certify.delta=2.0"),
     (dict(train__chunk_size=0), "train.chunk_size=0"),
+    (dict(train__run_batch=-1), "train.run_batch=-1"),
     (dict(num_seeds=0), "num_seeds=0"),
     (dict(lanes__n=0), "lanes.n=0"),
     (dict(train__policy_steps=45), "train.policy_steps=45: must be a multiple of "

@@ -85,7 +85,7 @@ def test_same_config_and_host_only_fields_resume(tmp_path):
     _started(tmp_path, _config())
     workdir.prepare(_config(), str(tmp_path))
     workdir.release(str(tmp_path))
-    workdir.prepare(_config(data__cache_dir="/elsewhere"), str(tmp_path))
+    workdir.prepare(_config(data__cache_dir="/elsewhere", train__run_batch=2), str(tmp_path))
 
 
 def test_pickle_opt_in_is_not_a_data_change():

@@ -76,6 +76,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.pred_max_steps = 3000  # predictor phase cap (a multiple of chunk_size)
     c.train.pred_patience = 4  # predictor evaluations without val improvement before stopping
     c.train.policy_steps = 2000  # policy phase length (a multiple of chunk_size)
+    # runs vmapped together in a chunk; 0: automatic (all on an accelerator or mesh; on a lone CPU
+    # device, one after another when a run's activations are wide: `loop.runs_at_once`). How runs
+    # execute, not what they learn: each run's numbers agree to float rounding either way.
+    c.train.run_batch = 0
 
     c.eval = ml_collections.ConfigDict()
     c.eval.tau_lo = 0.85  # DESIGN.md default grid: tau_lo..tau_hi step tau_step
