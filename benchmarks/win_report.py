@@ -1,6 +1,7 @@
 """Does PROTEUS win a data set? The checks of issue 9 on one or more results.json files.
 
     python benchmarks/win_report.py runs/rb/results.json runs/mmlu_pro/results.json
+    python benchmarks/win_report.py --across runs/mmlu_pro/results.json runs/mmlu_pro_seed*/...
 
 For each file (test split): the best single model; the highest accuracy of `proteus` and
 `proteus_certified` against it (goal: >= best − 0.005); the AIQ of `proteus` against every other
@@ -8,9 +9,14 @@ router (goal: >= each − 0.002); the uncertified router's floors among the τ i
 (goal: met at >= 90%, mean(accuracy − τ) >= 0); the certified router's silent misses (goal: 0)
 and its cost relative to the uncertified router at the τ it certifies; the shared predictor's
 per-model AUC and calibration error when recorded.
+
+`--across` summarises files of one data set trained with different seeds (`--config.seed=N`,
+same splits): per router, AIQ(proteus) − AIQ(router) as mean [min, max] over the files and the
+number of files where the AIQ goal holds against it, then each goal's count of files met.
 """
 
 import argparse
+import collections
 import json
 
 import numpy as np
@@ -22,63 +28,106 @@ def arr(block: dict, key: str) -> np.ndarray:
     return np.asarray([np.nan if v is None else v for v in block[key]], float)
 
 
+def measure(res: dict) -> dict:
+    """The numbers behind the checks of one results.json (a dict; see the module docstring)."""
+    taus, routers, summary = np.asarray(res["taus"]), res["routers"], res["summary"]
+    out = {"tops": {n: float(np.nanmax(arr(routers[n], "accuracy")))
+                    for n in ("proteus", "proteus_certified")},
+           "aiq": summary["proteus"]["aiq"],
+           "others": {n: s["aiq"] for n, s in summary.items()
+                      if n != "proteus" and n not in NOT_ROUTERS and not n.startswith("fixed:")}}
+    unc = routers["proteus"]
+    acc, feas = arr(unc, "accuracy"), np.asarray(unc["feasible"], bool)
+    excess = acc[feas] - taus[feas]
+    out.update(met=int(np.sum(excess >= -1e-9)), n_feasible=int(feas.sum()),
+               gap=float(excess.mean()) if feas.any() else np.nan,
+               worst_gap=float(excess.min()) if feas.any() else np.nan)
+    cert = routers["proteus_certified"]
+    c_acc, c_feas = arr(cert, "accuracy"), np.asarray(cert["feasible"], bool)
+    ratio = arr(cert, "cost")[c_feas] / arr(unc, "cost")[c_feas]
+    out.update(n_certified=int(c_feas.sum()), silent=int(np.sum(c_feas & (c_acc < taus - 1e-9))),
+               ratio_max=float(np.max(ratio)) if ratio.size else np.nan,
+               ratio_mean=float(np.mean(ratio)) if ratio.size else np.nan)
+    best = res["best_fixed"]["accuracy"]
+    out["goals"] = {
+        **{f"{n} top": top >= best - 0.005 for n, top in out["tops"].items()},
+        "AIQ": all(out["aiq"] >= v - 0.002 for v in out["others"].values()),
+        "uncertified floors": (out["n_feasible"] > 0 and out["met"] >= 0.9 * out["n_feasible"]
+                               and out["gap"] >= 0),
+        "certified silent misses": out["silent"] == 0}
+    return out
+
+
 def report(path: str) -> list[str]:
     """Printable lines for one results.json; the last line says which goals are met."""
     with open(path) as f:
         res = json.load(f)
-    taus, routers, summary = np.asarray(res["taus"]), res["routers"], res["summary"]
-    best = res["best_fixed"]
+    m, best = measure(res), res["best_fixed"]
     lines = [f"== {path}: {res['dataset']} ({res['n_queries']} test queries x "
              f"{len(res['models'])} models)",
              f"best single model {best['model']} {best['accuracy']:.4f}; "
              f"oracle {res['oracle']['accuracy']:.4f}"]
-    goals = {}
-    for name in ("proteus", "proteus_certified"):
-        top = np.nanmax(arr(routers[name], "accuracy"))
-        goals[f"{name} top"] = top >= best["accuracy"] - 0.005
-        lines.append(f"{name}: highest accuracy {top:.4f} (best single − 0.005 = "
-                     f"{best['accuracy'] - 0.005:.4f})")
-    mine = summary["proteus"]["aiq"]
-    others = {n: s["aiq"] for n, s in summary.items()
-              if n != "proteus" and n not in NOT_ROUTERS and not n.startswith("fixed:")}
+    lines += [f"{name}: highest accuracy {top:.4f} (best single − 0.005 = "
+              f"{best['accuracy'] - 0.005:.4f})" for name, top in m["tops"].items()]
+    others = m["others"]
     worst = max(others, key=lambda n: others[n])
-    goals["AIQ"] = all(mine >= v - 0.002 for v in others.values())
-    lines.append(f"AIQ: proteus {mine:.4f}; best other {worst} {others[worst]:.4f}; all: " +
+    lines.append(f"AIQ: proteus {m['aiq']:.4f}; best other {worst} {others[worst]:.4f}; all: " +
                  ", ".join(f"{n} {v:.4f}" for n, v in sorted(others.items(), key=lambda x: -x[1])))
     paired = res.get("paired_aiq", {}).get("routers", {})
     below = {n: d for n, d in paired.items() if d["diff"] < -0.002}
     if below:  # is a shortfall more than the test split's noise? (paired bootstrap, 95%)
         lines.append("  paired AIQ(proteus) − AIQ(r), 95% interval: " + ", ".join(
             f"{n} {d['diff']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]" for n, d in below.items()))
-    unc = routers["proteus"]
-    acc, feas = arr(unc, "accuracy"), np.asarray(unc["feasible"], bool)
-    met = acc[feas] >= taus[feas] - 1e-9
-    excess = acc[feas] - taus[feas]
-    gap, worst_gap = (float(excess.mean()), float(excess.min())) if feas.any() else (np.nan,) * 2
-    goals["uncertified floors"] = feas.any() and met.mean() >= 0.9 and gap >= 0
-    lines.append(f"proteus (uncertified): met {int(met.sum())}/{int(feas.sum())} declared-"
-                 f"feasible τ; mean(accuracy − τ) {gap:+.4f}; worst {worst_gap:+.4f}")
-    cert = routers["proteus_certified"]
-    c_acc, c_feas = arr(cert, "accuracy"), np.asarray(cert["feasible"], bool)
-    silent = int(np.sum(c_feas & (c_acc < taus - 1e-9)))
-    ratio = arr(cert, "cost")[c_feas] / arr(unc, "cost")[c_feas]
-    goals["certified silent misses"] = silent == 0
-    lines.append(f"proteus_certified: {int(c_feas.sum())} τ certified, {silent} silent misses; "
-                 f"cost / uncertified at those τ: max {np.max(ratio) if ratio.size else np.nan:.2f}"
-                 f", mean {np.mean(ratio) if ratio.size else np.nan:.2f}")
+    lines.append(f"proteus (uncertified): met {m['met']}/{m['n_feasible']} declared-"
+                 f"feasible τ; mean(accuracy − τ) {m['gap']:+.4f}; worst {m['worst_gap']:+.4f}")
+    lines.append(f"proteus_certified: {m['n_certified']} τ certified, {m['silent']} silent "
+                 f"misses; cost / uncertified at those τ: max {m['ratio_max']:.2f}, mean "
+                 f"{m['ratio_mean']:.2f}")
     pred = res.get("predictor")
     if pred:
         lines.append(f"predictor on test: mean AUC {pred['mean_auc']:.4f}, mean calibration "
                      f"error {pred['mean_ece']:.4f}")
     lines.append("goals: " + ", ".join(f"{k} {'MET' if v else 'NOT MET'}"
-                                       for k, v in goals.items()))
+                                       for k, v in m["goals"].items()))
     return lines
 
 
-def main() -> None:
+def across(paths: list[str]) -> list[str]:
+    """Printable lines summarising several results.json per data set (e.g. one per seed)."""
+    by_set = collections.defaultdict(list)
+    for path in paths:
+        with open(path) as f:
+            res = json.load(f)
+        by_set[res["dataset"]].append(measure(res))
+    lines = []
+    for name, runs in by_set.items():
+        n = len(runs)
+        lines.append(f"== {name}: {n} file(s); proteus AIQ " + ", ".join(
+            f"{r['aiq']:.4f}" for r in runs))
+        for router in sorted(runs[0]["others"], key=lambda r: runs[0]["others"][r]):
+            diff = np.asarray([r["aiq"] - r["others"][router] for r in runs])
+            lines.append(f"  AIQ(proteus) − AIQ({router}): mean {diff.mean():+.4f} "
+                         f"[{diff.min():+.4f}, {diff.max():+.4f}]; goal held in "
+                         f"{int(np.sum(diff >= -0.002))}/{n}")
+        lines.append("  uncertified met: " + ", ".join(
+            f"{r['met']}/{r['n_feasible']} ({r['gap']:+.4f})" for r in runs))
+        lines.append("  certified cost / uncertified, mean (max): " + ", ".join(
+            f"{r['ratio_mean']:.2f} ({r['ratio_max']:.2f})" for r in runs))
+        lines.append("  goals met in: " + ", ".join(
+            f"{goal} {sum(r['goals'][goal] for r in runs)}/{n}" for goal in runs[0]["goals"]))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--across", action="store_true",
+                        help="summarise the files per data set (e.g. seeds) instead")
     parser.add_argument("results", nargs="+")
-    for path in parser.parse_args().results:
+    args = parser.parse_args(argv)
+    if args.across:
+        print("\n".join(across(args.results)))
+        return
+    for path in args.results:
         print("\n".join(report(path)))
 
 
