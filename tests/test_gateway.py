@@ -302,6 +302,73 @@ def test_upstream_failures_fallback_and_timeout(router, upstream, tmp_path):
         assert err.value.status_code == 504 and err.value.body["code"] == "upstream_timeout"
 
 
+def _leave_early(url: str, body: dict, after: float | None = None) -> None:
+    """POST `body` on a raw socket and hang up, `after` seconds or on the first response bytes."""
+    host, port = url.removeprefix("http://").split(":")
+    data = json.dumps(body).encode()
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: "
+                     b"application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(data), data))
+        if after is None:
+            sock.recv(1)
+        else:
+            time.sleep(after)
+
+
+def _metric(url: str, name: str, **labels) -> float:
+    text = httpx.get(url + "/metrics").text
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == name and labels.items() <= s.labels.items())
+
+
+def _wait_for(check, timeout: float = 5.0) -> float:
+    """Seconds until check() holds (fails after `timeout`)."""
+    start = time.perf_counter()
+    while not check():
+        assert time.perf_counter() - start < timeout, "timed out"
+        time.sleep(0.02)
+    return time.perf_counter() - start
+
+
+def test_a_client_that_leaves_stops_the_work(router, upstream, tmp_path):
+    """Open mode. (1) The client hangs up while its request waits to be routed: nothing goes
+    upstream, 499, nothing spent. (2) It hangs up while a 2 s upstream works: the gateway gives up
+    at once (499; charged the routed estimate). (3) It hangs up after the first streamed chunk:
+    the upstream connection is closed before the stream ends, not read to its end."""
+    ask = {"model": "proteus-0.9", "messages": [{"role": "user", "content": HARD}]}
+    model = router.route(HARD, 0.9)[0]["model"]
+    entries = {m: {"upstream_model": "drip" if m == model else "slow"} for m in router.models}
+    upstreams = config.load_models(models_file(tmp_path, upstream.url, entries), router.models)
+    app = gateway.create_gateway(router, upstreams, None, gateway.GatewaySettings())
+    decide = app.routing.decide
+
+    async def slow_decide(text, tau):
+        await asyncio.sleep(0.5)
+        return await decide(text, tau)
+
+    closed = lambda: _metric(running.url, "proteus_gateway_requests_total", status="499")
+    with runner.server_thread(app) as running:
+        app.routing.decide, calls = slow_decide, len(upstream.app.calls)
+        _leave_early(running.url, ask, after=0.1)
+        _wait_for(lambda: closed() == 1)
+        assert len(upstream.app.calls) == calls  # never forwarded
+        assert _metric(running.url, "proteus_gateway_spend_usd_total") == 0
+        app.routing.decide = decide
+        _leave_early(running.url, {**ask, "model": "proteus-0.5"}, after=0.3)
+        assert upstream.app.calls[-1]["model"] == "slow"
+        assert _wait_for(lambda: closed() == 2) < 1.0  # not after the upstream's 2 s
+        assert _metric(running.url, "proteus_gateway_errors_total",
+                       code="client_closed_request") == 2
+        assert _metric(running.url, "proteus_gateway_spend_usd_total") > 0
+        _leave_early(running.url, {**ask, "stream": True})  # hangs up on the first bytes
+        call = upstream.app.calls[-1]
+        assert call["model"] == "drip"
+        _wait_for(lambda: call.get("closed_early"))
+        # the client did not leave for lack of an upstream: a reader gets all the pieces
+        streamed = httpx.post(running.url + "/v1/chat/completions", json={**ask, "stream": True})
+        assert streamed.text.count("data: ") == 5 and "closed_early" not in upstream.app.calls[-1]
+
+
 def test_open_mode_refuses_public_hosts():
     gateway.check_host("127.0.0.1", None)
     gateway.check_host("0.0.0.0", {"x": config.Tenant("t", 0.8)})

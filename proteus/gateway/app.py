@@ -26,6 +26,7 @@ import ipaddress
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from proteus.gateway import completions as cmp
@@ -201,6 +202,12 @@ class GatewayApp:
 
     async def _completion(self, scope, receive, send) -> None:
         routed = cmp.Routed(cmp.new_request_id(), time.perf_counter())
+        try:
+            await self._answer(scope, receive, send, routed)
+        finally:
+            routed.stop_watching()
+
+    async def _answer(self, scope, receive, send, routed: cmp.Routed) -> None:
         chat = scope["path"] == "/v1/chat/completions"
         endpoint = "chat" if chat else "completions"
         try:
@@ -225,7 +232,7 @@ class GatewayApp:
             if reply.stream is None:
                 await _send(send, reply.status, reply.body, None, headers)
             else:
-                await _relay(send, reply, headers)
+                await _relay(send, reply, headers, routed.client_gone)
         finally:  # a client that left mid-stream still pays for what was generated
             self._account(routed, reply, endpoint)
 
@@ -235,6 +242,7 @@ class GatewayApp:
         tenant = routed.tenant = self.keyring.authenticate(_header(scope, b"authorization"))
         self.limiter.acquire(tenant)
         payload = cmp.parse_payload(await _read_body(receive, self.settings.max_body_bytes))
+        routed.watch_client(receive)
         routed.tau = cmp.tau_of(payload.get("model"), _header(scope, cmp.TAU_HEADER), tenant)
         text = cmp.prompt_text(payload, chat)[-self.settings.max_route_chars:]
         t_route = time.perf_counter()
@@ -244,10 +252,28 @@ class GatewayApp:
         self.metrics.tau.labels(tenant.name).observe(routed.tau)
         routed.estimate_usd = decision["c_hat"][decision["model"]]
         self.usage.check_budget(tenant, routed.estimate_usd)
+        if routed.client_gone():  # e.g. it gave up while the request queued: spend nothing
+            raise client_closed("before it was forwarded")
         t_forward = time.perf_counter()
-        reply, fallback_from = await self.proxy.forward(
-            decision["model"], COMPLETION_PATHS[scope["path"]], payload, routed.request_id)
+        reply, fallback_from = await self._forward_while_client_waits(
+            routed, COMPLETION_PATHS[scope["path"]], payload)
         return reply, fallback_from, t_forward, time.perf_counter()
+
+    async def _forward_while_client_waits(self, routed: cmp.Routed, path: str,
+                                          payload: dict[str, Any]) -> tuple[Reply, str | None]:
+        """`proxy.forward`, abandoned when the client leaves before the upstream has answered
+        (its connection is closed, which stops a generation): 499, and the tenant is charged the
+        routed estimate, since the upstream may have started working."""
+        model = routed.decision["model"]
+        with routed.cancel_if_client_leaves():
+            try:
+                return await self.proxy.forward(model, path, payload, routed.request_id)
+            except asyncio.CancelledError:
+                if not routed.uncancel_if_client_left():
+                    raise  # a real cancellation (shutdown), not the client leaving
+        self.usage.record(routed.tenant.name, model, routed.estimate_usd, error=True)
+        self.metrics.spend.labels(routed.tenant.name, model).inc(routed.estimate_usd)
+        raise client_closed("while its upstream was answering")
 
     def _account(self, routed: cmp.Routed, reply: Reply, endpoint: str) -> None:
         """Record spend and tokens (after a stream has ended, when its usage is known)."""
@@ -338,13 +364,26 @@ async def _send_error(send, err: GatewayError, headers: list[tuple[bytes, bytes]
     await _send(send, err.status, err.body(), JSON, headers + extra)
 
 
-async def _relay(send, reply: Reply, headers: list[tuple[bytes, bytes]]) -> None:
-    """Pass an SSE stream through chunk by chunk (no buffering: tokens reach the client live)."""
+async def _relay(send, reply: Reply, headers: list[tuple[bytes, bytes]],
+                 client_gone: Callable[[], bool]) -> None:
+    """Pass an SSE stream through chunk by chunk (no buffering: tokens reach the client live).
+
+    The ASGI server drops what is sent to a client that has left, so `client_gone` is asked
+    after each chunk: a stream nobody reads is closed upstream instead of read to its end.
+    """
     headers += [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     try:
         async for chunk in reply.stream:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if client_gone():
+                return
     finally:  # closes the upstream response (also when the client went away)
         await reply.stream.aclose()
     await send({"type": "http.response.body", "body": b""})
+
+
+def client_closed(when: str) -> GatewayError:
+    """The 499 of a request whose client left (nginx's code; nobody reads the answer)."""
+    return GatewayError(499, f"the client closed the request {when}", "invalid_request_error",
+                        "client_closed_request")

@@ -13,6 +13,8 @@ for it with `stream_options.include_usage`), else that estimate.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -117,6 +119,48 @@ class Routed:
     tau: float | None = None
     decision: dict[str, Any] | None = None  # `Router.records` form
     estimate_usd: float = 0.0
+    _client: asyncio.Future | None = None  # a pending receive(): done once the client has left
+
+    def watch_client(self, receive) -> None:
+        """Once the body is read, the ASGI server's next message is the disconnect (uvicorn
+        answers it only when the client leaves or the response is complete), so one pending
+        receive() tells whether the client is still there (as Starlette's streaming does)."""
+        self._client = asyncio.ensure_future(receive())
+
+    def client_gone(self) -> bool:
+        client = self._client
+        return client is not None and client.done() and not client.cancelled()
+
+    @contextlib.contextmanager
+    def cancel_if_client_leaves(self):
+        """Within the block, the client leaving cancels the task running it (a callback, not a
+        second task: nothing is added to a request's path while the client stays)."""
+        task, armed = asyncio.current_task(), [True]
+
+        def cancel(_) -> None:
+            if armed[0]:  # a callback already scheduled when the block ends must not fire
+                task.cancel()
+
+        if self._client is not None:
+            self._client.add_done_callback(cancel)
+        try:
+            yield
+        finally:
+            armed[0] = False
+            if self._client is not None:
+                self._client.remove_done_callback(cancel)
+
+    def uncancel_if_client_left(self) -> bool:
+        """After a CancelledError inside `cancel_if_client_leaves`: True (and the cancellation
+        taken back) when the client leaving caused it."""
+        if not self.client_gone():
+            return False
+        asyncio.current_task().uncancel()
+        return True
+
+    def stop_watching(self) -> None:
+        if self._client is not None and not self._client.done():
+            self._client.cancel()
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         out = [(b"x-proteus-request-id", self.request_id.encode())]

@@ -4,8 +4,10 @@
 
 `POST /v1/chat/completions` and `/v1/completions` answer "<model> says hi" with a `usage` block,
 streaming (SSE chunks, a usage chunk when `stream_options.include_usage`, then `data: [DONE]`) or
-not. Two model names misbehave on purpose: "fail-500" answers 500, "slow" waits `slow_s` seconds
-(to trigger the gateway's timeout). Every request is kept in `calls` for tests to inspect.
+not. Three model names misbehave on purpose: "fail-500" answers 500, "slow" waits `slow_s` seconds
+(to trigger the gateway's timeout), and "drip" streams its pieces `slow_s` / 4 apart, stopping
+early (its call's "closed_early") when the gateway closes the connection. Every request is kept in
+`calls` for tests to inspect.
 """
 
 from __future__ import annotations
@@ -52,7 +54,11 @@ class FakeUpstream:
             await asyncio.sleep(self.slow_s)
         chat = scope["path"].endswith("/chat/completions")
         if body.get("stream"):
-            return await _stream(send, model, chat, _include_usage(body))
+            pace = None
+            if model == "drip":  # the next message is the disconnect, once the gateway leaves
+                pace = (self.slow_s / 4, asyncio.ensure_future(receive()),
+                        self.calls[-1] if self.record else {})
+            return await _stream(send, model, chat, _include_usage(body), pace)
         return await _respond(send, 200, _completion(model, chat))
 
 
@@ -82,11 +88,17 @@ async def _respond(send, status: int, payload: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _stream(send, model: str, chat: bool, include_usage: bool) -> None:
+async def _stream(send, model: str, chat: bool, include_usage: bool, pace=None) -> None:
+    """SSE chunks; `pace` = (seconds between pieces, the disconnect watch, the call record)."""
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"text/event-stream")]})
     pieces = [f"{model} says "] + ANSWER
     for i, piece in enumerate(pieces):
+        if pace is not None and i:
+            await asyncio.sleep(pace[0])
+            if pace[1].done():
+                pace[2]["closed_early"] = True
+                return
         last = i == len(pieces) - 1
         choice = ({"index": 0, "delta": {"content": piece}} if chat else
                   {"index": 0, "text": piece})
