@@ -2,6 +2,7 @@
 
     python benchmarks/bench_gateway.py                        # 5 s per run, 50 and 500 connections
     python benchmarks/bench_gateway.py --duration=10 --connections=50
+    python benchmarks/bench_gateway.py --connections=500 --targets=gateway --timeline
 
 Four servers run on loopback, each in its own process on the same uvicorn stack (httptools and
 uvloop when installed): a bare ASGI app answering a constant (the floor), `launch.serve` (POST
@@ -13,15 +14,20 @@ encoder) with random weights: speed does not depend on them. wrk (found on PATH,
 with apt-get when run as root; the script says which) drives each for --duration seconds after a
 1 s warm-up; a Lua hook counts non-200 answers and collects every x-proteus-overhead-ms. Each
 target runs closed-loop (every connection sends again as soon as it is answered: saturation) and,
-with --paced_rps, at 50 connections paced to a fixed request rate (wrk's `delay` hook).
+with --paced_rps, at 50 connections paced to a fixed request rate (wrk's `delay` hook), after
+--pause_s seconds; --timeline paces with an in-process client instead and prints its latencies
+second by second (what a closed-loop run leaves behind).
 Everything, wrk included, shares this machine's cores, so the client's own cost is in the numbers.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.util
+import itertools
 import json
+import math
 import os
 import re
 import shutil
@@ -31,6 +37,7 @@ import sys
 import tempfile
 import time
 
+import httpx
 import uvicorn
 from bench_serving import quickstart_artifact  # benchmarks/ is on sys.path when run as a script
 
@@ -149,6 +156,37 @@ def run_wrk(wrk: str, url: str, body: str, connections: int, seconds: float, tmp
             "overhead_p50_ms": float(ovh.group(1)), "overhead_p99_ms": float(ovh.group(2))}
 
 
+async def timeline(url: str, body: str, seconds: float, rps: float,
+                   connections: int = 20) -> list[tuple[float, float, float]]:
+    """(start s, latency ms, x-proteus-overhead-ms or −1) of each request of a paced client."""
+    out: list[tuple[float, float, float]] = []
+    headers = {"content-type": "application/json", "authorization": f"Bearer {KEY}"}
+    t0 = time.perf_counter()
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=connections)) as client:
+        async def worker(i: int) -> None:
+            for k in itertools.count():
+                due = (i + k * connections) / rps
+                if due >= seconds:
+                    return
+                await asyncio.sleep(max(0.0, t0 + due - time.perf_counter()))
+                start = time.perf_counter()
+                answer = await client.post(url, content=body, headers=headers)
+                out.append((start - t0, (time.perf_counter() - start) * 1e3,
+                            float(answer.headers.get("x-proteus-overhead-ms", -1))))
+
+        await asyncio.gather(*(worker(i) for i in range(connections)))
+    return sorted(out)
+
+
+def print_timeline(rows: list[tuple[float, float, float]]) -> None:
+    print("| second | requests | p50 ms | max ms | overhead max ms |\n|---|---|---|---|---|")
+    for second in range(int(math.ceil(rows[-1][0])) if rows else 0):
+        part = sorted(r[1:] for r in rows if second <= r[0] < second + 1)
+        if part:
+            print(f"| {second}-{second + 1} | {len(part)} | {part[len(part) // 2][0]:.2f} | "
+                  f"{part[-1][0]:.1f} | {max(p[1] for p in part):.1f} |")
+
+
 def start_servers(tmp: str) -> tuple[dict[str, tuple[str, str]], list[subprocess.Popen]]:
     """Start the four servers; returns {label: (url, body)} and the processes."""
     artifact = text_artifact(os.path.join(tmp, "artifact"))
@@ -189,6 +227,12 @@ def main() -> None:
     parser.add_argument("--connections", default="50,500")
     parser.add_argument("--paced_rps", type=float, default=200.0,
                         help="also run 50 connections paced to this many req/s (0: skip)")
+    parser.add_argument("--pause_s", type=float, default=0.0,
+                        help="seconds to wait before each paced run (lets a server finish the "
+                             "requests the closed-loop run left in flight)")
+    parser.add_argument("--timeline", action="store_true",
+                        help="pace with an in-process client that times every request instead "
+                             "of wrk, and print its latencies second by second")
     parser.add_argument("--targets", default="bare,route,upstream,gateway",
                         help="which of bare, route, upstream (the fake, directly), gateway to "
                              "load (the bare app always runs)")
@@ -217,6 +261,12 @@ def main() -> None:
                     run_wrk(wrk, url, body, conns, 1, tmp)  # warm-up (connections, buckets)
                     results[label, conns] = run_wrk(wrk, url, body, conns, args.duration, tmp)
                 if args.paced_rps:
+                    time.sleep(args.pause_s)
+                    if args.timeline:
+                        print(f"{label}, paced to {args.paced_rps:g} req/s right after:")
+                        print_timeline(asyncio.run(timeline(url, body, args.duration,
+                                                            args.paced_rps)))
+                        continue
                     results[label, f"50 @ {args.paced_rps:g}/s"] = run_wrk(
                         wrk, url, body, 50, args.duration, tmp, args.paced_rps)
         finally:
