@@ -68,7 +68,7 @@ def make_chunk(static: train.StaticConfig, step_fn: StepFn, chunk_size: int, con
 # another inside the chunk program; smaller ones are vmapped. Measured with the policy step on
 # this project's 2-core machine (1 MiB L2 per core), 16 runs, ratio to a loop of one-run chunks:
 # 2 MiB per run (the default config's B=256 x K=16 x 128): vmapped 0.73-0.83x, in sequence
-# 0.94-0.96x; 1 MiB: 0.80-0.98x vs 0.95-1.04x; 512 KiB: both 1.05-1.10x; 32-256 KiB: vmapped
+# 0.94-1.11x; 1 MiB: 0.80-0.98x vs 0.95-1.04x; 512 KiB: both 1.05-1.10x; 32-256 KiB: vmapped
 # 1.26-1.68x, in sequence 1.10-1.33x.
 CPU_VMAP_MAX_BYTES = 512 * 1024
 
