@@ -48,6 +48,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--chunk", type=int, default=10, help="steps per compiled chunk in (b)")
     p.add_argument("--queries", type=int, default=5000, help="rows of the data in (b)")
     p.add_argument("--repeats", type=int, default=7, help="timed repeats (median reported)")
+    p.add_argument("--run-batch", type=int, default=0,
+                   help="runs vmapped together in (b)'s second program (0: the loop's own "
+                        "choice on this backend, `loop.runs_at_once`; 1: one after another)")
     p.add_argument("--only", choices=("lanes", "runs"), default=None,
                    help="run only part (a) or part (b)")
     p.add_argument("--quick", action="store_true",
@@ -161,7 +164,8 @@ def time_runs(static: train.StaticConfig, step_fn, states: train.TrainState,
     s = run_keys.shape[0]
     chunk = loop.compile_chunk(static, step_fn, args.chunk)
     phase = "policy" if step_fn is train.policy_step else "predictor"
-    group = loop.runs_at_once(0, False, loop.widest_activation(static, phase, args.run_lanes))
+    group = loop.runs_at_once(args.run_batch, False,
+                              loop.widest_activation(static, phase, args.run_lanes))
     default = loop.compile_chunk(static, step_fn, args.chunk, run_batch=group)
     sliced = lambda tree, r: jax.tree.map(lambda x: x[r:r + 1], tree)
     # Everything a run needs is sliced before timing; states are threaded through the calls
@@ -206,8 +210,9 @@ def bench_runs(args: argparse.Namespace) -> None:
                           ("policy", train.policy_step)):
         t_vec, t_default, t_seq, how = time_runs(static, step_fn, states, run_keys, data, hp,
                                                  args)
+        which = f"--run-batch {args.run_batch}" if args.run_batch else "as the loop runs it here"
         print(f"    {name:9s}: one by one {t_seq * 1e3:8.2f} ms/chunk; one program, all vmapped "
-              f"{t_vec * 1e3:8.2f} ms ({t_seq / t_vec:.2f}x); as the loop runs it here ({how}) "
+              f"{t_vec * 1e3:8.2f} ms ({t_seq / t_vec:.2f}x); {which} ({how}) "
               f"{t_default * 1e3:8.2f} ms ({t_seq / t_default:.2f}x)  (ratio target >= 0.9)")
 
 
