@@ -333,8 +333,9 @@ def _wait_for(check, timeout: float = 5.0) -> float:
 def test_a_client_that_leaves_stops_the_work(router, upstream, tmp_path):
     """Open mode. (1) The client hangs up while its request waits to be routed: nothing goes
     upstream, 499, nothing spent. (2) It hangs up while a 2 s upstream works: the gateway gives up
-    at once (499; charged the routed estimate). (3) It hangs up after the first streamed chunk:
-    the upstream connection is closed before the stream ends, not read to its end."""
+    at once (499; charged the routed estimate) and closes the upstream connection. (3) It hangs
+    up after the first streamed chunk: the upstream connection is closed before the stream ends,
+    not read to its end."""
     ask = {"model": "proteus-0.9", "messages": [{"role": "user", "content": HARD}]}
     model = router.route(HARD, 0.9)[0]["model"]
     entries = {m: {"upstream_model": "drip" if m == model else "slow"} for m in router.models}
@@ -357,6 +358,8 @@ def test_a_client_that_leaves_stops_the_work(router, upstream, tmp_path):
         _leave_early(running.url, {**ask, "model": "proteus-0.5"}, after=0.3)
         assert upstream.app.calls[-1]["model"] == "slow"
         assert _wait_for(lambda: closed() == 2) < 1.0  # not after the upstream's 2 s
+        slow_call = upstream.app.calls[-1]
+        _wait_for(lambda: slow_call.get("closed_early"))  # the upstream saw the gateway leave
         assert _metric(running.url, "proteus_gateway_errors_total",
                        code="client_closed_request") == 2
         assert _metric(running.url, "proteus_gateway_spend_usd_total") > 0

@@ -6,7 +6,8 @@
 streaming (SSE chunks, a usage chunk when `stream_options.include_usage`, then `data: [DONE]`) or
 not. Three model names misbehave on purpose: "fail-500" answers 500, "slow" waits `slow_s` seconds
 (to trigger the gateway's timeout), and "drip" streams its pieces `slow_s` / 4 apart, stopping
-early (its call's "closed_early") when the gateway closes the connection. Every request is kept in
+early when the gateway closes the connection; either notes a connection the gateway closed early
+in its call's "closed_early". Every request is kept in
 `calls` for tests to inspect.
 """
 
@@ -50,8 +51,12 @@ class FakeUpstream:
         if model == "fail-500":
             return await _respond(send, 500, {"error": {"message": "upstream exploded",
                                                         "type": "server_error", "code": None}})
-        if model == "slow":
+        if model == "slow":  # and notes whether the gateway hung up meanwhile ("closed_early")
+            left = asyncio.ensure_future(receive())
             await asyncio.sleep(self.slow_s)
+            if left.done() and self.record:
+                self.calls[-1]["closed_early"] = True
+            left.cancel()
         chat = scope["path"].endswith("/chat/completions")
         if body.get("stream"):
             pace = None

@@ -186,6 +186,9 @@ class FastTransport(httpx.AsyncBaseTransport):
             except TimeoutError:
                 conn.close()
                 raise httpx.ReadTimeout("upstream read timed out", request=request) from None
+            except asyncio.CancelledError:  # abandoned (the client left): the upstream must see
+                conn.close()  # the connection close, or it keeps working on an answer nobody reads
+                raise
             if conn.head_done:
                 break
             conn.close()
