@@ -156,14 +156,14 @@ def bench_lanes(args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------------- (b) runs
 
 
-def time_runs(static: train.StaticConfig, step_fn, states: train.TrainState,
+def time_runs(static: train.StaticConfig, phase: str, step_fn, states: train.TrainState,
               run_keys: jax.Array, data: train.Batch, hp: train.HParams,
-              args: argparse.Namespace) -> tuple[float, float, float]:
-    """Median chunk times of the S runs vmapped, in one program as the loop runs them here, and
-    one after another."""
+              args: argparse.Namespace) -> tuple[float, float, float, str]:
+    """Median chunk times of the S runs of `phase` ("predictor" or "policy") vmapped, in one
+    program as the loop runs them here (or with --run-batch), and one after another; then how
+    that second program packed the runs."""
     s = run_keys.shape[0]
     chunk = loop.compile_chunk(static, step_fn, args.chunk)
-    phase = "policy" if step_fn is train.policy_step else "predictor"
     group = loop.runs_at_once(args.run_batch, False,
                               loop.widest_activation(static, phase, args.run_lanes))
     default = loop.compile_chunk(static, step_fn, args.chunk, run_batch=group)
@@ -208,7 +208,7 @@ def bench_runs(args: argparse.Namespace) -> None:
           f"hidden={args.hidden}/{args.policy_hidden}:")
     for name, step_fn in (("predictor", predictor_phase.predictor_step),
                           ("policy", train.policy_step)):
-        t_vec, t_default, t_seq, how = time_runs(static, step_fn, states, run_keys, data, hp,
+        t_vec, t_default, t_seq, how = time_runs(static, name, step_fn, states, run_keys, data, hp,
                                                  args)
         which = f"--run-batch {args.run_batch}" if args.run_batch else "as the loop runs it here"
         print(f"    {name:9s}: one by one {t_seq * 1e3:8.2f} ms/chunk; one program, all vmapped "

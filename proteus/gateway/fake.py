@@ -51,18 +51,16 @@ class FakeUpstream:
         if model == "fail-500":
             return await _respond(send, 500, {"error": {"message": "upstream exploded",
                                                         "type": "server_error", "code": None}})
-        if model == "slow":  # and notes whether the gateway hung up meanwhile ("closed_early")
-            left = asyncio.ensure_future(receive())
+        call = self.calls[-1] if self.record else {}
+        # the next message is the disconnect, once the gateway closes the connection
+        left = asyncio.ensure_future(receive()) if model in ("slow", "drip") else None
+        if model == "slow":
             await asyncio.sleep(self.slow_s)
-            if left.done() and self.record:
-                self.calls[-1]["closed_early"] = True
-            left.cancel()
+            if left.done():
+                call["closed_early"] = True
         chat = scope["path"].endswith("/chat/completions")
         if body.get("stream"):
-            pace = None
-            if model == "drip":  # the next message is the disconnect, once the gateway leaves
-                pace = (self.slow_s / 4, asyncio.ensure_future(receive()),
-                        self.calls[-1] if self.record else {})
+            pace = (self.slow_s / 4, left, call) if model == "drip" else None
             return await _stream(send, model, chat, _include_usage(body), pace)
         return await _respond(send, 200, _completion(model, chat))
 
