@@ -19,6 +19,7 @@ import numpy as np
 from absl import logging
 
 from experiments import workdir as workdir_lib
+from experiments.configs import common
 from proteus.data import check_routable, load_source
 from proteus.data.dataset import RoutingDataset, split_indices
 from proteus.encoders import encode_dataset
@@ -236,12 +237,13 @@ def route_split(setup: Setup, state: train.TrainState, run: int, ds: RoutingData
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-    """The config a workdir was trained with (`config.json`, written by the main job)."""
+    """The config a workdir's run stands under: `config.json` (written by the main job) with the
+    changes later jobs were allowed (`experiments.workdir.recorded_config`)."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found: is {workdir!r} a PROTEUS training workdir?")
-    with open(path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+    config = ml_collections.ConfigDict(
+        workdir_lib.recorded_config(workdir, common.base_config().to_dict()))
     config.lock()
     return config
 

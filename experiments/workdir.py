@@ -10,8 +10,10 @@
      workdir holds training state (checkpoints or results), any difference is refused with the
      differing fields listed, unless those fields are allowed (`allow_change`, the launchers'
      `--allow_config_change=field1,field2`); an allowed change is logged and appended to
-     `config_changes.jsonl`, and `config.json` keeps the config the run started with. A workdir
-     with nothing to resume simply records the new config.
+     `config_changes.jsonl`, and `config.json` keeps the config the run started with. The run's
+     config is then `config.json` with those changes (`recorded_config`): later jobs compare with
+     it and `pipeline.load_config` returns it. A workdir with nothing to resume simply records
+     the new config.
 
 `truncate_metrics(workdir, step)` runs after a restore: records past the restored step were
 written by the interrupted run and will be written again, so they are dropped.
@@ -76,8 +78,7 @@ def prepare(config: ml_collections.ConfigDict | Mapping[str, Any], workdir: str,
     lock(path)
     recorded_path = os.path.join(path, CONFIG_FILE)
     if os.path.exists(recorded_path) and has_state(path):
-        with open(recorded_path) as f:
-            recorded = json.load(f)
+        recorded = recorded_config(path, {})  # a change allowed once stays allowed
         _check_changes(path, recorded, current, set(allow_change))
     else:
         _write_json(recorded_path, current)
@@ -102,6 +103,45 @@ def _check_changes(path: str, recorded: Mapping[str, Any], current: Mapping[str,
         entry = {"time": _now(), "changes": {k: list(v) for k, v in diff.items()}}
         with open(os.path.join(path, CHANGES_FILE), "a") as f:
             f.write(json.dumps(entry) + "\n")
+
+
+def recorded_config(workdir: str, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """The config a workdir's run now stands under, as a nested dict.
+
+    That is `config.json` (the config it started with) with the allowed changes of
+    `config_changes.jsonl` applied in order, then each HOST_ONLY field it lacks taken from
+    `defaults`: a workdir written before a host-only setting existed has no value for it, and the
+    default is what that run did. Other fields it lacks stay missing.
+
+    Raises:
+      FileNotFoundError: the workdir has no config.json.
+    """
+    with open(os.path.join(workdir, CONFIG_FILE)) as f:
+        config = json.load(f)
+    changes_path = os.path.join(workdir, CHANGES_FILE)
+    if os.path.exists(changes_path):
+        with open(changes_path) as f:
+            for line in filter(str.strip, f):
+                for key, (_, new) in json.loads(line)["changes"].items():
+                    _set_dotted(config, key, new)
+    flat_defaults = validate.flatten(defaults)
+    flat = validate.flatten(config)
+    for key in sorted(HOST_ONLY):
+        if key not in flat and key in flat_defaults:
+            _set_dotted(config, key, flat_defaults[key])
+    return config
+
+
+def _set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
+    """config[a][b] = value for key "a.b" (parents created); value None removes the field."""
+    *parents, leaf = key.split(".")
+    node = config
+    for name in parents:
+        node = node.setdefault(name, {})
+    if value is None:
+        node.pop(leaf, None)
+    else:
+        node[leaf] = value
 
 
 def config_diff(recorded: Mapping[str, Any], current: Mapping[str, Any]

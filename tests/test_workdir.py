@@ -79,6 +79,11 @@ def test_allowed_change_is_recorded_not_written_over(tmp_path):
     assert (tmp_path / "config.json").read_bytes() == before
     entry = json.loads((tmp_path / "config_changes.jsonl").read_text())
     assert entry["changes"] == {"train.dual_lr": [0.5, 0.7]}
+    workdir.release(str(tmp_path))
+    workdir.prepare(_config(train__dual_lr=0.7), str(tmp_path))  # allowed once, stays allowed
+    workdir.release(str(tmp_path))
+    with pytest.raises(workdir.WorkdirError, match=r"train.dual_lr: recorded 0.7, now 0.5"):
+        workdir.prepare(_config(), str(tmp_path))  # going back is a change too
 
 
 def test_same_config_and_host_only_fields_resume(tmp_path):
@@ -86,6 +91,25 @@ def test_same_config_and_host_only_fields_resume(tmp_path):
     workdir.prepare(_config(), str(tmp_path))
     workdir.release(str(tmp_path))
     workdir.prepare(_config(data__cache_dir="/elsewhere", train__run_batch=2), str(tmp_path))
+
+
+def test_a_workdir_config_loads_with_its_allowed_changes_and_new_host_settings(tmp_path):
+    # config.json written before `train.run_batch` existed, then evaluated with an allowed change:
+    # the exporter and `launch.evaluate --workdir` see the change and the setting's default; a
+    # real field still missing stays missing.
+    recorded = _config().to_dict()
+    del recorded["train"]["run_batch"], recorded["data"]["cache_dir"], recorded["train"]["pred_lr"]
+    (tmp_path / "config.json").write_text(json.dumps(recorded))
+    changes = [{"time": "t0", "changes": {"operating.margin_z": [1.0, 1.5]}},
+               {"time": "t1", "changes": {"operating.margin_z": [1.5, 2.0],
+                                          "eval.wide_n": [40, None]}}]
+    (tmp_path / "config_changes.jsonl").write_text("".join(json.dumps(c) + "\n" for c in changes))
+    config = pipeline.load_config(str(tmp_path))
+    assert config.operating.margin_z == 2.0
+    assert "wide_n" not in config.eval
+    assert config.train.run_batch == 0
+    assert config.data.cache_dir == quickstart.get_config().data.cache_dir
+    assert "pred_lr" not in config.train
 
 
 def test_pickle_opt_in_is_not_a_data_change():
