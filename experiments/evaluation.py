@@ -129,15 +129,18 @@ def router_block(points: list[Any], acc_pts: np.ndarray, cost_pts: np.ndarray,
 def proteus_blocks(config: ml_collections.ConfigDict, setup: pipeline.Setup,
                    state: train.TrainState, run: int, splits: dict[str, RoutingDataset],
                    taus: np.ndarray, choices_out: dict[str, np.ndarray] | None = None,
-                   ) -> tuple[dict[str, dict], dict[str, Any]]:
-    """PROTEUS uncertified and certified on the test split.
+                   cert_taus: np.ndarray | None = None) -> tuple[dict[str, dict], dict[str, Any]]:
+    """PROTEUS uncertified and certified on the test split, at each of `taus`.
 
     Returns ({"proteus", "proteus_certified"} router blocks, {"operating": table,
-    "certification": CertificationTable dict}); the second is what an export needs. When
-    `choices_out` is given, each router's test routing [T, N] (-1 rows: refused τ) is put there.
+    "certification": CertificationTable dict}); the second is what an export needs. The points
+    are certified at `cert_taus` (default `taus`); the certified router serves any other τ by the
+    smallest certified-grid τ' >= τ. When `choices_out` is given, each router's test routing
+    [T, N] (-1 rows: refused τ) is put there.
     """
     table = operating_table(config, setup, state, run, splits["val"])
-    cert = certify_points(config, setup, state, run, splits["calib"], table, taus)
+    cert = certify_points(config, setup, state, run, splits["calib"], table,
+                          taus if cert_taus is None else cert_taus)
     test = splits["test"]
     choices, mu_pts = candidate_routes(setup, state, run, test, table)
     acc_pts, cost_pts = metrics.realised(test.scores, test.costs, choices)
@@ -151,6 +154,33 @@ def proteus_blocks(config: ml_collections.ConfigDict, setup: pipeline.Setup,
             choices_out[name] = np.stack([np.full(test.n_queries, -1) if p is None
                                           else choices[p.point] for p in points])
     return blocks, {"operating": table, "certification": cert.to_dict()}
+
+
+def sweep_taus(config: ml_collections.ConfigDict, grid: np.ndarray) -> np.ndarray:
+    """[S] sorted τ at which every router is routed for its AIQ: the report grid plus τ in [0, 1]
+    every `eval.aiq_step` (0: the grid alone).
+
+    AIQ is the area under the hull of the points a router reaches as its knob moves, and
+    RouterBench sweeps each router's knob over its whole range. The report grid starts at the
+    cheapest model's training accuracy and is spaced ~0.01 apart: a router that keeps a safety
+    margin (PROTEUS's uncertified rule) never reaches its cheapest point there, and its curve is
+    sampled at a dozen points. The sweep gives every router its knob's ends and its curve.
+    """
+    step = float(config.eval.aiq_step)
+    if step <= 0:
+        return np.asarray(grid, np.float64)
+    return np.union1d(grid, np.linspace(0.0, 1.0, int(round(1.0 / step)) + 1))
+
+
+def on_grid(block: dict[str, Any], keep: np.ndarray) -> dict[str, Any]:
+    """A router block routed at the sweep's S τ -> the block at the report grid's τ (`keep`: [S]
+    bool), with "sweep": the distinct (cost, accuracy) points over all S (what its AIQ uses)."""
+    n = len(keep)
+    out = {k: [x for x, kept in zip(v, keep, strict=True) if kept]
+           if isinstance(v, list) and len(v) == n else v for k, v in block.items()}
+    cost, acc = metrics.distinct_points(block["cost"], block["accuracy"])
+    out["sweep"] = {"cost": cost.tolist(), "accuracy": acc.tolist()}
+    return out
 
 
 def cost_range(ds: RoutingDataset) -> tuple[float, float]:
@@ -275,20 +305,26 @@ def evaluate_all(config: ml_collections.ConfigDict, setup: pipeline.Setup,
                  run: int = 0, baselines: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
     """PROTEUS, certified and (with `baselines`) every other router on the test split, with the
     predictor's quality and the paired AIQ intervals. Returns (results dict, certification)."""
-    taus = pipeline.eval_taus(config, setup.lane_taus)
+    grid = pipeline.eval_taus(config, setup.lane_taus)
+    taus = sweep_taus(config, grid)  # the grid and the AIQ sweep; every router routes at all
+    keep = np.isin(taus, grid)
     choices: dict[str, np.ndarray] = {}
-    routers, certification = proteus_blocks(config, setup, state, run, splits, taus, choices)
+    routers, certification = proteus_blocks(config, setup, state, run, splits, taus, choices,
+                                            cert_taus=grid)
     test = splits["test"]
     if not baselines:  # the main job: PROTEUS alone, in seconds
-        return build_results(config, test, taus, routers), certification
+        routers = {name: on_grid(block, keep) for name, block in routers.items()}
+        return build_results(config, test, grid, routers), certification
     inputs = {name: predictor_inputs(setup, state, run, splits[name]) for name in ("val", "test")}
     inputs["train"] = training_inputs(config, setup, state, run, splits)
     routers.update(baseline_blocks(splits, inputs, taus, choices))
+    routers = {name: on_grid(block, keep) for name, block in routers.items()}
     quality = predictor_quality(inputs["test"].p_hat, test.scores, test.models)
+    distinct = {name: np.unique(ch, axis=0) for name, ch in choices.items()}  # same hulls
     paired = {"reference": "proteus", "n_boot": PAIRED_BOOT, "alpha": 0.05,
-              "routers": paired_aiq(test.scores, test.costs, choices, "proteus",
+              "routers": paired_aiq(test.scores, test.costs, distinct, "proteus",
                                     cost_range(test), n_boot=PAIRED_BOOT, seed=config.seed)}
-    res = build_results(config, test, taus, routers,
+    res = build_results(config, test, grid, routers,
                         extra={"delta": config.certify.delta, "run": run,
                                "predictor": quality, "paired_aiq": paired})
     return res, certification

@@ -132,14 +132,16 @@ def selection_block(cfg: ml_collections.ConfigDict, setup: pipeline.Setup,
 def table_row(cfg: ml_collections.ConfigDict, block: dict[str, list], ds: RoutingDataset,
               spec: RunSpec, group: int, taus: np.ndarray, tau_ref: float) -> dict[str, Any]:
     """A table row (`COLUMNS`) from a router block measured on `ds` (oracle, best fixed model
-    and cost range from `ds` too)."""
+    and cost range from `ds` too; AIQ from the block's "sweep" points when it has them)."""
     e = cfg.eval
     acc, cost = np.asarray(block["accuracy"]), np.asarray(block["cost"])
     feasible = np.asarray(block["feasible"], bool)
     oracle_acc, _ = ds.oracle()
     _, _, best_cost = ds.best_fixed()
+    sweep = block.get("sweep")
     full = metrics.summarize(taus, acc, cost, feasible, oracle_acc, best_cost,
-                             evaluation.cost_range(ds))
+                             evaluation.cost_range(ds),
+                             None if sweep is None else (sweep["cost"], sweep["accuracy"]))
     design = (taus >= e.tau_lo - 1e-9) & (taus <= e.tau_hi + 1e-9)
     met = metrics.meets_floor(taus[design], acc[design])
     ref = int(np.argmin(np.abs(taus - tau_ref)))
@@ -165,12 +167,15 @@ def evaluate_run(cfg: ml_collections.ConfigDict, setup: pipeline.Setup, state: t
     "val" (selection): `selection_block`. "test" (reported, for the chosen run only): PROTEUS
     uncertified as `results.json`'s "proteus" router (`evaluation.proteus_blocks`).
     """
+    sweep = evaluation.sweep_taus(cfg, taus)  # the grid and the AIQ sweep
     if split == "val":
-        block = selection_block(cfg, setup, state, slot, splits["val"], taus)
+        block = selection_block(cfg, setup, state, slot, splits["val"], sweep)
     elif split == "test":
-        block = evaluation.proteus_blocks(cfg, setup, state, slot, splits, taus)[0]["proteus"]
+        block = evaluation.proteus_blocks(cfg, setup, state, slot, splits, sweep,
+                                          cert_taus=taus)[0]["proteus"]
     else:
         raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+    block = evaluation.on_grid(block, np.isin(sweep, taus))
     return table_row(cfg, block, splits[split], spec, group, taus, tau_ref)
 
 

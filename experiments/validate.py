@@ -156,6 +156,7 @@ SCHEMA: dict[str, Check] = {
     "eval.tau_hi": real(0.0, 1.0),
     "eval.tau_step": real(0.0, 1.0, lo_open=True),
     "eval.wide_n": integer(0),
+    "eval.aiq_step": real(0.0, 0.5),
     "certify.delta": real(0.0, 1.0, lo_open=True, hi_open=True),
     "certify.n_points": integer(1),
     "certify.method": one_of("auto", *METHODS),

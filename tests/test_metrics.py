@@ -193,3 +193,18 @@ def test_summarize_no_floor_met_gives_nan_savings():
     out = metrics.summarize([0.9], [0.5], [1.0], None, 0.95, 2.0, (0.0, 2.0))
     assert math.isnan(out["max_savings_vs_best_fixed"])
     assert out["floor_compliance"] == 0.0 and out["n_infeasible"] == 0
+
+
+def test_distinct_points_and_a_summary_from_the_sweep():
+    cost, acc = metrics.distinct_points([2.0, 1.0, None, 2.0, 1.0, np.nan], [0.9, 0.8, 0.5, 0.9,
+                                                                            0.85, 0.7])
+    assert cost.tolist() == [1.0, 1.0, 2.0] and acc.tolist() == [0.8, 0.85, 0.9]
+    # On the grid the router never reaches its cheapest point (x = 0.25, 0.8); its sweep adds
+    # x = 0 at 0.6: R = 0.6 -> 0.8 over [0, 0.25], then 0.8 flat: 0.25 * 0.7 + 0.75 * 0.8.
+    grid = metrics.summarize([0.7, 0.8], [0.8, 0.8], [1.0, 1.0], None, 0.9, 4.0, (0.0, 4.0))
+    assert grid["aiq"] == pytest.approx(0.75 * 0.8)
+    swept = metrics.summarize([0.7, 0.8], [0.8, 0.8], [1.0, 1.0], None, 0.9, 4.0, (0.0, 4.0),
+                              aiq_points=([0.0, 1.0], [0.6, 0.8]))
+    assert swept["aiq"] == pytest.approx(0.25 * 0.7 + 0.75 * 0.8)
+    same = ("floor_compliance", "max_savings_vs_best_fixed", "oracle_gap", "n_infeasible")
+    assert [swept[k] for k in same] == [grid[k] for k in same]

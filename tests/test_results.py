@@ -57,6 +57,19 @@ def test_build_results_has_the_contract_and_summaries():
     assert res["cost_range"] == [0.0, 4.0]
 
 
+def test_a_router_sweep_is_what_its_aiq_is_computed_from():
+    res = _results()
+    routers = copy.deepcopy(res["routers"])
+    routers["carrot"]["sweep"] = {"cost": [0.0, 0.5, 3.0], "accuracy": [0.5, 0.79, 0.92]}
+    swept = _results(routers=routers)
+    # x = 0, 0.125, 0.75: the chord from (0, 0.5) to (0.125, 0.79), then to (0.75, 0.92), then flat
+    expected = 0.125 * (0.5 + 0.79) / 2 + 0.625 * (0.79 + 0.92) / 2 + 0.25 * 0.92
+    assert swept["summary"]["carrot"]["aiq"] == pytest.approx(expected)
+    assert swept["summary"]["carrot"]["aiq"] > res["summary"]["carrot"]["aiq"]
+    assert swept["summary"]["proteus"] == res["summary"]["proteus"]
+    assert swept["routers"]["carrot"]["sweep"]["cost"] == [0.0, 0.5, 3.0]
+
+
 def test_build_results_default_cost_range():
     res = _results(cost_range=None)
     assert res["cost_range"] == [0.1, 4.0]
@@ -116,6 +129,14 @@ def test_to_jsonable():
             r"\['summary'\]\['carrot'\]\['n_infeasible'\]",
         ),
         (lambda r: r["taus"].__setitem__(1, math.nan), r"\['taus'\]\[1\]: expected a finite"),
+        (
+            lambda r: r["routers"]["carrot"].update(sweep={"cost": [1.0], "accuracy": []}),
+            r"\['carrot'\]\['sweep'\]\['accuracy'\]: expected a list of 1 values \(one per point",
+        ),
+        (
+            lambda r: r["routers"]["carrot"].update(sweep={"cost": []}),
+            r"\['carrot'\]\['sweep'\]: expected \{'cost': \[P\]",
+        ),
     ],
 )
 def test_validate_names_the_bad_key(mutate, message):

@@ -85,10 +85,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.tau_lo = 0.85  # DESIGN.md default grid: tau_lo..tau_hi step tau_step
     c.eval.tau_hi = 0.95
     c.eval.tau_step = 0.01
-    # plus this many τ evenly over the lanes' range (0 = none). AIQ is the area under the hull of
-    # the (cost, accuracy) points a router realises on this grid, so the grid must be dense enough
-    # to trace every router's curve (RouterBench sweeps each router's knob): 40, not 12.
+    # plus this many τ evenly over the lanes' range (0 = none): the τ the compliance, r and cost
+    # columns are measured at
     c.eval.wide_n = 40
+    # AIQ alone also routes every router at τ = 0, aiq_step, ..., 1 (0 = the grid alone), so that
+    # each router's curve is traced over its knob's whole range (experiments.evaluation.sweep_taus)
+    c.eval.aiq_step = 0.001
 
     c.certify = ml_collections.ConfigDict()
     c.certify.delta = 0.05  # P(test accuracy < τ) <= δ for every τ certified on `calib`

@@ -153,6 +153,25 @@ def aiq(costs, accuracies, cost_range: tuple[float, float]) -> float:
     return float(np.sum(0.5 * (hy[1:] + hy[:-1]) * np.diff(hx)))
 
 
+def distinct_points(costs, accuracies) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct finite (cost, accuracy) pairs of a router's operating points, by cost.
+
+    A knob sweep of a thousand τ reaches a few dozen points; these are what its AIQ needs (the
+    results file stores them as a router's "sweep").
+
+    Args:
+      costs, accuracies: [T] per-τ means (None or NaN where a τ was refused).
+
+    Returns:
+      (cost [P], accuracy [P]) float64, sorted by cost, then accuracy.
+    """
+    c = np.asarray([np.nan if v is None else v for v in np.ravel(costs)], np.float64)
+    a = np.asarray([np.nan if v is None else v for v in np.ravel(accuracies)], np.float64)
+    ok = np.isfinite(c) & np.isfinite(a)
+    pairs = np.unique(np.stack([c[ok], a[ok]], axis=1), axis=0)
+    return pairs[:, 0], pairs[:, 1]
+
+
 def _monotone_upper_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """[K, 2] vertices of the upper concave envelope of (x, y), truncated at its maximum."""
     order = np.lexsort((-y, x))  # by x, then highest y first
@@ -353,6 +372,7 @@ def summarize(
     oracle_accuracy: float,
     best_fixed_cost: float,
     cost_range: tuple[float, float],
+    aiq_points: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, float | int]:
     """The DESIGN.md section 7 summary of one router over the τ grid.
 
@@ -364,6 +384,8 @@ def summarize(
       oracle_accuracy: test accuracy of the oracle.
       best_fixed_cost: test mean cost of the best fixed model (the savings reference).
       cost_range: (lo, hi) cost normalisation of `aiq`.
+      aiq_points: (cost [P], accuracy [P]) the router reaches over its whole knob sweep (see
+        `experiments.evaluation.sweep_taus`); None: AIQ over the T grid points.
 
     Returns:
       dict with exactly `SUMMARY_KEYS`:
@@ -372,7 +394,7 @@ def summarize(
         max_savings_vs_best_fixed: the largest `savings(cost, best_fixed_cost)` over τ whose floor
           was met (whatever was declared); nan if no floor was met.
         oracle_gap: `oracle_gap(oracle_accuracy, accuracy)`.
-        aiq: `aiq(cost, accuracy, cost_range)` of the router's T operating points.
+        aiq: `aiq(cost, accuracy, cost_range)` of `aiq_points`, else of the T grid points.
         n_infeasible: number of τ declared infeasible.
     """
     taus, accuracy, cost = _f64(taus), _f64(accuracy), _f64(cost)
@@ -384,6 +406,6 @@ def summarize(
         "target_response_corr": target_response_corr(taus, accuracy),
         "max_savings_vs_best_fixed": float(sav[met].max()) if met.any() else float("nan"),
         "oracle_gap": oracle_gap(oracle_accuracy, accuracy),
-        "aiq": aiq(cost, accuracy, cost_range),
+        "aiq": aiq(*(aiq_points if aiq_points is not None else (cost, accuracy)), cost_range),
         "n_infeasible": int((~feas).sum()),
     }

@@ -185,7 +185,8 @@ def report_markdown(results: Mapping[str, Any]) -> str:
         "## Summary",
         "",
         "compliance: share of τ met among those declared feasible; r: τ-response correlation; AIQ: "
-        "area under the cost-accuracy hull; top acc: highest test accuracy over τ; infeasible: τ "
+        "area under the cost-accuracy hull of the points the router reaches as τ sweeps [0, 1] "
+        "(its 'sweep' in results.json); top acc: highest test accuracy over τ; infeasible: τ "
         f"declared infeasible; cost at the {len(idx)} grid τ closest to the best fixed model's "
         "accuracy and 0.05 steps below; max savings vs best fixed over τ met.",
         "",

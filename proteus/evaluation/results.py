@@ -98,7 +98,9 @@ def build_results(
       taus: [T] targets.
       oracle: (accuracy, cost) of the oracle on test.
       best_fixed: (model, accuracy, cost) of the best fixed model (chosen on validation).
-      routers: name -> {"accuracy": [T], "cost": [T], "feasible": [T] bool, ...}.
+      routers: name -> {"accuracy": [T], "cost": [T], "feasible": [T] bool, ...}; an optional
+        "sweep": {"cost": [P], "accuracy": [P]} (the distinct points of the router's whole knob
+        sweep) is what its AIQ is computed from.
       cost_range: AIQ cost normalisation; default (min, max) over every router's and the oracle's
         costs. Stored under "cost_range".
       extra: further top-level keys (e.g. "oracle_frontier": {"taus": [..], "cost": [..]}).
@@ -121,6 +123,7 @@ def build_results(
             oracle_accuracy=oracle[0],
             best_fixed_cost=best_fixed[2],
             cost_range=cost_range,
+            aiq_points=_sweep_points(entry),
         )
         for name, entry in routers.items()
     }
@@ -143,6 +146,14 @@ def build_results(
     return results
 
 
+def _sweep_points(entry: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(cost [P], accuracy [P]) of a router entry's "sweep", or None when it has none."""
+    sweep = entry.get("sweep")
+    if sweep is None:
+        return None
+    return np.asarray(sweep["cost"], np.float64), np.asarray(sweep["accuracy"], np.float64)
+
+
 def _fail(path: str, what: str) -> None:
     raise ResultsValidationError(f"results{path}: {what}")
 
@@ -154,16 +165,25 @@ def _check_number(path: str, x: Any, allow_null: bool = False) -> None:
         _fail(path, f"expected a finite number{' or null' if allow_null else ''}, got {x!r}")
 
 
-def _check_list(path: str, xs: Any, n: int, kind: str) -> None:
+def _check_list(path: str, xs: Any, n: int, kind: str, per: str = "τ") -> None:
     if not isinstance(xs, list) or len(xs) != n:
         got = f"{len(xs)} values" if isinstance(xs, list) else repr(type(xs).__name__)
-        _fail(path, f"expected a list of {n} values (one per τ), got {got}")
+        _fail(path, f"expected a list of {n} values (one per {per}), got {got}")
     for i, x in enumerate(xs):
         if kind == "bool":
             if not isinstance(x, bool):
                 _fail(f"{path}[{i}]", f"expected a bool, got {x!r}")
         else:
             _check_number(f"{path}[{i}]", x, allow_null=(kind == "number_or_null"))
+
+
+def _check_sweep(path: str, sweep: Any) -> None:
+    """A router's "sweep": {"cost": [P], "accuracy": [P]} finite numbers, P >= 1."""
+    if not isinstance(sweep, Mapping) or not isinstance(sweep.get("cost"), list) or not sweep[
+            "cost"]:
+        _fail(path, f"expected {{'cost': [P], 'accuracy': [P]}} with P >= 1, got {sweep!r:.80}")
+    for key in ("cost", "accuracy"):
+        _check_list(f"{path}[{key!r}]", sweep.get(key), len(sweep["cost"]), "number", "point")
 
 
 def _check_router_name(path: str, name: str) -> None:
@@ -222,6 +242,8 @@ def _validate_routers(results: Mapping[str, Any], t: int, required: tuple[str, .
                 _fail(f"{path}[{key!r}]", "missing key")
             kind = "bool" if key == "feasible" else "number_or_null"
             _check_list(f"{path}[{key!r}]", entry[key], t, kind)
+        if "sweep" in entry:
+            _check_sweep(f"{path}['sweep']", entry["sweep"])
         if name not in summary:
             _fail(f"['summary'][{name!r}]", "missing summary for a router in 'routers'")
     for name, entry in summary.items():

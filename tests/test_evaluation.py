@@ -1,0 +1,72 @@
+"""experiments/evaluation.py: the full evaluation (every baseline) and its AIQ sweep.
+
+Before the sweep, AIQ was the hull of the points a router reached on the report grid, which starts
+at the cheapest model's training accuracy: a router with a safety margin never reached its cheapest
+point there, and its curve was sampled at about a dozen points.
+"""
+
+import numpy as np
+import pytest
+
+from experiments import evaluation, pipeline
+from proteus.evaluation import metrics, results
+from tests import core_helpers
+
+pytest_plugins = ["tests.serving_fixtures"]
+
+
+def test_sweep_taus_and_on_grid_by_hand():
+    config = core_helpers.tiny_config()
+    config.eval.aiq_step = 0.25
+    grid = np.array([0.6, 0.75])
+    taus = evaluation.sweep_taus(config, grid)
+    np.testing.assert_allclose(taus, [0.0, 0.25, 0.5, 0.6, 0.75, 1.0])  # 0.75 once
+    config.eval.aiq_step = 0.0
+    np.testing.assert_array_equal(evaluation.sweep_taus(config, grid), grid)
+
+    block = {"accuracy": [0.5, 0.5, 0.7, 0.8, 0.9, 0.9], "cost": [1.0, 1.0, 2.0, 3.0, 4.0, 4.0],
+             "feasible": [True] * 5 + [False], "reason": ["a", "b", "c", "d", "e", "f"],
+             "note": "kept"}
+    out = evaluation.on_grid(block, np.isin(taus, grid))
+    assert out["accuracy"] == [0.8, 0.9] and out["cost"] == [3.0, 4.0]
+    assert out["feasible"] == [True, True] and out["reason"] == ["d", "e"]
+    assert out["note"] == "kept"
+    assert out["sweep"] == {"cost": [1.0, 2.0, 3.0, 4.0], "accuracy": [0.5, 0.7, 0.8, 0.9]}
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained):
+    """The full evaluation of the serving fixtures' trained run: (results, grid)."""
+    res, _ = evaluation.evaluate_all(trained.config, trained.setup, trained.state,
+                                     trained.splits)
+    return res, pipeline.eval_taus(trained.config, trained.setup.lane_taus)
+
+
+def test_every_router_is_reported_on_the_grid_and_scored_on_its_sweep(evaluated):
+    res, grid = evaluated
+    results.validate_results(res, required_routers=evaluation.BASELINE_NAMES[:-1] + (
+        "proteus", "proteus_certified"))
+    np.testing.assert_allclose(res["taus"], grid)
+    for name, block in res["routers"].items():
+        assert len(block["accuracy"]) == len(grid), name
+        if name in ("oracle", "best_fixed"):  # one point, whatever τ
+            assert "sweep" not in block
+            continue
+        sweep = block["sweep"]
+        on_sweep = set(zip(sweep["cost"], sweep["accuracy"], strict=True))
+        assert set(zip(block["cost"], block["accuracy"], strict=True)) <= on_sweep, name
+        assert res["summary"][name]["aiq"] == pytest.approx(
+            metrics.aiq(sweep["cost"], sweep["accuracy"], res["cost_range"])), name
+    # τ = 0 is in the sweep: PROTEUS reaches a point at least as cheap as any on the grid
+    proteus = res["routers"]["proteus"]
+    assert min(proteus["sweep"]["cost"]) <= min(proteus["cost"])
+
+
+def test_paired_differences_are_those_of_the_reported_aiq(evaluated):
+    # The bootstrap runs on each router's distinct routings over the sweep; on the test split
+    # itself (no resampling) its differences must be the summary's.
+    res, _ = evaluated
+    aiq = {name: s["aiq"] for name, s in res["summary"].items()}
+    for name, d in res["paired_aiq"]["routers"].items():
+        assert d["diff"] == pytest.approx(aiq["proteus"] - aiq[name], abs=1e-12), name
+        assert d["lo"] <= d["hi"]
