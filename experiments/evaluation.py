@@ -28,7 +28,7 @@ from experiments import workdir as workdir_lib
 from proteus.data.dataset import RoutingDataset
 from proteus.evaluation import calibrate, metrics, report, results
 from proteus.evaluation.baselines import RouterInputs, make_router
-from proteus.evaluation.paired_aiq import paired_aiq
+from proteus.evaluation.paired_aiq import crossfit_aiq, paired_aiq
 from proteus.evaluation.predictor_quality import predictor_quality
 from proteus.serving import operating
 from proteus.training import crossfit, networks, train
@@ -37,6 +37,7 @@ BASELINE_NAMES = ("proteus_plugin", "carrot", "omnirouter", "threshold", "knn", 
                   "cluster", "task_table")
 NEEDS_REFERENCE = ("knn", "cluster", "task_table")  # fitted on the training rows' labels
 PAIRED_BOOT = 1000  # test resamples behind the paired AIQ intervals
+CROSSFIT_REPEATS = 20  # random halvings of the test split behind the cross-fitted AIQ
 
 
 def constant_router(accuracy: float, cost: float, n_taus: int) -> dict[str, list]:
@@ -166,7 +167,7 @@ def sweep_taus(config: ml_collections.ConfigDict, grid: np.ndarray) -> np.ndarra
     margin (PROTEUS's uncertified rule) never reaches its cheapest point there, and its curve is
     sampled at a dozen points. The sweep gives every router its knob's ends and its curve.
     """
-    step = float(config.eval.aiq_step)
+    step = float(config.eval.get("aiq_step", 0.0))  # a workdir from before the sweep: none
     if step <= 0:
         return np.asarray(grid, np.float64)
     return np.union1d(grid, np.linspace(0.0, 1.0, int(round(1.0 / step)) + 1))
@@ -304,7 +305,8 @@ def evaluate_all(config: ml_collections.ConfigDict, setup: pipeline.Setup,
                  state: train.TrainState, splits: dict[str, RoutingDataset],
                  run: int = 0, baselines: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
     """PROTEUS, certified and (with `baselines`) every other router on the test split, with the
-    predictor's quality and the paired AIQ intervals. Returns (results dict, certification)."""
+    predictor's quality, the paired AIQ intervals and the cross-fitted AIQ
+    (`paired_aiq.crossfit_aiq`). Returns (results dict, certification)."""
     grid = pipeline.eval_taus(config, setup.lane_taus)
     taus = sweep_taus(config, grid)  # the grid and the AIQ sweep; every router routes at all
     keep = np.isin(taus, grid)
@@ -324,9 +326,13 @@ def evaluate_all(config: ml_collections.ConfigDict, setup: pipeline.Setup,
     paired = {"reference": "proteus", "n_boot": PAIRED_BOOT, "alpha": 0.05,
               "routers": paired_aiq(test.scores, test.costs, distinct, "proteus",
                                     cost_range(test), n_boot=PAIRED_BOOT, seed=config.seed)}
+    crossfit = {"repeats": CROSSFIT_REPEATS, "seed": int(config.seed),
+                "routers": crossfit_aiq(test.scores, test.costs, distinct, cost_range(test),
+                                        repeats=CROSSFIT_REPEATS, seed=config.seed)}
     res = build_results(config, test, grid, routers,
                         extra={"delta": config.certify.delta, "run": run,
-                               "predictor": quality, "paired_aiq": paired})
+                               "predictor": quality, "paired_aiq": paired,
+                               "aiq_crossfit": crossfit})
     return res, certification
 
 

@@ -70,3 +70,11 @@ def test_paired_differences_are_those_of_the_reported_aiq(evaluated):
     for name, d in res["paired_aiq"]["routers"].items():
         assert d["diff"] == pytest.approx(aiq["proteus"] - aiq[name], abs=1e-12), name
         assert d["lo"] <= d["hi"]
+
+
+def test_crossfit_aiq_is_recorded_for_every_router_and_is_an_area(evaluated):
+    res, _ = evaluated
+    cv = res["aiq_crossfit"]
+    assert cv["repeats"] == evaluation.CROSSFIT_REPEATS
+    assert set(cv["routers"]) == set(res["paired_aiq"]["routers"]) | {"proteus"}
+    assert all(0.0 < v < 1.0 for v in cv["routers"].values())

@@ -102,17 +102,22 @@ def test_summary_first_and_within_120_columns(n_models):
     assert len(appendix) == 2 + n_models
 
 
-def test_report_appends_predictor_quality_and_paired_aiq():
+def test_report_appends_predictor_quality_paired_and_crossfit_aiq():
     res = _small()
     res["predictor"] = {"auc": {"big": 0.7}, "ece": {"big": 0.02}, "mean_auc": 0.7,
                         "mean_ece": 0.02}
     res["paired_aiq"] = {"reference": "proteus", "n_boot": 10, "alpha": 0.05,
                          "routers": {"carrot": {"diff": -0.09, "lo": -0.1, "hi": -0.08}}}
+    res["aiq_crossfit"] = {"repeats": 20, "seed": 0,
+                           "routers": {"carrot": 0.61, "proteus": 0.625}}
     text = report.report_markdown(res)
     predictor = text.index("## Shared predictor on test")
     paired = text.index("## Paired AIQ differences")
-    assert text.index("## Savings vs best fixed") < predictor < paired < text.index("## Appendix")
+    crossfit = text.index("## Cross-fitted AIQ")
+    assert (text.index("## Savings vs best fixed") < predictor < paired < crossfit
+            < text.index("## Appendix"))
     assert "| carrot | -0.0900 | [-0.1000, -0.0800] | yes |" in text
+    assert "| proteus | 0.6250 |\n| carrot | 0.6100 |" in text  # highest first
 
 
 def test_launch_report_rerenders_a_run(tmp_path):

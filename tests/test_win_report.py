@@ -52,3 +52,24 @@ def test_across_seeds(tmp_path, capsys):
         in out
     assert "uncertified met: 1/2 (+0.0200), 1/2 (+0.0200)" in out
     assert "goals met in: proteus top 0/2, proteus_certified top 2/2, AIQ 1/2" in out
+
+
+def test_crossfit_aiq_is_reported_beside_the_aiq(tmp_path, capsys):
+    paths = []
+    for seed, omni_cv in enumerate((0.790, 0.799)):
+        res = _results(0.803)
+        res["aiq_crossfit"] = {"repeats": 20, "seed": seed,
+                               "routers": {"proteus": 0.795, "omnirouter": omni_cv}}
+        paths.append(str(tmp_path / f"seed{seed}.json"))
+        with open(paths[-1], "w") as f:
+            json.dump(res, f)
+    assert win_report.measure(_results(0.803))["cv"] is None  # older files: nothing to print
+    win_report.main(paths[:1])
+    assert "cross-fitted AIQ (hull chosen on half the test split, measured on the other): " \
+        "proteus 0.7950; omnirouter 0.7900" in capsys.readouterr().out
+    win_report.main(["--across", *paths])
+    out = capsys.readouterr().out
+    # +0.005 and −0.004: mean +0.0005, within 0.002 on one of two; not one of the goals
+    assert "cross-fitted AIQ(proteus) − AIQ(omnirouter): mean +0.0005 [-0.0040, +0.0050]; " \
+        "within 0.002 in 1/2" in out
+    assert "goals met in: proteus top 0/2, proteus_certified top 2/2, AIQ 0/2" in out

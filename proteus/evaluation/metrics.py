@@ -139,17 +139,33 @@ def aiq(costs, accuracies, cost_range: tuple[float, float]) -> float:
     Returns:
       The area as a float (nan when there are no finite points).
     """
+    vertices, _ = aiq_hull(costs, accuracies, cost_range)
+    return polyline_area(_f64(costs).ravel()[vertices], _f64(accuracies).ravel()[vertices],
+                         cost_range)
+
+
+def polyline_area(costs, accuracies, cost_range: tuple[float, float]) -> float:
+    """∫_0^1 R(x) dx for the polyline through given operating points, none dropped.
+
+    R is 0 below the cheapest point, the straight line between points adjacent in normalised cost
+    (what mixing the two realises), and flat after the dearest. On a hull's vertices this is
+    `aiq`; on settings chosen elsewhere (`paired_aiq.crossfit_aiq`) a point that falls under the
+    chord of its neighbours pulls the area down instead of being skipped.
+
+    Args:
+      costs, accuracies: [K] finite mean cost and accuracy of each point.
+      cost_range: (lo, hi), the costs mapped to 0 and 1 (clipped).
+
+    Returns:
+      The area (nan for K = 0).
+    """
     lo, hi = map(float, cost_range)
-    if not hi > lo:
-        raise ValueError(f"cost_range must have hi > lo, got {cost_range}")
-    c, a = _f64(costs).ravel(), _f64(accuracies).ravel()
-    ok = np.isfinite(c) & np.isfinite(a)
-    if not ok.any():
+    c, y = _f64(costs).ravel(), _f64(accuracies).ravel()
+    if c.size == 0:
         return float("nan")
-    x = np.clip((c[ok] - lo) / (hi - lo), 0.0, 1.0)
-    hull = _monotone_upper_hull(x, a[ok])
-    hx = np.append(hull[:, 0], 1.0)
-    hy = np.append(hull[:, 1], hull[-1, 1])
+    x = np.clip((c - lo) / (hi - lo), 0.0, 1.0)
+    order = np.lexsort((y, x))
+    hx, hy = np.append(x[order], 1.0), np.append(y[order], y[order][-1])
     return float(np.sum(0.5 * (hy[1:] + hy[:-1]) * np.diff(hx)))
 
 
@@ -172,21 +188,40 @@ def distinct_points(costs, accuracies) -> tuple[np.ndarray, np.ndarray]:
     return pairs[:, 0], pairs[:, 1]
 
 
-def _monotone_upper_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """[K, 2] vertices of the upper concave envelope of (x, y), truncated at its maximum."""
+def aiq_hull(costs, accuracies, cost_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """The operating points `aiq` integrates: (vertex indices [K] into the P points, by cost;
+    normalised costs [P], NaN where a point is not finite). No finite point: K = 0."""
+    lo, hi = map(float, cost_range)
+    if not hi > lo:
+        raise ValueError(f"cost_range must have hi > lo, got {cost_range}")
+    c, a = _f64(costs).ravel(), _f64(accuracies).ravel()
+    ok = np.flatnonzero(np.isfinite(c) & np.isfinite(a))
+    x = np.full(c.shape, np.nan)
+    x[ok] = np.clip((c[ok] - lo) / (hi - lo), 0.0, 1.0)
+    return ok[hull_vertices(x[ok], a[ok])], x
+
+
+def hull_vertices(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """[K] indices of the points that are vertices of the upper concave envelope of (x, y),
+    truncated at its maximum, by increasing x (the hull `aiq` integrates).
+
+    Among points of equal x only the highest can be a vertex; a point costlier than a vertex
+    without a gain, or on or under a chord, is not one.
+    """
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     order = np.lexsort((-y, x))  # by x, then highest y first
-    hull: list[tuple[float, float]] = []
-    for px, py in zip(x[order], y[order], strict=True):
-        if hull and (px == hull[-1][0] or py <= hull[-1][1]):
+    hull: list[int] = []
+    for i in order:
+        if hull and (x[i] == x[hull[-1]] or y[i] <= y[hull[-1]]):
             continue  # same cost with lower accuracy, or costlier without gain: dominated
         while len(hull) >= 2:
-            (x1, y1), (x2, y2) = hull[-2], hull[-1]
-            if (y2 - y1) * (px - x1) <= (py - y1) * (x2 - x1):
+            (x1, y1), (x2, y2) = (x[hull[-2]], y[hull[-2]]), (x[hull[-1]], y[hull[-1]])
+            if (y2 - y1) * (x[i] - x1) <= (y[i] - y1) * (x2 - x1):
                 hull.pop()  # hull[-1] lies on or under the chord: not a vertex
             else:
                 break
-        hull.append((float(px), float(py)))
-    return np.asarray(hull)
+        hull.append(int(i))
+    return np.asarray(hull, np.int64)
 
 
 # ------------------------------------------------------------------ the Lagrangian upgrade path

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from proteus.evaluation import metrics, plots
-from proteus.evaluation.paired_aiq import paired_markdown
+from proteus.evaluation.paired_aiq import crossfit_markdown, paired_markdown
 from proteus.evaluation.predictor_quality import quality_markdown
 from proteus.evaluation.results import FIXED_PREFIX
 
@@ -168,8 +168,8 @@ def fixed_models_table(results: Mapping[str, Any]) -> list[str]:
 
 
 def report_markdown(results: Mapping[str, Any]) -> str:
-    """The whole report: header, summary, per-τ tables, predictor quality and paired AIQ
-    differences (when the results hold them), appendix."""
+    """The whole report: header, summary, per-τ tables, predictor quality, paired AIQ
+    differences and the cross-fitted AIQ (when the results hold them), appendix."""
     r = results
     idx = summary_taus(results)
     out = [
@@ -198,6 +198,8 @@ def report_markdown(results: Mapping[str, Any]) -> str:
         text += quality_markdown(r["predictor"])
     if isinstance(r.get("paired_aiq"), Mapping):
         text += paired_markdown(r["paired_aiq"])
+    if isinstance(r.get("aiq_crossfit"), Mapping):
+        text += crossfit_markdown(r["aiq_crossfit"])
     return text + "\n".join(fixed_models_table(results) + [""])
 
 
