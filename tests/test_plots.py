@@ -91,3 +91,18 @@ def test_write_plots(tmp_path):
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="unknown plot"):
         plots.make_figure(res, "pie")
+
+
+def test_cost_accuracy_line_is_the_hull_of_the_sweep_when_recorded():
+    res = synthetic_results(2)
+    name = plots.plotted_routers(res)[0]
+    np.testing.assert_array_equal(plots.router_curve(res, name)[0], res["routers"][name]["cost"])
+    res["routers"][name]["sweep"] = {"cost": [1.0, 2.0, 3.0, 3.5], "accuracy": [0.5, 0.6, 0.9,
+                                                                              0.85]}
+    res["cost_range"] = [1.0, 3.0]
+    # (2, 0.6) lies under the chord of its neighbours, (3.5, 0.85) costs more for less
+    cost, acc = plots.router_curve(res, name)
+    assert cost.tolist() == [1.0, 3.0] and acc.tolist() == [0.5, 0.9]
+    line = [ln for ln in plots.make_figure(res, "cost_accuracy").axes[0].get_lines()
+            if ln.get_label() == name]
+    assert line[0].get_xdata().tolist() == [1.0, 3.0]

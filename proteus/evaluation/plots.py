@@ -3,7 +3,8 @@
     paths = write_plots(results, "runs/x")  # accuracy_vs_tau, cost_vs_tau, cost_accuracy .png
 
 Routers are lines with one fixed style per name (`router_style`), so a router looks the same in
-every plot and on every data set; the legend sits outside the axes and holds only them. Fixed
+every plot and on every data set (in the cost-accuracy plane, the hull its AIQ integrates); the
+legend sits outside the axes and holds only them. Fixed
 models are grey points labelled by a short name where a label fits; the oracle, its frontier and
 the best fixed model are marked and labelled in place. Costs use a log axis when they span more
 than a decade. The τ the certified router declares infeasible are shaded. Matplotlib's Agg canvas
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from proteus.evaluation import metrics
 from proteus.evaluation.results import FIXED_PREFIX
 
 PLOT_NAMES = ("accuracy_vs_tau", "cost_vs_tau", "cost_accuracy")
@@ -256,8 +258,21 @@ def _place_labels(fig, ax, points, priority: list[int], best_model: str) -> None
                 taken.append(text.get_window_extent(renderer).expanded(1.05, 1.1))
 
 
+def router_curve(results: Mapping[str, Any], name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(cost [K], accuracy [K]) a router's cost-accuracy line: the hull its AIQ integrates (the
+    vertices of its "sweep", by cost) when the results hold one, else its points over the grid."""
+    entry = results["routers"][name]
+    sweep = entry.get("sweep")
+    if sweep is None:
+        return _nan(entry["cost"]), _nan(entry["accuracy"])
+    cost, acc = _nan(sweep["cost"]), _nan(sweep["accuracy"])
+    vertices, _ = metrics.aiq_hull(cost, acc, results["cost_range"])
+    return cost[vertices], acc[vertices]
+
+
 def _cost_accuracy(results: Mapping[str, Any]):
-    """The cost-accuracy plane: router curves over τ, fixed models, oracle and its frontier."""
+    """The cost-accuracy plane: router curves (`router_curve`), fixed models, oracle and its
+    frontier."""
     fig, ax = _figure()
     points = _fixed_points(results)
     if points:
@@ -265,8 +280,7 @@ def _cost_accuracy(results: Mapping[str, Any]):
                    edgecolor="none", zorder=2)
     costs = [p[1] for p in points]
     for name in plotted_routers(results):
-        entry = results["routers"][name]
-        cost, acc = _nan(entry["cost"]), _nan(entry["accuracy"])
+        cost, acc = router_curve(results, name)
         ax.plot(cost, acc, label=name, **router_style(name))
         costs += list(cost)
     oracle, best = results["oracle"], results["best_fixed"]
