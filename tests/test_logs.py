@@ -13,12 +13,15 @@ def _record(path: str, level: int) -> std_logging.LogRecord:
 
 
 def test_job_logging_drops_quiet_packages_info_only():
-    verbosity, orbax_level = logging.get_verbosity(), std_logging.getLogger("orbax").level
+    names = ("orbax", *logs.QUIET_LOGGERS)
+    verbosity = logging.get_verbosity()
+    levels = {name: std_logging.getLogger(name).level for name in names}
     try:
         _check_job_logging()
     finally:  # the session's logging as it was
         logging.set_verbosity(verbosity)
-        std_logging.getLogger("orbax").setLevel(orbax_level)
+        for name, level in levels.items():
+            std_logging.getLogger(name).setLevel(level)
         for f in list(logging.get_absl_logger().filters):
             if isinstance(f, logs._QuietBelowWarning):
                 logging.get_absl_logger().removeFilter(f)
@@ -35,3 +38,7 @@ def _check_job_logging():
     assert quiet[0].filter(_record(orbax_file, std_logging.WARNING))
     assert quiet[0].filter(_record(os.path.join("experiments", "pipeline.py"), std_logging.INFO))
     assert std_logging.getLogger("orbax").level == std_logging.WARNING
+    # a library's own logger: its INFO is dropped, a warning still shows
+    assert not std_logging.getLogger("jax._src.xla_bridge").isEnabledFor(std_logging.INFO)
+    assert std_logging.getLogger("sentence_transformers.x").isEnabledFor(std_logging.WARNING)
+    assert std_logging.getLogger("datasets").getEffectiveLevel() == std_logging.WARNING

@@ -10,6 +10,7 @@ encoder on a serving machine that has the package installed.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 from collections.abc import Sequence
@@ -93,8 +94,24 @@ class SentenceTransformerEncoder:
                     "pip install 'proteus-jax[text]' (sentence-transformers; bring your own torch)"
                 ) from err
             path = resolve_model_path(self._model_name)
-            self._model = SentenceTransformer(path, device=self._device)
+            with _no_weight_loading_bar():
+                self._model = SentenceTransformer(path, device=self._device)
         return self._model
+
+
+@contextlib.contextmanager
+def _no_weight_loading_bar():
+    """transformers' "Loading weights" progress bar off while a model loads (it is noise in a
+    job's output); the caller's setting is restored after."""
+    from transformers.utils import logging as hf_logging  # noqa: PLC0415 (optional extra)
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
 
 
 def resolve_model_path(model: str) -> str:
