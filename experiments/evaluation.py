@@ -323,11 +323,12 @@ def evaluate_all(config: ml_collections.ConfigDict, setup: pipeline.Setup,
     routers = {name: on_grid(block, keep) for name, block in routers.items()}
     quality = predictor_quality(inputs["test"].p_hat, test.scores, test.models)
     distinct = {name: np.unique(ch, axis=0) for name, ch in choices.items()}  # same hulls
+    span = cost_range(test)
     paired = {"reference": "proteus", "n_boot": PAIRED_BOOT, "alpha": 0.05,
-              "routers": paired_aiq(test.scores, test.costs, distinct, "proteus",
-                                    cost_range(test), n_boot=PAIRED_BOOT, seed=config.seed)}
+              "routers": paired_aiq(test.scores, test.costs, distinct, "proteus", span,
+                                    n_boot=PAIRED_BOOT, seed=config.seed)}
     crossfit = {"repeats": CROSSFIT_REPEATS, "seed": int(config.seed),
-                "routers": crossfit_aiq(test.scores, test.costs, distinct, cost_range(test),
+                "routers": crossfit_aiq(test.scores, test.costs, distinct, span,
                                         repeats=CROSSFIT_REPEATS, seed=config.seed)}
     res = build_results(config, test, grid, routers,
                         extra={"delta": config.certify.delta, "run": run,

@@ -199,6 +199,7 @@ def test_distinct_points_and_a_summary_from_the_sweep():
     cost, acc = metrics.distinct_points([2.0, 1.0, None, 2.0, 1.0, np.nan], [0.9, 0.8, 0.5, 0.9,
                                                                             0.85, 0.7])
     assert cost.tolist() == [1.0, 1.0, 2.0] and acc.tolist() == [0.8, 0.85, 0.9]
+    np.testing.assert_array_equal(metrics.as_floats([0.5, None]), [0.5, np.nan])
     # On the grid the router never reaches its cheapest point (x = 0.25, 0.8); its sweep adds
     # x = 0 at 0.6: R = 0.6 -> 0.8 over [0, 0.25], then 0.8 flat: 0.25 * 0.7 + 0.75 * 0.8.
     grid = metrics.summarize([0.7, 0.8], [0.8, 0.8], [1.0, 1.0], None, 0.9, 4.0, (0.0, 4.0))

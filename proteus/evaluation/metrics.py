@@ -36,6 +36,11 @@ def _f64(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+def as_floats(values) -> np.ndarray:
+    """[T] float64 from a results list, None (a refused τ, a JSON null) as NaN."""
+    return np.asarray([np.nan if v is None else v for v in np.ravel(values)], np.float64)
+
+
 def realised(scores, costs, choices) -> tuple[np.ndarray, np.ndarray]:
     """Mean realised score and cost of per-τ choices.
 
@@ -181,8 +186,7 @@ def distinct_points(costs, accuracies) -> tuple[np.ndarray, np.ndarray]:
     Returns:
       (cost [P], accuracy [P]) float64, sorted by cost, then accuracy.
     """
-    c = np.asarray([np.nan if v is None else v for v in np.ravel(costs)], np.float64)
-    a = np.asarray([np.nan if v is None else v for v in np.ravel(accuracies)], np.float64)
+    c, a = as_floats(costs), as_floats(accuracies)
     ok = np.isfinite(c) & np.isfinite(a)
     pairs = np.unique(np.stack([c[ok], a[ok]], axis=1), axis=0)
     return pairs[:, 0], pairs[:, 1]

@@ -83,8 +83,7 @@ def run_name(results: Mapping[str, Any]) -> str:
     return Path(str(name).split(":")[-1].split("?")[0]).stem
 
 
-def _nan(xs) -> np.ndarray:
-    return np.array([np.nan if x is None else x for x in xs], np.float64)
+_nan = metrics.as_floats  # results lists -> float arrays, None (refused τ) as NaN
 
 
 def _figure():

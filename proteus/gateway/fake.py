@@ -7,8 +7,7 @@ streaming (SSE chunks, a usage chunk when `stream_options.include_usage`, then `
 not. Three model names misbehave on purpose: "fail-500" answers 500, "slow" waits `slow_s` seconds
 (to trigger the gateway's timeout), and "drip" streams its pieces `slow_s` / 4 apart, stopping
 early when the gateway closes the connection; either notes a connection the gateway closed early
-in its call's "closed_early". Every request is kept in
-`calls` for tests to inspect.
+in its call's "closed_early". Every request is kept in `calls` for tests to inspect.
 """
 
 from __future__ import annotations
