@@ -26,6 +26,7 @@ from absl import logging
 from experiments import pipeline
 from experiments import workdir as workdir_lib
 from proteus.data.dataset import RoutingDataset
+from proteus.environment import library_versions
 from proteus.evaluation import calibrate, metrics, report, results
 from proteus.evaluation.baselines import RouterInputs, make_router
 from proteus.evaluation.paired_aiq import crossfit_aiq, paired_aiq
@@ -205,7 +206,7 @@ def build_results(config: ml_collections.ConfigDict, ds: RoutingDataset, taus: n
     frontier = metrics.perfect_frontier_cost(ds.scores, ds.costs, taus)
     extra = {"config_name": config.name, "perfect_frontier_cost": frontier.tolist(),
              "oracle_frontier": {"taus": list(map(float, taus)), "cost": frontier.tolist()},
-             **(extra or {})}
+             "versions": library_versions(), **(extra or {})}
     return results.build_results(
         dataset=ds.name, models=ds.models, encoder=config.data.encoder, n_queries=ds.n_queries,
         taus=taus, oracle=(oracle_acc, oracle_cost), best_fixed=(best_model, best_acc, best_cost),

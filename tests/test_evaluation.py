@@ -5,6 +5,7 @@ at the cheapest model's training accuracy: a router with a safety margin never r
 point there, and its curve was sampled at about a dozen points.
 """
 
+import jax
 import numpy as np
 import pytest
 
@@ -78,3 +79,8 @@ def test_crossfit_aiq_is_recorded_for_every_router_and_is_an_area(evaluated):
     assert cv["repeats"] == evaluation.CROSSFIT_REPEATS
     assert set(cv["routers"]) == set(res["paired_aiq"]["routers"]) | {"proteus"}
     assert all(0.0 < v < 1.0 for v in cv["routers"].values())
+
+
+def test_results_record_the_library_versions(evaluated):
+    versions = evaluated[0]["versions"]
+    assert versions["jax"] == jax.__version__ and versions["python"].startswith("3.")

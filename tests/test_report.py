@@ -120,6 +120,15 @@ def test_report_appends_predictor_quality_paired_and_crossfit_aiq():
     assert "| proteus | 0.6250 |\n| carrot | 0.6100 |" in text  # highest first
 
 
+def test_report_names_the_versions_it_was_evaluated_with():
+    res = _small()
+    assert "Evaluated with" not in report.report_markdown(res)  # results from before the field
+    res["versions"] = {"proteus": "0.1.0", "jax": "0.10.2"}
+    text = report.report_markdown(res)
+    assert "Evaluated with proteus 0.1.0, jax 0.10.2.\n" in text
+    assert text.index("Evaluated with") < text.index("## Summary")
+
+
 def test_launch_report_rerenders_a_run(tmp_path):
     path = results.write_results(_small(), tmp_path / "run" / "results.json")
     out = tmp_path / "img"

@@ -167,6 +167,15 @@ def fixed_models_table(results: Mapping[str, Any]) -> list[str]:
             + _table(header, [row for _, row in rows]))
 
 
+def versions_lines(results: Mapping[str, Any]) -> list[str]:
+    """["Evaluated with proteus 0.1.0, python 3.11.7, jax ...", ""], or [] for older results."""
+    versions = results.get("versions")
+    if not isinstance(versions, Mapping) or not versions:
+        return []
+    listed = ", ".join(f"{name} {version}" for name, version in versions.items())
+    return [f"Evaluated with {listed}.", ""]
+
+
 def report_markdown(results: Mapping[str, Any]) -> str:
     """The whole report: header, summary, per-τ tables, predictor quality, paired AIQ
     differences and the cross-fitted AIQ (when the results hold them), appendix."""
@@ -180,6 +189,7 @@ def report_markdown(results: Mapping[str, Any]) -> str:
         f"queries; best fixed `{r['best_fixed']['model']}` {r['best_fixed']['accuracy']:.3f} at "
         f"{r['best_fixed']['cost'] * PER_1K:.3g}.",
         "",
+        *versions_lines(results),
         NOTE,
         "",
         "## Summary",

@@ -39,10 +39,8 @@ import dataclasses
 import datetime
 import functools
 import hashlib
-import importlib.metadata
 import json
 import os
-import platform
 import shutil
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -51,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import proteus
+from proteus.environment import library_versions
 from proteus.serving import artifact
 from proteus.serving import router as serving
 from proteus.serving.operating import feasible_range
@@ -153,16 +151,6 @@ def read_operating(path: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
     return table, payload.get("certification")
 
 
-def _versions() -> dict[str, str]:
-    out = {"proteus": proteus.__version__, "python": platform.python_version()}
-    for pkg in ("jax", "jaxlib", "flax", "orbax-checkpoint", "numpy"):
-        try:
-            out[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            out[pkg] = "unknown"
-    return out
-
-
 def _floats(x: Any) -> list[float]:
     return [float(v) for v in np.asarray(x, np.float32).ravel()]
 
@@ -195,7 +183,7 @@ def build_manifest(bundle: RouterBundle, exported: jax.export.Exported,
                      "inputs": list(FUNCTION_INPUTS), "outputs": list(FUNCTION_OUTPUTS)},
         "params": {"dir": artifact.PARAMS_DIR},
         "training": dict(bundle.training),
-        "versions": _versions(),
+        "versions": library_versions(),
     }
 
 

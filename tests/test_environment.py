@@ -1,0 +1,33 @@
+"""proteus.environment: the library versions recorded with every result and artifact."""
+
+import importlib.metadata
+import platform
+
+import jax
+import numpy as np
+
+import proteus
+from proteus import environment
+
+
+def test_library_versions_names_each_numeric_package():
+    versions = environment.library_versions()
+    assert list(versions) == ["proteus", "python", *environment.NUMERIC_PACKAGES]
+    assert versions["proteus"] == proteus.__version__
+    assert versions["python"] == platform.python_version()
+    assert versions["jax"] == jax.__version__
+    assert versions["numpy"] == np.__version__
+
+
+def test_an_absent_package_is_unknown_not_an_error(monkeypatch):
+    real = importlib.metadata.version
+
+    def version(name):
+        if name == "scipy":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    versions = environment.library_versions()
+    assert versions["scipy"] == "unknown"
+    assert versions["jax"] == jax.__version__
