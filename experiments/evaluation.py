@@ -174,6 +174,19 @@ def sweep_taus(config: ml_collections.ConfigDict, grid: np.ndarray) -> np.ndarra
     return np.union1d(grid, np.linspace(0.0, 1.0, int(round(1.0 / step)) + 1))
 
 
+def certification_taus(config: ml_collections.ConfigDict, grid: np.ndarray) -> np.ndarray:
+    """The τ the operating points are certified at: the report grid, extended down to 0.
+
+    The certified router serves a τ by the smallest certified τ' >= τ, so without the extension
+    a τ below the grid (a tenant content with 50% on a set whose lanes start at 0.59) would get
+    the point certified for the grid's lowest τ, never a cheaper one. Below the grid the step is
+    `eval.tau_step`. grid: [T] sorted -> [T + L] sorted.
+    """
+    step = float(config.eval.tau_step)
+    below = np.round(np.arange(0.0, float(grid[0]) - 1e-9, step), 6)
+    return np.union1d(grid, below)
+
+
 def on_grid(block: dict[str, Any], keep: np.ndarray) -> dict[str, Any]:
     """A router block routed at the sweep's S τ -> the block at the report grid's τ (`keep`: [S]
     bool), with "sweep": the distinct (cost, accuracy) points over all S (what its AIQ uses)."""
@@ -313,7 +326,7 @@ def evaluate_all(config: ml_collections.ConfigDict, setup: pipeline.Setup,
     keep = np.isin(taus, grid)
     choices: dict[str, np.ndarray] = {}
     routers, certification = proteus_blocks(config, setup, state, run, splits, taus, choices,
-                                            cert_taus=grid)
+                                            cert_taus=certification_taus(config, grid))
     test = splits["test"]
     if not baselines:  # the main job: PROTEUS alone, in seconds
         routers = {name: on_grid(block, keep) for name, block in routers.items()}

@@ -35,16 +35,27 @@ def test_sweep_taus_and_on_grid_by_hand():
     assert out["sweep"] == {"cost": [1.0, 2.0, 3.0, 4.0], "accuracy": [0.5, 0.7, 0.8, 0.9]}
 
 
+def test_certification_taus_extend_the_grid_down_to_zero_by_hand():
+    config = core_helpers.tiny_config()
+    config.eval.tau_step = 0.1
+    np.testing.assert_allclose(evaluation.certification_taus(config, np.array([0.3, 0.55])),
+                               [0.0, 0.1, 0.2, 0.3, 0.55])  # 0.3 once, nothing added above
+    np.testing.assert_allclose(evaluation.certification_taus(config, np.array([0.25, 0.9])),
+                               [0.0, 0.1, 0.2, 0.25, 0.9])
+    np.testing.assert_allclose(evaluation.certification_taus(config, np.array([0.0, 0.5])),
+                               [0.0, 0.5])
+
+
 @pytest.fixture(scope="module")
 def evaluated(trained):
-    """The full evaluation of the serving fixtures' trained run: (results, grid)."""
-    res, _ = evaluation.evaluate_all(trained.config, trained.setup, trained.state,
-                                     trained.splits)
-    return res, pipeline.eval_taus(trained.config, trained.setup.lane_taus)
+    """The full evaluation of the serving fixtures' trained run: (results, grid, certification)."""
+    res, certification = evaluation.evaluate_all(trained.config, trained.setup, trained.state,
+                                                 trained.splits)
+    return res, pipeline.eval_taus(trained.config, trained.setup.lane_taus), certification
 
 
 def test_every_router_is_reported_on_the_grid_and_scored_on_its_sweep(evaluated):
-    res, grid = evaluated
+    res, grid, _ = evaluated
     results.validate_results(res, required_routers=evaluation.BASELINE_NAMES[:-1] + (
         "proteus", "proteus_certified"))
     np.testing.assert_allclose(res["taus"], grid)
@@ -66,7 +77,7 @@ def test_every_router_is_reported_on_the_grid_and_scored_on_its_sweep(evaluated)
 def test_paired_differences_are_those_of_the_reported_aiq(evaluated):
     # The bootstrap runs on each router's distinct routings over the sweep; on the test split
     # itself (no resampling) its differences must be the summary's.
-    res, _ = evaluated
+    res, _, _ = evaluated
     aiq = {name: s["aiq"] for name, s in res["summary"].items()}
     for name, d in res["paired_aiq"]["routers"].items():
         assert d["diff"] == pytest.approx(aiq["proteus"] - aiq[name], abs=1e-12), name
@@ -74,7 +85,7 @@ def test_paired_differences_are_those_of_the_reported_aiq(evaluated):
 
 
 def test_crossfit_aiq_is_recorded_for_every_router_and_is_an_area(evaluated):
-    res, _ = evaluated
+    res, _, _ = evaluated
     cv = res["aiq_crossfit"]
     assert cv["repeats"] == evaluation.CROSSFIT_REPEATS
     assert set(cv["routers"]) == set(res["paired_aiq"]["routers"]) | {"proteus"}
@@ -84,3 +95,14 @@ def test_crossfit_aiq_is_recorded_for_every_router_and_is_an_area(evaluated):
 def test_results_record_the_library_versions(evaluated):
     versions = evaluated[0]["versions"]
     assert versions["jax"] == jax.__version__ and versions["python"].startswith("3.")
+
+
+def test_the_certified_router_serves_a_cheap_tau_below_the_grid_cheaper(evaluated):
+    # Certified below the report grid too: τ = 0 is certified by the cheapest point (every
+    # accuracy is >= 0), which no grid τ's certificate reaches here.
+    res, grid, certification = evaluated
+    cert = certification["certification"]
+    assert cert["taus"][0] == 0.0 and set(np.round(grid, 6)) <= set(np.round(cert["taus"], 6))
+    assert cert["route_to"][0] == int(np.argmin(cert["cost"])) and cert["feasible"][0]
+    certified = res["routers"]["proteus_certified"]
+    assert min(certified["sweep"]["cost"]) < min(certified["cost"])  # the grid's cheapest point
