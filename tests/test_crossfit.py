@@ -93,6 +93,28 @@ def test_fit_stacking_recovers_a_known_map():
     np.testing.assert_allclose(got, truth, atol=0.06)
 
 
+def test_fit_columns_recovers_four_columns_and_weights_rows():
+    # K = 4 columns (logit, two priors, intercept) on model 0; rows of weight 0 are ignored: half
+    # the rows follow another map and are weighted out.
+    rng = np.random.default_rng(1)
+    cols = rng.normal(size=(20000, 1, 4)).astype(np.float32)
+    cols[..., 3] = 1.0
+    truth = np.array([0.7, 0.4, -0.9, 0.2])
+    other = np.array([-1.0, 2.0, 1.0, -1.0])
+    mix = np.where(np.arange(20000)[:, None] < 10000, cols @ truth, cols @ other)[:, 0]
+    scores = (rng.uniform(size=(20000, 1)) < 1 / (1 + np.exp(-mix[:, None]))).astype(np.float32)
+    weights = (np.arange(20000) < 10000).astype(np.float32)
+    theta = crossfit.fit_columns(jnp.asarray(cols), jnp.asarray(scores), jnp.asarray(weights))
+    assert theta.shape == (1, 4)
+    np.testing.assert_allclose(theta[0], truth, atol=0.07)
+    # the 3-column stacking is fit_columns on (logit, prior, 1)
+    fit = crossfit.fit_stacking(jnp.asarray(cols[..., 0]), jnp.asarray(cols[..., 1]),
+                                jnp.asarray(scores), jnp.asarray(weights))
+    three = crossfit.fit_columns(jnp.asarray(cols[..., [0, 1, 3]]), jnp.asarray(scores),
+                                 jnp.asarray(weights))
+    np.testing.assert_array_equal(np.asarray(three[:, 0]), np.asarray(fit["scale"]))
+
+
 def test_ensemble_prediction_averages_the_folds():
     static, state, features, scores, costs, fold = _setup(groups=0)
     spec, params = static.spec, state.params

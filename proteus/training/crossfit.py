@@ -68,21 +68,29 @@ def group_prior(scores: Array, groups: Array, weights: Array, n_groups: int) -> 
     return jnp.log(p) - jnp.log1p(-p)
 
 
-def _stack_one(logit: Array, prior_logit: Array, score: Array, weights: Array) -> Array:
-    """Weighted Newton fit for one model: logit, prior_logit, soft score, weights [N] ->
-    (a, b, c) [3] of sigmoid(a·logit + b·prior_logit + c)."""
-    x = jnp.stack([logit, prior_logit, jnp.ones_like(logit)], axis=-1)  # [N, 3]
-    start = jnp.array([1.0, 0.0, 0.0])  # the ridge pulls toward the identity map
+def _fit_one(x: Array, score: Array, weights: Array) -> Array:
+    """Weighted Newton fit of sigmoid(x @ theta) for one model: x [N, K] (first column the model's
+    logit), soft score [N], weights [N] -> theta [K], pulled toward (1, 0, ..., 0) by the ridge."""
+    k = x.shape[-1]
+    start = jnp.zeros(k).at[0].set(1.0)  # the ridge pulls toward the identity map
     total = jnp.maximum(weights.sum(), 1.0)
 
     def step(theta, _):
         p = jax.nn.sigmoid(x @ theta)
         grad = x.T @ (weights * (p - score)) / total + PLATT_RIDGE * (theta - start)
-        hess = (x.T * (weights * p * (1 - p))) @ x / total + PLATT_RIDGE * jnp.eye(3)
+        hess = (x.T * (weights * p * (1 - p))) @ x / total + PLATT_RIDGE * jnp.eye(k)
         return theta - jnp.linalg.solve(hess, grad), None
 
     theta, _ = jax.lax.scan(step, start, None, length=PLATT_ITERS)
     return theta
+
+
+@jax.jit
+def fit_columns(columns: Array, scores: Array, weights: Array | None = None) -> Array:
+    """Per-model stacking of K columns: columns [N, M, K] (column 0 the logit), scores [N, M] in
+    [0, 1], weights [N] (None: all 1) -> theta [M, K] of sigmoid(columns[:, m] @ theta[m])."""
+    weights = jnp.ones(scores.shape[:1], jnp.float32) if weights is None else weights
+    return jax.vmap(_fit_one, in_axes=(1, 1, None))(columns, scores, weights)
 
 
 @jax.jit
@@ -97,8 +105,8 @@ def fit_stacking(logits: Array, prior_logits: Array, scores: Array,
     Returns:
       {"scale", "prior_weight", "shift"}: [M] each, for `networks.calibrated`.
     """
-    weights = jnp.ones(scores.shape[:1], jnp.float32) if weights is None else weights
-    theta = jax.vmap(_stack_one, in_axes=(1, 1, 1, None))(logits, prior_logits, scores, weights)
+    columns = jnp.stack([logits, prior_logits, jnp.ones_like(logits)], axis=-1)  # [N, M, 3]
+    theta = fit_columns(columns, scores, weights)
     return {"scale": theta[:, 0], "prior_weight": theta[:, 1], "shift": theta[:, 2]}
 
 

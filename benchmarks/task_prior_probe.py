@@ -1,0 +1,127 @@
+"""Would a per-task prior help PROTEUS's predictor? A probe on a trained workdir that never reads
+the test split.
+
+    python benchmarks/task_prior_probe.py --workdir=runs/mmlu_pro
+
+The shared predictor is calibrated per model as sigmoid(a·logit + b·group_prior + c)
+(`proteus.training.crossfit`). The probe adds a third term t·task_prior: the task's accuracy of
+the model (shrunk toward its pool-wide accuracy by `crossfit.PRIOR_COUNT` pseudo-queries), as a
+logit minus the pool-wide one, so a task the pool has not seen contributes 0. It prints, for the
+calibration without and with the term, the AIQ of the plug-in curve (argmax λ·p̂ − ĉ/c_ref over a
+fine λ grid, the hull taken with every single model):
+
+- out of fold on the training pool: each row's predictor, group prior, task prior and
+  calibration are all fitted without its fold's labels;
+- on `val`: both calibrations fitted on the whole pool, applied to the fold ensemble as deployed.
+"""
+
+import argparse
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments import pipeline
+from proteus.evaluation import metrics
+from proteus.evaluation.baselines import plugin
+from proteus.training import crossfit, networks
+
+LAMBDAS = np.concatenate([[0.0], np.geomspace(1e-3, 1e4, 600), [np.inf]])
+
+
+def task_ids(tasks: np.ndarray, names: list[str]) -> np.ndarray:
+    """[N] index of each task in `names`, −1 for a task not among them."""
+    index = {name: i for i, name in enumerate(names)}
+    return np.asarray([index.get(t, -1) for t in tasks], np.int32)
+
+
+def task_deviation(scores: np.ndarray, tasks: np.ndarray, weights: np.ndarray,
+                   n_tasks: int) -> np.ndarray:
+    """[T + 1, M]: each task's shrunk accuracy logit minus the pool-wide one, from the rows with
+    weight 1; the last row (index −1: an unknown task) is 0."""
+    table = np.asarray(crossfit.group_prior(jnp.asarray(scores, jnp.float32),
+                                            jnp.asarray(np.maximum(tasks, 0)),
+                                            jnp.asarray(weights * (tasks >= 0), jnp.float32),
+                                            n_tasks), np.float64)
+    overall = np.clip(weights @ scores / weights.sum(), crossfit.PRIOR_CLIP,
+                      1.0 - crossfit.PRIOR_CLIP)
+    deviation = table - np.log(overall / (1.0 - overall))[None, :]
+    return np.concatenate([deviation, np.zeros((1, scores.shape[1]))])
+
+
+def plugin_aiq(p_hat: np.ndarray, c_hat: np.ndarray, scores: np.ndarray, costs: np.ndarray,
+               c_ref: float) -> float:
+    """AIQ of the plug-in rule's points over `LAMBDAS` and every single model, on these rows."""
+    choices = plugin.plugin_choices(p_hat, c_hat, LAMBDAS, c_ref)
+    acc, cost = metrics.realised(scores, costs, choices)
+    means = costs.mean(axis=0)
+    return metrics.aiq(np.concatenate([cost, means]), np.concatenate([acc, scores.mean(axis=0)]),
+                       (float(means.min()), float(means.max())))
+
+
+def calibrate(columns: list[np.ndarray], theta: np.ndarray) -> np.ndarray:
+    """sigmoid(Σ_k theta[m, k]·columns[k][n, m]): [N, M]."""
+    return np.asarray(jax.nn.sigmoid(jnp.einsum("nmk,mk->nm", jnp.stack(columns, -1), theta)))
+
+
+def probe(workdir: str) -> dict[str, float]:
+    """{"pool_without", "pool_with", "val_without", "val_with"}: plug-in AIQs (run 0)."""
+    config, splits, setup, state = pipeline.load_trained(workdir)
+    spec, params = setup.static.spec, pipeline.run_slice(state, 0).params
+    pool, fold = pipeline.training_pool(splits, config.train.folds, config.data.split_salt)
+    names = sorted(set(pool.tasks.tolist()))
+    tasks = task_ids(pool.tasks, names)
+    features, scores = jnp.asarray(pool.features, jnp.float32), pool.scores.astype(np.float64)
+    _, logits, log_cost = crossfit.out_of_fold(spec, params, features, jnp.asarray(fold))
+    group_oof, group_table = crossfit.oof_priors(spec, params, features,
+                                                 jnp.asarray(scores, jnp.float32),
+                                                 jnp.asarray(fold))
+    task_oof = np.zeros_like(scores)
+    for f in range(config.train.folds):
+        rows = fold == f
+        table = task_deviation(scores, tasks, (~rows).astype(np.float64), len(names))
+        task_oof[rows] = table[tasks[rows]]
+    ones = np.ones_like(scores)
+    pool_cols = {"without": [np.asarray(logits), np.asarray(group_oof), ones],
+                 "with": [np.asarray(logits), np.asarray(group_oof), task_oof, ones]}
+    c_ref = float(np.asarray(params["stats"]["c_ref"]))
+    out = {}
+    for name, cols in pool_cols.items():
+        p_hat = np.zeros_like(scores)
+        for f in range(config.train.folds):
+            rows = fold == f
+            theta = crossfit.fit_columns(jnp.stack(cols, -1), jnp.asarray(scores, jnp.float32),
+                                         jnp.asarray(~rows, jnp.float32))
+            p_hat[rows] = calibrate(cols, np.asarray(theta))[rows]
+        out[f"pool_{name}"] = plugin_aiq(p_hat, np.exp(np.asarray(log_cost)), scores,
+                                         pool.costs, c_ref)
+    val = splits["val"]
+    val_features = jnp.asarray(val.features, jnp.float32)
+    _, val_logits, val_log_cost = crossfit.raw_outputs(spec, params, val_features)  # [F, N, M]
+    group_val = np.asarray(group_table)[np.asarray(networks.query_groups(
+        spec, params["stats"], val_features))]
+    task_val = task_deviation(scores, tasks, np.ones(len(tasks)), len(names))[
+        task_ids(val.tasks, names)]
+    for name, cols in pool_cols.items():
+        theta = np.asarray(crossfit.fit_columns(jnp.stack(cols, -1),
+                                                jnp.asarray(scores, jnp.float32)))
+        per_fold = [calibrate([np.asarray(lg), group_val] + ([task_val] if name == "with" else [])
+                              + [np.ones_like(group_val)], theta) for lg in val_logits]
+        out[f"val_{name}"] = plugin_aiq(np.mean(per_fold, axis=0),
+                                        np.exp(np.asarray(val_log_cost)).mean(axis=0),
+                                        val.scores, val.costs, c_ref)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workdir", required=True, help="a finished, cross-fitted workdir")
+    args = parser.parse_args()
+    out = probe(args.workdir)
+    print(f"plug-in AIQ without / with the task prior: out of fold on the pool "
+          f"{out['pool_without']:.4f} / {out['pool_with']:.4f}; on val "
+          f"{out['val_without']:.4f} / {out['val_with']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
