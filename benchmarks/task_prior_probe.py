@@ -59,9 +59,9 @@ def plugin_aiq(p_hat: np.ndarray, c_hat: np.ndarray, scores: np.ndarray, costs: 
                        (float(means.min()), float(means.max())))
 
 
-def calibrate(columns: list[np.ndarray], theta: np.ndarray) -> np.ndarray:
-    """sigmoid(Σ_k theta[m, k]·columns[k][n, m]): [N, M]."""
-    return np.asarray(jax.nn.sigmoid(jnp.einsum("nmk,mk->nm", jnp.stack(columns, -1), theta)))
+def calibrate(columns: jax.Array, theta: jax.Array) -> np.ndarray:
+    """sigmoid(Σ_k theta[m, k]·columns[n, m, k]): columns [N, M, K], theta [M, K] -> [N, M]."""
+    return np.asarray(jax.nn.sigmoid(jnp.einsum("nmk,mk->nm", columns, theta)))
 
 
 def probe(workdir: str) -> dict[str, float]:
@@ -82,17 +82,17 @@ def probe(workdir: str) -> dict[str, float]:
         table = task_deviation(scores, tasks, (~rows).astype(np.float64), len(names))
         task_oof[rows] = table[tasks[rows]]
     ones = np.ones_like(scores)
-    pool_cols = {"without": [np.asarray(logits), np.asarray(group_oof), ones],
-                 "with": [np.asarray(logits), np.asarray(group_oof), task_oof, ones]}
+    pool_cols = {"without": jnp.stack([logits, group_oof, ones], -1),  # [N, M, K]
+                 "with": jnp.stack([logits, group_oof, task_oof, ones], -1)}
+    target = jnp.asarray(scores, jnp.float32)
     c_ref = float(np.asarray(params["stats"]["c_ref"]))
     out = {}
     for name, cols in pool_cols.items():
         p_hat = np.zeros_like(scores)
         for f in range(config.train.folds):
             rows = fold == f
-            theta = crossfit.fit_columns(jnp.stack(cols, -1), jnp.asarray(scores, jnp.float32),
-                                         jnp.asarray(~rows, jnp.float32))
-            p_hat[rows] = calibrate(cols, np.asarray(theta))[rows]
+            theta = crossfit.fit_columns(cols, target, jnp.asarray(~rows, jnp.float32))
+            p_hat[rows] = calibrate(cols, theta)[rows]
         out[f"pool_{name}"] = plugin_aiq(p_hat, np.exp(np.asarray(log_cost)), scores,
                                          pool.costs, c_ref)
     val = splits["val"]
@@ -103,10 +103,10 @@ def probe(workdir: str) -> dict[str, float]:
     task_val = task_deviation(scores, tasks, np.ones(len(tasks)), len(names))[
         task_ids(val.tasks, names)]
     for name, cols in pool_cols.items():
-        theta = np.asarray(crossfit.fit_columns(jnp.stack(cols, -1),
-                                                jnp.asarray(scores, jnp.float32)))
-        per_fold = [calibrate([np.asarray(lg), group_val] + ([task_val] if name == "with" else [])
-                              + [np.ones_like(group_val)], theta) for lg in val_logits]
+        theta = crossfit.fit_columns(cols, target)
+        extra = [task_val] if name == "with" else []
+        per_fold = [calibrate(jnp.stack([lg, group_val, *extra, np.ones_like(group_val)], -1),
+                              theta) for lg in val_logits]
         out[f"val_{name}"] = plugin_aiq(np.mean(per_fold, axis=0),
                                         np.exp(np.asarray(val_log_cost)).mean(axis=0),
                                         val.scores, val.costs, c_ref)
