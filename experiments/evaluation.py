@@ -258,7 +258,8 @@ def predictor_inputs(setup: pipeline.Setup, state: train.TrainState, run: int,
     """`ds` with the shared (PROTEUS) predictor's p_hat [N, M] and c_hat [N, M] USD."""
     params = pipeline.run_slice(state, run).params
     _, p_hat, c_hat = networks.predicted(setup.static.spec, params,
-                                         jnp.asarray(ds.features, jnp.float32))
+                                         jnp.asarray(ds.features, jnp.float32),
+                                         pipeline.query_tasks(setup, ds))
     return RouterInputs.from_dataset(ds, np.asarray(p_hat, np.float64),
                                      np.asarray(c_hat, np.float64))
 
@@ -274,7 +275,7 @@ def training_inputs(config: ml_collections.ConfigDict, setup: pipeline.Setup,
     params = pipeline.run_slice(state, run).params
     _, (_, p_hat, c_hat) = crossfit.calibrate_and_predict(
         setup.static.spec, params, jnp.asarray(pool.features, jnp.float32),
-        jnp.asarray(pool.scores, jnp.float32), jnp.asarray(fold))
+        jnp.asarray(pool.scores, jnp.float32), jnp.asarray(fold), pipeline.query_tasks(setup, pool))
     return RouterInputs.from_dataset(pool, np.asarray(p_hat, np.float64),
                                      np.asarray(c_hat, np.float64))
 

@@ -21,7 +21,7 @@ from absl import logging
 from experiments import workdir as workdir_lib
 from experiments.configs import common
 from proteus.data import check_routable, load_source
-from proteus.data.dataset import RoutingDataset, split_indices
+from proteus.data.dataset import RoutingDataset, split_indices, task_index, task_vocabulary
 from proteus.encoders import encode_dataset
 from proteus.evaluation.baselines.cluster import kmeans
 from proteus.training import checkpoint, loop, networks, train
@@ -71,9 +71,32 @@ def training_data(config: ml_collections.ConfigDict,
     """
     if config.train.folds > 1:
         pool, fold = training_pool(splits, config.train.folds, config.data.split_salt)
-        data = train.Batch.from_dataset(pool, fold)
+        names = task_names(config, splits)
+        data = train.Batch.from_dataset(pool, fold, task_index(names, pool.tasks) if names
+                                        else None)
         return {"pred": data, "val": data, "policy": data}
     return {name: train.Batch.from_dataset(splits[name]) for name in ("pred", "policy", "val")}
+
+
+def task_names(config: ml_collections.ConfigDict,
+               splits: dict[str, RoutingDataset]) -> tuple[str, ...]:
+    """The task vocabulary of the calibration's task prior: the training pool's distinct tasks
+    (sorted), or () when `model.task_prior` is off. Raises ValueError if the pool has < 2."""
+    if not config.model.get("task_prior", False):
+        return ()
+    pool = training_pool(splits, config.train.folds, config.data.split_salt)[0]
+    names = task_vocabulary(pool.tasks)
+    if len(names) < 2:
+        raise ValueError(f"model.task_prior=True needs a task column with >= 2 tasks in the "
+                         f"training pool; {pool.source or pool.name} has {len(names)}: set "
+                         "model.task_prior=False")
+    return names
+
+
+def query_tasks(setup: Setup, ds: RoutingDataset) -> jax.Array | None:
+    """[N] int32 task index of each query of `ds` in the setup's vocabulary (-1 unknown), or
+    None when the run has no task prior."""
+    return jnp.asarray(task_index(setup.task_names, ds.tasks)) if setup.task_names else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +110,7 @@ class Setup:
     init_keys: jax.Array  # [S] typed keys for parameter initialisation
     lane_taus: jax.Array  # [K]
     stats: dict[str, jax.Array]
+    task_names: tuple[str, ...] = ()  # the task prior's vocabulary (spec.tasks names)
 
 
 def hparams_from_config(config: ml_collections.ConfigDict, n_runs: int) -> train.HParams:
@@ -111,12 +135,13 @@ def make_setup(config: ml_collections.ConfigDict, splits: dict[str, RoutingDatas
     pred, policy = splits["pred"], splits["policy"]
     if config.train.folds > 1:  # cross-fitting: both roles are played by the whole pool
         pred = policy = training_pool(splits, config.train.folds, config.data.split_salt)[0]
+    names = task_names(config, splits)
     spec = networks.RouterSpec(
         n_models=pred.n_models, feature_dim=int(pred.features.shape[1]),
         hidden=config.model.hidden, policy_hidden=config.model.policy_hidden,
         use_tau_input=config.model.use_tau_input, use_lambda_input=config.model.use_lambda_input,
         static_cost=config.model.static_cost, folds=config.train.folds,
-        groups=config.model.groups)
+        groups=config.model.groups, tasks=len(names))
     t = config.train
     static = train.StaticConfig(
         spec=spec, batch_size=t.batch_size, cost_weight=t.cost_weight,
@@ -144,7 +169,7 @@ def make_setup(config: ml_collections.ConfigDict, splits: dict[str, RoutingDatas
                                           1e-12)
         stats["centroids"] = jnp.asarray(kmeans(unit, spec.groups, seed=config.seed),
                                          jnp.float32)
-    return Setup(static, loop_cfg, hparams, run_keys, init_keys, lanes, stats)
+    return Setup(static, loop_cfg, hparams, run_keys, init_keys, lanes, stats, names)
 
 
 def initial_state(setup: Setup, config: ml_collections.ConfigDict) -> train.TrainState:
@@ -233,7 +258,8 @@ def route_split(setup: Setup, state: train.TrainState, run: int, ds: RoutingData
     """Deterministic PROTEUS decisions of run `run` on `ds` at every τ: model [T, N], mu [T, N]."""
     one = run_slice(state, run)
     return loop.route_grid(setup.static.spec, one.params, one.lane_taus, one.duals.lam_avg,
-                           jnp.asarray(ds.features, jnp.float32), jnp.asarray(taus, jnp.float32))
+                           jnp.asarray(ds.features, jnp.float32), jnp.asarray(taus, jnp.float32),
+                           query_tasks(setup, ds))
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:

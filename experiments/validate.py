@@ -121,6 +121,7 @@ SCHEMA: dict[str, Check] = {
     "model.use_lambda_input": boolean(),
     "model.static_cost": boolean(),
     "model.groups": integer(0),  # 0: no group priors
+    "model.task_prior": boolean(),
     "lanes.n": integer(2),  # the lanes' λ table is interpolated: it needs two ends
     "lanes.lo": real(hi=1.0),  # < 0: automatic (see common.py)
     "lanes.hi": real(hi=1.0),
@@ -204,6 +205,9 @@ def _cross_checks(flat: Mapping[str, Any]) -> list[str]:
             and get("train.folds") == 1:
         problems.append(f"model.groups={get('model.groups')} needs cross-fitting (train.folds "
                         ">= 2): the group priors are computed out of fold; set model.groups=0")
+    if get("model.task_prior") is True and get("train.folds") == 1:
+        problems.append("model.task_prior=True needs cross-fitting (train.folds >= 2): the task "
+                        "priors are computed out of fold; set model.task_prior=False")
     lam, lam_max = get("train.lam_init"), get("train.lam_max")
     if _is_number(lam) and _is_number(lam_max) and lam > lam_max:
         problems.append(f"train.lam_init={lam} > train.lam_max={lam_max}")

@@ -136,3 +136,53 @@ def test_query_groups_are_nearest_centroids(groups):
     x = jnp.float32([[2, 0.1], [0.1, 3], [-5, 1], [0, -1]])
     got = networks.query_groups(spec, {"centroids": centroids}, x)
     assert got.tolist() == ([0, 1, 2, 0] if groups else [0, 0, 0, 0])
+
+
+def test_task_prior_by_hand():
+    scores = jnp.float32([[1, 0], [1, 1], [0, 0], [1, 0], [0, 1]])
+    tasks = jnp.int32([0, 0, 1, -1, 1])  # row 3: an unknown task, outside every table
+    weights = jnp.float32([1, 1, 1, 1, 0])  # row 4 held out
+    dev = crossfit.task_prior(scores, tasks, weights, 2)
+    assert dev.shape == (3, 2)
+    # known rows 0-2: overall [2/3, 1/3]; task 0 (rows 0, 1): (2 + 20/3) / 12, (1 + 10/3) / 12;
+    # task 1 (row 2): (20/3) / 11, (10/3) / 11; deviations are logit(task) - logit(overall)
+    logit = lambda p: np.log(p / (1 - p))
+    overall = np.array([2 / 3, 1 / 3])
+    want = logit(np.array([[(2 + 20 / 3) / 12, (1 + 10 / 3) / 12],
+                           [(20 / 3) / 11, (10 / 3) / 11]])) - logit(overall)
+    np.testing.assert_allclose(dev[:2], want, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(dev[2], [0.0, 0.0])  # unknown task: no deviation
+
+
+def test_task_priors_are_out_of_fold_and_reach_the_prediction():
+    static, state, features, scores, costs, fold = _setup()
+    spec = static.spec._replace(tasks=2)
+    params = networks.init_params(spec, jax.random.key(0), state.params["stats"])
+    tasks = np.arange(N, dtype=np.int32) % 2
+    tasks[:4] = -1  # unknown tasks calibrate without the term
+    row = 7  # fold 1, task 1
+    flipped = scores.copy()
+    flipped[row] = 1.0 - flipped[row]
+    f, t = jnp.asarray(fold), jnp.asarray(tasks)
+    (oof_a, table_a), (oof_b, table_b) = (crossfit.oof_task_priors(spec, jnp.asarray(s), t, f)
+                                          for s in (scores, flipped))
+    np.testing.assert_array_equal(oof_a[row], oof_b[row])  # its own label is not in its prior
+    assert not np.array_equal(table_a, table_b)  # the deployed table uses every row
+    np.testing.assert_array_equal(oof_a[:4], 0.0)
+    calib, (_, p_hat, _) = crossfit.calibrate_and_predict(
+        spec, params, jnp.asarray(features), jnp.asarray(scores), f, t)
+    assert calib["task_weight"].shape == (M,) and calib["task_prior"].shape == (3, M)
+    np.testing.assert_array_equal(calib["task_prior"], table_a)
+    # deployed: a query of task 1 gets its task term, an unknown one (-1 or None) does not
+    deployed = {**params, "calib": calib}
+    x = jnp.asarray(features[:2])
+    _, p1, _ = networks.predicted(spec, deployed, x, jnp.int32([1, 1]))
+    _, p_unknown, _ = networks.predicted(spec, deployed, x, jnp.int32([-1, -1]))
+    _, p_none, _ = networks.predicted(spec, deployed, x)
+    np.testing.assert_array_equal(p_unknown, p_none)
+    _, logits, _ = crossfit.raw_outputs(spec, params, x)
+    prior = calib["prior"][networks.query_groups(spec, params["stats"], x)]
+    base = calib["scale"] * logits + calib["prior_weight"] * prior + calib["shift"]
+    np.testing.assert_allclose(p1, jax.nn.sigmoid(base + calib["task_weight"] * table_a[1])
+                               .mean(0), rtol=1e-5)
+    np.testing.assert_allclose(p_none, jax.nn.sigmoid(base).mean(0), rtol=1e-5)

@@ -187,3 +187,15 @@ def test_route_is_routing_rule_at_beta_mean(params):
     given = networks.route_predicted(SPEC, params, (z, p_hat, c_hat), tau, lam)
     np.testing.assert_array_equal(given.model, expected)
     np.testing.assert_allclose(given.mu, decision.mu, rtol=1e-6)
+
+
+def test_task_logits_index_the_table_and_unknown_is_zero():
+    spec = networks.RouterSpec(n_models=2, feature_dim=3, tasks=2)
+    calib = {"task_prior": jnp.float32([[0.5, -0.5], [1.0, 2.0], [0.0, 0.0]])}
+    got = networks.task_logits(spec, calib, jnp.int32([1, -1, 0]), 3)
+    np.testing.assert_array_equal(got, [[1.0, 2.0], [0.0, 0.0], [0.5, -0.5]])
+    np.testing.assert_array_equal(networks.task_logits(spec, calib, None, 2), np.zeros((2, 2)))
+    assert networks.task_logits(spec._replace(tasks=0), calib, None, 2) is None
+    plain = networks.init_params(spec._replace(tasks=0), jax.random.key(0),
+                                 networks.data_stats(np.zeros((2, 3)), np.ones((2, 2))))
+    assert "task_weight" not in plain["calib"]  # runs without tasks keep their parameter tree

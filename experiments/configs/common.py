@@ -39,6 +39,9 @@ def base_config() -> ml_collections.ConfigDict:
     # k-means groups of the query features whose per-model accuracy (shrunk, out of fold) is
     # stacked into the predictor's calibration (0 = none; needs train.folds > 1)
     c.model.groups = 16
+    # A per-(task, model) prior stacked into the calibration, from the data's task column (needs
+    # train.folds > 1 and >= 2 tasks); queries then carry their task when routed or served
+    c.model.task_prior = False
 
     c.lanes = ml_collections.ConfigDict()
     c.lanes.n = 16  # K τ lanes sharing one policy, each with its own dual

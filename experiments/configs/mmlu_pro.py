@@ -26,4 +26,7 @@ def get_config(arg: str | None = None):
     c.train.pred_lr = 3e-4
     c.train.weight_decay = 1e-3
     c.train.pred_patience = 6
+    # MMLU-Pro's 14 categories: a per-(category, model) prior in the calibration (README
+    # "Task-conditioned routing"); served queries then carry their category as `task`
+    c.model.task_prior = True
     return apply_variant(c, arg)

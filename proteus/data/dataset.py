@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -173,6 +174,17 @@ def split_indices(
             out[name].append(ordered[start:stop])
             start = stop
     return {n: np.sort(np.concatenate(parts)).astype(np.int64) for n, parts in out.items()}
+
+
+def task_vocabulary(tasks: np.ndarray) -> tuple[str, ...]:
+    """The sorted distinct known task names of [N] task labels ("" is an unknown task)."""
+    return tuple(sorted(set(np.asarray(tasks).astype(str).tolist()) - {""}))
+
+
+def task_index(names: Sequence[str], tasks: Any) -> np.ndarray:
+    """[N] int32 index of each task label in `names`, -1 for one not among them (or "")."""
+    index = {name: i for i, name in enumerate(names)}
+    return np.asarray([index.get(str(t), -1) for t in np.asarray(tasks).reshape(-1)], np.int32)
 
 
 def validate(ds: RoutingDataset) -> None:

@@ -15,6 +15,11 @@ clusters of the features, fixed before any label is read), shrunk toward its poo
 by `PRIOR_COUNT` pseudo-queries; out of fold it is computed without the row's own fold. A slope
 a_m < 1 shrinks a model's per-query predictions toward that group prior where they carry little
 signal: the cure for the winner's curse, where argmax over M noisy p̂ picks the lucky model.
+
+Where the data has a task column and `spec.tasks` > 0, a fourth term t_m · task_logit enters:
+the model's shrunk accuracy on the query's task as a logit minus its pool-wide one
+(`task_prior`), so a task the pool never had contributes 0. It is fitted out of fold like the
+group prior; serving then needs each query's task (DESIGN.md's task column).
 """
 
 from __future__ import annotations
@@ -68,6 +73,33 @@ def group_prior(scores: Array, groups: Array, weights: Array, n_groups: int) -> 
     return jnp.log(p) - jnp.log1p(-p)
 
 
+def task_prior(scores: Array, tasks: Array, weights: Array, n_tasks: int) -> Array:
+    """[T + 1, M]: each task's shrunk accuracy logit (`group_prior`) minus the pool-wide accuracy
+    logit, from the rows with weight 1 and a known task; the last row (an unknown task) is 0.
+
+    Args:
+      scores: [N, M]; tasks: [N] int32 in [-1, T) (-1 unknown); weights: [N].
+    """
+    known = weights * (tasks >= 0)
+    table = group_prior(scores, jnp.maximum(tasks, 0), known, n_tasks)  # [T, M]
+    overall = jnp.clip(known @ scores / jnp.maximum(known.sum(), 1.0), PRIOR_CLIP,
+                       1.0 - PRIOR_CLIP)
+    deviation = table - (jnp.log(overall) - jnp.log1p(-overall))[None, :]
+    return jnp.concatenate([deviation, jnp.zeros((1, scores.shape[1]), deviation.dtype)])
+
+
+def oof_task_priors(spec: RouterSpec, scores: Array, tasks: Array,
+                    fold: Array) -> tuple[Array, Array]:
+    """Task prior deviations: (out of fold [N, M], from every row [T + 1, M]); row i's comes from
+    the rows outside fold(i). scores [N, M], tasks [N] int32 in [-1, T), fold [N]."""
+    in_fold = fold[None, :] != jnp.arange(spec.folds)[:, None]  # [F, N]
+    tables = jax.vmap(lambda w: task_prior(scores, tasks, w.astype(jnp.float32), spec.tasks))(
+        in_fold)  # [F, T + 1, M]
+    everyone = task_prior(scores, tasks, jnp.ones(fold.shape, jnp.float32), spec.tasks)
+    row = jnp.where(tasks < 0, spec.tasks, tasks)
+    return tables[fold, row], everyone
+
+
 def _fit_one(x: Array, score: Array, weights: Array) -> Array:
     """Weighted Newton fit of sigmoid(x @ theta) for one model: x [N, K] (first column the model's
     logit), soft score [N], weights [N] -> theta [K], pulled toward (1, 0, ..., 0) by the ridge."""
@@ -95,19 +127,25 @@ def fit_columns(columns: Array, scores: Array, weights: Array | None = None) -> 
 
 @jax.jit
 def fit_stacking(logits: Array, prior_logits: Array, scores: Array,
-                 weights: Array | None = None) -> Params:
+                 weights: Array | None = None, task_logits: Array | None = None) -> Params:
     """Per-model calibration on held-out rows.
 
     Args:
       logits: [N, M] raw correctness logits (out of fold); prior_logits: [N, M] the rows' group
-        priors (out of fold); scores: [N, M] in [0, 1]; weights: [N] (None: all 1).
+        priors (out of fold); scores: [N, M] in [0, 1]; weights: [N] (None: all 1);
+      task_logits: [N, M] the rows' task prior deviations (out of fold), or None.
 
     Returns:
-      {"scale", "prior_weight", "shift"}: [M] each, for `networks.calibrated`.
+      {"scale", "prior_weight", "shift"} (and "task_weight" with task_logits): [M] each, for
+      `networks.calibrated`.
     """
-    columns = jnp.stack([logits, prior_logits, jnp.ones_like(logits)], axis=-1)  # [N, M, 3]
-    theta = fit_columns(columns, scores, weights)
-    return {"scale": theta[:, 0], "prior_weight": theta[:, 1], "shift": theta[:, 2]}
+    extra = [] if task_logits is None else [task_logits]
+    columns = jnp.stack([logits, prior_logits, jnp.ones_like(logits), *extra], axis=-1)
+    theta = fit_columns(columns, scores, weights)  # [M, 3] or [M, 4]
+    out = {"scale": theta[:, 0], "prior_weight": theta[:, 1], "shift": theta[:, 2]}
+    if task_logits is not None:
+        out["task_weight"] = theta[:, 3]
+    return out
 
 
 def oof_priors(spec: RouterSpec, params: Params, features: Array, scores: Array,
@@ -127,28 +165,36 @@ def oof_priors(spec: RouterSpec, params: Params, features: Array, scores: Array,
 
 @functools.partial(jax.jit, static_argnums=0)
 def calibrate_and_predict(spec: RouterSpec, params: Params, features: Array, scores: Array,
-                          fold: Array) -> tuple[Params, tuple[Array, Array, Array]]:
+                          fold: Array, tasks: Array | None = None,
+                          ) -> tuple[Params, tuple[Array, Array, Array]]:
     """Fit the calibration on the OOF logits; return it and the OOF z, p_hat, c_hat.
 
     Args:
       params: one run's parameters with F stacked fold predictors.
-      features: [N, D], scores: [N, M], fold: [N] of the training pool.
+      features: [N, D], scores: [N, M], fold: [N] of the training pool; tasks: [N] int32 in
+        [-1, T) (read only when spec.tasks > 0).
 
     Returns:
-      (calibration {"scale", "prior_weight", "shift"} [M], "prior" [G, M]),
+      (calibration {"scale", "prior_weight", "shift"} [M], "prior" [G, M], with tasks also
+      "task_weight" [M] and "task_prior" [T + 1, M]),
       (z [N, H], p_hat [N, M] calibrated, c_hat [N, M] USD)).
     """
     z, logits, log_cost = out_of_fold(spec, params, features, fold)
     prior_oof, table = oof_priors(spec, params, features, scores, fold)
-    calib = {**fit_stacking(logits, prior_oof, scores), "prior": table}
+    task_oof = None
+    calib = {"prior": table}
+    if spec.tasks:
+        task_oof, calib["task_prior"] = oof_task_priors(spec, scores, tasks, fold)
+    calib.update(fit_stacking(logits, prior_oof, scores, None, task_oof))
     # The policy's inputs: row i is calibrated by a stacking fitted with fold(i)'s rows weighted
     # 0 (the deployed calibration uses every row). Its own label thus enters neither its
     # predictor, nor its group prior, nor its calibration's fit; it reaches the fit only second
     # hand, through the other folds' OOF predictions, whose predictors trained on it.
     in_fold = fold[None, :] != jnp.arange(spec.folds)[:, None]  # [F, N]
-    per_fold = jax.vmap(lambda w: fit_stacking(logits, prior_oof, scores,
-                                               w.astype(jnp.float32)))(in_fold)  # [F, M] leaves
-    p_hat = calibrated(jax.tree.map(lambda leaf: leaf[fold], per_fold), logits, prior_oof)
+    per_fold = jax.vmap(lambda w: fit_stacking(logits, prior_oof, scores, w.astype(jnp.float32),
+                                               task_oof))(in_fold)  # [F, M] leaves
+    p_hat = calibrated(jax.tree.map(lambda leaf: leaf[fold], per_fold), logits, prior_oof,
+                       task_oof)
     c_hat = jnp.exp(log_cost)
     if spec.static_cost:
         c_hat = jnp.broadcast_to(params["stats"]["mean_cost"], p_hat.shape)

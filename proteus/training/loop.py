@@ -174,7 +174,7 @@ def _policy_inputs(static: train.StaticConfig, params: Params, data: train.Batch
     def one(p):
         if static.spec.folds > 1:
             return crossfit.calibrate_and_predict(static.spec, p, data.features, data.scores,
-                                                  data.fold)
+                                                  data.fold, data.task)
         return p["calib"], predicted(static.spec, p, data.features)  # one predictor: as trained
 
     return jax.vmap(one)(params)
@@ -200,16 +200,17 @@ _freeze = jax.jit(jax.vmap(predictor_phase.freeze_best_predictor))
 
 @functools.partial(jax.jit, static_argnums=0)
 def route_grid(spec: RouterSpec, params: Params, lane_taus: Array, lane_lams: Array,
-               features: Array, taus: Array) -> Decisions:
+               features: Array, taus: Array, tasks: Array | None = None) -> Decisions:
     """Route every query at every τ of a grid for ONE run: `networks.route` mapped over τ.
 
     Args:
-      params: one run's parameters; lane_taus, lane_lams: [K]; features: [N, D]; taus: [T].
+      params: one run's parameters; lane_taus, lane_lams: [K]; features: [N, D]; taus: [T];
+      tasks: [N] int32 task indices (None: unknown; used only when spec.tasks > 0).
 
     Returns:
       `Decisions` with model, mu: [T, N], lam: [T] and the τ-independent p_hat, c_hat: [N, M].
     """
-    prediction = predicted(spec, params, features)  # τ-independent: once for the grid
+    prediction = predicted(spec, params, features, tasks)  # τ-independent: once for the grid
     n = features.shape[0]
 
     def at_tau(tau):

@@ -139,6 +139,9 @@ class RouterSpec(NamedTuple):
     static_cost: bool = False  # ablation: per-model mean train cost instead of the cost head
     folds: int = 1  # cross-fitted predictors stacked on a leading [F] axis (1: a single one)
     groups: int = 0  # G > 0: a per-(query group, model) prior stacked into the calibration
+    # T > 0: queries carry a task index in [-1, T) (-1 unknown) and a per-(task, model) prior
+    # deviation is stacked into the calibration (`crossfit.task_prior`)
+    tasks: int = 0
 
     def predictor(self) -> Predictor:
         return Predictor(self.n_models, self.hidden)
@@ -182,6 +185,9 @@ def init_params(spec: RouterSpec, key: Array, stats: dict[str, Array]) -> Params
     calib = {"scale": jnp.ones((m,), jnp.float32), "shift": jnp.zeros((m,), jnp.float32),
              "prior_weight": jnp.zeros((m,), jnp.float32),
              "prior": jnp.zeros((max(spec.groups, 1), m), jnp.float32)}
+    if spec.tasks:  # only then: a run without tasks keeps the parameter tree it always had
+        calib["task_weight"] = jnp.zeros((m,), jnp.float32)
+        calib["task_prior"] = jnp.zeros((spec.tasks + 1, m), jnp.float32)  # row T: unknown
     return {"predictor": pred, "policy": pol, "stats": stats, "calib": calib}
 
 
@@ -195,18 +201,35 @@ def query_groups(spec: RouterSpec, stats: Params, features: Array) -> Array:
     return jnp.argmin((c * c).sum(axis=-1) - 2.0 * unit @ c.T, axis=-1).astype(jnp.int32)
 
 
-def calibrated(calib: Params, logits: Array, prior_logits: Array) -> Array:
-    """Per-model stacking: sigmoid(scale_m·logit_m + prior_weight_m·prior_logit_m + shift_m).
+def calibrated(calib: Params, logits: Array, prior_logits: Array,
+               task_logits: Array | None = None) -> Array:
+    """Per-model stacking: sigmoid(scale_m·logit_m + prior_weight_m·prior_logit_m
+    [+ task_weight_m·task_logit_m] + shift_m).
 
-    logits, prior_logits: [..., M] (the prior is the query group's shrunk per-model accuracy,
-    as a logit; zero weight without groups) -> probabilities [..., M].
+    logits, prior_logits, task_logits: [..., M] (the prior is the query group's shrunk per-model
+    accuracy, as a logit, zero weight without groups; the task term, present only when the
+    calibration has a "task_weight", is the query's task prior deviation) -> probabilities [..., M].
     """
-    return jax.nn.sigmoid(calib["scale"] * logits + calib["prior_weight"] * prior_logits
-                          + calib["shift"])
+    x = calib["scale"] * logits + calib["prior_weight"] * prior_logits + calib["shift"]
+    if "task_weight" in calib:
+        x = x + calib["task_weight"] * task_logits
+    return jax.nn.sigmoid(x)
 
 
-def predict(spec: RouterSpec, params: Params, features: Array) -> tuple[Array, Array, Array]:
-    """features [B, D] -> z, calibrated p_hat in (0, 1), log_c_hat, per predictor.
+def task_logits(spec: RouterSpec, calib: Params, tasks: Array | None, n: int) -> Array | None:
+    """The queries' task prior deviations [n, M] (None without tasks). tasks: [n] int32 in
+    [-1, T), -1 (or None: every query) for a task the training pool did not have, whose row of
+    calib["task_prior"] [T + 1, M] (the last) is 0."""
+    if not spec.tasks:
+        return None
+    tasks = jnp.full((n,), -1, jnp.int32) if tasks is None else tasks
+    return calib["task_prior"][jnp.where(tasks < 0, spec.tasks, tasks)]
+
+
+def predict(spec: RouterSpec, params: Params, features: Array,
+            tasks: Array | None = None) -> tuple[Array, Array, Array]:
+    """features [B, D] (tasks [B] int32 or None, see `task_logits`) -> z, calibrated p_hat in
+    (0, 1), log_c_hat, per predictor.
 
     Shapes: z [B, H], p_hat [B, M], log_c_hat [B, M] for one predictor; with `spec.folds` > 1
     every output gains a leading [F] axis (one row per cross-fitted fold predictor).
@@ -216,17 +239,21 @@ def predict(spec: RouterSpec, params: Params, features: Array) -> tuple[Array, A
     apply = lambda p: spec.predictor().apply(p, x)
     z, logits, log_cost = (jax.vmap(apply)(params["predictor"]) if spec.folds > 1
                            else apply(params["predictor"]))
-    prior = params["calib"]["prior"][query_groups(spec, stats, features)]  # [B, M]
-    return z, calibrated(params["calib"], logits, prior), log_cost
+    calib = params["calib"]
+    prior = calib["prior"][query_groups(spec, stats, features)]  # [B, M]
+    task = task_logits(spec, calib, tasks, features.shape[0])
+    return z, calibrated(calib, logits, prior, task), log_cost
 
 
-def predicted(spec: RouterSpec, params: Params, features: Array) -> tuple[Array, Array, Array]:
-    """features [B, D] -> z, p_hat [B, M], c_hat [B, M] USD (cost head or static means).
+def predicted(spec: RouterSpec, params: Params, features: Array,
+              tasks: Array | None = None) -> tuple[Array, Array, Array]:
+    """features [B, D] (tasks [B] int32 or None) -> z, p_hat [B, M], c_hat [B, M] USD (cost
+    head or static means).
 
     z is [B, H], or [F, B, H] for a cross-fitted ensemble, whose p_hat and c_hat are the means of
     the F fold predictors' calibrated probabilities and predicted costs.
     """
-    z, p_hat, log_c = predict(spec, params, features)
+    z, p_hat, log_c = predict(spec, params, features, tasks)
     c_hat = jnp.exp(log_c)
     if spec.folds > 1:
         p_hat, c_hat = p_hat.mean(axis=0), c_hat.mean(axis=0)
@@ -311,7 +338,8 @@ def lambda_of_tau(lane_taus: Array, lane_lams: Array, tau: Array) -> Array:
     return jnp.maximum(jnp.exp(jnp.interp(tau, lane_taus, log_lams)) - _LAMBDA_EPS, 0.0)
 
 
-def route(spec: RouterSpec, params: Params, features: Array, tau: Array, lam: Array) -> Decisions:
+def route(spec: RouterSpec, params: Params, features: Array, tau: Array, lam: Array,
+          tasks: Array | None = None) -> Decisions:
     """The deterministic router used at evaluation and in serving: B queries, one τ each.
 
     Args:
@@ -320,11 +348,12 @@ def route(spec: RouterSpec, params: Params, features: Array, tau: Array, lam: Ar
       features: [B, D] float32.
       tau: [B] requested accuracy targets.
       lam: [B] duals λ(τ) (see `lambda_of_tau`).
+      tasks: [B] int32 task indices (`task_logits`; only used when spec.tasks > 0).
 
     Returns:
       `Decisions` with model [B], mu [B], p_hat, c_hat [B, M], lam [B].
     """
-    return route_predicted(spec, params, predicted(spec, params, features), tau, lam)
+    return route_predicted(spec, params, predicted(spec, params, features, tasks), tau, lam)
 
 
 def route_predicted(spec: RouterSpec, params: Params, prediction: tuple[Array, Array, Array],

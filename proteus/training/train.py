@@ -82,7 +82,8 @@ class Batch(NamedTuple):
     z [B, H], p_hat [B, M], c_hat [B, M], the frozen predictor's outputs for the policy phase,
     precomputed (out of fold when cross-fitting) instead of recomputed. A phase's split held on
     device for S vmapped runs carries them per run: z [S, N, H], p_hat and c_hat [S, N, M] (see
-    `loop.policy_phase_data` and `run_axes`).
+    `loop.policy_phase_data` and `run_axes`). task [B] int32 in [-1, T): each query's task index
+    for the calibration's task prior (`networks.task_logits`), when the spec has tasks.
     """
 
     features: Array
@@ -92,19 +93,21 @@ class Batch(NamedTuple):
     z: Array | None = None
     p_hat: Array | None = None
     c_hat: Array | None = None
+    task: Array | None = None
 
     @classmethod
-    def from_dataset(cls, ds, fold=None) -> Batch:
-        """A dataset's rows on device (float32; fold int32)."""
+    def from_dataset(cls, ds, fold=None, task=None) -> Batch:
+        """A dataset's rows on device (float32; fold and task int32)."""
         if ds.features is None:
             raise ValueError(f"dataset {ds.name!r} has no features; encode it first")
+        as_int = lambda x: None if x is None else jnp.asarray(x, jnp.int32)
         return cls(jnp.asarray(ds.features, jnp.float32), jnp.asarray(ds.scores, jnp.float32),
-                   jnp.asarray(ds.costs, jnp.float32),
-                   None if fold is None else jnp.asarray(fold, jnp.int32))
+                   jnp.asarray(ds.costs, jnp.float32), as_int(fold), task=as_int(task))
 
     def run_axes(self) -> Batch:
         """vmap in_axes over runs: the per-run predictor outputs are batched, the data shared."""
-        return Batch(*(None if name in ("features", "scores", "costs", "fold") or v is None
+        shared = ("features", "scores", "costs", "fold", "task")
+        return Batch(*(None if name in shared or v is None
                        else 0 for name, v in self._asdict().items()))
 
 
