@@ -47,7 +47,7 @@ def bundle_from_state(config: ml_collections.ConfigDict, splits: dict[str, Routi
         spec=setup.static.spec, params=one.params, lane_taus=one.lane_taus,
         lane_lams=one.duals.lam_avg, lane_accuracy=one.duals.acc_avg, models=pred.models,
         encoder=encoder, operating=operating, prices=dict(pred.prices),
-        certification=certification, training=training)
+        certification=certification, training=training, tasks=setup.task_names)
 
 
 def export_workdir(workdir: str, out: str, run: int = 0, overwrite: bool = False,

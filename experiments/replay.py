@@ -139,6 +139,15 @@ def make_stream(test: RoutingDataset, cfg: ReplayConfig, key_model: int) -> Stre
     return Stream(rows, scores, costs, [] if shift is None else [shift], info)
 
 
+def task_names(router: Router, tasks: np.ndarray) -> list[str | None] | None:
+    """The tasks a replayed request carries: its split's task where the router has a task prior
+    and knows it (None where it does not), or None for a router without one."""
+    if not router.tasks:
+        return None
+    known = set(router.tasks)
+    return [t if t in known else None for t in np.asarray(tasks).astype(str).tolist()]
+
+
 def static_points(router: Router, tau: float) -> dict[str, OperatingPoint]:
     """The operating points of the static routers: the uncertified rule on the artifact's
     operating table, and the artifact's own (certified when it is) resolution."""
@@ -146,18 +155,21 @@ def static_points(router: Router, tau: float) -> dict[str, OperatingPoint]:
     return {"static": plain.resolve(tau), "static_certified": router.resolve(tau)}
 
 
-def run_static(router: Router, x: np.ndarray, stream: Stream, point: OperatingPoint) -> dict:
-    """Per-request chosen model, score and cost of a router at a fixed operating point."""
+def run_static(router: Router, x: np.ndarray, stream: Stream, point: OperatingPoint,
+               tasks: list[str | None] | None = None) -> dict:
+    """Per-request chosen model, score and cost of a router at a fixed operating point
+    (`tasks`: the requests' task names, see `task_names`)."""
     n = x.shape[0]
     model = router.run(x, np.full(n, point.operating_tau, np.float32),
-                       np.full(n, point.operating_model, np.int32)).model
+                       np.full(n, point.operating_model, np.int32),
+                       router.check_tasks(tasks, n)).model
     idx = np.arange(n)
     return {"model": model, "score": stream.scores[idx, model],
             "cost": stream.costs[idx, model], "operating_tau": np.full(n, point.operating_tau)}
 
 
 def run_online(router: Router, x: np.ndarray, stream: Stream, cfg: ReplayConfig,
-               controller: ctl.ControllerConfig) -> dict:
+               controller: ctl.ControllerConfig, tasks: list[str | None] | None = None) -> dict:
     """Route the stream through an `OnlineService` (in-memory SQLite, clock = request index)."""
     n, clock = x.shape[0], [0]
     store = Store(":memory:", clock=lambda: float(clock[0]), retention=10.0 * n)
@@ -178,7 +190,8 @@ def run_online(router: Router, x: np.ndarray, stream: Stream, cfg: ReplayConfig,
             service.feedback([{"request_id": str(i), "score": float(stream.scores[i, model[i]]),
                                "cost": float(stream.costs[i, model[i]])} for i in ready])
         stop = min(n, start + cfg.block)
-        decisions = service.route(x[start:stop], cfg.tau)
+        decisions = service.route(x[start:stop], cfg.tau,
+                                  task=None if tasks is None else tasks[start:stop])
         for i, d in zip(range(start, stop), decisions, strict=True):
             model[i], op_tau[i] = d["model_index"], d["operating_tau"]
             if revealed[i]:
@@ -225,8 +238,9 @@ def summarize(result: dict, stream: Stream, cfg: ReplayConfig) -> dict[str, Any]
 def key_model(router: Router, test: RoutingDataset, tau: float) -> int:
     """The model the static certified router gets most correct answers from on the
     replayed split."""
-    model = router.run(test.features, np.full(test.n_queries, router.resolve(tau).operating_tau,
-                                              np.float32)).model
+    n = test.n_queries
+    model = router.run(test.features, np.full(n, router.resolve(tau).operating_tau, np.float32),
+                       None, router.check_tasks(task_names(router, test.tasks), n)).model
     correct = test.scores[np.arange(test.n_queries), model]
     return int(np.argmax(np.bincount(model, weights=correct, minlength=test.n_models)))
 
@@ -238,14 +252,15 @@ def replay(router: Router, test: RoutingDataset, cfg: ReplayConfig) -> dict[str,
                          f"{router.models}")
     stream = make_stream(test, cfg, key_model(router, test, cfg.tau))
     x = test.features[stream.rows].astype(np.float32)
+    tasks = task_names(router, test.tasks[stream.rows])
     points = static_points(router, cfg.tau)
-    results = {name: run_static(router, x, stream, points[name]) for name in points}
+    results = {name: run_static(router, x, stream, points[name], tasks) for name in points}
     controller = cfg.controller
     if cfg.scenario == "price_change" and controller.budget is None:
         # Budget = what the static certified router spent before the shift (USD per request).
         pre = results["static_certified"]["cost"][: stream.shifts[0]]
         controller = dataclasses.replace(controller, budget=float(pre.mean()))
-    results["online"] = run_online(router, x, stream, cfg, controller)
+    results["online"] = run_online(router, x, stream, cfg, controller, tasks)
     summary = {name: summarize(results[name], stream, cfg) for name in ROUTERS}
     for name in ROUTERS:
         for ref in ("static", "static_certified"):

@@ -13,6 +13,8 @@ from proteus.serving import operating, route_cli
 
 _ARTIFACT = flags.DEFINE_string("artifact", None, "Artifact directory (from launch.export).")
 _TAU = flags.DEFINE_float("tau", None, "Accuracy target τ in [0, 1] (JSONL lines may override).")
+_TASK = flags.DEFINE_string("task", None, "The queries' task, for an artifact with a task prior "
+                            "(one of its manifest's tasks; JSONL lines may override).")
 _FEATURES = flags.DEFINE_list("features", None, "One query's features, comma-separated.")
 _INPUT = flags.DEFINE_string("input", None, "JSONL file of queries (batch mode).")
 _OUTPUT = flags.DEFINE_string("output", None, "Where batch decisions go (default stdout).")
@@ -26,7 +28,7 @@ def main(argv):
     try:
         return route_cli.run(_ARTIFACT.value, _TAU.value, argv[1:], _FEATURES.value,
                              _INPUT.value, _OUTPUT.value, _FALLBACK.value, _BATCH_SIZE.value,
-                             _PROGRESS.value)
+                             _PROGRESS.value, _TASK.value)
     except route_cli.UsageError as err:
         raise app.UsageError(str(err)) from err
 

@@ -17,7 +17,7 @@ pytest_plugins = ["tests.serving_fixtures"]
 MANIFEST_KEYS = {
     "format", "format_version", "created", "models", "prices", "mean_cost_usd", "encoder",
     "feature_dim", "spec", "lambda", "operating", "certification", "feasible_tau", "fallback",
-    "function", "params", "training", "versions", "files", "manifest_sha256",
+    "function", "params", "training", "versions", "files", "manifest_sha256", "tasks",
 }
 
 
@@ -32,11 +32,12 @@ def test_artifact_layout_and_manifest(tiny_artifact):
     assert set(m) == MANIFEST_KEYS
     assert (m["format"], m["format_version"]) == ("proteus-router", 2)
     assert m["models"] == ["small", "medium", "large"] and m["feature_dim"] == 4
+    assert m["tasks"] == []  # trained without a task prior
     assert m["prices"]["large"] == {"usd_per_input_token": 1e-5, "usd_per_output_token": 3e-5}
     assert m["encoder"] == {"id": "precomputed:dim=4", "kind": "precomputed", "dim": 4}
     assert m["spec"] == {"n_models": 3, "feature_dim": 4, "hidden": 8, "policy_hidden": 8,
                          "use_tau_input": True, "use_lambda_input": True, "static_cost": False,
-                         "folds": 1, "groups": 0}
+                         "folds": 1, "groups": 0, "tasks": 0}
     # float32 values survive the JSON round trip exactly
     assert np.array_equal(np.float32(m["lambda"]["taus"]), np.float32([0.5, 0.7, 0.9]))
     assert m["lambda"]["lams"] == [1.0, 3.0, 2.0]

@@ -287,9 +287,9 @@ def test_big_batches_do_not_starve_single_requests(tiny_artifact):
     router = serving.Router.load(tiny_artifact, warmup=256)  # no compiles while measuring
     fast_run = router.run
 
-    def slow_run(features, operating_tau, fixed=None):
+    def slow_run(features, operating_tau, fixed=None, tasks=None):
         time.sleep(0.02)
-        return fast_run(features, operating_tau, fixed)
+        return fast_run(features, operating_tau, fixed, tasks)
 
     router.run = slow_run
     x = np.random.default_rng(0).normal(size=(1024, 4)).round(3).tolist()

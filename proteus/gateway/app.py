@@ -15,6 +15,8 @@ x-proteus-request-id, and for routed requests x-proteus-model (the model that an
 x-proteus-tau and x-proteus-overhead-ms: the gateway's own time, i.e. everything but the upstream
 call (as LiteLLM's overhead header: time the event loop spends on other requests while this one
 awaits its upstream counts as upstream time, so under saturation compare end-to-end latencies too).
+A request may name its prompt's task in an x-proteus-task header, for a router trained with a task
+prior (GET /v1/models lists them under router.tasks); a task the router does not know gets 422.
 """
 
 from __future__ import annotations
@@ -246,7 +248,9 @@ class GatewayApp:
         routed.tau = cmp.tau_of(payload.get("model"), _header(scope, cmp.TAU_HEADER), tenant)
         text = cmp.prompt_text(payload, chat)[-self.settings.max_route_chars:]
         t_route = time.perf_counter()
-        decision = routed.decision = await self.routing.decide(text, routed.tau)
+        task = _header(scope, cmp.TASK_HEADER)
+        decision = routed.decision = await self.routing.decide(
+            text, routed.tau, None if task is None else task.decode("latin-1"))
         self.metrics.routing.observe(time.perf_counter() - t_route)
         self.metrics.decisions.labels(decision["model"], tenant.name).inc()
         self.metrics.tau.labels(tenant.name).observe(routed.tau)

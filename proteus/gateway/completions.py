@@ -35,6 +35,7 @@ from proteus.serving.protocol import Item, RequestError
 
 MODEL_PREFIX = "proteus"
 TAU_HEADER = b"x-proteus-tau"
+TASK_HEADER = b"x-proteus-task"  # the prompt's task, for a router with a task prior
 
 
 def _bad(message: str, code: str, status: int = 400) -> GatewayError:
@@ -190,14 +191,20 @@ class RoutingQueue:
             self.on_batch(len(items))
         return route_items(self.router, items)
 
-    async def decide(self, text: str, tau: float) -> dict[str, Any]:
-        """Route one prompt; its τ is resolved here, so a refused one never joins a batch."""
+    async def decide(self, text: str, tau: float, task: str | None = None) -> dict[str, Any]:
+        """Route one prompt of task `task` (None: not given); its τ and task are checked here,
+        so a refused one never joins a batch."""
         try:
             point = self.router.resolve(tau)
         except InfeasibleTauError as err:
             raise _bad(str(err), "infeasible_tau", 422) from None
         try:
-            return (await self.batcher.submit([Item(None, text, point)]))[0]
+            tasks = self.router.check_tasks(task, 1)
+        except ValueError as err:
+            raise _bad(f"x-proteus-task header: {err}", "invalid_task", 422) from None
+        item = Item(None, text, point, "", -1 if tasks is None else int(tasks[0]))
+        try:
+            return (await self.batcher.submit([item]))[0]
         except QueueFullError:
             raise GatewayError(503, "the routing queue is full; retry shortly", "server_error",
                                "overloaded") from None

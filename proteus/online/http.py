@@ -87,8 +87,8 @@ def add_online_routes(app: FastAPI, service: OnlineService, max_batch: int = 10_
 
 
 def route_response(service: OnlineService, raw: bytes, tenant: str | None) -> dict:
-    """A POST /v1/route body ({"query" | "features", "tau", "tenant"?} or {"requests": [...]})
-    -> the decision(s), each with its request_id."""
+    """A POST /v1/route body ({"query" | "features", "tau", "tenant"?, "task"?} or
+    {"requests": [...]}) -> the decision(s), each with its request_id."""
     body = _json(raw)
     batch = isinstance(body, dict) and "requests" in body
     items = body["requests"] if batch else [body]
@@ -101,7 +101,8 @@ def route_response(service: OnlineService, raw: bytes, tenant: str | None) -> di
             raise BodyError(422, f"{where}give 'tau' and exactly one of 'query' or 'features'")
         try:
             queries = [item["query"]] if "query" in item else [item["features"]]
-            out += service.route(queries, item["tau"], item.get("tenant") or tenant)
+            out += service.route(queries, item["tau"], item.get("tenant") or tenant,
+                                 item.get("task"))
         except ValueError as err:
             raise BodyError(422, f"{where}{err}") from None
     return {"decisions": out} if batch else out[0]

@@ -95,8 +95,10 @@ class OnlineService:
             state.base, state.lo, state.hi = static.base, static.lo, static.hi
         return key, static
 
-    def route(self, queries: Any, tau: Any, tenant: str | None = None) -> list[dict[str, Any]]:
-        """Route texts ([B] str) or features ([D] / [B, D]) at τ (scalar or [B]) for a tenant.
+    def route(self, queries: Any, tau: Any, tenant: str | None = None,
+              task: Any = None) -> list[dict[str, Any]]:
+        """Route texts ([B] str) or features ([D] / [B, D]) at τ (scalar or [B]) for a tenant,
+        of task `task` (`Router.check_tasks`: None, a name or [B]).
 
         Returns the router's decision dicts (`Router.records` form) with `request_id`,
         `stream` and `offset` added; the decisions are stored before this returns.
@@ -107,15 +109,18 @@ class OnlineService:
         is_text = isinstance(queries, Sequence) and any(isinstance(q, str) for q in queries)
         x = self.router.check_features(self.router.encode(queries) if is_text else queries)
         taus = np.broadcast_to(np.asarray(tau, np.float64), (x.shape[0],))
+        tasks = self.router.check_tasks(task, x.shape[0])
         with self._lock:
-            return self._route_locked(x, taus, tenant)
+            return self._route_locked(x, taus, tenant, tasks)
 
-    def _route_locked(self, x: np.ndarray, taus: np.ndarray, tenant: str) -> list[dict]:
+    def _route_locked(self, x: np.ndarray, taus: np.ndarray, tenant: str,
+                      tasks: np.ndarray | None = None) -> list[dict]:
         unique, inverse = np.unique(taus, return_inverse=True)
         streams = [self._stream(tenant, float(t)) for t in unique]
         states = [self._states[k] for k, _ in streams]
         positions = np.asarray([ctl.position(s, self.cfg) for s in states])[inverse]
-        d = adapter.serve(self.router, self.knob, x, positions, [s for _, s in streams], inverse)
+        d = adapter.serve(self.router, self.knob, x, positions, [s for _, s in streams], inverse,
+                          tasks)
         d = d._replace(tau=taus)  # the request's own τ (the stream holds the bucket's)
         records = self.router.records(d)
         now, rows = self.store.clock(), []

@@ -190,6 +190,14 @@ def _numbers(value: Any, field: str, n: int | None = None, lo: float = -math.inf
     return [float(v) for v in value]
 
 
+def _check_tasks(tasks: Any) -> None:
+    """The task prior's vocabulary: unique non-empty names (absent or [] without a task prior)."""
+    if (not isinstance(tasks, list) or len(set(tasks)) != len(tasks)
+            or not all(isinstance(t, str) and t for t in tasks)):
+        raise ArtifactError(f"manifest tasks must be a list of unique non-empty names, got "
+                            f"{tasks!r:.120}")
+
+
 def _check_lambda(lam: Any) -> int:
     """The λ table: K lane τ strictly increasing in [0, 1], K finite λ >= 0, K accuracies.
 
@@ -292,6 +300,7 @@ def validate_manifest(path: str, manifest: dict[str, Any]) -> None:
             raise ArtifactError(f"manifest feature_dim must be a positive integer, got {dim!r}")
         if not isinstance(manifest["encoder"], dict) or "kind" not in manifest["encoder"]:
             raise ArtifactError("manifest encoder must be an object with a 'kind'")
+        _check_tasks(manifest.get("tasks", []))
         _check_lambda(manifest["lambda"])
         n_points = _check_operating(manifest["operating"], len(models))
         table = _check_certification(manifest["certification"])
@@ -347,13 +356,19 @@ def load_function(path: str, manifest: dict[str, Any]) -> jax.export.Exported:
         raise ArtifactError(f"{path}: the routing function was exported for {exported.platforms},"
                             f" not for this machine's {platform!r}; re-export with it")
     d, m, k = manifest["feature_dim"], len(manifest["models"]), len(manifest["lambda"]["taus"])
-    feats, outs = exported.in_avals[-3], exported.out_avals
+    extra = 1 if manifest.get("tasks") else 0  # a task prior's seventh input, task [b]
+    n_args = len(exported.in_tree.children()[0].children())
+    if n_args != 6 + extra:
+        raise ArtifactError(f"{path}: the routing function takes {n_args} inputs; the manifest "
+                            f"({len(manifest.get('tasks', []))} tasks) needs {6 + extra}")
+    feats, outs = exported.in_avals[-3 - extra], exported.out_avals
     if feats.shape[1] != d:
         raise ArtifactError(f"{path}: the manifest says feature_dim={d}, the routing function "
                             f"takes {feats.shape[1]}-d features")
-    if outs[2].shape[1] != m or exported.in_avals[-4].shape != (k,):
+    lanes = exported.in_avals[-4 - extra].shape
+    if outs[2].shape[1] != m or lanes != (k,):
         raise ArtifactError(f"{path}: the routing function expects {outs[2].shape[1]} models, "
-                            f"{exported.in_avals[-4].shape} lanes; the manifest has {m}, {k}")
+                            f"{lanes} lanes; the manifest has {m}, {k}")
     return exported
 
 

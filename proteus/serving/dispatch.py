@@ -36,7 +36,8 @@ def route_items(router: Router, items: Sequence[Item]) -> list[dict[str, Any] | 
     if not ok:
         return results
     points = [items[i].point for i in ok]
-    decisions = router.run_points(x[ok], points, np.arange(len(ok)))
+    tasks = np.asarray([items[i].task for i in ok], np.int32)
+    decisions = router.run_points(x[ok], points, np.arange(len(ok)), tasks)
     finite = finite_rows(decisions)
     records = router.records(decisions)
     for j, i in enumerate(ok):

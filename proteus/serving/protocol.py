@@ -1,6 +1,7 @@
 """The JSON request protocol shared by the HTTP server and the command line.
 
-A request object is {"query": str, "tau": float} or {"features": [D floats], "tau": float}; a
+A request object is {"query": str, "tau": float} or {"features": [D floats], "tau": float}, with
+an optional "task" (a name of the artifact's `tasks`, or null) for a router with a task prior; a
 batch is {"requests": [such objects]}. Parsing checks everything a client can get wrong and
 raises `RequestError` with the HTTP status and a message that says what to fix (400 malformed
 or too deeply nested JSON, 413 over a limit, 422 anything else, including a τ refused by the
@@ -21,7 +22,7 @@ import numpy as np
 from proteus.serving import Router, check_text
 from proteus.serving.operating import OperatingPoint
 
-ITEM_KEYS = frozenset({"query", "features", "tau"})
+ITEM_KEYS = frozenset({"query", "features", "tau", "task"})
 
 
 class Item(NamedTuple):
@@ -31,6 +32,7 @@ class Item(NamedTuple):
     text: str | None
     point: OperatingPoint
     where: str = ""  # "requests[i]: " inside a batch, prefixed to this item's error messages
+    task: int = -1  # index in the router's `tasks` (−1: none given, or a router without tasks)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,17 +110,20 @@ def parse_item(obj: Any, router: Router, limits: Limits, where: str) -> Item:
                                 f"'features', got {type(obj).__name__}")
     unknown = sorted(set(obj) - ITEM_KEYS)
     if unknown:
-        raise RequestError(422, f"{where}unknown field(s) {unknown}; expected 'tau' and one of "
-                                "'query' or 'features'")
+        raise RequestError(422, f"{where}unknown field(s) {unknown}; expected 'tau', one of "
+                                "'query' or 'features', and optionally 'task'")
     if "tau" not in obj:
         raise RequestError(422, f"{where}missing 'tau' (the accuracy target, a number in [0, 1])")
     if ("query" in obj) == ("features" in obj):
         raise RequestError(422, f"{where}give exactly one of 'query' (text) or 'features'")
     try:
         point = router.resolve(obj["tau"])  # `check_tau`, as the Python API
+        tasks = router.check_tasks(obj.get("task"), 1)
+        task = -1 if tasks is None else int(tasks[0])
         if "query" in obj:
-            return Item(None, _check_text(obj["query"], router, limits), point, where)
-        return Item(router.check_features(obj["features"], one_row=True), None, point, where)
+            return Item(None, _check_text(obj["query"], router, limits), point, where, task)
+        return Item(router.check_features(obj["features"], one_row=True), None, point, where,
+                    task)
     except ValueError as err:  # InfeasibleTauError included: refused under "refuse"
         raise RequestError(422, f"{where}{err}") from None
 

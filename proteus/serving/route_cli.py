@@ -6,9 +6,13 @@ The logic behind `launch/route.py` (which only parses flags and calls `run`):
     python -m launch.route --artifact=A --tau=0.9 --features=0.1,-0.3,...   # precomputed features
     python -m launch.route --artifact=A --tau=0.9 --input=queries.jsonl --output=decisions.jsonl
 
+    python -m launch.route --artifact=A --tau=0.9 --task=physics "A ball is dropped from ..."
+
+`--task` is the queries' task, for an artifact trained with a task prior (its manifest's `tasks`).
 Batch mode reads JSONL lines {"query": str} or {"features": [D floats]}, each optionally with its
-own "tau" and an "id" that is echoed back; a line that cannot be routed gives
-{"line": N, "error": message} and the exit status is 1. A progress bar shows on large files.
+own "tau" and "task" (defaults: `--tau`, `--task`) and an "id" that is echoed back; a line that
+cannot be routed gives {"line": N, "error": message} and the exit status is 1. A progress bar
+shows on large files.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from proteus.serving import dispatch, protocol
 
 
 def _parse_line(router: serving.Router, n: int, line: str, tau: float | None,
-                limits: protocol.Limits) -> tuple[protocol.Item | None, dict[str, Any]]:
+                limits: protocol.Limits,
+                task: str | None = None) -> tuple[protocol.Item | None, dict[str, Any]]:
     """(item, extra) of JSONL line n, or (None, error record)."""
     try:
         obj = json.loads(line)
@@ -34,6 +39,8 @@ def _parse_line(router: serving.Router, n: int, line: str, tau: float | None,
         extra = {"id": obj.pop("id")} if "id" in obj else {}
         if "tau" not in obj and tau is not None:
             obj["tau"] = tau
+        if "task" not in obj and task is not None:
+            obj["task"] = task
         return protocol.parse_item(obj, router, limits, ""), extra
     except RecursionError:
         return None, {"line": n, "error": "malformed JSON: nested too deeply"}
@@ -45,8 +52,9 @@ def _parse_line(router: serving.Router, n: int, line: str, tau: float | None,
 
 def route_jsonl(router: serving.Router, lines: Iterable[str], out: TextIO, tau: float | None,
                 batch_size: int = 1024, progress: bool = False,
-                total: int | None = None) -> tuple[int, int]:
-    """Route JSONL query lines, writing one JSON decision (or error record) per line to `out`.
+                total: int | None = None, task: str | None = None) -> tuple[int, int]:
+    """Route JSONL query lines, writing one JSON decision (or error record) per line to `out`
+    (`tau`, `task`: for lines without their own).
 
     Returns:
       (decisions written, error records written).
@@ -71,7 +79,7 @@ def route_jsonl(router: serving.Router, lines: Iterable[str], out: TextIO, tau: 
                     disable=not progress or (total or 0) <= batch_size)
     for n, line in enumerate(bar, start=1):
         if line.strip():
-            chunk.append((n, *_parse_line(router, n, line, tau, limits)))
+            chunk.append((n, *_parse_line(router, n, line, tau, limits, task)))
         if len(chunk) >= batch_size:
             flush()
     flush()
@@ -83,7 +91,8 @@ class UsageError(ValueError):
 
 
 def route_file(router: serving.Router, input_path: str, output_path: str | None,
-               tau: float | None, batch_size: int = 1024, progress: bool = True) -> int:
+               tau: float | None, batch_size: int = 1024, progress: bool = True,
+               task: str | None = None) -> int:
     """Batch mode: route the JSONL file `input_path` to `output_path` (None: stdout).
 
     Returns:
@@ -94,7 +103,7 @@ def route_file(router: serving.Router, input_path: str, output_path: str | None,
     out = open(output_path, "w") if output_path else sys.stdout  # noqa: SIM115
     try:
         with open(input_path) as f:
-            n_ok, n_err = route_jsonl(router, f, out, tau, batch_size, progress, total)
+            n_ok, n_err = route_jsonl(router, f, out, tau, batch_size, progress, total, task)
     finally:
         if out is not sys.stdout:
             out.close()
@@ -103,8 +112,9 @@ def route_file(router: serving.Router, input_path: str, output_path: str | None,
 
 
 def route_args(router: serving.Router, queries: list[str], tau: float | None,
-               features: list[str] | None = None) -> int:
-    """Route query texts (or one query's `features`, as strings) at τ; one JSON line each.
+               features: list[str] | None = None, task: str | None = None) -> int:
+    """Route query texts (or one query's `features`, as strings) at τ, of task `task`; one JSON
+    line each.
 
     Returns:
       the exit status: 2 if the router refused the input (message on stderr), else 0.
@@ -118,7 +128,7 @@ def route_args(router: serving.Router, queries: list[str], tau: float | None,
     try:
         if features is not None:
             queries = [float(v) for v in queries]
-        decisions = router.route(queries, tau)
+        decisions = router.route(queries, tau, task)
     except (ValueError, serving.RoutingError) as err:  # the Python API's own checks
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -129,7 +139,8 @@ def route_args(router: serving.Router, queries: list[str], tau: float | None,
 
 def run(artifact: str, tau: float | None, queries: list[str], features: list[str] | None = None,
         input_path: str | None = None, output_path: str | None = None,
-        fallback: str | None = None, batch_size: int = 1024, progress: bool = True) -> int:
+        fallback: str | None = None, batch_size: int = 1024, progress: bool = True,
+        task: str | None = None) -> int:
     """Load the artifact and route: the JSONL file `input_path` if given, else the arguments.
 
     Returns:
@@ -137,5 +148,5 @@ def run(artifact: str, tau: float | None, queries: list[str], features: list[str
     """
     router = serving.Router.load(artifact, fallback=fallback)
     if input_path:
-        return route_file(router, input_path, output_path, tau, batch_size, progress)
-    return route_args(router, queries, tau, features)
+        return route_file(router, input_path, output_path, tau, batch_size, progress, task)
+    return route_args(router, queries, tau, features, task)

@@ -20,6 +20,11 @@ A request's τ is first mapped to an operating point of the manifest's table
 (`proteus.serving.operating`, the same rule evaluation uses): the policy at a target τ', or one
 fixed model. The exported function takes both (τ' and the fixed model, −1 for the policy) and
 computes λ(τ') from the lane table exactly as training-time evaluation does.
+
+A router trained with a task prior (the manifest's `tasks`, e.g. MMLU-Pro's categories) also takes
+each query's task: one of those names, or None for a task it does not know (routed without the
+task prior). Its operating points and certificate were measured on queries that carried their
+task, so traffic should too (`check_tasks`).
 """
 
 from __future__ import annotations
@@ -129,9 +134,9 @@ def _packed_call(exported: jax.export.Exported, sha256: str):
     Shared by every `Router` of the same function, so loading an artifact twice compiles once.
     """
     if sha256 not in _PACKED_CALLS:
-        def packed(params, lane_taus, lane_lams, features, tau, fixed):
+        def packed(params, lane_taus, lane_lams, features, tau, fixed, *task):
             model, mu, p_hat, c_hat, lam = exported.call(params, lane_taus, lane_lams, features,
-                                                         tau, fixed)
+                                                         tau, fixed, *task)
             cols = [model[:, None].astype(jnp.float32), mu[:, None], lam[:, None], p_hat, c_hat]
             return jnp.concatenate(cols, axis=1)  # model indices < 2**24 are exact in float32
 
@@ -156,6 +161,8 @@ class Router:
         self.manifest = manifest
         self.models: tuple[str, ...] = tuple(manifest["models"])
         self.feature_dim: int = int(manifest["feature_dim"])
+        self.tasks: tuple[str, ...] = tuple(manifest.get("tasks", ()))
+        self._task_index = {name: i for i, name in enumerate(self.tasks)}
         lam = manifest["lambda"]
         self.policy = OperatingPolicy(manifest["operating"], manifest["certification"]["table"],
                                       fallback or manifest["fallback"], self.models)
@@ -193,6 +200,10 @@ class Router:
         if jax.tree.structure(params) != want:
             raise ArtifactError(f"{path}: parameters {jax.tree.structure(params)} do not match "
                                 f"the routing function's {want}")
+        table = params["calib"].get("task_prior")
+        if (0 if table is None else np.shape(table)[0] - 1) != len(manifest.get("tasks", [])):
+            raise ArtifactError(f"{path}: the manifest's {len(manifest.get('tasks', []))} tasks "
+                                "do not match the parameters' task prior")
         leaves = jax.tree_util.tree_flatten_with_path(params)[0]
         artifact.check_finite_params(path, [(jax.tree_util.keystr(k), v) for k, v in leaves])
         router = cls(path, manifest, params, exported, fallback)
@@ -252,8 +263,32 @@ class Router:
                                f"{bad.size} of {len(raw.mu)} queries (first: {bad[:5].tolist()}); "
                                "the artifact is broken: re-export it")
 
+    def check_tasks(self, task: Any, n: int) -> np.ndarray | None:
+        """Validate the queries' tasks -> [n] int32 index in `self.tasks` (−1: unknown), or None.
+
+        task: None (no task given), a name or None for every query, or [n] names / None.
+        Raises ValueError for a name this router does not know (a typo would silently route
+        without the task prior), or for any task given to a router trained without one.
+        """
+        given = [task] * n if task is None or isinstance(task, str) else list(task)
+        if len(given) != n:
+            raise ValueError(f"got {len(given)} tasks for {n} queries")
+        if not self.tasks:
+            if any(t is not None for t in given):
+                raise ValueError("this router was trained without a task prior: drop 'task'")
+            return None
+        out = np.full(n, -1, np.int32)
+        for i, name in enumerate(given):
+            if name is None:
+                continue
+            if not isinstance(name, str) or name not in self._task_index:
+                raise ValueError(f"unknown task {name!r:.80}; this router knows {list(self.tasks)}"
+                                 " (null: a task it does not know, routed without the task prior)")
+            out[i] = self._task_index[name]
+        return out
+
     def run(self, features: np.ndarray, operating_tau: np.ndarray,
-            fixed: np.ndarray | None = None) -> Decisions:
+            fixed: np.ndarray | None = None, tasks: np.ndarray | None = None) -> Decisions:
         """The exported routing function at given operating points (no τ resolution): the
         network's five fields of `Decisions` (the operating-table fields are None).
 
@@ -261,50 +296,58 @@ class Router:
           features: [B, D] float32.
           operating_tau: [B] float32 τ' per query (NaN allowed where `fixed` >= 0).
           fixed: [B] int32 model of a fixed-model point, −1 for the policy (None: all −1).
+          tasks: [B] int32 task indices (`check_tasks`; None: all unknown). Ignored by a router
+            without a task prior.
         """
         n = features.shape[0]
         fixed = np.full(n, -1, np.int32) if fixed is None else np.asarray(fixed, np.int32)
+        tasks = np.full(n, -1, np.int32) if tasks is None else np.asarray(tasks, np.int32)
         # A fixed-model point has no τ'; the policy still runs on its rows, so give it a number.
         operating_tau = np.where(fixed >= 0, 0.0, operating_tau).astype(np.float32)
         parts = []
         for start in range(0, n, MAX_BUCKET):
             x, t = features[start:start + MAX_BUCKET], operating_tau[start:start + MAX_BUCKET]
-            f = fixed[start:start + MAX_BUCKET]
+            f, k = fixed[start:start + MAX_BUCKET], tasks[start:start + MAX_BUCKET]
             pad = _bucket(x.shape[0]) - x.shape[0]
             if pad:
                 x = np.concatenate([x, np.zeros((pad, x.shape[1]), np.float32)])
                 t = np.concatenate([t, np.zeros(pad, np.float32)])
                 f = np.concatenate([f, np.full(pad, -1, np.int32)])
-            out = np.asarray(self._fn(self._params, *self._lanes, x, t, f))
+                k = np.concatenate([k, np.full(pad, -1, np.int32)])
+            task_arg = (k,) if self.tasks else ()
+            out = np.asarray(self._fn(self._params, *self._lanes, x, t, f, *task_arg))
             parts.append(out[: out.shape[0] - pad])
         out = parts[0] if len(parts) == 1 else np.concatenate(parts)
         m = len(self.models)
         return Decisions(model=out[:, 0].astype(np.int32), mu=out[:, 1], lam=out[:, 2],
                          p_hat=out[:, 3:3 + m], c_hat=out[:, 3 + m:])
 
-    def decide(self, features: Any, tau: Any) -> Decisions:
-        """Route B feature rows ([D] or [B, D]) at τ (a scalar or [B], one per query).
+    def decide(self, features: Any, tau: Any, task: Any = None) -> Decisions:
+        """Route B feature rows ([D] or [B, D]) at τ (a scalar or [B], one per query), each of
+        task `task` (see `check_tasks`).
 
         Raises:
-          ValueError: bad features or τ; `InfeasibleTauError` under the "refuse" fallback.
+          ValueError: bad features, τ or task; `InfeasibleTauError` under the "refuse" fallback.
           RoutingError: the router returned non-finite values (never silently passed on).
         """
         x = self.check_features(features)
         taus = check_taus(tau, x.shape[0])
+        tasks = self.check_tasks(task, x.shape[0])
         unique, inverse = np.unique(taus, return_inverse=True)
-        decisions = self.run_points(x, [self.resolve(float(t)) for t in unique], inverse)
+        decisions = self.run_points(x, [self.resolve(float(t)) for t in unique], inverse, tasks)
         self.check_finite(decisions)
         return decisions
 
     def run_points(self, features: np.ndarray, points: Sequence[OperatingPoint],
-                   inverse: np.ndarray) -> Decisions:
-        """Route row i of features [B, D] float32 at the resolved point points[inverse[i]].
+                   inverse: np.ndarray, tasks: np.ndarray | None = None) -> Decisions:
+        """Route row i of features [B, D] float32 (task index tasks[i], see `run`) at the
+        resolved point points[inverse[i]].
 
         Not checked for finiteness: `decide` raises, `dispatch.route_items` fails bad rows alone.
         """
         operating = np.asarray([p.operating_tau for p in points], np.float32)[inverse]
         fixed = np.asarray([p.operating_model for p in points], np.int32)[inverse]
-        return self.assemble(self.run(features, operating, fixed), points, inverse)
+        return self.assemble(self.run(features, operating, fixed, tasks), points, inverse)
 
     def assemble(self, raw: Decisions, points: Sequence[OperatingPoint],
                  inverse: np.ndarray) -> Decisions:
@@ -315,8 +358,10 @@ class Router:
                             point=pick("point", np.int32), feasible=pick("feasible", bool),
                             reason=tuple(points[i].reason for i in inverse.tolist()))
 
-    def route(self, queries: str | Sequence[str] | Any, tau: Any) -> list[dict[str, Any]]:
-        """Route text queries (str or [B] str) or features ([D] or [B, D]) at τ (scalar or [B]).
+    def route(self, queries: str | Sequence[str] | Any, tau: Any,
+              task: Any = None) -> list[dict[str, Any]]:
+        """Route text queries (str or [B] str) or features ([D] or [B, D]) at τ (scalar or [B]),
+        of task `task` (None, a name, or [B]; see `check_tasks`).
 
         Returns:
           one decision dict per query (`records`: what the CLI and HTTP return).
@@ -324,7 +369,7 @@ class Router:
         if isinstance(queries, str):
             queries = [queries]
         is_text = isinstance(queries, Sequence) and any(isinstance(q, str) for q in queries)
-        return self.records(self.decide(self.encode(queries) if is_text else queries, tau))
+        return self.records(self.decide(self.encode(queries) if is_text else queries, tau, task))
 
     def records(self, d: Decisions) -> list[dict[str, Any]]:
         """[B] decisions as JSON-able dicts, built column-wise: model (name), model_index, mu,
@@ -353,4 +398,4 @@ class Router:
                 "feasible_tau": {"min": lo, "max": hi},
                 "certified": self.policy.certified, "fallback": self.fallback,
                 "encoder": mf["encoder"]["id"], "feature_dim": self.feature_dim,
-                "accepts_text": self.accepts_text}
+                "accepts_text": self.accepts_text, "tasks": list(self.tasks)}

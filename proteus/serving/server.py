@@ -1,7 +1,8 @@
 """HTTP serving of a `proteus.serving.Router`: FastAPI app, request batching, uvicorn runner.
 
 Endpoints:
-  POST /v1/route   {"query": str | "features": [D floats], "tau": float} -> one decision, or
+  POST /v1/route   {"query": str | "features": [D floats], "tau": float[, "task": str]} -> one
+                   decision (a "task" only for an artifact with a task prior), or
                    {"requests": [such objects]} -> {"decisions": [...]}
   GET  /v1/models  model pool, prices, feasible τ range, encoder
   GET  /healthz    liveness and batching counters (never needs a token)
@@ -150,6 +151,8 @@ class RouteRequest(BaseModel):
     query: str | None = Field(None, description="query text (artifacts with a text encoder)")
     features: list[float] | None = Field(None, description="the query's D features")
     tau: float = Field(..., ge=0.0, le=1.0, description="accuracy target τ")
+    task: str | None = Field(None, description="the query's task, one of GET /v1/models' "
+                             "'tasks' (artifacts with a task prior; null: an unknown task)")
 
 
 class BatchRouteRequest(BaseModel):
@@ -197,6 +200,7 @@ class ModelsResponse(BaseModel):
     encoder: str
     feature_dim: int
     accepts_text: bool
+    tasks: list[str] = Field(..., description="the task prior's tasks ([] without one)")
 
 
 class HealthResponse(BaseModel):

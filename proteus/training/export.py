@@ -29,8 +29,11 @@ threat model: they catch corruption and careless edits, not a party who can rewr
 The routing function is `routing_function(spec)` exported with `jax.export` for a symbolic batch
 dimension "b": (params, lane_taus [K], lane_lams [K], features [b, D], tau [b], fixed [b] int32)
 -> (model [b] int32, mu [b], p_hat [b, M], c_hat [b, M], lam [b]); `fixed` >= 0 routes to that
-model whatever the policy says (a fixed-model operating point). Parameters are an input rather
-than baked-in constants, so the artifact's `params/` is the single copy of the weights.
+model whatever the policy says (a fixed-model operating point). A router trained with a task
+prior (`spec.tasks` > 0) takes a seventh input, task [b] int32: each query's index in the
+manifest's `tasks`, −1 for none; the others keep the six-input function. Parameters are an
+input rather than baked-in constants, so the artifact's `params/` is the single copy of the
+weights.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from proteus.types import Array, Params
 DEFAULT_PLATFORMS = ("cpu", "cuda")
 FUNCTION_INPUTS = ("params", "lane_taus[K]", "lane_lams[K]", "features[b,D]", "tau[b]",
                    "fixed[b]")
+TASK_INPUT = "task[b]"  # the seventh input of a router with a task prior
 FUNCTION_OUTPUTS = ("model[b]", "mu[b]", "p_hat[b,M]", "c_hat[b,M]", "lam[b]")
 
 
@@ -79,6 +83,7 @@ class RouterBundle:
       operating: the operating-point table (`experiments.evaluation.operating_table`).
       certification: `CertificationTable.to_dict()` over those points, or None.
       training: provenance (workdir, config, data fingerprint, step, ...), JSON-able.
+      tasks: the task prior's vocabulary (spec.tasks names; () without one).
     """
 
     spec: networks.RouterSpec
@@ -92,23 +97,27 @@ class RouterBundle:
     prices: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     certification: Mapping[str, Any] | None = None
     training: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    tasks: Sequence[str] = ()
 
 
 def routing_function(spec: networks.RouterSpec):
     """The function that is exported: training-time `networks.route` at λ(τ) from the lanes.
 
     Returns:
-      fn(params, lane_taus [K], lane_lams [K], features [B, D], tau [B], fixed [B] int32) ->
-      (model [B] int32, mu [B], p_hat [B, M], c_hat [B, M], lam [B]); fixed >= 0 overrides the
-      policy's choice with that model.
+      fn(params, lane_taus [K], lane_lams [K], features [B, D], tau [B], fixed [B] int32
+      [, task [B] int32 when spec.tasks > 0]) -> (model [B] int32, mu [B], p_hat [B, M],
+      c_hat [B, M], lam [B]); fixed >= 0 overrides the policy's choice with that model.
     """
 
-    def fn(params, lane_taus, lane_lams, features, tau, fixed):
+    def fn(params, lane_taus, lane_lams, features, tau, fixed, task=None):
         lam = networks.lambda_of_tau(lane_taus, lane_lams, tau)
-        d = networks.route(spec, params, features, tau, lam)
+        d = networks.route(spec, params, features, tau, lam, task)
         return jnp.where(fixed >= 0, fixed, d.model), d.mu, d.p_hat, d.c_hat, lam
 
-    return fn
+    if spec.tasks:
+        return fn
+    return lambda params, lane_taus, lane_lams, features, tau, fixed: fn(
+        params, lane_taus, lane_lams, features, tau, fixed)
 
 
 @functools.lru_cache(maxsize=8)
@@ -124,8 +133,9 @@ def export_routing_function(spec: networks.RouterSpec, params: Params, n_lanes: 
     f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype),
                             params)
-    args = (abstract, f32(n_lanes), f32(n_lanes), f32(batch, spec.feature_dim), f32(batch),
-            jax.ShapeDtypeStruct((batch,), jnp.int32))
+    i32 = jax.ShapeDtypeStruct((batch,), jnp.int32)
+    args = (abstract, f32(n_lanes), f32(n_lanes), f32(batch, spec.feature_dim), f32(batch), i32,
+            *([i32] if spec.tasks else []))
     return jax.export.export(jax.jit(routing_function(spec)), platforms=tuple(platforms))(*args)
 
 
@@ -171,6 +181,7 @@ def build_manifest(bundle: RouterBundle, exported: jax.export.Exported,
         "mean_cost_usd": _floats(bundle.params["stats"]["mean_cost"]),
         "encoder": dict(bundle.encoder), "feature_dim": int(bundle.spec.feature_dim),
         "spec": bundle.spec._asdict(),
+        "tasks": list(bundle.tasks),
         "lambda": lam,
         "operating": dict(bundle.operating),
         "certification": {"status": "certified" if cert else "uncertified",
@@ -180,7 +191,8 @@ def build_manifest(bundle: RouterBundle, exported: jax.export.Exported,
         "function": {"file": artifact.FUNCTION_FILE, "sha256": hashlib.sha256(blob).hexdigest(),
                      "platforms": list(exported.platforms),
                      "calling_convention_version": exported.calling_convention_version,
-                     "inputs": list(FUNCTION_INPUTS), "outputs": list(FUNCTION_OUTPUTS)},
+                     "inputs": [*FUNCTION_INPUTS, *([TASK_INPUT] if bundle.tasks else [])],
+                     "outputs": list(FUNCTION_OUTPUTS)},
         "params": {"dir": artifact.PARAMS_DIR},
         "training": dict(bundle.training),
         "versions": library_versions(),
@@ -194,6 +206,9 @@ def _check_bundle(bundle: RouterBundle) -> None:
                          f"{np.shape(bundle.lane_lams)}, {np.shape(bundle.lane_accuracy)}")
     if m != bundle.spec.n_models:
         raise ValueError(f"{m} model names for a router over {bundle.spec.n_models} models")
+    if len(bundle.tasks) != bundle.spec.tasks:
+        raise ValueError(f"{len(bundle.tasks)} task names for a router with a prior over "
+                         f"{bundle.spec.tasks} tasks")
     dim = bundle.encoder.get("dim")
     if dim is not None and dim != bundle.spec.feature_dim:
         raise ValueError(f"encoder {bundle.encoder.get('id')!r} gives {dim}-d features, the "
@@ -263,9 +278,11 @@ def verify_artifact(path: str, bundle: RouterBundle, n_probe: int = 64) -> None:
     tau = np.asarray(rng.uniform(0.0, 1.0, n_probe), np.float32)
     fixed = np.where(rng.uniform(size=n_probe) < 0.25,
                      rng.integers(0, bundle.spec.n_models, n_probe), -1).astype(np.int32)
+    task = rng.integers(-1, bundle.spec.tasks, n_probe).astype(np.int32) if bundle.spec.tasks \
+        else None
     want = _jitted_routing(bundle.spec)(bundle.params, bundle.lane_taus, bundle.lane_lams, x,
-                                        tau, fixed)[0]
-    got = router.run(x, tau, fixed)
+                                        tau, fixed, *([] if task is None else [task]))[0]
+    got = router.run(x, tau, fixed, task)
     if not np.array_equal(np.asarray(want), got.model):
         raise AssertionError(f"exported router at {path} disagrees with the trained one on "
                              f"{int(np.sum(np.asarray(want) != got.model))} of {n_probe} "
