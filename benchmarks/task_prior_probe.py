@@ -4,10 +4,12 @@ the test split.
     python benchmarks/task_prior_probe.py --workdir=runs/mmlu_pro
 
 The shared predictor is calibrated per model as sigmoid(a·logit + b·group_prior + c)
-(`proteus.training.crossfit`). The probe adds a third term t·task_prior: the task's accuracy of
-the model (shrunk toward its pool-wide accuracy by `crossfit.PRIOR_COUNT` pseudo-queries), as a
-logit minus the pool-wide one, so a task the pool has not seen contributes 0. It prints, for the
-calibration without and with the term, the AIQ of the plug-in curve (argmax λ·p̂ − ĉ/c_ref over a
+(`proteus.training.crossfit`). The probe adds a third term t·task_prior (`crossfit.task_prior`:
+the task's accuracy of the model, shrunk toward its pool-wide accuracy by `crossfit.PRIOR_COUNT`
+pseudo-queries, as a logit minus the pool-wide one, so a task the pool has not seen contributes
+0), the term `model.task_prior` puts in the trained calibration. It looks at the workdir's raw
+fold predictors only (whatever its calibration) and prints, for the calibration without and
+with the term, the AIQ of the plug-in curve (argmax λ·p̂ − ĉ/c_ref over a
 fine λ grid, the hull taken with every single model):
 
 - out of fold on the training pool: each row's predictor, group prior, task prior and
@@ -22,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import pipeline
+from proteus.data.dataset import task_index, task_vocabulary
 from proteus.evaluation import metrics
 from proteus.evaluation.baselines import plugin
 from proteus.training import crossfit, networks
@@ -29,24 +32,11 @@ from proteus.training import crossfit, networks
 LAMBDAS = np.concatenate([[0.0], np.geomspace(1e-3, 1e4, 600), [np.inf]])
 
 
-def task_ids(tasks: np.ndarray, names: list[str]) -> np.ndarray:
-    """[N] index of each task in `names`, −1 for a task not among them."""
-    index = {name: i for i, name in enumerate(names)}
-    return np.asarray([index.get(t, -1) for t in tasks], np.int32)
-
-
 def task_deviation(scores: np.ndarray, tasks: np.ndarray, weights: np.ndarray,
                    n_tasks: int) -> np.ndarray:
-    """[T + 1, M]: each task's shrunk accuracy logit minus the pool-wide one, from the rows with
-    weight 1; the last row (index −1: an unknown task) is 0."""
-    table = np.asarray(crossfit.group_prior(jnp.asarray(scores, jnp.float32),
-                                            jnp.asarray(np.maximum(tasks, 0)),
-                                            jnp.asarray(weights * (tasks >= 0), jnp.float32),
-                                            n_tasks), np.float64)
-    overall = np.clip(weights @ scores / weights.sum(), crossfit.PRIOR_CLIP,
-                      1.0 - crossfit.PRIOR_CLIP)
-    deviation = table - np.log(overall / (1.0 - overall))[None, :]
-    return np.concatenate([deviation, np.zeros((1, scores.shape[1]))])
+    """`crossfit.task_prior` ([T + 1, M], the last row 0 for an unknown task) in float64."""
+    return np.asarray(crossfit.task_prior(jnp.asarray(scores, jnp.float32), jnp.asarray(tasks),
+                                          jnp.asarray(weights, jnp.float32), n_tasks), np.float64)
 
 
 def plugin_aiq(p_hat: np.ndarray, c_hat: np.ndarray, scores: np.ndarray, costs: np.ndarray,
@@ -69,8 +59,8 @@ def probe(workdir: str) -> dict[str, float]:
     config, splits, setup, state = pipeline.load_trained(workdir)
     spec, params = setup.static.spec, pipeline.run_slice(state, 0).params
     pool, fold = pipeline.training_pool(splits, config.train.folds, config.data.split_salt)
-    names = sorted(set(pool.tasks.tolist()))
-    tasks = task_ids(pool.tasks, names)
+    names = task_vocabulary(pool.tasks)
+    tasks = task_index(names, pool.tasks)
     features, scores = jnp.asarray(pool.features, jnp.float32), pool.scores.astype(np.float64)
     _, logits, log_cost = crossfit.out_of_fold(spec, params, features, jnp.asarray(fold))
     group_oof, group_table = crossfit.oof_priors(spec, params, features,
@@ -101,7 +91,7 @@ def probe(workdir: str) -> dict[str, float]:
     group_val = np.asarray(group_table)[np.asarray(networks.query_groups(
         spec, params["stats"], val_features))]
     task_val = task_deviation(scores, tasks, np.ones(len(tasks)), len(names))[
-        task_ids(val.tasks, names)]
+        task_index(names, val.tasks)]
     for name, cols in pool_cols.items():
         theta = crossfit.fit_columns(cols, target)
         extra = [task_val] if name == "with" else []

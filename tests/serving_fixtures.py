@@ -156,3 +156,4 @@ def tiny_text_artifact(tmp_path_factory, tiny_bundle) -> str:
     bundle = dataclasses.replace(tiny_bundle, encoder=get_encoder("hashing:dim=4").to_config())
     export.write_artifact(bundle, out, verify=False)
     return out
+

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from proteus.data.dataset import RoutingDataset, split_indices
+from proteus.data.dataset import RoutingDataset, split_indices, task_index, task_vocabulary
 from tests.conftest import REPO_ROOT
 
 FRACTIONS = {"pred": 0.35, "policy": 0.25, "val": 0.1, "calib": 0.1, "test": 0.2}
@@ -98,3 +98,11 @@ def test_dataset_split_matches_split_indices_and_validates_fractions():
         split_indices(ids, tasks, {"a": 0.5, "b": 0.4})
     with pytest.raises(ValueError, match=">= 0"):
         split_indices(ids, tasks, {"a": 1.5, "b": -0.5})
+
+
+def test_task_vocabulary_and_index_mark_unknown_tasks():
+    tasks = np.array(["b", "a", "", "b"])
+    assert task_vocabulary(tasks) == ("a", "b")  # "" is an unknown task, not a name
+    np.testing.assert_array_equal(task_index(("a", "b"), np.array(["b", "a", "zz", ""])),
+                                  [1, 0, -1, -1])
+    assert task_index(("a",), "a").tolist() == [0]

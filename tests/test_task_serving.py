@@ -1,0 +1,173 @@
+"""Serving a router with a task prior: the manifest, the routing function's task input, and the
+task field of every front end (Python API, HTTP protocol, JSONL, online service, replays)."""
+
+import dataclasses
+import io
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.special import expit
+
+from experiments import evaluation, exporting, pipeline, replay, validate
+from experiments.configs import quickstart
+from proteus import serving
+from proteus.online.service import OnlineService, OnlineSettings
+from proteus.online.store import Store
+from proteus.serving import protocol, route_cli
+from proteus.serving.dispatch import route_items
+from proteus.training import export, networks
+from tests import core_helpers
+
+pytest_plugins = ["tests.serving_fixtures"]
+
+
+# The tiny router's task prior: with scale, prior weight and shift 0 and task weight 1, its p̂ is
+# exactly sigmoid(TINY_TASK_PRIOR[task]) (the last row, 0, for an unknown task).
+TINY_TASKS = ("easy", "hard")
+TINY_TASK_PRIOR = np.asarray([[1.0, 0.0, 3.0], [-2.0, 0.0, -1.0], [0.0, 0.0, 0.0]], np.float32)
+
+
+@pytest.fixture(scope="session")
+def tiny_task_artifact(tmp_path_factory, tiny_bundle) -> str:
+    """The tiny router with a task prior over `TINY_TASKS` (exported and verified)."""
+    spec = tiny_bundle.spec._replace(tasks=len(TINY_TASKS))
+    params = jax.jit(networks.init_params, static_argnums=0)(
+        spec, jax.random.key(0), tiny_bundle.params["stats"])
+    params["policy"] = tiny_bundle.params["policy"]
+    m = spec.n_models
+    params["calib"] = {**params["calib"], "scale": np.zeros(m, np.float32),
+                       "shift": np.zeros(m, np.float32), "task_weight": np.ones(m, np.float32),
+                       "task_prior": TINY_TASK_PRIOR}
+    out = str(tmp_path_factory.mktemp("tiny_task") / "artifact")
+    export.write_artifact(dataclasses.replace(tiny_bundle, spec=spec, params=params,
+                                              tasks=TINY_TASKS), out)
+    return out
+
+X = np.random.default_rng(3).normal(size=(3, 4)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def task_router(tiny_task_artifact) -> serving.Router:
+    return serving.Router.load(tiny_task_artifact, warmup=0)
+
+
+def p_hats(decisions) -> np.ndarray:
+    return np.asarray([list(d["p_hat"].values()) for d in decisions])
+
+
+def test_manifest_lists_the_tasks_and_the_function_takes_them(tiny_task_artifact):
+    with open(f"{tiny_task_artifact}/manifest.json") as f:
+        manifest = json.load(f)
+    assert manifest["tasks"] == list(TINY_TASKS) and manifest["spec"]["tasks"] == 2
+    assert manifest["function"]["inputs"][-1] == export.TASK_INPUT
+
+
+def test_p_hat_is_the_task_prior_by_hand(task_router):
+    assert task_router.tasks == TINY_TASKS
+    assert task_router.info()["tasks"] == list(TINY_TASKS)
+    easy = task_router.route(X, 0.5, "easy")
+    mixed = task_router.route(X, 0.5, ["hard", None, "easy"])
+    np.testing.assert_allclose(p_hats(easy), expit(np.tile(TINY_TASK_PRIOR[0], (3, 1))),
+                               rtol=1e-6)
+    np.testing.assert_allclose(p_hats(mixed), expit(TINY_TASK_PRIOR[[1, 2, 0]]), rtol=1e-6)
+    np.testing.assert_allclose(p_hats(task_router.route(X, 0.5)), 0.5)  # no task: unknown
+    assert task_router.check_tasks(["hard", None], 2).tolist() == [1, -1]
+
+
+def test_bad_tasks_are_refused_by_name(task_router, tiny_artifact):
+    with pytest.raises(ValueError, match=r"unknown task 'medium'.*\['easy', 'hard'\]"):
+        task_router.route(X, 0.5, "medium")
+    with pytest.raises(ValueError, match="2 tasks for 3 queries"):
+        task_router.route(X, 0.5, ["easy", "hard"])
+    plain = serving.Router.load(tiny_artifact, warmup=0)
+    assert plain.tasks == () and plain.check_tasks(None, 2) is None
+    with pytest.raises(ValueError, match="trained without a task prior"):
+        plain.route(X, 0.5, "easy")
+
+
+def test_http_items_carry_their_task(task_router):
+    body = {"requests": [{"features": X[0].tolist(), "tau": 0.5, "task": "hard"},
+                         {"features": X[1].tolist(), "tau": 0.5}]}
+    items, _ = protocol.parse_body(json.dumps(body).encode(), task_router, protocol.Limits())
+    assert [item.task for item in items] == [1, -1]
+    decisions = route_items(task_router, items)
+    np.testing.assert_allclose(p_hats(decisions), expit(TINY_TASK_PRIOR[[1, 2]]), rtol=1e-6)
+    bad = {"features": X[0].tolist(), "tau": 0.5, "task": "medium"}
+    with pytest.raises(protocol.RequestError, match="unknown task") as err:
+        protocol.parse_body(json.dumps(bad).encode(), task_router, protocol.Limits())
+    assert err.value.status == 422
+
+
+def test_jsonl_lines_take_their_task_or_the_default(task_router):
+    lines = [json.dumps({"features": X[0].tolist(), "task": "hard"}),
+             json.dumps({"features": X[1].tolist()}),
+             json.dumps({"features": X[2].tolist(), "task": "nope"})]
+    out = io.StringIO()
+    assert route_cli.route_jsonl(task_router, lines, out, 0.5, task="easy") == (2, 1)
+    rows = [json.loads(line) for line in out.getvalue().splitlines()]
+    np.testing.assert_allclose(p_hats(rows[:2]), expit(TINY_TASK_PRIOR[[1, 0]]), rtol=1e-6)
+    assert rows[2]["line"] == 3 and "unknown task 'nope'" in rows[2]["error"]
+
+
+def test_online_service_routes_with_the_task(task_router):
+    service = OnlineService(task_router, Store(":memory:", lambda: 0.0), OnlineSettings())
+    decisions = service.route(X[:2], 0.5, task=["easy", "hard"])
+    np.testing.assert_allclose(p_hats(decisions), expit(TINY_TASK_PRIOR[[0, 1]]), rtol=1e-6)
+    with pytest.raises(ValueError, match="unknown task"):
+        service.route(X[:1], 0.5, task="medium")
+
+
+def test_replayed_requests_carry_known_tasks(task_router, tiny_artifact):
+    names = np.asarray(["hard", "other", "easy"])
+    assert replay.task_names(task_router, names) == ["hard", None, "easy"]
+    assert replay.task_names(serving.Router.load(tiny_artifact, warmup=0), names) is None
+
+
+@pytest.fixture(scope="module")
+def task_run(tmp_path_factory):
+    """A smoke run with the task prior on synthetic data (its families are the tasks), evaluated
+    and exported."""
+    root = tmp_path_factory.mktemp("task_run")
+    config = quickstart.get_config("smoke")
+    config.data.source = "synthetic:routerbench?n=2000&seed=0&signal=0.9"
+    config.data.encoder = "hashing:dim=64"
+    config.data.cache_dir = str(root / "feature_cache")
+    config.model.task_prior = True
+    evaluation.run_evaluation(config, str(root / "workdir"), progress=False, baselines=False)
+    exporting.export_workdir(str(root / "workdir"), str(root / "artifact"))
+    config, splits, setup, state = pipeline.load_trained(str(root / "workdir"))
+    return config, splits, setup, state, serving.Router.load(str(root / "artifact"), warmup=0)
+
+
+def test_a_trained_task_prior_is_exported_and_served(task_run):
+    config, splits, setup, state, router = task_run
+    pool = pipeline.training_pool(splits, config.train.folds, config.data.split_salt)[0]
+    assert setup.task_names == tuple(sorted(set(pool.tasks.tolist()))) == router.tasks
+    assert setup.static.spec.tasks == len(setup.task_names) >= 2
+    params = pipeline.run_slice(state, 0).params
+    assert params["calib"]["task_prior"].shape == (len(setup.task_names) + 1, len(router.models))
+    assert np.any(np.asarray(params["calib"]["task_weight"]) != 0)  # fitted, not the init
+    test = splits["test"]
+    want = networks.predicted(setup.static.spec, params, jnp.asarray(test.features, jnp.float32),
+                              pipeline.query_tasks(setup, test))[1]
+    got = p_hats(router.route(test.features, 0.5, test.tasks.tolist()))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    without = p_hats(router.route(test.features, 0.5))
+    assert not np.allclose(without, got)  # the task changes the prediction
+
+
+def test_task_prior_needs_two_tasks(tmp_path):
+    config = core_helpers.tiny_config()
+    config.train.folds = 2
+    config.model.task_prior = True
+    ds = core_helpers.separable_dataset()
+    splits = core_helpers.tiny_splits(config, dataclasses.replace(
+        ds, tasks=np.full(ds.n_queries, "only")))
+    with pytest.raises(ValueError, match="model.task_prior=True needs a task column with >= 2"):
+        pipeline.make_setup(config, splits)
+    config.train.folds = 1
+    assert any("model.task_prior=True needs cross-fitting" in p
+               for p in validate.problems(config))
