@@ -165,6 +165,22 @@ def test_refusals_are_openai_errors(gw):
         assert got.status_code == status and got.json()["error"]["code"] == code, got.text
 
 
+def test_a_task_header_reaches_the_router(gw, router, monkeypatch):
+    """x-proteus-task goes to `Router.check_tasks`: this router has no task prior, so naming a
+    task is a 422 that says so; without the header the request routes as before."""
+    body = {"model": "proteus-0.9", "messages": [{"role": "user", "content": HELLO}]}
+    headers = {"authorization": f"Bearer {KEYS['team']}", "x-proteus-task": "physics"}
+    got = httpx.post(gw.url + "/v1/chat/completions", json=body, headers=headers)
+    assert got.status_code == 422 and got.json()["error"]["code"] == "invalid_task"
+    assert "trained without a task prior" in got.json()["error"]["message"]
+    seen = []
+    monkeypatch.setattr(router, "check_tasks", lambda task, n: seen.append(task))
+    del headers["x-proteus-task"]
+    assert httpx.post(gw.url + "/v1/chat/completions", json=body,
+                      headers=headers).status_code == 200
+    assert seen == [None]
+
+
 def test_an_unencodable_prompt_fails_alone(gw):
     """A lone surrogate is legal in JSON but not Unicode: that request gets 422, the requests
     batched with it are answered."""
@@ -343,9 +359,9 @@ def test_a_client_that_leaves_stops_the_work(router, upstream, tmp_path):
     app = gateway.create_gateway(router, upstreams, None, gateway.GatewaySettings())
     decide = app.routing.decide
 
-    async def slow_decide(text, tau):
+    async def slow_decide(text, tau, task=None):
         await asyncio.sleep(0.5)
-        return await decide(text, tau)
+        return await decide(text, tau, task)
 
     closed = lambda: _metric(running.url, "proteus_gateway_requests_total", status="499")
     with runner.server_thread(app) as running:
