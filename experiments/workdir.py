@@ -46,6 +46,9 @@ METRICS_FILE = "metrics.jsonl"
 # Fields that say where things are kept or how runs are executed, not what is trained: they may
 # differ on resume (a run started on a GPU may resume on a CPU).
 HOST_ONLY = frozenset({"data.cache_dir", "train.run_batch"})
+# Training settings added after workdirs were recorded without them, with the value every run
+# before them trained with: a recorded config that lacks one ran as this value says.
+ADDED_SETTINGS = {"model.task_prior": False}
 
 _HELD: dict[str, int] = {}  # abs workdir -> fd holding its lock (this process)
 _ACCEPTED: dict[str, str] = {}  # abs workdir -> JSON of the config accepted for it
@@ -110,8 +113,9 @@ def recorded_config(workdir: str, defaults: Mapping[str, Any]) -> dict[str, Any]
 
     That is `config.json` (the config it started with) with the allowed changes of
     `config_changes.jsonl` applied in order, then each HOST_ONLY field it lacks taken from
-    `defaults`: a workdir written before a host-only setting existed has no value for it, and the
-    default is what that run did. Other fields it lacks stay missing.
+    `defaults` and each `ADDED_SETTINGS` field it lacks set to the value runs had before it: a
+    workdir written before such a setting existed has no value for it, and that value is what the
+    run did. Other fields it lacks stay missing.
 
     Raises:
       FileNotFoundError: the workdir has no config.json.
@@ -129,6 +133,9 @@ def recorded_config(workdir: str, defaults: Mapping[str, Any]) -> dict[str, Any]
     for key in sorted(HOST_ONLY):
         if key not in flat and key in flat_defaults:
             _set_dotted(config, key, flat_defaults[key])
+    for key, value in ADDED_SETTINGS.items():
+        if key not in flat:
+            _set_dotted(config, key, value)
     return config
 
 

@@ -112,6 +112,20 @@ def test_a_workdir_config_loads_with_its_allowed_changes_and_new_host_settings(t
     assert "pred_lr" not in config.train
 
 
+def test_a_workdir_from_before_a_new_setting_resumes_as_it_ran(tmp_path):
+    # config.json written before `model.task_prior` existed: those runs had no task prior, so
+    # the current default (False) resumes and re-evaluates it, and True is a change.
+    recorded = _config().to_dict()
+    del recorded["model"]["task_prior"]
+    (tmp_path / "config.json").write_text(json.dumps(recorded))
+    (tmp_path / "checkpoints" / "40").mkdir(parents=True)
+    assert pipeline.load_config(str(tmp_path)).model.task_prior is False
+    workdir.prepare(_config(), str(tmp_path))
+    workdir.release(str(tmp_path))
+    with pytest.raises(workdir.WorkdirError, match="model.task_prior: recorded False, now True"):
+        workdir.prepare(_config(model__task_prior=True), str(tmp_path))
+
+
 def test_pickle_opt_in_is_not_a_data_change():
     a = {"data": {"source": "routerbench:/d/rb.pkl"}}
     b = {"data": {"source": "routerbench:/d/rb.pkl?allow_pickle=1"}}
