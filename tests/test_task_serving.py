@@ -14,6 +14,7 @@ from scipy.special import expit
 from experiments import evaluation, exporting, pipeline, replay, validate
 from experiments.configs import quickstart
 from proteus import serving
+from proteus.online import http as online_http
 from proteus.online.service import OnlineService, OnlineSettings
 from proteus.online.store import Store
 from proteus.serving import protocol, route_cli
@@ -95,10 +96,11 @@ def test_http_items_carry_their_task(task_router):
     assert [item.task for item in items] == [1, -1]
     decisions = route_items(task_router, items)
     np.testing.assert_allclose(p_hats(decisions), expit(TINY_TASK_PRIOR[[1, 2]]), rtol=1e-6)
-    bad = {"features": X[0].tolist(), "tau": 0.5, "task": "medium"}
-    with pytest.raises(protocol.RequestError, match="unknown task") as err:
-        protocol.parse_body(json.dumps(bad).encode(), task_router, protocol.Limits())
-    assert err.value.status == 422
+    for task, message in (("medium", "unknown task"), (["easy"], "must be a task name")):
+        bad = {"features": X[0].tolist(), "tau": 0.5, "task": task}
+        with pytest.raises(protocol.RequestError, match=message) as err:
+            protocol.parse_body(json.dumps(bad).encode(), task_router, protocol.Limits())
+        assert err.value.status == 422
 
 
 def test_jsonl_lines_take_their_task_or_the_default(task_router):
@@ -118,6 +120,11 @@ def test_online_service_routes_with_the_task(task_router):
     np.testing.assert_allclose(p_hats(decisions), expit(TINY_TASK_PRIOR[[0, 1]]), rtol=1e-6)
     with pytest.raises(ValueError, match="unknown task"):
         service.route(X[:1], 0.5, task="medium")
+    body = json.dumps({"features": X[0].tolist(), "tau": 0.5, "task": "hard"}).encode()
+    got = online_http.route_response(service, body, None)
+    np.testing.assert_allclose(list(got["p_hat"].values()), expit(TINY_TASK_PRIOR[1]), rtol=1e-6)
+    with pytest.raises(online_http.BodyError, match="must be a task name"):
+        online_http.route_response(service, body.replace(b'"hard"', b'["hard"]'), None)
 
 
 def test_replayed_requests_carry_known_tasks(task_router, tiny_artifact):
@@ -171,3 +178,9 @@ def test_task_prior_needs_two_tasks(tmp_path):
     config.train.folds = 1
     assert any("model.task_prior=True needs cross-fitting" in p
                for p in validate.problems(config))
+
+
+def test_check_task_name_takes_a_name_or_null():
+    assert serving.check_task_name(None) is None and serving.check_task_name("law") == "law"
+    with pytest.raises(ValueError, match="'task' must be a task name .* got int"):
+        serving.check_task_name(3)

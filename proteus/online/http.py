@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from proteus.online.service import OUTCOMES, OnlineService
+from proteus.serving import check_task_name
 
 FEEDBACK_PATH = "/v1/feedback"
 CONTROLLERS_PATH = "/v1/controllers"
@@ -102,7 +103,7 @@ def route_response(service: OnlineService, raw: bytes, tenant: str | None) -> di
         try:
             queries = [item["query"]] if "query" in item else [item["features"]]
             out += service.route(queries, item["tau"], item.get("tenant") or tenant,
-                                 item.get("task"))
+                                 check_task_name(item.get("task")))
         except ValueError as err:
             raise BodyError(422, f"{where}{err}") from None
     return {"decisions": out} if batch else out[0]

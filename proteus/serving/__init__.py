@@ -9,10 +9,11 @@ from proteus.serving.router import (
     Router,
     RoutingError,
     check_features,
+    check_task_name,
     check_text,
     finite_rows,
 )
 from proteus.types import Decisions
 
 __all__ = ["Decisions", "Router", "RoutingError",
-           "check_features", "check_text", "finite_rows"]
+           "check_features", "check_task_name", "check_text", "finite_rows"]

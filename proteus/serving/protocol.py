@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from proteus.serving import Router, check_text
+from proteus.serving import Router, check_task_name, check_text
 from proteus.serving.operating import OperatingPoint
 
 ITEM_KEYS = frozenset({"query", "features", "tau", "task"})
@@ -118,7 +118,7 @@ def parse_item(obj: Any, router: Router, limits: Limits, where: str) -> Item:
         raise RequestError(422, f"{where}give exactly one of 'query' (text) or 'features'")
     try:
         point = router.resolve(obj["tau"])  # `check_tau`, as the Python API
-        tasks = router.check_tasks(obj.get("task"), 1)
+        tasks = router.check_tasks(check_task_name(obj.get("task")), 1)
         task = -1 if tasks is None else int(tasks[0])
         if "query" in obj:
             return Item(None, _check_text(obj["query"], router, limits), point, where, task)

@@ -103,6 +103,15 @@ def _kind(x: np.ndarray) -> str:
     return names.get(x.dtype.kind, "booleans" if x.dtype.kind in "iuf" else f"{x.dtype} values")
 
 
+def check_task_name(task: Any, where: str = "'task'") -> str | None:
+    """One request's task: a name (str) or None. The per-request check of HTTP and JSONL (the
+    Python API also takes [B] names; `Router.check_tasks` checks the names themselves)."""
+    if task is not None and not isinstance(task, str):
+        raise ValueError(f"{where} must be a task name (a string) or null, got "
+                         f"{type(task).__name__}")
+    return task
+
+
 def check_text(text: Any, where: str = "query") -> str:
     """Validate one text query: a non-empty str that is valid Unicode (encodable as UTF-8).
 
