@@ -337,6 +337,7 @@ def evaluate_all(config: ml_collections.ConfigDict, setup: pipeline.Setup,
     routers.update(baseline_blocks(splits, inputs, taus, choices))
     routers = {name: on_grid(block, keep) for name, block in routers.items()}
     quality = predictor_quality(inputs["test"].p_hat, test.scores, test.models)
+    quality["task_prior"] = list(setup.task_names)  # the tasks p̂ is conditioned on ([]: none)
     distinct = {name: np.unique(ch, axis=0) for name, ch in choices.items()}  # same hulls
     span = cost_range(test)
     paired = {"reference": "proteus", "n_boot": PAIRED_BOOT, "alpha": 0.05,

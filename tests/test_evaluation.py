@@ -72,6 +72,7 @@ def test_every_router_is_reported_on_the_grid_and_scored_on_its_sweep(evaluated)
     # τ = 0 is in the sweep: PROTEUS reaches a point at least as cheap as any on the grid
     proteus = res["routers"]["proteus"]
     assert min(proteus["sweep"]["cost"]) <= min(proteus["cost"])
+    assert res["predictor"]["task_prior"] == []  # this run's predictor reads no task
 
 
 def test_paired_differences_are_those_of_the_reported_aiq(evaluated):

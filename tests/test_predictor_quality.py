@@ -33,3 +33,6 @@ def test_predictor_quality_per_model_and_means():
     assert q["ece"]["b"] == 0.0 and q["mean_auc"] == 0.75
     text = quality_markdown(q)
     assert "| a | 1.000 | " in text and "| b | 0.500 | 0.000 |" in text and "0.750" in text
+    assert "task prior" not in text
+    text = quality_markdown({**q, "task_prior": ["law", "math"]})
+    assert "Calibrated with a task prior over 2 tasks" in text and "| a | 1.000 | " in text

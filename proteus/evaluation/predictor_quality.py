@@ -52,6 +52,9 @@ def quality_markdown(quality: dict[str, object]) -> str:
              f"Mean per-model AUC {quality['mean_auc']:.3f}, mean calibration error "
              f"{quality['mean_ece']:.3f}.", "", "| model | AUC | calibration error |",
              "|---|---|---|"]
+    if quality.get("task_prior"):  # the predictor read each query's task
+        lines[3:3] = [f"Calibrated with a task prior over {len(quality['task_prior'])} tasks: each "
+                      "query's task is an input.", ""]
     for name, value in quality["auc"].items():
         lines.append(f"| {name} | {value:.3f} | {quality['ece'][name]:.3f} |")
     return "\n".join(lines) + "\n"
