@@ -5,14 +5,8 @@ neither the training side (optax, Orbax) nor the data layer (pandas, pyarrow, da
 imported when an artifact's parameters are read.
 """
 
-from proteus.serving.router import (
-    Router,
-    RoutingError,
-    check_features,
-    check_task_name,
-    check_text,
-    finite_rows,
-)
+from proteus.serving.inputs import check_features, check_task_name, check_text
+from proteus.serving.router import Router, RoutingError, finite_rows
 from proteus.types import Decisions
 
 __all__ = ["Decisions", "Router", "RoutingError",
