@@ -83,6 +83,8 @@ def test_bad_tasks_are_refused_by_name(task_router, tiny_artifact):
         task_router.route(X, 0.5, "medium")
     with pytest.raises(ValueError, match="2 tasks for 3 queries"):
         task_router.route(X, 0.5, ["easy", "hard"])
+    with pytest.raises(ValueError, match="a name, None or a list of them, got int"):
+        task_router.route(X, 0.5, 3)
     plain = serving.Router.load(tiny_artifact, warmup=0)
     assert plain.tasks == () and plain.check_tasks(None, 2) is None
     with pytest.raises(ValueError, match="trained without a task prior"):

@@ -145,7 +145,7 @@ class Router:
         if jax.tree.structure(params) != want:
             raise ArtifactError(f"{path}: parameters {jax.tree.structure(params)} do not match "
                                 f"the routing function's {want}")
-        table = params["calib"].get("task_prior")
+        table = params.get("calib", {}).get("task_prior")
         if (0 if table is None else np.shape(table)[0] - 1) != len(manifest.get("tasks", [])):
             raise ArtifactError(f"{path}: the manifest's {len(manifest.get('tasks', []))} tasks "
                                 "do not match the parameters' task prior")
@@ -215,7 +215,13 @@ class Router:
         Raises ValueError for a name this router does not know (a typo would silently route
         without the task prior), or for any task given to a router trained without one.
         """
-        given = [task] * n if task is None or isinstance(task, str) else list(task)
+        if task is None or isinstance(task, str):
+            given = [task] * n
+        elif isinstance(task, Sequence | np.ndarray):
+            given = list(task)
+        else:
+            raise ValueError(f"task must be a name, None or a list of them, got "
+                             f"{type(task).__name__}")
         if len(given) != n:
             raise ValueError(f"got {len(given)} tasks for {n} queries")
         if not self.tasks:
