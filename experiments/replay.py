@@ -238,9 +238,11 @@ def summarize(result: dict, stream: Stream, cfg: ReplayConfig) -> dict[str, Any]
 def key_model(router: Router, test: RoutingDataset, tau: float) -> int:
     """The model the static certified router gets most correct answers from on the
     replayed split."""
-    n = test.n_queries
-    model = router.run(test.features, np.full(n, router.resolve(tau).operating_tau, np.float32),
-                       None, router.check_tasks(task_names(router, test.tasks), n)).model
+    n, point = test.n_queries, router.resolve(tau)
+    # a fixed-model point routes every query to its model (its τ' is NaN: not the policy's)
+    model = router.run(test.features, np.full(n, point.operating_tau, np.float32),
+                       np.full(n, point.operating_model, np.int32),
+                       router.check_tasks(task_names(router, test.tasks), n)).model
     correct = test.scores[np.arange(test.n_queries), model]
     return int(np.argmax(np.bincount(model, weights=correct, minlength=test.n_models)))
 

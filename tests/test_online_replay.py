@@ -1,5 +1,6 @@
 """The replay benchmark on generated data: scenarios, metrics, the split rebuild, the launcher."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -51,6 +52,21 @@ def test_scenarios_change_what_they_say(tiny_test):
                                                       scenario="price_change"), 1)
     np.testing.assert_allclose(price.costs[2000:, 1], 4e-3)
     np.testing.assert_allclose(price.costs[:2000, 1], 1e-3)
+
+
+def test_key_model_of_a_fixed_model_point_is_that_model(tiny_bundle, tiny_test, tmp_path):
+    # Only a fixed-model point ("large", index 2) is certified-feasible at τ = 0.8: the regression
+    # must hit the model the static router uses (before, the policy ran at τ' = NaN instead).
+    from proteus.training import export  # noqa: PLC0415
+
+    operating = {"tau": [None, 0.6], "model": [2, -1], "accuracy": [0.95, 0.62],
+                 "cost": [9e-4, 1e-4], "n_heldout": 400, "margin_z": 1.0}
+    path = str(tmp_path / "artifact")
+    export.write_artifact(dataclasses.replace(tiny_bundle, operating=operating), path,
+                          verify=False)
+    router = Router.load(path, warmup=0)
+    assert router.resolve(0.8).operating_model == 2
+    assert rp.key_model(router, tiny_test, 0.8) == 2
 
 
 def test_window_metrics_by_hand():
