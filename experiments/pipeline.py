@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from experiments import validate
 from experiments import workdir as workdir_lib
 from experiments.configs import common
 from proteus.data import check_routable, load_source
@@ -81,15 +82,16 @@ def training_data(config: ml_collections.ConfigDict,
 def task_names(config: ml_collections.ConfigDict,
                splits: dict[str, RoutingDataset]) -> tuple[str, ...]:
     """The task vocabulary of the calibration's task prior: the training pool's distinct tasks
-    (sorted), or () when `model.task_prior` is off. Raises ValueError if the pool has < 2."""
+    (sorted), or () when `model.task_prior` is off. Raises `validate.ConfigError` (a one-line
+    launcher error) if the pool has < 2."""
     if not config.model.get("task_prior", False):
         return ()
     pool = training_pool(splits, config.train.folds, config.data.split_salt)[0]
     names = task_vocabulary(pool.tasks)
     if len(names) < 2:
-        raise ValueError(f"model.task_prior=True needs a task column with >= 2 tasks in the "
-                         f"training pool; {pool.source or pool.name} has {len(names)}: set "
-                         "model.task_prior=False")
+        raise validate.ConfigError(
+            f"model.task_prior=True needs a task column with >= 2 tasks in the training pool; "
+            f"{pool.source or pool.name} has {len(names)}: set model.task_prior=False")
     return names
 
 
