@@ -32,13 +32,6 @@ from proteus.training import crossfit, networks
 LAMBDAS = np.concatenate([[0.0], np.geomspace(1e-3, 1e4, 600), [np.inf]])
 
 
-def task_deviation(scores: np.ndarray, tasks: np.ndarray, weights: np.ndarray,
-                   n_tasks: int) -> np.ndarray:
-    """`crossfit.task_prior` ([T + 1, M], the last row 0 for an unknown task) in float64."""
-    return np.asarray(crossfit.task_prior(jnp.asarray(scores, jnp.float32), jnp.asarray(tasks),
-                                          jnp.asarray(weights, jnp.float32), n_tasks), np.float64)
-
-
 def plugin_aiq(p_hat: np.ndarray, c_hat: np.ndarray, scores: np.ndarray, costs: np.ndarray,
                c_ref: float) -> float:
     """AIQ of the plug-in rule's points over `LAMBDAS` and every single model, on these rows."""
@@ -66,11 +59,9 @@ def probe(workdir: str) -> dict[str, float]:
     group_oof, group_table = crossfit.oof_priors(spec, params, features,
                                                  jnp.asarray(scores, jnp.float32),
                                                  jnp.asarray(fold))
-    task_oof = np.zeros_like(scores)
-    for f in range(config.train.folds):
-        rows = fold == f
-        table = task_deviation(scores, tasks, (~rows).astype(np.float64), len(names))
-        task_oof[rows] = table[tasks[rows]]
+    task_oof, task_table = crossfit.oof_task_priors(
+        spec._replace(tasks=len(names)), jnp.asarray(scores, jnp.float32), jnp.asarray(tasks),
+        jnp.asarray(fold))  # whatever the workdir's own model.task_prior
     ones = np.ones_like(scores)
     pool_cols = {"without": jnp.stack([logits, group_oof, ones], -1),  # [N, M, K]
                  "with": jnp.stack([logits, group_oof, task_oof, ones], -1)}
@@ -90,8 +81,8 @@ def probe(workdir: str) -> dict[str, float]:
     _, val_logits, val_log_cost = crossfit.raw_outputs(spec, params, val_features)  # [F, N, M]
     group_val = np.asarray(group_table)[np.asarray(networks.query_groups(
         spec, params["stats"], val_features))]
-    task_val = task_deviation(scores, tasks, np.ones(len(tasks)), len(names))[
-        task_index(names, val.tasks)]
+    task_val = np.asarray(task_table)[np.asarray(networks.task_rows(
+        spec._replace(tasks=len(names)), jnp.asarray(task_index(names, val.tasks))))]
     for name, cols in pool_cols.items():
         theta = crossfit.fit_columns(cols, target)
         extra = [task_val] if name == "with" else []

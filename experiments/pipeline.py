@@ -86,12 +86,12 @@ def task_names(config: ml_collections.ConfigDict,
     launcher error) if the pool has < 2."""
     if not config.model.get("task_prior", False):
         return ()
-    pool = training_pool(splits, config.train.folds, config.data.split_salt)[0]
-    names = task_vocabulary(pool.tasks)
+    pred = splits["pred"]  # the pool is `pred` and `policy` (`training_pool`)
+    names = task_vocabulary(np.concatenate([pred.tasks, splits["policy"].tasks]))
     if len(names) < 2:
         raise validate.ConfigError(
             f"model.task_prior=True needs a task column with >= 2 tasks in the training pool; "
-            f"{pool.source or pool.name} has {len(names)}: set model.task_prior=False")
+            f"{pred.source or pred.name} has {len(names)}: set model.task_prior=False")
     return names
 
 

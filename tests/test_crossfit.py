@@ -186,3 +186,15 @@ def test_task_priors_are_out_of_fold_and_reach_the_prediction():
     np.testing.assert_allclose(p1, jax.nn.sigmoid(base + calib["task_weight"] * table_a[1])
                                .mean(0), rtol=1e-5)
     np.testing.assert_allclose(p_none, jax.nn.sigmoid(base).mean(0), rtol=1e-5)
+
+
+def test_task_prior_shrinks_toward_the_pool_by_hand():
+    # One model; task 0: 2 right of 2, task 1: 0 of 2; the pool-wide accuracy is 1/2 (logit 0).
+    # Shrunk by k = PRIOR_COUNT pseudo-queries at 1/2: (2 + k/2)/(2 + k) and (k/2)/(2 + k).
+    scores = np.array([[1.0], [1.0], [0.0], [0.0]])
+    table = np.asarray(crossfit.task_prior(jnp.float32(scores), jnp.int32([0, 0, 1, 1]),
+                                           jnp.ones(4), 2))
+    k = crossfit.PRIOR_COUNT
+    p = np.array([(2 + k / 2) / (2 + k), (k / 2) / (2 + k)])
+    np.testing.assert_allclose(table[:2, 0], np.log(p / (1 - p)), rtol=1e-5)
+    assert table[-1, 0] == 0.0  # an unknown task moves nothing

@@ -29,7 +29,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from proteus.training.networks import RouterSpec, calibrated, query_groups
+from proteus.training.networks import RouterSpec, calibrated, query_groups, task_rows
 from proteus.types import Array, Params
 
 PLATT_RIDGE = 1e-3  # L2 on (a − 1, b, c): keeps the fit finite for separable or constant scores
@@ -96,8 +96,7 @@ def oof_task_priors(spec: RouterSpec, scores: Array, tasks: Array,
     tables = jax.vmap(lambda w: task_prior(scores, tasks, w.astype(jnp.float32), spec.tasks))(
         in_fold)  # [F, T + 1, M]
     everyone = task_prior(scores, tasks, jnp.ones(fold.shape, jnp.float32), spec.tasks)
-    row = jnp.where(tasks < 0, spec.tasks, tasks)
-    return tables[fold, row], everyone
+    return tables[fold, task_rows(spec, tasks)], everyone
 
 
 def _fit_one(x: Array, score: Array, weights: Array) -> Array:

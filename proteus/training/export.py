@@ -114,10 +114,7 @@ def routing_function(spec: networks.RouterSpec):
         d = networks.route(spec, params, features, tau, lam, task)
         return jnp.where(fixed >= 0, fixed, d.model), d.mu, d.p_hat, d.c_hat, lam
 
-    if spec.tasks:
-        return fn
-    return lambda params, lane_taus, lane_lams, features, tau, fixed: fn(
-        params, lane_taus, lane_lams, features, tau, fixed)
+    return fn  # called (and exported) with six inputs when spec.tasks is 0
 
 
 @functools.lru_cache(maxsize=8)

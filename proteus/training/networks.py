@@ -223,7 +223,13 @@ def task_logits(spec: RouterSpec, calib: Params, tasks: Array | None, n: int) ->
     if not spec.tasks:
         return None
     tasks = jnp.full((n,), -1, jnp.int32) if tasks is None else tasks
-    return calib["task_prior"][jnp.where(tasks < 0, spec.tasks, tasks)]
+    return calib["task_prior"][task_rows(spec, tasks)]
+
+
+def task_rows(spec: RouterSpec, tasks: Array) -> Array:
+    """Each query's row of a [T + 1, M] task table: tasks [n] int32 in [-1, T) -> [n], with -1
+    (an unknown task) mapped to row T, the table's zero row."""
+    return jnp.where(tasks < 0, spec.tasks, tasks)
 
 
 def predict(spec: RouterSpec, params: Params, features: Array,
