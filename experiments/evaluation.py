@@ -1,7 +1,7 @@
 """Evaluation of a trained run on the test split, for every launcher (DESIGN.md sections 4-7).
 
 `proteus_blocks` measures the operating points on `val`, certifies them on `calib` and routes the
-test split with the uncertified and certified rules (`proteus.serving.operating`); the main job,
+test split with the uncertified and certified rules (`proteus.operating`); the main job,
 the full evaluation (`evaluate_all`, which adds every baseline on the same splits, features and
 shared predictor) and the sweep all call it. `build_results` gives the DESIGN.md section 7
 `results.json` with the oracle and the best fixed model added; `run_evaluation` trains or resumes
@@ -25,13 +25,13 @@ from absl import logging
 
 from experiments import pipeline
 from experiments import workdir as workdir_lib
+from proteus import operating
 from proteus.data.dataset import RoutingDataset
 from proteus.environment import library_versions
-from proteus.evaluation import calibrate, metrics, report, results
+from proteus.evaluation import metrics, report, results
 from proteus.evaluation.baselines import RouterInputs, make_router
 from proteus.evaluation.paired_aiq import crossfit_aiq, paired_aiq
 from proteus.evaluation.predictor_quality import predictor_quality
-from proteus.serving import operating
 from proteus.training import crossfit, networks, train
 
 BASELINE_NAMES = ("proteus_plugin", "carrot", "omnirouter", "threshold", "knn", "zero_router",
@@ -52,7 +52,7 @@ def candidate_routes(setup: pipeline.Setup, state: train.TrainState, run: int,
 
     A policy point routes with PROTEUS at its τ'; a fixed-model point sends every query there.
     """
-    taus = np.asarray([np.nan if t is None else t for t in table["tau"]], np.float64)
+    taus = operating.table.table_taus(table)
     models = np.asarray(table["model"], np.int64)
     choices = np.broadcast_to(models[:, None], (len(models), ds.n_queries)).copy()
     mean_mu = np.full(taus.shape, np.nan)
@@ -69,42 +69,29 @@ def operating_table(config: ml_collections.ConfigDict, setup: pipeline.Setup,
     """The candidate operating points in testing order, measured on `heldout` (`val`).
 
     Candidates (fixed before any label is read): `certify.n_points` policy targets τ' over the
-    lanes' range and, with `operating.fixed_models`, every single model. See
-    `proteus.serving.operating`.
+    lanes' range and, with `operating.fixed_models`, every single model
+    (`proteus.operating.table`).
     """
-    points = operating_taus(np.asarray(setup.lane_taus), config.certify.n_points)
+    points = operating.operating_taus(np.asarray(setup.lane_taus), config.certify.n_points)
     cand_tau, cand_model = operating.candidates(points, heldout.n_models,
                                                 config.operating.fixed_models)
     raw = {"tau": [None if np.isnan(t) else float(t) for t in cand_tau],
            "model": cand_model.tolist()}
     choices = candidate_routes(setup, state, run, heldout, raw)[0]
-    acc, cost = metrics.realised(heldout.scores, heldout.costs, choices)
-    scores = heldout.scores[np.arange(heldout.n_queries)[None, :], choices]  # [C, N]
-    smooth = operating.smoothed_accuracy(cand_tau, cand_model, acc)
-    credit = operating.credited_accuracy(scores, smooth, cand_model, config.operating.margin_z,
-                                         config.operating.credit_z)
-    order = operating.testing_order(credit, cost, cand_model)
-    return {"tau": [raw["tau"][j] for j in order], "model": cand_model[order].tolist(),
-            "accuracy": credit[order].tolist(), "raw_accuracy": acc[order].tolist(),
-            "cost": cost[order].tolist(), "n_heldout": int(heldout.n_queries),
-            "margin_z": float(config.operating.margin_z)}
-
-
-def operating_taus(lane_taus: np.ndarray, n_points: int) -> np.ndarray:
-    """[P] policy targets τ', uniform in log(1 − τ') over the lanes' range (like the lanes)."""
-    lo, hi = float(lane_taus[0]), float(lane_taus[-1])
-    return -np.expm1(np.linspace(np.log1p(-hi), np.log1p(-lo), n_points))
+    scores, costs = operating.point_outcomes(heldout.scores, heldout.costs, choices)
+    return operating.build_table(cand_tau, cand_model, scores, costs,
+                                 config.operating.margin_z, config.operating.credit_z)
 
 
 def certify_points(config: ml_collections.ConfigDict, setup: pipeline.Setup,
                    state: train.TrainState, run: int, calib: RoutingDataset,
-                   table: dict[str, Any], taus: np.ndarray) -> calibrate.CertificationTable:
+                   table: dict[str, Any], taus: np.ndarray) -> operating.CertificationTable:
     """Fixed-sequence certification of the table's points (testing order) on `calib`."""
     choices = candidate_routes(setup, state, run, calib, table)[0]
-    rows = np.arange(calib.n_queries)[None, :]
+    scores, costs = operating.point_outcomes(calib.scores, calib.costs, choices)
     cert = config.certify
-    return calibrate.certify(calib.scores[rows, choices], calib.costs[rows, choices], taus,
-                             delta=cert.delta, method=cert.method, fallback=cert.fallback)
+    return operating.certify(scores, costs, taus, delta=cert.delta, method=cert.method,
+                             fallback=cert.fallback)
 
 
 def resolve_grid(policy: operating.OperatingPolicy, taus: np.ndarray) -> list[Any]:
@@ -172,19 +159,6 @@ def sweep_taus(config: ml_collections.ConfigDict, grid: np.ndarray) -> np.ndarra
     if step <= 0:
         return np.asarray(grid, np.float64)
     return np.union1d(grid, np.linspace(0.0, 1.0, int(round(1.0 / step)) + 1))
-
-
-def certification_taus(config: ml_collections.ConfigDict, grid: np.ndarray) -> np.ndarray:
-    """The τ the operating points are certified at: the report grid, extended down to 0.
-
-    The certified router serves a τ by the smallest certified τ' >= τ, so without the extension
-    a τ below the grid (a tenant content with 50% on a set whose lanes start at 0.59) would get
-    the point certified for the grid's lowest τ, never a cheaper one. Below the grid the step is
-    `eval.tau_step`. grid: [T] sorted -> [T + L] sorted.
-    """
-    step = float(config.eval.tau_step)
-    below = np.round(np.arange(0.0, float(grid[0]) - 1e-9, step), 6)
-    return np.union1d(grid, below)
 
 
 def on_grid(block: dict[str, Any], keep: np.ndarray) -> dict[str, Any]:
@@ -326,8 +300,9 @@ def evaluate_all(config: ml_collections.ConfigDict, setup: pipeline.Setup,
     taus = sweep_taus(config, grid)  # the grid and the AIQ sweep; every router routes at all
     keep = np.isin(taus, grid)
     choices: dict[str, np.ndarray] = {}
+    cert_taus = operating.certification_taus(grid, config.eval.tau_step)
     routers, certification = proteus_blocks(config, setup, state, run, splits, taus, choices,
-                                            cert_taus=certification_taus(config, grid))
+                                            cert_taus=cert_taus)
     test = splits["test"]
     if not baselines:  # the main job: PROTEUS alone, in seconds
         routers = {name: on_grid(block, keep) for name, block in routers.items()}

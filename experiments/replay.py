@@ -30,8 +30,8 @@ from proteus.encoders import encode_dataset
 from proteus.online import controller as ctl
 from proteus.online.service import OnlineService, OnlineSettings
 from proteus.online.store import Store
+from proteus.operating import OperatingPoint, OperatingPolicy
 from proteus.serving import Router
-from proteus.serving.operating import OperatingPoint, OperatingPolicy
 
 SCENARIOS = ("stationary", "task_shift", "model_regression", "price_change")
 ROUTERS = ("static", "static_certified", "online")

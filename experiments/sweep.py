@@ -47,9 +47,9 @@ from experiments.sweep_plan import (
     plan_groups,
     run_bytes,
 )
+from proteus import operating
 from proteus.data.dataset import RoutingDataset
 from proteus.evaluation import metrics, results
-from proteus.serving import operating
 from proteus.training import sharding, train
 
 SWEPT = train.HParams._fields  # the traced per-run hyperparameters (config.train.<name>)

@@ -22,7 +22,7 @@ from absl import logging
 
 from proteus.data import check_spec
 from proteus.encoders import get_encoder
-from proteus.evaluation.calibrate import METHODS
+from proteus.operating.bounds import METHODS
 
 Check = Callable[[Any], str | None]  # value -> what is wrong with it, or None
 

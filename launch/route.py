@@ -9,7 +9,8 @@ Batch mode and the output format: see `proteus.serving.route_cli`.
 
 from absl import app, flags
 
-from proteus.serving import operating, route_cli
+from proteus import operating
+from proteus.serving import route_cli
 
 _ARTIFACT = flags.DEFINE_string("artifact", None, "Artifact directory (from launch.export).")
 _TAU = flags.DEFINE_float("tau", None, "Accuracy target τ in [0, 1] (JSONL lines may override).")

@@ -9,7 +9,8 @@ import os
 
 from absl import app, flags
 
-from proteus.serving import http_guards, operating, server
+from proteus import operating
+from proteus.serving import http_guards, server
 from proteus.serving import router as serving
 
 _DEFAULTS = server.ServerSettings

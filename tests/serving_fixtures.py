@@ -18,7 +18,7 @@ import pytest
 from experiments import evaluation, exporting, pipeline
 from experiments.configs import quickstart
 from proteus import serving
-from proteus.evaluation import calibrate
+from proteus.operating import certificate as calibrate
 from proteus.training import export, networks
 
 # The operating points `tiny_certification` certifies: policy τ'=0.9 (always right, cost 2) and

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from experiments import evaluation, pipeline
-from proteus.serving import operating
+from proteus import operating
 from tests import core_helpers
 
 N_SALTS = 40

@@ -35,17 +35,6 @@ def test_sweep_taus_and_on_grid_by_hand():
     assert out["sweep"] == {"cost": [1.0, 2.0, 3.0, 4.0], "accuracy": [0.5, 0.7, 0.8, 0.9]}
 
 
-def test_certification_taus_extend_the_grid_down_to_zero_by_hand():
-    config = core_helpers.tiny_config()
-    config.eval.tau_step = 0.1
-    np.testing.assert_allclose(evaluation.certification_taus(config, np.array([0.3, 0.55])),
-                               [0.0, 0.1, 0.2, 0.3, 0.55])  # 0.3 once, nothing added above
-    np.testing.assert_allclose(evaluation.certification_taus(config, np.array([0.25, 0.9])),
-                               [0.0, 0.1, 0.2, 0.25, 0.9])
-    np.testing.assert_allclose(evaluation.certification_taus(config, np.array([0.0, 0.5])),
-                               [0.0, 0.5])
-
-
 @pytest.fixture(scope="module")
 def evaluated(trained):
     """The full evaluation of the serving fixtures' trained run: (results, grid, certification)."""

@@ -8,7 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from proteus.serving import artifact, operating
+from proteus import operating
+from proteus.serving import artifact
 from proteus.serving import router as serving
 from proteus.training import export, networks
 

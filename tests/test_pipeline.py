@@ -57,7 +57,7 @@ def test_policy_meets_tau_on_separable_problem(tmp_path):
         # λ rises with τ: a dearer target needs a higher price on accuracy.
         assert np.all(np.diff(np.asarray(state.duals.lam_avg[run])) > 0)
         # The deployed router: the operating point of each τ chosen on `val`
-        # (proteus.serving.operating).
+        # (proteus.operating).
         block = evaluation.proteus_blocks(config, setup, state, run, splits, taus)[0]["proteus"]
         acc, cost = np.asarray(block["accuracy"]), np.asarray(block["cost"])
         assert all(block["feasible"][:3]), block["reason"]

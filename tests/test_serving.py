@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from experiments import evaluation, pipeline
-from proteus.serving import artifact, operating, server
+from proteus import operating
+from proteus.serving import artifact, server
 from proteus.serving import router as serving
 from tests.conftest import REPO_ROOT
 

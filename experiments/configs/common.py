@@ -101,7 +101,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.certify.method = "auto"  # "auto": Clopper-Pearson for binary scores, else Hoeffding-Bentkus
     c.certify.fallback = "best_effort"  # uncertified τ: "best_effort" (max quality) or "refuse"
 
-    # Operating points (proteus.serving.operating): the policy at certify.n_points targets τ' plus
+    # Operating points (proteus.operating): the policy at certify.n_points targets τ' plus
     # every fixed model, measured on `val`; the uncertified router takes the cheapest point whose
     # val accuracy is >= τ + margin_z standard errors, the certified one the cheapest certified
     # point.

@@ -1,4 +1,4 @@
-"""Evaluation: metrics, certification (calibrate), baselines, results.json, the report and plots.
+"""Evaluation: metrics, baselines, results.json, the report and plots.
 
 This package imports nothing on its own; import its modules.
 """

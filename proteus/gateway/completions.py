@@ -27,10 +27,10 @@ from typing import Any
 from proteus.gateway.config import Tenant
 from proteus.gateway.errors import GatewayError
 from proteus.gateway.proxy import Reply
+from proteus.operating import InfeasibleTauError
 from proteus.serving import Router
 from proteus.serving.batching import MicroBatcher, QueueFullError
 from proteus.serving.dispatch import route_items
-from proteus.serving.operating import InfeasibleTauError
 from proteus.serving.protocol import Item, RequestError
 
 MODEL_PREFIX = "proteus"

@@ -15,8 +15,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from proteus.operating import OperatingPoint
 from proteus.serving import Decisions, Router
-from proteus.serving.operating import OperatingPoint
 
 # Every step up the lanes moves the knob by at least this fraction of its τ' step: lanes whose
 # training accuracy is flat would otherwise collapse a τ' range into one knob position. 0.5 (not

@@ -33,8 +33,8 @@ import numpy as np
 from proteus.online import adapter
 from proteus.online import controller as ctl
 from proteus.online.store import LedgerRow, Store
+from proteus.operating import check_tau
 from proteus.serving import Router
-from proteus.serving.operating import check_tau
 
 OUTCOMES = ("accepted", "duplicate", "late", "unknown", "invalid")
 

@@ -32,8 +32,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from proteus.evaluation.calibrate import METHODS
-from proteus.serving.operating import FALLBACKS, feasible_range
+from proteus.operating import FALLBACKS, feasible_range
+from proteus.operating.bounds import METHODS
 
 FORMAT = "proteus-router"
 # 2: every file hashed in `files`, the manifest digested in `manifest_sha256`; the operating-point
@@ -216,7 +216,7 @@ def _check_lambda(lam: Any) -> int:
 
 
 def _check_operating(table: Any, n_models: int) -> int:
-    """The operating-point table (`proteus.serving.operating`); returns its number of points C."""
+    """The operating-point table (`proteus.operating.table`); returns its number of points C."""
     if not isinstance(table, dict):
         raise ArtifactError(f"manifest operating must be an object, got {table!r:.80}")
     f = "operating."

@@ -2,7 +2,7 @@
 
 The one set of checks shared by the Python API (`proteus.serving.Router`), the command line and
 HTTP; each raises ValueError naming what is wrong. τ is checked by
-`proteus.serving.operating.check_taus`, and a task name against an artifact's tasks by
+`proteus.operating.check_taus`, and a task name against an artifact's tasks by
 `Router.check_tasks`.
 """
 

@@ -6,7 +6,7 @@ batch is {"requests": [such objects]}. Parsing checks everything a client can ge
 raises `RequestError` with the HTTP status and a message that says what to fix (400 malformed
 or too deeply nested JSON, 413 over a limit, 422 anything else, including a τ refused by the
 "refuse" fallback). τ, features and text are checked by the same functions as the Python API
-(`proteus.serving.operating.check_tau`, `proteus.serving.check_features`,
+(`proteus.operating.check_tau`, `proteus.serving.check_features`,
 `proteus.serving.check_text`). Valid objects become `Item`s, which
 `proteus.serving.dispatch.route_items` routes in one call. This module only parses.
 """
@@ -19,8 +19,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from proteus.operating import OperatingPoint
 from proteus.serving import Router, check_task_name, check_text
-from proteus.serving.operating import OperatingPoint
 
 ITEM_KEYS = frozenset({"query", "features", "tau", "task"})
 

@@ -11,13 +11,13 @@ An artifact (written by `proteus.training.export.write_artifact`) is a directory
 `Router.load` verifies all of it before serving (`proteus.serving.artifact`: what is checked and the
 threat model), and every decision is checked finite before it is returned (`RoutingError`).
 Inputs are validated by one set of functions (`proteus.serving.inputs`,
-`proteus.serving.operating.check_taus`) shared by the Python API, the command line and HTTP.
+`proteus.operating.check_taus`) shared by the Python API, the command line and HTTP.
 
 Loading needs numpy, jax, orbax and json only (no flax, no trainer, no config code); a text
 encoder is rebuilt from the manifest only when the artifact was trained on one.
 
 A request's τ is first mapped to an operating point of the manifest's table
-(`proteus.serving.operating`, the same rule evaluation uses): the policy at a target τ', or one
+(`proteus.operating`, the same rule evaluation uses): the policy at a target τ', or one
 fixed model. The exported function takes both (τ' and the fixed model, −1 for the policy) and
 computes λ(τ') from the lane table exactly as training-time evaluation does.
 
@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from proteus.operating import OperatingPoint, OperatingPolicy, check_taus
 from proteus.serving import artifact
 from proteus.serving.artifact import (  # noqa: F401 (re-exported: the serving API's names)
     FORMAT,
@@ -54,7 +55,6 @@ from proteus.serving.inputs import (  # noqa: F401 (re-exported: the serving API
     check_task_name,
     check_text,
 )
-from proteus.serving.operating import OperatingPoint, OperatingPolicy, check_taus
 from proteus.types import Decisions
 
 MAX_BUCKET = 4096  # rows per compiled call; larger inputs are chunked

@@ -13,7 +13,7 @@ The artifact layout is described in `proteus.serving`; the manifest holds (keys 
     lambda {taus [K], lams [K], lane_accuracy [K]}   the λ(τ) table (lams as trained, interpolated
                                              in log space; not forced monotone)
     operating {tau, model, accuracy, cost, n_heldout, margin_z}   the candidate operating points
-                                             in testing order (`proteus.serving.operating`)
+                                             in testing order (`proteus.operating`)
     certification {status, table}            "certified" with the `CertificationTable` dict over
                                              those points, or "uncertified" with null
     feasible_tau {min, max}, fallback        τ <= max is feasible (max null: none is), τ < min is
@@ -53,9 +53,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from proteus.environment import library_versions
+from proteus.operating import feasible_range
 from proteus.serving import artifact
 from proteus.serving import router as serving
-from proteus.serving.operating import feasible_range
 from proteus.training import networks
 from proteus.types import Array, Params
 

@@ -109,7 +109,7 @@ class DualState(NamedTuple):
       remedy for saddle-point problems and give a steadier λ(τ).
     acc_avg: the same average of the batch accuracy: what the lane reached on the `policy`
       split's labels, the rows the policy and the duals train on (not held out: an in-sample
-      figure; held-out accuracy is measured on `val` by `proteus.serving.operating`).
+      figure; held-out accuracy is measured on `val` by `proteus.operating`).
     """
 
     lam: Array

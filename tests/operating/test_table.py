@@ -1,16 +1,16 @@
-"""The operating-point rule (proteus.serving.operating): hand-checked tables and the quality end."""
+"""The candidate operating points and their table (proteus.operating.table): hand-checked
+cases and the quality end."""
 
 import numpy as np
-import pytest
 
-from proteus.serving import operating
+from proteus.operating import table
 
 
 def test_candidates_policy_points_then_every_model():
-    tau, model = operating.candidates([0.9, 0.7], 3)
+    tau, model = table.candidates([0.9, 0.7], 3)
     assert np.isnan(tau[2:]).all() and tau[:2].tolist() == [0.9, 0.7]
     assert model.tolist() == [-1, -1, 0, 1, 2]
-    tau, model = operating.candidates([0.9], 3, fixed_models=False)
+    tau, model = table.candidates([0.9], 3, fixed_models=False)
     assert model.tolist() == [-1]
 
 
@@ -19,7 +19,7 @@ def test_smoothed_accuracy_is_isotonic_in_tau_for_policy_points_only():
     model = np.array([-1, -1, -1, 1])
     acc = np.array([0.60, 0.66, 0.64, 0.30])
     # pool-adjacent-violators: 0.66 and 0.64 become their mean 0.65; the fixed model untouched
-    np.testing.assert_allclose(operating.smoothed_accuracy(tau, model, acc),
+    np.testing.assert_allclose(table.smoothed_accuracy(tau, model, acc),
                                [0.60, 0.65, 0.65, 0.30])
 
 
@@ -31,14 +31,14 @@ def test_credited_accuracy_discounts_challengers_of_the_best_model():
                        [0, 0, 0, 0, 1, 1, 1, 1]],  # fixed model 1: 4/8
                       float)
     acc = scores.mean(axis=1)
-    got = operating.credited_accuracy(scores, acc, np.array([-1, 0, 1]), z=1.0)
+    got = table.credited_accuracy(scores, acc, np.array([-1, 0, 1]), z=1.0)
     se = np.sqrt(4 / 7) / np.sqrt(8)
     np.testing.assert_allclose(got, [0.75 - se, 0.75, 0.5])
-    order = operating.testing_order(got, np.array([1.0, 5.0, 0.5]), np.array([-1, 0, 1]))
+    order = table.testing_order(got, np.array([1.0, 5.0, 0.5]), np.array([-1, 0, 1]))
     # the incumbent first although the policy is cheaper; the policy's 0.75 − 0.267 = 0.483
     # even falls below fixed model 1
     assert order.tolist() == [1, 2, 0]
-    assert operating.credited_accuracy(scores, acc, np.array([-1, -1, -1]), 1.0).tolist() == \
+    assert table.credited_accuracy(scores, acc, np.array([-1, -1, -1]), 1.0).tolist() == \
         acc.tolist()  # no fixed model: nothing to credit against
 
 
@@ -51,50 +51,19 @@ def test_a_challenger_ranks_above_the_incumbent_only_with_a_clear_advantage():
     acc, model = scores.mean(axis=1), np.array([-1, 0])
     # z = 0.5: 0.875 − 0.0625 = 0.8125; clearing 2 se needs 0.875 − 0.25 = 0.625 > 0.75: no, so
     # the policy is capped at the incumbent's 0.75 (a tie: the fixed model is tested first)
-    got = operating.credited_accuracy(scores, acc, model, z=0.5, credit_z=2.0)
+    got = table.credited_accuracy(scores, acc, model, z=0.5, credit_z=2.0)
     np.testing.assert_allclose(got, [0.75, 0.75])
-    assert operating.testing_order(got, np.array([1.0, 5.0]), model).tolist() == [1, 0]
+    assert table.testing_order(got, np.array([1.0, 5.0]), model).tolist() == [1, 0]
     # clearing 0.5 se (0.8125 > 0.75): the policy keeps its discounted 0.8125 and goes first
-    np.testing.assert_allclose(operating.credited_accuracy(scores, acc, model, 0.5, 0.5),
+    np.testing.assert_allclose(table.credited_accuracy(scores, acc, model, 0.5, 0.5),
                                [0.8125, 0.75])
 
 
 def test_testing_order_breaks_ties_by_kind_then_cost():
     acc, cost = np.array([0.8, 0.9, 0.8, 0.8]), np.array([3.0, 9.0, 1.0, 5.0])
-    assert operating.testing_order(acc, cost, np.array([-1, -1, -1, -1])).tolist() == [1, 2, 0, 3]
+    assert table.testing_order(acc, cost, np.array([-1, -1, -1, -1])).tolist() == [1, 2, 0, 3]
     # a fixed model (3) tied with policy points goes first although it is the dearest
-    assert operating.testing_order(acc, cost, np.array([-1, -1, -1, 2])).tolist() == [1, 3, 2, 0]
-
-
-def test_uncertified_choice_by_hand():
-    acc, cost = [0.9, 0.8, 0.6], [3.0, 2.0, 1.0]  # testing order
-    # n = 100, z = 1: τ = 0.5 needs 0.55 -> the cheapest point (2); τ = 0.7 needs 0.7458 -> 1
-    assert operating.uncertified_choice(acc, cost, 0.5, 100, 1.0) == (2, True)
-    assert operating.uncertified_choice(acc, cost, 0.7, 100, 1.0) == (1, True)
-    assert operating.uncertified_choice(acc, cost, 0.7, 100, 0.0) == (1, True)
-    assert operating.uncertified_choice(acc, cost, 0.89, 100, 1.0) == (0, False)
-    assert operating.margin(0.7, 100, 1.0) == pytest.approx(np.sqrt(0.21) / 10)
-
-
-def test_policy_resolves_fixed_model_points_and_refuses():
-    table = {"tau": [None, 0.8], "model": [2, -1], "accuracy": [0.9, 0.7], "cost": [5.0, 1.0],
-             "n_heldout": 10_000, "margin_z": 0.0}
-    policy = operating.OperatingPolicy(table, None, "best_effort", ["a", "b", "c"])
-    top = policy.resolve(0.85)
-    assert (top.point, top.operating_model, top.feasible) == (0, 2, True)
-    assert np.isnan(top.operating_tau) and "fixed model c" in top.reason
-    cheap = policy.resolve(0.6)
-    assert (cheap.point, cheap.operating_model, cheap.operating_tau) == (1, -1, 0.8)
-    over = policy.resolve(0.95)
-    assert (over.point, over.feasible) == (0, False) and "best effort: fixed model c" in over.reason
-    refusing = operating.OperatingPolicy(table, None, "refuse", ["a", "b", "c"])
-    for _ in range(2):  # the remembered point is refused again, not served
-        with pytest.raises(operating.InfeasibleTauError, match="refused"):
-            refusing.resolve(0.95)
-    # a τ asked again gets the same point (remembered), and τ is still checked first
-    assert policy.resolve(0.6) is cheap
-    with pytest.raises(ValueError):
-        policy.resolve(float("nan"))
+    assert table.testing_order(acc, cost, np.array([-1, -1, -1, 2])).tolist() == [1, 3, 2, 0]
 
 
 def test_quality_end_is_never_below_the_best_fixed_model_when_argmax_p_hat_is_worse():
@@ -112,11 +81,40 @@ def test_quality_end_is_never_below_the_best_fixed_model_when_argmax_p_hat_is_wo
         model = np.concatenate([[-1], fixed_model])
         acc = scores.mean(axis=1)
         acc[0] = max(acc[0], acc[1:].max() + 0.005)  # the lucky draw: top on val by half a point
-        credit = operating.credited_accuracy(scores, acc, model, z=1.0)
-        order = operating.testing_order(credit, np.r_[1.0, np.full(10, 2.0)], model)
+        credit = table.credited_accuracy(scores, acc, model, z=1.0)
+        order = table.testing_order(credit, np.r_[1.0, np.full(10, 2.0)], model)
         top = order[0]
         best_val_model = int(np.argmax(val.mean(axis=0)))
         assert model[top] == best_val_model  # the incumbent, not the lucky argmax route
         test_top = test[:, model[top]].mean()
         assert test_top >= test.mean(axis=0).max() - 0.05  # the best single model up to noise
         assert test_top > test[np.arange(600), argmax_test].mean()  # and above argmax p̂
+
+
+def test_operating_taus_are_uniform_in_log_one_minus_tau():
+    got = table.operating_taus([0.5, 0.7, 0.9], 3)  # log(1 − τ') from log 0.1 to log 0.5
+    np.testing.assert_allclose(got, [0.9, 1 - np.sqrt(0.05), 0.5])
+
+
+def test_build_table_by_hand():
+    """Two policy points (τ' 0.6, 0.8) and two models on 4 held-out queries: the isotonic fix
+    lifts τ'=0.8 to the pooled 0.625, nothing beats model 0 (0.75) so nothing is credited, and
+    the order is by accuracy, fixed models first on ties, then cost."""
+    scores = np.array([[1, 1, 0, 1], [1, 0, 0, 1], [1, 1, 1, 0], [0, 0, 0, 1]], float)
+    costs = np.array([[2, 2, 2, 2], [3, 3, 3, 3], [5, 5, 5, 5], [1, 1, 1, 1]], float)
+    tau, model = np.array([0.6, 0.8, np.nan, np.nan]), np.array([-1, -1, 0, 1])
+    got = table.build_table(tau, model, scores, costs, margin_z=1.0, credit_z=2.0)
+    assert got["model"] == [0, -1, -1, 1]  # 0.75 (model 0), 0.625 (cost 2, τ' 0.6), 0.625, 0.25
+    assert got["tau"] == [None, 0.6, 0.8, None]
+    np.testing.assert_allclose(got["accuracy"], [0.75, 0.625, 0.625, 0.25])
+    np.testing.assert_allclose(got["raw_accuracy"], [0.75, 0.75, 0.5, 0.25])
+    np.testing.assert_allclose(got["cost"], [5.0, 2.0, 3.0, 1.0])
+    assert (got["n_heldout"], got["margin_z"]) == (4, 1.0)
+    np.testing.assert_array_equal(table.table_taus(got), [np.nan, 0.6, 0.8, np.nan])
+
+
+def test_point_outcomes_gather_each_points_model_per_query():
+    scores, costs = np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[1.0, 2.0], [3.0, 4.0]])
+    s, c = table.point_outcomes(scores, costs, np.array([[0, 1], [1, 1]]))
+    np.testing.assert_array_equal(s, [[1.0, 1.0], [0.0, 1.0]])
+    np.testing.assert_array_equal(c, [[1.0, 4.0], [2.0, 4.0]])

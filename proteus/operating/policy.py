@@ -1,22 +1,14 @@
 """Which operating point serves a requested accuracy target τ (DESIGN.md sections 3-4).
 
 An operating point is one way to route every query: the PROTEUS policy called at a target τ'
-(`model` −1), or always one fixed model (`model` m). The candidates are fixed before any
-held-out label is read: P policy targets spread over the lanes' range, and every model. Each has
-an accuracy and a mean cost measured on held-out labels that neither the predictor nor the policy
-trained on (`val`); the policy candidates' accuracies are made non-decreasing in τ' (isotonic
-regression), which removes most of the noise that picking among many candidates would otherwise
-turn into a bias.
-
-Any advantage a candidate shows over the best single model is then discounted by z paired
-standard errors, and only a clear one (more than `credit_z` of them) ranks it above that model
-(`credited_accuracy`), so that the quality end is the best fixed model unless the held-out rows
-show a real improvement on it.
+(`model` −1), or always one fixed model (`model` m). The table of candidate points, in testing
+order with their held-out accuracy and cost, is built by `proteus.operating.table`; the
+certificate over them by `proteus.operating.certificate`.
 
 The one rule that maps τ to a point (used by evaluation, export and serving alike):
 
-- certified (a `proteus.evaluation.calibrate.CertificationTable` over the candidates in testing
-  order): the cheapest point certified for τ; none certified → infeasible;
+- certified (a `CertificationTable` over the candidates in testing order): the cheapest point
+  certified for τ; none certified → infeasible;
 - uncertified: the cheapest point whose held-out accuracy is at least τ + z·sqrt(τ(1 − τ)/n)
   (n held-out queries, z = `margin_z`: a one-sided allowance for the held-out estimate's noise);
   none → infeasible.
@@ -24,10 +16,9 @@ The one rule that maps τ to a point (used by evaluation, export and serving ali
 Infeasible τ follow the fallback: "best_effort" serves them at the most accurate point (first in
 testing order), flagged infeasible; "refuse" raises `InfeasibleTauError`. Because every fixed
 model is a candidate, the router's quality end is at least the best single model on held-out
-rows. Only the certified rule bounds misses (P(accuracy < τ) <= δ for each τ it declares
-feasible); the uncertified rule's margin makes a miss less likely but guarantees nothing: a τ it
-declares feasible can miss its floor on test, and its feasible range is read off `val`
-accuracies, not certified.
+rows. Only the certified rule bounds misses; the uncertified rule's margin makes a miss less
+likely but guarantees nothing: a τ it declares feasible can miss its floor on test, and its
+feasible range is read off `val` accuracies, not certified.
 """
 
 from __future__ import annotations
@@ -38,7 +29,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from proteus.evaluation.calibrate import CertificationTable
+from proteus.operating.certificate import CertificationTable
+from proteus.operating.table import table_taus
 
 FALLBACKS = ("best_effort", "refuse")
 MEMO_SIZE = 4096  # resolved τ values kept per policy (tenants repeat a few τ; the rule is pure)
@@ -84,79 +76,6 @@ def check_tau(tau: Any) -> float:
     if not 0.0 <= value <= 1.0:  # False for NaN too
         raise ValueError(f"tau must be a number in [0, 1], got {value!r}")
     return value
-
-
-def candidates(policy_taus: Sequence[float], n_models: int,
-               fixed_models: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """The candidate points before ordering: (tau [P + M] with NaN for fixed, model [P + M])."""
-    taus = np.asarray(policy_taus, np.float64)
-    models = np.arange(n_models) if fixed_models else np.zeros(0, np.int64)
-    return (np.concatenate([taus, np.full(models.shape, np.nan)]),
-            np.concatenate([np.full(taus.shape, -1), models]).astype(np.int64))
-
-
-def smoothed_accuracy(tau: np.ndarray, model: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
-    """Held-out accuracy with the policy candidates made non-decreasing in τ' (isotonic).
-
-    tau, model, accuracy: [C] -> [C]; fixed-model entries are returned unchanged.
-    """
-    from scipy.optimize import isotonic_regression  # noqa: PLC0415 (evaluation/export only)
-
-    out = np.asarray(accuracy, np.float64).copy()
-    policy = np.flatnonzero(np.asarray(model) < 0)
-    if policy.size > 1:
-        order = policy[np.argsort(tau[policy], kind="stable")]
-        out[order] = isotonic_regression(out[order]).x
-    return out
-
-
-def credited_accuracy(scores: np.ndarray, accuracy: np.ndarray, model: np.ndarray,
-                      z: float, credit_z: float | None = None) -> np.ndarray:
-    """Held-out accuracy with any advantage over the best fixed model discounted by its noise.
-
-    The best single model on held-out rows is the incumbent. A candidate that matches or beats
-    it is credited with its accuracy minus z paired standard errors of the advantage (the per-query
-    differences of the two on the same rows): among dozens of candidates measured on a few
-    hundred queries the apparent winner is often lucky (the winner's curse), and a router whose
-    top is below always calling the best model has lost its quality end. A challenger may rank
-    above the incumbent only if its advantage is clear, more than `credit_z` standard errors;
-    one that is not clear is capped at the incumbent's accuracy (a tie, which the testing order
-    gives to the fixed model). Candidates below the incumbent are unchanged.
-
-    Args:
-      scores: [C, N] per-query held-out scores of each candidate.
-      accuracy: [C] their (smoothed) held-out accuracy.
-      model: [C] fixed model index or −1 (policy).
-      z: standard errors to discount.
-      credit_z: standard errors a challenger must clear to rank above the incumbent (None: z;
-        then every challenger is simply discounted by z).
-
-    Returns:
-      [C] credited accuracy.
-    """
-    accuracy = np.asarray(accuracy, np.float64)
-    fixed = np.flatnonzero(np.asarray(model) >= 0)
-    if fixed.size == 0 or scores.shape[1] < 2:
-        return accuracy
-    ref = fixed[np.argmax(accuracy[fixed])]
-    diff = np.asarray(scores, np.float64) - np.asarray(scores, np.float64)[ref]
-    se = diff.std(axis=1, ddof=1) / math.sqrt(scores.shape[1])
-    challenger = (accuracy >= accuracy[ref]) & (np.arange(accuracy.size) != ref)
-    clear = accuracy - (z if credit_z is None else credit_z) * se > accuracy[ref]
-    discounted = accuracy - z * se
-    credited = np.where(clear, discounted, np.minimum(discounted, accuracy[ref]))
-    return np.where(challenger, credited, accuracy)
-
-
-def testing_order(accuracy: np.ndarray, cost: np.ndarray, model: np.ndarray) -> np.ndarray:
-    """[C] candidate indices, most accurate first; the certification's fixed sequence and the
-    best-effort point (the first) both come from it.
-
-    Ties go to fixed models first (a tie is no evidence for the learned route; in particular a
-    challenger credited exactly at the incumbent's accuracy has shown no real improvement), then
-    to the cheaper point.
-    """
-    return np.lexsort((np.asarray(cost), np.asarray(model) < 0, -np.asarray(accuracy)))
 
 
 def margin(tau: float, n: int, z: float) -> float:
@@ -210,7 +129,7 @@ class OperatingPolicy:
         if fallback not in FALLBACKS:
             raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
         self.fallback = fallback
-        self.taus = np.asarray([np.nan if t is None else t for t in table["tau"]], np.float64)
+        self.taus = table_taus(table)
         self.models = np.asarray(table["model"], np.int64)
         self.accuracy = np.asarray(table["accuracy"], np.float64)
         self.cost = np.asarray(table["cost"], np.float64)

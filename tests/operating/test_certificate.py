@@ -1,5 +1,4 @@
-"""Tests for proteus.evaluation.calibrate: bounds against known values, LTT decisions, and
-validity."""
+"""Tests for proteus.operating.certificate: LTT decisions, the table, and validity."""
 
 import json
 import math
@@ -7,73 +6,13 @@ import math
 import numpy as np
 import pytest
 
-from proteus.evaluation import calibrate
-
-
-def test_clopper_pearson_known_values():
-    # k = n: the bound solves p^n = δ.
-    assert calibrate.clopper_pearson_lower([10], 10, 0.05)[0] == pytest.approx(0.05**0.1, abs=1e-9)
-    # Standard tables: one-sided 95% lower bound for 90/100 is 0.8363; for 5/10 it is 0.2224.
-    assert calibrate.clopper_pearson_lower([90], 100, 0.05)[0] == pytest.approx(0.8363, abs=1e-4)
-    assert calibrate.clopper_pearson_lower([5], 10, 0.05)[0] == pytest.approx(0.2224, abs=1e-4)
-    assert calibrate.clopper_pearson_lower([0], 50, 0.05)[0] == 0.0
-    with pytest.raises(ValueError, match="successes"):
-        calibrate.clopper_pearson_lower([11], 10, 0.05)
-
-
-def test_clopper_pearson_is_the_inverse_of_its_pvalue():
-    lcb = calibrate.clopper_pearson_lower([90], 100, 0.05)[0]
-    p_at, p_above = calibrate.pvalues([0.9], 100, [lcb, lcb + 1e-6], "clopper_pearson")[:, 0]
-    assert p_at <= 0.05 < p_above
-
-
-def test_pvalues_hand_checked():
-    # Binary, 10/10 correct: P(Bin(10, 0.9) >= 10) = 0.9^10.
-    p = calibrate.pvalues([1.0], 10, [0.9], "clopper_pearson")
-    assert p[0, 0] == pytest.approx(0.9**10, rel=1e-9)
-    # Hoeffding: exp(-2 * 100 * 0.05^2) = exp(-0.5); no evidence when mean <= τ.
-    p = calibrate.pvalues([0.95], 100, [0.9, 0.96], "hoeffding")
-    np.testing.assert_allclose(p[:, 0], [math.exp(-0.5), 1.0], rtol=1e-9)
-    # Hoeffding-Bentkus, mean 1 (risk 0), α = 0.1: h(0, 0.1) = -log 0.9, so the Hoeffding part is
-    # 0.9^100; the Bentkus part is e * P(Bin(100, 0.1) <= 0) = e * 0.9^100; the min is 0.9^100.
-    p = calibrate.pvalues([1.0], 100, [0.9], "hoeffding_bentkus")
-    assert p[0, 0] == pytest.approx(0.9**100, rel=1e-6)
-
-
-def test_pvalues_and_bounds_need_a_named_method():
-    # "auto" needs the per-query scores (binary or not), which only `certify` sees.
-    for fn, args in ((calibrate.pvalues, ([0.9], 10, [0.8])), (calibrate.lower_bounds,
-                                                                ([0.9], 10, 0.05))):
-        with pytest.raises(ValueError, match="'auto' needs the per-query scores"):
-            fn(*args, "auto")
-
-
-def test_lower_bounds_hoeffding_and_bentkus():
-    lcb = calibrate.lower_bounds([0.9], 200, 0.05, "hoeffding")[0]
-    assert lcb == pytest.approx(0.9 - math.sqrt(math.log(20) / 400), abs=1e-9)
-    hb = calibrate.lower_bounds([0.9, 0.99], 1000, 0.05, "hoeffding_bentkus")
-    hoeff = calibrate.lower_bounds([0.9, 0.99], 1000, 0.05, "hoeffding")
-    cp = calibrate.clopper_pearson_lower([900, 990], 1000, 0.05)
-    assert np.all(hb > hoeff)  # Bentkus is tighter than Hoeffding
-    assert np.all(hb <= cp + 1e-12)  # but not tighter than the exact binomial bound
-    with pytest.raises(ValueError, match="unknown method"):
-        calibrate.lower_bounds([0.9], 10, 0.05, "wilson")
-
-
-@pytest.mark.parametrize("method", calibrate.METHODS)
-def test_lower_bounds_stay_on_the_conservative_side(method):
-    """p(LCB) <= δ to the last bit (quantiles and closed forms are stepped back if needed)."""
-    n = 100
-    means = np.arange(1, n + 1) / n
-    lcb = calibrate.lower_bounds(means, n, 0.05, method)
-    p = np.diag(calibrate.pvalues(means, n, lcb, method))  # [τ = LCB_j, point j]
-    assert np.all(p[lcb > 0] <= 0.05) and np.all(lcb <= means)
+from proteus.operating import certificate
 
 
 def test_fixed_sequence_stops_at_first_failure():
     pvals = np.array([[0.01, 0.02, 0.2, 0.01], [0.3, 0.01, 0.01, 0.01]])
     costs = np.array([4.0, 3.0, 2.0, 1.0])
-    chosen, n_cert = calibrate.fixed_sequence(pvals, costs, 0.05)
+    chosen, n_cert = certificate.fixed_sequence(pvals, costs, 0.05)
     # row 0: points 0, 1 certified; point 3 has a small p-value but comes after the failure.
     np.testing.assert_array_equal(chosen, [1, -1])
     np.testing.assert_array_equal(n_cert, [2, 0])
@@ -89,7 +28,7 @@ def _binary_points(correct_counts, n, costs_per_point):
 def test_certify_table_and_fallbacks():
     # 3 points with 98, 90, 70 of 100 correct; 95% CP bounds ~0.9372, ~0.8363, ~0.6149.
     scores, costs = _binary_points([98, 90, 70], 100, [5.0, 2.0, 1.0])
-    table = calibrate.certify(scores, costs, [0.6, 0.8, 0.95, 0.5], delta=0.05)
+    table = certificate.certify(scores, costs, [0.6, 0.8, 0.95, 0.5], delta=0.05)
     assert table.method == "clopper_pearson"
     assert table.taus == (0.5, 0.6, 0.8, 0.95)  # sorted
     assert table.chosen == (2, 2, 1, -1)
@@ -100,14 +39,14 @@ def test_certify_table_and_fallbacks():
     assert table.lcb[1] == pytest.approx(0.8363, abs=1e-4)
     assert "infeasible" in table.reasons[3] and "best effort" in table.reasons[3]
     assert table.reasons[2].startswith("certified: point 1")
-    refuse = calibrate.certify(scores, costs, [0.95], fallback="refuse")
+    refuse = certificate.certify(scores, costs, [0.95], fallback="refuse")
     assert refuse.route_to == (-1,) and "refused" in refuse.reasons[0]
 
 
 def test_certify_json_round_trip_and_lookup():
     scores, costs = _binary_points([98, 90, 70], 100, [5.0, 2.0, 1.0])
-    table = calibrate.certify(scores, costs, [0.6, 0.8, 0.95])
-    back = calibrate.CertificationTable.from_dict(json.loads(json.dumps(table.to_dict())))
+    table = certificate.certify(scores, costs, [0.6, 0.8, 0.95])
+    back = certificate.CertificationTable.from_dict(json.loads(json.dumps(table.to_dict())))
     assert back == table
     assert table.lookup(0.7)[:2] == (1, True)  # uses the τ = 0.8 decision
     assert table.lookup(0.6)[:2] == (2, True)
@@ -117,16 +56,16 @@ def test_certify_json_round_trip_and_lookup():
 
 def test_certify_auto_uses_bentkus_for_partial_credit_and_validates():
     scores = np.full((2, 50), 0.5)
-    table = calibrate.certify(scores, np.ones((2, 50)), [0.3])
+    table = certificate.certify(scores, np.ones((2, 50)), [0.3])
     assert table.method == "hoeffding_bentkus"
     with pytest.raises(ValueError, match="must match"):
-        calibrate.certify(scores, np.ones((2, 49)), [0.3])
+        certificate.certify(scores, np.ones((2, 49)), [0.3])
     with pytest.raises(ValueError, match="delta"):
-        calibrate.certify(scores, np.ones((2, 50)), [0.3], delta=1.5)
+        certificate.certify(scores, np.ones((2, 50)), [0.3], delta=1.5)
     with pytest.raises(ValueError, match="needs binary"):
-        calibrate.certify(scores, np.ones((2, 50)), [0.3], method="clopper_pearson")
+        certificate.certify(scores, np.ones((2, 50)), [0.3], method="clopper_pearson")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        calibrate.certify(scores + 1.0, np.ones((2, 50)), [0.3])
+        certificate.certify(scores + 1.0, np.ones((2, 50)), [0.3])
 
 
 # Coverage through `certify` (the public path) over 2,000 calibration draws. The points are in
@@ -172,7 +111,7 @@ def test_certify_violation_rate_is_at_most_delta(n, graded):
     costs = np.broadcast_to(COSTS[:, None], (COSTS.size, n))
     chosen = np.empty((N_SEEDS, TAUS.size), np.int64)
     for s in range(N_SEEDS):
-        table = calibrate.certify(_scores(ones[s], halves[s], n), costs, TAUS, delta=delta)
+        table = certificate.certify(_scores(ones[s], halves[s], n), costs, TAUS, delta=delta)
         chosen[s] = table.chosen
     assert table.method == ("hoeffding_bentkus" if graded else "clopper_pearson")
     violated = (chosen >= 0) & (TRUE_ACC[np.maximum(chosen, 0)] < TAUS)
@@ -187,3 +126,11 @@ def test_certify_violation_rate_is_at_most_delta(n, graded):
     means = (ones + halves) / (2.0 * n)  # [S, P]
     naive = np.where(means[:, None, :] >= TAUS[None, :, None], COSTS, np.inf).argmin(-1)
     assert (TRUE_ACC[naive] < TAUS).mean(axis=0).min() > 0.5
+
+
+def test_certification_taus_extend_the_grid_down_to_zero_by_hand():
+    np.testing.assert_allclose(certificate.certification_taus([0.3, 0.55], 0.1),
+                               [0.0, 0.1, 0.2, 0.3, 0.55])  # 0.3 once, nothing added above
+    np.testing.assert_allclose(certificate.certification_taus([0.25, 0.9], 0.1),
+                               [0.0, 0.1, 0.2, 0.25, 0.9])
+    np.testing.assert_allclose(certificate.certification_taus([0.0, 0.5], 0.1), [0.0, 0.5])

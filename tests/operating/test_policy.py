@@ -1,0 +1,37 @@
+"""The τ → operating-point rule (proteus.policy.policy): hand-checked tables."""
+
+import numpy as np
+import pytest
+
+from proteus.operating import policy as rule
+
+
+def test_uncertified_choice_by_hand():
+    acc, cost = [0.9, 0.8, 0.6], [3.0, 2.0, 1.0]  # testing order
+    # n = 100, z = 1: τ = 0.5 needs 0.55 -> the cheapest point (2); τ = 0.7 needs 0.7458 -> 1
+    assert rule.uncertified_choice(acc, cost, 0.5, 100, 1.0) == (2, True)
+    assert rule.uncertified_choice(acc, cost, 0.7, 100, 1.0) == (1, True)
+    assert rule.uncertified_choice(acc, cost, 0.7, 100, 0.0) == (1, True)
+    assert rule.uncertified_choice(acc, cost, 0.89, 100, 1.0) == (0, False)
+    assert rule.margin(0.7, 100, 1.0) == pytest.approx(np.sqrt(0.21) / 10)
+
+
+def test_policy_resolves_fixed_model_points_and_refuses():
+    table = {"tau": [None, 0.8], "model": [2, -1], "accuracy": [0.9, 0.7], "cost": [5.0, 1.0],
+             "n_heldout": 10_000, "margin_z": 0.0}
+    policy = rule.OperatingPolicy(table, None, "best_effort", ["a", "b", "c"])
+    top = policy.resolve(0.85)
+    assert (top.point, top.operating_model, top.feasible) == (0, 2, True)
+    assert np.isnan(top.operating_tau) and "fixed model c" in top.reason
+    cheap = policy.resolve(0.6)
+    assert (cheap.point, cheap.operating_model, cheap.operating_tau) == (1, -1, 0.8)
+    over = policy.resolve(0.95)
+    assert (over.point, over.feasible) == (0, False) and "best effort: fixed model c" in over.reason
+    refusing = rule.OperatingPolicy(table, None, "refuse", ["a", "b", "c"])
+    for _ in range(2):  # the remembered point is refused again, not served
+        with pytest.raises(rule.InfeasibleTauError, match="refused"):
+            refusing.resolve(0.95)
+    # a τ asked again gets the same point (remembered), and τ is still checked first
+    assert policy.resolve(0.6) is cheap
+    with pytest.raises(ValueError):
+        policy.resolve(float("nan"))
