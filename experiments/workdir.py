@@ -48,7 +48,7 @@ METRICS_FILE = "metrics.jsonl"
 HOST_ONLY = frozenset({"data.cache_dir", "train.run_batch"})
 # Training settings added after workdirs were recorded without them, with the value every run
 # before them trained with: a recorded config that lacks one ran as this value says.
-ADDED_SETTINGS = {"model.task_prior": False}
+ADDED_SETTINGS = {"model.task_prior": False, "certify.window": 0, "certify.tolerance": 0.0}
 
 _HELD: dict[str, int] = {}  # abs workdir -> fd holding its lock (this process)
 _ACCEPTED: dict[str, str] = {}  # abs workdir -> JSON of the config accepted for it
