@@ -151,4 +151,6 @@ def _summarise(block: dict[str, np.ndarray], taus: np.ndarray, tolerance: float,
             "holds": bool(np.all(share <= limit)),
             "mean_served": float(served.sum(axis=1).mean()),
             "cost_vs_uncertified": float(ratio.mean()) if ok.any() else None,
+            "cost_vs_uncertified_quantiles": ({str(q): float(np.quantile(ratio, q))
+                                               for q in (0.1, 0.5, 0.9)} if ok.any() else None),
             "cost_vs_uncertified_per_tau": [None if np.isnan(v) else float(v) for v in per_tau]}
