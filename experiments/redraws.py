@@ -21,6 +21,7 @@ import numpy as np
 from experiments import evaluation, pipeline
 from proteus import operating
 from proteus.data.dataset import RoutingDataset, concatenate
+from proteus.evaluation import report
 from proteus.operating import redraw
 from proteus.training import train
 
@@ -65,8 +66,9 @@ def redraw_block(config: ml_collections.ConfigDict, setup: pipeline.Setup,
 
 def format_block(block: dict[str, Any]) -> str:
     """A plain-text summary of a "redraw" block: one line per router."""
+    floor = report.floor_text(block["tolerance"])
     lines = [f"redraws: {block['redraws']} re-cuts of the held-out rows (sizes "
-             f"{block['sizes']}); a miss is test accuracy < τ − {block['tolerance']:g}; "
+             f"{block['sizes']}); a miss is test accuracy < {floor}; "
              f"limit per τ δ + 2 MC s.e. = {block['limit']:.4f}"]
     for name, r in block["routers"].items():
         ratio = r["cost_vs_uncertified"]

@@ -129,6 +129,33 @@ def test_report_names_the_versions_it_was_evaluated_with():
     assert text.index("Evaluated with") < text.index("## Summary")
 
 
+def test_report_states_the_promise_and_the_redraw_check():
+    res = _small()
+    text = report.report_markdown(res)
+    assert "promises" not in text and "## Redraw check" not in text  # older results: neither
+    res["certificate"] = {"delta": 0.05, "window": 100, "tolerance": 0.0, "served_window": 1000,
+                          "promise": "P(accuracy of 100 requests < τ) <= 0.05"}
+    shares = {"served_share": [1.0, 0.5], "worst_tau": 0.9, "any_miss_share": 0.1,
+              "mean_served": 1.5, "cost_vs_uncertified_quantiles": None}
+    res["redraw"] = {"redraws": 50, "sizes": {"val": 10, "calib": 20, "test": 100},
+                     "taus": [0.8, 0.9], "delta": 0.05, "tolerance": 0.0, "limit": 0.1116,
+                     "routers": {"proteus": shares | {"miss_share": [0.0, 0.2],
+                                                      "worst_miss_share": 0.2,
+                                                      "cost_vs_uncertified": 1.0},
+                                 "proteus_certified": shares | {"miss_share": [0.0, 0.04],
+                                                                "worst_miss_share": 0.04,
+                                                                "cost_vs_uncertified": 1.25}}}
+    text = report.report_markdown(res)
+    assert ("`proteus_certified` promises, for every τ it certifies: P(accuracy of 100 requests "
+            "< τ) <= 0.05 (served artifacts: a window of 1000 requests).") in text
+    assert "test accuracy < τ. Each τ should miss in at most" in text
+    assert _section(text, "Redraw check (50 re-cuts of the held-out rows, sizes {'val': 10, "
+                          "'calib': 20, 'test': 100})")[2:] == [
+        "| `proteus` | 0.200 (τ 0.9000) | 1 | 0.100 | 1.5 | – |",
+        "| `proteus_certified` | 0.040 (τ 0.9000) | 0 | 0.100 | 1.5 | 1.25x |"]
+    assert report.floor_text(0.02) == "τ − 0.02"
+
+
 def test_launch_report_rerenders_a_run(tmp_path):
     path = results.write_results(_small(), tmp_path / "run" / "results.json")
     out = tmp_path / "img"

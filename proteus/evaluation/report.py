@@ -176,6 +176,44 @@ def versions_lines(results: Mapping[str, Any]) -> list[str]:
     return [f"Evaluated with {listed}.", ""]
 
 
+def certificate_lines(results: Mapping[str, Any]) -> list[str]:
+    """The certified router's promise, as scored here, or [] for results without one."""
+    cert = results.get("certificate")
+    if not isinstance(cert, Mapping):
+        return []
+    return [f"`proteus_certified` promises, for every τ it certifies: {cert['promise']} "
+            f"(served artifacts: a window of {cert['served_window']} requests).", ""]
+
+
+def floor_text(tolerance: float) -> str:
+    """'τ' or 'τ − 0.02': the floor a promise with tolerance ε is about."""
+    return f"τ − {tolerance:g}" if tolerance else "τ"
+
+
+def redraw_markdown(block: Mapping[str, Any]) -> str:
+    """The redraw check (`proteus.operating.redraw`): per router, how often a τ is certified
+    and missed over re-cuts of the held-out rows, and what the certificate costs."""
+    lines = [f"\n## Redraw check ({block['redraws']} re-cuts of the held-out rows, sizes "
+             f"{dict(block['sizes'])})", "",
+             f"A miss: τ served as feasible and test accuracy < {floor_text(block['tolerance'])}. "
+             "Each τ "
+             f"should miss in at most δ + 2 Monte Carlo standard errors = {block['limit']:.4f} of "
+             "the draws; cost: the router's mean cost over the uncertified router's on the τ both "
+             "serve, averaged over draws (10% / 50% / 90% quantiles).", ""]
+    rows = []
+    for name, r in block["routers"].items():
+        q = r.get("cost_vs_uncertified_quantiles") or {}
+        cost = "–" if r["cost_vs_uncertified"] is None or name == "proteus" else (
+            f"{r['cost_vs_uncertified']:.2f}x" + (f" ({q['0.1']:.2f} / {q['0.5']:.2f} / "
+                                                  f"{q['0.9']:.2f})" if q else ""))
+        over = sum(v > block["limit"] for v in r["miss_share"])
+        rows.append([f"`{name}`", f"{r['worst_miss_share']:.3f} (τ {r['worst_tau']:.4f})",
+                     str(over), f"{r['any_miss_share']:.3f}", f"{r['mean_served']:.1f}", cost])
+    lines += _table(["router", "worst τ: share missed", "τ over the limit", "draws with any miss",
+                     "τ served per draw", "cost vs uncertified"], rows)
+    return "\n".join(lines) + "\n"
+
+
 def report_markdown(results: Mapping[str, Any]) -> str:
     """The whole report: header, summary, per-τ tables, predictor quality, paired AIQ
     differences and the cross-fitted AIQ (when the results hold them), appendix."""
@@ -190,6 +228,7 @@ def report_markdown(results: Mapping[str, Any]) -> str:
         f"{r['best_fixed']['cost'] * PER_1K:.3g}.",
         "",
         *versions_lines(results),
+        *certificate_lines(results),
         NOTE,
         "",
         "## Summary",
@@ -210,6 +249,8 @@ def report_markdown(results: Mapping[str, Any]) -> str:
         text += paired_markdown(r["paired_aiq"])
     if isinstance(r.get("aiq_crossfit"), Mapping):
         text += crossfit_markdown(r["aiq_crossfit"])
+    if isinstance(r.get("redraw"), Mapping):
+        text += redraw_markdown(r["redraw"])
     return text + "\n".join(fixed_models_table(results) + [""])
 
 
