@@ -125,9 +125,9 @@ def build_table(cand_tau: np.ndarray, cand_model: np.ndarray, scores: np.ndarray
       credit_z: the standard errors a challenger must clear to rank above the best single model.
 
     Returns:
+      The points in testing order, what `OperatingPolicy` and an exported artifact read:
       {"tau": [C] (None for fixed), "model": [C], "accuracy": [C] credited, "raw_accuracy": [C],
-       "cost": [C], "n_heldout": N, "margin_z": z}, the points in testing order: what
-      `OperatingPolicy` and an exported artifact read.
+      "cost": [C], "n_heldout": N, "margin_z": z}.
     """
     cand_tau, cand_model = np.asarray(cand_tau, np.float64), np.asarray(cand_model, np.int64)
     order, credit, acc, cost = rank_candidates(cand_tau, cand_model, scores, costs, margin_z,
