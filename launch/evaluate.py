@@ -19,6 +19,9 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir; outputs are w
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar while training.")
 _ALLOW_CHANGE = flags.DEFINE_list(
     "allow_config_change", [], "Config fields that may differ from the workdir's recorded config.")
+_ALLOW_RETRAIN = flags.DEFINE_bool(
+    "allow_retrain", False, "Train from scratch in a workdir whose results.json is there but "
+    "whose checkpoints are gone (refused otherwise: it would overwrite those results).")
 flags.mark_flag_as_required("workdir")
 
 
@@ -27,7 +30,8 @@ def main(argv):
     logs.job_logging()  # INFO, without Orbax's lines between the progress bars
     try:
         config = _CONFIG.value or pipeline.load_config(_WORKDIR.value)
-        workdir.prepare(config, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value)
+        workdir.prepare(config, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value,
+                        allow_retrain=_ALLOW_RETRAIN.value)
         res = evaluation.run_evaluation(config, _WORKDIR.value, progress=_PROGRESS.value)
     except (*workdir.USER_ERRORS, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
