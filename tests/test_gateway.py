@@ -1,15 +1,9 @@
 """The gateway end to end: an `openai` client -> gateway -> fake upstreams, all on loopback."""
 
 import asyncio
-import dataclasses
 import json
-import signal
 import socket
-import sqlite3
-import subprocess
-import sys
 import time
-import types
 
 import httpx
 import numpy as np
@@ -18,12 +12,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from proteus import serving
-from proteus.encoders.registry import get_encoder
 from proteus.gateway import app as gateway
 from proteus.gateway import config, fake, keys, runner
 from proteus.gateway import transport as transport_lib
 from proteus.serving import server
-from proteus.training import export
+from tests import gateway_helpers as gh
 
 pytest_plugins = ["tests.serving_fixtures"]
 
@@ -34,14 +27,9 @@ HARD = "explain quantum chromodynamics in detail"
 
 @pytest.fixture(scope="module")
 def router(tiny_bundle, tmp_path_factory) -> serving.Router:
-    """The hand-built tiny router with a text encoder and lanes μ = λ / (1 + λ) ≈ 0.01, 0.5, 1
-    (λ = 0.01, 1, 1e5 at τ = 0.5, 0.7, 0.9): low τ buys the cheapest predicted model, high τ the
+    """`tests.gateway_helpers.text_router`: low τ buys the cheapest predicted model, high τ the
     likeliest to be right (its untrained ĉ are ~1 USD, 200x c_ref, hence the large λ)."""
-    bundle = dataclasses.replace(tiny_bundle, encoder=get_encoder("hashing:dim=4").to_config(),
-                                 lane_lams=np.asarray([0.01, 1.0, 1e5], np.float32))
-    out = str(tmp_path_factory.mktemp("gateway") / "artifact")
-    export.write_artifact(bundle, out, verify=False)
-    return serving.Router.load(out)
+    return gh.text_router(tiny_bundle, str(tmp_path_factory.mktemp("gateway") / "artifact"))
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +38,7 @@ def upstream():
         yield running
 
 
-def models_file(tmp_path, upstream_url: str, entries: dict) -> str:
-    path = tmp_path / "models.json"
-    path.write_text(json.dumps({"defaults": {"base_url": upstream_url + "/v1", "timeout_s": 5},
-                                "models": entries}))
-    return str(path)
+models_file = gh.models_file
 
 
 def keys_file(tmp_path) -> str:
@@ -400,14 +384,6 @@ def test_a_client_that_leaves_stops_the_work(router, upstream, tmp_path):
         assert streamed.text.count("data: ") == 5 and "closed_early" not in upstream.app.calls[-1]
 
 
-def test_open_mode_refuses_public_hosts():
-    gateway.check_host("127.0.0.1", None)
-    gateway.check_host("0.0.0.0", {"x": config.Tenant("t", 0.8)})
-    for host in ("0.0.0.0", "10.1.2.3", "example.com"):
-        with pytest.raises(ValueError, match="without a keys file"):
-            gateway.check_host(host, None)
-
-
 def test_fast_transport_reuses_connections(upstream):
     """The lean httpx transport: keep-alive reuse, chunked SSE bodies, httpx's exceptions."""
     async def run():
@@ -435,56 +411,3 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def test_launcher_serves(router, upstream, tmp_path):
-    """`python -m launch.gateway` end to end: files, keys, one routed request, clean shutdown."""
-    entries = {m: {"upstream_model": f"up-{m}"} for m in router.models}
-    port = _closed_port()
-    cmd = [sys.executable, "-m", "launch.gateway", f"--artifact={router.path}",
-           f"--models_file={models_file(tmp_path, upstream.url, entries)}",
-           f"--keys_file={keys_file(tmp_path)}", f"--usage_db={tmp_path / 'u.sqlite3'}",
-           f"--port={port}", "--log_level=warning", "--watch_keys_s=0"]  # SIGHUP only
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        for _ in range(600):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert proc.poll() is None, proc.stderr.read()
-            time.sleep(0.1)
-        gw = types.SimpleNamespace(url=f"http://127.0.0.1:{port}")
-        reply = client(gw).chat.completions.create(
-            model="proteus-0.5", messages=[{"role": "user", "content": HARD}])
-        chosen = router.route(HARD, 0.5)[0]["model"]
-        assert reply.choices[0].message.content.startswith(f"up-{chosen}")
-        # issue 26 item 6: revoke "team" and reload on SIGHUP (the old code died of it)
-        keys_path = tmp_path / "keys.toml"
-        keys_path.write_text(keys_path.read_text().replace(keys.hash_key(KEYS["team"]),
-                                                           keys.hash_key("sk-rotated")))
-        proc.send_signal(signal.SIGHUP)
-        ask = {"model": "proteus-0.5", "messages": [{"role": "user", "content": HARD}]}
-        _wait_for(lambda: httpx.post(gw.url + "/v1/chat/completions", json=ask, headers={
-            "authorization": f"Bearer {KEYS['team']}"}).status_code == 401, timeout=10)
-        assert proc.poll() is None  # still serving
-        assert httpx.post(gw.url + "/v1/chat/completions", json=ask, headers={
-            "authorization": "Bearer sk-rotated"}).status_code == 200
-    finally:
-        proc.terminate()
-        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
-    with sqlite3.connect(tmp_path / "u.sqlite3") as db:  # the shutdown flushed the usage
-        count = db.execute("SELECT SUM(requests) FROM usage WHERE tenant = 'team'").fetchone()
-    assert count[0] >= 2  # the first key (until its revocation was read), the rotated one
-
-
-def test_gateway_from_files(router, tiny_artifact, tmp_path):
-    entries = {m: {"upstream_model": f"up-{m}"} for m in router.models}
-    models = models_file(tmp_path, "http://127.0.0.1:9", entries)
-    settings = gateway.GatewaySettings(usage_db=":memory:")
-    app = gateway.gateway_from_files(router.path, models, keys_file(tmp_path), "0.0.0.0",
-                                     settings=settings)
-    assert app.router.models == router.models and set(app.proxy.upstreams) == set(router.models)
-    with pytest.raises(ValueError, match="without a keys file"):  # checked before any loading
-        gateway.gateway_from_files("no/such/artifact", models, None, "0.0.0.0")
-    with pytest.raises(ValueError, match="precomputed features"):
-        gateway.gateway_from_files(tiny_artifact, models, None, settings=settings)
