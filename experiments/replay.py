@@ -141,11 +141,11 @@ def make_stream(test: RoutingDataset, cfg: ReplayConfig, key_model: int) -> Stre
 
 def task_names(router: Router, tasks: np.ndarray) -> list[str | None] | None:
     """The tasks a replayed request carries: its split's task where the router has a task prior
-    and knows it (None where it does not), or None for a router without one."""
+    and knows it (None where it does not: `TaskVocabulary.known`), or None for a router without
+    one."""
     if not router.tasks:
         return None
-    known = set(router.tasks)
-    return [t if t in known else None for t in np.asarray(tasks).astype(str).tolist()]
+    return router.vocabulary.known(np.asarray(tasks).astype(str).tolist())
 
 
 def static_points(router: Router, tau: float) -> dict[str, OperatingPoint]:
@@ -162,7 +162,7 @@ def run_static(router: Router, x: np.ndarray, stream: Stream, point: OperatingPo
     n = x.shape[0]
     model = router.run(x, np.full(n, point.operating_tau, np.float32),
                        np.full(n, point.operating_model, np.int32),
-                       router.check_tasks(tasks, n)).model
+                       router.task_ids(tasks, n)).model
     idx = np.arange(n)
     return {"model": model, "score": stream.scores[idx, model],
             "cost": stream.costs[idx, model], "operating_tau": np.full(n, point.operating_tau)}
@@ -242,7 +242,7 @@ def key_model(router: Router, test: RoutingDataset, tau: float) -> int:
     # a fixed-model point routes every query to its model (its τ' is NaN: not the policy's)
     model = router.run(test.features, np.full(n, point.operating_tau, np.float32),
                        np.full(n, point.operating_model, np.int32),
-                       router.check_tasks(task_names(router, test.tasks), n)).model
+                       router.task_ids(task_names(router, test.tasks), n)).model
     correct = test.scores[np.arange(test.n_queries), model]
     return int(np.argmax(np.bincount(model, weights=correct, minlength=test.n_models)))
 

@@ -13,7 +13,10 @@
      `config_changes.jsonl`, and `config.json` keeps the config the run started with. The run's
      config is then `config.json` with those changes (`recorded_config`): later jobs compare with
      it and `pipeline.load_config` returns it. A workdir with nothing to resume simply records
-     the new config.
+     the new config;
+  4. a finished workdir whose checkpoints are gone (results.json but no checkpoint step) is
+     refused: training would start over and overwrite its results. `allow_retrain` (the
+     launchers' `--allow_retrain`) accepts it, with a warning.
 
 `truncate_metrics(workdir, step)` runs after a restore: records past the restored step were
 written by the interrupted run and will be written again, so they are dropped.
@@ -64,13 +67,14 @@ USER_ERRORS = (validate.ConfigError, WorkdirError, DataValidationError, Checkpoi
 
 
 def prepare(config: ml_collections.ConfigDict | Mapping[str, Any], workdir: str,
-            allow_change: Iterable[str] = ()) -> None:
+            allow_change: Iterable[str] = (), allow_retrain: bool = False) -> None:
     """Validate, lock, and check or record the config of `workdir` (see the module docstring).
 
     Raises:
       validate.ConfigError: a bad setting (nothing is written, not even the workdir).
-      WorkdirError: another process holds the workdir, or its recorded config differs in fields
-        not listed in `allow_change`.
+      WorkdirError: another process holds the workdir, its recorded config differs in fields
+        not listed in `allow_change`, or it has results but no checkpoints (unless
+        `allow_retrain`).
     """
     validate.validate(config)
     path = os.path.abspath(workdir)
@@ -83,6 +87,7 @@ def prepare(config: ml_collections.ConfigDict | Mapping[str, Any], workdir: str,
     if os.path.exists(recorded_path) and has_state(path):
         recorded = recorded_config(path, {})  # a change allowed once stays allowed
         _check_changes(path, recorded, current, set(allow_change))
+        _check_retrain(path, allow_retrain)
     else:
         _write_json(recorded_path, current)
     _ACCEPTED[path] = json.dumps(current, sort_keys=True)
@@ -106,6 +111,19 @@ def _check_changes(path: str, recorded: Mapping[str, Any], current: Mapping[str,
         entry = {"time": _now(), "changes": {k: list(v) for k, v in diff.items()}}
         with open(os.path.join(path, CHANGES_FILE), "a") as f:
             f.write(json.dumps(entry) + "\n")
+
+
+def _check_retrain(path: str, allowed: bool) -> None:
+    """Refuse to retrain over the results of a workdir whose checkpoints are gone."""
+    if has_checkpoints(path) or not os.path.exists(os.path.join(path, "results.json")):
+        return
+    if not allowed:
+        raise WorkdirError(
+            f"{path} holds results.json but no checkpoints ({os.path.join(path, 'checkpoints')} "
+            "is missing or empty): running it would train from scratch and overwrite those "
+            "results. Restore the checkpoints, use a new --workdir, or pass --allow_retrain")
+    logging.warning("%s: no checkpoints; training from scratch over its results.json "
+                    "(--allow_retrain)", path)
 
 
 def recorded_config(workdir: str, defaults: Mapping[str, Any]) -> dict[str, Any]:
@@ -170,12 +188,16 @@ def config_diff(recorded: Mapping[str, Any], current: Mapping[str, Any]
     return out
 
 
+def has_checkpoints(workdir: str) -> bool:
+    """True when `workdir/checkpoints` holds a checkpoint step."""
+    ckpt = os.path.join(workdir, "checkpoints")
+    return os.path.isdir(ckpt) and any(n.isdigit() for n in os.listdir(ckpt))
+
+
 def has_state(workdir: str) -> bool:
     """True when `workdir` holds something a run would resume or report: checkpoint steps or a
     results file."""
-    ckpt = os.path.join(workdir, "checkpoints")
-    steps = os.path.isdir(ckpt) and any(n.isdigit() for n in os.listdir(ckpt))
-    return steps or os.path.exists(os.path.join(workdir, "results.json"))
+    return has_checkpoints(workdir) or os.path.exists(os.path.join(workdir, "results.json"))
 
 
 def lock(workdir: str) -> None:

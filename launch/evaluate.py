@@ -23,6 +23,9 @@ _REDRAWS = flags.DEFINE_integer(
     "redraws", 0, "Also re-cut the held-out rows this many times (e.g. 200) and report how often "
     "each certified τ misses its promise on test (results.json's \"redraw\"); 0: no redraws.",
     lower_bound=0)
+_ALLOW_RETRAIN = flags.DEFINE_bool(
+    "allow_retrain", False, "Train from scratch in a workdir whose results.json is there but "
+    "whose checkpoints are gone (refused otherwise: it would overwrite those results).")
 flags.mark_flag_as_required("workdir")
 
 
@@ -31,7 +34,8 @@ def main(argv):
     logs.job_logging()  # INFO, without Orbax's lines between the progress bars
     try:
         config = _CONFIG.value or pipeline.load_config(_WORKDIR.value)
-        workdir.prepare(config, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value)
+        workdir.prepare(config, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value,
+                        allow_retrain=_ALLOW_RETRAIN.value)
         res = evaluation.run_evaluation(config, _WORKDIR.value, progress=_PROGRESS.value,
                                         redraws=_REDRAWS.value)
     except (*workdir.USER_ERRORS, FileNotFoundError) as e:

@@ -5,12 +5,16 @@
 
 Reads DIR/config.json, DIR/checkpoints/ and DIR/certification.json (the operating points that
 `launch.train` / `launch.evaluate` measured); writes the artifact described in
-`proteus.training.export` (the serving side is `proteus.serving.Router.load`).
+`proteus.training.export` (the serving side is `proteus.serving.Router.load`). `--overwrite`
+replaces an existing artifact only (a directory holding anything else, or the workdir itself, is
+refused, untouched); an artifact that takes text must route ordinary questions to finite
+decisions, or nothing is written.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 from absl import app, flags
 
@@ -30,9 +34,12 @@ _PLATFORMS = flags.DEFINE_list("platforms", list(export.DEFAULT_PLATFORMS),
 def main(argv):
     del argv
     logs.job_logging()  # INFO, without Orbax's lines between the progress bars
-    manifest = exporting.export_workdir(_WORKDIR.value, _OUT.value, _RUN.value,
-                                        _OVERWRITE.value, tuple(_PLATFORMS.value),
-                                        _CERTIFIED.value)
+    try:  # ArtifactError is a ValueError; each names the path and what is wrong
+        manifest = exporting.export_workdir(_WORKDIR.value, _OUT.value, _RUN.value,
+                                            _OVERWRITE.value, tuple(_PLATFORMS.value),
+                                            _CERTIFIED.value)
+    except (FileExistsError, FileNotFoundError, ValueError) as err:
+        sys.exit(f"launch.export: {err}")
     lo, hi = manifest["feasible_tau"]["min"], manifest["feasible_tau"]["max"]
     print(f"wrote {os.path.abspath(_OUT.value)}: {len(manifest['models'])} models, encoder "
           f"{manifest['encoder']['id']}, {manifest['certification']['status']}, feasible τ "

@@ -6,7 +6,10 @@
     python -m launch.gateway --hash_key=sk-...  # the digest of an existing key
 
 File formats: `proteus.gateway.config`; endpoints: `proteus.gateway.app`. Without --keys_file the
-gateway runs open (no keys, budgets or rate limits) and refuses any host but loopback.
+gateway runs open (no keys, budgets or rate limits) and refuses any host but loopback. The keys
+file is reloaded on SIGHUP (`kill -HUP <pid>`) and when it changes (every --watch_keys_s), without
+dropping requests; a file that does not load keeps the keys in force. Budgets, limits and the
+rest: docs/gateway.md and docs/security.md.
 """
 
 import logging
@@ -28,6 +31,12 @@ _PORT = flags.DEFINE_integer("port", 8080, "TCP port.")
 _DEFAULT_TAU = flags.DEFINE_float("default_tau", 0.8, "τ of requests naming none (open mode).")
 _FALLBACK = flags.DEFINE_enum("fallback", None, list(operating.FALLBACKS),
                               "Infeasible τ: best_effort or refuse (422); default: the artifact's.")
+_ORIGINS = flags.DEFINE_list("allowed_origins", [], "Web origins (e.g. https://app.example) "
+                             "that may call the gateway from a browser; others get 403.")
+_MAX_OUTPUT = flags.DEFINE_integer("max_output_tokens", 4096, "Output bound of a request that "
+                                   "states no max_tokens (reserved, and added to the request).")
+_WATCH_KEYS = flags.DEFINE_float("watch_keys_s", 2.0, "Reload the keys file this often when it "
+                                 "changed (0: on SIGHUP only).")
 _LOG_LEVEL = flags.DEFINE_string("log_level", "info", "uvicorn log level.")
 _HASH_KEY = flags.DEFINE_string("hash_key", None, "Print this key's SHA-256 digest and exit.")
 _NEW_KEY = flags.DEFINE_bool("new_key", False, "Print a fresh key and its digest and exit.")
@@ -46,8 +55,13 @@ def main(argv):
     # httpx logs every upstream request at INFO, which absl enables: one line per proxied call.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = gateway.GatewaySettings(usage_db=_USAGE_DB.value,
-                                       open_default_tau=_DEFAULT_TAU.value)
-    try:  # ConfigError, ArtifactError and check_host's refusal are ValueErrors with a message
+                                       open_default_tau=_DEFAULT_TAU.value,
+                                       allowed_origins=tuple(_ORIGINS.value),
+                                       max_output_tokens=_MAX_OUTPUT.value,
+                                       watch_keys_s=_WATCH_KEYS.value)
+    # ConfigError, ArtifactError, UsageDatabaseError and check_host's refusal are ValueErrors
+    # with a message naming the file, entry or setting
+    try:
         app_ = gateway.gateway_from_files(_ARTIFACT.value, _MODELS_FILE.value, _KEYS_FILE.value,
                                           _HOST.value, _FALLBACK.value, settings)
     except ValueError as err:

@@ -22,6 +22,9 @@ _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar with ETA.")
 _ALLOW_CHANGE = flags.DEFINE_list(
     "allow_config_change", [], "Config fields (e.g. train.dual_lr) that may differ from the "
     "config the workdir was started with when resuming it.")
+_ALLOW_RETRAIN = flags.DEFINE_bool(
+    "allow_retrain", False, "Train from scratch in a workdir whose results.json is there but "
+    "whose checkpoints are gone (refused otherwise: it would overwrite those results).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -29,7 +32,8 @@ def main(argv):
     del argv
     logs.job_logging()  # INFO, without Orbax's lines between the progress bars
     try:
-        workdir.prepare(_CONFIG.value, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value)
+        workdir.prepare(_CONFIG.value, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value,
+                        allow_retrain=_ALLOW_RETRAIN.value)
         results = evaluation.run_evaluation(_CONFIG.value, _WORKDIR.value,
                                             progress=_PROGRESS.value, baselines=False)
     except (*workdir.USER_ERRORS, FileNotFoundError) as e:

@@ -108,6 +108,58 @@ def test_write_refuses_to_clobber(tmp_path, tiny_bundle, tiny_certification, tin
     assert sorted(os.listdir(tmp_path)) == ["a"]  # no partial directories left behind
 
 
+def test_overwrite_replaces_only_an_artifact(tmp_path, tiny_bundle):
+    """Issue 26 item 8: `--overwrite` emptied a directory holding data.txt, and `--out=<the
+    workdir>` wiped its results and checkpoints. Only an artifact is replaced; anything else at
+    --out is refused, untouched, before any work."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "data.txt").write_text("precious")
+    workdir = tmp_path / "workdir"
+    (workdir / "checkpoints" / "40").mkdir(parents=True)
+    (workdir / "results.json").write_text("{}")
+    (workdir / "config.json").write_text("{}")
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("keep")
+    fake = tmp_path / "fake"  # looks like an artifact, holds something more
+    fake.mkdir()
+    (fake / "manifest.json").write_text('{"format": "proteus-router"}')
+    (fake / "mine.csv").write_text("1,2")
+    for out, why in ((data, "data.txt"), (workdir, "checkpoints"), (a_file, "not a directory"),
+                     (fake, "mine.csv")):
+        before = sorted(str(p.relative_to(tmp_path)) for p in out.parent.rglob("*"))
+        with pytest.raises(FileExistsError, match=f"not a router artifact .*{why}"):
+            export.write_artifact(tiny_bundle, str(out), overwrite=True, verify=False)
+        assert sorted(str(p.relative_to(tmp_path)) for p in out.parent.rglob("*")) == before
+    art = str(tmp_path / "artifact")
+    export.write_artifact(tiny_bundle, art, verify=False)
+    first = _manifest(art)["manifest_sha256"]
+    export.write_artifact(dataclasses.replace(tiny_bundle, training={"note": "second"}), art,
+                          overwrite=True, verify=False)
+    assert _manifest(art)["manifest_sha256"] != first and _manifest(art)["training"] == {
+        "note": "second"}
+    assert sorted(os.listdir(tmp_path)) == ["artifact", "data", "fake", "notes.txt", "workdir"]
+    serving.Router.load(art, warmup=0)  # the replaced artifact loads
+
+
+def test_an_artifact_that_cannot_route_text_is_refused(tmp_path, tiny_bundle):
+    """Issue 26 item 10: the smoke artifact answered 500 (ĉ = inf) on ordinary questions. Its
+    features probe passes (features like its training data), but text lands far away: here the
+    training features sit at 100 with a tiny spread, so a question's hashing features standardise
+    to ~-1e8 and overflow. Export refuses it and leaves nothing behind."""
+    from proteus.encoders import get_encoder  # noqa: PLC0415 (text artifacts only)
+
+    params = jax.tree.map(np.array, tiny_bundle.params)
+    params["stats"]["mean"] = np.full(4, 100.0, np.float32)
+    params["stats"]["scale"] = np.full(4, 1e-6, np.float32)
+    far = dataclasses.replace(tiny_bundle, params=params,
+                              encoder=get_encoder("hashing:dim=4").to_config())
+    out = str(tmp_path / "far")
+    with pytest.raises(serving.ArtifactError, match=r"non-finite decisions .* of 9 ordinary"):
+        export.write_artifact(far, out)
+    assert not os.listdir(tmp_path)
+
+
 def test_bad_bundles_are_rejected(tmp_path, tiny_bundle):
     with pytest.raises(ValueError, match="3 models"):
         export.write_artifact(dataclasses.replace(tiny_bundle, models=("a", "b")),

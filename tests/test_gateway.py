@@ -1,15 +1,9 @@
 """The gateway end to end: an `openai` client -> gateway -> fake upstreams, all on loopback."""
 
 import asyncio
-import dataclasses
 import json
-import signal
 import socket
-import sqlite3
-import subprocess
-import sys
 import time
-import types
 
 import httpx
 import numpy as np
@@ -18,12 +12,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from proteus import serving
-from proteus.encoders.registry import get_encoder
 from proteus.gateway import app as gateway
 from proteus.gateway import config, fake, keys, runner
 from proteus.gateway import transport as transport_lib
 from proteus.serving import server
-from proteus.training import export
+from tests import gateway_helpers as gh
 
 pytest_plugins = ["tests.serving_fixtures"]
 
@@ -34,14 +27,9 @@ HARD = "explain quantum chromodynamics in detail"
 
 @pytest.fixture(scope="module")
 def router(tiny_bundle, tmp_path_factory) -> serving.Router:
-    """The hand-built tiny router with a text encoder and lanes μ = λ / (1 + λ) ≈ 0.01, 0.5, 1
-    (λ = 0.01, 1, 1e5 at τ = 0.5, 0.7, 0.9): low τ buys the cheapest predicted model, high τ the
+    """`tests.gateway_helpers.text_router`: low τ buys the cheapest predicted model, high τ the
     likeliest to be right (its untrained ĉ are ~1 USD, 200x c_ref, hence the large λ)."""
-    bundle = dataclasses.replace(tiny_bundle, encoder=get_encoder("hashing:dim=4").to_config(),
-                                 lane_lams=np.asarray([0.01, 1.0, 1e5], np.float32))
-    out = str(tmp_path_factory.mktemp("gateway") / "artifact")
-    export.write_artifact(bundle, out, verify=False)
-    return serving.Router.load(out)
+    return gh.text_router(tiny_bundle, str(tmp_path_factory.mktemp("gateway") / "artifact"))
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +38,7 @@ def upstream():
         yield running
 
 
-def models_file(tmp_path, upstream_url: str, entries: dict) -> str:
-    path = tmp_path / "models.json"
-    path.write_text(json.dumps({"defaults": {"base_url": upstream_url + "/v1", "timeout_s": 5},
-                                "models": entries}))
-    return str(path)
+models_file = gh.models_file
 
 
 def keys_file(tmp_path) -> str:
@@ -128,7 +112,7 @@ def test_streaming_passthrough(gw, router):
 
 def test_models_and_route_mount(gw, router):
     names = [m.id for m in client(gw).models.list()]
-    assert names[0] == "proteus" and "proteus-0.9" in names and "proteus-0.5" in names
+    assert names == ["proteus", "proteus-0.5", "proteus-0.6", "proteus-0.7", "proteus-0.8"]
     auth = {"authorization": f"Bearer {KEYS['team']}"}
     got = httpx.post(gw.url + "/v1/route", json={"query": HELLO, "tau": 0.7}, headers=auth)
     assert got.json() == json.loads(json.dumps(router.route(HELLO, 0.7)[0]))
@@ -166,7 +150,7 @@ def test_refusals_are_openai_errors(gw):
 
 
 def test_a_task_header_reaches_the_router(gw, router, monkeypatch):
-    """x-proteus-task goes to `Router.check_tasks`: this router has no task prior, so naming a
+    """x-proteus-task goes to `Router.task_ids`: this router has no task prior, so naming a
     task is a 422 that says so; without the header the request routes as before."""
     body = {"model": "proteus-0.9", "messages": [{"role": "user", "content": HELLO}]}
     headers = {"authorization": f"Bearer {KEYS['team']}", "x-proteus-task": "physics"}
@@ -174,7 +158,8 @@ def test_a_task_header_reaches_the_router(gw, router, monkeypatch):
     assert got.status_code == 422 and got.json()["error"]["code"] == "invalid_task"
     assert "trained without a task prior" in got.json()["error"]["message"]
     seen = []
-    monkeypatch.setattr(router, "check_tasks", lambda task, n: seen.append(task))
+    monkeypatch.setattr(router, "task_ids",
+                        lambda task, n: seen.append(task) or np.full(n, -1, np.int32))
     del headers["x-proteus-task"]
     assert httpx.post(gw.url + "/v1/chat/completions", json=body,
                       headers=headers).status_code == 200
@@ -200,21 +185,32 @@ def test_an_unencodable_prompt_fails_alone(gw):
     assert "not valid Unicode" in answers[0].json()["error"]["message"]
 
 
-def test_budget_from_estimates_then_refused(gw, router):
-    """A stream without usage is charged ĉ; once spend + ĉ passes the day's budget: 402."""
-    c_hat = router.route(HELLO, 0.9)[0]["c_hat"][router.route(HELLO, 0.9)[0]["model"]]
-    assert c_hat < 1.0 < 2 * c_hat  # the tenant "capped" can afford exactly one
-    capped = client(gw, "capped")
-    list(capped.chat.completions.create(model="proteus", stream=True,
-                                        messages=[{"role": "user", "content": HELLO}]))
-    with pytest.raises(openai.APIStatusError) as err:
-        capped.chat.completions.create(model="proteus",
-                                       messages=[{"role": "user", "content": HELLO}])
-    assert err.value.status_code == 402
-    usage = httpx.get(gw.url + "/v1/usage",
-                      headers={"authorization": f"Bearer {KEYS['capped']}"}).json()
-    assert usage["spend_usd"]["day"] == pytest.approx(c_hat, rel=1e-6)
-    assert usage["budget_usd"]["day"] == 1.0
+def test_budget_holds_then_refuses(gw, router):
+    """A stream without usage is charged ĉ, at most its reservation (mostly its output bound:
+    max_tokens at the model's price); a request is forwarded while the day's spend plus its
+    reservation fit the $1 budget, then 402 (`tests/test_gateway_budget.py`: the same under
+    concurrency)."""
+    decision = router.route(HELLO, 0.9)[0]
+    c_hat, price = decision["c_hat"][decision["model"]], router.manifest["prices"][
+        decision["model"]]
+    max_tokens = int(0.3 / price["usd_per_output_token"])  # a reservation of ~$0.30 < ĉ
+    assert max_tokens * price["usd_per_output_token"] < c_hat < 1.0
+    capped, spent = client(gw, "capped"), []
+    for _ in range(5):
+        try:
+            list(capped.chat.completions.create(model="proteus", stream=True,
+                                                max_tokens=max_tokens,
+                                                messages=[{"role": "user", "content": HELLO}]))
+        except openai.APIStatusError as err:
+            assert err.status_code == 402 and err.body["code"] == "budget_exceeded"
+            break
+        usage = httpx.get(gw.url + "/v1/usage",
+                          headers={"authorization": f"Bearer {KEYS['capped']}"}).json()
+        spent.append(usage["spend_usd"]["day"])
+    assert len(spent) == 3 and spent[-1] <= usage["budget_usd"]["day"] == 1.0
+    assert spent[0] == pytest.approx(max_tokens * price["usd_per_output_token"], rel=0.01)
+    assert spent == pytest.approx([spent[0], 2 * spent[0], 3 * spent[0]])
+    assert usage["reserved_usd"] == 0.0  # nothing in flight
 
 
 def test_usage_prices_tokens(gw, router):
@@ -359,9 +355,9 @@ def test_a_client_that_leaves_stops_the_work(router, upstream, tmp_path):
     app = gateway.create_gateway(router, upstreams, None, gateway.GatewaySettings())
     decide = app.routing.decide
 
-    async def slow_decide(text, tau, task=None):
+    async def slow_decide(item):
         await asyncio.sleep(0.5)
-        return await decide(text, tau, task)
+        return await decide(item)
 
     closed = lambda: _metric(running.url, "proteus_gateway_requests_total", status="499")
     with runner.server_thread(app) as running:
@@ -386,14 +382,6 @@ def test_a_client_that_leaves_stops_the_work(router, upstream, tmp_path):
         # the client did not leave for lack of an upstream: a reader gets all the pieces
         streamed = httpx.post(running.url + "/v1/chat/completions", json={**ask, "stream": True})
         assert streamed.text.count("data: ") == 5 and "closed_early" not in upstream.app.calls[-1]
-
-
-def test_open_mode_refuses_public_hosts():
-    gateway.check_host("127.0.0.1", None)
-    gateway.check_host("0.0.0.0", {"x": config.Tenant("t", 0.8)})
-    for host in ("0.0.0.0", "10.1.2.3", "example.com"):
-        with pytest.raises(ValueError, match="without a keys file"):
-            gateway.check_host(host, None)
 
 
 def test_fast_transport_reuses_connections(upstream):
@@ -423,45 +411,3 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def test_launcher_serves(router, upstream, tmp_path):
-    """`python -m launch.gateway` end to end: files, keys, one routed request, clean shutdown."""
-    entries = {m: {"upstream_model": f"up-{m}"} for m in router.models}
-    port = _closed_port()
-    cmd = [sys.executable, "-m", "launch.gateway", f"--artifact={router.path}",
-           f"--models_file={models_file(tmp_path, upstream.url, entries)}",
-           f"--keys_file={keys_file(tmp_path)}", f"--usage_db={tmp_path / 'u.sqlite3'}",
-           f"--port={port}", "--log_level=warning"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        for _ in range(600):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert proc.poll() is None, proc.stderr.read()
-            time.sleep(0.1)
-        gw = types.SimpleNamespace(url=f"http://127.0.0.1:{port}")
-        reply = client(gw).chat.completions.create(
-            model="proteus-0.5", messages=[{"role": "user", "content": HARD}])
-        chosen = router.route(HARD, 0.5)[0]["model"]
-        assert reply.choices[0].message.content.startswith(f"up-{chosen}")
-    finally:
-        proc.terminate()
-        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
-    with sqlite3.connect(tmp_path / "u.sqlite3") as db:  # the shutdown flushed the usage
-        count = db.execute("SELECT SUM(requests) FROM usage WHERE tenant = 'team'").fetchone()
-    assert count == (1,)
-
-
-def test_gateway_from_files(router, tiny_artifact, tmp_path):
-    entries = {m: {"upstream_model": f"up-{m}"} for m in router.models}
-    models = models_file(tmp_path, "http://127.0.0.1:9", entries)
-    settings = gateway.GatewaySettings(usage_db=":memory:")
-    app = gateway.gateway_from_files(router.path, models, keys_file(tmp_path), "0.0.0.0",
-                                     settings=settings)
-    assert app.router.models == router.models and set(app.proxy.upstreams) == set(router.models)
-    with pytest.raises(ValueError, match="without a keys file"):  # checked before any loading
-        gateway.gateway_from_files("no/such/artifact", models, None, "0.0.0.0")
-    with pytest.raises(ValueError, match="precomputed features"):
-        gateway.gateway_from_files(tiny_artifact, models, None, settings=settings)

@@ -1,7 +1,11 @@
 """Gateway files, keys, rate limits and usage: small pieces checked by hand (no router, no HTTP)."""
 
+import contextlib
 import hashlib
 import json
+import math
+import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -9,7 +13,7 @@ import time
 
 import pytest
 
-from proteus.gateway import completions, config, keys, usage
+from proteus.gateway import budget, completions, config, keys, pricing, usage
 from proteus.gateway.errors import GatewayError
 
 MODELS = ("small", "large")
@@ -76,6 +80,8 @@ def test_keys_file(tmp_path):
     ({"key_sha256": DIGEST, "default_tau": 0.5, "tau_range": [0.6, 0.9]}, "default_tau"),
     ({"key_sha256": DIGEST, "default_tau": 0.8, "budget_usd_per_day": -1}, "budget_usd_per_day"),
     ({"key_sha256": DIGEST, "default_tau": 0.8, "rpm": 1}, r"unknown fields \['rpm'\]"),
+    ({"key_sha256": DIGEST, "default_tau": 0.8, "infeasible_tau": "ignore"},
+     r"infeasible_tau must be one of \['best_effort', 'refuse'\]"),
 ])
 def test_keys_file_errors(tmp_path, entry, message):
     path = write(tmp_path, "keys.json", {"tenants": {"team": entry}})
@@ -120,28 +126,39 @@ def test_rate_limiter_refills():
     limiter.acquire(config.Tenant("b", 0.8))  # no limit
 
 
-def test_usage_budgets_persist_and_roll(tmp_path):
+def _reserve(budgets, tenant, usd):
+    return budgets.reserve(tenant, pricing.Reservation(usd, "a test"))
+
+
+def test_budgets_hold_settle_persist_and_roll(tmp_path):
     day = ["2026-01-31"]
     path = str(tmp_path / "u.sqlite3")
     tenant = config.Tenant("a", 0.8, budget_usd_per_day=1.0, budget_usd_per_month=1.5)
     store = usage.UsageStore(path, clock=lambda: day[0])
-    store.check_budget(tenant, 1.0)  # exactly the budget is allowed
-    store.record("a", "small", 0.75, prompt_tokens=10)
-    with pytest.raises(GatewayError, match="this day") as err:
-        store.check_budget(tenant, 0.5)
-    assert err.value.status == 402
+    budgets = budget.Budgets(store)
+    first = _reserve(budgets, tenant, 0.75)
+    with pytest.raises(GatewayError, match="holds \\$0.750000 .* this day") as err:
+        _reserve(budgets, tenant, 0.5)  # 0 spent + 0.75 held + 0.5 > 1
+    assert err.value.status == 402 and budgets.held("a") == 0.75
+    second = _reserve(budgets, tenant, 0.25)  # exactly the budget is allowed
+    budgets.settle(first, "small", 0.6, prompt_tokens=10)  # charged less than held
+    budgets.release(second, "small")  # failed: nothing charged
+    assert budgets.spent("a") == (0.6, 0.6) and budgets.held("a") == 0.0
+    with pytest.raises(RuntimeError, match="closed twice"):
+        budgets.release(second, "small")
     store.close()
     store = usage.UsageStore(path, clock=lambda: day[0])  # a restart keeps the spend
-    report = store.report(tenant)
-    assert report["spend_usd"] == {"day": 0.75, "month": 0.75}
-    assert report["month_by_model"]["small"]["prompt_tokens"] == 10
+    budgets = budget.Budgets(store)
+    got = usage.report(store, tenant, *budgets.spent("a"), budgets.held("a"))
+    assert got["spend_usd"] == {"day": 0.6, "month": 0.6} and got["reserved_usd"] == 0.0
+    assert got["month_by_model"]["small"]["prompt_tokens"] == 10
+    assert got["month_by_model"]["small"]["requests"] == 2  # one charged, one failed
+    assert got["month_by_model"]["small"]["errors"] == 1
     day[0] = "2026-02-01"  # a new day and month
-    store.check_budget(tenant, 1.0)
-    day[0] = "2026-02-02"
-    store.record("a", "small", 1.0)
+    budgets.settle(_reserve(budgets, tenant, 1.0), "small", 1.0)
     day[0] = "2026-02-03"
     with pytest.raises(GatewayError, match="this month"):
-        store.check_budget(tenant, 0.6)
+        _reserve(budgets, tenant, 0.6)
     store.close()
 
 
@@ -168,35 +185,92 @@ class _SlowWrites:
 
 def test_usage_record_never_waits_on_the_database(tmp_path):
     store = usage.UsageStore(str(tmp_path / "u.sqlite3"), clock=lambda: "2026-01-31")
-    tenant = config.Tenant("a", 0.8)
-    store.record("a", "small", 0.5)
+    budgets = budget.Budgets(store)
+    tenant = config.Tenant("a", 0.8, budget_usd_per_day=10.0)
+    budgets.settle(_reserve(budgets, tenant, 0.5), "small", 0.5)
     slow = store._db = _SlowWrites(store._db)
     flusher = threading.Thread(target=store.flush)  # the app's flush, in its worker thread
     flusher.start()
     assert slow.started.wait(10)
     t0 = time.perf_counter()
-    store.record("a", "large", 0.25)  # the request path: counters in memory only
-    store.check_budget(tenant, 0.1)
+    budgets.settle(_reserve(budgets, tenant, 0.25), "large", 0.25)  # the request path
     assert time.perf_counter() - t0 < 1.0 and flusher.is_alive()
     slow.release.set()
     flusher.join()
-    report = store.report(tenant)  # flushes first: every counted request is in it
-    assert report["spend_usd"]["day"] == 0.75
-    assert {m: v["requests"] for m, v in report["month_by_model"].items()} == {"small": 1,
-                                                                              "large": 1}
+    got = usage.report(store, tenant, *budgets.spent("a"), 0.0)  # committed and pending rows
+    assert got["spend_usd"]["day"] == 0.75
+    assert {m: v["requests"] for m, v in got["month_by_model"].items()} == {"large": 1,
+                                                                           "small": 1}
     store.close()
 
 
-def test_prompt_text_and_usage_cost():
+def test_usage_kept_through_a_locked_shutdown(tmp_path):
+    """A database locked past the shutdown's retries: the rows go to <db>.unsaved.json, and
+    the next start writes them (and deletes the file)."""
+    path = str(tmp_path / "u.sqlite3")
+    store = usage.UsageStore(path, clock=lambda: "2026-01-31", busy_timeout_s=0.01)
+    store.record("a", "small", 0.5, prompt_tokens=7)
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            store.flush()
+        assert store.pending_rows() == 1  # not lost: pending again
+        store.close(timeout_s=0.2)
+        other.execute("COMMIT")
+    assert os.path.exists(path + usage.UNSAVED_SUFFIX)
+    store = usage.UsageStore(path, clock=lambda: "2026-01-31")
+    assert budget.Budgets(store).spent("a") == (0.5, 0.5)  # pending again, counted
+    store.flush()
+    assert not os.path.exists(path + usage.UNSAVED_SUFFIX)
+    store.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT requests, prompt_tokens FROM usage").fetchall() == [(1, 7)]
+
+
+@pytest.mark.parametrize("content", [b"this is not a database" * 100, None])
+def test_an_unusable_usage_database_is_refused_naming_it(tmp_path, content):
+    path = tmp_path / "usage.sqlite3"
+    if content is None:
+        path = tmp_path / "no" / "such" / "dir" / "usage.sqlite3"
+    else:
+        path.write_bytes(content)
+    with pytest.raises(usage.UsageDatabaseError, match=str(path)):
+        usage.UsageStore(str(path))
+
+
+def test_reservation_and_usage_checks_by_hand():
+    price = {"usd_per_input_token": 1e-6, "usd_per_output_token": 2e-6}
+    dear = {"usd_per_input_token": 1e-5, "usd_per_output_token": 2e-5}
+    assert pricing.output_bound({"max_tokens": 100}, True, 4096) == (100, 1, None)
+    assert pricing.output_bound({"max_completion_tokens": 50, "n": 2}, True, 4096) == (50, 2, None)
+    assert pricing.output_bound({}, True, 4096) == (4096, 1, "max_completion_tokens")
+    assert pricing.output_bound({"prompt": ["a", "b"], "best_of": 3}, False, 64) == (
+        64, 6, "max_tokens")  # 2 prompts x best_of 3
+    for bad in ({"max_tokens": 0}, {"max_tokens": True}, {"n": 1000}, {"max_tokens": 1.5}):
+        with pytest.raises(GatewayError) as err:
+            pricing.output_bound(bad, True, 4096)
+        assert err.value.status == 400
+    one = pricing.reservation(200, 100, 2, [("m", price)], c_hat=9.0)
+    assert one.usd == pytest.approx(200 * 1e-6 + 100 * 2 * 2e-6) and "'m'" in one.why
+    both = pricing.reservation(200, 100, 1, [("m", price), ("fb", dear)], c_hat=9.0)
+    assert both.usd == pytest.approx(200 * 1e-5 + 100 * 2e-5)  # the dearer fallback
+    assert pricing.reservation(200, 100, 1, [("m", None)], c_hat=0.3).usd == 0.3  # no price
+    assert pricing.checked_usage({"prompt_tokens": 3, "completion_tokens": 5.0}, 10) == (3, 5)
+    assert pricing.checked_usage({"prompt_tokens": 3}, 10) == (3, 0)
+    assert pricing.checked_usage(None, 10) is None
+    for bad in ({"prompt_tokens": -1}, {"prompt_tokens": 11}, {"completion_tokens": math.nan},
+                {"prompt_tokens": "3"}, {"prompt_tokens": True}, {}, [3], {"prompt_tokens": 0.5}):
+        with pytest.raises(pricing.BadUsage):
+            pricing.checked_usage(bad, 10)
+    assert pricing.token_cost(3, 5, price) == pytest.approx(13e-6)
+
+
+def test_prompt_text():
     chat = {"messages": [{"role": "system", "content": "be brief"},
                          {"role": "user", "content": [{"type": "text", "text": "hi"},
                                                       {"type": "image_url", "image_url": {}}]}]}
     assert completions.prompt_text(chat, chat=True) == "be brief\nhi"
     assert completions.prompt_text({"prompt": ["a", "b"]}, chat=False) == "a\nb"
-    price = {"usd_per_input_token": 1e-6, "usd_per_output_token": 2e-6}
-    assert completions.usage_cost({"prompt_tokens": 3, "completion_tokens": 5}, price) == \
-        pytest.approx(13e-6)
-    assert completions.usage_cost(None, price) is None
 
 
 def test_launcher_hash_key_and_open_refusal():

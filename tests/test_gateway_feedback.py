@@ -20,7 +20,7 @@ def test_buckets_tenants_and_capacity():
                            {"request_id": "r3", "score": 1}], tenant="a")
     assert [o["status"] for o in out] == ["unknown", "accepted", "unknown"]  # r3 is b's
     assert out[1]["tau"] == 0.85
-    assert ledger.scoped("b").feedback([{"request_id": "r3", "score": 0.75}])[0]["status"] == (
+    assert ledger.feedback([{"request_id": "r3", "score": 0.75}], "b")[0]["status"] == (
         "accepted")
     assert sample(m, "proteus_gateway_feedback_total", tenant="a", tau="0.85") == 1.0
     assert sample(m, "proteus_gateway_feedback_score_total", tenant="a", tau="0.85") == 0.25

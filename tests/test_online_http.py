@@ -16,18 +16,24 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import uvicorn
 
+from proteus.gateway import runner
+from proteus.gateway.config import load_keys
 from proteus.online import controller as ctl
-from proteus.online.http import create_app
+from proteus.online.http import TENANT_HEADER, create_app
 from proteus.online.service import OnlineService, OnlineSettings
 from proteus.online.store import Store
 from proteus.serving import Router
+from proteus.serving.server import ServerSettings
+from tests import gateway_helpers
 
 pytest_plugins = ["tests.serving_fixtures"]
 REPO = Path(__file__).resolve().parents[1]
+JSON = {"content-type": "application/json"}
 
 # The child server: loads the artifact, opens the store, serves on a socket it bound itself.
 CHILD = """
@@ -92,15 +98,15 @@ def route(port, n, tau=0.7, tenant=None):
 
 def test_single_feedback_statuses(server):
     port, _ = server
-    rid = route(port, 1, tenant="web")[0]
+    rid, web = route(port, 1, tenant="web")[0], {"x-proteus-tenant": "web"}
     status, body = call(port, "POST", "/v1/feedback", {"request_id": rid, "score": 1.0,
-                                                       "cost": 2e-4})
+                                                       "cost": 2e-4}, web)
     assert (status, body["status"], body["stream"]) == (200, "accepted", "web|0.7000")
-    status, body = call(port, "POST", "/v1/feedback", {"request_id": rid, "score": 0.0})
+    status, body = call(port, "POST", "/v1/feedback", {"request_id": rid, "score": 0.0}, web)
     assert (status, body["status"]) == (409, "duplicate")
     status, body = call(port, "POST", "/v1/feedback", {"request_id": "missing", "score": 0.0})
     assert (status, body["status"]) == (404, "unknown")
-    status, body = call(port, "POST", "/v1/feedback", {"request_id": rid, "score": 2})
+    status, body = call(port, "POST", "/v1/feedback", {"request_id": rid, "score": 2}, web)
     assert (status, body["status"]) == (422, "invalid") and "[0, 1]" in body["detail"]
     status, body = call(port, "POST", "/v1/feedback", b"{not json")
     assert status == 400 and "JSON" in body["detail"]
@@ -111,7 +117,8 @@ def test_batched_feedback_and_controllers(server):
     ids = route(port, 6, tau=0.65, tenant="batch")
     items = [{"request_id": i, "score": 0.0} for i in ids[::-1]]  # out of order
     items.append({"request_id": "missing", "score": 1.0})
-    status, body = call(port, "POST", "/v1/feedback", {"feedback": items})
+    status, body = call(port, "POST", "/v1/feedback", {"feedback": items},
+                        {"x-proteus-tenant": "batch"})
     assert status == 200
     assert body["counts"] == {"accepted": 6, "duplicate": 0, "late": 0, "unknown": 1,
                               "invalid": 0}
@@ -133,6 +140,9 @@ def test_route_errors(server):
     assert status == 422 and "feature" in body["detail"]
     status, body = call(port, "POST", "/v1/feedback", {"feedback": []})
     assert status == 400
+
+
+CRASH = {"x-proteus-tenant": "crash"}
 
 
 def start_child(artifact, db):
@@ -157,7 +167,7 @@ def test_kill_and_restart_loses_nothing_acknowledged(tiny_lane_artifact, tmp_pat
     try:
         ids = route(port, 20, tenant="crash")
         acked = call(port, "POST", "/v1/feedback",
-                     {"feedback": [{"request_id": i, "score": 0.0} for i in ids[:12]]})[1]
+                     {"feedback": [{"request_id": i, "score": 0.0} for i in ids[:12]]}, CRASH)[1]
         assert acked["counts"]["accepted"] == 12
         before = call(port, "GET", "/v1/controllers")[1]["controllers"]["crash|0.7000"]
     finally:
@@ -170,7 +180,7 @@ def test_kill_and_restart_loses_nothing_acknowledged(tiny_lane_artifact, tmp_pat
         assert after["decisions"] == {"accepted": 12, "pending": 8, "total": 20}
         res = call(port, "POST", "/v1/feedback",
                    {"feedback": [{"request_id": ids[0], "score": 1.0},
-                                 {"request_id": ids[15], "score": 1.0}]})[1]
+                                 {"request_id": ids[15], "score": 1.0}]}, CRASH)[1]
         assert [r["status"] for r in res["results"]] == ["duplicate", "accepted"]
         resumed = call(port, "GET", "/v1/controllers")[1]["controllers"]["crash|0.7000"]
         assert resumed["n_feedback"] == 13
@@ -179,3 +189,72 @@ def test_kill_and_restart_loses_nothing_acknowledged(tiny_lane_artifact, tmp_pat
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+# ------------------------------------------------------------------ issue 26 item 7
+
+
+def test_feedback_is_bound_to_its_tenant(server):
+    """The probe: feedback for another tenant's request was accepted (X-Proteus-Tenant: evil).
+    Open mode binds the request and its feedback to the header's tenant."""
+    port, _ = server
+    rid = route(port, 1, tenant="owner")[0]
+    status, body = call(port, "POST", "/v1/feedback", {"request_id": rid, "score": 1.0},
+                        {"x-proteus-tenant": "evil"})
+    assert (status, body["status"]) == (404, "unknown")
+    status, body = call(port, "POST", "/v1/feedback", {"request_id": rid, "score": 1.0})
+    assert (status, body["status"]) == (404, "unknown")  # no header: the default tenant
+    status, body = call(port, "POST", "/v1/feedback", {"request_id": rid, "score": 1.0},
+                        {"x-proteus-tenant": "owner"})
+    assert (status, body["status"]) == (200, "accepted")
+
+
+@pytest.fixture(scope="module")
+def keyed(tiny_lane_artifact, tmp_path_factory):
+    """The app with the gateway's keys file (tenants "a" and "b") and small limits: (url,)."""
+    path = tmp_path_factory.mktemp("online_keys") / "keys.toml"
+    tenants = load_keys(gateway_helpers.keys_file(path, {"a": {}, "b": {}}))
+    service = OnlineService(Router.load(tiny_lane_artifact, warmup=0), Store(":memory:", time.time))
+    settings = ServerSettings(max_body_bytes=4096, read_timeout_s=0.5, header_timeout_s=0.5)
+    app = create_app(service, keys=tenants, settings=settings)
+    with runner.server_thread(app, settings=settings) as running:
+        yield running.url
+
+
+def test_keys_authenticate_and_bind_the_tenant(keyed):
+    """The gateway's keys: a request needs one, routes into its key's tenant, and feedback or
+    controllers of another tenant's requests are out of reach."""
+    body = {"features": [0.0] * 4, "tau": 0.7}
+    assert httpx.post(keyed + "/v1/route", json=body).status_code == 401
+    got = httpx.post(keyed + "/v1/route", json={**body}, headers={
+        **gateway_helpers.auth("a"), TENANT_HEADER: "b"})  # the header cannot pick a tenant
+    assert got.status_code == 200 and got.json()["stream"] == "a|0.7000"
+    rid = got.json()["request_id"]
+    score = {"request_id": rid, "score": 1.0}
+    assert httpx.post(keyed + "/v1/feedback", json=score).status_code == 401
+    as_b = httpx.post(keyed + "/v1/feedback", json=score, headers=gateway_helpers.auth("b"))
+    assert as_b.status_code == 404 and as_b.json()["status"] == "unknown"
+    b_sees = httpx.get(keyed + "/v1/controllers", headers=gateway_helpers.auth("b")).json()
+    assert b_sees["controllers"] == {}
+    as_a = httpx.post(keyed + "/v1/feedback", json=score, headers=gateway_helpers.auth("a"))
+    assert as_a.status_code == 200 and as_a.json()["status"] == "accepted"
+    assert httpx.get(keyed + "/healthz").status_code == 200  # liveness needs no key
+
+
+def test_limits_of_the_gateway(keyed):
+    """Content type, body size, JSON depth and a body that never completes, as at the gateway."""
+    a = gateway_helpers.auth("a")
+    for path in ("/v1/route", "/v1/feedback"):
+        got = httpx.post(keyed + path, content=b'{"request_id": "x", "score": 1}',
+                         headers={**a, "content-type": "text/plain"})
+        assert got.status_code == 415 and got.json()["error"]["code"] == "unsupported_media_type"
+        got = httpx.post(keyed + path, content=b"[" * 100_000, headers={**a, **JSON})
+        assert got.status_code in (400, 413)
+        got = httpx.post(keyed + path, content=b"[" * 1000 + b"]" * 1000, headers={**a, **JSON})
+        assert got.status_code == 400 and "nested deeper" in got.json()["detail"]
+    host, port = keyed.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"POST /v1/route HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                     b"authorization: Bearer " + gateway_helpers.key("a").encode() +
+                     b"\r\ncontent-length: 100\r\n\r\n{\"tau\"")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 408")

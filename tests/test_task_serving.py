@@ -13,7 +13,9 @@ from scipy.special import expit
 
 from experiments import evaluation, exporting, pipeline, replay, validate
 from experiments.configs import quickstart
-from proteus import serving
+from proteus import operating, serving, tasks
+from proteus.data import dataset
+from proteus.evaluation.baselines import task_table
 from proteus.online import http as online_http
 from proteus.online.service import OnlineService, OnlineSettings
 from proteus.online.store import Store
@@ -75,7 +77,7 @@ def test_p_hat_is_the_task_prior_by_hand(task_router):
                                rtol=1e-6)
     np.testing.assert_allclose(p_hats(mixed), expit(TINY_TASK_PRIOR[[1, 2, 0]]), rtol=1e-6)
     np.testing.assert_allclose(p_hats(task_router.route(X, 0.5)), 0.5)  # no task: unknown
-    assert task_router.check_tasks(["hard", None], 2).tolist() == [1, -1]
+    assert task_router.task_ids(["hard", None], 2).tolist() == [1, -1]
 
 
 def test_bad_tasks_are_refused_by_name(task_router, tiny_artifact):
@@ -86,7 +88,7 @@ def test_bad_tasks_are_refused_by_name(task_router, tiny_artifact):
     with pytest.raises(ValueError, match="a name, None or a list of them, got int"):
         task_router.route(X, 0.5, 3)
     plain = serving.Router.load(tiny_artifact, warmup=0)
-    assert plain.tasks == () and plain.check_tasks(None, 2) is None
+    assert plain.tasks == () and plain.task_ids(None, 2).tolist() == [-1, -1]
     with pytest.raises(ValueError, match="trained without a task prior"):
         plain.route(X, 0.5, "easy")
 
@@ -95,7 +97,7 @@ def test_http_items_carry_their_task(task_router):
     body = {"requests": [{"features": X[0].tolist(), "tau": 0.5, "task": "hard"},
                          {"features": X[1].tolist(), "tau": 0.5}]}
     items, _ = protocol.parse_body(json.dumps(body).encode(), task_router, protocol.Limits())
-    assert [item.task for item in items] == [1, -1]
+    assert [item.task_id for item in items] == [1, -1]
     decisions = route_items(task_router, items)
     np.testing.assert_allclose(p_hats(decisions), expit(TINY_TASK_PRIOR[[1, 2]]), rtol=1e-6)
     for task, message in (("medium", "unknown task"), (["easy"], "must be a task name")):
@@ -186,3 +188,47 @@ def test_check_task_name_takes_a_name_or_null():
     assert serving.check_task_name(None) is None and serving.check_task_name("law") == "law"
     with pytest.raises(ValueError, match="'task' must be a task name .* got int"):
         serving.check_task_name(3)
+
+
+# ------------------------------------------------------------------ one request model (#27)
+
+
+def test_one_rule_for_unknown_task_names(task_router, tiny_artifact):
+    """Before: three name -> index maps treated an unknown task three ways (-1 silently,
+    ValueError, None). One type now: None and "" are unknown (-1); a name outside the vocabulary
+    is refused; data labels outside it are unknown only through `label_ids` / `known`."""
+    vocab = tasks.TaskVocabulary(TINY_TASKS)
+    assert vocab.ids(["hard", None, ""]).tolist() == [1, -1, -1]
+    with pytest.raises(tasks.UnknownTaskError, match=r"unknown task 'zz'.*\['easy', 'hard'\]"):
+        vocab.ids(["zz"])
+    labels = np.asarray(["hard", "zz", ""])
+    assert vocab.label_ids(labels).tolist() == [1, -1, -1] == dataset.task_index(
+        TINY_TASKS, labels).tolist()
+    assert task_table.task_index(labels, TINY_TASKS).tolist() == [1, 2, 2]  # its extra row
+    assert replay.task_names(task_router, labels) == vocab.known(labels) == ["hard", None, None]
+    assert task_router.vocabulary == vocab
+    for front_door in (lambda: task_router.task_ids(["zz"], 1),
+                       lambda: protocol.make_item(task_router, 0.5, features=X[0], task="zz"),
+                       lambda: online_http.route_response(
+                           OnlineService(task_router, Store(":memory:", lambda: 0.0)),
+                           json.dumps({"features": X[0].tolist(), "tau": 0.5,
+                                       "task": "zz"}).encode(), None)):
+        with pytest.raises((ValueError, protocol.RequestError), match="unknown task 'zz'"):
+            front_door()
+
+
+def test_tau_is_checked_once_per_distinct_value(task_router, monkeypatch):
+    """Before: `Router.decide` checked each τ twice (`check_taus`, then `resolve`)."""
+    seen = []
+    real = operating.check_tau
+    monkeypatch.setattr(operating.policy, "check_tau", lambda tau: seen.append(tau) or real(tau))
+    task_router.policy._memo.clear()
+    task_router.decide(X, 0.61)
+    assert seen == [0.61]
+    seen.clear()
+    task_router.decide(X, np.asarray([0.62, 0.63, 0.62]))
+    assert sorted(seen) == [0.62, 0.63]
+    with pytest.raises(ValueError, match="tau must be a number in"):
+        task_router.decide(X, [0.5, "0.6", 0.7])
+    with pytest.raises(ValueError, match=r"one number per query \(3\)"):
+        task_router.decide(X, [0.5, 0.6])

@@ -211,3 +211,22 @@ def test_launcher_reports_bad_setting_in_one_line(tmp_path):
     assert done.returncode == 1
     assert "train.algo='dqn'" in done.stderr and "train.chunk_size=0" in done.stderr
     assert "Traceback" not in done.stderr and not target.exists()
+
+
+def test_results_without_checkpoints_are_not_retrained_over(tmp_path, caplog):
+    """Issue 26 item 9: a finished workdir whose checkpoints/ was deleted retrained over
+    results.json with one INFO line. Refused (naming the way out) unless asked."""
+    workdir.prepare(_config(), str(tmp_path))
+    (tmp_path / "results.json").write_text('{"kept": true}')
+    (tmp_path / "checkpoints").mkdir()  # emptied
+    workdir.release(str(tmp_path))
+    with pytest.raises(workdir.WorkdirError, match="results.json but no checkpoints.*"
+                                                   "--allow_retrain"):
+        workdir.prepare(_config(), str(tmp_path))
+    assert (tmp_path / "results.json").read_text() == '{"kept": true}'
+    workdir.release(str(tmp_path))
+    workdir.prepare(_config(), str(tmp_path), allow_retrain=True)  # asked for: a warning
+    assert "training from scratch" in caplog.text
+    workdir.release(str(tmp_path))
+    (tmp_path / "checkpoints" / "40").mkdir()
+    workdir.prepare(_config(), str(tmp_path))  # checkpoints there: a plain resume

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from proteus.tasks import TaskVocabulary
+
 
 class DataValidationError(ValueError):
     """Raised when routing data breaks the contract; the message names file, column and row."""
@@ -191,13 +193,13 @@ def split_indices(
 
 def task_vocabulary(tasks: np.ndarray) -> tuple[str, ...]:
     """The sorted distinct known task names of [N] task labels ("" is an unknown task)."""
-    return tuple(sorted(set(np.asarray(tasks).astype(str).tolist()) - {""}))
+    return TaskVocabulary.of_labels(np.asarray(tasks).astype(str).tolist()).names
 
 
 def task_index(names: Sequence[str], tasks: Any) -> np.ndarray:
-    """[N] int32 index of each task label in `names`, -1 for one not among them (or "")."""
-    index = {name: i for i, name in enumerate(names)}
-    return np.asarray([index.get(str(t), -1) for t in np.asarray(tasks).reshape(-1)], np.int32)
+    """[N] int32 id of each task label in `names` (`TaskVocabulary.label_ids`: -1 for a label
+    not among them, or "")."""
+    return TaskVocabulary(tuple(names)).label_ids(tasks)
 
 
 def validate(ds: RoutingDataset) -> None:

@@ -1,8 +1,9 @@
 """The gateway's ASGI app: OpenAI-compatible endpoints in front of the router and the upstreams.
 
-  POST /v1/chat/completions, /v1/completions   routed and forwarded (`proteus.gateway.completions`)
-  GET  /v1/models    `proteus` and `proteus-<τ>` names (OpenAI list), plus the router's pool
-  GET  /v1/usage     the caller's spend, budgets and τ range
+  POST /v1/chat/completions, /v1/completions   routed and forwarded (`proteus.gateway.handler`)
+  GET  /v1/models    `proteus` and the `proteus-<τ>` names the tenant may use and the router can
+                     serve feasibly (OpenAI list), plus the router's pool and feasible τ range
+  GET  /v1/usage     the caller's spend, holds, budgets and τ range
   GET  /metrics      Prometheus text (`proteus.gateway.metrics`)
   POST /v1/feedback  realised scores of answered completions, by x-proteus-request-id
                      (`proteus.gateway.feedback`): realised accuracy against τ in /metrics
@@ -12,11 +13,17 @@
 The gateway's endpoints are raw ASGI, not FastAPI routes: per-request framework work would be
 most of the gateway's own overhead (see `proteus.serving.server`). Responses carry
 x-proteus-request-id, and for routed requests x-proteus-model (the model that answered),
-x-proteus-tau and x-proteus-overhead-ms: the gateway's own time, i.e. everything but the upstream
-call (as LiteLLM's overhead header: time the event loop spends on other requests while this one
-awaits its upstream counts as upstream time, so under saturation compare end-to-end latencies too).
-A request may name its prompt's task in an x-proteus-task header, for a router trained with a task
-prior (GET /v1/models lists them under router.tasks); a task the router does not know gets 422.
+x-proteus-tau, x-proteus-feasible (false: the router cannot serve this τ feasibly and answered
+at its most accurate point; x-proteus-infeasible-reason says why) and x-proteus-overhead-ms: the
+gateway's own time, i.e. everything but the upstream call (as LiteLLM's overhead header: time the
+event loop spends on other requests while this one awaits its upstream counts as upstream time,
+so under saturation compare end-to-end latencies too). A request may name its prompt's task in an
+x-proteus-task header, for a router trained with a task prior (GET /v1/models lists them under
+router.tasks); a task the router does not know gets 422.
+
+Every request passes the HTTP guards of `proteus.gateway.asgi` (limits, timeouts, cross-origin
+refusal). Keys and budgets are reloaded without a restart (`reload_keys`): on SIGHUP, and when the
+keys file changes (checked every `watch_keys_s`).
 """
 
 from __future__ import annotations
@@ -27,24 +34,26 @@ import dataclasses
 import ipaddress
 import json
 import logging
-import time
-from collections.abc import Callable
+import os
+import signal
+import threading
+from collections.abc import Mapping
 from typing import Any
 
+from proteus.gateway import asgi
 from proteus.gateway import completions as cmp
-from proteus.gateway.config import Tenant, Upstream, load_keys, load_models
+from proteus.gateway.budget import Budgets
+from proteus.gateway.config import ConfigError, Tenant, Upstream, load_keys, load_models
 from proteus.gateway.errors import GatewayError
 from proteus.gateway.feedback import FeedbackLedger
+from proteus.gateway.handler import COMPLETION_PATHS, CompletionHandler
 from proteus.gateway.keys import KeyRing, RateLimiter
 from proteus.gateway.metrics import GatewayMetrics
-from proteus.gateway.proxy import Proxy, Reply
-from proteus.gateway.usage import UsageStore
+from proteus.gateway.proxy import Proxy
+from proteus.gateway.usage import UsageStore, report
 from proteus.online import http as online_http
 from proteus.serving import Router, server
 
-JSON = b"application/json"
-COMPLETION_PATHS = {"/v1/chat/completions": "/chat/completions",
-                    "/v1/completions": "/completions"}
 log = logging.getLogger(__name__)
 
 
@@ -55,16 +64,22 @@ class GatewaySettings:
     usage_db: str = ":memory:"  # SQLite file for usage and spend (":memory:": not kept)
     open_default_tau: float = 0.8  # τ for requests naming none when there is no keys file
     listed_taus: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)  # in GET /v1/models
-    max_body_bytes: int = 4 << 20  # larger request bodies get 413
-    max_route_chars: int = 8192  # the router encodes the prompt's last this-many characters
     max_connections: int = 1024  # idle upstream connections kept (per pool)
     fast_transport: bool = True  # `proteus.gateway.transport`; False: httpx's default transport
-    flush_every_s: float = 1.0  # usage -> SQLite interval
+    flush_every_s: float = 1.0  # usage -> SQLite interval (a failed write is retried then)
+    usage_busy_timeout_s: float = 5.0  # one write waits this long for another process's lock
+    usage_close_timeout_s: float = 30.0  # shutdown retries the last write this long
     feedback_bucket: float = 0.01  # τ bucket width of the realised-accuracy series
     feedback_capacity: int = 200_000  # answered request ids kept for feedback (oldest dropped)
     max_feedback_batch: int = 10_000  # items per POST /v1/feedback
-    # The mounted /v1/route service, and the completions' routing batches (max_batch, max_queue,
-    # inline_routing: on the event loop for cheap encoders unless set).
+    max_output_tokens: int = 4096  # output bound of a request stating no max_tokens (added to it)
+    max_usage_tokens: int = 10_000_000  # upstream usage counts beyond this are not trusted
+    allowed_origins: tuple[str, ...] = ()  # web origins that may call the gateway (CORS)
+    watch_keys_s: float = 2.0  # reload the keys file this often when it changed (0: SIGHUP only)
+    # HTTP limits and timeouts of every endpoint (max_body_bytes, max_json_depth,
+    # read_timeout_s, header_timeout_s, keep_alive_timeout_s; the router encodes a prompt's last
+    # max_query_chars characters), the mounted /v1/route service, and the completions' routing
+    # batches (max_batch, max_queue, inline_routing: on the event loop for cheap encoders).
     route: server.ServerSettings = server.ServerSettings()
 
 
@@ -86,15 +101,32 @@ def check_host(host: str, keys: dict[str, Tenant] | None) -> None:
                          "--keys_file or listen on 127.0.0.1")
 
 
+def tau_warnings(tenants: Mapping[str, Tenant], router: Router) -> list[str]:
+    """One line per tenant whose τ range reaches past the router's feasible range (logged at
+    start and at each reload)."""
+    hi = router.policy.tau_range[1]
+    out = []
+    for tenant in sorted({t.name: t for t in tenants.values()}.values(), key=lambda t: t.name):
+        if hi is None or tenant.tau_max > hi:
+            action = ("refused (422)" if tenant.infeasible_tau == "refuse" else
+                      "answered best effort, marked x-proteus-feasible: false")
+            feasible = "no τ" if hi is None else f"τ <= {hi:.4f}"
+            out.append(f"tenant {tenant.name!r} may ask for τ up to {tenant.tau_max:g}, but the "
+                       f"router serves {feasible} feasibly; higher τ will be {action}")
+    return out
+
+
 class GatewayApp:
     """ASGI app; `create_gateway` builds it. Attributes are public for tests and benchmarks."""
 
     def __init__(self, router: Router, upstreams: dict[str, Upstream],
-                 keys: dict[str, Tenant] | None, settings: GatewaySettings):
-        self.router, self.settings = router, settings
+                 keys: dict[str, Tenant] | None, settings: GatewaySettings,
+                 keys_file: str | None = None):
+        self.router, self.settings, self.keys_file = router, settings, keys_file
         self.keyring = KeyRing(keys, Tenant("open", settings.open_default_tau))
         self.limiter = RateLimiter()
-        self.usage = UsageStore(settings.usage_db)
+        self.usage = UsageStore(settings.usage_db, busy_timeout_s=settings.usage_busy_timeout_s)
+        self.budgets = Budgets(self.usage)
         self.metrics = GatewayMetrics()
         self.ledger = FeedbackLedger(self.metrics, settings.feedback_bucket,
                                      settings.feedback_capacity)
@@ -104,23 +136,40 @@ class GatewayApp:
                                         self.metrics.batch_size.observe)
         self.route_app = server.create_app(router, settings.route)
         self.prices: dict[str, Any] = router.manifest["prices"]
+        self.completions = CompletionHandler(self)
+        self._keys_stamp = _stamp(keys_file)
         self._exit = contextlib.AsyncExitStack()
+        for line in tau_warnings(self.keyring.tenants, router):
+            log.warning(line)
+
+    @property
+    def http_settings(self) -> server.ServerSettings:
+        """The limits and timeouts its server applies (`proteus.gateway.runner`)."""
+        return self.settings.route
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
             return await self._lifespan(receive, send)
-        path, method = scope["path"], scope["method"] if scope["type"] == "http" else ""
+        refusal = asgi.origin_refusal(scope, self.settings.allowed_origins)
+        if refusal is not None:
+            self.metrics.errors.labels(refusal.code).inc()
+            return await asgi.send_error(send, refusal, [])
+        if asgi.header(scope, b"origin") is not None:  # an allowed origin: CORS headers
+            if scope["method"] == "OPTIONS":
+                return await asgi.preflight(scope, send)
+            send = _adding_headers(send, asgi.cors_headers(scope))
+        path, method = scope["path"], scope["method"]
         if method == "POST" and path in COMPLETION_PATHS:
-            return await self._completion(scope, receive, send)
+            return await self.completions(scope, receive, send)
         if method == "GET" and path in ("/v1/models", "/v1/usage", "/metrics"):
             return await self._get(path, scope, send)
         if method == "POST" and path == online_http.FEEDBACK_PATH:
             return await self._feedback(scope, receive, send)
         if path == server.ROUTE_PATH and not self.keyring.open:
             try:
-                self.keyring.authenticate(_header(scope, b"authorization"))
+                self.keyring.authenticate(asgi.header(scope, b"authorization"))
             except GatewayError as err:
-                return await _send_error(send, err, [])
+                return await asgi.send_error(send, err, [])
         await self.route_app(scope, receive, send)
 
     # ------------------------------------------------------------------ lifespan
@@ -139,16 +188,22 @@ class GatewayApp:
         await send({"type": "lifespan.shutdown.complete"})
 
     async def startup(self) -> None:
-        """Start the routing queue, the /v1/route service, the upstream pool, the usage flush."""
+        """Start the routing queue, the /v1/route service, the upstream pool, the usage flush,
+        the keys watch and the SIGHUP reload."""
+        # registered first, so it runs last: the final write (retried while the database is busy)
+        self._exit.callback(self.usage.close, self.settings.usage_close_timeout_s)
         self.routing.batcher.start()
         self._exit.push_async_callback(self.routing.batcher.stop)
         fastapi = self.route_app.fastapi  # its lifespan starts its own batcher
         await self._exit.enter_async_context(fastapi.router.lifespan_context(fastapi))
         await self.proxy.start()
         self._exit.push_async_callback(self.proxy.close)
-        flusher = asyncio.get_running_loop().create_task(self._flush_loop())
-        self._exit.callback(self.usage.close)  # runs last: the final flush
-        self._exit.callback(flusher.cancel)
+        loop = asyncio.get_running_loop()
+        for task in (self._flush_loop(), self._watch_loop()):
+            self._exit.callback(loop.create_task(task).cancel)
+        if self.keys_file and threading.current_thread() is threading.main_thread():
+            loop.add_signal_handler(signal.SIGHUP, self.reload_keys)
+            self._exit.callback(loop.remove_signal_handler, signal.SIGHUP)
 
     async def shutdown(self) -> None:
         await self._exit.aclose()
@@ -158,236 +213,134 @@ class GatewayApp:
             await asyncio.sleep(self.settings.flush_every_s)
             try:
                 await asyncio.to_thread(self.usage.flush)
-            except Exception:  # noqa: BLE001 (keep counting in memory; retried next time)
-                log.exception("writing usage to %s failed", self.settings.usage_db)
+            except Exception as err:  # noqa: BLE001 (the rows stay pending; retried next time)
+                self.metrics.flush_failures.inc()
+                log.warning("writing usage to %s failed (%s); %d rows kept for the next try",
+                            self.settings.usage_db, err, self.usage.pending_rows())
+            self.metrics.usage_pending.set(self.usage.pending_rows())
+
+    async def _watch_loop(self) -> None:
+        if not self.keys_file or self.settings.watch_keys_s <= 0:
+            return
+        while True:
+            await asyncio.sleep(self.settings.watch_keys_s)
+            if _stamp(self.keys_file) != self._keys_stamp:
+                self.reload_keys()
+
+    def reload_keys(self) -> bool:
+        """Re-read the keys file: its keys, tenants, τ ranges, rates and budgets apply to the
+        requests that authenticate from now on (requests in flight finish as they started; a
+        changed budget counts today's spend so far). A file that does not load changes nothing
+        (logged, counted in proteus_gateway_key_reloads_total{result="error"})."""
+        self._keys_stamp = _stamp(self.keys_file)
+        try:
+            tenants = load_keys(self.keys_file)
+        except ConfigError as err:
+            self.metrics.reloads.labels("error").inc()
+            log.error("keys not reloaded, the current ones stay in force: %s", err)
+            return False
+        self.keyring.replace(tenants)
+        self.metrics.reloads.labels("ok").inc()
+        log.info("reloaded %s: %d keys of %d tenants", self.keys_file, len(tenants),
+                 len(self.keyring.tenants))
+        for line in tau_warnings(tenants, self.router):
+            log.warning(line)
+        return True
 
     # ------------------------------------------------------------------ GET endpoints
 
     async def _get(self, path: str, scope, send) -> None:
         if path == "/metrics":
-            return await _send(send, 200, self.metrics.exposition(),
-                               self.metrics.content_type.encode())
+            return await asgi.send_bytes(send, 200, self.metrics.exposition(),
+                                         self.metrics.content_type.encode())
         try:
-            tenant = self.keyring.authenticate(_header(scope, b"authorization"))
+            tenant = self.keyring.authenticate(asgi.header(scope, b"authorization"))
         except GatewayError as err:
-            return await _send_error(send, err, [])
+            return await asgi.send_error(send, err, [])
         if path == "/v1/models":
             body = self.models_list(tenant)
-        else:  # flushes and reads SQLite: off the event loop, which must never wait on disk
-            body = await asyncio.to_thread(self.usage.report, tenant)
-        await _send(send, 200, json.dumps(body).encode())
+        else:  # reads SQLite: off the event loop, which must never wait on disk
+            day, month = self.budgets.spent(tenant.name)
+            body = await asyncio.to_thread(report, self.usage, tenant, day, month,
+                                           self.budgets.held(tenant.name))
+        await asgi.send_bytes(send, 200, json.dumps(body).encode())
 
     async def _feedback(self, scope, receive, send) -> None:
         """POST /v1/feedback: the caller's realised scores (`proteus.gateway.feedback`)."""
+        limits = self.settings.route
         try:
-            tenant = self.keyring.authenticate(_header(scope, b"authorization"))
-            raw = await _read_body(receive, self.settings.max_body_bytes)
+            tenant = self.keyring.authenticate(asgi.header(scope, b"authorization"))
+            raw = await asgi.read_body(scope, receive, limits, limits.read_timeout_s)
+            status, body = online_http.feedback_response(  # in memory and short: no thread hop
+                self.ledger, raw, self.settings.max_feedback_batch, tenant.name, limits)
         except GatewayError as err:
-            return await _send_error(send, err, [])
-        try:  # in-memory and short: no thread hop
-            status, body = online_http.feedback_response(
-                self.ledger.scoped(tenant.name), raw, self.settings.max_feedback_batch)
+            return await asgi.send_error(send, err, [])
         except online_http.BodyError as err:
-            status, body = err.status, {"detail": err.detail}
-        await _send(send, status, json.dumps(body).encode())
+            return await asgi.send_error(send, GatewayError(err.status, err.detail,
+                                                            code=err.code), [])
+        await asgi.send_bytes(send, status, json.dumps(body).encode())
 
     def models_list(self, tenant: Tenant) -> dict[str, Any]:
-        """OpenAI's model list: `proteus` and `proteus-<τ>` for listed τ in the tenant's range."""
-        taus = [t for t in self.settings.listed_taus if tenant.tau_min <= t <= tenant.tau_max]
+        """OpenAI's model list: `proteus`, and `proteus-<τ>` for each listed τ in the tenant's
+        range that the router serves feasibly."""
+        hi = self.router.policy.tau_range[1]
+        taus = [t for t in self.settings.listed_taus
+                if tenant.tau_min <= t <= tenant.tau_max and hi is not None and t <= hi]
         names = ["proteus"] + [f"proteus-{t:g}" for t in taus]
         return {"object": "list",
                 "data": [{"id": n, "object": "model", "created": 0, "owned_by": "proteus"}
                          for n in names],
                 "router": self.router.info()}
 
-    # ------------------------------------------------------------------ completions
 
-    async def _completion(self, scope, receive, send) -> None:
-        routed = cmp.Routed(cmp.new_request_id(), time.perf_counter())
-        try:
-            await self._answer(scope, receive, send, routed)
-        finally:
-            routed.stop_watching()
+def _stamp(path: str | None) -> tuple[int, int] | None:
+    """(mtime ns, size) of a file, None when absent: what the keys watch compares."""
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        return None
+    return None if st is None else (st.st_mtime_ns, st.st_size)
 
-    async def _answer(self, scope, receive, send, routed: cmp.Routed) -> None:
-        chat = scope["path"] == "/v1/chat/completions"
-        endpoint = "chat" if chat else "completions"
-        try:
-            reply, fallback_from, t_forward, t_back = await self._route_and_forward(
-                scope, receive, routed, chat)
-        except GatewayError as err:
-            self._count_error(routed, endpoint, err)
-            return await _send_error(send, err, routed.headers())
-        served = reply.served_by.name
-        if reply.status == 200:  # before the answer leaves: its feedback may come right back
-            self.ledger.record(routed.request_id, routed.tenant.name, routed.tau)
-        headers = [*routed.headers(), (b"x-proteus-model", served.encode()),
-                   (b"content-type", reply.content_type)]
-        if fallback_from:
-            headers.append((b"x-proteus-fallback-from", fallback_from.encode()))
-            self.metrics.fallbacks.labels(fallback_from, served).inc()
-        overhead = (t_forward - routed.start) + (time.perf_counter() - t_back)
-        headers.append((b"x-proteus-overhead-ms", f"{overhead * 1e3:.3f}".encode()))
-        self.metrics.overhead.observe(overhead)
-        self.metrics.upstream.labels(served).observe(reply.upstream_s)
-        try:
-            if reply.stream is None:
-                await _send(send, reply.status, reply.body, None, headers)
-            else:
-                await _relay(send, reply, headers, routed.client_gone)
-        finally:  # a client that left mid-stream still pays for what was generated
-            self._account(routed, reply, endpoint)
 
-    async def _route_and_forward(self, scope, receive, routed: cmp.Routed,
-                                 chat: bool) -> tuple[Reply, str | None, float, float]:
-        """Authenticate, limit, parse, route, check the budget, forward; raises GatewayError."""
-        tenant = routed.tenant = self.keyring.authenticate(_header(scope, b"authorization"))
-        self.limiter.acquire(tenant)
-        payload = cmp.parse_payload(await _read_body(receive, self.settings.max_body_bytes))
-        routed.watch_client(receive)
-        routed.tau = cmp.tau_of(payload.get("model"), _header(scope, cmp.TAU_HEADER), tenant)
-        text = cmp.prompt_text(payload, chat)[-self.settings.max_route_chars:]
-        t_route = time.perf_counter()
-        task = _header(scope, cmp.TASK_HEADER)
-        decision = routed.decision = await self.routing.decide(
-            text, routed.tau, None if task is None else task.decode("latin-1"))
-        self.metrics.routing.observe(time.perf_counter() - t_route)
-        self.metrics.decisions.labels(decision["model"], tenant.name).inc()
-        self.metrics.tau.labels(tenant.name).observe(routed.tau)
-        routed.estimate_usd = decision["c_hat"][decision["model"]]
-        self.usage.check_budget(tenant, routed.estimate_usd)
-        if routed.client_gone():  # e.g. it gave up while the request queued: spend nothing
-            raise client_closed("before it was forwarded")
-        t_forward = time.perf_counter()
-        reply, fallback_from = await self._forward_while_client_waits(
-            routed, COMPLETION_PATHS[scope["path"]], payload)
-        return reply, fallback_from, t_forward, time.perf_counter()
-
-    async def _forward_while_client_waits(self, routed: cmp.Routed, path: str,
-                                          payload: dict[str, Any]) -> tuple[Reply, str | None]:
-        """`proxy.forward`, abandoned when the client leaves before the upstream has answered
-        (its connection is closed, which stops a generation): 499, and the tenant is charged the
-        routed estimate, since the upstream may have started working."""
-        model = routed.decision["model"]
-        with routed.cancel_if_client_leaves():
-            try:
-                return await self.proxy.forward(model, path, payload, routed.request_id)
-            except asyncio.CancelledError:
-                if not routed.uncancel_if_client_left():
-                    raise  # a real cancellation (shutdown), not the client leaving
-        self.usage.record(routed.tenant.name, model, routed.estimate_usd, error=True)
-        self.metrics.spend.labels(routed.tenant.name, model).inc(routed.estimate_usd)
-        raise client_closed("while its upstream was answering")
-
-    def _account(self, routed: cmp.Routed, reply: Reply, endpoint: str) -> None:
-        """Record spend and tokens (after a stream has ended, when its usage is known)."""
-        model, tenant = reply.served_by.name, routed.tenant.name
-        if reply.status != 200:  # a passed-through upstream 4xx: nothing was generated
-            self.metrics.requests.labels(endpoint, str(reply.status)).inc()
-            self.metrics.errors.labels("upstream_client_error").inc()
-            return self.usage.record(tenant, model, 0.0, error=True)
-        cost, usage = cmp.reply_cost(reply, routed, self.prices)
-        self.usage.record(tenant, model, cost, prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                          completion_tokens=int(usage.get("completion_tokens") or 0))
-        self.metrics.spend.labels(tenant, model).inc(cost)
-        self.metrics.requests.labels(endpoint, "200").inc()
-
-    def _count_error(self, routed: cmp.Routed, endpoint: str, err: GatewayError) -> None:
-        self.metrics.requests.labels(endpoint, str(err.status)).inc()
-        self.metrics.errors.labels(err.code or err.type).inc()
-        if routed.tenant is not None and err.status >= 500:  # upstream failures count as usage
-            model = routed.decision["model"] if routed.decision else "-"
-            self.usage.record(routed.tenant.name, model, 0.0, error=True)
+def _adding_headers(send, extra: list[tuple[bytes, bytes]]):
+    async def wrapped(message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+    return wrapped
 
 
 def create_gateway(router: Router, upstreams: dict[str, Upstream],
                    keys: dict[str, Tenant] | None = None,
-                   settings: GatewaySettings | None = None) -> GatewayApp:
+                   settings: GatewaySettings | None = None,
+                   keys_file: str | None = None) -> GatewayApp:
     """The gateway for `router` (serve with `proteus.gateway.runner`, or any ASGI server).
 
     Args:
       upstreams: `proteus.gateway.config.load_models` of a models file.
       keys: `load_keys` of a keys file; None runs open (one tenant "open", no auth or budgets).
+      keys_file: the file `keys` came from, reloaded on SIGHUP and when it changes.
+
+    Raises:
+      UsageDatabaseError: the usage database cannot be opened (a ValueError naming its path).
     """
-    return GatewayApp(router, upstreams, keys, settings or GatewaySettings())
-
-
-# ------------------------------------------------------------------ ASGI helpers
+    return GatewayApp(router, upstreams, keys, settings or GatewaySettings(), keys_file)
 
 
 def gateway_from_files(artifact: str, models_file: str, keys_file: str | None = None,
                        host: str = "127.0.0.1", fallback: str | None = None,
                        settings: GatewaySettings | None = None) -> GatewayApp:
     """The gateway of `launch.gateway`: load and check the keys (None: open, loopback only),
-    the artifact (it must take text) and the models file, in that order.
+    the artifact (it must take text), the models file and the usage database, in that order.
 
     Raises:
-      ValueError: `ConfigError`, `ArtifactError` or the host refusal, naming what is wrong.
+      ValueError: `ConfigError`, `ArtifactError`, `UsageDatabaseError` or the host refusal,
+        naming what is wrong.
     """
     settings = settings or GatewaySettings()
     tenants = load_keys(keys_file) if keys_file else None
     check_host(host, tenants)
     router = Router.load(artifact, fallback=fallback, warmup=settings.route.max_batch)
     router.require_text()
-    return create_gateway(router, load_models(models_file, router.models), tenants, settings)
-
-
-def _header(scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value
-    return None
-
-
-async def _read_body(receive, limit: int) -> bytes:
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise GatewayError(413, f"request body exceeds the limit of {limit} bytes",
-                               "invalid_request_error", "body_too_large")
-        chunks.append(chunk)
-        if message["type"] == "http.disconnect" or not message.get("more_body"):
-            return b"".join(chunks)
-
-
-async def _send(send, status: int, body: bytes, content_type: bytes | None = JSON,
-                headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    headers = list(headers or [])
-    if content_type is not None:
-        headers.append((b"content-type", content_type))
-    headers.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _send_error(send, err: GatewayError, headers: list[tuple[bytes, bytes]]) -> None:
-    extra = [(k.encode(), v.encode()) for k, v in err.headers.items()]
-    await _send(send, err.status, err.body(), JSON, headers + extra)
-
-
-async def _relay(send, reply: Reply, headers: list[tuple[bytes, bytes]],
-                 client_gone: Callable[[], bool]) -> None:
-    """Pass an SSE stream through chunk by chunk (no buffering: tokens reach the client live).
-
-    The ASGI server drops what is sent to a client that has left, so `client_gone` is asked
-    after each chunk: a stream nobody reads is closed upstream instead of read to its end.
-    """
-    headers += [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    try:
-        async for chunk in reply.stream:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            if client_gone():
-                return
-    finally:  # closes the upstream response (also when the client went away)
-        await reply.stream.aclose()
-    await send({"type": "http.response.body", "body": b""})
-
-
-def client_closed(when: str) -> GatewayError:
-    """The 499 of a request whose client left (nginx's code; nobody reads the answer)."""
-    return GatewayError(499, f"the client closed the request {when}", "invalid_request_error",
-                        "client_closed_request")
+    return create_gateway(router, load_models(models_file, router.models), tenants, settings,
+                          keys_file)

@@ -1,14 +1,16 @@
-"""POST /v1/chat/completions and /v1/completions: τ, route, budget, forward, account.
+"""POST /v1/chat/completions and /v1/completions: the request's τ, prompt text and task as the
+shared request model's `Item` (`proteus.serving.protocol.make_item`), batched routing, and the
+request's state on its way (`Routed`).
 
 τ comes from the model name (`proteus-0.9`), else the `x-proteus-tau` header, else the key's
-default (`proteus` names no τ); it must lie in the tenant's range. The router chooses from the
-prompt text: chat messages' text contents joined by newlines (text parts of multi-part content),
-or the completion prompt(s); only the last `max_route_chars` characters are encoded.
+default (`proteus` names no τ); it must lie in the tenant's range, and is then checked and
+resolved once, with every other front door's rule (`make_item`). The router chooses from the
+prompt text: chat messages' text contents joined by newlines (text parts of multi-part
+content), or the completion prompt(s); only the last `max_query_chars` characters are encoded.
+The prompt's task, for a router with a task prior, comes from the `x-proteus-task` header.
 
-Cost: the router's ĉ of the chosen model is the estimate a budget is checked against before
-forwarding; the spend recorded afterwards is the upstream's `usage` tokens x the artifact's prices
-for the model that answered when both are there (streams report usage only when the client asks
-for it with `stream_options.include_usage`), else that estimate.
+What a request may cost and what it is charged: `proteus.gateway.pricing` and
+`proteus.gateway.budget`.
 """
 
 from __future__ import annotations
@@ -17,21 +19,20 @@ import asyncio
 import contextlib
 import dataclasses
 import itertools
-import json
 import math
 import os
-import time
 from collections.abc import Callable
 from typing import Any
 
+from proteus.gateway.asgi import header_text
+from proteus.gateway.budget import Hold
 from proteus.gateway.config import Tenant
 from proteus.gateway.errors import GatewayError
-from proteus.gateway.proxy import Reply
-from proteus.operating import InfeasibleTauError
-from proteus.serving import Router
+from proteus.operating import OperatingPoint
+from proteus.serving import Router, RoutingError
 from proteus.serving.batching import MicroBatcher, QueueFullError
 from proteus.serving.dispatch import route_items
-from proteus.serving.protocol import Item, RequestError
+from proteus.serving.protocol import Item, Limits, RequestError, make_item
 
 MODEL_PREFIX = "proteus"
 TAU_HEADER = b"x-proteus-tau"
@@ -43,10 +44,11 @@ def _bad(message: str, code: str, status: int = 400) -> GatewayError:
 
 
 def tau_of(model: Any, header: bytes | None, tenant: Tenant) -> float:
-    """The request's τ: `proteus-<τ>`, else the header, else the tenant's default (checked)."""
+    """The request's τ: `proteus-<τ>`, else the header, else the tenant's default; 400 unless a
+    number in the tenant's range (its validity as a τ is `make_item`'s check)."""
     if not isinstance(model, str) or not (model == MODEL_PREFIX
                                           or model.startswith(MODEL_PREFIX + "-")):
-        raise _bad(f"the model {model!r} is not served here: use 'proteus' or 'proteus-<τ>' "
+        raise _bad(f"the model {model!r:.80} is not served here: use 'proteus' or 'proteus-<τ>' "
                    "(e.g. 'proteus-0.9'); GET /v1/models lists them", "model_not_found", 404)
     raw, source = (model[len(MODEL_PREFIX) + 1:], "model name") if model != MODEL_PREFIX else (
         (header.decode("latin-1"), "x-proteus-tau header") if header else (None, ""))
@@ -56,12 +58,25 @@ def tau_of(model: Any, header: bytes | None, tenant: Tenant) -> float:
         tau = float(raw)
     except ValueError:
         tau = math.nan
-    if not 0.0 <= tau <= 1.0:  # also NaN
-        raise _bad(f"τ {raw!r} from the {source} is not a number in [0, 1]", "invalid_tau")
+    if not math.isfinite(tau):
+        raise _bad(f"τ {raw!r:.40} from the {source} is not a number in [0, 1]", "invalid_tau")
     if not tenant.tau_min <= tau <= tenant.tau_max:
         raise _bad(f"τ={tau:g} is outside tenant {tenant.name!r}'s allowed range "
                    f"[{tenant.tau_min:g}, {tenant.tau_max:g}]", "tau_out_of_range")
     return tau
+
+
+def request_item(router: Router, tau: float, text: str, task: bytes | None,
+                 limits: Limits) -> Item:
+    """The routed part of a completion request as the shared request model's `Item`: its τ,
+    its prompt's last `max_query_chars` characters and its task (the x-proteus-task header)."""
+    try:
+        return make_item(router, tau, query=text[-limits.max_query_chars:],
+                         task=None if task is None else task.decode("latin-1"), limits=limits)
+    except RequestError as err:
+        code = {"invalid_query": "unroutable_prompt"}.get(err.code, err.code)
+        where = "x-proteus-task header: " if err.code == "invalid_task" else ""
+        raise _bad(where + err.detail, code, err.status) from None
 
 
 def prompt_text(payload: dict[str, Any], chat: bool) -> str:
@@ -88,28 +103,6 @@ def prompt_text(payload: dict[str, Any], chat: bool) -> str:
     return text
 
 
-def parse_payload(body: bytes) -> dict[str, Any]:
-    """The JSON request object; 400 when malformed."""
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise _bad(f"malformed JSON body: {err}", "invalid_json") from None
-    if not isinstance(payload, dict):
-        raise _bad("the body must be a JSON object", "invalid_json")
-    return payload
-
-
-def usage_cost(usage: dict[str, Any] | None, price: dict[str, float] | None) -> float | None:
-    """USD from OpenAI `usage` tokens and a {usd_per_input_token, usd_per_output_token} price."""
-    if not usage or not price:
-        return None
-    try:
-        return (float(usage.get("prompt_tokens") or 0) * price["usd_per_input_token"]
-                + float(usage.get("completion_tokens") or 0) * price["usd_per_output_token"])
-    except (TypeError, ValueError, KeyError):
-        return None
-
-
 @dataclasses.dataclass
 class Routed:
     """One request on its way: who, at which τ, the decision and the clock."""
@@ -118,8 +111,10 @@ class Routed:
     start: float
     tenant: Tenant | None = None
     tau: float | None = None
+    point: OperatingPoint | None = None  # where τ landed (feasible or not)
     decision: dict[str, Any] | None = None  # `Router.records` form
-    estimate_usd: float = 0.0
+    estimate_usd: float = 0.0  # the router's ĉ of the chosen model
+    hold: Hold | None = None  # the budget's reservation, open until settled or released
     _client: asyncio.Future | None = None  # a pending receive(): done once the client has left
 
     def watch_client(self, receive) -> None:
@@ -164,9 +159,15 @@ class Routed:
             self._client.cancel()
 
     def headers(self) -> list[tuple[bytes, bytes]]:
+        """x-proteus-request-id, and once τ is resolved x-proteus-tau and x-proteus-feasible
+        (with x-proteus-infeasible-reason when false)."""
         out = [(b"x-proteus-request-id", self.request_id.encode())]
         if self.tau is not None:
             out.append((b"x-proteus-tau", f"{self.tau:g}".encode()))
+        if self.point is not None:
+            out.append((b"x-proteus-feasible", b"true" if self.point.feasible else b"false"))
+            if not self.point.feasible:
+                out.append((b"x-proteus-infeasible-reason", header_text(self.point.reason)))
         return out
 
 
@@ -191,18 +192,8 @@ class RoutingQueue:
             self.on_batch(len(items))
         return route_items(self.router, items)
 
-    async def decide(self, text: str, tau: float, task: str | None = None) -> dict[str, Any]:
-        """Route one prompt of task `task` (None: not given); its τ and task are checked here,
-        so a refused one never joins a batch."""
-        try:
-            point = self.router.resolve(tau)
-        except InfeasibleTauError as err:
-            raise _bad(str(err), "infeasible_tau", 422) from None
-        try:
-            tasks = self.router.check_tasks(task, 1)
-        except ValueError as err:
-            raise _bad(f"x-proteus-task header: {err}", "invalid_task", 422) from None
-        item = Item(None, text, point, "", -1 if tasks is None else int(tasks[0]))
+    async def decide(self, item: Item) -> dict[str, Any]:
+        """Route one checked request (`request_item`)."""
         try:
             return (await self.batcher.submit([item]))[0]
         except QueueFullError:
@@ -210,6 +201,9 @@ class RoutingQueue:
                                "overloaded") from None
         except RequestError as err:  # this prompt could not be encoded (e.g. invalid Unicode)
             raise _bad(err.detail, "unroutable_prompt", err.status) from None
+        except RoutingError as err:  # a non-finite decision: a broken artifact
+            raise GatewayError(500, f"routing failed: {err}", "server_error",
+                               "routing_failed") from None
 
 
 _ID_PREFIX = "req-" + os.urandom(6).hex() + "-"  # random per process; a counter within it
@@ -219,18 +213,3 @@ _ids = itertools.count(1)
 def new_request_id() -> str:
     """A unique request id without a syscall per request."""
     return f"{_ID_PREFIX}{next(_ids)}"
-
-
-def reply_cost(reply: Reply, routed: Routed, prices: dict[str, Any]) -> tuple[float, dict]:
-    """(USD spent, usage block or {}) for an answered request (see the module docstring)."""
-    usage = reply.usage() or {}
-    name = reply.served_by.name
-    cost = usage_cost(usage, prices.get(name))
-    if cost is None:
-        c_hat = routed.decision["c_hat"]
-        cost = c_hat.get(name, routed.estimate_usd)
-    return cost, usage
-
-
-def elapsed_ms(start: float) -> float:
-    return (time.perf_counter() - start) * 1e3

@@ -20,6 +20,9 @@ Keys file: API keys (only their SHA-256 hex digests) -> tenants::
     budget_usd_per_day = 5.0         # optional; routed spend per UTC day
     budget_usd_per_month = 100.0     # optional; per UTC calendar month
     requests_per_minute = 600        # optional
+    infeasible_tau = "refuse"        # optional; "best_effort" (default): a τ the router cannot
+                                     # serve feasibly is answered by its most accurate point and
+                                     # marked (x-proteus-feasible: false); "refuse": 422
 
 Every error names the file and the entry, and says what to fix.
 """
@@ -38,7 +41,8 @@ from typing import Any
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 MODEL_FIELDS = {"base_url", "upstream_model", "api_key_env", "timeout_s", "fallback"}
 TENANT_FIELDS = {"key_sha256", "default_tau", "tau_range", "budget_usd_per_day",
-                 "budget_usd_per_month", "requests_per_minute"}
+                 "budget_usd_per_month", "requests_per_minute", "infeasible_tau"}
+INFEASIBLE = ("best_effort", "refuse")  # a tenant's answer to an infeasible τ
 
 
 class ConfigError(ValueError):
@@ -68,6 +72,7 @@ class Tenant:
     budget_usd_per_day: float | None = None
     budget_usd_per_month: float | None = None
     requests_per_minute: float | None = None
+    infeasible_tau: str = "best_effort"  # or "refuse" (see the module docstring)
 
 
 def read_table(path: str) -> dict[str, Any]:
@@ -195,4 +200,9 @@ def _tenant(name: str, entry: dict[str, Any], where: str) -> Tenant:
     default = _number(entry["default_tau"], f"{where}: default_tau (inside tau_range)", lo, hi)
     optional = {k: (None if entry.get(k) is None else _number(entry[k], f"{where}: {k}"))
                 for k in ("budget_usd_per_day", "budget_usd_per_month", "requests_per_minute")}
-    return Tenant(name=name, default_tau=default, tau_min=lo, tau_max=hi, **optional)
+    infeasible = entry.get("infeasible_tau", "best_effort")
+    if infeasible not in INFEASIBLE:
+        raise ConfigError(f"{where}: infeasible_tau must be one of {list(INFEASIBLE)}, got "
+                          f"{infeasible!r}")
+    return Tenant(name=name, default_tau=default, tau_min=lo, tau_max=hi,
+                  infeasible_tau=infeasible, **optional)

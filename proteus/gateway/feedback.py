@@ -55,10 +55,6 @@ class FeedbackLedger:
                 results.append(item if "status" in item else self._one(item, tenant))
         return results
 
-    def scoped(self, tenant: str) -> _Scoped:
-        """An object with `feedback(items)` for `tenant`: what `feedback_response` calls."""
-        return _Scoped(self, tenant)
-
     def _one(self, item: dict[str, Any], tenant: str) -> dict[str, Any]:
         rid, score = item["request_id"], item["score"]
         entry = self._answered.get(rid)
@@ -74,11 +70,3 @@ class FeedbackLedger:
         self.metrics.feedback_score.labels(tenant, label).inc(score)
         self.metrics.feedback_tau.labels(tenant, label).set(entry[1])
         return result(rid, "accepted", "", tau=entry[1])
-
-
-class _Scoped:
-    def __init__(self, ledger: FeedbackLedger, tenant: str):
-        self.ledger, self.tenant = ledger, tenant
-
-    def feedback(self, items: Sequence[Any]) -> list[dict[str, Any]]:
-        return self.ledger.feedback(items, self.tenant)

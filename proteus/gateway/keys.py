@@ -31,11 +31,16 @@ class KeyRing:
     """Bearer token -> Tenant. With no keys (`open`), every request is the `open_tenant`."""
 
     def __init__(self, by_hash: Mapping[str, Tenant] | None, open_tenant: Tenant):
-        self._by_hash = dict(by_hash or {})
         self.open = by_hash is None
         self.open_tenant = open_tenant
+        self.replace(by_hash or {})
+
+    def replace(self, by_hash: Mapping[str, Tenant]) -> None:
+        """New keys and tenants for the requests that authenticate from now on (a reload):
+        one assignment each, so a request sees the old ring or the new one, never a mix."""
+        self._by_hash = dict(by_hash)
         self.tenants = ({t.name: t for t in self._by_hash.values()} if not self.open
-                        else {open_tenant.name: open_tenant})
+                        else {self.open_tenant.name: self.open_tenant})
 
     def authenticate(self, authorization: bytes | None) -> Tenant:
         """The tenant of an `Authorization: Bearer <key>` header value.

@@ -14,6 +14,15 @@ Names and labels (scrape `GET /metrics`):
   proteus_gateway_feedback_total{tenant, tau}            realised scores received, per τ bucket
   proteus_gateway_feedback_score_total{tenant, tau}      their sum (see `proteus.gateway.feedback`)
   proteus_gateway_feedback_tau{tenant, tau}              gauge: the τ bucket's value
+  proteus_gateway_infeasible_total{tenant}               requests at a τ the router cannot serve
+                                                         feasibly (answered best effort, or 422)
+  proteus_gateway_bad_usage_total{model}                 upstream answers whose usage could not
+                                                         be trusted (charged the reservation)
+  proteus_gateway_budget_overrun_usd_total{tenant}       charges beyond their reservation
+  proteus_gateway_reserved_usd{tenant}                   gauge: held for requests in flight
+  proteus_gateway_usage_pending_rows                     gauge: usage rows not yet in SQLite
+  proteus_gateway_usage_flush_failures_total             SQLite writes that failed (retried)
+  proteus_gateway_key_reloads_total{result}              keys-file reloads ("ok" or "error")
 """
 
 from __future__ import annotations
@@ -64,6 +73,21 @@ class GatewayMetrics:
                                       ["tenant", "tau"], registry=r)
         self.feedback_tau = Gauge("proteus_gateway_feedback_tau", "The τ bucket's target",
                                   ["tenant", "tau"], registry=r)
+
+        self.infeasible = Counter("proteus_gateway_infeasible", "Requests at an infeasible τ",
+                                  ["tenant"], registry=r)
+        self.bad_usage = Counter("proteus_gateway_bad_usage", "Upstream usage not trusted",
+                                 ["model"], registry=r)
+        self.overrun = Counter("proteus_gateway_budget_overrun_usd",
+                               "Charges beyond their reservation (USD)", ["tenant"], registry=r)
+        self.reserved = Gauge("proteus_gateway_reserved_usd", "USD held for requests in flight",
+                              ["tenant"], registry=r)
+        self.usage_pending = Gauge("proteus_gateway_usage_pending_rows",
+                                   "Usage rows not yet committed to SQLite", registry=r)
+        self.flush_failures = Counter("proteus_gateway_usage_flush_failures",
+                                      "Usage writes to SQLite that failed (retried)", registry=r)
+        self.reloads = Counter("proteus_gateway_key_reloads", "Keys-file reloads", ["result"],
+                               registry=r)
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every collector."""

@@ -11,6 +11,9 @@ Failures become OpenAI-style `GatewayError`s: a timeout 504 (`upstream_timeout`)
 broken connection 502 (`upstream_unreachable`), an upstream 5xx 502 (`upstream_error`, with the
 upstream's message); these and an upstream 429 are retried once on the model's `fallback` when it
 has one. Other upstream 4xx answers (the client's request was wrong) pass through unchanged.
+A 200 that is not what was asked for (a body that is not a JSON object; for a stream, anything
+but `text/event-stream`) is `MalformedReply`, a 502 (`upstream_malformed_response`) that is not
+retried: the upstream did answer, and may have billed for it.
 """
 
 from __future__ import annotations
@@ -39,25 +42,34 @@ class Reply:
     served_by: Upstream  # the primary, or its fallback
     upstream_s: float  # until the response headers (streams) or the whole body
     body: bytes = b""  # non-streaming answers
+    data: Any = None  # a 200 body, parsed (a JSON object)
     stream: AsyncIterator[bytes] | None = None  # SSE bytes as they arrive
     tail: bytearray = dataclasses.field(default_factory=bytearray)  # a stream's last bytes
 
-    def usage(self) -> dict[str, Any] | None:
-        """The OpenAI `usage` block of the answer (a stream's only once consumed), if any."""
+    def usage(self) -> Any:
+        """The answer's `usage` value as the upstream sent it (unchecked: see
+        `proteus.gateway.pricing.checked_usage`), None without one; a stream's once consumed.
+
+        Raises:
+          ValueError: a stream's usage event is not valid JSON.
+        """
         if self.stream is None:
-            return _usage_of(self.body)
+            return self.data.get("usage") if isinstance(self.data, dict) else None
         for event in reversed(bytes(self.tail).split(b"\n\n")):
             if event.startswith(b"data: {") and b'"usage"' in event:
-                return _usage_of(event[len(b"data: "):])
+                data = json.loads(event[len(b"data: "):])
+                if data.get("usage") is not None:
+                    return data["usage"]
         return None
 
 
-def _usage_of(data: bytes) -> dict[str, Any] | None:
-    try:
-        usage = json.loads(data).get("usage")
-    except (ValueError, AttributeError):
-        return None
-    return usage if isinstance(usage, dict) else None
+class MalformedReply(GatewayError):
+    """A 200 from an upstream that is not a usable answer (see the module docstring)."""
+
+    def __init__(self, upstream: Upstream, what: str):
+        super().__init__(502, f"upstream {upstream.name!r} answered 200 with {what}",
+                         "upstream_error", "upstream_malformed_response")
+        self.served_by = upstream
 
 
 class Proxy:
@@ -133,6 +145,9 @@ class Proxy:
                                   f"{type(err).__name__}: {err}", "upstream_unreachable") from None
         content_type = response.headers.get("content-type", "application/json").encode()
         streaming = payload.get("stream") is True and response.status_code == 200
+        if streaming and not content_type.startswith(b"text/event-stream"):
+            await response.aclose()
+            raise MalformedReply(upstream, f"{content_type[:60]!r} to a streaming request")
         if streaming:
             reply = Reply(200, content_type, upstream, time.perf_counter() - start)
             reply.stream = _relay(response, reply.tail, upstream.name)
@@ -145,8 +160,22 @@ class Proxy:
         finally:
             await response.aclose()
         _check_status(response.status_code, data, upstream)
-        return Reply(response.status_code, content_type, upstream, time.perf_counter() - start,
-                     body=data)
+        reply = Reply(response.status_code, content_type, upstream, time.perf_counter() - start,
+                      body=data)
+        if reply.status == 200:
+            reply.data = _json_object(data, upstream)
+        return reply
+
+
+def _json_object(data: bytes, upstream: Upstream) -> dict[str, Any]:
+    """A 200 body as a JSON object; `MalformedReply` when it is not one."""
+    try:
+        parsed = json.loads(data)
+    except (ValueError, RecursionError):
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise MalformedReply(upstream, f"a body that is not a JSON object: {data[:80]!r}")
+    return parsed
 
 
 class _Retryable(Exception):

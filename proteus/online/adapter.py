@@ -82,11 +82,11 @@ def static_point(router: Router, k: Knob, tau: float) -> StaticPoint:
 
 def serve(router: Router, k: Knob, features: np.ndarray, positions: np.ndarray,
           statics: list[StaticPoint], inverse: np.ndarray,
-          tasks: np.ndarray | None = None) -> Decisions:
+          task_ids: np.ndarray | None = None) -> Decisions:
     """Route [B, D] float32 features at knob positions [B]; row i's static point is
     statics[inverse[i]]. The decisions keep the static point's τ, point and feasibility and
     report the τ' actually used."""
     taus = k.operating_tau(np.asarray(positions, np.float64))
-    raw = router.run(features, taus.astype(np.float32), None, tasks)
+    raw = router.run(features, taus.astype(np.float32), None, task_ids)
     decisions = router.assemble(raw, [s.point for s in statics], inverse)
     return decisions._replace(operating_tau=taus)

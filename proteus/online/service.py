@@ -35,6 +35,8 @@ from proteus.online import controller as ctl
 from proteus.online.store import LedgerRow, Store
 from proteus.operating import check_tau
 from proteus.serving import Router
+from proteus.serving.inputs import resolve_taus
+from proteus.serving.protocol import Item
 
 OUTCOMES = ("accepted", "duplicate", "late", "unknown", "invalid")
 
@@ -82,8 +84,9 @@ class OnlineService:
 
     # ------------------------------------------------------------------ routing
     def _stream(self, tenant: str, tau: float) -> tuple[str, adapter.StaticPoint]:
-        """The stream of (tenant, τ) and its static point; creates the controller if new."""
-        target = bucket_tau(check_tau(tau), self.settings.bucket)
+        """The stream of (tenant, checked τ) and its static point; creates the controller if
+        new."""
+        target = bucket_tau(tau, self.settings.bucket)
         static = adapter.static_point(self.router, self.knob, target)
         key = stream_key(tenant, target)
         state = self._states.get(key)
@@ -98,46 +101,65 @@ class OnlineService:
     def route(self, queries: Any, tau: Any, tenant: str | None = None,
               task: Any = None) -> list[dict[str, Any]]:
         """Route texts ([B] str) or features ([D] / [B, D]) at τ (scalar or [B]) for a tenant,
-        of task `task` (`Router.check_tasks`: None, a name or [B]).
+        of task `task` (`Router.task_ids`: None, a name or [B]).
 
         Returns the router's decision dicts (`Router.records` form) with `request_id`,
         `stream` and `offset` added; the decisions are stored before this returns.
         """
-        tenant = tenant or self.settings.default_tenant
         if isinstance(queries, str):
             queries = [queries]
         is_text = isinstance(queries, Sequence) and any(isinstance(q, str) for q in queries)
         x = self.router.check_features(self.router.encode(queries) if is_text else queries)
-        taus = np.broadcast_to(np.asarray(tau, np.float64), (x.shape[0],))
-        tasks = self.router.check_tasks(task, x.shape[0])
-        with self._lock:
-            return self._route_locked(x, taus, tenant, tasks)
+        taus, inverse = resolve_taus(check_tau, tau, x.shape[0])  # each distinct τ checked once
+        return self._route(x, np.asarray(taus, np.float64), inverse,
+                           tenant or self.settings.default_tenant,
+                           self.router.task_ids(task, x.shape[0]))
 
-    def _route_locked(self, x: np.ndarray, taus: np.ndarray, tenant: str,
-                      tasks: np.ndarray | None = None) -> list[dict]:
-        unique, inverse = np.unique(taus, return_inverse=True)
-        streams = [self._stream(tenant, float(t)) for t in unique]
-        states = [self._states[k] for k, _ in streams]
-        positions = np.asarray([ctl.position(s, self.cfg) for s in states])[inverse]
-        d = adapter.serve(self.router, self.knob, x, positions, [s for _, s in streams], inverse,
-                          tasks)
-        d = d._replace(tau=taus)  # the request's own τ (the stream holds the bucket's)
-        records = self.router.records(d)
-        now, rows = self.store.clock(), []
-        for i, rec in enumerate(records):
-            key, state = streams[inverse[i]][0], states[inverse[i]]
-            state.n_decisions += 1
-            rec.update(request_id=self.new_id(), stream=key,
-                       offset=float(positions[i] - state.base))
-            rows.append(LedgerRow(rec["request_id"], key, now, rec["operating_tau"], rec["model"],
-                                 float(rec["c_hat"][rec["model"]])))
-        self.store.record_decisions(rows, {k: self._states[k].to_dict() for k, _ in streams})
+    def route_items(self, items: Sequence[Item], tenant: str | None = None
+                    ) -> list[dict[str, Any]]:
+        """Route requests of the shared request model (`proteus.serving.protocol`: each already
+        validated, its τ checked) for a tenant; as `route`."""
+        x = np.zeros((len(items), self.router.feature_dim), np.float32)
+        texts = [i for i, item in enumerate(items) if item.text is not None]
+        if texts:
+            x[texts] = self.router.encode([items[i].text for i in texts])
+        for i, item in enumerate(items):
+            if item.features is not None:
+                x[i] = item.features
+        taus, inverse = np.unique([item.point.tau for item in items], return_inverse=True)
+        task_ids = np.asarray([item.task_id for item in items], np.int32)
+        return self._route(x, taus, inverse.reshape(-1), tenant or self.settings.default_tenant,
+                           task_ids)
+
+    def _route(self, x: np.ndarray, taus: np.ndarray, inverse: np.ndarray, tenant: str,
+               task_ids: np.ndarray) -> list[dict]:
+        """Rows x [B, D] at checked τ taus[inverse] ([U], [B]) through their streams."""
+        with self._lock:
+            streams = [self._stream(tenant, float(t)) for t in taus]
+            states = [self._states[k] for k, _ in streams]
+            positions = np.asarray([ctl.position(s, self.cfg) for s in states])[inverse]
+            d = adapter.serve(self.router, self.knob, x, positions, [s for _, s in streams],
+                              inverse, task_ids)
+            d = d._replace(tau=taus[inverse])  # the request's own τ (the stream's: its bucket)
+            records = self.router.records(d)
+            now, rows = self.store.clock(), []
+            for i, rec in enumerate(records):
+                key, state = streams[inverse[i]][0], states[inverse[i]]
+                state.n_decisions += 1
+                rec.update(request_id=self.new_id(), stream=key,
+                           offset=float(positions[i] - state.base))
+                rows.append(LedgerRow(rec["request_id"], key, now, rec["operating_tau"],
+                                      rec["model"], float(rec["c_hat"][rec["model"]])))
+            self.store.record_decisions(rows, {k: self._states[k].to_dict() for k, _ in streams})
         return records
 
     # ------------------------------------------------------------------ feedback
-    def feedback(self, items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    def feedback(self, items: Sequence[dict[str, Any]], tenant: str | None = None
+                 ) -> list[dict[str, Any]]:
         """Apply feedback items {request_id, score, cost?}; one result dict per item.
 
+        With `tenant`, only that tenant's requests can be scored: another tenant's request id
+        is "unknown" (the same answer as an id never issued, so ids of others are not revealed).
         All items of one call are committed in one transaction before this returns.
         """
         checked = [check_item(item) for item in items]
@@ -147,17 +169,18 @@ class OnlineService:
             results = iter(checked)
             try:
                 return self.store.apply_feedback(
-                    lambda db, dec: self._one(db, dec, next(results)), ids)
+                    lambda db, dec: self._one(db, dec, next(results), tenant), ids)
             except BaseException:
                 self._states = before  # the transaction rolled back: so do the controllers
                 raise
 
-    def _one(self, db, dec: LedgerRow | None, item: dict[str, Any]) -> dict[str, Any]:
+    def _one(self, db, dec: LedgerRow | None, item: dict[str, Any],
+             tenant: str | None) -> dict[str, Any]:
         """The outcome of one checked item (runs inside the store's transaction)."""
         if "status" in item:
             return item
         rid, score, cost = item["request_id"], item["score"], item.get("cost")
-        if dec is None:
+        if dec is None or (tenant is not None and dec.stream.rpartition("|")[0] != tenant):
             return result(rid, "unknown", "no decision with this request_id (never issued, "
                            "or older than the store's retention)")
         if dec.outcome is not None:

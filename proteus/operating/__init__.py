@@ -20,7 +20,6 @@ from proteus.operating.policy import (
     OperatingPoint,
     OperatingPolicy,
     check_tau,
-    check_taus,
     feasible_range,
 )
 from proteus.operating.table import build_table, candidates, operating_taus, point_outcomes
@@ -28,5 +27,5 @@ from proteus.operating.table import build_table, candidates, operating_taus, poi
 __all__ = [
     "FALLBACKS", "CertificationTable", "Fallback", "InfeasibleTauError", "OperatingPoint",
     "OperatingPolicy", "build_table", "candidates", "certification_taus", "certify", "check_tau",
-    "check_taus", "feasible_range", "operating_taus", "point_outcomes",
+    "feasible_range", "operating_taus", "point_outcomes",
 ]

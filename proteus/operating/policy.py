@@ -96,23 +96,6 @@ def uncertified_choice(accuracy: Sequence[float], cost: Sequence[float], tau: fl
     return int(np.argmin(np.where(ok, cost, np.inf))), True
 
 
-def check_taus(tau: Any, n: int) -> np.ndarray:
-    """One τ for all n queries, or one per query -> [n] float64, each checked by `check_tau`."""
-    if np.ndim(tau) == 0 and not isinstance(tau, list | tuple):
-        return np.full(n, check_tau(tau), np.float64)
-    if isinstance(tau, np.ndarray) and tau.dtype.kind in "iuf":  # checked as one array
-        values = tau.astype(np.float64).ravel()
-        bad = ~((values >= 0.0) & (values <= 1.0))
-        if tau.ndim == 1 and bad.any():
-            check_tau(float(values[np.argmax(bad)]))  # raises, naming the first bad value
-    else:
-        values = np.asarray([check_tau(t) for t in tau] if np.ndim(tau) == 1 else [np.nan])
-    if np.ndim(tau) != 1 or values.shape != (n,):
-        raise ValueError(f"tau must be a number in [0, 1] or one number per query ({n}), got "
-                         f"shape {np.shape(tau)}")
-    return values
-
-
 class OperatingPolicy:
     """Maps a requested τ to an `OperatingPoint` (see the module docstring).
 

@@ -99,12 +99,15 @@ class MicroBatcher:
         """True if a request of n items would be admitted now."""
         return self._queued + n <= self._max_queue - (0 if n <= self._small else self._reserve)
 
-    async def submit(self, items: list) -> list:
+    async def submit(self, items: list, return_exceptions: bool = False) -> list:
         """Queue `items`; their results in order once routed.
 
+        With `return_exceptions`, an item that failed has its exception in its slot (the others
+        are answered); otherwise the first one (in item order) is raised.
+
         Raises:
-          QueueFullError: no room (see the class docstring); the first item exception (in item
-            order) or the exception `fn` raised.
+          QueueFullError: no room (see the class docstring); an item's exception or the one
+            `fn` raised (unless `return_exceptions`).
         """
         if not self.has_room(len(items)):
             limit = self._max_queue - (0 if len(items) <= self._small else self._reserve)
@@ -115,11 +118,12 @@ class MicroBatcher:
         self._waiting.append(_Request(list(items), futures))
         self._queued += len(items)
         self._wakeup.set()
-        if len(futures) == 1:  # the common case, without gather's overhead
+        if len(futures) == 1 and not return_exceptions:  # the common case, without gather
             return [await futures[0]]
         results = await asyncio.gather(*futures, return_exceptions=True)  # all retrieved
         for res in results:
-            if isinstance(res, BaseException):
+            if isinstance(res, asyncio.CancelledError) or (
+                    isinstance(res, BaseException) and not return_exceptions):
                 raise res
         return list(results)
 

@@ -1,9 +1,9 @@
 """Routing parsed request items in one call (the HTTP server's micro-batches, the CLI's JSONL).
 
-`protocol` turns request bodies into `Item`s (features or text, and the operating point of their
-τ); `route_items` encodes the texts, makes one routing call for every item and returns a decision
-record or an error per item, so that one item that fails (an encoder error, a non-finite decision)
-fails alone.
+`protocol` turns requests into `Item`s (features or text, the operating point of their τ, the
+task id); `route_items` encodes the texts, makes one routing call for every item and returns a
+decision record or an error per item, so that one item that fails (an encoder error, a
+non-finite decision) fails alone.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 
 from proteus.serving import Router, RoutingError, finite_rows
 from proteus.serving.protocol import Item, RequestError
+from proteus.serving.router import take_rows
 
 
 def route_items(router: Router, items: Sequence[Item]) -> list[dict[str, Any] | Exception]:
@@ -36,12 +37,12 @@ def route_items(router: Router, items: Sequence[Item]) -> list[dict[str, Any] | 
     if not ok:
         return results
     points = [items[i].point for i in ok]
-    tasks = np.asarray([items[i].task for i in ok], np.int32)
-    decisions = router.run_points(x[ok], points, np.arange(len(ok)), tasks)
+    task_ids = np.asarray([items[i].task_id for i in ok], np.int32)
+    decisions = router.run_points(x[ok], points, np.arange(len(ok)), task_ids)
     finite = finite_rows(decisions)
-    records = router.records(decisions)
-    for j, i in enumerate(ok):
-        results[i] = records[j] if finite[j] else RoutingError(
+    records = iter(router.records(take_rows(decisions, np.flatnonzero(finite))))
+    for j, i in enumerate(ok):  # a broken row is never turned into a record
+        results[i] = next(records) if finite[j] else RoutingError(
             f"{items[i].where}the router returned non-finite values for this query: the artifact "
             "is broken (re-export it)")
     return results

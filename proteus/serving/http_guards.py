@@ -119,7 +119,7 @@ def check_length(content_length: bytes | None, limit: int) -> None:
         raise RequestError(400, f"invalid Content-Length {content_length[:40]!r}")
     if int(content_length) > limit:
         raise RequestError(413, f"request body of {int(content_length)} bytes exceeds the limit "
-                                f"of {limit}")
+                                f"of {limit}", "body_too_large")
 
 
 async def read_body(chunks: AsyncIterator[bytes], limit: int, timeout_s: float) -> bytes:
@@ -136,10 +136,12 @@ async def read_body(chunks: AsyncIterator[bytes], limit: int, timeout_s: float) 
             async for chunk in chunks:
                 size += len(chunk)
                 if size > limit:
-                    raise RequestError(413, f"request body exceeds the limit of {limit} bytes")
+                    raise RequestError(413, f"request body exceeds the limit of {limit} bytes",
+                                       "body_too_large")
                 parts.append(chunk)
     except TimeoutError:
-        raise RequestError(408, f"request body not received within {timeout_s:g} s") from None
+        raise RequestError(408, f"request body not received within {timeout_s:g} s",
+                           "request_timeout") from None
     return b"".join(parts)
 
 

@@ -1,13 +1,16 @@
-"""Validation of what a caller sends a router: features, text and a request's task.
+"""Validation of what a caller sends a router: features, text, τ per query and a request's task.
 
-The one set of checks shared by the Python API (`proteus.serving.Router`), the command line and
-HTTP; each raises ValueError naming what is wrong. τ is checked by
-`proteus.operating.check_taus`, and a task name against an artifact's tasks by
-`Router.check_tasks`.
+The checks every front door shares: the Python API (`proteus.serving.Router`, vectorised) and
+the request model of the command line, HTTP, the gateway and the online service
+(`proteus.serving.protocol.make_item`); each raises ValueError naming what is wrong. A τ is
+checked once, where it is resolved to its operating point (`Router.resolve`, which applies
+`proteus.operating.check_tau`); a task name by the router's `proteus.tasks.TaskVocabulary`
+(`Router.task_ids`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -59,7 +62,7 @@ def _kind(x: np.ndarray) -> str:
 
 def check_task_name(task: Any, where: str = "'task'") -> str | None:
     """One request's task: a name (str) or None. The per-request check of HTTP and JSONL (the
-    Python API also takes [B] names; `Router.check_tasks` checks the names themselves)."""
+    Python API also takes [B] names; `Router.task_ids` checks the names themselves)."""
     if task is not None and not isinstance(task, str):
         raise ValueError(f"{where} must be a task name (a string) or null, got "
                          f"{type(task).__name__}")
@@ -80,3 +83,28 @@ def check_text(text: Any, where: str = "query") -> str:
         raise ValueError(f"{where} is not valid Unicode: {err.reason} at character {err.start} "
                          f"({text[err.start]!r})") from None
     return text
+
+
+def resolve_taus(resolve: Callable[[Any], Any], tau: Any, n: int) -> tuple[list[Any], np.ndarray]:
+    """One τ for all n queries, or one per query -> (points [U], inverse [n]): query i is served
+    at points[inverse[i]].
+
+    `resolve` (`Router.resolve`) checks each distinct τ once as it maps it to its operating
+    point: strings, booleans, None, NaN and values outside [0, 1] are refused, never coerced.
+
+    Raises:
+      ValueError: a bad τ (from `resolve`), or per-query τ not of length n.
+    """
+    if np.ndim(tau) == 0 and not isinstance(tau, list | tuple):
+        return [resolve(tau)], np.zeros(n, np.int64)
+    try:
+        shape = np.shape(tau)
+    except ValueError:  # ragged nesting
+        shape = (-1, -1)
+    if shape != (n,):
+        raise ValueError(f"tau must be a number in [0, 1] or one number per query ({n}), got "
+                         f"shape {shape}")
+    if isinstance(tau, np.ndarray) and tau.dtype.kind in "iuf":  # each distinct value once
+        unique, inverse = np.unique(tau, return_inverse=True)
+        return [resolve(u.item()) for u in unique], inverse.reshape(n)
+    return [resolve(t) for t in tau], np.arange(n)  # a list: each value checked once

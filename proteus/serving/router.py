@@ -10,8 +10,9 @@ An artifact (written by `proteus.training.export.write_artifact`) is a directory
 
 `Router.load` verifies all of it before serving (`proteus.serving.artifact`: what is checked and the
 threat model), and every decision is checked finite before it is returned (`RoutingError`).
-Inputs are validated by one set of functions (`proteus.serving.inputs`,
-`proteus.operating.check_taus`) shared by the Python API, the command line and HTTP.
+Inputs are validated by one set of functions shared by every front door (the request model:
+`proteus.serving.protocol` for HTTP, the command line, the gateway and the online service;
+`proteus.serving.inputs` for what they share with the Python API).
 
 Loading needs numpy, jax, orbax and json only (no flax, no trainer, no config code); a text
 encoder is rebuilt from the manifest only when the artifact was trained on one.
@@ -24,7 +25,7 @@ computes λ(τ') from the lane table exactly as training-time evaluation does.
 A router trained with a task prior (the manifest's `tasks`, e.g. MMLU-Pro's categories) also takes
 each query's task: one of those names, or None for a task it does not know (routed without the
 task prior). Its operating points and certificate were measured on queries that carried their
-task, so traffic should too (`check_tasks`).
+task, so traffic should too (`task_ids`; the rule for names: `proteus.tasks`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from proteus.operating import OperatingPoint, OperatingPolicy, check_taus
+from proteus.operating import OperatingPoint, OperatingPolicy
 from proteus.serving import artifact
 from proteus.serving.artifact import (  # noqa: F401 (re-exported: the serving API's names)
     FORMAT,
@@ -54,7 +55,9 @@ from proteus.serving.inputs import (  # noqa: F401 (re-exported: the serving API
     check_features,
     check_task_name,
     check_text,
+    resolve_taus,
 )
+from proteus.tasks import UNKNOWN, TaskVocabulary
 from proteus.types import Decisions
 
 MAX_BUCKET = 4096  # rows per compiled call; larger inputs are chunked
@@ -65,9 +68,17 @@ class RoutingError(RuntimeError):
 
 
 def finite_rows(raw: Decisions) -> np.ndarray:
-    """[B] bool: the rows whose μ, λ, p̂ and ĉ are all finite."""
-    return (np.isfinite(raw.mu) & np.isfinite(raw.lam) & np.isfinite(raw.p_hat).all(axis=1)
-            & np.isfinite(raw.c_hat).all(axis=1))
+    """[B] bool: the rows whose model index is one of the M models and whose μ, λ, p̂ and ĉ
+    are all finite."""
+    m = np.shape(raw.p_hat)[1]
+    return ((raw.model >= 0) & (raw.model < m) & np.isfinite(raw.mu) & np.isfinite(raw.lam)
+            & np.isfinite(raw.p_hat).all(axis=1) & np.isfinite(raw.c_hat).all(axis=1))
+
+
+def take_rows(d: Decisions, rows: np.ndarray) -> Decisions:
+    """The decisions of `rows` ([R] indices) only."""
+    return Decisions(*[None if f is None else tuple(f[i] for i in rows.tolist())
+                       if isinstance(f, tuple) else f[rows] for f in d])
 
 
 _PACKED_CALLS: dict[str, Any] = {}  # sha256 of the serialised function -> its jitted call
@@ -106,8 +117,8 @@ class Router:
         self.manifest = manifest
         self.models: tuple[str, ...] = tuple(manifest["models"])
         self.feature_dim: int = int(manifest["feature_dim"])
-        self.tasks: tuple[str, ...] = tuple(manifest.get("tasks", ()))
-        self._task_index = {name: i for i, name in enumerate(self.tasks)}
+        self.vocabulary = TaskVocabulary(tuple(manifest.get("tasks", ())))
+        self.tasks: tuple[str, ...] = self.vocabulary.names  # the task prior's names
         lam = manifest["lambda"]
         self.policy = OperatingPolicy(manifest["operating"], manifest["certification"]["table"],
                                       fallback or manifest["fallback"], self.models)
@@ -208,12 +219,13 @@ class Router:
                                f"{bad.size} of {len(raw.mu)} queries (first: {bad[:5].tolist()}); "
                                "the artifact is broken: re-export it")
 
-    def check_tasks(self, task: Any, n: int) -> np.ndarray | None:
-        """Validate the queries' tasks -> [n] int32 index in `self.tasks` (−1: unknown), or None.
+    def task_ids(self, task: Any, n: int) -> np.ndarray:
+        """The queries' tasks -> [n] int32 ids in `self.tasks` (`UNKNOWN` = −1: not known).
 
-        task: None (no task given), a name or None for every query, or [n] names / None.
-        Raises ValueError for a name this router does not know (a typo would silently route
-        without the task prior), or for any task given to a router trained without one.
+        task: None (no task given), a name or None for every query, or [n] names / None. The
+        names follow `proteus.tasks`' rule (an unknown name is a ValueError: a typo would
+        silently route without the task prior); any name given to a router trained without a
+        task prior is refused too.
         """
         if task is None or isinstance(task, str):
             given = [task] * n
@@ -224,22 +236,12 @@ class Router:
                              f"{type(task).__name__}")
         if len(given) != n:
             raise ValueError(f"got {len(given)} tasks for {n} queries")
-        if not self.tasks:
-            if any(t is not None for t in given):
-                raise ValueError("this router was trained without a task prior: drop 'task'")
-            return None
-        out = np.full(n, -1, np.int32)
-        for i, name in enumerate(given):
-            if name is None:
-                continue
-            if not isinstance(name, str) or name not in self._task_index:
-                raise ValueError(f"unknown task {name!r:.80}; this router knows {list(self.tasks)}"
-                                 " (null: a task it does not know, routed without the task prior)")
-            out[i] = self._task_index[name]
-        return out
+        if not self.tasks and any(t is not None for t in given):
+            raise ValueError("this router was trained without a task prior: drop 'task'")
+        return self.vocabulary.ids(given)
 
     def run(self, features: np.ndarray, operating_tau: np.ndarray,
-            fixed: np.ndarray | None = None, tasks: np.ndarray | None = None) -> Decisions:
+            fixed: np.ndarray | None = None, task_ids: np.ndarray | None = None) -> Decisions:
         """The exported routing function at given operating points (no τ resolution): the
         network's five fields of `Decisions` (the operating-table fields are None).
 
@@ -247,12 +249,13 @@ class Router:
           features: [B, D] float32.
           operating_tau: [B] float32 τ' per query (NaN allowed where `fixed` >= 0).
           fixed: [B] int32 model of a fixed-model point, −1 for the policy (None: all −1).
-          tasks: [B] int32 task indices (`check_tasks`; None: all unknown). Ignored by a router
+          task_ids: [B] int32 task ids (`task_ids`; None: all unknown). Ignored by a router
             without a task prior.
         """
         n = features.shape[0]
         fixed = np.full(n, -1, np.int32) if fixed is None else np.asarray(fixed, np.int32)
-        tasks = np.full(n, -1, np.int32) if tasks is None else np.asarray(tasks, np.int32)
+        tasks = (np.full(n, UNKNOWN, np.int32) if task_ids is None
+                 else np.asarray(task_ids, np.int32))
         # A fixed-model point has no τ'; the policy still runs on its rows, so give it a number.
         operating_tau = np.where(fixed >= 0, 0.0, operating_tau).astype(np.float32)
         parts = []
@@ -264,7 +267,7 @@ class Router:
                 x = np.concatenate([x, np.zeros((pad, x.shape[1]), np.float32)])
                 t = np.concatenate([t, np.zeros(pad, np.float32)])
                 f = np.concatenate([f, np.full(pad, -1, np.int32)])
-                k = np.concatenate([k, np.full(pad, -1, np.int32)])
+                k = np.concatenate([k, np.full(pad, UNKNOWN, np.int32)])
             task_arg = (k,) if self.tasks else ()
             out = np.asarray(self._fn(self._params, *self._lanes, x, t, f, *task_arg))
             parts.append(out[: out.shape[0] - pad])
@@ -275,30 +278,30 @@ class Router:
 
     def decide(self, features: Any, tau: Any, task: Any = None) -> Decisions:
         """Route B feature rows ([D] or [B, D]) at τ (a scalar or [B], one per query), each of
-        task `task` (see `check_tasks`).
+        task `task` (see `task_ids`).
+
+        Each distinct τ is checked once, where it is resolved (`inputs.resolve_taus`).
 
         Raises:
           ValueError: bad features, τ or task; `InfeasibleTauError` under the "refuse" fallback.
           RoutingError: the router returned non-finite values (never silently passed on).
         """
         x = self.check_features(features)
-        taus = check_taus(tau, x.shape[0])
-        tasks = self.check_tasks(task, x.shape[0])
-        unique, inverse = np.unique(taus, return_inverse=True)
-        decisions = self.run_points(x, [self.resolve(float(t)) for t in unique], inverse, tasks)
+        points, inverse = resolve_taus(self.resolve, tau, x.shape[0])
+        decisions = self.run_points(x, points, inverse, self.task_ids(task, x.shape[0]))
         self.check_finite(decisions)
         return decisions
 
     def run_points(self, features: np.ndarray, points: Sequence[OperatingPoint],
-                   inverse: np.ndarray, tasks: np.ndarray | None = None) -> Decisions:
-        """Route row i of features [B, D] float32 (task index tasks[i], see `run`) at the
+                   inverse: np.ndarray, task_ids: np.ndarray | None = None) -> Decisions:
+        """Route row i of features [B, D] float32 (task id task_ids[i], see `run`) at the
         resolved point points[inverse[i]].
 
         Not checked for finiteness: `decide` raises, `dispatch.route_items` fails bad rows alone.
         """
         operating = np.asarray([p.operating_tau for p in points], np.float32)[inverse]
         fixed = np.asarray([p.operating_model for p in points], np.int32)[inverse]
-        return self.assemble(self.run(features, operating, fixed, tasks), points, inverse)
+        return self.assemble(self.run(features, operating, fixed, task_ids), points, inverse)
 
     def assemble(self, raw: Decisions, points: Sequence[OperatingPoint],
                  inverse: np.ndarray) -> Decisions:
@@ -312,7 +315,7 @@ class Router:
     def route(self, queries: str | Sequence[str] | Any, tau: Any,
               task: Any = None) -> list[dict[str, Any]]:
         """Route text queries (str or [B] str) or features ([D] or [B, D]) at τ (scalar or [B]),
-        of task `task` (None, a name, or [B]; see `check_tasks`).
+        of task `task` (None, a name, or [B]; see `task_ids`).
 
         Returns:
           one decision dict per query (`records`: what the CLI and HTTP return).

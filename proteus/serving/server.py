@@ -15,9 +15,11 @@ content; 503 when the queue is full) and never reaches the router; a 500 says wh
 valid JSON (never a NaN). Valid requests from all connections join one queue
 (`proteus.serving.batching`): a worker thread routes a fair share of every waiting request in one
 call, so throughput grows with concurrency and a single query is not starved by large batches; one
-failing item fails alone. POST /v1/route is answered by a small ASGI fast path in front of FastAPI
-that runs the same `RouteService.handle_http` as the FastAPI route (which documents it in the
-OpenAPI schema): FastAPI's per-request machinery costs ~4x the CPU of the whole decision.
+failing item fails alone (in a {"requests": [...]} batch, its entry is
+`{"error": {"status", "code", "message"}}` and the others are answered). POST /v1/route is
+answered by a small ASGI fast path in front of FastAPI that runs the same
+`RouteService.handle_http` as the FastAPI route (which documents it in the OpenAPI schema):
+FastAPI's per-request machinery costs ~4x the CPU of the whole decision.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 from starlette.requests import ClientDisconnect
 
@@ -44,6 +45,15 @@ from proteus.serving import Router, RoutingError, http_guards
 from proteus.serving.batching import MicroBatcher, QueueFullError
 from proteus.serving.dispatch import route_items
 from proteus.serving.protocol import Limits, RequestError, parse_body
+from proteus.serving.schema import (
+    BatchRouteRequest,
+    BatchRouteResponse,
+    ErrorResponse,
+    HealthResponse,
+    ModelsResponse,
+    RouteDecisionModel,
+    RouteRequest,
+)
 
 ROUTE_PATH = "/v1/route"
 Headers = list[tuple[bytes, bytes]]
@@ -105,32 +115,39 @@ class RouteService:
         return (*await self.handle(body), [])
 
     async def handle(self, body: bytes) -> tuple[int, bytes]:
-        """A POST /v1/route body -> (HTTP status, JSON response body); never raises."""
+        """A POST /v1/route body -> (HTTP status, JSON response body); never raises.
+
+        A batch answers 200 with one entry per request: its decision, or for a request that
+        failed alone `{"error": {"status", "code", "message"}}` (`RequestError.to_json`).
+        """
         try:
             if len(body) > self.settings.parse_in_thread_bytes:
                 # A body this large is a batch (one query is at most max_query_chars): when no
                 # batch would be admitted, refuse it before paying for the parse.
                 if not self.batcher.has_room(self.settings.small_request + 1):
                     raise QueueFullError
-                items, is_batch = await asyncio.to_thread(parse_body, body, self.router,
-                                                          self.settings)
+                parsed, is_batch = await asyncio.to_thread(parse_body, body, self.router,
+                                                           self.settings)
             else:
-                items, is_batch = parse_body(body, self.router, self.settings)
-            results = await self.batcher.submit(items)
+                parsed, is_batch = parse_body(body, self.router, self.settings)
+            items = [p for p in parsed if not isinstance(p, RequestError)]
+            routed = iter(await self.batcher.submit(items, return_exceptions=is_batch)
+                          if items else [])
+            results = [p if isinstance(p, RequestError) else next(routed) for p in parsed]
         except QueueFullError:
             busy = "server busy: the routing queue is full; retry shortly"
             return 503, json_bytes({"detail": busy})
         except RequestError as err:
             return err.status, json_bytes({"detail": err.detail})
-        except RoutingError as err:
-            logging.getLogger(__name__).error("routing failed: %s", err)
-            return 500, json_bytes({"detail": f"routing failed: {err}"})
         except Exception as err:  # noqa: BLE001 (one bad batch must not take the server down)
-            logging.getLogger(__name__).exception("routing failed")
-            return 500, json_bytes({"detail": f"internal error: {type(err).__name__}: {err}"})
-        answer = {"decisions": results} if is_batch else results[0]
+            return 500, json_bytes({"detail": _internal(err)})
+        if not is_batch:
+            return await self._encode(results[0])
+        return await self._encode({"decisions": [_entry(r) for r in results]}, len(results))
+
+    async def _encode(self, answer: Any, n: int = 1) -> tuple[int, bytes]:
         try:
-            if len(results) > 64:  # a large answer is serialised off the event loop
+            if n > 64:  # a large answer is serialised off the event loop
                 return 200, await asyncio.to_thread(json_bytes, answer)
             return 200, json_bytes(answer)
         except ValueError as err:  # NaN or inf: never sent as (invalid) JSON
@@ -139,75 +156,27 @@ class RouteService:
             return 500, json_bytes({"detail": detail})
 
 
+def _internal(err: Exception) -> str:
+    """The message of a 500 (logged with its traceback unless it is a `RoutingError`)."""
+    if isinstance(err, RoutingError):
+        logging.getLogger(__name__).error("routing failed: %s", err)
+        return f"routing failed: {err}"
+    logging.getLogger(__name__).error("routing failed", exc_info=err)
+    return f"internal error: {type(err).__name__}: {err}"
+
+
+def _entry(result: Any) -> dict[str, Any]:
+    """One slot of a batch answer: a decision, or the error of the request that failed alone."""
+    if isinstance(result, RequestError):
+        return result.to_json()
+    if isinstance(result, Exception):
+        return RequestError(500, _internal(result), "routing_failed").to_json()
+    return result
+
+
 def json_bytes(obj: Any) -> bytes:
     """Compact, strict JSON (NaN and inf raise ValueError): every body this server sends."""
     return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
-
-
-# ------------------------------------------------------------------ schema (documentation)
-
-
-class RouteRequest(BaseModel):
-    query: str | None = Field(None, description="query text (artifacts with a text encoder)")
-    features: list[float] | None = Field(None, description="the query's D features")
-    tau: float = Field(..., ge=0.0, le=1.0, description="accuracy target τ")
-    task: str | None = Field(None, description="the query's task, one of GET /v1/models' "
-                             "'tasks' (artifacts with a task prior; null: an unknown task)")
-
-
-class BatchRouteRequest(BaseModel):
-    requests: list[RouteRequest]
-
-
-class RouteDecisionModel(BaseModel):
-    model: str
-    model_index: int
-    mu: float = Field(..., description="quality preference μ in [0, 1]")
-    p_hat: dict[str, float] = Field(..., description="predicted correctness per model")
-    c_hat: dict[str, float] = Field(..., description="predicted cost (USD) per model")
-    lambda_: float = Field(..., alias="lambda", description="λ at the operating τ")
-    tau: float
-    operating_tau: float | None = Field(..., description="the τ' the policy was called with "
-                                        "(null at a fixed-model operating point)")
-    operating_point: int = Field(..., description="index of the operating point in the "
-                                 "artifact's table (GET /v1/models)")
-    feasible: bool
-    certified: bool
-    reason: str
-    operating_model: str | None = Field(None, description="the model of a fixed-model point")
-
-
-class BatchRouteResponse(BaseModel):
-    decisions: list[RouteDecisionModel]
-
-
-class ErrorResponse(BaseModel):
-    detail: str
-
-
-class ModelInfo(BaseModel):
-    name: str
-    index: int
-    price: dict[str, float] | None
-    mean_cost_usd: float
-
-
-class ModelsResponse(BaseModel):
-    models: list[ModelInfo]
-    feasible_tau: dict[str, float | None]
-    certified: bool
-    fallback: str
-    encoder: str
-    feature_dim: int
-    accepts_text: bool
-    tasks: list[str] = Field(..., description="the task prior's tasks ([] without one)")
-
-
-class HealthResponse(BaseModel):
-    status: str
-    batches: int
-    rows: int
-    largest_batch: int
 
 
 # ------------------------------------------------------------------ the app

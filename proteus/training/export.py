@@ -38,6 +38,7 @@ weights.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import datetime
 import functools
@@ -221,15 +222,28 @@ def write_artifact(bundle: RouterBundle, out: str, overwrite: bool = False,
     leaves a half-written artifact. The manifest is written last and records the size and sha256
     of every other file plus a digest of itself (`artifact.seal`). With `verify` (the default),
     the written artifact is loaded with `serving.Router.load` and must route probe features as
-    the bundle does (`verify_artifact`) before it is moved into place.
+    the bundle does, and ordinary questions to finite decisions when it takes text
+    (`verify_artifact`), before it is moved into place.
+
+    `overwrite` replaces an existing artifact only (`check_replaceable`): anything else at `out`
+    is refused before any work. The old artifact and the new one are swapped in one rename
+    (Linux `renameat2(RENAME_EXCHANGE)`; elsewhere two renames, the old one kept aside until the
+    new one is in place), then the old one is deleted.
 
     Returns:
       the manifest.
+
+    Raises:
+      FileExistsError: `out` exists and is not to be replaced (see above).
+      ArtifactError: the written artifact fails its checks (nothing is left at `out`).
     """
     _check_bundle(bundle)
     out = os.path.abspath(out)
-    if os.path.exists(out) and not overwrite:
-        raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
+    if os.path.lexists(out):
+        if not overwrite:
+            raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace "
+                                  "it (only an artifact can be replaced)")
+        check_replaceable(out)
     params = jax.tree.map(np.asarray, jax.device_get(bundle.params))
     exported = export_routing_function(bundle.spec, params, int(np.shape(bundle.lane_taus)[0]),
                                        platforms)
@@ -251,20 +265,84 @@ def write_artifact(bundle: RouterBundle, out: str, overwrite: bool = False,
             json.dump(manifest, f, indent=1, allow_nan=False)
         if verify:
             verify_artifact(tmp, bundle)
-        if os.path.exists(out):
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        _move_into_place(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest
 
 
+ARTIFACT_ENTRIES = frozenset({artifact.MANIFEST_FILE, artifact.FUNCTION_FILE,
+                              artifact.PARAMS_DIR})
+
+
+def check_replaceable(out: str) -> None:
+    """Raise FileExistsError unless `out` is an artifact directory: a manifest.json of this
+    format and nothing but the artifact's own entries (so a workdir, a directory holding other
+    files, a file, or a link is never deleted by an overwrite)."""
+    why = None
+    if os.path.islink(out) or not os.path.isdir(out):
+        why = "it is not a directory"
+    else:
+        entries = set(os.listdir(out))
+        manifest = os.path.join(out, artifact.MANIFEST_FILE)
+        if entries - ARTIFACT_ENTRIES:
+            why = f"it holds {sorted(entries - ARTIFACT_ENTRIES)[:5]}, which an artifact does not"
+        elif not os.path.isfile(manifest):
+            why = f"it has no {artifact.MANIFEST_FILE}"
+        else:
+            try:
+                with open(manifest) as f:
+                    fmt = json.load(f).get("format")
+            except (OSError, ValueError, AttributeError):
+                fmt = None
+            if fmt != artifact.FORMAT:
+                why = f"its {artifact.MANIFEST_FILE} is not a {artifact.FORMAT!r} manifest"
+    if why:
+        raise FileExistsError(f"{out} exists and is not a router artifact ({why}); --overwrite "
+                              "only replaces an artifact: choose another --out")
+
+
+def _move_into_place(tmp: str, out: str) -> None:
+    """Put the finished artifact `tmp` at `out`, replacing the artifact there (checked)."""
+    if not os.path.exists(out):
+        os.replace(tmp, out)
+        return
+    if not _exchange(tmp, out):  # no atomic exchange here: the old one waits aside
+        aside = f"{out}.replaced-{os.getpid()}"
+        os.replace(out, aside)
+        os.replace(tmp, out)
+        tmp = aside
+    shutil.rmtree(tmp)  # the old artifact, now at `tmp`
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False when unavailable."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+# Ordinary questions of several kinds: an artifact that takes text must route them all.
+PROBE_TEXTS = (
+    "Which gas do plants absorb from the air?", "What is the capital of Australia?",
+    "Solve for x: 3x + 7 = 22.", "Who wrote the novel Pride and Prejudice?",
+    "Explain how a vaccine trains the immune system.", "Translate 'good morning' into French.",
+    "Write a Python function that reverses a string.", "Summarise the causes of the French "
+    "Revolution in two sentences.", "Is a tomato a fruit or a vegetable?")
+
+
 def verify_artifact(path: str, bundle: RouterBundle, n_probe: int = 64) -> None:
     """Load `path` and check its decisions on probe features against `routing_function` (jitted,
-    not exported), i.e. against `networks.route` at λ(τ).
+    not exported), i.e. against `networks.route` at λ(τ); for an artifact that takes text, also
+    that `PROBE_TEXTS` get finite decisions at every operating point (`probe_texts`).
 
     Raises:
       AssertionError: the artifact routes any probe differently from the bundle's router.
+      ArtifactError: it cannot route ordinary text.
     """
     router = serving.Router.load(path, warmup=0)
     stats = bundle.params["stats"]
@@ -284,3 +362,24 @@ def verify_artifact(path: str, bundle: RouterBundle, n_probe: int = 64) -> None:
         raise AssertionError(f"exported router at {path} disagrees with the trained one on "
                              f"{int(np.sum(np.asarray(want) != got.model))} of {n_probe} "
                              "probe queries")
+    if router.accepts_text:
+        probe_texts(router)
+
+
+def probe_texts(router: serving.Router, texts: Sequence[str] = PROBE_TEXTS) -> None:
+    """Route `texts` at every operating point of `router` (as an unknown task); raise
+    `ArtifactError` naming the questions whose decisions are not finite (e.g. ĉ = inf: their
+    encoded features lie far outside what the router was trained on, so it would answer 500)."""
+    policy = router.policy
+    x = np.tile(router.encode(list(texts)), (len(policy.taus), 1))
+    taus = np.repeat(np.nan_to_num(policy.taus, nan=0.0), len(texts)).astype(np.float32)
+    fixed = np.repeat(policy.models, len(texts)).astype(np.int32)
+    bad = ~serving.finite_rows(router.run(x, taus, fixed)).reshape(len(policy.taus), len(texts))
+    failing = [t for t, b in zip(texts, bad.any(axis=0), strict=True) if b]
+    if failing:
+        raise artifact.ArtifactError(
+            f"{router.path}: the router answers non-finite decisions (ĉ, p̂ or μ) for "
+            f"{len(failing)} of {len(texts)} ordinary questions (e.g. {failing[0]!r}): the "
+            f"features its encoder {router.manifest['encoder']['id']!r} gives real text are far "
+            "from those it was trained on, so it would answer them with errors. Not exported: "
+            "train it on features of text like the traffic it will route")

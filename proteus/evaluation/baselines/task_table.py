@@ -20,12 +20,14 @@ import numpy as np
 
 from proteus.evaluation.baselines.base import Decisions, RouterInputs
 from proteus.evaluation.baselines.tables import GroupPolicy, default_alphas, fit_policy
+from proteus.tasks import UNKNOWN, TaskVocabulary
 
 
 def task_index(tasks: np.ndarray, vocab: tuple[str, ...]) -> np.ndarray:
-    """[N] int row of each task in `vocab`; "" and unseen tasks get the extra row len(vocab)."""
-    lookup = {task: i for i, task in enumerate(vocab)}
-    return np.array([lookup.get(t, len(vocab)) for t in np.asarray(tasks).tolist()], np.int64)
+    """[N] int row of each task in `vocab`; "" and unseen tasks (`TaskVocabulary.label_ids`'s
+    UNKNOWN) get the extra row len(vocab)."""
+    ids = TaskVocabulary(vocab).label_ids(tasks).astype(np.int64)
+    return np.where(ids == UNKNOWN, len(vocab), ids)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -54,7 +56,7 @@ class TaskTableRouter:
         ref_s, ref_c = self.reference.need(self.name, "scores", "costs")
         tune_t = tune.need_tasks(self.name)
         tune_s, tune_c = tune.need(self.name, "scores", "costs")
-        vocab = tuple(sorted(set(ref_t.tolist()) - {""}))
+        vocab = TaskVocabulary.of_labels(ref_t.tolist()).names
         policy = fit_policy(
             (task_index(ref_t, vocab), ref_s, ref_c),
             (task_index(tune_t, vocab), tune_s, tune_c),
