@@ -12,7 +12,7 @@
      `--allow_config_change=field1,field2`); an allowed change is logged and appended to
      `config_changes.jsonl`, and `config.json` keeps the config the run started with. The run's
      config is then `config.json` with those changes (`recorded_config`): later jobs compare with
-     it and `pipeline.load_config` returns it. A workdir with nothing to resume simply records
+     it and `runs.load_config` returns it. A workdir with nothing to resume simply records
      the new config.
 
 `truncate_metrics(workdir, step)` runs after a restore: records past the restored step were

@@ -5,7 +5,8 @@
 
 Reads DIR/config.json, DIR/checkpoints/ and DIR/certification.json (the operating points that
 `launch.train` / `launch.evaluate` measured); writes the artifact described in
-`proteus.training.export` (the serving side is `proteus.serving.Router.load`).
+`proteus.training.export` (the serving side is `proteus.serving.Router.load`). Flags and one call:
+`experiments.runs.export` (the library's `proteus.pipeline.export` on a workdir).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 
 from absl import app, flags
 
-from experiments import exporting, logs
+from experiments import logs, runs
 from proteus.training import export
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A finished training workdir.")
@@ -30,9 +31,8 @@ _PLATFORMS = flags.DEFINE_list("platforms", list(export.DEFAULT_PLATFORMS),
 def main(argv):
     del argv
     logs.job_logging()  # INFO, without Orbax's lines between the progress bars
-    manifest = exporting.export_workdir(_WORKDIR.value, _OUT.value, _RUN.value,
-                                        _OVERWRITE.value, tuple(_PLATFORMS.value),
-                                        _CERTIFIED.value)
+    manifest = runs.export(_WORKDIR.value, _OUT.value, _RUN.value, _OVERWRITE.value,
+                           tuple(_PLATFORMS.value), _CERTIFIED.value)
     lo, hi = manifest["feasible_tau"]["min"], manifest["feasible_tau"]["max"]
     print(f"wrote {os.path.abspath(_OUT.value)}: {len(manifest['models'])} models, encoder "
           f"{manifest['encoder']['id']}, {manifest['certification']['status']}, feasible τ "

@@ -1,4 +1,4 @@
-"""experiments/evaluation.py: the full evaluation (every baseline) and its AIQ sweep.
+"""proteus.pipeline.evaluation: the full evaluation (every baseline) and its AIQ sweep.
 
 Before the sweep, AIQ was the hull of the points a router reached on the report grid, which starts
 at the cheapest model's training accuracy: a router with a safety margin never reached its cheapest
@@ -9,8 +9,9 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import evaluation, pipeline
+from proteus import pipeline
 from proteus.evaluation import metrics, results
+from proteus.pipeline import baselines, evaluation, routing
 from tests import core_helpers
 
 pytest_plugins = ["tests.serving_fixtures"]
@@ -38,14 +39,13 @@ def test_sweep_taus_and_on_grid_by_hand():
 @pytest.fixture(scope="module")
 def evaluated(trained):
     """The full evaluation of the serving fixtures' trained run: (results, grid, certification)."""
-    res, certification = evaluation.evaluate_all(trained.config, trained.setup, trained.state,
-                                                 trained.splits)
-    return res, pipeline.eval_taus(trained.config, trained.setup.lane_taus), certification
+    ev = pipeline.evaluate(trained.run)
+    return ev.results, routing.eval_taus(trained.config, trained.one.lane_taus), ev.certificate()
 
 
 def test_every_router_is_reported_on_the_grid_and_scored_on_its_sweep(evaluated):
     res, grid, _ = evaluated
-    results.validate_results(res, required_routers=evaluation.BASELINE_NAMES[:-1] + (
+    results.validate_results(res, required_routers=baselines.BASELINE_NAMES[:-1] + (
         "proteus", "proteus_certified"))
     np.testing.assert_allclose(res["taus"], grid)
     for name, block in res["routers"].items():
