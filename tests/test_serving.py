@@ -184,27 +184,27 @@ def _rewrite(path: str, manifest: dict) -> None:
 
 
 def test_load_time_checks(tiny_artifact, tmp_path):
-    with pytest.raises(serving.ArtifactError, match="not found"):
+    with pytest.raises(artifact.ArtifactError, match="not found"):
         serving.Router.load(str(tmp_path / "nothing"))
     bad_dim = _copy(tiny_artifact, str(tmp_path / "dim"))
-    manifest = serving.read_manifest(bad_dim)
+    manifest = artifact.read_manifest(bad_dim)
     _rewrite(bad_dim, {**manifest, "feature_dim": 5})
-    with pytest.raises(serving.ArtifactError, match="feature_dim=5"):
+    with pytest.raises(artifact.ArtifactError, match="feature_dim=5"):
         serving.Router.load(bad_dim)
     _rewrite(bad_dim, {**manifest, "format_version": 99})
-    with pytest.raises(serving.ArtifactError, match="format"):
+    with pytest.raises(artifact.ArtifactError, match="format"):
         serving.Router.load(bad_dim)
     old_convention = {**manifest["function"], "calling_convention_version": 1}
     _rewrite(bad_dim, {**manifest, "function": old_convention})
-    with pytest.raises(serving.ArtifactError, match="calling convention 1"):
+    with pytest.raises(artifact.ArtifactError, match="calling convention 1"):
         serving.Router.load(bad_dim)
     _rewrite(bad_dim, {k: v for k, v in manifest.items() if k != "lambda"})
-    with pytest.raises(serving.ArtifactError, match="missing \\['lambda'\\]"):
+    with pytest.raises(artifact.ArtifactError, match="missing \\['lambda'\\]"):
         serving.Router.load(bad_dim)
     tampered = _copy(tiny_artifact, str(tmp_path / "fn"))
     with open(os.path.join(tampered, "route.jaxexport"), "ab") as f:
         f.write(b"\0")
-    with pytest.raises(serving.ArtifactError, match="route.jaxexport has .* bytes"):
+    with pytest.raises(artifact.ArtifactError, match="route.jaxexport has .* bytes"):
         serving.Router.load(tampered)
 
 

@@ -9,12 +9,13 @@ the config.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from proteus.training import duals, loop, networks, train
 
@@ -95,7 +96,8 @@ def hparams_from_config(config: ml_collections.ConfigDict, n_runs: int) -> train
                             for name in train.HParams._fields})
 
 
-def run_keys_for(base_seed: int, runs) -> tuple[jax.Array, jax.Array]:
+def run_keys_for(base_seed: int, runs: Sequence[int] | np.ndarray,
+                 ) -> tuple[jax.Array, jax.Array]:
     """(init_keys, run_keys), [S] typed keys each: run r's key is fold_in(key(base_seed), r),
     split into its parameter-initialisation and per-step keys (a sweep passes r = seed)."""
     keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(base_seed), r))(

@@ -23,10 +23,10 @@ from proteus.evaluation import metrics
 from proteus.pipeline.fit import run_slice
 from proteus.pipeline.setup import Setup, Splits, query_tasks
 from proteus.training import loop, train
-from proteus.types import Decisions
+from proteus.types import Array, Decisions
 
 
-def eval_taus(config: ml_collections.ConfigDict, lane_taus) -> np.ndarray:
+def eval_taus(config: ml_collections.ConfigDict, lane_taus: Array | np.ndarray) -> np.ndarray:
     """The report grid [T]: the DESIGN.md default grid (eval.tau_lo..tau_hi by tau_step) plus
     `eval.wide_n` τ evenly over the lanes' range (lane_taus: [K], the run's
     `TrainState.lane_taus`)."""

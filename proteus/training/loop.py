@@ -15,7 +15,7 @@ through a callback and checkpoints through another; the library itself does no f
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 import jax
@@ -268,12 +268,13 @@ class _Progress(Callback):
         self.fn(phase, step, metrics)
 
 
-def as_callbacks(hooks) -> tuple[Callback, ...]:
+def as_callbacks(hooks: Iterable[Callback | Callable[[str, int, dict], None]],
+                 ) -> tuple[Callback, ...]:
     """Callbacks and plain `fn(phase, step, metrics)` functions, as Callbacks (in order)."""
     return tuple(h if isinstance(h, Callback) else _Progress(h) for h in hooks)
 
 
-def combine(hooks) -> Callbacks:
+def combine(hooks: Sequence[Callback]) -> Callbacks:
     """The loop's two hooks calling every Callback of `hooks` in order."""
     def on_metrics(phase, step, metrics):
         for hook in hooks:
