@@ -46,9 +46,10 @@ METRICS_FILE = "metrics.jsonl"
 # Fields that say where things are kept or how runs are executed, not what is trained: they may
 # differ on resume (a run started on a GPU may resume on a CPU).
 HOST_ONLY = frozenset({"data.cache_dir", "train.run_batch"})
-# Training settings added after workdirs were recorded without them, with the value every run
-# before them trained with: a recorded config that lacks one ran as this value says.
-ADDED_SETTINGS = {"model.task_prior": False}
+# Settings added after workdirs were recorded without them, with the value every run before them
+# ran with: a recorded config that lacks one ran as this value says (the library reads every
+# setting from the config, so this is the one place such a value is written).
+ADDED_SETTINGS = {"model.task_prior": False, "eval.aiq_step": 0.0}
 
 _HELD: dict[str, int] = {}  # abs workdir -> fd holding its lock (this process)
 _ACCEPTED: dict[str, str] = {}  # abs workdir -> JSON of the config accepted for it

@@ -84,7 +84,7 @@ def sweep_taus(config: ml_collections.ConfigDict, grid: np.ndarray) -> np.ndarra
     margin (PROTEUS's uncertified rule) never reaches its cheapest point there, and its curve is
     sampled at a dozen points. The sweep gives every router its knob's ends and its curve.
     """
-    step = float(config.eval.get("aiq_step", 0.0))  # a workdir from before the sweep: none
+    step = float(config.eval.aiq_step)
     if step <= 0:
         return np.asarray(grid, np.float64)
     return np.union1d(grid, np.linspace(0.0, 1.0, int(round(1.0 / step)) + 1))

@@ -79,7 +79,7 @@ def task_names(config: ml_collections.ConfigDict, splits: Splits) -> tuple[str, 
     """The task vocabulary of the calibration's task prior: the training pool's distinct tasks
     (sorted), or () when `model.task_prior` is off. Raises `ConfigError` (a one-line launcher
     error) if the pool has < 2."""
-    if not config.model.get("task_prior", False):
+    if not config.model.task_prior:
         return ()
     pred = splits["pred"]  # the pool is `pred` and `policy` (`training_pool`)
     names = task_vocabulary(np.concatenate([pred.tasks, splits["policy"].tasks]))
