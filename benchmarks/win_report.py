@@ -6,9 +6,12 @@
 For each file (test split): the best single model; the highest accuracy of `proteus` and
 `proteus_certified` against it (goal: >= best − 0.005); the AIQ of `proteus` against every other
 router (goal: >= each − 0.002); the uncertified router's floors among the τ it declares feasible
-(goal: met at >= 90%, mean(accuracy − τ) >= 0); the certified router's silent misses (goal: 0)
-and its cost relative to the uncertified router at the τ it certifies; the shared predictor's
-per-model AUC and calibration error when recorded.
+(goal: met at >= 90%, mean(accuracy − τ) >= 0); the certified router's silent misses (test
+accuracy below its promise, τ − ε; goal: 0) and its cost relative to the uncertified router at
+the τ both serve; with `launch.evaluate --redraws=N`, issue 25's redraw goals (every τ certified
+and missed in at most δ + 2 Monte Carlo standard errors of the draws, certified cost <= 1.5x the
+uncertified router's); the shared predictor's per-model AUC and calibration error when
+recorded.
 
 `--across` summarises files of one data set trained with different seeds (`--config.seed=N`,
 same splits): per router, AIQ(proteus) − AIQ(router) as mean [min, max] over the files and the
@@ -48,10 +51,16 @@ def measure(res: dict) -> dict:
                worst_gap=float(excess.min()) if feas.any() else np.nan)
     cert = routers["proteus_certified"]
     c_acc, c_feas = arr(cert, "accuracy"), np.asarray(cert["feasible"], bool)
-    ratio = arr(cert, "cost")[c_feas] / arr(unc, "cost")[c_feas]
-    out.update(n_certified=int(c_feas.sum()), silent=int(np.sum(c_feas & (c_acc < taus - 1e-9))),
+    both = c_feas & feas  # the τ both routers serve
+    ratio = arr(cert, "cost")[both] / arr(unc, "cost")[both]
+    tolerance = res.get("certificate", {}).get("tolerance", 0.0)  # the promise: τ − ε
+    out.update(n_certified=int(c_feas.sum()), tolerance=tolerance,
+               silent=int(np.sum(c_feas & (c_acc < taus - tolerance - 1e-9))),
+               below_tau=int(np.sum(c_feas & (c_acc < taus - 1e-9))),
                ratio_max=float(np.max(ratio)) if ratio.size else np.nan,
-               ratio_mean=float(np.mean(ratio)) if ratio.size else np.nan)
+               ratio_mean=float(np.mean(ratio)) if ratio.size else np.nan,
+               ratio_of_means=(float(arr(cert, "cost")[both].mean() / arr(unc, "cost")[both].mean())
+                               if both.any() else np.nan))
     cv = res.get("aiq_crossfit", {}).get("routers", {})
     out["cv"] = {"aiq": cv["proteus"], "others": {n: v for n, v in cv.items() if n != "proteus"}
                  } if "proteus" in cv else None
@@ -62,6 +71,13 @@ def measure(res: dict) -> dict:
         "uncertified floors": (out["n_feasible"] > 0 and out["met"] >= 0.9 * out["n_feasible"]
                                and out["gap"] >= 0),
         "certified silent misses": out["silent"] == 0}
+    redraw = res.get("redraw")
+    if redraw:  # issue 25: the promise over many held-out draws, at every τ, and its price
+        r = redraw["routers"]["proteus_certified"]
+        out["redraw"] = r | {"limit": redraw["limit"], "redraws": redraw["redraws"]}
+        out["goals"]["redraw: every τ within δ + 2 MC s.e."] = r["holds"]
+        out["goals"]["redraw: certified cost <= 1.5x uncertified"] = (
+            r["cost_vs_uncertified"] is not None and r["cost_vs_uncertified"] <= 1.5)
     return out
 
 
@@ -92,9 +108,18 @@ def report(path: str) -> list[str]:
             f"{n} {d['diff']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]" for n, d in below.items()))
     lines.append(f"proteus (uncertified): met {m['met']}/{m['n_feasible']} declared-"
                  f"feasible τ; mean(accuracy − τ) {m['gap']:+.4f}; worst {m['worst_gap']:+.4f}")
-    lines.append(f"proteus_certified: {m['n_certified']} τ certified, {m['silent']} silent "
-                 f"misses; cost / uncertified at those τ: max {m['ratio_max']:.2f}, mean "
+    promise = res.get("certificate", {}).get("promise", "P(expected accuracy < τ) <= δ")
+    lines.append(f"proteus_certified ({promise}): {m['n_certified']} τ certified, "
+                 f"{m['silent']} silent misses (test accuracy < τ − {m['tolerance']:g}), "
+                 f"{m['below_tau']} below τ; cost / uncertified at the τ both serve: mean cost "
+                 f"{m['ratio_of_means']:.2f}x, per τ max {m['ratio_max']:.2f}, mean "
                  f"{m['ratio_mean']:.2f}")
+    if "redraw" in m:
+        r = m["redraw"]
+        lines.append(f"redraw ({r['redraws']} re-cuts of the held-out rows): worst τ "
+                     f"{r['worst_tau']:.4f} certified and missed in {r['worst_miss_share']:.3f} of "
+                     f"draws (limit {r['limit']:.4f}); any miss in {r['any_miss_share']:.3f} of "
+                     f"draws; certified cost {r['cost_vs_uncertified']:.3f}x uncertified")
     pred = res.get("predictor")
     if pred:
         lines.append(f"predictor on test: mean AUC {pred['mean_auc']:.4f}, mean calibration "

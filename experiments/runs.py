@@ -23,6 +23,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from experiments import redraws as redraws_lib
 from experiments import workdir as workdir_lib
 from experiments.configs import common
 from proteus import pipeline
@@ -109,14 +110,17 @@ def load_trained(workdir: str, splits: Splits | None = None) -> pipeline.Trained
 
 def evaluate(config: ml_collections.ConfigDict | None, workdir: str,
              allow_change: Iterable[str] = (), progress: bool = True,
-             baselines: bool = True) -> dict[str, Any]:
+             baselines: bool = True, redraws: int = 0) -> dict[str, Any]:
     """Train or resume the run in `workdir`, evaluate it and write its outputs; returns the
     results dict. config None: the workdir's own. `baselines=False` is the main job (PROTEUS
-    only, no report)."""
+    only, no report). With `redraws` > 0, results.json also holds the redraw evaluation
+    (`experiments.redraws`)."""
     config = config if config is not None else load_config(workdir)
     workdir_lib.prepare(config, workdir, allow_change=allow_change)  # validate, lock, record
     trained = train(config, workdir, pipeline.load_splits(config), progress=progress)
     evaluation = pipeline.evaluate(trained, baselines=baselines)
+    if redraws > 0:
+        evaluation.results["redraw"] = redraws_lib.redraw_block(trained, redraws)
     write_outputs(workdir, evaluation, with_report=baselines)
     return evaluation.results
 

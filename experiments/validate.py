@@ -156,6 +156,8 @@ SCHEMA: dict[str, Check] = {
     "eval.wide_n": integer(0),
     "eval.aiq_step": real(0.0, 0.5),
     "certify.delta": real(0.0, 1.0, lo_open=True, hi_open=True),
+    "certify.window": integer(0),
+    "certify.tolerance": real(0.0, 1.0, hi_open=True),
     "certify.n_points": integer(1),
     "certify.method": one_of("auto", *METHODS),
     "certify.fallback": one_of("best_effort", "refuse"),
@@ -200,6 +202,10 @@ def _cross_checks(flat: Mapping[str, Any]) -> list[str]:
     if get("model.task_prior") is True and get("train.folds") == 1:
         problems.append("model.task_prior=True needs cross-fitting (train.folds >= 2): the task "
                         "priors are computed out of fold; set model.task_prior=False")
+    if get("certify.window") == 0 and _is_number(get("certify.tolerance")) \
+            and get("certify.tolerance") > 0:
+        problems.append(f"certify.tolerance={get('certify.tolerance')} needs a window "
+                        "(certify.window >= 1): the population promise has no tolerance")
     lam, lam_max = get("train.lam_init"), get("train.lam_max")
     if _is_number(lam) and _is_number(lam_max) and lam > lam_max:
         problems.append(f"train.lam_init={lam} > train.lam_max={lam_max}")

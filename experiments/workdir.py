@@ -49,7 +49,8 @@ HOST_ONLY = frozenset({"data.cache_dir", "train.run_batch"})
 # Settings added after workdirs were recorded without them, with the value every run before them
 # ran with: a recorded config that lacks one ran as this value says (the library reads every
 # setting from the config, so this is the one place such a value is written).
-ADDED_SETTINGS = {"model.task_prior": False, "eval.aiq_step": 0.0}
+ADDED_SETTINGS = {"model.task_prior": False, "eval.aiq_step": 0.0, "certify.window": 0,
+                  "certify.tolerance": 0.0}
 
 _HELD: dict[str, int] = {}  # abs workdir -> fd holding its lock (this process)
 _ACCEPTED: dict[str, str] = {}  # abs workdir -> JSON of the config accepted for it

@@ -11,7 +11,7 @@ call: `experiments.runs.evaluate`.
 from absl import app, flags
 from ml_collections import config_flags
 
-from experiments import logs, runs
+from experiments import logs, redraws, runs
 from proteus import pipeline
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:variants].")
@@ -19,6 +19,10 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir; outputs are w
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar while training.")
 _ALLOW_CHANGE = flags.DEFINE_list(
     "allow_config_change", [], "Config fields that may differ from the workdir's recorded config.")
+_REDRAWS = flags.DEFINE_integer(
+    "redraws", 0, "Also re-cut the held-out rows this many times (e.g. 200) and report how often "
+    "each certified τ misses its promise on test (results.json's \"redraw\"); 0: no redraws.",
+    lower_bound=0)
 flags.mark_flag_as_required("workdir")
 
 
@@ -27,9 +31,11 @@ def main(argv):
     logs.job_logging()  # INFO, without Orbax's lines between the progress bars
     with runs.one_line_errors():
         res = runs.evaluate(_CONFIG.value, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value,
-                            progress=_PROGRESS.value)
+                            progress=_PROGRESS.value, redraws=_REDRAWS.value)
     for router in ("proteus", "proteus_certified"):
         print(pipeline.compliance_table(res, router), end="\n\n")
+    if "redraw" in res:
+        print(redraws.format_block(res["redraw"]), end="\n\n")
     print(f"report: {_WORKDIR.value}/report.md")
 
 

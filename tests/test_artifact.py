@@ -145,6 +145,9 @@ def test_inconsistent_manifest_content_is_refused(tiny_artifact, tmp_path, edit,
     ({"route_to": [5, 0, 0]}, "route_to"),
     ({"accuracy": [1.0]}, "lcb must be 1 numbers"),
     ({"delta": 2.0}, "delta"),
+    ({"window": -5}, "window must be finite and within"),
+    ({"window": 10.5}, "window must be a whole number"),
+    ({"tolerance": 1.5}, "tolerance"),
 ])
 def test_fake_certification_block_is_refused(tiny_certified_artifact, tmp_path, changes, match):
     path = _copy(tiny_certified_artifact, tmp_path)

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 
+from experiments import redraws, runs
 from proteus import pipeline
 from proteus.evaluation import metrics, results
 from proteus.pipeline import baselines, evaluation, routing
@@ -96,3 +97,37 @@ def test_the_certified_router_serves_a_cheap_tau_below_the_grid_cheaper(evaluate
     assert cert["route_to"][0] == int(np.argmin(cert["cost"])) and cert["feasible"][0]
     certified = res["routers"]["proteus_certified"]
     assert min(certified["sweep"]["cost"]) < min(certified["cost"])  # the grid's cheapest point
+
+
+def test_results_state_the_certificate_the_certified_router_was_scored_with(evaluated, trained):
+    """proteus_certified is scored with a certificate about a window the size of the test split
+    (what the test split can check); the exported one is about `certify.window` requests."""
+    res, _, certification = evaluated
+    n_test = trained.splits["test"].n_queries
+    assert res["certificate"] == {"delta": 0.05, "window": n_test, "tolerance": 0.0,
+                                  "served_window": 1000,
+                                  "promise": f"P(accuracy of {n_test} requests < τ) <= 0.05"}
+    assert certification["evaluation_certification"]["window"] == n_test
+    assert certification["certification"]["window"] == 1000
+
+
+def test_redraws_are_recorded_and_printed(trained, tmp_path):
+    """`runs.evaluate(redraws=N)` (launch.evaluate --redraws) adds results.json's "redraw": the
+    uncertified, window and population routers over N re-cuts at the split sizes."""
+    import shutil
+
+    workdir = tmp_path / "workdir"
+    shutil.copytree(trained.workdir, workdir)
+    res = runs.evaluate(trained.config, str(workdir), progress=False, baselines=False,
+                        redraws=12)
+    block = results.read_results(workdir / "results.json")["redraw"]
+    assert block == res["redraw"] and block["redraws"] == 12
+    assert block["sizes"] == {name: trained.splits[name].n_queries
+                              for name in ("val", "calib", "test")}
+    assert set(block["routers"]) == {"proteus", "proteus_certified", "population_certified"}
+    grid = routing.eval_taus(trained.config, trained.one.lane_taus)
+    for r in block["routers"].values():
+        assert len(r["miss_share"]) == len(grid) and r["worst_tau"] in block["taus"]
+        assert all(0.0 <= v <= 1.0 for v in r["served_share"] + r["miss_share"])
+    text = redraws.format_block(block)
+    assert "12 re-cuts" in text and "proteus_certified" in text and "holds:" in text

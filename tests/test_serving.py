@@ -170,6 +170,12 @@ def test_info(tiny_router):
     assert info["models"][2]["price"] == {"usd_per_input_token": 1e-5, "usd_per_output_token": 3e-5}
     assert info["feasible_tau"] == pytest.approx({"min": 0.0, "max": 0.84175}, abs=1e-5)
     assert (info["certified"], info["fallback"], info["feature_dim"]) == (False, "best_effort", 4)
+    assert info["promise"] is None  # uncertified: nothing is promised
+
+
+def test_info_states_the_certified_promise(tiny_certified_artifact):
+    info = serving.Router.load(tiny_certified_artifact, warmup=0).info()
+    assert info["certified"] and info["promise"] == "P(expected accuracy < τ) <= 0.05"
 
 
 def _copy(src: str, dst: str) -> str:

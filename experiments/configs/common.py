@@ -97,7 +97,13 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.aiq_step = 0.001
 
     c.certify = ml_collections.ConfigDict()
-    c.certify.delta = 0.05  # P(test accuracy < τ) <= δ for every τ certified on `calib`
+    # Every certified τ promises P(accuracy of a window of `window` requests < τ − tolerance) <= δ
+    # (proteus.operating.certificate); the evaluation's own certificate takes the test split's
+    # size as the window, so its test accuracy is what the promise is about. window = 0: the
+    # older population promise P(expected accuracy < τ) <= δ.
+    c.certify.delta = 0.05
+    c.certify.window = 1000  # N, the served window (the online controller's window length)
+    c.certify.tolerance = 0.0  # ε: 0 promises τ itself over every window of N requests
     c.certify.n_points = 40  # operating points τ' tested in fixed sequence (highest first)
     c.certify.method = "auto"  # "auto": Clopper-Pearson for binary scores, else Hoeffding-Bentkus
     c.certify.fallback = "best_effort"  # uncertified τ: "best_effort" (max quality) or "refuse"

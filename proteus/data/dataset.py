@@ -124,6 +124,19 @@ class RoutingDataset:
         return self.models[m], float(means[m]), float(self.costs[:, m].mean())
 
 
+def concatenate(parts: Sequence[RoutingDataset]) -> RoutingDataset:
+    """The rows of `parts` (same models, e.g. splits of one dataset) in order, as one dataset
+    with the first part's name, prices and notes; texts and features are kept where every part
+    has them."""
+    first = parts[0]
+    if any(p.models != first.models for p in parts):
+        raise ValueError("concatenate: the parts have different models")
+    cat = lambda f: (None if any(getattr(p, f) is None for p in parts)
+                     else np.concatenate([getattr(p, f) for p in parts]))
+    return dataclasses.replace(first, **{f: cat(f) for f in (
+        "scores", "costs", "query_ids", "tasks", "texts", "features")})
+
+
 def oracle_choice(scores: np.ndarray, costs: np.ndarray) -> np.ndarray:
     """Per query the highest-scoring model, cheapest among ties. [N, M], [N, M] -> [N] int."""
     best = scores.max(axis=1, keepdims=True)

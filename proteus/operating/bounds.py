@@ -152,3 +152,93 @@ def clopper_pearson_lower(k, n: int, delta: float) -> np.ndarray:
     if np.any((k < 0) | (k > n)):
         raise ValueError(f"successes must be in [0, n={n}], got {k}")
     return lower_bounds(k / n, n, delta, "clopper_pearson")
+
+
+# ------------------------------------------------------------------ a window of future requests
+
+Q_GRID = 2048  # cells of the population-accuracy grid behind the [0, 1]-score window p-values
+
+
+def window_need(taus, window: int, tolerance: float) -> np.ndarray:
+    """[T] int: the fewest correct answers (binary scores) a window of `window` requests needs
+    for accuracy >= τ − tolerance (up to 1e-9 of float rounding, as the evaluation counts a met
+    floor)."""
+    taus = np.atleast_1d(np.asarray(taus, np.float64))
+    return np.ceil(window * (taus - tolerance - 1e-9)).astype(np.int64)
+
+
+def window_pvalues(means, n: int, taus, method: str, window: int,
+                   tolerance: float = 0.0) -> np.ndarray:
+    """p-values of "the point passes and a window of N future requests misses τ − ε".
+
+    For each (τ, point): an upper bound π on P(calibration mean >= the point's mean AND the mean
+    score of the next N requests < τ − ε), for requests i.i.d. with the calibration queries.
+    Certifying the points with π <= δ in fixed sequence (`certificate.certify`) gives, for every
+    τ, P(τ certified and the chosen point's N-window accuracy < τ − ε) <= δ. Why: for any
+    population accuracy q, fixed-sequence testing with the threshold test "calibration mean >= m*"
+    admits a point with accuracy below q with probability at most β(q) = P(mean of n at q >= m*)
+    (the first such point in the fixed order must pass), so the chosen point's accuracy p_J is
+    stochastically above a law with CDF β, and the window, independent of the calibration,
+    misses with probability F(p_J), F(p) = P(N-window mean at p < τ − ε), decreasing in p.
+    Hence P(miss) <= E_{Q~β}[F(Q)]:
+
+      * "clopper_pearson" (binary): β is the Beta(k, n − k + 1) CDF and the bound is exactly
+        P(BetaBinomial(N, k, n − k + 1) < need) (k = n·mean, need = `window_need`). It equals
+        the worst case over every union of the n calibration and N window rows of
+        P(the calibration holds >= k of its successes) (a hypergeometric tail), so it holds for
+        any exchangeable split too, e.g. a held-out pool re-cut at random.
+      * "hoeffding_bentkus", "hoeffding" ([0, 1] scores): β and F are that method's tail bounds
+        (`pvalues`, upper tail for the calibration, lower tail for the window) and E[F(Q)] is
+        bounded on a grid of Q_GRID cells (F at each cell's left end: conservative).
+
+    As N grows the bound tends to the population p-value at τ − ε; N = 0 is refused.
+
+    Args:
+      means: [P] calibration mean scores.
+      n: calibration queries.
+      taus: [T] targets.
+      method: one of `METHODS`.
+      window: N, requests in the window the promise is about (>= 1).
+      tolerance: ε in [0, 1): the window promise is accuracy >= τ − ε.
+
+    Returns:
+      [T, P] float64 p-values.
+    """
+    _check_named(method)
+    if int(window) < 1 or not 0.0 <= tolerance < 1.0:
+        raise ValueError(f"window must be >= 1 and tolerance in [0, 1), got {window}, "
+                         f"{tolerance}")
+    means = np.atleast_1d(np.asarray(means, np.float64))
+    taus = np.atleast_1d(np.asarray(taus, np.float64))
+    need = window_need(taus, int(window), tolerance)  # [T]
+    if method == "clopper_pearson":
+        from scipy import stats  # noqa: PLC0415 (certification only; serving never calls this)
+
+        k = np.clip(np.round(means * n), 0, n)[None, :]  # [1, P] calibration successes
+        need_t = np.clip(need, 1, window)[:, None].astype(np.float64)  # [T, 1]
+        # P(BetaBinomial(N, k, n − k + 1) < need) = P(Hypergeom(n + N, k + need − 1, n) >= k)
+        p = stats.hypergeom.sf(k - 1.0, n + window, k + need_t - 1.0, n)
+        p = np.where(k <= 0, 1.0, np.clip(p, 0.0, 1.0))  # no successes: no evidence
+        return np.where(need[:, None] <= 0, 0.0, p)
+    return _window_pvalues_graded(means, n, taus, method, int(window), tolerance)
+
+
+def _window_pvalues_graded(means: np.ndarray, n: int, taus: np.ndarray, method: str,
+                           window: int, tolerance: float) -> np.ndarray:
+    """[T, P] E_{Q~β}[F(Q)] on the grid q_0 = 0 < ... < q_G = 1 (see `window_pvalues`).
+
+    With G the CDF of Q (G <= β, G(1) <= 1) and F decreasing, summation by parts gives
+    E[F(Q)] <= F(q_{G-1}) + Σ_{i=1}^{G-1} β(q_i)·(F(q_{i-1}) − F(q_i)), each term on the
+    conservative side; β depends on the point only and F on τ only, so it is one matrix product.
+    """
+    means, where = np.unique(means, return_inverse=True)  # points often share a mean
+    q = np.linspace(0.0, 1.0, Q_GRID + 1)  # [G + 1]
+    beta = np.minimum(_pvalue(method, means[:, None], n, q[None, :]), 1.0)  # [P', G + 1]
+    floor = np.clip(taus - tolerance, 0.0, 1.0)[:, None]  # [T, 1] the window's floor τ − ε
+    # F(q) = P(window mean < τ − ε | mean q) <= P(window loss mean >= 1 − (τ − ε) | 1 − q)
+    miss = np.where(q[None, :] <= floor, 1.0,
+                    np.minimum(_pvalue(method, 1.0 - floor, window, 1.0 - q[None, :]), 1.0))
+    miss = np.minimum.accumulate(miss, axis=1)  # monotone envelope (the bound is, up to ulps)
+    steps = miss[:, :-2] - miss[:, 1:-1]  # [T, G − 1]: F(q_{i−1}) − F(q_i), i = 1..G − 1
+    p = miss[:, -2][:, None] + steps @ beta[:, 1:-1].T  # [T, P']
+    return np.where(floor <= 0.0, 0.0, np.clip(p, 0.0, 1.0))[:, where.reshape(-1)]

@@ -2,14 +2,19 @@
 
 Input: P operating points (e.g. the router at P settings of τ or λ), ORDERED from the most
 conservative (highest quality) to the cheapest, and each point's realised per-query scores and costs
-on a held-out calibration split of N queries. For each requested τ the null hypothesis of point j is
-H0_j: acc_j < τ. Fixed-sequence testing (Angelopoulos et al. 2021, "Learn then Test") walks j = 0,
-1, ... and rejects H0_j while its p-value is <= δ; the points rejected before the first failure are
-certified, and the router uses the cheapest of them (lowest calibration mean cost). Each test is at
-the full level δ, and the family-wise error is still <= δ, so under exchangeability of calibration
-and test queries P(acc_chosen < τ) <= δ for every τ. The order must be fixed without looking at the
-calibration labels (e.g. by the nominal τ of each point, or by validation accuracy). The p-values
-and bounds are `proteus.operating.bounds`.
+on a held-out calibration split of n queries. Fixed-sequence testing (Angelopoulos et al. 2021,
+"Learn then Test") walks j = 0, 1, ... and certifies point j while its p-value is <= δ; the
+points certified before the first failure form the prefix, and the router uses the cheapest of
+them (lowest calibration mean cost). The order must be fixed without looking at the calibration
+labels (here: by validation accuracy). Two promises, by the p-value (`proteus.operating.bounds`):
+
+- **window** (`window` = N >= 1, tolerance ε): for every τ, P(τ is certified and the accuracy of
+  the next N requests routed at its point is below τ − ε) <= δ, for requests drawn like the
+  calibration queries (`bounds.window_pvalues`). This is what a user checks: a window of traffic.
+- **population** (`window` = 0): for every τ, P(τ is certified and the chosen point's expected
+  accuracy is below τ) <= δ (H0_j: acc_j < τ; the first true null in the order must pass for any
+  to be certified, so each test at the full level δ keeps the family-wise error <= δ). A finite
+  window of traffic still misses τ about half the time at a point whose accuracy is just τ.
 """
 
 from __future__ import annotations
@@ -69,6 +74,9 @@ class CertificationTable:
       route_to: [T] the point to route at: `chosen`; if none, 0 ("best_effort") or −1 ("refuse").
       feasible: [T] True where some point is certified.
       reasons: [T] a human-readable reason for each decision.
+      window: N, the requests in the window the promise is about; 0: the population promise
+        (tables written before windows existed read as 0).
+      tolerance: ε, the window promise is accuracy >= τ − ε.
     """
 
     taus: tuple[float, ...]
@@ -85,6 +93,8 @@ class CertificationTable:
     route_to: tuple[int, ...]
     feasible: tuple[bool, ...]
     reasons: tuple[str, ...]
+    window: int = 0
+    tolerance: float = 0.0
 
     def to_dict(self) -> dict:
         """A JSON-serialisable dict (tuples become lists under `json.dumps`)."""
@@ -97,6 +107,10 @@ class CertificationTable:
         fields = {f.name for f in dataclasses.fields(cls)}
         kw = {k: (tup(v) if isinstance(v, list) else v) for k, v in d.items() if k in fields}
         return cls(**kw)
+
+    def promise(self) -> str:
+        """The guarantee in words, e.g. 'P(accuracy of 1000 requests < τ − 0.02) <= 0.05'."""
+        return promise(self.delta, self.window, self.tolerance)
 
     def lookup(self, tau: float) -> tuple[int, bool, str]:
         """(route_to, feasible, reason) for any τ: the decision of the smallest grid τ' >= τ.
@@ -112,19 +126,27 @@ class CertificationTable:
         return self.route_to[idx], self.feasible[idx], self.reasons[idx]
 
 
-def _reason(t: float, j: int, n_cert: int, lcb: np.ndarray, acc: np.ndarray, table_args) -> str:
-    delta, n, fallback = table_args
+def promise(delta: float, window: int, tolerance: float) -> str:
+    """The guarantee of a certified τ in words (see the module docstring)."""
+    if not window:
+        return f"P(expected accuracy < τ) <= {delta:g}"
+    floor = f"τ − {tolerance:g}" if tolerance else "τ"
+    return f"P(accuracy of {window} requests < {floor}) <= {delta:g}"
+
+
+def _reason(t: float, j: int, n_cert: int, acc: np.ndarray, lcb: np.ndarray, n: int,
+            delta: float, fallback: str, promised: str) -> str:
+    """Why τ = t is (or is not) certified: point j (−1: none) of a prefix of n_cert."""
+    population = promised.startswith("P(expected")  # its wording predates windows: kept
     if j >= 0:
-        return (
-            f"certified: point {j} of {n_cert} certified (calibration accuracy {acc[j]:.4f}, "
-            f"{1 - delta:.0%} lower bound {lcb[j]:.4f} >= τ={t:.4f})"
-        )
+        why = f" >= τ={t:.4f}" if population else f"; {promised} at τ={t:.4f}"
+        return (f"certified: point {j} of {n_cert} certified (calibration accuracy {acc[j]:.4f}, "
+                f"{1 - delta:.0%} lower bound {lcb[j]:.4f}{why})")
     action = "routing at point 0 (best effort)" if fallback == Fallback.BEST_EFFORT else "refused"
-    return (
-        f"infeasible: no operating point certifies τ={t:.4f} at δ={delta:g}: the first point "
-        f"has calibration accuracy {acc[0]:.4f} and {1 - delta:.0%} lower bound {lcb[0]:.4f} "
-        f"(n={n}); {action}"
-    )
+    what = f"at δ={delta:g}" if population else f"({promised})"
+    return (f"infeasible: no operating point certifies τ={t:.4f} {what}: the first point "
+            f"has calibration accuracy {acc[0]:.4f} and {1 - delta:.0%} lower bound "
+            f"{lcb[0]:.4f} (n={n}); {action}")
 
 
 def certify(
@@ -134,6 +156,8 @@ def certify(
     delta: float = 0.05,
     method: str = "auto",
     fallback: Fallback | str = Fallback.BEST_EFFORT,
+    window: int = 0,
+    tolerance: float = 0.0,
 ) -> CertificationTable:
     """Certify accuracy floors for a grid of τ by fixed-sequence testing (see module docstring).
 
@@ -145,6 +169,9 @@ def certify(
       delta: error level in (0, 1).
       method: "auto" or one of `bounds.METHODS`.
       fallback: behaviour for uncertified τ.
+      window: N >= 1 for the window promise about the next N requests; 0 for the population
+        promise (see the module docstring).
+      tolerance: ε in [0, 1), the window promise's allowance below τ (0 with window = 0).
 
     Returns:
       The `CertificationTable`.
@@ -158,16 +185,20 @@ def certify(
         raise ValueError(f"delta must be in (0, 1), got {delta}")
     if np.any((scores < 0) | (scores > 1)) or not np.all(np.isfinite(scores)):
         raise ValueError("point_scores must be finite and in [0, 1]")
+    if window < 0 or not 0.0 <= tolerance < 1.0 or (tolerance and not window):
+        raise ValueError(f"window must be >= 0 and tolerance in [0, 1) (0 without a window), "
+                         f"got window={window}, tolerance={tolerance}")
     fallback = Fallback(fallback)
     method = bounds.resolve_method(method, scores)
     n = scores.shape[1]
     acc, cost = scores.mean(axis=1), costs.mean(axis=1)
-    pv = bounds.pvalues(acc, n, taus, method)
+    pv = (bounds.window_pvalues(acc, n, taus, method, window, tolerance) if window
+          else bounds.pvalues(acc, n, taus, method))
     lcb = bounds.lower_bounds(acc, n, delta, method)
     chosen, n_cert = fixed_sequence(pv, cost, delta)
     default = 0 if fallback == Fallback.BEST_EFFORT else -1
     route_to = np.where(chosen >= 0, chosen, default)
-    args = (delta, n, fallback)
+    promised = promise(delta, window, tolerance)
     return CertificationTable(
         taus=tuple(map(float, taus)),
         delta=float(delta),
@@ -183,9 +214,11 @@ def certify(
         route_to=tuple(map(int, route_to)),
         feasible=tuple(bool(c >= 0) for c in chosen),
         reasons=tuple(
-            _reason(float(t), int(j), int(k), lcb, acc, args)
+            _reason(float(t), int(j), int(k), acc, lcb, n, delta, fallback, promised)
             for t, j, k in zip(taus, chosen, n_cert, strict=True)
         ),
+        window=int(window),
+        tolerance=float(tolerance),
     )
 
 

@@ -130,15 +130,24 @@ def build_table(cand_tau: np.ndarray, cand_model: np.ndarray, scores: np.ndarray
       `OperatingPolicy` and an exported artifact read.
     """
     cand_tau, cand_model = np.asarray(cand_tau, np.float64), np.asarray(cand_model, np.int64)
+    order, credit, acc, cost = rank_candidates(cand_tau, cand_model, scores, costs, margin_z,
+                                               credit_z)
+    return {"tau": [None if np.isnan(cand_tau[j]) else float(cand_tau[j]) for j in order],
+            "model": cand_model[order].tolist(), "accuracy": credit[order].tolist(),
+            "raw_accuracy": acc[order].tolist(), "cost": cost[order].tolist(),
+            "n_heldout": int(np.shape(scores)[1]), "margin_z": float(margin_z)}
+
+
+def rank_candidates(cand_tau: np.ndarray, cand_model: np.ndarray, scores: np.ndarray,
+                    costs: np.ndarray, margin_z: float, credit_z: float
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(order [C] candidate indices in testing order, credited accuracy [C], raw accuracy [C],
+    mean cost [C]) of candidates measured on held-out rows (arguments as `build_table`)."""
     scores, costs = np.asarray(scores, np.float64), np.asarray(costs, np.float64)
     acc, cost = scores.mean(axis=1), costs.mean(axis=1)
     smooth = smoothed_accuracy(cand_tau, cand_model, acc)
     credit = credited_accuracy(scores, smooth, cand_model, margin_z, credit_z)
-    order = testing_order(credit, cost, cand_model)
-    return {"tau": [None if np.isnan(cand_tau[j]) else float(cand_tau[j]) for j in order],
-            "model": cand_model[order].tolist(), "accuracy": credit[order].tolist(),
-            "raw_accuracy": acc[order].tolist(), "cost": cost[order].tolist(),
-            "n_heldout": int(scores.shape[1]), "margin_z": float(margin_z)}
+    return testing_order(credit, cost, cand_model), credit, acc, cost
 
 
 def table_taus(table: dict[str, Any]) -> np.ndarray:

@@ -28,7 +28,7 @@ from proteus.pipeline.baselines import (
     training_inputs,
 )
 from proteus.pipeline.fit import Trained, run_slice
-from proteus.pipeline.routing import eval_taus, proteus_blocks
+from proteus.pipeline.routing import certification_windows, eval_taus, proteus_blocks
 from proteus.pipeline.setup import Setup, Splits
 from proteus.training import train
 
@@ -42,17 +42,25 @@ class Evaluation(NamedTuple):
     results: the `results.json` content (DESIGN.md section 7); None when only the operating
       points were read back (`proteus.training.export.read_operating`).
     operating: the candidate operating points in testing order, measured on `val`.
-    certification: their `CertificationTable` dict on `calib`.
-    Both as JSON holds them (`results.to_jsonable`), equal to what `certificate()` writes.
+    certification: their `CertificationTable` dict on `calib`, about `certify.window` requests:
+      the certificate an export serves.
+    evaluation_certification: the one `results["routers"]["proteus_certified"]` was scored with
+      (a window the size of the test split), when it differs from the served one; else None.
+    All as JSON holds them (`results.to_jsonable`), equal to what `certificate()` writes.
     """
 
     results: dict[str, Any] | None
     operating: dict[str, Any]
     certification: dict[str, Any]
+    evaluation_certification: dict[str, Any] | None = None
 
     def certificate(self) -> dict[str, Any]:
-        """{"operating", "certification"}: the content of a workdir's `certification.json`."""
-        return {"operating": self.operating, "certification": self.certification}
+        """{"operating", "certification"[, "evaluation_certification"]}: the content of a
+        workdir's `certification.json`."""
+        out = {"operating": self.operating, "certification": self.certification}
+        if self.evaluation_certification is not None:
+            out["evaluation_certification"] = self.evaluation_certification
+        return out
 
 
 def evaluate(trained: Trained, *, run: int = 0, baselines: bool = True,
@@ -71,7 +79,8 @@ def evaluate(trained: Trained, *, run: int = 0, baselines: bool = True,
     # as JSON holds them (NaN -> None, tuples -> lists), so that an export from memory equals
     # one from the workdir's certification.json
     certificate = results.to_jsonable(certificate)
-    return Evaluation(res, certificate["operating"], certificate["certification"])
+    return Evaluation(res, certificate["operating"], certificate["certification"],
+                      certificate.get("evaluation_certification"))
 
 
 def sweep_taus(config: ml_collections.ConfigDict, grid: np.ndarray) -> np.ndarray:
@@ -120,7 +129,14 @@ def build_results(config: ml_collections.ConfigDict, ds: RoutingDataset, taus: n
     routers = {**routers, "oracle": constant_router(oracle_acc, oracle_cost, n),
                "best_fixed": constant_router(best_acc, best_cost, n)}
     frontier = metrics.perfect_frontier_cost(ds.scores, ds.costs, taus)
+    checked, served = certification_windows(config, ds.n_queries)
+    tolerance = float(config.certify.tolerance) if checked else 0.0
+    certificate = {"delta": float(config.certify.delta), "window": checked,
+                   "tolerance": tolerance, "served_window": served,
+                   "promise": operating.certificate.promise(config.certify.delta, checked,
+                                                            tolerance)}
     extra = {"config_name": config.name, "perfect_frontier_cost": frontier.tolist(),
+             "certificate": certificate,
              "oracle_frontier": {"taus": list(map(float, taus)), "cost": frontier.tolist()},
              "versions": library_versions(), **(extra or {})}
     return results.build_results(

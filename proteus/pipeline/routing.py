@@ -88,14 +88,25 @@ def operating_table(config: ml_collections.ConfigDict, setup: Setup, state: trai
 
 
 def certify_points(config: ml_collections.ConfigDict, setup: Setup, state: train.TrainState,
-                   run: int, calib: RoutingDataset, table: dict[str, Any],
-                   taus: np.ndarray) -> operating.CertificationTable:
-    """Fixed-sequence certification of the table's points (testing order) on `calib`."""
+                   run: int, calib: RoutingDataset, table: dict[str, Any], taus: np.ndarray,
+                   windows: tuple[int, ...]) -> list[operating.CertificationTable]:
+    """Fixed-sequence certification of the table's points (testing order) on `calib`, once per
+    promised window N in `windows` (0: the population promise; see `certification_windows`)."""
     choices = candidate_routes(setup, state, run, calib, table)[0]
     scores, costs = operating.point_outcomes(calib.scores, calib.costs, choices)
     cert = config.certify
-    return operating.certify(scores, costs, taus, delta=cert.delta, method=cert.method,
-                             fallback=cert.fallback)
+    return [operating.certify(scores, costs, taus, delta=cert.delta, method=cert.method,
+                              fallback=cert.fallback, window=window,
+                              tolerance=cert.tolerance if window else 0.0)
+            for window in windows]
+
+
+def certification_windows(config: ml_collections.ConfigDict, n_test: int) -> tuple[int, int]:
+    """(the evaluation's window, the served window): a promise about N requests is checked on a
+    test split of N, so the evaluation certifies at the test split's size and the export serves
+    `certify.window`; with `certify.window` = 0 both are the population promise."""
+    served = int(config.certify.window)
+    return (n_test if served else 0), served
 
 
 def resolve_grid(policy: operating.OperatingPolicy, taus: np.ndarray) -> list[Any]:
@@ -126,19 +137,21 @@ def proteus_blocks(config: ml_collections.ConfigDict, setup: Setup, state: train
     """PROTEUS uncertified and certified on the test split, at each of `taus`.
 
     Returns ({"proteus", "proteus_certified"} router blocks, {"operating": table,
-    "certification": CertificationTable dict}); the second is what an export needs. The points
-    are certified at `cert_taus` (default `taus`); the certified router serves any other τ by the
-    smallest certified-grid τ' >= τ. When `choices_out` is given, each router's test routing
-    [T, N] (-1 rows: refused τ) is put there.
+    "certification": the served CertificationTable dict, "evaluation_certification": the one
+    `proteus_certified` is scored with, when its window differs}); the first two are what an
+    export needs. The points are certified at `cert_taus` (default `taus`); the certified router
+    serves any other τ by the smallest certified-grid τ' >= τ. When `choices_out` is given, each
+    router's test routing [T, N] (-1 rows: refused τ) is put there.
     """
     table = operating_table(config, setup, state, run, splits["val"])
-    cert = certify_points(config, setup, state, run, splits["calib"], table,
-                          taus if cert_taus is None else cert_taus)
     test = splits["test"]
+    windows = certification_windows(config, test.n_queries)
+    checked, served = certify_points(config, setup, state, run, splits["calib"], table,
+                                     taus if cert_taus is None else cert_taus, windows)
     choices, mu_pts = candidate_routes(setup, state, run, test, table)
     acc_pts, cost_pts = metrics.realised(test.scores, test.costs, choices)
     blocks = {}
-    for name, certification in (("proteus", None), ("proteus_certified", cert.to_dict())):
+    for name, certification in (("proteus", None), ("proteus_certified", checked.to_dict())):
         policy = operating.OperatingPolicy(table, certification, config.certify.fallback,
                                            test.models)
         points = resolve_grid(policy, taus)
@@ -146,4 +159,7 @@ def proteus_blocks(config: ml_collections.ConfigDict, setup: Setup, state: train
         if choices_out is not None:
             choices_out[name] = np.stack([np.full(test.n_queries, -1) if p is None
                                           else choices[p.point] for p in points])
-    return blocks, {"operating": table, "certification": cert.to_dict()}
+    out = {"operating": table, "certification": served.to_dict()}
+    if windows[0] != windows[1]:  # what results.json's proteus_certified was scored with
+        out["evaluation_certification"] = checked.to_dict()
+    return blocks, out

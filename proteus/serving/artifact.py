@@ -257,6 +257,11 @@ def _check_certification(cert: Any) -> dict | None:
     _numbers(table.get("lcb"), f + "lcb", n=n_p, hi=1.0)  # a Hoeffding bound may be below 0
     _numbers(table.get("cost"), f + "cost", n=n_p, lo=0.0)
     _numbers([table.get("delta")], f + "delta", lo=0.0, hi=1.0)
+    # the window promise (absent in tables certified before windows: the population promise)
+    window = _numbers([table.get("window", 0)], f + "window", lo=0)[0]
+    if window != int(window):
+        raise ArtifactError(f"manifest {f}window must be a whole number of requests, got {window}")
+    _numbers([table.get("tolerance", 0.0)], f + "tolerance", lo=0.0, hi=1.0)
     route_to = _numbers(table.get("route_to"), f + "route_to", n=n_t, lo=-1, hi=n_p - 1)
     chosen = _numbers(table.get("chosen"), f + "chosen", n=n_t, lo=-1, hi=n_p - 1)
     feasible = table.get("feasible")

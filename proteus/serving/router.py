@@ -334,5 +334,6 @@ class Router:
                            for i, name in enumerate(self.models)],
                 "feasible_tau": {"min": lo, "max": hi},
                 "certified": self.policy.certified, "fallback": self.fallback,
+                "promise": self.policy.table.promise() if self.policy.certified else None,
                 "encoder": mf["encoder"]["id"], "feature_dim": self.feature_dim,
                 "accepts_text": self.accepts_text, "tasks": list(self.tasks)}

@@ -106,3 +106,18 @@ def test_task_vocabulary_and_index_mark_unknown_tasks():
     np.testing.assert_array_equal(task_index(("a", "b"), np.array(["b", "a", "zz", ""])),
                                   [1, 0, -1, -1])
     assert task_index(("a",), "a").tolist() == [0]
+
+
+def test_concatenate_keeps_rows_in_order_and_refuses_other_models():
+    from proteus.data.dataset import RoutingDataset, concatenate
+
+    def part(ids, models=("a", "b")):
+        n = len(ids)
+        return RoutingDataset(name="x", models=models, scores=np.full((n, 2), 0.5, np.float32),
+                              costs=np.ones((n, 2), np.float32), query_ids=np.array(ids),
+                              tasks=np.array([""] * n), features=np.eye(n, 3, dtype=np.float32))
+    both = concatenate([part(["q1", "q2"]), part(["q3"])])
+    assert both.query_ids.tolist() == ["q1", "q2", "q3"] and both.features.shape == (3, 3)
+    assert both.texts is None
+    with pytest.raises(ValueError, match="different models"):
+        concatenate([part(["q1"]), part(["q2"], models=("a", "c"))])

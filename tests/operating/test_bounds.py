@@ -66,3 +66,50 @@ def test_lower_bounds_stay_on_the_conservative_side(method):
     lcb = bounds.lower_bounds(means, n, 0.05, method)
     p = np.diag(bounds.pvalues(means, n, lcb, method))  # [τ = LCB_j, point j]
     assert np.all(p[lcb > 0] <= 0.05) and np.all(lcb <= means)
+
+
+def test_window_pvalue_binary_by_hand():
+    """n = 2 calibration queries both correct (k = 2), a window of N = 1 that must be correct
+    (τ = 1): P(BetaBinomial(1, 2, 1) = 0) = 1/3. With ε = 0.5 the window needs 1 of 1 only
+    when τ − ε > 0: at τ = 0.5 it needs nothing, so nothing can miss (p = 0)."""
+    p = bounds.window_pvalues([1.0], 2, [1.0, 0.5], "clopper_pearson", window=1)
+    np.testing.assert_allclose(p[:, 0], [1 / 3, 1.0 / 3])  # need = 1 at τ = 0.5 too (ceil 0.5)
+    p = bounds.window_pvalues([1.0], 2, [1.0, 0.5], "clopper_pearson", window=1, tolerance=0.5)
+    np.testing.assert_allclose(p[:, 0], [1 / 3, 0.0])
+    assert bounds.window_need([0.85, 0.9], 100, 0.02).tolist() == [83, 88]
+
+
+def test_window_pvalue_binary_is_the_worst_case_hypergeometric_tail():
+    """The Beta-binomial bound equals P(the calibration holds >= k of the k + need − 1 successes
+    of the n + N rows): the exchangeable worst case, so a re-cut pool is covered too."""
+    from scipy import stats
+
+    n, window, taus = 300, 500, np.array([0.6, 0.8, 0.9])
+    k = np.array([200, 250, 280])
+    p = bounds.window_pvalues(k / n, n, taus, "clopper_pearson", window, tolerance=0.01)
+    need = bounds.window_need(taus, window, 0.01)[:, None]
+    hyp = stats.hypergeom.sf(k[None, :] - 1, n + window, k[None, :] + need - 1, n)
+    np.testing.assert_allclose(p, hyp, rtol=1e-9, atol=1e-300)
+    assert bounds.window_pvalues([0.0], n, [0.5], "clopper_pearson", window)[0, 0] == 1.0
+
+
+def test_window_pvalue_tends_to_the_population_pvalue_at_tau_minus_epsilon():
+    """As the window grows, its own noise vanishes: the bound approaches P(Bin(n, τ − ε) >= k)."""
+    n, k = 400, 340
+    pop = bounds.pvalues([k / n], n, [0.8], "clopper_pearson")[0, 0]
+    big = bounds.window_pvalues([k / n], n, [0.82], "clopper_pearson", 1_000_000, 0.02)[0, 0]
+    small = bounds.window_pvalues([k / n], n, [0.82], "clopper_pearson", 400, 0.02)[0, 0]
+    assert big == pytest.approx(pop, rel=0.02) and small > 2 * pop
+
+
+@pytest.mark.parametrize("method", ["hoeffding_bentkus", "hoeffding"])
+def test_window_pvalue_graded_is_conservative_against_the_exact_binary_one(method):
+    """The [0, 1]-score bound holds for binary scores too, so it can never be below the exact
+    binary p-value; and it is monotone: a higher calibration mean never raises it."""
+    means = np.array([0.7, 0.75, 0.8, 0.85])
+    exact = bounds.window_pvalues(means, 500, [0.7, 0.75], "clopper_pearson", 800, 0.01)
+    graded = bounds.window_pvalues(means, 500, [0.7, 0.75], method, 800, 0.01)
+    assert np.all(graded >= exact - 1e-12)
+    assert np.all(np.diff(graded, axis=1) <= 1e-12)
+    with pytest.raises(ValueError, match="window"):
+        bounds.window_pvalues(means, 500, [0.7], method, 0)

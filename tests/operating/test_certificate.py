@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from proteus.operating import certificate
+from proteus.operating import bounds, certificate
 
 
 def test_fixed_sequence_stops_at_first_failure():
@@ -134,3 +134,92 @@ def test_certification_taus_extend_the_grid_down_to_zero_by_hand():
     np.testing.assert_allclose(certificate.certification_taus([0.25, 0.9], 0.1),
                                [0.0, 0.1, 0.2, 0.25, 0.9])
     np.testing.assert_allclose(certificate.certification_taus([0.0, 0.5], 0.1), [0.0, 0.5])
+
+
+# The window promise: P(τ certified and the next N requests routed at its point score below
+# τ − ε) <= δ. Points dense around each τ (costs falling with accuracy), calibration and window
+# drawn i.i.d.; the p-values for all draws are computed in one call, then each draw goes through
+# `fixed_sequence`, the rule `certify` applies to them (checked below).
+W_TAUS = np.array([0.6, 0.75, 0.9])
+W_ACC = np.sort(np.concatenate([np.linspace(t + 0.08, t - 0.04, 25) for t in W_TAUS]))[::-1]
+W_COSTS = np.linspace(10.0, 1.0, W_ACC.size)
+W_DRAWS = 1000
+
+
+def _means(rng, size: int, graded: bool) -> np.ndarray:
+    """[W_DRAWS, P] mean scores of `size` queries per point: binary, or {0, 0.5, 1} scores
+    with P(0.5) = 0.04 and mean W_ACC."""
+    if not graded:
+        return rng.binomial(size, W_ACC, (W_DRAWS, W_ACC.size)) / size
+    probs = np.stack([W_ACC - 0.02, np.full_like(W_ACC, 0.04), 1 - W_ACC - 0.02], -1)
+    counts = rng.multinomial(size, probs, (W_DRAWS, W_ACC.size))
+    return (counts[..., 0] + 0.5 * counts[..., 1]) / size
+
+
+def _window_misses(n, window, tolerance, graded, population=False, seed=0):
+    """([T] share of draws with τ certified and the window missing τ − ε, [T] certified)."""
+    rng = np.random.default_rng(seed)
+    calib, future = _means(rng, n, graded), _means(rng, window, graded)
+    method = "hoeffding_bentkus" if graded else "clopper_pearson"
+    flat = calib.ravel()
+    pv = (bounds.pvalues(flat, n, W_TAUS, method) if population
+          else bounds.window_pvalues(flat, n, W_TAUS, method, window, tolerance))
+    pv = pv.reshape(W_TAUS.size, W_DRAWS, W_ACC.size)
+    chosen = np.stack([certificate.fixed_sequence(pv[:, s], W_COSTS, 0.05)[0]
+                       for s in range(W_DRAWS)])  # [S, T]
+    got = np.take_along_axis(future, np.maximum(chosen, 0), axis=1)
+    missed = (chosen >= 0) & (got < W_TAUS - tolerance - 1e-9)
+    return missed.mean(axis=0), (chosen >= 0).mean(axis=0)
+
+
+@pytest.mark.parametrize("graded", [False, True], ids=["binary", "graded"])
+@pytest.mark.parametrize("n,window,tolerance", [(1000, 100, 0.0), (300, 2000, 0.02)])
+def test_window_certificate_holds_over_many_draws(n, window, tolerance, graded):
+    """Per τ the miss share is within δ + 3 Monte Carlo standard errors, every τ is certified in
+    most draws (not vacuous), and with a short window the population certificate, which
+    ignores the window's own noise, misses far more often than δ (the check has power)."""
+    share, certified = _window_misses(n, window, tolerance, graded)
+    assert np.all(share <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / W_DRAWS)), share
+    assert np.all(certified > 0.9), certified
+    if window == 100:
+        population, _ = _window_misses(n, window, tolerance, graded, population=True)
+        assert population.max() > 0.15, population
+
+
+def test_certify_applies_the_window_pvalues_in_fixed_sequence():
+    rng = np.random.default_rng(3)
+    scores = (rng.random((W_ACC.size, 400)) < W_ACC[:, None]).astype(float)
+    table = certificate.certify(scores, W_COSTS[:, None] * np.ones((1, 400)), W_TAUS,
+                                window=250, tolerance=0.01)
+    pv = bounds.window_pvalues(scores.mean(axis=1), 400, W_TAUS, "clopper_pearson", 250, 0.01)
+    np.testing.assert_allclose(table.pvalues, pv)
+    assert table.chosen == tuple(certificate.fixed_sequence(pv, W_COSTS, 0.05)[0])
+    assert (table.window, table.tolerance) == (250, 0.01)
+    assert table.promise() == "P(accuracy of 250 requests < τ − 0.01) <= 0.05"
+    assert "P(accuracy of 250 requests < τ − 0.01) <= 0.05" in table.reasons[0]
+    old = {k: v for k, v in table.to_dict().items() if k not in ("window", "tolerance")}
+    assert certificate.CertificationTable.from_dict(old).window == 0  # written before windows
+    with pytest.raises(ValueError, match="tolerance"):
+        certificate.certify(scores, scores, W_TAUS, tolerance=0.01)  # ε needs a window
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.01])
+def test_window_bound_is_tight_on_its_worst_pool_and_an_optimistic_one_fails(shift):
+    """A pool of n + N rows with exactly k* + need − 1 successes, cut at random into calib (n)
+    and window (N), k* the fewest calibration successes the bound certifies: certified-and-missed
+    happens in at most δ of 20,000 cuts and in more than half of δ (the bound is exact there).
+    Computing k* at τ − 0.01 instead (a bound optimistic by 0.01) breaks δ on its own worst
+    pool."""
+    n, window, tau, delta = 600, 600, 0.8, 0.05
+    k = np.arange(n + 1)
+    p = bounds.window_pvalues(k / n, n, [tau - shift], "clopper_pearson", window)[0]
+    k_star = int(k[np.argmax(p <= delta)])
+    need = int(bounds.window_need([tau], window, 0.0)[0])  # what the window must really score
+    successes = k_star + need - 1
+    calib = np.random.default_rng(7).hypergeometric(successes, n + window - successes, n, 20_000)
+    share = np.mean((calib >= k_star) & (successes - calib < need))
+    se = math.sqrt(delta * (1 - delta) / calib.size)
+    if shift == 0.0:
+        assert delta / 2 < share <= delta + 3 * se, share
+    else:
+        assert share > delta + 3 * se, share
