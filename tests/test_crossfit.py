@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from proteus.training import crossfit, networks, predictor_phase, train
+from tests import core_helpers
 
 F, N, D, M = 3, 48, 6, 4
 
 
 def _setup(groups: int = 2):
-    spec = networks.RouterSpec(n_models=M, feature_dim=D, hidden=16, policy_hidden=8, folds=F,
-                               groups=groups)
+    spec = core_helpers.spec_for(M, D, hidden=16, policy_hidden=8, folds=F, groups=groups)
     rng = np.random.default_rng(0)
     features = rng.normal(size=(N, D)).astype(np.float32)
     scores = (rng.uniform(size=(N, M)) < 0.6).astype(np.float32)
@@ -22,7 +22,7 @@ def _setup(groups: int = 2):
     stats["centroids"] = jnp.asarray(features[:groups] / np.linalg.norm(features[:groups], axis=1,
                                                                         keepdims=True))
     params = networks.init_params(spec, jax.random.key(0), stats)
-    static = train.StaticConfig(spec=spec, batch_size=N)
+    static = core_helpers.static_for(spec, batch_size=N)
     state = train.init_state(static, params, jnp.float32([0.5, 0.8]), jnp.float32(1.0))
     return static, state, features, scores, costs, fold
 
@@ -131,7 +131,7 @@ def test_ensemble_prediction_averages_the_folds():
 
 @pytest.mark.parametrize("groups", [0, 3])
 def test_query_groups_are_nearest_centroids(groups):
-    spec = networks.RouterSpec(n_models=2, feature_dim=2, groups=groups)
+    spec = core_helpers.spec_for(2, 2, folds=1, groups=groups)
     centroids = jnp.float32([[1, 0], [0, 1], [-1, 0]])
     x = jnp.float32([[2, 0.1], [0.1, 3], [-5, 1], [0, -1]])
     got = networks.query_groups(spec, {"centroids": centroids}, x)

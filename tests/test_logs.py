@@ -36,7 +36,7 @@ def _check_job_logging():
     orbax_file = os.path.join("site-packages", "orbax", "checkpoint", "manager.py")
     assert not quiet[0].filter(_record(orbax_file, std_logging.INFO))
     assert quiet[0].filter(_record(orbax_file, std_logging.WARNING))
-    assert quiet[0].filter(_record(os.path.join("experiments", "pipeline.py"), std_logging.INFO))
+    assert quiet[0].filter(_record(os.path.join("experiments", "runs.py"), std_logging.INFO))
     assert std_logging.getLogger("orbax").level == std_logging.WARNING
     # a library's own logger: its INFO is dropped, a warning still shows
     assert not std_logging.getLogger("jax._src.xla_bridge").isEnabledFor(std_logging.INFO)

@@ -16,9 +16,11 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import pipeline, sweep, sweep_plan
+from experiments import sweep, sweep_plan
 from experiments.configs import quickstart
 from proteus.evaluation import results
+from proteus.pipeline.config import hparams_from_config
+from proteus.pipeline.setup import initial_state, load_splits, make_setup
 from tests.conftest import REPO_ROOT
 
 
@@ -94,11 +96,11 @@ def test_plan_groups_hand_checked():
 
 
 def test_estimate_run_bytes_grows_with_lanes(config):
-    splits = pipeline.load_splits(config)
+    splits = load_splits(config)
     sizes = []
     for k in (4, 16):
         cfg = sweep.config_for(config, k)
-        setup = pipeline.make_setup(cfg, splits, hparams=pipeline.hparams_from_config(cfg, 1))
+        setup = make_setup(cfg, splits, hparams=hparams_from_config(cfg, 1))
         sizes.append(sweep_plan.estimate_run_bytes(cfg, setup))
     assert 0 < sizes[0] < sizes[1]
     halved = sweep_plan.estimate_run_bytes(cfg, setup, batch_shards=2)
@@ -107,10 +109,10 @@ def test_estimate_run_bytes_grows_with_lanes(config):
 
 
 def test_run_bytes_from_xla_memory_analysis_or_the_estimate(config, monkeypatch):
-    splits = pipeline.load_splits(config)
-    setup = pipeline.make_setup(config, splits, hparams=pipeline.hparams_from_config(config, 1))
+    splits = load_splits(config)
+    setup = make_setup(config, splits, hparams=hparams_from_config(config, 1))
     measured = sweep_plan.run_bytes(config, setup, splits)
-    state = jax.eval_shape(lambda: pipeline.initial_state(setup, config))
+    state = jax.eval_shape(lambda: initial_state(setup))
     one_state = sweep_plan.nbytes(state) // setup.init_keys.shape[0]
     assert measured > one_state  # at least one run's state
     assert sweep_plan.run_bytes(config, setup, splits, batch_shards=2) <= measured
@@ -220,7 +222,7 @@ def test_sweep_launcher_table(sweeps):
     test_row = payload["best_test"]
     assert {k: test_row[k] for k in sweep.SWEPT + ("run", "seed")} == \
         {k: best[k] for k in sweep.SWEPT + ("run", "seed")}
-    splits = pipeline.load_splits(quickstart.get_config("smoke"))
+    splits = load_splits(quickstart.get_config("smoke"))
     for row, ds in [(r, splits["val"]) for r in rows] + [(test_row, splits["test"])]:
         _, _, best_fixed_cost = ds.best_fixed()
         assert row["savings_at_tau"] == pytest.approx(1 - row["cost_at_tau"] / best_fixed_cost,
@@ -272,7 +274,7 @@ def test_sweep_picks_on_val_and_reports_test_for_the_chosen_run_only(config, tmp
 other test labels, model 2): the sweep
     must pick run 2, score every run on val only, evaluate test once (for run 2), and give the
     same rows and choice whatever the test labels are."""
-    splits = pipeline.load_splits(config)
+    splits = load_splits(config)
     val, test = splits["val"], splits["test"]
 
     def favour(ds, m):  # model m right everywhere, models 0..3 otherwise right on half the rows
@@ -293,8 +295,8 @@ other test labels, model 2): the sweep
 
     monkeypatch.setattr(sweep, "_plan", lambda config, splits, grid, runs, mesh: (
         sweep_plan.plan_groups(runs, {r.lanes: 1 for r in runs}, 10**6)))
-    monkeypatch.setattr(sweep, "train_group", lambda *args: (
-        types.SimpleNamespace(lane_taus=np.linspace(0.5, 0.9, 4)), None))
+    monkeypatch.setattr(sweep, "train_group", lambda *args: (  # (setup, host state [S])
+        None, types.SimpleNamespace(lane_taus=np.tile(np.linspace(0.5, 0.9, 4), (8, 1)))))
     monkeypatch.setattr(sweep, "evaluate_run", fake_evaluate_run)
     grid = _grid(seeds=2, policy_lr=(3e-4, 1e-3))
     outcomes = []

@@ -92,7 +92,8 @@ def base_config() -> ml_collections.ConfigDict:
     # columns are measured at
     c.eval.wide_n = 40
     # AIQ alone also routes every router at τ = 0, aiq_step, ..., 1 (0 = the grid alone), so that
-    # each router's curve is traced over its knob's whole range (experiments.evaluation.sweep_taus)
+    # each router's curve is traced over its knob's whole range
+    # (proteus.pipeline.evaluation.sweep_taus)
     c.eval.aiq_step = 0.001
 
     c.certify = ml_collections.ConfigDict()
