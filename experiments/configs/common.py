@@ -130,6 +130,8 @@ def base_config() -> ml_collections.ConfigDict:
 VARIANTS = {
     # the real configs' default is a sentence encoder; this variant needs no torch
     "hashing": dict(data=dict(encoder="hashing")),
+    # a synthetic preset's latent features instead of its prompts (a router that reads no text)
+    "precomputed": dict(data=dict(encoder="precomputed")),
     "smoke": dict(train=dict(batch_size=64, chunk_size=10, pred_max_steps=40, policy_steps=40),
                   lanes=dict(n=4), model=dict(hidden=32, policy_hidden=16)),
     "no_lambda": dict(model=dict(use_lambda_input=False)),
