@@ -23,10 +23,15 @@ from proteus.pipeline.config import hparams_from_config
 from proteus.pipeline.setup import initial_state, load_splits, make_setup
 from tests.conftest import REPO_ROOT
 
+# The sweep's mechanics on the 64-d precomputed features: the quickstart's own text features
+# (1,024-d hashing) make a shrunk run's calibration ill-conditioned, which magnifies the rounding
+# differences the sharded-equality test bounds.
+SMOKE = "smoke,precomputed"
+
 
 @pytest.fixture(scope="module")
 def config():
-    return quickstart.get_config("smoke")
+    return quickstart.get_config(SMOKE)
 
 
 def _grid(**values):
@@ -148,7 +153,7 @@ def worker_sweep_on_mesh(workdir: str, reference: str) -> None:
     from proteus.training import checkpoint, sharding
 
     grid = _grid(seeds=2, policy_lr=(3e-4, 1e-3), mesh_runs=2, mesh_batch=4)
-    config = quickstart.get_config("smoke")
+    config = quickstart.get_config(SMOKE)
     trained = []  # what training hands back, before it leaves the devices
     fetch = sharding.fetch
     sharding.fetch = lambda tree: trained.append(tree) or fetch(tree)
@@ -181,7 +186,7 @@ def sweeps(tmp_path_factory):
     one = str(tmp_path_factory.mktemp("sweep"))
     mesh = str(tmp_path_factory.mktemp("sweep_mesh"))
     launcher = [sys.executable, "-m", "launch.sweep", f"--workdir={one}", "--noprogress",
-                "--config=experiments/configs/quickstart.py:smoke", *SMOKE_FLAGS]
+                f"--config=experiments/configs/quickstart.py:{SMOKE}", *SMOKE_FLAGS]
     worker = [sys.executable, "-c",
               f"import tests.test_sweep as t; t.worker_sweep_on_mesh({mesh!r}, {one!r})"]
     forced = {"XLA_FLAGS": _CPU_ENV["XLA_FLAGS"] + " --xla_force_host_platform_device_count=8"}
@@ -222,7 +227,7 @@ def test_sweep_launcher_table(sweeps):
     test_row = payload["best_test"]
     assert {k: test_row[k] for k in sweep.SWEPT + ("run", "seed")} == \
         {k: best[k] for k in sweep.SWEPT + ("run", "seed")}
-    splits = load_splits(quickstart.get_config("smoke"))
+    splits = load_splits(quickstart.get_config(SMOKE))
     for row, ds in [(r, splits["val"]) for r in rows] + [(test_row, splits["test"])]:
         _, _, best_fixed_cost = ds.best_fixed()
         assert row["savings_at_tau"] == pytest.approx(1 - row["cost_at_tau"] / best_fixed_cost,
