@@ -134,7 +134,7 @@ def short_line(decision: dict[str, Any], query: str, width: int = 0) -> str:
     cost = usd(decision["c_hat"][decision["model"]])
     text = query if len(query) <= QUERY_CHARS else query[:QUERY_CHARS - 1] + "…"
     return (f"{decision['model']:<{width}}  τ={decision['tau']:.2f}  {status:<23}  "
-            f"est. {cost}/query  {text}")
+            f"est. {cost + '/query':<15}  {text}")
 
 
 def route_args(router: serving.Router, queries: list[str], tau: float | None,
