@@ -25,6 +25,7 @@ objects, the one place they are read), `fit` (`train`), `routing` (PROTEUS's ope
 a run on the splits), `baselines`, `evaluation` (`evaluate`), `bundle` (`export`).
 """
 
+from proteus.pipeline.auto import resolve
 from proteus.pipeline.bundle import export, router_bundle
 from proteus.pipeline.config import ConfigError
 from proteus.pipeline.evaluation import Evaluation, compliance_table, evaluate
@@ -33,4 +34,4 @@ from proteus.pipeline.setup import SPLITS, Setup, load_splits, make_setup
 
 __all__ = ["SPLITS", "ConfigError", "Evaluation", "History", "Setup", "Trained",
            "compliance_table", "evaluate", "export", "load_splits", "make_setup",
-           "router_bundle", "train"]
+           "resolve", "router_bundle", "train"]
