@@ -14,6 +14,7 @@ from ml_collections import config_flags
 
 from experiments import logs, runs
 from proteus import pipeline
+from proteus.pipeline import auto
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:variants].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and results go.")
@@ -34,6 +35,8 @@ def main(argv):
         results = runs.evaluate(_CONFIG.value, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value,
                                 allow_retrain=_ALLOW_RETRAIN.value, progress=_PROGRESS.value,
                                 baselines=False)
+    if "auto" in results:
+        print(auto.describe(results["auto"]), end="\n\n")
     print(pipeline.compliance_table(results))
 
 
