@@ -21,7 +21,10 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.data = ml_collections.ConfigDict()
     c.data.source = "synthetic:routerbench"  # see proteus.data.load_source for the spec format
-    c.data.encoder = "precomputed"  # "precomputed" | "hashing[:opts]" | "sentence-transformers:<m>"
+    # "precomputed" | "hashing[:opts]" | "sentence-transformers:<m>"; "auto" (table.py) chooses
+    # among the installed ones from out-of-fold evidence (proteus.pipeline.resolve, docs/auto.md),
+    # as it can the task prior, the grid's ends, the splits and the batch size
+    c.data.encoder = "precomputed"
     c.data.cache_dir = ""  # feature cache ("" = $PROTEUS_CACHE or ~/.cache/proteus/features)
     c.data.split_salt = "proteus"  # hash salt of the deterministic query-id split
     # Split fractions. `pred` trains the predictor, `policy` the RL policy and the duals (labels the

