@@ -30,10 +30,11 @@ place they are read), `fit` (`train`), `routing` (PROTEUS's operating points of 
 splits), `baselines`, `evaluation` (`evaluate`), `bundle` (`export`).
 """
 
+from proteus.evaluation.console import compliance_table
 from proteus.pipeline.auto import resolve
 from proteus.pipeline.bundle import export, router_bundle
 from proteus.pipeline.config import ConfigError
-from proteus.pipeline.evaluation import Evaluation, compliance_table, evaluate
+from proteus.pipeline.evaluation import Evaluation, evaluate
 from proteus.pipeline.fit import History, Trained, train
 from proteus.pipeline.setup import SPLITS, Setup, load_splits, make_setup
 
