@@ -1,6 +1,7 @@
 """The automatic settings: rules by hand, plug-in evidence on tiny inputs, "auto" in a config
 (proteus/pipeline/auto_rules.py, evidence.py, config.py; experiments/configs/table.py)."""
 
+import logging
 import math
 
 import ml_collections
@@ -162,3 +163,15 @@ def test_with_values_builds_a_new_locked_config():
     assert out.model.task_prior is True and out.num_seeds == 1 and c.model.task_prior == "auto"
     with pytest.raises(AttributeError):
         out.new_field = 1
+
+
+def test_the_evidence_load_leaves_the_loader_notes_to_load_splits(tmp_path, caplog):
+    """A dropped row is reported once per job: by `load_splits`, not again by `resolve`."""
+    path = tmp_path / "t.csv"
+    path.write_text("query_id,prompt,a,b,a|cost,b|cost\nq0,x,1,0,1,2\nq1,y,,1,1,2\nq2,z,0,1,1,2\n")
+    with caplog.at_level(logging.WARNING):
+        ds = auto.load_quietly(f"table:{path}")
+        assert ds.n_queries == 2 and "dropped 1 of 3 rows" in ds.notes[0]
+        assert "dropped" not in caplog.text
+        auto.load_source(f"table:{path}")
+        assert "dropped 1 of 3 rows" in caplog.text  # the loader's level is back

@@ -214,6 +214,21 @@ def redraw_markdown(block: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def auto_markdown(results: Mapping[str, Any]) -> str:
+    """The automatic settings (`proteus.pipeline.auto`): per decision the settings, the choice
+    and its rule; "" for results of a config without "auto" settings."""
+    record = results.get("auto")
+    if not isinstance(record, Mapping) or not record:
+        return ""
+    rows = [[", ".join(f"`{name}`" for name in entry["settings"]), f"`{entry['choice']}`",
+             entry["rule"]] for entry in record.values()]
+    lines = ["", "## Automatic settings", "",
+             "Decided before training from the query count or out-of-fold evidence on the "
+             "training pool, never `val`, `calib` or `test` labels; the evidence numbers are in "
+             "results.json's \"auto\" (docs/auto.md).", ""]
+    return "\n".join(lines + _table(["settings", "choice", "rule"], rows)) + "\n"
+
+
 def report_markdown(results: Mapping[str, Any]) -> str:
     """The whole report: header, summary, per-τ tables, predictor quality, paired AIQ
     differences and the cross-fitted AIQ (when the results hold them), appendix."""
@@ -251,6 +266,7 @@ def report_markdown(results: Mapping[str, Any]) -> str:
         text += crossfit_markdown(r["aiq_crossfit"])
     if isinstance(r.get("redraw"), Mapping):
         text += redraw_markdown(r["redraw"])
+    text += auto_markdown(results)
     return text + "\n".join(fixed_models_table(results) + [""])
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging as std_logging
 from typing import Any, NamedTuple
 
 import ml_collections
@@ -95,7 +96,7 @@ def resolve(config: ml_collections.ConfigDict, *, progress: bool = True,
     if config.train.folds < 2:
         raise config_lib.ConfigError(f"settings {list(names)} are 'auto', and their evidence is "
                                      "out of fold: set train.folds >= 2")
-    ds = load_source(config.data.source)
+    ds = load_quietly(config.data.source)
     check_routable(ds)
     record: dict[str, Any] = {}
     if {"data.splits", "train.batch_size"} & set(names):
@@ -105,6 +106,18 @@ def resolve(config: ml_collections.ConfigDict, *, progress: bool = True,
     for entry in record.values():
         logging.info("auto: %s", describe_entry(entry))
     return with_values(config, values, record)
+
+
+def load_quietly(spec: str) -> RoutingDataset:
+    """`load_source(spec)` with its loader's warnings (e.g. rows dropped for missing scores)
+    muted: `load_splits` loads the same source again and says them, once per job."""
+    absl_logger = logging.get_absl_logger()
+    level = absl_logger.level
+    absl_logger.setLevel(std_logging.ERROR)
+    try:
+        return load_source(spec)
+    finally:
+        absl_logger.setLevel(level)
 
 
 def _size_entry(names: tuple[str, ...], n_queries: int, values: dict[str, Any]) -> dict:
