@@ -25,22 +25,9 @@ import numpy as np
 
 from experiments import runs
 from proteus.data.dataset import task_index, task_vocabulary
-from proteus.evaluation import metrics
-from proteus.evaluation.baselines import plugin
+from proteus.pipeline.evidence import oof_evidence, plugin_aiq
 from proteus.pipeline.setup import training_pool
 from proteus.training import crossfit, networks
-
-LAMBDAS = np.concatenate([[0.0], np.geomspace(1e-3, 1e4, 600), [np.inf]])
-
-
-def plugin_aiq(p_hat: np.ndarray, c_hat: np.ndarray, scores: np.ndarray, costs: np.ndarray,
-               c_ref: float) -> float:
-    """AIQ of the plug-in rule's points over `LAMBDAS` and every single model, on these rows."""
-    choices = plugin.plugin_choices(p_hat, c_hat, LAMBDAS, c_ref)
-    acc, cost = metrics.realised(scores, costs, choices)
-    means = costs.mean(axis=0)
-    return metrics.aiq(np.concatenate([cost, means]), np.concatenate([acc, scores.mean(axis=0)]),
-                       (float(means.min()), float(means.max())))
 
 
 def calibrate(columns: jax.Array, theta: jax.Array) -> np.ndarray:
@@ -56,28 +43,23 @@ def probe(workdir: str) -> dict[str, float]:
     pool, fold = training_pool(splits, config.train.folds, config.data.split_salt)
     names = task_vocabulary(pool.tasks)
     tasks = task_index(names, pool.tasks)
+    without, with_task = spec._replace(tasks=0), spec._replace(tasks=len(names))
+    out = {  # the criterion `model.task_prior="auto"` decides by (proteus.pipeline.auto)
+        "pool_without": oof_evidence(without, params, pool, fold).plugin_aiq,
+        "pool_with": oof_evidence(with_task, params, pool, fold, tasks).plugin_aiq}
     features, scores = jnp.asarray(pool.features, jnp.float32), pool.scores.astype(np.float64)
-    _, logits, log_cost = crossfit.out_of_fold(spec, params, features, jnp.asarray(fold))
+    _, logits, _ = crossfit.out_of_fold(spec, params, features, jnp.asarray(fold))
     group_oof, group_table = crossfit.oof_priors(spec, params, features,
                                                  jnp.asarray(scores, jnp.float32),
                                                  jnp.asarray(fold))
     task_oof, task_table = crossfit.oof_task_priors(
-        spec._replace(tasks=len(names)), jnp.asarray(scores, jnp.float32), jnp.asarray(tasks),
+        with_task, jnp.asarray(scores, jnp.float32), jnp.asarray(tasks),
         jnp.asarray(fold))  # whatever the workdir's own model.task_prior
     ones = np.ones_like(scores)
     pool_cols = {"without": jnp.stack([logits, group_oof, ones], -1),  # [N, M, K]
                  "with": jnp.stack([logits, group_oof, task_oof, ones], -1)}
     target = jnp.asarray(scores, jnp.float32)
     c_ref = float(np.asarray(params["stats"]["c_ref"]))
-    out = {}
-    for name, cols in pool_cols.items():
-        p_hat = np.zeros_like(scores)
-        for f in range(config.train.folds):
-            rows = fold == f
-            theta = crossfit.fit_columns(cols, target, jnp.asarray(~rows, jnp.float32))
-            p_hat[rows] = calibrate(cols, theta)[rows]
-        out[f"pool_{name}"] = plugin_aiq(p_hat, np.exp(np.asarray(log_cost)), scores,
-                                         pool.costs, c_ref)
     val = splits["val"]
     val_features = jnp.asarray(val.features, jnp.float32)
     _, val_logits, val_log_cost = crossfit.raw_outputs(spec, params, val_features)  # [F, N, M]

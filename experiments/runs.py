@@ -24,10 +24,13 @@ import numpy as np
 from absl import logging
 
 from experiments import redraws as redraws_lib
+from experiments import validate
 from experiments import workdir as workdir_lib
 from experiments.configs import common
 from proteus import pipeline
 from proteus.evaluation import plots, report, results
+from proteus.pipeline import auto
+from proteus.pipeline import config as pipeline_config
 from proteus.pipeline.fit import metrics_record
 from proteus.pipeline.setup import Setup, Splits, initial_state
 from proteus.training import checkpoint, loop
@@ -117,6 +120,7 @@ def evaluate(config: ml_collections.ConfigDict | None, workdir: str,
     only; its report and plots too). With `redraws` > 0, results.json also holds the redraw
     evaluation (`experiments.redraws`). `allow_retrain`: see `workdir.prepare`."""
     config = config if config is not None else load_config(workdir)
+    config = resolved(config, workdir, progress=progress)  # "auto" settings: decided, recorded
     workdir_lib.prepare(config, workdir, allow_change=allow_change,  # validate, lock, record
                         allow_retrain=allow_retrain)
     trained = train(config, workdir, pipeline.load_splits(config), progress=progress)
@@ -125,6 +129,23 @@ def evaluate(config: ml_collections.ConfigDict | None, workdir: str,
         evaluation.results["redraw"] = redraws_lib.redraw_block(trained, redraws)
     write_outputs(workdir, evaluation)
     return evaluation.results
+
+
+def resolved(config: ml_collections.ConfigDict, workdir: str,
+             progress: bool = True) -> ml_collections.ConfigDict:
+    """`config` with its "auto" settings decided (`pipeline.resolve`, docs/auto.md); when the
+    workdir already holds a run resolved from the same request, that run's recorded config
+    (the evidence is measured once per workdir, and a resumed run keeps its choices)."""
+    if not pipeline_config.auto_settings(config):
+        return auto.resolve(config)  # nothing to measure: string forms parsed
+    if os.path.exists(os.path.join(workdir, workdir_lib.CONFIG_FILE)):
+        recorded = load_config(workdir)
+        diff = workdir_lib.config_diff(auto.request_of(recorded), auto.request_of(config))
+        if pipeline_config.AUTO_RECORD in recorded and not set(diff) - workdir_lib.HOST_ONLY:
+            logging.info("%s: using the automatic settings recorded there", workdir)
+            return recorded
+    validate.validate(config)  # a bad setting stops the job before minutes of evidence
+    return auto.resolve(config, progress=progress)
 
 
 def write_outputs(workdir: str, evaluation: pipeline.Evaluation,

@@ -9,6 +9,9 @@ later in a ZeroDivisionError that names nothing. All problems are reported at on
 `SCHEMA` holds one rule per field of `experiments.configs.common.base_config()` (a test keeps the
 two in step); `_cross_checks` holds the rules that relate fields. A field of the config that
 `SCHEMA` does not know is logged as a warning, not refused: a config file may carry extras.
+A setting of `proteus.pipeline.config.AUTO_SETTINGS` may also hold "auto" (decided by
+`proteus.pipeline.resolve`, which records its choices under `auto`, a section the schema does
+not check).
 """
 
 from __future__ import annotations
@@ -23,7 +26,13 @@ from absl import logging
 from proteus.data import check_spec
 from proteus.encoders import get_encoder
 from proteus.operating.bounds import METHODS
-from proteus.pipeline.config import ConfigError, chunk_problems
+from proteus.pipeline.config import (
+    AUTO,
+    AUTO_RECORD,
+    AUTO_SETTINGS,
+    ConfigError,
+    chunk_problems,
+)
 
 Check = Callable[[Any], str | None]  # value -> what is wrong with it, or None
 
@@ -218,6 +227,8 @@ def problems(config: Mapping[str, Any] | ml_collections.ConfigDict) -> list[str]
     out = []
     for name, check in SCHEMA.items():
         if name in flat:  # an absent field is the config file's business (ConfigDict is locked)
+            if name in AUTO_SETTINGS and flat[name] == AUTO:
+                continue  # decided by `proteus.pipeline.resolve` before anything runs
             error = check(flat[name])
             if error:
                 out.append(f"{name}={flat[name]!r}: {error}")
@@ -232,7 +243,9 @@ def validate(config: Mapping[str, Any] | ml_collections.ConfigDict) -> None:
     Reads nothing but the config (a data source is parsed, and its pickle opt-in checked, not
     loaded), so it is cheap enough to run at the top of every entry point.
     """
-    unknown = sorted(set(flatten(config)) - set(SCHEMA))
+    unknown = sorted(name for name, value in flatten(config).items() if name not in SCHEMA
+                     and not (name in AUTO_SETTINGS and value == AUTO)  # "data.splits"
+                     and not name.startswith(f"{AUTO_RECORD}."))  # the choices' record
     if unknown:
         logging.warning("config fields without a validation rule (add them to "
                         "experiments/validate.py): %s", unknown)

@@ -15,6 +15,7 @@ from ml_collections import config_flags
 
 from experiments import logs, redraws, runs
 from proteus import pipeline
+from proteus.pipeline import auto
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:variants].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir; outputs are written there.")
@@ -38,6 +39,8 @@ def main(argv):
         res = runs.evaluate(_CONFIG.value, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value,
                             allow_retrain=_ALLOW_RETRAIN.value, progress=_PROGRESS.value,
                             redraws=_REDRAWS.value)
+    if "auto" in res:
+        print(auto.describe(res["auto"]), end="\n\n")
     print(pipeline.compliance_table(res), end="\n\n")  # both routers; the rest: report.md
     if "redraw" in res:
         print(redraws.format_block(res["redraw"]), end="\n\n")

@@ -16,6 +16,7 @@ from ml_collections import config_flags
 
 from experiments import logs, runs
 from proteus import pipeline
+from proteus.pipeline import auto
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:variants].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and results go.")
@@ -36,6 +37,8 @@ def main(argv):
         results = runs.evaluate(_CONFIG.value, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value,
                                 allow_retrain=_ALLOW_RETRAIN.value, progress=_PROGRESS.value,
                                 baselines=False)
+    if "auto" in results:
+        print(auto.describe(results["auto"]), end="\n\n")
     print(pipeline.compliance_table(results))  # both routers, units, legend and promises
     workdir = os.path.abspath(_WORKDIR.value)
     print(f"\nwrote {workdir}: {', '.join(runs.output_files())}")

@@ -156,6 +156,25 @@ def test_report_states_the_promise_and_the_redraw_check():
     assert report.floor_text(0.02) == "τ − 0.02"
 
 
+def test_report_lists_the_automatic_settings():
+    res = _small()
+    assert "## Automatic settings" not in report.report_markdown(res)  # a hand-set config
+    res["auto"] = {  # as results.json holds it: keys sorted; the report lists them as decided
+        "task_prior": {"settings": ["model.task_prior"], "rule": "on only if it gains",
+                       "candidates": [False, True], "evidence": {"plugin_aiq": [0.7, 0.71]},
+                       "choice": True},
+        "size": {"settings": ["train.batch_size"], "rule": "by size", "evidence": {},
+                 "choice": {"batch_size": 128}},
+        "tau_range": {"settings": ["eval.tau_lo", "eval.tau_hi"], "rule": "the reach",
+                      "evidence": {}, "choice": {"tau_lo": 0.6, "tau_hi": 0.88}}}
+    text = report.report_markdown(res)
+    assert text.index("## Automatic settings") < text.index("## Appendix")
+    assert _section(text, "Automatic settings")[2:] == [
+        "| `train.batch_size` | `{'batch_size': 128}` | by size |",
+        "| `model.task_prior` | `True` | on only if it gains |",
+        "| `eval.tau_lo`, `eval.tau_hi` | `{'tau_lo': 0.6, 'tau_hi': 0.88}` | the reach |"]
+
+
 def test_launch_report_rerenders_a_run(tmp_path):
     path = results.write_results(_small(), tmp_path / "run" / "results.json")
     out = tmp_path / "img"

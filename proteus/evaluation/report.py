@@ -214,6 +214,26 @@ def redraw_markdown(block: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# the automatic settings' record entries in the order `proteus.pipeline.auto` decides them
+AUTO_ORDER = ("size", "encoder", "task_prior", "tau_range")
+
+
+def auto_markdown(results: Mapping[str, Any]) -> str:
+    """The automatic settings (`proteus.pipeline.auto`): per decision the settings, the choice
+    and its rule; "" for results of a config without "auto" settings."""
+    record = results.get("auto")
+    if not isinstance(record, Mapping) or not record:
+        return ""
+    first = [name for name in AUTO_ORDER if name in record]
+    rows = [[", ".join(f"`{s}`" for s in record[name]["settings"]), f"`{record[name]['choice']}`",
+             record[name]["rule"]] for name in first + sorted(set(record) - set(first))]
+    lines = ["", "## Automatic settings", "",
+             "Decided before training from the query count or out-of-fold evidence on the "
+             "training pool, never `val`, `calib` or `test` labels; the evidence numbers are in "
+             "results.json's \"auto\" (docs/auto.md).", ""]
+    return "\n".join(lines + _table(["settings", "choice", "rule"], rows)) + "\n"
+
+
 def report_markdown(results: Mapping[str, Any]) -> str:
     """The whole report: header, summary, per-τ tables, predictor quality, paired AIQ
     differences and the cross-fitted AIQ (when the results hold them), appendix."""
@@ -251,6 +271,7 @@ def report_markdown(results: Mapping[str, Any]) -> str:
         text += crossfit_markdown(r["aiq_crossfit"])
     if isinstance(r.get("redraw"), Mapping):
         text += redraw_markdown(r["redraw"])
+    text += auto_markdown(results)
     return text + "\n".join(fixed_models_table(results) + [""])
 
 

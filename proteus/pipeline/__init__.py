@@ -17,15 +17,21 @@ Checkpoints and logging attach to `train` as callbacks (`proteus.training.loop.C
     ckpt = CheckpointCallback("/tmp/ckpt", every_steps=500, max_to_keep=3)  # Orbax, resumes
     trained = pipeline.train(config, splits, callbacks=[ckpt, history, print_fn])
 
+A config may leave its data-dependent settings "auto" (`experiments/configs/table.py`):
+`config = pipeline.resolve(config)` decides them first, from held-out evidence on the training
+pool, and records each choice under `config.auto` (docs/auto.md).
+
 (`CheckpointCallback` is `proteus.training.checkpoint.CheckpointCallback`; `print_fn` any
 `fn(phase, step, metrics)`.) A workdir with a lock, `config.json`, `metrics.jsonl` and resume is
 the layer above (`experiments/runs.py`), and the launchers only parse flags and call it. The
-modules: `setup` (config and data -> what the program needs), `config` (the config's settings
-objects, the one place they are read), `fit` (`train`), `routing` (PROTEUS's operating points of
-a run on the splits), `baselines`, `evaluation` (`evaluate`), `bundle` (`export`).
+modules: `auto` (`resolve`; its rules in `auto_rules`, its evidence in `evidence`), `setup`
+(config and data -> what the program needs), `config` (the config's settings objects, the one
+place they are read), `fit` (`train`), `routing` (PROTEUS's operating points of a run on the
+splits), `baselines`, `evaluation` (`evaluate`), `bundle` (`export`).
 """
 
 from proteus.evaluation.console import compliance_table
+from proteus.pipeline.auto import resolve
 from proteus.pipeline.bundle import export, router_bundle
 from proteus.pipeline.config import ConfigError
 from proteus.pipeline.evaluation import Evaluation, evaluate
@@ -34,4 +40,4 @@ from proteus.pipeline.setup import SPLITS, Setup, load_splits, make_setup
 
 __all__ = ["SPLITS", "ConfigError", "Evaluation", "History", "Setup", "Trained",
            "compliance_table", "evaluate", "export", "load_splits", "make_setup",
-           "router_bundle", "train"]
+           "resolve", "router_bundle", "train"]

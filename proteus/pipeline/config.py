@@ -104,3 +104,80 @@ def run_keys_for(base_seed: int, runs: Sequence[int] | np.ndarray,
         jnp.asarray(runs, jnp.int32))
     init_keys, run_keys = jax.vmap(jax.random.split, out_axes=1)(keys)
     return init_keys, run_keys
+
+
+AUTO = "auto"
+AUTO_RECORD = "auto"  # the section of a resolved config that records each choice and evidence
+SPLIT_NAMES = ("pred", "policy", "val", "calib", "test")  # `data.splits`, in cut order
+
+
+def _parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"expected true/false, got {text!r}")
+
+
+def _parse_splits(text: str) -> dict[str, float]:
+    """"0.35,0.25,0.1,0.1,0.2" -> {"pred": 0.35, ..., "test": 0.2} (the split order)."""
+    parts = [float(p) for p in text.split(",")]
+    if len(parts) != len(SPLIT_NAMES):
+        raise ValueError(f"expected {len(SPLIT_NAMES)} fractions ({','.join(SPLIT_NAMES)}), "
+                         f"got {text!r}")
+    return dict(zip(SPLIT_NAMES, parts, strict=True))
+
+
+# The settings a config may leave to `proteus.pipeline.auto.resolve` by giving the value "auto",
+# each with the parser of the string a command line gives it there (a field that holds "auto"
+# is a string field, so `--config.model.task_prior=true` arrives as "true").
+AUTO_SETTINGS = {
+    "data.encoder": str,
+    "model.task_prior": _parse_bool,
+    "eval.tau_lo": float,
+    "eval.tau_hi": float,
+    "data.splits": _parse_splits,
+    "train.batch_size": int,
+}
+
+
+def get_dotted(config: ml_collections.ConfigDict | Mapping[str, Any], name: str) -> Any:
+    """config["a"]["b"] for name "a.b"; None where a part is missing."""
+    node: Any = config
+    for part in name.split("."):
+        if not isinstance(node, (Mapping, ml_collections.ConfigDict)) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def auto_settings(config: ml_collections.ConfigDict | Mapping[str, Any]) -> tuple[str, ...]:
+    """The `AUTO_SETTINGS` that `config` leaves to `auto.resolve` (value "auto"), in order."""
+    return tuple(name for name in AUTO_SETTINGS if get_dotted(config, name) == AUTO)
+
+
+def concrete_value(name: str, value: Any) -> Any:
+    """A concrete value of auto-able setting `name`: its command-line string form parsed
+    ("true" -> True, "0.8" -> 0.8), any other value as is.
+
+    Raises:
+      ConfigError: a string that does not parse, naming the setting.
+    """
+    parse = AUTO_SETTINGS[name]
+    if not isinstance(value, str) or parse is str or value == AUTO:
+        return value
+    try:
+        return parse(value)
+    except ValueError as e:
+        raise ConfigError(f"{name}={value!r}: {e}") from None
+
+
+def require_concrete(config: ml_collections.ConfigDict) -> None:
+    """Raise `ConfigError` if `config` leaves a setting to `auto.resolve`: the library reads
+    concrete values only, so an "auto" is resolved once, before data is split or runs built."""
+    names = auto_settings(config)
+    if names:
+        raise ConfigError(
+            f"settings {list(names)} are 'auto': resolve them first with "
+            "proteus.pipeline.resolve(config) (the launchers do)")

@@ -27,6 +27,7 @@ from proteus.pipeline.baselines import (
     predictor_inputs,
     training_inputs,
 )
+from proteus.pipeline.config import AUTO_RECORD
 from proteus.pipeline.fit import Trained, run_slice
 from proteus.pipeline.routing import certification_windows, eval_taus, proteus_blocks
 from proteus.pipeline.setup import Setup, Splits
@@ -135,6 +136,8 @@ def build_results(config: ml_collections.ConfigDict, ds: RoutingDataset, taus: n
                    "tolerance": tolerance, "served_window": served,
                    "promise": operating.certificate.promise(config.certify.delta, checked,
                                                             tolerance)}
+    if AUTO_RECORD in config:  # the automatic settings' choices and evidence (`pipeline.auto`)
+        extra = {AUTO_RECORD: config[AUTO_RECORD].to_dict(), **(extra or {})}
     extra = {"config_name": config.name, "perfect_frontier_cost": frontier.tolist(),
              "certificate": certificate,
              "oracle_frontier": {"taus": list(map(float, taus)), "cost": frontier.tolist()},

@@ -25,14 +25,21 @@ from proteus.evaluation.baselines.cluster import kmeans
 from proteus.pipeline import config as config_lib
 from proteus.training import loop, networks, train
 
-SPLITS = ("pred", "policy", "val", "calib", "test")
+SPLITS = config_lib.SPLIT_NAMES
 Splits = dict[str, RoutingDataset]  # split name (`SPLITS`) -> its rows
 
 
 def load_splits(config: ml_collections.ConfigDict) -> Splits:
     """Load the configured source, encode its features (cached) and split it by query-id hash."""
+    config_lib.require_concrete(config)
     ds = load_source(config.data.source)
     check_routable(ds)  # one model / constant scores / equal costs: fail before any training
+    return encode_and_split(ds, config)
+
+
+def encode_and_split(ds: RoutingDataset, config: ml_collections.ConfigDict) -> Splits:
+    """`ds` (as loaded) encoded with `config.data.encoder` (cached) and split by query-id hash
+    with `config.data.splits` and `config.data.split_salt`."""
     ds = encode_dataset(ds, config.data.encoder, cache_dir=config.data.cache_dir or None)
     fractions = {name: float(config.data.splits[name]) for name in SPLITS}
     splits = ds.split(fractions, salt=config.data.split_salt)
@@ -120,6 +127,7 @@ def make_setup(config: ml_collections.ConfigDict, splits: Splits,
 
     hparams: [S]-run hyperparameters (a sweep's grid); None: the config's, for `num_seeds` runs.
     """
+    config_lib.require_concrete(config)
     pred, policy = splits["pred"], splits["policy"]
     if config.train.folds > 1:  # cross-fitting: both roles are played by the whole pool
         pred = policy = training_pool(splits, config.train.folds, config.data.split_salt)[0]

@@ -307,13 +307,10 @@ def fit(static: train.StaticConfig, loop: LoopConfig, state: train.TrainState, r
     callbacks = callbacks or Callbacks()
     step = int(np.asarray(state.step)[0])
     if phase == "predictor":
-        state = _predictor_phase(static, loop, state, run_keys, hp, data, callbacks, progress,
-                                 constrain)
-        state = _freeze(state)
+        state = fit_predictor(static, loop, state, run_keys, hp, data, callbacks, progress,
+                              constrain)
         step = int(np.asarray(state.step)[0])
         callbacks.save("policy", state, True)
-        logging.info("predictor phase done at step %d; best val loss per run %s", step,
-                     np.round(np.asarray(state.best_val), 4))
     policy_end = _policy_end(loop, state)
     state, policy_data = policy_phase_data(static, state, data["policy"])
     state = _unaliased(state)
@@ -330,6 +327,21 @@ def fit(static: train.StaticConfig, loop: LoopConfig, state: train.TrainState, r
         callbacks.save("policy", state, step >= policy_end)
         bar.update(loop.chunk_size)
     bar.close()
+    return state
+
+
+def fit_predictor(static: train.StaticConfig, loop: LoopConfig, state: train.TrainState,
+                  run_keys: Array, hp: train.HParams, data: dict[str, train.Batch],
+                  callbacks: Callbacks | None = None, progress: bool = True,
+                  constrain=None) -> train.TrainState:
+    """The predictor phase alone, early-stopped and frozen: what `fit` starts the policy phase
+    from ([S] leaves; `data` needs "pred" and "val"). Also the held-out evidence behind the
+    automatic settings (`proteus.pipeline.auto`), which read the fold predictors only."""
+    state = _predictor_phase(static, loop, state, run_keys, hp, data,
+                             callbacks or Callbacks(), progress, constrain)
+    state = _freeze(state)
+    logging.info("predictor phase done at step %d; best val loss per run %s",
+                 int(np.asarray(state.step)[0]), np.round(np.asarray(state.best_val), 4))
     return state
 
 
