@@ -20,6 +20,13 @@ failing item fails alone (in a {"requests": [...]} batch, its entry is
 answered by a small ASGI fast path in front of FastAPI that runs the same
 `RouteService.handle_http` as the FastAPI route (which documents it in the OpenAPI schema):
 FastAPI's per-request machinery costs ~4x the CPU of the whole decision.
+
+Reload: `RouteService.reload()` (on SIGHUP with `create_app(..., reload_on_sighup=True)`, what
+`launch.serve` does) loads and verifies the artifact again from its path (replaced in place, e.g.
+by `launch.onboard --overwrite`, or a symlink re-pointed) off the event loop, then swaps it in:
+requests parsed from then on are routed by the new router, requests already parsed finish on the
+old one (each queued item carries the router that resolved its τ), and nothing is dropped. An
+artifact that fails to load changes nothing (logged).
 """
 
 from __future__ import annotations
@@ -28,8 +35,10 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+import itertools
 import json
 import logging
+import signal
 import socket
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -88,10 +97,38 @@ class RouteService:
     def __init__(self, router: Router, settings: ServerSettings):
         self.router, self.settings = router, settings
         inline = settings.inline_routing
-        self.batcher = MicroBatcher(lambda items: route_items(router, items), settings.max_batch,
+        self.batcher = MicroBatcher(_route_pairs, settings.max_batch,
                                     settings.max_wait_ms / 1000.0, settings.max_queue,
                                     small_request=settings.small_request,
                                     inline=router.cheap_to_encode if inline is None else inline)
+        self.reloads = {"ok": 0, "error": 0}
+        self._reload_lock = threading.Lock()
+
+    def reload(self, path: str | None = None) -> bool:
+        """Load and verify the artifact at `path` (default: the current router's path, with the
+        fallback it was loaded with), then serve it (`swap`). Blocking: call it off the event
+        loop. An artifact that fails to load changes nothing. Returns success."""
+        with self._reload_lock:  # one reload at a time; the last one wins
+            old = self.router
+            try:
+                new = Router.load(path or old.path, fallback=old.fallback_override,
+                                  warmup=self.settings.max_batch)
+            except Exception as err:  # noqa: BLE001 (a bad artifact must not stop serving)
+                self.reloads["error"] += 1
+                logging.getLogger(__name__).error("not reloaded, still serving %s: %s",
+                                                  old.path, err)
+                return False
+            self.swap(new)
+            self.reloads["ok"] += 1
+            logging.getLogger(__name__).info("reloaded %s: %d models %s", new.path,
+                                             len(new.models), list(new.models))
+            return True
+
+    def swap(self, router: Router) -> Router:
+        """Serve `router` from now on; returns the old one. Requests parsed before the swap
+        finish on the router they were parsed with (their queued items carry it)."""
+        old, self.router = self.router, router
+        return old
 
     async def handle_http(self, headers: dict[bytes, bytes],
                           chunks: AsyncIterator[bytes]) -> tuple[int, bytes, Headers]:
@@ -120,17 +157,18 @@ class RouteService:
         A batch answers 200 with one entry per request: its decision, or for a request that
         failed alone `{"error": {"status", "code", "message"}}` (`RequestError.to_json`).
         """
+        router = self.router  # this request's router to the end, even across a reload
         try:
             if len(body) > self.settings.parse_in_thread_bytes:
                 # A body this large is a batch (one query is at most max_query_chars): when no
                 # batch would be admitted, refuse it before paying for the parse.
                 if not self.batcher.has_room(self.settings.small_request + 1):
                     raise QueueFullError
-                parsed, is_batch = await asyncio.to_thread(parse_body, body, self.router,
+                parsed, is_batch = await asyncio.to_thread(parse_body, body, router,
                                                            self.settings)
             else:
-                parsed, is_batch = parse_body(body, self.router, self.settings)
-            items = [p for p in parsed if not isinstance(p, RequestError)]
+                parsed, is_batch = parse_body(body, router, self.settings)
+            items = [(router, p) for p in parsed if not isinstance(p, RequestError)]
             routed = iter(await self.batcher.submit(items, return_exceptions=is_batch)
                           if items else [])
             results = [p if isinstance(p, RequestError) else next(routed) for p in parsed]
@@ -154,6 +192,15 @@ class RouteService:
             logging.getLogger(__name__).error("non-finite decision: %s", err)
             detail = "internal error: a decision held a non-finite number"
             return 500, json_bytes({"detail": detail})
+
+
+def _route_pairs(pairs: list[tuple[Router, Any]]) -> list[Any]:
+    """The batcher's call: (router, parsed item) pairs routed by their own router, each run of
+    items of one router in one call (two runs only in the batch that straddles a reload)."""
+    out: list[Any] = []
+    for router, run in itertools.groupby(pairs, key=lambda pair: pair[0]):
+        out += route_items(router, [item for _, item in run])
+    return out
 
 
 def _internal(err: Exception) -> str:
@@ -218,14 +265,23 @@ async def _send(send, status: int, body: bytes, headers: Headers) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def create_app(router: Router, settings: ServerSettings | None = None) -> RouteApp:
-    """The serving app for `router` (run it with uvicorn, `serve` or `ServerThread`)."""
+def create_app(router: Router, settings: ServerSettings | None = None,
+               reload_on_sighup: bool = False) -> RouteApp:
+    """The serving app for `router` (run it with uvicorn, `serve` or `ServerThread`); with
+    `reload_on_sighup` (in the main thread), SIGHUP reloads the artifact (`RouteService.reload`)."""
     service = RouteService(router, settings or ServerSettings())
 
     @contextlib.asynccontextmanager
     async def lifespan(_):
         service.batcher.start()
+        loop = asyncio.get_running_loop()
+        hup = reload_on_sighup and threading.current_thread() is threading.main_thread()
+        if hup:  # loading verifies and compiles: a worker thread, never the event loop
+            loop.add_signal_handler(signal.SIGHUP,
+                                    lambda: loop.run_in_executor(None, service.reload))
         yield
+        if hup:
+            loop.remove_signal_handler(signal.SIGHUP)
         await service.batcher.stop()
 
     app = FastAPI(title="PROTEUS router", lifespan=lifespan,
@@ -248,7 +304,7 @@ def create_app(router: Router, settings: ServerSettings | None = None) -> RouteA
 
     @app.get("/v1/models", response_model=ModelsResponse, summary="Model pool and τ range")
     async def models() -> dict[str, Any]:
-        return router.info()
+        return service.router.info()
 
     @app.get("/healthz", response_model=HealthResponse, summary="Liveness")
     async def healthz() -> dict[str, Any]:
