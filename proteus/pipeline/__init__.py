@@ -22,15 +22,17 @@ Checkpoints and logging attach to `train` as callbacks (`proteus.training.loop.C
 the layer above (`experiments/runs.py`), and the launchers only parse flags and call it. The
 modules: `setup` (config and data -> what the program needs), `config` (the config's settings
 objects, the one place they are read), `fit` (`train`), `routing` (PROTEUS's operating points of
-a run on the splits), `baselines`, `evaluation` (`evaluate`), `bundle` (`export`).
+a run on the splits), `baselines`, `evaluation` (`evaluate`), `bundle` (`export`), `onboarding`
+(`onboard`, `remove_model`: change an exported router's model pool without retraining it).
 """
 
 from proteus.pipeline.bundle import export, router_bundle
 from proteus.pipeline.config import ConfigError
 from proteus.pipeline.evaluation import Evaluation, compliance_table, evaluate
 from proteus.pipeline.fit import History, Trained, train
+from proteus.pipeline.onboarding import OnboardError, heldout_queries, onboard, remove_model
 from proteus.pipeline.setup import SPLITS, Setup, load_splits, make_setup
 
-__all__ = ["SPLITS", "ConfigError", "Evaluation", "History", "Setup", "Trained",
-           "compliance_table", "evaluate", "export", "load_splits", "make_setup",
-           "router_bundle", "train"]
+__all__ = ["SPLITS", "ConfigError", "Evaluation", "History", "OnboardError", "Setup", "Trained",
+           "compliance_table", "evaluate", "export", "heldout_queries", "load_splits",
+           "make_setup", "onboard", "remove_model", "router_bundle", "train"]

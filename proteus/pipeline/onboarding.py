@@ -4,7 +4,7 @@
     queries = pipeline.heldout_queries("artifacts/rb")          # run the new model on these
     pipeline.onboard("artifacts/rb", "new-model", labels, "artifacts/rb+new",
                      price=(1e-6, 3e-6))                        # labels: `ModelLabels`
-    pipeline.remove("artifacts/rb+new", "claude-v2", "artifacts/rb-claude")
+    pipeline.remove_model("artifacts/rb+new", "claude-v2", "artifacts/rb-claude")
 
 The policy outputs one quality preference μ and the routing rule is argmax_m μ·p̂_m −
 (1 − μ)·ĉ_m / c_ref, so the policy does not depend on the model pool: it is reused as trained,
@@ -74,7 +74,7 @@ def onboard(artifact: str, model: str, labels: ModelLabels, out: str, *,
       the new manifest.
     """
     bundle, rows, manifest = reopen.read_bundle(artifact)
-    rows, config = _require_rows(artifact, heldout or rows), _config(artifact, bundle)
+    rows, config = _require_rows(artifact, heldout or rows), training_config(artifact, bundle)
     if model in bundle.models:
         raise OnboardError(f"{artifact} already routes to {model!r}; remove it first")
     if bundle.spec.folds < 2:
@@ -108,14 +108,14 @@ def onboard(artifact: str, model: str, labels: ModelLabels, out: str, *,
     return _finish(new, new_rows, config, manifest, step, out, overwrite, platforms)
 
 
-def remove(artifact: str, model: str, out: str, *, heldout: reopen.HeldoutRows | None = None,
+def remove_model(artifact: str, model: str, out: str, *, heldout: reopen.HeldoutRows | None = None,
            overwrite: bool = False,
            platforms: Sequence[str] = export.DEFAULT_PLATFORMS) -> dict[str, Any]:
     """Write `out`: the router of `artifact` without `model` (its column dropped, so it is never
     chosen), re-measured and re-certified on the held-out rows without it. Returns the manifest.
     """
     bundle, rows, manifest = reopen.read_bundle(artifact)
-    rows, config = _require_rows(artifact, heldout or rows), _config(artifact, bundle)
+    rows, config = _require_rows(artifact, heldout or rows), training_config(artifact, bundle)
     if model not in bundle.models:
         raise OnboardError(f"{artifact} has no model {model!r}; its models are "
                            f"{list(bundle.models)}")
@@ -175,7 +175,7 @@ def _require_rows(artifact: str, rows: reopen.HeldoutRows | None) -> reopen.Held
     return rows
 
 
-def _config(artifact: str, bundle: export.RouterBundle) -> ml_collections.ConfigDict:
+def training_config(artifact: str, bundle: export.RouterBundle) -> ml_collections.ConfigDict:
     """The training config the manifest records (its certify, operating and data settings)."""
     recorded = bundle.training.get("config")
     if not isinstance(recorded, dict):

@@ -136,6 +136,7 @@ def _bce(logit: Array, score: Array) -> Array:
     return -(score * jax.nn.log_sigmoid(logit) + (1 - score) * jax.nn.log_sigmoid(-logit)).mean()
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1))
 def fit_head(fit, loss, z: Array, target: Array, fold: Array,
              ridges: Array) -> tuple[Array, Array, Array, Array]:
     """One head column per fold predictor, its ridge chosen out of fold.
