@@ -11,6 +11,8 @@ import dataclasses
 import datetime
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +21,7 @@ import pytest
 
 from experiments.configs import quickstart
 from proteus import pipeline
-from proteus.data.labels import ModelLabels, labels_from_records
+from proteus.data.labels import ModelLabels, labels_from_records, write_jsonl
 from proteus.pipeline import onboarding
 from proteus.serving import Router, finite_rows
 from proteus.training import columns, networks, reopen
@@ -253,3 +255,25 @@ def test_onboarding_refuses_bad_requests(smoke, onboarded, tmp_path):
         pipeline.onboard(without, LEFT_OUT, no_cost, str(tmp_path / "x"))
     with pytest.raises(onboarding.OnboardError, match="no model 'nope'"):
         pipeline.remove_model(without, "nope", str(tmp_path / "x"))
+
+
+def test_command_line_lists_the_heldout_queries_and_adds_a_model(smoke, tmp_path):
+    _, without, full = smoke
+    env = {**os.environ, "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": "--xla_llvm_disable_expensive_passes=true"}
+    listed = tmp_path / "heldout.jsonl"
+    run = lambda *flags: subprocess.run([sys.executable, "-m", "launch.onboard",
+                                         f"--artifact={without}", *flags], env=env,
+                                        capture_output=True, text=True, check=True).stdout
+    run(f"--list_heldout={listed}")
+    queries = [json.loads(line) for line in listed.read_text().splitlines()]
+    assert [q["id"] for q in queries] == [*full["val"].query_ids, *full["calib"].query_ids]
+    labels = labels_for(full, LEFT_OUT, 300)
+    path = tmp_path / "labels.jsonl"
+    write_jsonl(({"id": q, "score": float(s), "cost": float(c), "features": x.tolist()}
+                 for q, s, c, x in zip(labels.query_ids, labels.scores, labels.costs,
+                                       labels.features, strict=True)), str(path))
+    out = run(f"--add={LEFT_OUT}", f"--labels={path}", f"--out={tmp_path / 'added'}",
+              "--platforms=cpu", "--price_in=1e-5", "--price_out=3e-5")
+    assert f"added {LEFT_OUT} (300 training queries), 11 models" in out
+    assert Router.load(str(tmp_path / "added")).models[-1] == LEFT_OUT
