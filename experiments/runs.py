@@ -4,7 +4,7 @@ directory that holds a run, so that a job can stop, resume and report.
 A workdir holds `config.json` (the run's config, `experiments.workdir`), `checkpoints/` (Orbax,
 through `CheckpointCallback`), `metrics.jsonl` (one record per chunk, `MetricsFile`),
 `results.json` and `certification.json` (the evaluation's outputs; the second is what an export
-reads) and, after a full evaluation, `report.md` and its plots. The launchers call one function
+reads), `report.md` and its plots (`output_files`). The launchers call one function
 here each: `launch.train` and `launch.evaluate` call `evaluate`, `launch.export` calls `export`.
 A resumed run is bit-identical to an uninterrupted one (tests/test_pipeline.py).
 """
@@ -27,7 +27,7 @@ from experiments import redraws as redraws_lib
 from experiments import workdir as workdir_lib
 from experiments.configs import common
 from proteus import pipeline
-from proteus.evaluation import report, results
+from proteus.evaluation import plots, report, results
 from proteus.pipeline.fit import metrics_record
 from proteus.pipeline.setup import Setup, Splits, initial_state
 from proteus.training import checkpoint, loop
@@ -114,8 +114,8 @@ def evaluate(config: ml_collections.ConfigDict | None, workdir: str,
              allow_retrain: bool = False) -> dict[str, Any]:
     """Train or resume the run in `workdir`, evaluate it and write its outputs; returns the
     results dict. config None: the workdir's own. `baselines=False` is the main job (PROTEUS
-    only, no report). With `redraws` > 0, results.json also holds the redraw evaluation
-    (`experiments.redraws`). `allow_retrain`: see `workdir.prepare`."""
+    only; its report and plots too). With `redraws` > 0, results.json also holds the redraw
+    evaluation (`experiments.redraws`). `allow_retrain`: see `workdir.prepare`."""
     config = config if config is not None else load_config(workdir)
     workdir_lib.prepare(config, workdir, allow_change=allow_change,  # validate, lock, record
                         allow_retrain=allow_retrain)
@@ -123,7 +123,7 @@ def evaluate(config: ml_collections.ConfigDict | None, workdir: str,
     evaluation = pipeline.evaluate(trained, baselines=baselines)
     if redraws > 0:
         evaluation.results["redraw"] = redraws_lib.redraw_block(trained, redraws)
-    write_outputs(workdir, evaluation, with_report=baselines)
+    write_outputs(workdir, evaluation)
     return evaluation.results
 
 
@@ -139,6 +139,12 @@ def write_outputs(workdir: str, evaluation: pipeline.Evaluation,
     for p in paths:
         logging.info("wrote %s", p)
     return paths
+
+
+def output_files() -> list[str]:
+    """The names of the files `write_outputs` writes into a workdir, in that order."""
+    return [RESULTS_FILE, CERTIFICATION_FILE, "report.md",
+            *(f"{name}.png" for name in plots.PLOT_NAMES)]
 
 
 def write_json(payload: dict[str, Any], path: str) -> str:

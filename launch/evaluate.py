@@ -8,6 +8,8 @@ was started with is refused unless its fields are listed in --allow_config_chang
 call: `experiments.runs.evaluate`.
 """
 
+import os
+
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -31,16 +33,15 @@ flags.mark_flag_as_required("workdir")
 
 def main(argv):
     del argv
-    logs.job_logging()  # INFO, without Orbax's lines between the progress bars
+    logs.job_logging()  # warnings only: no library noise between the progress bars
     with runs.one_line_errors():
         res = runs.evaluate(_CONFIG.value, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value,
                             allow_retrain=_ALLOW_RETRAIN.value, progress=_PROGRESS.value,
                             redraws=_REDRAWS.value)
-    for router in ("proteus", "proteus_certified"):
-        print(pipeline.compliance_table(res, router), end="\n\n")
+    print(pipeline.compliance_table(res), end="\n\n")  # both routers; the rest: report.md
     if "redraw" in res:
         print(redraws.format_block(res["redraw"]), end="\n\n")
-    print(f"report: {_WORKDIR.value}/report.md")
+    print(f"wrote {os.path.abspath(_WORKDIR.value)}: {', '.join(runs.output_files())}")
 
 
 if __name__ == "__main__":

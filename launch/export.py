@@ -34,7 +34,7 @@ _PLATFORMS = flags.DEFINE_list("platforms", list(export.DEFAULT_PLATFORMS),
 
 def main(argv):
     del argv
-    logs.job_logging()  # INFO, without Orbax's lines between the progress bars
+    logs.job_logging()  # warnings only: no library noise between the progress bars
     try:  # ArtifactError is a ValueError; each names the path and what is wrong
         manifest = runs.export(_WORKDIR.value, _OUT.value, _RUN.value, _OVERWRITE.value,
                                tuple(_PLATFORMS.value), _CERTIFIED.value)

@@ -18,8 +18,11 @@ import sys
 from absl import app, flags
 
 from proteus import operating
-from proteus.gateway import app as gateway
-from proteus.gateway import keys, runner
+from proteus.serving import extras
+
+with extras.serve_extra("launch.gateway", launcher=True):  # one line naming the serve extra
+    from proteus.gateway import app as gateway
+    from proteus.gateway import keys, runner
 
 _ARTIFACT = flags.DEFINE_string("artifact", None, "Artifact directory (a text encoder).")
 _MODELS_FILE = flags.DEFINE_string("models_file", None, "Upstreams per model (TOML or JSON).")

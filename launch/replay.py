@@ -15,9 +15,11 @@ import os
 
 from absl import app, flags, logging
 
-from experiments import replay as rp
-from proteus.online import controller as ctl
-from proteus.serving import Router
+from proteus.serving import Router, extras
+
+with extras.serve_extra("launch.replay", launcher=True):  # one line naming the serve extra
+    from experiments import replay as rp
+    from proteus.online import controller as ctl
 
 _ARTIFACT = flags.DEFINE_string("artifact", None, "An exported router artifact.", required=True)
 _SOURCE = flags.DEFINE_string("source", None, "Data spec of the artifact's training data "

@@ -25,7 +25,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     del argv
-    logs.job_logging()  # INFO, without Orbax's lines between the progress bars
+    logs.job_logging()  # warnings only: no library noise between the progress bars
     with runs.one_line_errors():
         summary = sweep.launch(_CONFIG.value, _WORKDIR.value, _SWEEP.value,
                                progress=_PROGRESS.value)

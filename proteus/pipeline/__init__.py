@@ -26,9 +26,10 @@ a run on the splits), `baselines`, `evaluation` (`evaluate`), `bundle` (`export`
 (`onboard`, `remove_model`: change an exported router's model pool without retraining it).
 """
 
+from proteus.evaluation.console import compliance_table
 from proteus.pipeline.bundle import export, router_bundle
 from proteus.pipeline.config import ConfigError
-from proteus.pipeline.evaluation import Evaluation, compliance_table, evaluate
+from proteus.pipeline.evaluation import Evaluation, evaluate
 from proteus.pipeline.fit import History, Trained, train
 from proteus.pipeline.onboarding import OnboardError, heldout_queries, onboard, remove_model
 from proteus.pipeline.setup import SPLITS, Setup, load_splits, make_setup

@@ -195,22 +195,3 @@ def proteus_results(config: ml_collections.ConfigDict, router: RunRouter,
     keep = np.isin(taus, grid)
     routers = {name: on_grid(block, keep) for name, block in routers.items()}
     return build_results(config, splits["test"], grid, routers), certificate
-
-
-def compliance_table(res: dict[str, Any], router: str = "proteus") -> str:
-    """A plain-text table: τ, accuracy, cost, perfect-knowledge cost, met?, declared feasible."""
-    block = res["routers"][router]
-    nan = float("nan")
-    frontier = [nan if c is None else c for c in res.get("perfect_frontier_cost", [])]
-    frontier = frontier or [nan] * len(res["taus"])
-    lines = [f"{'tau':>6} {'accuracy':>9} {'cost':>10} {'frontier':>10} {'met':>4} {'feasible':>8}"]
-    for i, tau in enumerate(res["taus"]):
-        acc, cost = block["accuracy"][i], block["cost"][i]
-        met = "yes" if acc >= tau - metrics.FLOOR_EPS else "NO"
-        feas = "yes" if block["feasible"][i] else "no"
-        lines.append(f"{tau:6.3f} {acc:9.4f} {cost:10.3e} {frontier[i]:10.3e} {met:>4} {feas:>8}")
-    s = {k: (nan if v is None else v) for k, v in res["summary"][router].items()}
-    lines.append(f"{router}: floor compliance {s['floor_compliance']:.3f}  target-response r "
-                 f"{s['target_response_corr']:.3f}  oracle gap {s['oracle_gap']:.4f}  "
-                 f"max savings vs best fixed {s['max_savings_vs_best_fixed']:.3f}")
-    return "\n".join(lines)
