@@ -23,11 +23,10 @@ answered by a small ASGI fast path in front of FastAPI that runs the same
 FastAPI's per-request machinery costs ~4x the CPU of the whole decision.
 
 Reload: `RouteService.reload()` (on SIGHUP with `create_app(..., reload_on_sighup=True)`, what
-`launch.serve` does) loads and verifies the artifact again from its path (replaced in place, e.g.
-by `launch.onboard --overwrite`, or a symlink re-pointed) off the event loop, then swaps it in:
-requests parsed from then on are routed by the new router, requests already parsed finish on the
-old one (each queued item carries the router that resolved its τ), and nothing is dropped. An
-artifact that fails to load changes nothing (logged).
+`launch.serve` does) loads and verifies the artifact again from its path off the event loop, then
+swaps it in: requests parsed from then on are routed by the new router, requests already parsed
+finish on the old one, and nothing is dropped (`proteus.serving.reload`). An artifact that fails
+to load changes nothing (logged).
 """
 
 from __future__ import annotations
@@ -36,10 +35,8 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
-import itertools
 import json
 import logging
-import signal
 import socket
 import threading
 import time
@@ -48,9 +45,9 @@ from typing import Any
 
 from proteus.serving import Router, RoutingError, http_guards
 from proteus.serving.batching import MicroBatcher, QueueFullError
-from proteus.serving.dispatch import route_items
 from proteus.serving.extras import serve_extra
 from proteus.serving.protocol import Limits, RequestError, parse_body
+from proteus.serving.reload import Reloader, on_sighup, route_pairs
 
 with serve_extra("proteus.serving.server"):  # without the serve extra: a message naming it
     import uvicorn
@@ -104,32 +101,20 @@ class RouteService:
         self.router, self.settings = router, settings
         self.metrics = RouterMetrics()
         inline = settings.inline_routing
-        self.batcher = MicroBatcher(_route_pairs, settings.max_batch,
+        self.batcher = MicroBatcher(route_pairs, settings.max_batch,
                                     settings.max_wait_ms / 1000.0, settings.max_queue,
                                     small_request=settings.small_request,
                                     inline=router.cheap_to_encode if inline is None else inline)
-        self.reloads = {"ok": 0, "error": 0}
-        self._reload_lock = threading.Lock()
+        # reload(path=None) -> bool: load and verify the artifact at `path` (default: the current
+        # router's, with its fallback), then `swap` it in; blocking (call it off the event loop);
+        # an artifact that fails to load changes nothing
+        self.reload = Reloader(lambda: self.router, lambda new, _: self.swap(new),
+                               settings.max_batch)
 
-    def reload(self, path: str | None = None) -> bool:
-        """Load and verify the artifact at `path` (default: the current router's path, with the
-        fallback it was loaded with), then serve it (`swap`). Blocking: call it off the event
-        loop. An artifact that fails to load changes nothing. Returns success."""
-        with self._reload_lock:  # one reload at a time; the last one wins
-            old = self.router
-            try:
-                new = Router.load(path or old.path, fallback=old.fallback_override,
-                                  warmup=self.settings.max_batch)
-            except Exception as err:  # noqa: BLE001 (a bad artifact must not stop serving)
-                self.reloads["error"] += 1
-                logging.getLogger(__name__).error("not reloaded, still serving %s: %s",
-                                                  old.path, err)
-                return False
-            self.swap(new)
-            self.reloads["ok"] += 1
-            logging.getLogger(__name__).info("reloaded %s: %d models %s", new.path,
-                                             len(new.models), list(new.models))
-            return True
+    @property
+    def reloads(self) -> dict[str, int]:
+        """How many reloads succeeded ("ok") and failed ("error")."""
+        return self.reload.counts
 
     def swap(self, router: Router) -> Router:
         """Serve `router` from now on; returns the old one. Requests parsed before the swap
@@ -212,15 +197,6 @@ class RouteService:
             return 500, json_bytes({"detail": detail})
 
 
-def _route_pairs(pairs: list[tuple[Router, Any]]) -> list[Any]:
-    """The batcher's call: (router, parsed item) pairs routed by their own router, each run of
-    items of one router in one call (two runs only in the batch that straddles a reload)."""
-    out: list[Any] = []
-    for router, run in itertools.groupby(pairs, key=lambda pair: pair[0]):
-        out += route_items(router, [item for _, item in run])
-    return out
-
-
 def _internal(err: Exception) -> str:
     """The message of a 500 (logged with its traceback unless it is a `RoutingError`)."""
     if isinstance(err, RoutingError):
@@ -292,14 +268,10 @@ def create_app(router: Router, settings: ServerSettings | None = None,
     @contextlib.asynccontextmanager
     async def lifespan(_):
         service.batcher.start()
-        loop = asyncio.get_running_loop()
-        hup = reload_on_sighup and threading.current_thread() is threading.main_thread()
-        if hup:  # loading verifies and compiles: a worker thread, never the event loop
-            loop.add_signal_handler(signal.SIGHUP,
-                                    lambda: loop.run_in_executor(None, service.reload))
+        # loading verifies and compiles: in a worker thread, never on the event loop
+        remove = on_sighup(service.reload) if reload_on_sighup else (lambda: None)
         yield
-        if hup:
-            loop.remove_signal_handler(signal.SIGHUP)
+        remove()
         await service.batcher.stop()
 
     app = FastAPI(title="PROTEUS router", lifespan=lifespan,
