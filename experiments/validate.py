@@ -108,6 +108,13 @@ def _by(parse: Callable[[str], Any]) -> Check:
     return check
 
 
+def model_list(value: str) -> None:
+    """`data.exclude_models`: "" or comma-separated, distinct, non-empty model names."""
+    names = [n.strip() for n in value.split(",")] if value.strip() else []
+    if any(not n for n in names) or len(set(names)) != len(names):
+        raise ValueError(f"expected distinct comma-separated model names, got {value!r}")
+
+
 _LR = real(0.0, lo_open=True)  # a zero or negative step size trains nothing or diverges
 _FRACTION = real(0.0, 1.0, lo_open=True)  # every split is used: an empty one is an error later
 _STEPS = integer(1)
@@ -120,6 +127,7 @@ SCHEMA: dict[str, Check] = {
     "data.encoder": _by(get_encoder),
     "data.cache_dir": text(),
     "data.split_salt": text(),
+    "data.exclude_models": _by(model_list),  # names checked against the source when loaded
     **{f"data.splits.{s}": _FRACTION for s in ("pred", "policy", "val", "calib", "test")},
     "model.hidden": integer(1),
     "model.policy_hidden": integer(1),

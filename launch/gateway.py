@@ -8,8 +8,11 @@
 File formats: `proteus.gateway.config`; endpoints: `proteus.gateway.app`. Without --keys_file the
 gateway runs open (no keys, budgets or rate limits) and refuses any host but loopback. The keys
 file is reloaded on SIGHUP (`kill -HUP <pid>`) and when it changes (every --watch_keys_s), without
-dropping requests; a file that does not load keeps the keys in force. Budgets, limits and the
-rest: docs/gateway.md and docs/security.md.
+dropping requests; a file that does not load keeps the keys in force. SIGHUP also reloads the
+artifact from --artifact (replaced in place, e.g. by `launch.onboard --overwrite`, or a re-pointed
+symlink) with --models_file, which must name an upstream for every model of it; requests in flight
+finish on the old router and nothing is dropped (docs/onboard.md). Budgets, limits and the rest:
+docs/gateway.md and docs/security.md.
 """
 
 import logging

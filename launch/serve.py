@@ -3,6 +3,8 @@
     python -m launch.serve --artifact=artifacts/quickstart --port=8000
 
 Listens on 127.0.0.1 unless --host says otherwise; elsewhere require bearer tokens (README).
+SIGHUP reloads the artifact from --artifact (replaced in place or a re-pointed symlink) without
+dropping a request (`proteus.serving.server.RouteService.reload`; docs/onboard.md).
 Prometheus metrics at GET /metrics (`proteus.serving.metrics`). Needs the serve extra
 (`pip install -e '.[serve]'`); without it, one line says so.
 """
@@ -56,7 +58,8 @@ def main(argv):
         **{name: flag.value for name, flag in _SETTINGS.items()})
     router = serving.Router.load(_ARTIFACT.value, fallback=_FALLBACK.value,
                                  warmup=settings.max_batch)
-    server.serve(server.create_app(router, settings), _HOST.value, _PORT.value, _LOG_LEVEL.value)
+    server.serve(server.create_app(router, settings, reload_on_sighup=True), _HOST.value,
+                 _PORT.value, _LOG_LEVEL.value)
 
 
 if __name__ == "__main__":

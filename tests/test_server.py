@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from proteus import serving
-from proteus.serving import batching, server
+from proteus.serving import batching, reload, server
 
 pytest_plugins = ["tests.serving_fixtures"]
 
@@ -222,7 +222,7 @@ def test_internal_errors_become_500(tiny_artifact, monkeypatch):
     def broken(*_):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(server, "route_items", broken)
+    monkeypatch.setattr(reload, "route_items", broken)  # what the batcher calls
 
     async def scenario():
         service = server.RouteService(router, server.ServerSettings())

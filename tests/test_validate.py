@@ -57,6 +57,8 @@ def test_shipped_configs_are_valid(get_config, variant):
     (dict(certify__method="bonferroni"), "certify.method='bonferroni'"),
     (dict(certify__fallback="guess"), "certify.fallback='guess'"),
     (dict(data__splits__test=0.0), "data.splits.test=0.0"),
+    (dict(data__exclude_models="a,,b"), "data.exclude_models='a,,b'"),
+    (dict(data__exclude_models="a, a"), "data.exclude_models='a, a'"),
     (dict(data__splits__test=0.3), "data.splits: fractions must sum to 1"),
     (dict(lanes__lo=0.9, lanes__hi=0.8), "lanes.lo=0.9, lanes.hi=0.8"),
     (dict(train__pid_gains=(1.0, 2.0)), "train.pid_gains=(1.0, 2.0)"),

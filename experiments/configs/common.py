@@ -27,6 +27,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.encoder = "precomputed"
     c.data.cache_dir = ""  # feature cache ("" = $PROTEUS_CACHE or ~/.cache/proteus/features)
     c.data.split_salt = "proteus"  # hash salt of the deterministic query-id split
+    # comma-separated model names dropped from the source after loading (e.g. to train without a
+    # model and onboard it later: docs/onboard.md); "" keeps every model
+    c.data.exclude_models = ""
     # Split fractions. `pred` trains the predictor, `policy` the RL policy and the duals (labels the
     # predictor never fitted), `val` early-stops the predictor and tunes baselines, `calib`
     # certifies floors, `test` is reported.

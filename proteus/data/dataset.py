@@ -87,6 +87,22 @@ class RoutingDataset:
             features=take(self.features),
         )
 
+    def without_models(self, names: Sequence[str]) -> RoutingDataset:
+        """A copy without the models `names` (their score and cost columns and prices).
+
+        Raises:
+          DataValidationError: a name that is not one of `models` (naming the known ones).
+        """
+        unknown = [n for n in names if n not in self.models]
+        if unknown:
+            raise DataValidationError(f"{self.source or self.name}: no model(s) {unknown} to "
+                                      f"exclude; its models are {list(self.models)}")
+        keep = [m for m, name in enumerate(self.models) if name not in set(names)]
+        return dataclasses.replace(
+            self, models=tuple(self.models[m] for m in keep), scores=self.scores[:, keep],
+            costs=self.costs[:, keep],
+            prices={k: v for k, v in self.prices.items() if k not in set(names)})
+
     def with_features(self, features: np.ndarray) -> RoutingDataset:
         """A copy carrying `features` [N, D] float32."""
         return dataclasses.replace(self, features=np.asarray(features, np.float32))

@@ -23,7 +23,10 @@ router.tasks); a task the router does not know gets 422.
 
 Every request passes the HTTP guards of `proteus.gateway.asgi` (limits, timeouts, cross-origin
 refusal). Keys and budgets are reloaded without a restart (`reload_keys`): on SIGHUP, and when the
-keys file changes (checked every `watch_keys_s`).
+keys file changes (checked every `watch_keys_s`). So is the router (`reload_artifact`, on SIGHUP
+too; `proteus.serving.reload`): the artifact is loaded again from its path (replaced in place,
+e.g. by `launch.onboard --overwrite`, or a re-pointed symlink) with the models file, which must
+name an upstream for each of its models; requests in flight finish on the old router.
 """
 
 from __future__ import annotations
@@ -35,8 +38,6 @@ import ipaddress
 import json
 import logging
 import os
-import signal
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,6 +54,7 @@ from proteus.gateway.proxy import Proxy
 from proteus.gateway.usage import UsageStore, report
 from proteus.online import http as online_http
 from proteus.serving import Router, server
+from proteus.serving.reload import Reloader, on_sighup
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +123,9 @@ class GatewayApp:
 
     def __init__(self, router: Router, upstreams: dict[str, Upstream],
                  keys: dict[str, Tenant] | None, settings: GatewaySettings,
-                 keys_file: str | None = None):
+                 keys_file: str | None = None, models_file: str | None = None):
         self.router, self.settings, self.keys_file = router, settings, keys_file
+        self.models_file = models_file
         self.keyring = KeyRing(keys, Tenant("open", settings.open_default_tau))
         self.limiter = RateLimiter()
         self.usage = UsageStore(settings.usage_db, busy_timeout_s=settings.usage_busy_timeout_s)
@@ -138,6 +141,8 @@ class GatewayApp:
         self.prices: dict[str, Any] = router.manifest["prices"]
         self.completions = CompletionHandler(self)
         self._keys_stamp = _stamp(keys_file)
+        self.reloader = Reloader(lambda: self.router, self._swap, settings.route.max_batch,
+                                 check=self._upstreams_of)
         self._exit = contextlib.AsyncExitStack()
         for line in tau_warnings(self.keyring.tenants, router):
             log.warning(line)
@@ -189,7 +194,7 @@ class GatewayApp:
 
     async def startup(self) -> None:
         """Start the routing queue, the /v1/route service, the upstream pool, the usage flush,
-        the keys watch and the SIGHUP reload."""
+        the keys watch and the SIGHUP reload (keys, then the artifact in a worker thread)."""
         # registered first, so it runs last: the final write (retried while the database is busy)
         self._exit.callback(self.usage.close, self.settings.usage_close_timeout_s)
         self.routing.batcher.start()
@@ -201,9 +206,7 @@ class GatewayApp:
         loop = asyncio.get_running_loop()
         for task in (self._flush_loop(), self._watch_loop()):
             self._exit.callback(loop.create_task(task).cancel)
-        if self.keys_file and threading.current_thread() is threading.main_thread():
-            loop.add_signal_handler(signal.SIGHUP, self.reload_keys)
-            self._exit.callback(loop.remove_signal_handler, signal.SIGHUP)
+        self._exit.callback(on_sighup(self._on_sighup, in_thread=False))
 
     async def shutdown(self) -> None:
         await self._exit.aclose()
@@ -226,6 +229,41 @@ class GatewayApp:
             await asyncio.sleep(self.settings.watch_keys_s)
             if _stamp(self.keys_file) != self._keys_stamp:
                 self.reload_keys()
+
+    def _on_sighup(self) -> None:
+        if self.keys_file:
+            self.reload_keys()
+        asyncio.get_running_loop().run_in_executor(None, self.reload_artifact)
+
+    def reload_artifact(self, path: str | None = None) -> bool:
+        """Load and verify the artifact at `path` (default: the current one's), read the models
+        file again (None: the upstreams in use must cover the new pool), and serve them; requests
+        in flight finish on the old router (`proteus.serving.reload`). Blocking: call it off the
+        event loop. An artifact or models file that does not load changes nothing (logged,
+        counted in proteus_gateway_artifact_reloads_total{result="error"}). Returns success."""
+        ok = self.reloader(path)
+        self.metrics.artifact_reloads.labels("ok" if ok else "error").inc()
+        return ok
+
+    def _upstreams_of(self, router: Router) -> dict[str, Upstream]:
+        """The upstreams of `router`'s pool (the reload's check; raises naming what is wrong)."""
+        router.require_text()
+        if self.models_file:
+            return load_models(self.models_file, router.models)
+        missing = [m for m in router.models if m not in self.proxy.upstreams]
+        if missing:
+            raise ConfigError(f"no upstream for {missing}: give the gateway a models file")
+        return {}
+
+    def _swap(self, router: Router, upstreams: dict[str, Upstream]) -> None:
+        """Serve `router`: upstreams and prices first (a model no longer routed keeps its own
+        for the requests already routed to it), then the router of new requests."""
+        self.proxy.upstreams = {**self.proxy.upstreams, **upstreams}
+        self.prices = {**self.prices, **router.manifest["prices"]}
+        self.route_app.service.swap(router)
+        self.router = router
+        for line in tau_warnings(self.keyring.tenants, router):
+            log.warning(line)
 
     def reload_keys(self) -> bool:
         """Re-read the keys file: its keys, tenants, τ ranges, rates and budgets apply to the
@@ -313,18 +351,20 @@ def _adding_headers(send, extra: list[tuple[bytes, bytes]]):
 def create_gateway(router: Router, upstreams: dict[str, Upstream],
                    keys: dict[str, Tenant] | None = None,
                    settings: GatewaySettings | None = None,
-                   keys_file: str | None = None) -> GatewayApp:
+                   keys_file: str | None = None, models_file: str | None = None) -> GatewayApp:
     """The gateway for `router` (serve with `proteus.gateway.runner`, or any ASGI server).
 
     Args:
       upstreams: `proteus.gateway.config.load_models` of a models file.
       keys: `load_keys` of a keys file; None runs open (one tenant "open", no auth or budgets).
       keys_file: the file `keys` came from, reloaded on SIGHUP and when it changes.
+      models_file: the file `upstreams` came from, read again when the artifact is reloaded.
 
     Raises:
       UsageDatabaseError: the usage database cannot be opened (a ValueError naming its path).
     """
-    return GatewayApp(router, upstreams, keys, settings or GatewaySettings(), keys_file)
+    return GatewayApp(router, upstreams, keys, settings or GatewaySettings(), keys_file,
+                      models_file)
 
 
 def gateway_from_files(artifact: str, models_file: str, keys_file: str | None = None,
@@ -343,4 +383,4 @@ def gateway_from_files(artifact: str, models_file: str, keys_file: str | None = 
     router = Router.load(artifact, fallback=fallback, warmup=settings.route.max_batch)
     router.require_text()
     return create_gateway(router, load_models(models_file, router.models), tenants, settings,
-                          keys_file)
+                          keys_file, models_file)

@@ -31,8 +31,8 @@ from proteus.gateway.errors import GatewayError
 from proteus.operating import OperatingPoint
 from proteus.serving import Router, RoutingError
 from proteus.serving.batching import MicroBatcher, QueueFullError
-from proteus.serving.dispatch import route_items
 from proteus.serving.protocol import Item, Limits, RequestError, make_item
+from proteus.serving.reload import route_pairs
 
 MODEL_PREFIX = "proteus"
 TAU_HEADER = b"x-proteus-tau"
@@ -175,27 +175,28 @@ class RoutingQueue:
     """Text + τ -> decision dict (`Router.records`), batched across concurrent requests by
     `proteus.serving.batching.MicroBatcher` and routed by `proteus.serving.dispatch.route_items`
     (the HTTP router's path: one compiled call per batch, and a prompt that cannot be encoded
-    fails alone). The batch runs on the event loop when the router encodes cheaply
-    (`Router.cheap_to_encode`: no thread hand-offs, which on busy cores cost more than the
-    routing), else in a worker thread (a model encoder such as sentence-transformers must not
-    block the loop).
+    fails alone), each item by the router that checked it (`proteus.serving.reload`). The batch
+    runs on the event loop when the router encodes cheaply (`Router.cheap_to_encode`: no thread
+    hand-offs, which on busy cores cost more than the routing), else in a worker thread (a model
+    encoder such as sentence-transformers must not block the loop).
     """
 
     def __init__(self, router: Router, max_batch: int = 256, max_queue: int = 8192,
                  inline: bool | None = None, on_batch: Callable[[int], None] | None = None):
-        self.router, self.on_batch = router, on_batch
+        self.router, self.on_batch = router, on_batch  # the router of calls that name none
         self.batcher = MicroBatcher(self._route_batch, max_batch, 0.0, max_queue,
                                     inline=router.cheap_to_encode if inline is None else inline)
 
-    def _route_batch(self, items: list[Item]) -> list[dict[str, Any] | Exception]:
+    def _route_batch(self, pairs: list[tuple[Router, Item]]) -> list[dict[str, Any] | Exception]:
         if self.on_batch is not None:
-            self.on_batch(len(items))
-        return route_items(self.router, items)
+            self.on_batch(len(pairs))
+        return route_pairs(pairs)
 
-    async def decide(self, item: Item) -> dict[str, Any]:
-        """Route one checked request (`request_item`)."""
+    async def decide(self, item: Item, router: Router | None = None) -> dict[str, Any]:
+        """Route one checked request (`request_item`) with the router that checked it (across
+        a reload, the old one: `proteus.serving.reload`)."""
         try:
-            return (await self.batcher.submit([item]))[0]
+            return (await self.batcher.submit([(router or self.router, item)]))[0]
         except QueueFullError:
             raise GatewayError(503, "the routing queue is full; retry shortly", "server_error",
                                "overloaded") from None

@@ -97,13 +97,14 @@ class CompletionHandler:
                                "invalid_json")
         routed.watch_client(receive)
         tau = cmp.tau_of(payload.get("model"), asgi.header(scope, cmp.TAU_HEADER), tenant)
-        item = cmp.request_item(app.router, tau, cmp.prompt_text(payload, chat),
+        router = app.router  # this request's router to the end, even across a reload
+        item = cmp.request_item(router, tau, cmp.prompt_text(payload, chat),
                                 asgi.header(scope, cmp.TASK_HEADER), limits)
         routed.tau, routed.point = item.point.tau, item.point
         if not item.point.feasible:
             self._infeasible(routed)
         t_route = time.perf_counter()
-        decision = routed.decision = await app.routing.decide(item)
+        decision = routed.decision = await app.routing.decide(item, router)
         app.metrics.routing.observe(time.perf_counter() - t_route)
         app.metrics.decisions.labels(decision["model"], tenant.name).inc()
         app.metrics.tau.labels(tenant.name).observe(routed.tau)

@@ -23,6 +23,7 @@ Names and labels (scrape `GET /metrics`):
   proteus_gateway_usage_pending_rows                     gauge: usage rows not yet in SQLite
   proteus_gateway_usage_flush_failures_total             SQLite writes that failed (retried)
   proteus_gateway_key_reloads_total{result}              keys-file reloads ("ok" or "error")
+  proteus_gateway_artifact_reloads_total{result}         artifact reloads ("ok" or "error")
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ class GatewayMetrics:
                                       "Usage writes to SQLite that failed (retried)", registry=r)
         self.reloads = Counter("proteus_gateway_key_reloads", "Keys-file reloads", ["result"],
                                registry=r)
+        self.artifact_reloads = Counter("proteus_gateway_artifact_reloads", "Artifact reloads",
+                                        ["result"], registry=r)
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every collector."""

@@ -27,7 +27,8 @@ the layer above (`experiments/runs.py`), and the launchers only parse flags and 
 modules: `auto` (`resolve`; its rules in `auto_rules`, its evidence in `evidence`), `setup`
 (config and data -> what the program needs), `config` (the config's settings objects, the one
 place they are read), `fit` (`train`), `routing` (PROTEUS's operating points of a run on the
-splits), `baselines`, `evaluation` (`evaluate`), `bundle` (`export`).
+splits), `baselines`, `evaluation` (`evaluate`), `bundle` (`export`), `onboarding` (`onboard`,
+`remove_model`: change an exported router's model pool without retraining it).
 """
 
 from proteus.evaluation.console import compliance_table
@@ -36,8 +37,9 @@ from proteus.pipeline.bundle import export, router_bundle
 from proteus.pipeline.config import ConfigError
 from proteus.pipeline.evaluation import Evaluation, evaluate
 from proteus.pipeline.fit import History, Trained, train
+from proteus.pipeline.onboarding import OnboardError, heldout_queries, onboard, remove_model
 from proteus.pipeline.setup import SPLITS, Setup, load_splits, make_setup
 
-__all__ = ["SPLITS", "ConfigError", "Evaluation", "History", "Setup", "Trained",
-           "compliance_table", "evaluate", "export", "load_splits", "make_setup",
-           "resolve", "router_bundle", "train"]
+__all__ = ["SPLITS", "ConfigError", "Evaluation", "History", "OnboardError", "Setup", "Trained",
+           "compliance_table", "evaluate", "export", "heldout_queries", "load_splits",
+           "make_setup", "onboard", "remove_model", "resolve", "router_bundle", "train"]

@@ -16,12 +16,14 @@ from typing import Any
 
 from proteus.pipeline.evaluation import Evaluation
 from proteus.pipeline.fit import Trained
+from proteus.pipeline.setup import training_pool
 from proteus.training import export as export_lib
+from proteus.training import reopen
 
 
 def router_bundle(trained: Trained, operating: Mapping[str, Any],
                   certification: Mapping[str, Any] | None, run: int = 0,
-                  workdir: str = "") -> export_lib.RouterBundle:
+                  workdir: str = "", heldout: bool = True) -> export_lib.RouterBundle:
     """The `RouterBundle` of run `run` of `trained`.
 
     Args:
@@ -30,6 +32,9 @@ def router_bundle(trained: Trained, operating: Mapping[str, Any],
       certification: its `CertificationTable` dict, or None (the uncertified rule).
       run: which of the S runs.
       workdir: recorded as provenance ("" for none).
+      heldout: carry the `val` and `calib` rows (features, texts, every model's labels) and the
+        training pool's folds, so that a model can be onboarded or removed from the artifact
+        alone (`proteus.pipeline.onboard`; `heldout_rows`).
     """
     from proteus.encoders import get_encoder  # noqa: PLC0415 (pulls in the data layer)
 
@@ -51,19 +56,29 @@ def router_bundle(trained: Trained, operating: Mapping[str, Any],
         spec=trained.setup.static.spec, params=one.params, lane_taus=one.lane_taus,
         lane_lams=one.duals.lam_avg, lane_accuracy=one.duals.acc_avg, models=pred.models,
         encoder=encoder, operating=operating, prices=dict(pred.prices),
-        certification=certification, training=training, tasks=trained.setup.task_names)
+        certification=certification, training=training, tasks=trained.setup.task_names,
+        heldout=heldout_rows(trained) if heldout else None)
+
+
+def heldout_rows(trained: Trained) -> reopen.HeldoutRows:
+    """The `val` and `calib` splits of `trained` and its training pool's folds."""
+    config, splits = trained.config, trained.splits
+    pool, fold = training_pool(splits, config.train.folds, config.data.split_salt)
+    return reopen.HeldoutRows(splits["val"], splits["calib"], pool.query_ids.astype(str), fold)
 
 
 def export(trained: Trained, evaluation: Evaluation, out: str, *, run: int = 0,
            certified: bool = True, overwrite: bool = False,
            platforms: Sequence[str] = export_lib.DEFAULT_PLATFORMS,
-           workdir: str = "") -> dict[str, Any]:
+           workdir: str = "", heldout: bool = True) -> dict[str, Any]:
     """Write run `run` of `trained` with `evaluation`'s operating points to the artifact `out`,
     checked to load and route as the trained run does (`export.write_artifact`).
 
-    certified=False exports without the certification (the uncertified operating rule).
+    certified=False exports without the certification (the uncertified operating rule);
+    heldout=False without the held-out rows (then onboarding needs them passed in).
     Returns the manifest; `proteus.serving.Router.load(out)` serves it.
     """
     bundle = router_bundle(trained, evaluation.operating,
-                           evaluation.certification if certified else None, run, workdir)
+                           evaluation.certification if certified else None, run, workdir,
+                           heldout)
     return export_lib.write_artifact(bundle, out, overwrite=overwrite, platforms=platforms)

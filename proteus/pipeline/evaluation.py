@@ -28,8 +28,8 @@ from proteus.pipeline.baselines import (
     training_inputs,
 )
 from proteus.pipeline.config import AUTO_RECORD
-from proteus.pipeline.fit import Trained, run_slice
-from proteus.pipeline.routing import certification_windows, eval_taus, proteus_blocks
+from proteus.pipeline.fit import Trained
+from proteus.pipeline.routing import RunRouter, certification_windows, eval_taus, router_blocks
 from proteus.pipeline.setup import Setup, Splits
 from proteus.training import train
 
@@ -154,17 +154,17 @@ def evaluate_all(config: ml_collections.ConfigDict, setup: Setup, state: train.T
     """PROTEUS, certified and (with `baselines`) every other router on the test split, with the
     predictor's quality, the paired AIQ intervals and the cross-fitted AIQ
     (`paired_aiq.crossfit_aiq`). Returns (results dict, {"operating", "certification"})."""
-    grid = eval_taus(config, run_slice(state.lane_taus, run))
+    router = RunRouter.of_run(setup, state, run)
+    if not baselines:  # the main job: PROTEUS alone, in seconds
+        return proteus_results(config, router, splits)
+    grid = eval_taus(config, router.lane_taus)
     taus = sweep_taus(config, grid)  # the grid and the AIQ sweep; every router routes at all
     keep = np.isin(taus, grid)
     choices: dict[str, np.ndarray] = {}
     cert_taus = operating.certification_taus(grid, config.eval.tau_step)
-    routers, certificate = proteus_blocks(config, setup, state, run, splits, taus, choices,
-                                          cert_taus=cert_taus)
+    routers, certificate = router_blocks(config, router, splits, taus, choices,
+                                         cert_taus=cert_taus)
     test = splits["test"]
-    if not baselines:  # the main job: PROTEUS alone, in seconds
-        routers = {name: on_grid(block, keep) for name, block in routers.items()}
-        return build_results(config, test, grid, routers), certificate
     inputs = {name: predictor_inputs(setup, state, run, splits[name]) for name in ("val", "test")}
     inputs["train"] = training_inputs(config, setup, state, run, splits)
     routers.update(baseline_blocks(splits, inputs, taus, choices))
@@ -184,3 +184,17 @@ def evaluate_all(config: ml_collections.ConfigDict, setup: Setup, state: train.T
                                "predictor": quality, "paired_aiq": paired,
                                "aiq_crossfit": crossfit})
     return res, certificate
+
+
+def proteus_results(config: ml_collections.ConfigDict, router: RunRouter,
+                    splits: Splits) -> tuple[dict[str, Any], dict[str, Any]]:
+    """PROTEUS alone, uncertified and certified, on the test split (`evaluate_all` without
+    baselines; also how an onboarded artifact is scored): (results dict, {"operating",
+    "certification"[, "evaluation_certification"]}). splits: "val", "calib" and "test"."""
+    grid = eval_taus(config, router.lane_taus)
+    taus = sweep_taus(config, grid)  # the grid and the AIQ sweep
+    cert_taus = operating.certification_taus(grid, config.eval.tau_step)
+    routers, certificate = router_blocks(config, router, splits, taus, cert_taus=cert_taus)
+    keep = np.isin(taus, grid)
+    routers = {name: on_grid(block, keep) for name, block in routers.items()}
+    return build_results(config, splits["test"], grid, routers), certificate

@@ -5,25 +5,60 @@ split by `candidate_routes`; `operating_table` measures them on `val`, `certify_
 them on `calib`, and `proteus_blocks` routes the test split with the uncertified and certified
 rules. The rules themselves live in `proteus.operating`; this module feeds them a trained run.
 
-Every function takes the run as (config, setup, state [S], run): run `run` of the [S]-run
-`state`, whose `lane_taus` are the lanes it trained with.
+Every function takes the router as a `RunRouter`: the networks, parameters, lanes and task
+vocabulary of one run, from a trained run (`RunRouter.of_run`) or from an exported artifact's
+bundle (`RunRouter.of_bundle`, what onboarding re-measures). The `(setup, state, run)` forms
+(`route_split`, `candidate_routes`, `operating_table`, `certify_points`, `proteus_blocks`) are
+the same functions for run `run` of an [S]-run `state`, whose `lane_taus` are its lanes.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from proteus import operating
-from proteus.data.dataset import RoutingDataset
+from proteus.data.dataset import RoutingDataset, task_index
 from proteus.evaluation import metrics
 from proteus.pipeline.fit import run_slice
-from proteus.pipeline.setup import Setup, Splits, query_tasks
-from proteus.training import loop, train
-from proteus.types import Array, Decisions
+from proteus.pipeline.setup import Setup, Splits
+from proteus.training import loop, networks, train
+from proteus.training.export import RouterBundle
+from proteus.types import Array, Decisions, Params
+
+
+class RunRouter(NamedTuple):
+    """One router as the functions below route with it.
+
+    spec: the networks; params: ONE run's {"predictor", "policy", "stats", "calib"};
+    lane_taus, lane_lams: [K] the λ(τ) table; task_names: the task prior's vocabulary (()).
+    """
+
+    spec: networks.RouterSpec
+    params: Params
+    lane_taus: Array
+    lane_lams: Array
+    task_names: tuple[str, ...] = ()
+
+    @classmethod
+    def of_run(cls, setup: Setup, state: train.TrainState, run: int) -> RunRouter:
+        """Run `run` of an [S]-run trained state."""
+        one = run_slice(state, run)
+        return cls(setup.static.spec, one.params, one.lane_taus, one.duals.lam_avg,
+                   setup.task_names)
+
+    @classmethod
+    def of_bundle(cls, bundle: RouterBundle) -> RunRouter:
+        """An artifact's router (`proteus.training.export.RouterBundle`)."""
+        return cls(bundle.spec, bundle.params, jnp.asarray(bundle.lane_taus, jnp.float32),
+                   jnp.asarray(bundle.lane_lams, jnp.float32), tuple(bundle.tasks))
+
+    def task_ids(self, ds: RoutingDataset) -> Array | None:
+        """[N] int32 task id of each query of `ds` (-1 unknown), or None without a task prior."""
+        return jnp.asarray(task_index(self.task_names, ds.tasks)) if self.task_names else None
 
 
 def eval_taus(config: ml_collections.ConfigDict, lane_taus: Array | np.ndarray) -> np.ndarray:
@@ -42,15 +77,41 @@ def eval_taus(config: ml_collections.ConfigDict, lane_taus: Array | np.ndarray) 
 
 def route_split(setup: Setup, state: train.TrainState, run: int, ds: RoutingDataset,
                 taus: np.ndarray) -> Decisions:
-    """Deterministic PROTEUS decisions of run `run` on `ds` at every τ: model [T, N], mu [T, N]."""
-    one = run_slice(state, run)
-    return loop.route_grid(setup.static.spec, one.params, one.lane_taus, one.duals.lam_avg,
-                           jnp.asarray(ds.features, jnp.float32), jnp.asarray(taus, jnp.float32),
-                           query_tasks(setup, ds))
+    """Deterministic PROTEUS decisions of run `run` on `ds` at every τ (`routes`)."""
+    return routes(RunRouter.of_run(setup, state, run), ds, taus)
+
+
+ROUTE_ROWS = 1024  # rows are padded to a multiple of this, so that splits share a compile
+
+
+def routes(router: RunRouter, ds: RoutingDataset, taus: np.ndarray) -> Decisions:
+    """Deterministic PROTEUS decisions of `router` on `ds` at every τ: model [T, N], mu [T, N].
+
+    The rows are routed padded with zero rows to a multiple of `ROUTE_ROWS` (each row is routed
+    on its own, so the padding changes nothing): `val`, `calib` and `test` then mostly share
+    one compiled program (re-measuring an onboarded router compiles once, not twice).
+    """
+    n = ds.n_queries
+    pad = -n % ROUTE_ROWS
+    features = np.concatenate([np.asarray(ds.features, np.float32),
+                               np.zeros((pad, ds.features.shape[1]), np.float32)])
+    tasks = router.task_ids(ds)
+    if tasks is not None:
+        tasks = jnp.concatenate([tasks, jnp.full((pad,), -1, jnp.int32)])
+    d = loop.route_grid(router.spec, router.params, router.lane_taus, router.lane_lams,
+                        jnp.asarray(features), jnp.asarray(taus, jnp.float32), tasks)
+    return d._replace(model=d.model[:, :n], mu=d.mu[:, :n], p_hat=d.p_hat[:n],
+                      c_hat=d.c_hat[:n])
 
 
 def candidate_routes(setup: Setup, state: train.TrainState, run: int,
                      ds: RoutingDataset, table: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """`point_routes` of run `run`."""
+    return point_routes(RunRouter.of_run(setup, state, run), ds, table)
+
+
+def point_routes(router: RunRouter, ds: RoutingDataset,
+                 table: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Each operating point of `table` on `ds`: (model [C, N], mean μ [C], NaN for fixed).
 
     A policy point routes with PROTEUS at its τ'; a fixed-model point sends every query there.
@@ -61,7 +122,7 @@ def candidate_routes(setup: Setup, state: train.TrainState, run: int,
     mean_mu = np.full(taus.shape, np.nan)
     policy = models < 0
     if policy.any():
-        decision = route_split(setup, state, run, ds, taus[policy])
+        decision = routes(router, ds, taus[policy])
         choices[policy] = np.asarray(decision.model)
         mean_mu[policy] = np.asarray(decision.mu).mean(axis=1)
     return choices, mean_mu
@@ -69,19 +130,24 @@ def candidate_routes(setup: Setup, state: train.TrainState, run: int,
 
 def operating_table(config: ml_collections.ConfigDict, setup: Setup, state: train.TrainState,
                     run: int, heldout: RoutingDataset) -> dict[str, Any]:
+    """`measure_points` of run `run` on `heldout` (`val`)."""
+    return measure_points(config, RunRouter.of_run(setup, state, run), heldout)
+
+
+def measure_points(config: ml_collections.ConfigDict, router: RunRouter,
+                   heldout: RoutingDataset) -> dict[str, Any]:
     """The candidate operating points in testing order, measured on `heldout` (`val`).
 
     Candidates (fixed before any label is read): `certify.n_points` policy targets τ' over the
-    run's lanes and, with `operating.fixed_models`, every single model
+    router's lanes and, with `operating.fixed_models`, every single model
     (`proteus.operating.table`).
     """
-    lanes = np.asarray(run_slice(state.lane_taus, run))
-    points = operating.operating_taus(lanes, config.certify.n_points)
+    points = operating.operating_taus(np.asarray(router.lane_taus), config.certify.n_points)
     cand_tau, cand_model = operating.candidates(points, heldout.n_models,
                                                 config.operating.fixed_models)
     raw = {"tau": [None if np.isnan(t) else float(t) for t in cand_tau],
            "model": cand_model.tolist()}
-    choices = candidate_routes(setup, state, run, heldout, raw)[0]
+    choices = point_routes(router, heldout, raw)[0]
     scores, costs = operating.point_outcomes(heldout.scores, heldout.costs, choices)
     return operating.build_table(cand_tau, cand_model, scores, costs,
                                  config.operating.margin_z, config.operating.credit_z)
@@ -90,9 +156,17 @@ def operating_table(config: ml_collections.ConfigDict, setup: Setup, state: trai
 def certify_points(config: ml_collections.ConfigDict, setup: Setup, state: train.TrainState,
                    run: int, calib: RoutingDataset, table: dict[str, Any], taus: np.ndarray,
                    windows: tuple[int, ...]) -> list[operating.CertificationTable]:
+    """`certify_table` of run `run`."""
+    return certify_table(config, RunRouter.of_run(setup, state, run), calib, table, taus,
+                         windows)
+
+
+def certify_table(config: ml_collections.ConfigDict, router: RunRouter, calib: RoutingDataset,
+                  table: dict[str, Any], taus: np.ndarray,
+                  windows: tuple[int, ...]) -> list[operating.CertificationTable]:
     """Fixed-sequence certification of the table's points (testing order) on `calib`, once per
     promised window N in `windows` (0: the population promise; see `certification_windows`)."""
-    choices = candidate_routes(setup, state, run, calib, table)[0]
+    choices = point_routes(router, calib, table)[0]
     scores, costs = operating.point_outcomes(calib.scores, calib.costs, choices)
     cert = config.certify
     return [operating.certify(scores, costs, taus, delta=cert.delta, method=cert.method,
@@ -134,7 +208,16 @@ def proteus_blocks(config: ml_collections.ConfigDict, setup: Setup, state: train
                    run: int, splits: Splits, taus: np.ndarray,
                    choices_out: dict[str, np.ndarray] | None = None,
                    cert_taus: np.ndarray | None = None) -> tuple[dict[str, dict], dict[str, Any]]:
-    """PROTEUS uncertified and certified on the test split, at each of `taus`.
+    """`router_blocks` of run `run`."""
+    return router_blocks(config, RunRouter.of_run(setup, state, run), splits, taus, choices_out,
+                         cert_taus)
+
+
+def router_blocks(config: ml_collections.ConfigDict, router: RunRouter, splits: Splits,
+                  taus: np.ndarray, choices_out: dict[str, np.ndarray] | None = None,
+                  cert_taus: np.ndarray | None = None) -> tuple[dict[str, dict], dict[str, Any]]:
+    """PROTEUS uncertified and certified on the test split, at each of `taus` (splits: at least
+    "val", "calib" and "test").
 
     Returns ({"proteus", "proteus_certified"} router blocks, {"operating": table,
     "certification": the served CertificationTable dict, "evaluation_certification": the one
@@ -143,12 +226,12 @@ def proteus_blocks(config: ml_collections.ConfigDict, setup: Setup, state: train
     serves any other τ by the smallest certified-grid τ' >= τ. When `choices_out` is given, each
     router's test routing [T, N] (-1 rows: refused τ) is put there.
     """
-    table = operating_table(config, setup, state, run, splits["val"])
+    table = measure_points(config, router, splits["val"])
     test = splits["test"]
     windows = certification_windows(config, test.n_queries)
-    checked, served = certify_points(config, setup, state, run, splits["calib"], table,
-                                     taus if cert_taus is None else cert_taus, windows)
-    choices, mu_pts = candidate_routes(setup, state, run, test, table)
+    checked, served = certify_table(config, router, splits["calib"], table,
+                                    taus if cert_taus is None else cert_taus, windows)
+    choices, mu_pts = point_routes(router, test, table)
     acc_pts, cost_pts = metrics.realised(test.scores, test.costs, choices)
     blocks = {}
     for name, certification in (("proteus", None), ("proteus_certified", checked.to_dict())):

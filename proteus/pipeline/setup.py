@@ -30,7 +30,9 @@ Splits = dict[str, RoutingDataset]  # split name (`SPLITS`) -> its rows
 
 
 def load_splits(config: ml_collections.ConfigDict) -> Splits:
-    """Load the configured source, encode its features (cached) and split it by query-id hash."""
+    """Load the configured source, encode its features (cached), drop the models
+    `data.exclude_models` names and split it by query-id hash (the rows do not depend on the
+    models kept, so a run without a model has the same splits as one with it)."""
     config_lib.require_concrete(config)
     ds = load_source(config.data.source)
     check_routable(ds)  # one model / constant scores / equal costs: fail before any training
@@ -39,14 +41,24 @@ def load_splits(config: ml_collections.ConfigDict) -> Splits:
 
 def encode_and_split(ds: RoutingDataset, config: ml_collections.ConfigDict) -> Splits:
     """`ds` (as loaded) encoded with `config.data.encoder` (cached) and split by query-id hash
-    with `config.data.splits` and `config.data.split_salt`."""
+    with `config.data.splits` and `config.data.split_salt`, less the models
+    `data.exclude_models` names."""
     ds = encode_dataset(ds, config.data.encoder, cache_dir=config.data.cache_dir or None)
+    excluded = excluded_models(config)
+    if excluded:  # after encoding: the features (cached by the data's fingerprint) are shared
+        ds = ds.without_models(excluded)
+        check_routable(ds)
     fractions = {name: float(config.data.splits[name]) for name in SPLITS}
     splits = ds.split(fractions, salt=config.data.split_salt)
     for name, part in splits.items():
         if part.n_queries == 0:
             raise ValueError(f"split {name!r} of {ds.name} is empty; adjust config.data.splits")
     return splits
+
+
+def excluded_models(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+    """The model names `data.exclude_models` (comma-separated) drops from the source."""
+    return tuple(n.strip() for n in config.data.exclude_models.split(",") if n.strip())
 
 
 def training_pool(splits: Splits, folds: int, salt: str) -> tuple[RoutingDataset, np.ndarray]:

@@ -107,6 +107,7 @@ class Router:
         lam = manifest["lambda"]
         self.policy = OperatingPolicy(manifest["operating"], manifest["certification"]["table"],
                                       fallback or manifest["fallback"], self.models)
+        self.fallback_override = fallback  # what `load` was given (a reload keeps it)
         self._params = jax.device_put(params)
         self._lanes = (jnp.asarray(lam["taus"], jnp.float32), jnp.asarray(lam["lams"], jnp.float32))
         self._fn = _packed_call(exported, manifest["function"]["sha256"])

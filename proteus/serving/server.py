@@ -21,6 +21,12 @@ failing item fails alone (in a {"requests": [...]} batch, its entry is
 answered by a small ASGI fast path in front of FastAPI that runs the same
 `RouteService.handle_http` as the FastAPI route (which documents it in the OpenAPI schema):
 FastAPI's per-request machinery costs ~4x the CPU of the whole decision.
+
+Reload: `RouteService.reload()` (on SIGHUP with `create_app(..., reload_on_sighup=True)`, what
+`launch.serve` does) loads and verifies the artifact again from its path off the event loop, then
+swaps it in: requests parsed from then on are routed by the new router, requests already parsed
+finish on the old one, and nothing is dropped (`proteus.serving.reload`). An artifact that fails
+to load changes nothing (logged).
 """
 
 from __future__ import annotations
@@ -39,9 +45,9 @@ from typing import Any
 
 from proteus.serving import Router, RoutingError, http_guards
 from proteus.serving.batching import MicroBatcher, QueueFullError
-from proteus.serving.dispatch import route_items
 from proteus.serving.extras import serve_extra
 from proteus.serving.protocol import Limits, RequestError, parse_body
+from proteus.serving.reload import Reloader, on_sighup, route_pairs
 
 with serve_extra("proteus.serving.server"):  # without the serve extra: a message naming it
     import uvicorn
@@ -95,10 +101,26 @@ class RouteService:
         self.router, self.settings = router, settings
         self.metrics = RouterMetrics()
         inline = settings.inline_routing
-        self.batcher = MicroBatcher(lambda items: route_items(router, items), settings.max_batch,
+        self.batcher = MicroBatcher(route_pairs, settings.max_batch,
                                     settings.max_wait_ms / 1000.0, settings.max_queue,
                                     small_request=settings.small_request,
                                     inline=router.cheap_to_encode if inline is None else inline)
+        # reload(path=None) -> bool: load and verify the artifact at `path` (default: the current
+        # router's, with its fallback), then `swap` it in; blocking (call it off the event loop);
+        # an artifact that fails to load changes nothing
+        self.reload = Reloader(lambda: self.router, lambda new, _: self.swap(new),
+                               settings.max_batch)
+
+    @property
+    def reloads(self) -> dict[str, int]:
+        """How many reloads succeeded ("ok") and failed ("error")."""
+        return self.reload.counts
+
+    def swap(self, router: Router) -> Router:
+        """Serve `router` from now on; returns the old one. Requests parsed before the swap
+        finish on the router they were parsed with (their queued items carry it)."""
+        old, self.router = self.router, router
+        return old
 
     async def handle_http(self, headers: dict[bytes, bytes],
                           chunks: AsyncIterator[bytes]) -> tuple[int, bytes, Headers]:
@@ -138,17 +160,18 @@ class RouteService:
 
     async def _answer(self, body: bytes) -> tuple[int, bytes, list[Any]]:
         """`handle`'s (status, body) and the outcome of each item (decision or exception)."""
+        router = self.router  # this request's router to the end, even across a reload
         try:
             if len(body) > self.settings.parse_in_thread_bytes:
                 # A body this large is a batch (one query is at most max_query_chars): when no
                 # batch would be admitted, refuse it before paying for the parse.
                 if not self.batcher.has_room(self.settings.small_request + 1):
                     raise QueueFullError
-                parsed, is_batch = await asyncio.to_thread(parse_body, body, self.router,
+                parsed, is_batch = await asyncio.to_thread(parse_body, body, router,
                                                            self.settings)
             else:
-                parsed, is_batch = parse_body(body, self.router, self.settings)
-            items = [p for p in parsed if not isinstance(p, RequestError)]
+                parsed, is_batch = parse_body(body, router, self.settings)
+            items = [(router, p) for p in parsed if not isinstance(p, RequestError)]
             routed = iter(await self.batcher.submit(items, return_exceptions=is_batch)
                           if items else [])
             results = [p if isinstance(p, RequestError) else next(routed) for p in parsed]
@@ -236,14 +259,19 @@ async def _send(send, status: int, body: bytes, headers: Headers) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def create_app(router: Router, settings: ServerSettings | None = None) -> RouteApp:
-    """The serving app for `router` (run it with uvicorn, `serve` or `ServerThread`)."""
+def create_app(router: Router, settings: ServerSettings | None = None,
+               reload_on_sighup: bool = False) -> RouteApp:
+    """The serving app for `router` (run it with uvicorn, `serve` or `ServerThread`); with
+    `reload_on_sighup` (in the main thread), SIGHUP reloads the artifact (`RouteService.reload`)."""
     service = RouteService(router, settings or ServerSettings())
 
     @contextlib.asynccontextmanager
     async def lifespan(_):
         service.batcher.start()
+        # loading verifies and compiles: in a worker thread, never on the event loop
+        remove = on_sighup(service.reload) if reload_on_sighup else (lambda: None)
         yield
+        remove()
         await service.batcher.stop()
 
     app = FastAPI(title="PROTEUS router", lifespan=lifespan,
@@ -266,7 +294,7 @@ def create_app(router: Router, settings: ServerSettings | None = None) -> RouteA
 
     @app.get("/v1/models", response_model=ModelsResponse, summary="Model pool and τ range")
     async def models() -> dict[str, Any]:
-        return router.info()
+        return service.router.info()
 
     @app.get("/metrics", summary="Prometheus metrics (proteus.serving.metrics)")
     async def metrics() -> Response:

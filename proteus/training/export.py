@@ -20,6 +20,10 @@ The artifact layout is described in `proteus.serving`; the manifest holds (keys 
                                              routed at min; the default infeasible-τ fallback
     function {file, sha256, platforms, calling_convention_version, inputs, outputs}
     params {dir}, training {...}, versions {...}
+    heldout {dir, val, calib, pool, texts}   (optional) the evaluation's held-out rows, stored in
+                                             `heldout/` for onboarding (`proteus.training.reopen`)
+    lineage [{parent, added, removed, ...}]  (optional) how the artifact was derived from others
+                                             (`proteus.pipeline.onboard`), oldest step first
     files {path: {bytes, sha256}}            every other file of the artifact (params/ included)
     manifest_sha256                          sha256 of this manifest's canonical JSON without it
 
@@ -57,7 +61,7 @@ from proteus.environment import library_versions
 from proteus.operating import feasible_range
 from proteus.serving import artifact
 from proteus.serving import router as serving
-from proteus.training import networks
+from proteus.training import networks, reopen
 from proteus.types import Array, Params
 
 DEFAULT_PLATFORMS = ("cpu", "cuda")
@@ -85,6 +89,9 @@ class RouterBundle:
       certification: `CertificationTable.to_dict()` over those points, or None.
       training: provenance (workdir, config, data fingerprint, step, ...), JSON-able.
       tasks: the task prior's vocabulary (spec.tasks names; () without one).
+      heldout: the evaluation's held-out rows with every model's labels, stored in the artifact
+        for onboarding (`reopen.HeldoutRows`), or None.
+      lineage: the steps that derived this router from exported ones (`pipeline.onboard`).
     """
 
     spec: networks.RouterSpec
@@ -99,6 +106,8 @@ class RouterBundle:
     certification: Mapping[str, Any] | None = None
     training: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     tasks: Sequence[str] = ()
+    heldout: reopen.HeldoutRows | None = None
+    lineage: Sequence[Mapping[str, Any]] = ()
 
 
 def routing_function(spec: networks.RouterSpec):
@@ -194,6 +203,8 @@ def build_manifest(bundle: RouterBundle, exported: jax.export.Exported,
         "params": {"dir": artifact.PARAMS_DIR},
         "training": dict(bundle.training),
         "versions": library_versions(),
+        **({"heldout": bundle.heldout.summary()} if bundle.heldout is not None else {}),
+        **({"lineage": [dict(step) for step in bundle.lineage]} if bundle.lineage else {}),
     }
 
 
@@ -204,6 +215,9 @@ def _check_bundle(bundle: RouterBundle) -> None:
                          f"{np.shape(bundle.lane_lams)}, {np.shape(bundle.lane_accuracy)}")
     if m != bundle.spec.n_models:
         raise ValueError(f"{m} model names for a router over {bundle.spec.n_models} models")
+    if bundle.heldout is not None and tuple(bundle.heldout.models) != tuple(bundle.models):
+        raise ValueError(f"held-out rows of models {list(bundle.heldout.models)} for a router "
+                         f"over {list(bundle.models)}")
     if len(bundle.tasks) != bundle.spec.tasks:
         raise ValueError(f"{len(bundle.tasks)} task names for a router with a prior over "
                          f"{bundle.spec.tasks} tasks")
@@ -260,6 +274,8 @@ def write_artifact(bundle: RouterBundle, out: str, overwrite: bool = False,
         with open(os.path.join(tmp, artifact.FUNCTION_FILE), "wb") as f:
             f.write(blob)
         artifact.save_params(os.path.join(tmp, artifact.PARAMS_DIR), params)
+        if bundle.heldout is not None:
+            reopen.write_heldout(bundle.heldout, tmp)
         manifest = artifact.seal(manifest, tmp)  # hashes every file written above
         with open(os.path.join(tmp, artifact.MANIFEST_FILE), "w") as f:
             json.dump(manifest, f, indent=1, allow_nan=False)
@@ -272,7 +288,7 @@ def write_artifact(bundle: RouterBundle, out: str, overwrite: bool = False,
 
 
 ARTIFACT_ENTRIES = frozenset({artifact.MANIFEST_FILE, artifact.FUNCTION_FILE,
-                              artifact.PARAMS_DIR})
+                              artifact.PARAMS_DIR, reopen.HELDOUT_DIR})
 
 
 def check_replaceable(out: str) -> None:

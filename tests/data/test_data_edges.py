@@ -77,3 +77,17 @@ def test_one_model_table_fails_before_training(tmp_path):
     frame.to_csv(path, index=False)
     with pytest.raises(DataValidationError, match=r"one.csv: 1 model"):
         check_routable(load_table(path, cache_dir=tmp_path / "hf"))
+
+
+def test_without_models_drops_columns_and_prices_and_names_unknown_models():
+    ds = RoutingDataset(name="t", models=("a", "b", "c"),
+                        scores=np.array([[1, 0, 1], [0, 1, 1]], np.float32),
+                        costs=np.array([[1, 2, 3], [4, 5, 6]], np.float32),
+                        query_ids=np.array(["q1", "q2"]), tasks=np.array(["", ""]),
+                        prices={"a": (1.0, 2.0), "b": (3.0, 4.0)})
+    out = ds.without_models(["b"])
+    assert out.models == ("a", "c") and out.prices == {"a": (1.0, 2.0)}
+    np.testing.assert_array_equal(out.scores, [[1, 1], [0, 1]])
+    np.testing.assert_array_equal(out.costs, [[1, 3], [4, 6]])
+    with pytest.raises(DataValidationError, match=r"no model\(s\) \['z'\] to exclude"):
+        ds.without_models(["z"])

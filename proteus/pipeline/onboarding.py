@@ -1,0 +1,257 @@
+"""Add or remove a model of an exported router without retraining it, re-measured and re-certified.
+
+    from proteus import pipeline
+    queries = pipeline.heldout_queries("artifacts/rb")          # run the new model on these
+    pipeline.onboard("artifacts/rb", "new-model", labels, "artifacts/rb+new",
+                     price=(1e-6, 3e-6))                        # labels: `ModelLabels`
+    pipeline.remove_model("artifacts/rb+new", "claude-v2", "artifacts/rb-claude")
+
+The policy outputs one quality preference μ and the routing rule is argmax_m μ·p̂_m −
+(1 − μ)·ĉ_m / c_ref, so the policy does not depend on the model pool: it is reused as trained,
+with its λ(τ) table, and so are the fold predictors' trunks, every other model's heads and
+calibration, and c_ref (the normaliser stays the trained one even if the new model is dearer or
+the removed one was the dearest). A new model gets its own column, fitted out of fold on the
+frozen trunks (`proteus.training.columns.fit_column`); a removed model's column is dropped. Then,
+as the evaluation does, the operating points (the policy at the same τ' and every fixed model)
+are re-measured on the artifact's `val` rows and re-certified on its `calib` rows
+(`proteus.pipeline.routing`), both carried by the artifact (`proteus.training.reopen`), and a
+new artifact is written whose manifest's "lineage" says what was done to which parent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Sequence
+from typing import Any
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from proteus.data.dataset import split_indices, task_index
+from proteus.data.labels import ModelLabels
+from proteus.pipeline.routing import RunRouter, certify_table, measure_points
+from proteus.training import columns, export, reopen
+
+MIN_TRAIN = 50  # training queries below which no column is fitted
+
+
+class OnboardError(ValueError):
+    """The artifact, the model or its labels do not allow the operation (the message says why)."""
+
+
+def heldout_queries(artifact: str) -> list[dict[str, Any]]:
+    """The held-out queries a new model must be run on: one {"id", "split", "task", "query"}
+    per row ("query" None when the artifact's rows carry features only)."""
+    _, rows, _ = reopen.read_bundle(artifact)
+    rows = _require_rows(artifact, rows)
+    return [{"id": str(q), "split": name, "task": str(t) or None,
+             "query": None if ds.texts is None else str(x)}
+            for name, ds in rows.splits().items()
+            for q, t, x in zip(ds.query_ids, ds.tasks,
+                               ds.texts if ds.texts is not None else [None] * ds.n_queries,
+                               strict=True)]
+
+
+def onboard(artifact: str, model: str, labels: ModelLabels, out: str, *,
+            price: tuple[float, float] | None = None, heldout: reopen.HeldoutRows | None = None,
+            overwrite: bool = False,
+            platforms: Sequence[str] = export.DEFAULT_PLATFORMS) -> dict[str, Any]:
+    """Write `out`: the router of `artifact` with `model` added, re-measured and re-certified.
+
+    Args:
+      artifact: an exported router (with held-out rows, or pass `heldout`).
+      model: the new model's name (not one of the artifact's).
+      labels: its labelled queries: one for every held-out row (by id) and N training queries
+        (every other id; text or features).
+      out: the new artifact's directory.
+      price: (USD per input token, USD per output token) of the model, recorded in the
+        manifest; needed when `labels` has no costs (a static cost is estimated from it).
+      heldout: held-out rows with every model's labels, for an artifact that carries none.
+
+    Returns:
+      the new manifest.
+    """
+    bundle, rows, manifest = reopen.read_bundle(artifact)
+    rows, config = _require_rows(artifact, heldout or rows), training_config(artifact, bundle)
+    if model in bundle.models:
+        raise OnboardError(f"{artifact} already routes to {model!r}; remove it first")
+    if bundle.spec.folds < 2:
+        raise OnboardError(f"{artifact} has one predictor (train.folds=1): onboarding fits a "
+                           "column per cross-fitting fold and needs train.folds >= 2")
+    held, train = _split_labels(artifact, rows, labels)
+    static = None if labels.costs is not None else _static_cost(bundle, rows, model, price)
+    fold = _folds(rows, train, config)
+    features = _features(bundle, train)
+    task_ids = (jnp.asarray(task_index(bundle.tasks, train.tasks)) if bundle.spec.tasks
+                else None)
+    column = columns.fit_column(
+        bundle.spec, bundle.params, jnp.asarray(features), jnp.asarray(train.scores),
+        None if static is not None else jnp.log(jnp.maximum(jnp.asarray(train.costs), 1e-12)),
+        jnp.asarray(fold), task_ids, None if static is None else jnp.log(jnp.float32(static)))
+    params = columns.append_model(bundle.params, column.leaves)
+    models = (*bundle.models, model)
+    new_rows = rows.replace_models(
+        models, {n: np.column_stack([ds.scores, held[n].scores]) for n, ds in
+                 rows.splits().items()},
+        {n: np.column_stack([ds.costs, held[n].costs if held[n].costs is not None
+                             else np.full(ds.n_queries, static, np.float32)])
+         for n, ds in rows.splits().items()})
+    step = {"added": model, "removed": None, "n_train": train.n,
+            "cost": "head" if static is None else f"static {static:.6g} USD from prices",
+            "ridge": {"performance": float(column.perf_ridge),
+                      "cost": None if static is not None else float(column.cost_ridge)}}
+    prices = {**bundle.prices, **({model: tuple(map(float, price))} if price else {})}
+    new = dataclasses.replace(bundle, spec=bundle.spec._replace(n_models=len(models)),
+                              params=params, models=models, prices=prices)
+    return _finish(new, new_rows, config, manifest, step, out, overwrite, platforms)
+
+
+def remove_model(artifact: str, model: str, out: str, *, heldout: reopen.HeldoutRows | None = None,
+           overwrite: bool = False,
+           platforms: Sequence[str] = export.DEFAULT_PLATFORMS) -> dict[str, Any]:
+    """Write `out`: the router of `artifact` without `model` (its column dropped, so it is never
+    chosen), re-measured and re-certified on the held-out rows without it. Returns the manifest.
+    """
+    bundle, rows, manifest = reopen.read_bundle(artifact)
+    rows, config = _require_rows(artifact, heldout or rows), training_config(artifact, bundle)
+    if model not in bundle.models:
+        raise OnboardError(f"{artifact} has no model {model!r}; its models are "
+                           f"{list(bundle.models)}")
+    if len(bundle.models) <= 2:
+        raise OnboardError(f"{artifact} routes between {len(bundle.models)} models; routing "
+                           "needs at least two after the removal")
+    keep = [m for m, name in enumerate(bundle.models) if name != model]
+    models = tuple(bundle.models[m] for m in keep)
+    new_rows = rows.replace_models(models, {n: ds.scores[:, keep] for n, ds in
+                                            rows.splits().items()},
+                                   {n: ds.costs[:, keep] for n, ds in rows.splits().items()})
+    step = {"added": None, "removed": model, "n_train": 0}
+    new = dataclasses.replace(bundle, spec=bundle.spec._replace(n_models=len(models)),
+                              params=columns.take_models(bundle.params, keep), models=models,
+                              prices={k: v for k, v in bundle.prices.items() if k != model})
+    return _finish(new, new_rows, config, manifest, step, out, overwrite, platforms)
+
+
+def remeasure(bundle: export.RouterBundle, rows: reopen.HeldoutRows,
+              config: ml_collections.ConfigDict,
+              parent_certification: dict[str, Any] | None) -> tuple[dict, dict | None]:
+    """The operating points of `bundle` measured on `rows.val` and, when the parent was
+    certified, their certificate on `rows.calib` at the parent's τ grid and the served window
+    (`certify.window`): (operating table, certification dict or None), as the export writes."""
+    router = RunRouter.of_bundle(bundle)
+    table = measure_points(config, router, rows.val)
+    if parent_certification is None:
+        return table, None
+    taus = np.asarray(parent_certification["taus"], np.float64)
+    (cert,) = certify_table(config, router, rows.calib, table, taus,
+                            (int(config.certify.window),))
+    return table, cert.to_dict()
+
+
+def _finish(bundle: export.RouterBundle, rows: reopen.HeldoutRows,
+            config: ml_collections.ConfigDict, parent: dict[str, Any], step: dict[str, Any],
+            out: str, overwrite: bool, platforms: Sequence[str]) -> dict[str, Any]:
+    """Re-measure, re-certify and write the changed bundle with its lineage step."""
+    from proteus.evaluation.results import to_jsonable  # noqa: PLC0415 (JSON form of tables)
+
+    table, cert = remeasure(bundle, rows, config, parent["certification"]["table"])
+    step = {"parent": parent["manifest_sha256"], "parent_models": list(parent["models"]),
+            **step, "heldout": {"val": rows.val.n_queries, "calib": rows.calib.n_queries},
+            "policy": "reused", "c_ref": "as trained",
+            "at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+    bundle = dataclasses.replace(bundle, operating=to_jsonable(table),
+                                 certification=None if cert is None else to_jsonable(cert),
+                                 heldout=rows, lineage=(*bundle.lineage, step))
+    return export.write_artifact(bundle, out, overwrite=overwrite, platforms=platforms)
+
+
+def _require_rows(artifact: str, rows: reopen.HeldoutRows | None) -> reopen.HeldoutRows:
+    if rows is None:
+        raise OnboardError(f"{artifact} carries no held-out rows (exported before they were "
+                           "stored, or with heldout=False): re-export it, or pass the val and "
+                           "calib rows with every model's labels as `heldout`")
+    return rows
+
+
+def training_config(artifact: str, bundle: export.RouterBundle) -> ml_collections.ConfigDict:
+    """The training config the manifest records (its certify, operating and data settings)."""
+    recorded = bundle.training.get("config")
+    if not isinstance(recorded, dict):
+        raise OnboardError(f"{artifact} records no training config; re-export it")
+    return ml_collections.ConfigDict(recorded)
+
+
+def _split_labels(artifact: str, rows: reopen.HeldoutRows,
+                  labels: ModelLabels) -> tuple[dict[str, ModelLabels], ModelLabels]:
+    """({"val", "calib"}: the labels of those rows, in their order; the training labels)."""
+    index = {q: i for i, q in enumerate(labels.query_ids.tolist())}
+    held = {}
+    for name, ds in rows.splits().items():
+        ids = ds.query_ids.astype(str).tolist()
+        missing = [q for q in ids if q not in index]
+        if missing:
+            raise OnboardError(f"the labels miss {len(missing)} of the {len(ids)} held-out "
+                               f"{name} queries of {artifact} (e.g. {missing[0]!r}); every "
+                               "held-out query needs the new model's label (launch.onboard "
+                               "--list_heldout writes them)")
+        held[name] = labels.subset(np.asarray([index[q] for q in ids]))
+    heldout_ids = {q for ds in rows.splits().values() for q in ds.query_ids.astype(str).tolist()}
+    train = labels.subset(np.asarray([i for i, q in enumerate(labels.query_ids.tolist())
+                                      if q not in heldout_ids], np.int64))
+    if train.n < MIN_TRAIN:
+        raise OnboardError(f"{train.n} training queries besides the held-out ones: fitting a "
+                           f"model's column out of fold needs >= {MIN_TRAIN} (a few hundred "
+                           "give a usable one; docs/onboard.md)")
+    return held, train
+
+
+def _folds(rows: reopen.HeldoutRows, train: ModelLabels,
+           config: ml_collections.ConfigDict) -> np.ndarray:
+    """[N] int32 fold of each training query: a query of the trained pool keeps its fold (the
+    predictor that never saw it scores it out of fold); new queries are split like the pool."""
+    folds = int(config.train.folds)
+    pool = dict(zip(rows.pool_ids.astype(str).tolist(), rows.pool_folds.tolist(), strict=True))
+    fold = np.asarray([pool.get(q, -1) for q in train.query_ids.tolist()], np.int32)
+    new = np.flatnonzero(fold < 0)
+    if new.size:
+        parts = split_indices(train.query_ids[new], train.tasks[new].astype(str),
+                              {f"fold{k}": 1.0 / folds for k in range(folds)},
+                              f"{config.data.split_salt}/folds")
+        for k in range(folds):
+            fold[new[parts[f"fold{k}"]]] = k
+    return fold
+
+
+def _features(bundle: export.RouterBundle, train: ModelLabels) -> np.ndarray:
+    """[N, D] float32 features of the training queries: given, or encoded with the artifact's
+    encoder."""
+    if train.features is not None:
+        x = np.asarray(train.features, np.float32)
+    elif train.texts is not None and all(str(t).strip() for t in train.texts):
+        from proteus.encoders import encoder_from_config  # noqa: PLC0415 (text labels only)
+
+        x = np.asarray(encoder_from_config(bundle.encoder).encode(
+            [str(t) for t in train.texts]), np.float32)
+    else:
+        raise OnboardError("every training query needs its text ('query') or 'features'")
+    if x.shape != (train.n, bundle.spec.feature_dim) or not np.all(np.isfinite(x)):
+        raise OnboardError(f"training features must be [{train.n}, {bundle.spec.feature_dim}] "
+                           f"finite floats, got {x.shape}")
+    return x
+
+
+def _static_cost(bundle: export.RouterBundle, rows: reopen.HeldoutRows, model: str,
+                 price: tuple[float, float] | None) -> float:
+    """A static per-call cost from the model's prices: the mean input and output tokens per
+    query, fitted (least squares, >= 0) to the priced models' mean held-out cost, times them."""
+    priced = [m for m, name in enumerate(bundle.models) if name in bundle.prices]
+    if price is None or len(priced) < 2:
+        raise OnboardError(f"the labels carry no cost for {model!r}: give each call's 'cost', "
+                           "or the model's price (and an artifact with >= 2 priced models)")
+    mean = np.concatenate([rows.val.costs, rows.calib.costs])[:, priced].mean(axis=0)
+    a = np.asarray([bundle.prices[bundle.models[m]] for m in priced], np.float64)
+    tokens = np.maximum(np.linalg.lstsq(a, mean, rcond=None)[0], 0.0)
+    return float(np.dot(tokens, price))
+

@@ -1,0 +1,298 @@
+"""Onboarding and removing a model without retraining (issue 30; `proteus.training.columns`,
+`proteus.training.reopen`, `proteus.pipeline.onboarding`).
+
+Hand-checked pieces (the column fits on known trunk features, the per-model leaves, the manifest
+lineage, removal) and one end-to-end smoke: a router trained on synthetic data without a model
+(`data.exclude_models`), exported with its held-out rows, the model onboarded from its labels,
+the new artifact loaded and routed.
+"""
+
+import dataclasses
+import datetime
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.configs import quickstart
+from proteus import pipeline
+from proteus.data.labels import ModelLabels, labels_from_records, write_jsonl
+from proteus.pipeline import onboarding
+from proteus.serving import Router, finite_rows
+from proteus.training import columns, networks, reopen
+
+LEFT_OUT = "gpt-4-1106-preview"
+
+
+# ------------------------------------------------------------------ the column fits, by hand
+
+
+def test_logistic_and_ridge_with_only_a_bias_fit_the_mean():
+    score = jnp.asarray([1.0, 0.0, 1.0, 1.0, 0.5])
+    ones = jnp.ones((5, 1))
+    theta = columns.fit_logistic(ones, score, jnp.ones(5), jnp.float32(10.0))  # bias unpenalised
+    assert float(theta[0]) == pytest.approx(np.log(0.7 / 0.3), abs=1e-4)
+    assert float(columns.fit_ridge(ones, score, jnp.ones(5), jnp.float32(1.0))[0]) == (
+        pytest.approx(0.7, abs=1e-5))
+
+
+def test_logistic_fit_is_a_stationary_point_of_its_objective():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(size=(300, 3)), np.ones((300, 1))], axis=1)
+    score = (rng.uniform(size=300) < 1 / (1 + np.exp(-x @ [2.0, -1.0, 0.0, 0.5]))).astype(float)
+    w, ridge = rng.uniform(0.5, 1.5, 300), 0.01
+    theta = np.asarray(columns.fit_logistic(jnp.asarray(x, jnp.float32), jnp.asarray(score),
+                                            jnp.asarray(w, jnp.float32), jnp.float32(ridge)))
+    p = 1 / (1 + np.exp(-x @ theta))
+    grad = x.T @ (w * (p - score)) / w.sum() + ridge * np.append(theta[:-1], 0.0)
+    np.testing.assert_allclose(grad, 0.0, atol=1e-4)
+    assert theta[0] > 1.0 and theta[1] < -0.5  # the signs of the true weights
+
+
+def test_head_column_on_known_trunk_features_is_fitted_out_of_fold():
+    """z [F, N, H] known: each fold's column recovers the logistic weights, and a row's
+    out-of-fold logit does not move when its own fold's labels change."""
+    rng = np.random.default_rng(1)
+    n_folds, n, h = 3, 1200, 4
+    z = rng.normal(size=(n_folds, n, h)).astype(np.float32)  # every fold predictor's trunk
+    truth = np.asarray([1.5, -1.0, 0.0, 0.5], np.float32)
+    score = (rng.uniform(size=n) < 1 / (1 + np.exp(-(z[0] @ truth - 0.3)))).astype(np.float32)
+    fold = (np.arange(n) % n_folds).astype(np.int32)
+    ridge = jnp.asarray([1e-3])
+    fit = lambda s: columns.fit_head(columns.fit_logistic, columns._bce, jnp.asarray(z),
+                                     jnp.asarray(s), jnp.asarray(fold), ridge)
+    kernel, bias, oof, _ = fit(score)
+    # fold 0's column is fitted on folds 1 and 2, where z[0] carries the signal
+    np.testing.assert_allclose(kernel[0], truth, atol=0.25)
+    assert float(bias[0]) == pytest.approx(-0.3, abs=0.2)
+    np.testing.assert_allclose(oof, np.einsum("nh,nh->n", z[fold, np.arange(n)],
+                                              np.asarray(kernel)[fold]) + np.asarray(bias)[fold],
+                               rtol=1e-4, atol=1e-4)
+    flipped = np.where(fold == 0, 1.0 - score, score)
+    _, _, oof2, _ = fit(flipped)
+    np.testing.assert_allclose(oof2[fold == 0], oof[fold == 0], atol=1e-5)  # its own fold
+    assert not np.allclose(oof2[fold == 1], oof[fold == 1])  # the others saw the change
+
+
+def test_a_unit_that_barely_varies_does_not_blow_up_the_head():
+    """A trunk unit that fires faintly on one training row (a rare ReLU) is scaled like the
+    others, not to unit variance: its weight stays small, so a query where it fires does not get
+    an extreme prediction (before, 200 labels gave ordinary questions a log-cost of 130)."""
+    rng = np.random.default_rng(2)
+    n_folds, n, h = 2, 200, 8
+    z = np.abs(rng.normal(size=(n_folds, n, h))).astype(np.float32)
+    z[:, :, -1] = 0.0
+    z[:, 0, -1] = 1e-3
+    target = rng.normal(size=n).astype(np.float32)
+    fold = (np.arange(n) % n_folds).astype(np.int32)
+    mse = lambda p, t: ((p - t) ** 2).mean()
+    kernel, _, _, _ = columns.fit_head(columns.fit_ridge, mse, jnp.asarray(z),
+                                       jnp.asarray(target), jnp.asarray(fold),
+                                       jnp.asarray([1e-4]))
+    assert np.all(np.abs(np.asarray(kernel)[:, -1]) < 1.0)
+    assert np.all(np.abs(np.asarray(kernel)[:, :-1]) < 1.0)  # the others: noise, ~0
+
+
+def test_model_leaves_are_exactly_the_leaves_with_a_model_axis():
+    m = 7  # no other dimension of this spec is 7
+    spec = networks.RouterSpec(n_models=m, feature_dim=5, hidden=6, policy_hidden=4,
+                               use_tau_input=True, use_lambda_input=True, static_cost=False,
+                               folds=3, groups=2, tasks=3)
+    stats = networks.data_stats(np.ones((4, 5)), np.ones((4, m)))
+    stats["centroids"] = jnp.ones((2, 5))
+    params = jax.jit(networks.init_params, static_argnums=0)(spec, jax.random.key(0), stats)
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    for path, leaf in leaves:
+        name = columns.leaf_name(path)
+        assert columns.is_model_leaf(name) == (np.ndim(leaf) > 0 and np.shape(leaf)[-1] == m), name
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(lambda x: rng.normal(size=np.shape(x)).astype(np.float32), params)
+    column = {columns.leaf_name(p): np.full(np.shape(x)[:-1] + (1,), 9.0, np.float32)
+              for p, x in jax.tree_util.tree_flatten_with_path(params)[0]
+              if columns.is_model_leaf(columns.leaf_name(p))}
+    grown = jax.jit(columns.append_model)(params, column)  # one compile, not one per leaf
+    assert grown["calib"]["prior"].shape == (2, m + 1)
+    assert float(grown["predictor"]["params"]["perf_head"]["kernel"][1, 2, m]) == 9.0
+    back = jax.jit(columns.take_models, static_argnums=1)(grown, tuple(range(m)))
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), back, params))
+    with pytest.raises(KeyError, match="model leaves"):
+        columns.append_model(params, {k: v for k, v in column.items() if k != "calib/scale"})
+
+
+def test_labels_from_records_checks_lines():
+    labels = labels_from_records([{"id": "a", "score": 1, "query": "x?", "cost": 0.1},
+                                  {"id": "b", "score": 0.5, "cost": 0.2, "task": "law"}])
+    assert labels.texts.tolist() == ["x?", ""] and labels.tasks.tolist() == ["", "law"]
+    with pytest.raises(ValueError, match="line 2 has no cost"):
+        labels_from_records([{"id": "a", "score": 1, "cost": 0.1}, {"id": "b", "score": 0}])
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        labels_from_records([{"id": "a", "score": 2}])
+
+
+# ------------------------------------------------------------------ the end-to-end smoke
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """A smoke router trained without LEFT_OUT, exported with its held-out rows, and the full
+    data's splits (LEFT_OUT's labels)."""
+    root = tmp_path_factory.mktemp("onboard")
+    config = quickstart.get_config("smoke")
+    config.data.source = "synthetic:routerbench?n=2000&seed=0&signal=0.9"
+    config.data.encoder = "hashing:dim=64"
+    config.data.cache_dir = str(root / "cache")
+    full = pipeline.load_splits(config)
+    config.data.exclude_models = LEFT_OUT
+    splits = pipeline.load_splits(config)
+    assert LEFT_OUT not in splits["pred"].models
+    for name, part in splits.items():  # the same rows: only the model columns differ
+        np.testing.assert_array_equal(part.query_ids, full[name].query_ids)
+    trained = pipeline.train(config, splits, progress=False)
+    evaluation = pipeline.evaluate(trained, baselines=False)
+    without = str(root / "without")
+    pipeline.export(trained, evaluation, without, platforms=("cpu",))
+    return root, without, full
+
+
+def labels_for(splits, model: str, n_train: int) -> ModelLabels:
+    """The model's labels on every held-out row and on n_train training-pool rows."""
+    parts = [splits["val"], splits["calib"], splits["pred"], splits["policy"]]
+    cat = lambda f: np.concatenate([getattr(p, f) for p in parts])
+    rows = np.arange(splits["val"].n_queries + splits["calib"].n_queries + n_train)
+    m = splits["pred"].models.index(model)
+    return ModelLabels(query_ids=cat("query_ids")[rows], scores=cat("scores")[rows, m],
+                       costs=cat("costs")[rows, m], features=cat("features")[rows],
+                       tasks=cat("tasks")[rows])
+
+
+@pytest.fixture(scope="module")
+def onboarded(smoke):
+    root, without, full = smoke
+    out = str(root / "onboarded")
+    manifest = pipeline.onboard(without, LEFT_OUT, labels_for(full, LEFT_OUT, 600), out,
+                                price=(1e-5, 3e-5), platforms=("cpu",))
+    return out, manifest
+
+
+def test_heldout_rows_travel_in_the_artifact(smoke):
+    _, without, full = smoke
+    manifest = json.load(open(os.path.join(without, "manifest.json")))
+    assert {"heldout/queries.json", "heldout/arrays.npz"} <= set(manifest["files"])  # hashed
+    _, rows, _ = reopen.read_bundle(without)
+    np.testing.assert_array_equal(rows.val.query_ids, full["val"].query_ids)
+    np.testing.assert_array_equal(rows.calib.scores, full["calib"].without_models(
+        [LEFT_OUT]).scores)
+    assert len(rows.pool_ids) == full["pred"].n_queries + full["policy"].n_queries
+    listed = pipeline.heldout_queries(without)
+    assert len(listed) == rows.val.n_queries + rows.calib.n_queries
+    assert listed[0]["split"] == "val" and listed[0]["query"] == str(full["val"].texts[0])
+
+
+def test_onboarded_manifest_records_its_lineage(smoke, onboarded):
+    _, without, full = smoke
+    out, manifest = onboarded
+    parent = json.load(open(os.path.join(without, "manifest.json")))
+    assert manifest["models"] == [*parent["models"], LEFT_OUT]
+    (step,) = manifest["lineage"]
+    assert step["parent"] == parent["manifest_sha256"]
+    assert step["parent_models"] == parent["models"]
+    assert (step["added"], step["removed"], step["n_train"]) == (LEFT_OUT, None, 600)
+    assert step["heldout"] == {"val": full["val"].n_queries, "calib": full["calib"].n_queries}
+    assert datetime.datetime.fromisoformat(step["at"]).tzinfo is not None
+    assert manifest["prices"][LEFT_OUT] == {"usd_per_input_token": 1e-5,
+                                            "usd_per_output_token": 3e-5}
+    # the held-out rows now carry the new model's labels
+    _, rows, _ = reopen.read_bundle(out)
+    m = full["val"].models.index(LEFT_OUT)
+    np.testing.assert_array_equal(rows.val.scores[:, -1], full["val"].scores[:, m])
+    # re-measured with the new model as a fixed point, re-certified over every point
+    assert len(manifest["lineage"]) == 1 and len(manifest["models"]) - 1 in manifest[
+        "operating"]["model"]
+    assert len(manifest["certification"]["table"]["accuracy"]) == len(
+        manifest["operating"]["model"])
+
+
+def test_onboarded_artifact_loads_and_routes(smoke, onboarded):
+    _, _, full = smoke
+    out, _ = onboarded
+    router = Router.load(out)
+    test = full["test"]
+    for tau in (0.3, 0.6, 0.75, 0.9):
+        decisions = router.decide(test.features[:256], tau)
+        assert finite_rows(decisions).all()
+    records = router.route(["Which gas do plants absorb?"], 0.7)
+    assert set(records[0]["p_hat"]) == set(full["test"].models)
+    # the new model is a fixed operating point, and the reused policy chooses it at high τ'
+    new = len(router.models) - 1
+    assert new in router.policy.models.tolist()
+    policy_taus = router.policy.taus[router.policy.models < 0]
+    x = np.tile(test.features[:200], (len(policy_taus), 1))
+    chosen = router.run(x, np.repeat(policy_taus, 200).astype(np.float32)).model
+    assert new in chosen.tolist()
+
+
+def test_removal_repoints_and_recertifies(smoke, onboarded, tmp_path):
+    _, _, full = smoke
+    out, parent = onboarded
+    gone = "claude-v2"
+    removed = str(tmp_path / "removed")
+    manifest = pipeline.remove_model(out, gone, removed, platforms=("cpu",))
+    assert gone not in manifest["models"] and len(manifest["models"]) == len(parent["models"]) - 1
+    assert manifest["lineage"][-1]["removed"] == gone and len(manifest["lineage"]) == 2
+    assert manifest["lineage"][-1]["parent"] == parent["manifest_sha256"]
+    router = Router.load(removed)
+    test = full["test"]
+    taus = np.repeat(np.nan_to_num(router.policy.taus, nan=0.0), 200).astype(np.float32)
+    fixed = np.repeat(router.policy.models, 200).astype(np.int32)
+    chosen = router.run(np.tile(test.features[:200], (len(router.policy.taus), 1)), taus,
+                        fixed).model
+    assert set(chosen.tolist()) <= set(range(len(manifest["models"])))  # never the removed one
+    # the certificate is recomputed on the held-out rows without it (one fixed point fewer)
+    bundle, rows, _ = reopen.read_bundle(removed)
+    assert gone not in rows.models
+    config = onboarding.training_config(removed, bundle)
+    table, cert = onboarding.remeasure(bundle, rows, config, manifest["certification"]["table"])
+    assert json.loads(json.dumps(cert)) == manifest["certification"]["table"]
+    assert len(cert["accuracy"]) == len(parent["certification"]["table"]["accuracy"]) - 1
+
+
+def test_onboarding_refuses_bad_requests(smoke, onboarded, tmp_path):
+    _, without, full = smoke
+    labels = labels_for(full, LEFT_OUT, 600)
+    with pytest.raises(onboarding.OnboardError, match="already routes to"):
+        pipeline.onboard(onboarded[0], LEFT_OUT, labels, str(tmp_path / "x"))
+    some = labels.subset(np.arange(5, labels.n))  # 5 held-out rows unlabelled
+    with pytest.raises(onboarding.OnboardError, match="miss 5 of the"):
+        pipeline.onboard(without, LEFT_OUT, some, str(tmp_path / "x"))
+    no_cost = dataclasses.replace(labels, costs=None)
+    with pytest.raises(onboarding.OnboardError, match="no cost"):
+        pipeline.onboard(without, LEFT_OUT, no_cost, str(tmp_path / "x"))
+    with pytest.raises(onboarding.OnboardError, match="no model 'nope'"):
+        pipeline.remove_model(without, "nope", str(tmp_path / "x"))
+
+
+def test_command_line_lists_the_heldout_queries_and_adds_a_model(smoke, tmp_path):
+    _, without, full = smoke
+    env = {**os.environ, "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": "--xla_llvm_disable_expensive_passes=true"}
+    listed = tmp_path / "heldout.jsonl"
+    run = lambda *flags: subprocess.run([sys.executable, "-m", "launch.onboard",
+                                         f"--artifact={without}", *flags], env=env,
+                                        capture_output=True, text=True, check=True).stdout
+    run(f"--list_heldout={listed}")
+    queries = [json.loads(line) for line in listed.read_text().splitlines()]
+    assert [q["id"] for q in queries] == [*full["val"].query_ids, *full["calib"].query_ids]
+    labels = labels_for(full, LEFT_OUT, 300)
+    path = tmp_path / "labels.jsonl"
+    write_jsonl(({"id": q, "score": float(s), "cost": float(c), "features": x.tolist()}
+                 for q, s, c, x in zip(labels.query_ids, labels.scores, labels.costs,
+                                       labels.features, strict=True)), str(path))
+    out = run(f"--add={LEFT_OUT}", f"--labels={path}", f"--out={tmp_path / 'added'}",
+              "--platforms=cpu", "--price_in=1e-5", "--price_out=3e-5")
+    assert f"added {LEFT_OUT} (300 training queries), 11 models" in out
+    assert Router.load(str(tmp_path / "added")).models[-1] == LEFT_OUT
