@@ -146,3 +146,32 @@ def test_state_round_trip_and_errors():
         ctl.ControllerConfig(k_i=-1.0)
     with pytest.raises(ValueError, match="priority"):
         ctl.ControllerConfig(priority="cost")
+
+
+def test_the_boost_is_decided_before_the_score_it_scales():
+    """â = 0.4 is above the trigger (0.8 − 0.4619); a failure takes it to 0.2, below. The step
+    of that failure is the plain one: the gain was decided on â before it (before this change it
+    was boosted, and every failure near the trigger was, and no success)."""
+    cfg = ctl.ControllerConfig(k_i=0.1, margin=0.0, forget=0.5, trust_after=0, boost=4.0,
+                               boost_z=2.0)
+    s = ctl.new_state(tau=0.8, base=0.8, lo=0.0, hi=2.0)
+    s.n_feedback, s.acc_est = 10, 0.4
+    ctl.update(s, cfg, 0.0)
+    assert s.integral == pytest.approx(0.1 * 0.8) and s.acc_est == pytest.approx(0.2)
+    ctl.update(s, cfg, 0.0)  # now â = 0.2 was below the trigger before this score: boosted
+    assert s.integral == pytest.approx(0.08 + 0.4 * 0.8)
+
+
+def test_no_upward_bias_when_the_target_is_met():
+    """Scores at 0.8 against a setpoint of 0.77 (the slice's static point when nothing drifts):
+    the knob must go down, boost or not (before this change it drifted up: the boost read the
+    score it scaled)."""
+    import numpy as np  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    cfg = ctl.ControllerConfig(k_i=0.003, margin=0.02, forget=0.95, trust_after=0, boost=4.0,
+                               boost_z=1.0)
+    s = ctl.new_state(tau=0.75, base=5.0, lo=0.0, hi=10.0)  # a range the walk cannot leave
+    for score in (rng.random(20_000) < 0.8).astype(float):
+        ctl.update(s, cfg, score)
+    assert s.integral < -0.5 * 20_000 * 0.003 * 0.03  # at least half the unbiased drift down

@@ -40,9 +40,11 @@ off by default. The boost is gain scheduling on evidence: the plain gain must be
 integral's own noise (each Bernoulli score moves it) to stay well inside the window tolerance,
 which makes it slow to climb out of a sudden shortfall (a regressed model); while â is more
 than z standard errors below the setpoint (se of a Bernoulli at r under the forgetting window)
-the step is `boost` times larger. Boosting only shortfalls keeps the long-run argument above
-conservative: boosted steps have a positive mean error, so the plain steps must carry a
-negative one, and the mean score ends at or above r.
+the step is `boost` times larger. The boost is decided on â before the feedback it scales (so
+the gain does not depend on that score: E[step] = gain x E[error], and the long-run argument
+holds for the boosted sum); boosting only shortfalls keeps it conservative: boosted steps have a
+positive mean error, so the plain steps must carry a negative one, and the mean score ends at or
+above r.
 
 Certificate interplay: until `trust_after` feedbacks have arrived, u >= 0 (never cheaper than
 the static, certified point: the certificate holds on its own terms). Afterwards the controller
@@ -62,6 +64,13 @@ floor just holds). So the knob is u_floor while the interval is not empty; when 
 budget cannot pay for the floor), `priority` decides: "floor" (default) keeps u_floor and
 reports `budget_binding`, "budget" serves at u_budget and the stream's accuracy is allowed below
 τ (it shows in the state, never silently).
+
+Re-pointing (`repoint`): when the per-model drift test (`proteus.online.drift`) excludes a model
+or readmits it, the stream's routing changes under the controller. Its integral is then set back
+to what it was before the drift began (the service passes the value it held when the test's
+statistic was last 0: its climb since compensated a shortfall that routing around the model
+removes), the estimate â restarts at the setpoint, and feedback on decisions made before the
+change (`repointed`) only counts (`record`): it describes routing that is no longer served.
 
 Everything here is plain Python on floats: the service keeps one `ControllerState` per stream,
 the store persists it as JSON.
@@ -115,7 +124,8 @@ class ControllerState:
     tau: the bucket's target; base: p_0, the static operating point's knob position; lo, hi: the
     knob's range; integral: I; nu: the budget dual; acc_est: â (None before any feedback);
     n_feedback: feedbacks applied (n_cost of them with a cost); score_sum, cost_sum: their sums;
-    n_decisions: decisions served; saturated: "", "hi" or "lo" when the last update was clamped.
+    n_decisions: decisions served; saturated: "", "hi" or "lo" when the last update was clamped;
+    repointed: clock of the last re-pointing (None: never; see the module docstring).
     """
 
     tau: float
@@ -133,6 +143,7 @@ class ControllerState:
     cost_sum: float = 0.0
     cost_est: float | None = None
     saturated: str = ""
+    repointed: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -200,6 +211,12 @@ def update(state: ControllerState, cfg: ControllerConfig, score: float,
         raise ValueError(f"score must be in [0, 1], got {score!r}")
     state.n_feedback += 1
     state.score_sum += score
+    # The gain is decided on the estimate BEFORE this score: a gain that read the score it
+    # multiplies would boost every failure that tips â below the trigger and no success (which
+    # lifts it back), an upward bias of ~k_i (boost − 1) P(fail) per feedback whenever â sits
+    # near the trigger; on the slice's flat lanes it walked stationary streams into gpt-4 lanes
+    # (val seed 14: 1.64x the certified router's cost).
+    step = gain(state, cfg) * predicted_error(state, cfg, score, served_at)
     state.prev_est = state.acc_est
     state.acc_est = score if state.acc_est is None else (
         cfg.forget * state.acc_est + (1.0 - cfg.forget) * score)
@@ -207,7 +224,7 @@ def update(state: ControllerState, cfg: ControllerConfig, score: float,
     # Clamping the integral to the actuator range is the anti-windup: a stream whose target is
     # out of reach does not build up a debt that would later hold the knob at a bound after the
     # drift has gone.
-    raw = state.integral + gain(state, cfg) * predicted_error(state, cfg, score, served_at)
+    raw = state.integral + step
     state.integral = min(max(raw, u_min), u_max)
     state.saturated = "hi" if raw > u_max else "lo" if raw < u_min else ""
     if cost is not None:
@@ -244,6 +261,31 @@ def gain(state: ControllerState, cfg: ControllerConfig) -> float:
     var = min(max(setpoint, 0.0), 1.0) * (1 - min(max(setpoint, 0.0), 1.0))
     se = math.sqrt(var * (1 - cfg.forget) / (1 + cfg.forget))  # sd of an EMA of Bernoullis
     return cfg.k_i * (cfg.boost if setpoint - state.acc_est > cfg.boost_z * se else 1.0)
+
+
+def record(state: ControllerState, cfg: ControllerConfig, score: float,
+           cost: float | None = None) -> ControllerState:
+    """Count a feedback on a decision made before the last re-pointing (totals and the budget
+    only: the integral and â do not move); in place."""
+    if not 0.0 <= score <= 1.0:
+        raise ValueError(f"score must be in [0, 1], got {score!r}")
+    state.n_feedback += 1
+    state.score_sum += score
+    if cost is not None:
+        _update_budget(state, cfg, float(cost))
+    return state
+
+
+def repoint(state: ControllerState, cfg: ControllerConfig, now: float,
+            integral: float | None = None) -> ControllerState:
+    """The stream's routing changed at `now` (module docstring): the integral goes back to
+    min(I, `integral`) (None: kept), â restarts at the setpoint; in place."""
+    if integral is not None:
+        u_min, u_max = offset_bounds(state, cfg)
+        state.integral = min(state.integral, max(min(integral, u_max), u_min))
+    state.acc_est, state.prev_est = state.tau + cfg.margin, None
+    state.repointed = now
+    return state
 
 
 def _update_budget(state: ControllerState, cfg: ControllerConfig, cost: float) -> None:
