@@ -28,6 +28,7 @@ import numpy as np
 from proteus.data import RoutingDataset, load_source
 from proteus.encoders import encode_dataset
 from proteus.online import controller as ctl
+from proteus.online import drift
 from proteus.online.service import OnlineService, OnlineSettings
 from proteus.online.store import Store
 from proteus.operating import OperatingPoint, OperatingPolicy
@@ -56,6 +57,7 @@ class ReplayConfig:
     regression: float = 0.3  # share of correct answers the regressed model loses
     price_factor: float = 4.0
     controller: ctl.ControllerConfig = ctl.ControllerConfig()
+    drift: drift.DriftConfig = drift.DriftConfig()
     knob_min_slope: float = OnlineSettings.knob_min_slope
 
     def __post_init__(self):
@@ -168,37 +170,68 @@ def run_static(router: Router, x: np.ndarray, stream: Stream, point: OperatingPo
             "cost": stream.costs[idx, model], "operating_tau": np.full(n, point.operating_tau)}
 
 
+class FeedbackSchedule:
+    """Which requests reveal their score and when: with probability F each request's feedback
+    arrives `delay` requests after it, and what is due at a block's start arrives shuffled. One
+    seeded sequence, so the in-process and the HTTP replay (`experiments.http_replay`) deliver
+    the same feedback in the same order."""
+
+    def __init__(self, cfg: ReplayConfig):
+        self.rng = np.random.default_rng(cfg.seed + 1)
+        self.revealed = self.rng.random(cfg.n) < cfg.feedback_fraction
+        self.delay = cfg.delay
+        self._due: dict[int, list[int]] = {}
+
+    def served(self, i: int) -> None:
+        """Request i was answered: schedule its feedback if it reveals one."""
+        if self.revealed[i]:
+            self._due.setdefault(i + self.delay, []).append(i)
+
+    def ready(self, now: int) -> list[int]:
+        """The requests whose feedback arrives at request index `now`, in arrival order."""
+        ready = [i for t in sorted(k for k in self._due if k <= now) for i in self._due.pop(t)]
+        if ready:
+            self.rng.shuffle(ready)  # feedback arrives out of order
+        return ready
+
+
+def online_settings(cfg: ReplayConfig, controller: ctl.ControllerConfig,
+                    ttl: float | None = None) -> OnlineSettings:
+    """The online service's settings of a replay (`ttl`: feedback_ttl, default 10 n)."""
+    return OnlineSettings(controller=controller, drift=cfg.drift,
+                          feedback_ttl=10.0 * cfg.n if ttl is None else ttl,
+                          knob_min_slope=cfg.knob_min_slope)
+
+
 def run_online(router: Router, x: np.ndarray, stream: Stream, cfg: ReplayConfig,
                controller: ctl.ControllerConfig, tasks: list[str | None] | None = None) -> dict:
     """Route the stream through an `OnlineService` (in-memory SQLite, clock = request index)."""
     n, clock = x.shape[0], [0]
     store = Store(":memory:", clock=lambda: float(clock[0]), retention=10.0 * n)
     counter = iter(range(n))
-    settings = OnlineSettings(controller=controller, feedback_ttl=10.0 * n,
-                              knob_min_slope=cfg.knob_min_slope)
-    service = OnlineService(router, store, settings,
+    service = OnlineService(router, store, online_settings(cfg, controller),
                             new_id=lambda: str(next(counter)))
-    rng = np.random.default_rng(cfg.seed + 1)
-    revealed = rng.random(n) < cfg.feedback_fraction
+    events: list[dict[str, Any]] = []
+    service.listeners.append(lambda e: events.append({**e, "at": clock[0]}))
+    schedule = FeedbackSchedule(cfg)
     model, op_tau = np.zeros(n, np.int32), np.zeros(n)
-    due: dict[int, list[int]] = {}
     for start in range(0, n, cfg.block):
         clock[0] = start
-        ready = [i for t in sorted(k for k in due if k <= start) for i in due.pop(t)]
+        ready = schedule.ready(start)
         if ready:
-            rng.shuffle(ready)  # feedback arrives out of order
             service.feedback([{"request_id": str(i), "score": float(stream.scores[i, model[i]]),
                                "cost": float(stream.costs[i, model[i]])} for i in ready])
         stop = min(n, start + cfg.block)
         decisions = service.route(x[start:stop], cfg.tau,
                                   task=None if tasks is None else tasks[start:stop])
         for i, d in zip(range(start, stop), decisions, strict=True):
-            model[i], op_tau[i] = d["model_index"], d["operating_tau"]
-            if revealed[i]:
-                due.setdefault(i + cfg.delay, []).append(i)
+            model[i], op_tau[i] = d["model_index"], d["knob_tau"]
+            schedule.served(i)
     idx = np.arange(n)
+    state = service.controllers()
     return {"model": model, "score": stream.scores[idx, model], "cost": stream.costs[idx, model],
-            "operating_tau": op_tau, "controllers": service.controllers()["controllers"]}
+            "operating_tau": op_tau, "controllers": state["controllers"],
+            "models": state["models"], "events": events}
 
 
 def windows(values: np.ndarray, cfg: ReplayConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -277,6 +310,9 @@ def replay(router: Router, test: RoutingDataset, cfg: ReplayConfig) -> dict[str,
                                       "point": p.point, "feasible": p.feasible}
                                for name, p in points.items()}, "routers": summary,
             "online_controllers": results["online"]["controllers"],
+            "online_models": results["online"]["models"],
+            "online_events": [{k: v for k, v in e.items() if k != "streams"}
+                              for e in results["online"]["events"]],
             "checks": checks(summary, cfg)}
 
 
@@ -309,6 +345,9 @@ def replay_to(router: Router, test: RoutingDataset, cfg: ReplayConfig, workdir: 
           f"({meta.get('split', 'test')} split, {test.n_queries} queries; {cfg.n} requests, "
           f"feedback {cfg.feedback_fraction:.0%} after {cfg.delay})")
     print(table(payload))
+    for event in payload["online_events"]:
+        print(f"  at request {event['at']}: {event['model']} {event['event']} "
+              f"(shortfall {event['shortfall']:+.3f})")
     print("checks:", json.dumps(payload["checks"]))
     return payload
 

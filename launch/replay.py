@@ -17,6 +17,7 @@ from absl import app, flags, logging
 
 from experiments import replay as rp
 from proteus.online import controller as ctl
+from proteus.online import drift
 from proteus.serving import Router
 
 _ARTIFACT = flags.DEFINE_string("artifact", None, "An exported router artifact.", required=True)
@@ -42,6 +43,17 @@ _CONTROLLER = {name: flags.DEFINE_float(name, getattr(ctl.ControllerConfig, name
                for name, text in _CONTROLLER_HELP.items()}
 _MIN_SLOPE = flags.DEFINE_float("knob_min_slope", rp.ReplayConfig.knob_min_slope,
                                 "Knob slope floor through flat lanes (`adapter.knob`).")
+_DRIFT = flags.DEFINE_bool("drift", drift.DriftConfig.enabled, "Per-model drift test and "
+                           "routing around a model that falls below its p̂.")
+_DRIFT_HELP = {  # DriftConfig fields a replay sets (defaults: the dataclass's)
+    "tolerance": "H_ok: a model realises at least p̂ − tolerance.",
+    "shift": "H_fallen: it realises p̂ − shift or less.",
+    "arl": "Feedbacks of a model between false alarms, at least (threshold log(arl))."}
+_DRIFT_FLAGS = {name: flags.DEFINE_float(f"drift_{name}", getattr(drift.DriftConfig, name), text)
+                for name, text in _DRIFT_HELP.items()}
+_PROBE_EVERY = flags.DEFINE_integer("probe_every", drift.DriftConfig.probe_every,
+                                    "While excluded, 1 in this many of a model's requests "
+                                    "probes it.")
 _BUDGET = flags.DEFINE_float("budget", None, "USD per request (price_change: default the "
                              "static certified router's spend before the shift).")
 _PRIORITY = flags.DEFINE_enum("priority", "floor", ["floor", "budget"],
@@ -53,13 +65,15 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     controller = ctl.ControllerConfig(budget=_BUDGET.value, priority=_PRIORITY.value,
                                       **{name: flag.value for name, flag in _CONTROLLER.items()})
+    drift_cfg = drift.DriftConfig(enabled=_DRIFT.value, probe_every=_PROBE_EVERY.value,
+                                  **{name: flag.value for name, flag in _DRIFT_FLAGS.items()})
     router = Router.load(_ARTIFACT.value)
     test = rp.load_split(router.manifest, _SOURCE.value, _SPLIT.value)
     seeds = [int(s) for s in _SEEDS.value] if _SEEDS.value else [_SEED.value]
     for seed in seeds:  # one process: the router and the split load (and compile) once
         cfg = rp.ReplayConfig(scenario=_SCENARIO.value, tau=_TAU.value, n=_N.value,
                               feedback_fraction=_FRACTION.value, delay=_DELAY.value,
-                              seed=seed, controller=controller,
+                              seed=seed, controller=controller, drift=drift_cfg,
                               knob_min_slope=_MIN_SLOPE.value)
         workdir = os.path.join(_WORKDIR.value, f"seed{seed}") if _SEEDS.value else _WORKDIR.value
         rp.replay_to(router, test, cfg, workdir, artifact=os.path.abspath(_ARTIFACT.value),
