@@ -355,9 +355,9 @@ def test_a_client_that_leaves_stops_the_work(router, upstream, tmp_path):
     app = gateway.create_gateway(router, upstreams, None, gateway.GatewaySettings())
     decide = app.routing.decide
 
-    async def slow_decide(item):
+    async def slow_decide(item, *who):
         await asyncio.sleep(0.5)
-        return await decide(item)
+        return await decide(item, *who)
 
     closed = lambda: _metric(running.url, "proteus_gateway_requests_total", status="499")
     with runner.server_thread(app) as running:
