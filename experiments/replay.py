@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from experiments.replay_report import plot, table  # noqa: F401 (re-exported)
 from proteus.data import RoutingDataset, load_source
 from proteus.encoders import encode_dataset
 from proteus.online import controller as ctl
@@ -35,7 +36,8 @@ from proteus.operating import OperatingPoint, OperatingPolicy
 from proteus.serving import Router
 
 SCENARIOS = ("stationary", "task_shift", "model_regression", "price_change")
-ROUTERS = ("static", "static_certified", "online")
+ROUTERS = ("static", "static_certified", "online")  # "online_http" too with via="http"/"both"
+VIAS = ("inprocess", "http", "both")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,11 +282,18 @@ def key_model(router: Router, test: RoutingDataset, tau: float) -> int:
     return int(np.argmax(np.bincount(model, weights=correct, minlength=test.n_models)))
 
 
-def replay(router: Router, test: RoutingDataset, cfg: ReplayConfig) -> dict[str, Any]:
-    """Run the three routers over one scenario's stream; returns the replay.json payload."""
+def replay(router: Router, test: RoutingDataset, cfg: ReplayConfig,
+           via: str = "inprocess") -> dict[str, Any]:
+    """Run the routers over one scenario's stream; returns the replay.json payload.
+
+    via: the online router "inprocess" (an `OnlineService`), "http" (through a running gateway,
+    `experiments.http_replay`; its router is "online_http") or "both" (and their agreement).
+    """
     if tuple(test.models) != router.models:
         raise ValueError(f"the split's models {test.models} are not the artifact's "
                          f"{router.models}")
+    if via not in VIAS:
+        raise ValueError(f"via must be one of {VIAS}, got {via!r}")
     stream = make_stream(test, cfg, key_model(router, test, cfg.tau))
     x = test.features[stream.rows].astype(np.float32)
     tasks = task_names(router, test.tasks[stream.rows])
@@ -295,30 +304,48 @@ def replay(router: Router, test: RoutingDataset, cfg: ReplayConfig) -> dict[str,
         # Budget = what the static certified router spent before the shift (USD per request).
         pre = results["static_certified"]["cost"][: stream.shifts[0]]
         controller = dataclasses.replace(controller, budget=float(pre.mean()))
-    results["online"] = run_online(router, x, stream, cfg, controller, tasks)
-    summary = {name: summarize(results[name], stream, cfg) for name in ROUTERS}
-    for name in ROUTERS:
+    if via in ("inprocess", "both"):
+        results["online"] = run_online(router, x, stream, cfg, controller, tasks)
+    if via in ("http", "both"):
+        from experiments import http_replay  # noqa: PLC0415 (the gateway: only when asked)
+
+        http_replay.memo_encoder(router, test.texts, test.features)
+        results["online_http"] = http_replay.run_http(router, test.texts, stream, cfg,
+                                                      controller, tasks)
+    summary = {name: summarize(result, stream, cfg) for name, result in results.items()}
+    for name in summary:
         for ref in ("static", "static_certified"):
             summary[name][f"cost_vs_{ref}"] = (summary[name]["long_run_cost"]
                                                / summary[ref]["long_run_cost"])
-    return {"scenario": cfg.scenario, "tau": cfg.tau, "config": _jsonable(cfg),
-            "budget": controller.budget, "stream": stream.info, "shifts": stream.shifts,
-            "static_points": {name: {"operating_tau": None if p.operating_model >= 0
-                                      else p.operating_tau,
-                                      "operating_model": (router.models[p.operating_model]
-                                                          if p.operating_model >= 0 else None),
-                                      "point": p.point, "feasible": p.feasible}
-                               for name, p in points.items()}, "routers": summary,
-            "online_controllers": results["online"]["controllers"],
-            "online_models": results["online"]["models"],
-            "online_events": [{k: v for k, v in e.items() if k != "streams"}
-                              for e in results["online"]["events"]],
-            "checks": checks(summary, cfg)}
+    online = [name for name in ("online", "online_http") if name in results]
+    payload = {
+        "scenario": cfg.scenario, "tau": cfg.tau, "config": _jsonable(cfg),
+        "budget": controller.budget, "stream": stream.info, "shifts": stream.shifts,
+        "static_points": {name: {"operating_tau": None if p.operating_model >= 0
+                                 else p.operating_tau,
+                                 "operating_model": (router.models[p.operating_model]
+                                                     if p.operating_model >= 0 else None),
+                                 "point": p.point, "feasible": p.feasible}
+                          for name, p in points.items()}, "routers": summary,
+        "online_controllers": results[online[0]]["controllers"],
+        "online_models": results[online[0]]["models"],
+        "online_events": [{k: v for k, v in e.items() if k != "streams"}
+                          for e in results[online[0]]["events"]],
+        "checks": checks(summary, cfg, online[0])}
+    if via == "both":
+        payload["checks_http"] = checks(summary, cfg, "online_http")
+        payload["agreement"] = {
+            "same_model": float(np.mean(results["online"]["model"]
+                                        == results["online_http"]["model"])),
+            "online_http_controllers": results["online_http"]["controllers"]}
+    return payload
 
 
-def checks(summary: dict[str, Any], cfg: ReplayConfig) -> dict[str, bool | None]:
-    """The issue's done-when criteria for this run (None where they do not apply)."""
-    on = summary["online"]
+def checks(summary: dict[str, Any], cfg: ReplayConfig,
+           online: str = "online") -> dict[str, bool | None]:
+    """The issue's done-when criteria for this run (None where they do not apply), of the
+    online router `online` ("online" or "online_http")."""
+    on = summary[online]
     drift = cfg.scenario != "stationary"
     rec = [r for r in on["recovery"] if r is not None]
     return {"online_long_run_ge_tau": on["long_run_accuracy"] >= cfg.tau,
@@ -333,10 +360,10 @@ def checks(summary: dict[str, Any], cfg: ReplayConfig) -> dict[str, bool | None]
 
 
 def replay_to(router: Router, test: RoutingDataset, cfg: ReplayConfig, workdir: str,
-              **meta: str) -> dict[str, Any]:
+              via: str = "inprocess", **meta: str) -> dict[str, Any]:
     """`replay`, then WORKDIR/replay.json (with `meta`) and replay.png; prints the table and
     the checks. Returns the payload."""
-    payload = {**replay(router, test, cfg), **meta}
+    payload = {**replay(router, test, cfg, via), "via": via, **meta}
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "replay.json"), "w") as f:
         json.dump(payload, f, indent=1)
@@ -349,57 +376,12 @@ def replay_to(router: Router, test: RoutingDataset, cfg: ReplayConfig, workdir: 
         print(f"  at request {event['at']}: {event['model']} {event['event']} "
               f"(shortfall {event['shortfall']:+.3f})")
     print("checks:", json.dumps(payload["checks"]))
+    if "checks_http" in payload:
+        print("checks (online_http):", json.dumps(payload["checks_http"]))
+        print(f"same model chosen in-process and through HTTP: "
+              f"{payload['agreement']['same_model']:.2%} of the requests")
     return payload
 
 
 def _jsonable(cfg: ReplayConfig) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
-
-
-def table(payload: dict[str, Any]) -> str:
-    """A markdown table of one replay (one row per router)."""
-    lines = ["| router | long-run acc | windows < τ−0.02 | min window | recovery | cost (USD) "
-             "| cost vs certified |", "|---|---|---|---|---|---|---|"]
-    for name, s in payload["routers"].items():
-        lines.append(f"| {name} | {s['long_run_accuracy']:.4f} | {s['share_windows_below']:.3f} "
-                     f"| {s['min_window_accuracy']:.4f} | {s['recovery']} | "
-                     f"{s['long_run_cost']:.3g} | {s['cost_vs_static_certified']:.3f} |")
-    return "\n".join(lines)
-
-
-def plot(payload: dict[str, Any], path: str) -> None:
-    """Windowed accuracy with the τ line, the online τ' (offset), and windowed cost."""
-    import matplotlib  # noqa: PLC0415 (plotting only when asked)
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    tau = payload["tau"]
-    fig, axes = plt.subplots(3, 1, figsize=(8, 9), sharex=True)
-    for name, s in payload["routers"].items():
-        w = s["windows"]
-        axes[0].plot(w["end"], w["accuracy"], label=name)
-        axes[2].plot(w["end"], w["cost"], label=name)
-    online = payload["routers"]["online"]["windows"]
-    axes[1].plot(online["end"], online["operating_tau"], color="C2", label="online τ'")
-    for name, point in payload["static_points"].items():
-        if point["operating_tau"] is not None:  # a fixed-model point has no τ' to draw
-            axes[1].axhline(point["operating_tau"], ls=":",
-                            color="C0" if name == "static" else "C1", label=f"{name} τ'")
-    axes[0].axhline(tau, color="k", lw=1, label="τ")
-    axes[0].axhline(tau - payload["config"]["tolerance"], color="k", lw=1, ls="--",
-                    label="τ − 0.02")
-    for ax in axes:
-        for shift in payload["shifts"]:
-            ax.axvline(shift, color="grey", ls="-.", lw=1)
-        ax.legend(fontsize=7)
-    window = payload["config"]["window"]
-    axes[0].set_ylabel(f"accuracy (last {window} requests)")
-    axes[1].set_ylabel("operating τ' (window mean)")
-    axes[2].set_ylabel("USD per request")
-    axes[2].set_yscale("log")
-    axes[2].set_xlabel("request")
-    axes[0].set_title(f"{payload['scenario']}, τ = {tau}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -5,7 +5,9 @@
 
 Rebuilds the artifact's test split (--split=val: its val split, on which the controller's
 settings are tuned) from its recorded data source (or --source), streams
---n requests through the static, static certified and online routers, and writes
+--n requests through the static, static certified and online routers (--via=http: the online
+router through a running gateway, fed over HTTP; --via=both: both, and how often they agree),
+and writes
 WORKDIR/replay.json, WORKDIR/replay.png and prints the summary table and the done-when checks.
 """
 
@@ -30,6 +32,9 @@ _DELAY = flags.DEFINE_integer("delay", 200, "Feedback arrives this many requests
 _SPLIT = flags.DEFINE_enum("split", "test", ["test", "val"], "The artifact's split to replay "
                            "(tune on val, measure on test).")
 _N = flags.DEFINE_integer("n", 20_000, "Requests streamed.")
+_VIA = flags.DEFINE_enum("via", "inprocess", list(rp.VIAS), "The online router in-process, "
+                         "through a running gateway over HTTP (`experiments.http_replay`), or "
+                         "both (with their agreement).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the draws and the feedback.")
 _SEEDS = flags.DEFINE_list("seeds", None, "Several seeds in one process (overrides --seed); "
                            "each writes WORKDIR/seed<N>/.")
@@ -76,8 +81,8 @@ def main(argv):
                               seed=seed, controller=controller, drift=drift_cfg,
                               knob_min_slope=_MIN_SLOPE.value)
         workdir = os.path.join(_WORKDIR.value, f"seed{seed}") if _SEEDS.value else _WORKDIR.value
-        rp.replay_to(router, test, cfg, workdir, artifact=os.path.abspath(_ARTIFACT.value),
-                     split=_SPLIT.value)
+        rp.replay_to(router, test, cfg, workdir, _VIA.value,
+                     artifact=os.path.abspath(_ARTIFACT.value), split=_SPLIT.value)
 
 
 if __name__ == "__main__":

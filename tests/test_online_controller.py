@@ -175,3 +175,12 @@ def test_no_upward_bias_when_the_target_is_met():
     for score in (rng.random(20_000) < 0.8).astype(float):
         ctl.update(s, cfg, score)
     assert s.integral < -0.5 * 20_000 * 0.003 * 0.03  # at least half the unbiased drift down
+
+
+def test_dead_band_keeps_the_static_point():
+    cfg = ctl.ControllerConfig(k_i=0.1, margin=0.0, trust_after=0, boost=1.0, dead_band=0.05)
+    s = ctl.new_state(tau=0.8, base=0.7, lo=0.5, hi=0.9)
+    s.integral = 0.049
+    assert ctl.offset(s, cfg) == 0.0 and ctl.position(s, cfg) == 0.7
+    s.integral = 0.06
+    assert ctl.offset(s, cfg) == pytest.approx(0.06)

@@ -158,7 +158,7 @@ def test_exclusion_repoints_the_stream(tiny_lane_artifact):
     states = {"t|0.7000": state}
     model = router.models[0]
     assert w.apply("t", model, "t|0.7000", 1.0, 0.8, 1.0, states) is None
-    assert w.health[f"t|{model}"].anchors == {"t|0.7000": 0.0}
+    assert w.health[f"t|{model}"].anchors == {"t|0.7000": [0.0, 0]}
     for n in range(40):
         event = w.apply("t", model, "t|0.7000", 0.0, 0.8, 2.0 + n, states)
         if event is not None:
@@ -171,6 +171,17 @@ def test_exclusion_repoints_the_stream(tiny_lane_artifact):
     ctl.record(state, cfg, 0.0, 1e-4)  # what the service does with a stale feedback
     assert state.integral == before and state.n_feedback == 1 and state.cost_sum == 1e-4
     assert set(w.dirty_states()) == {f"t|{model}"} and w.dirty_states() == {}
+
+
+def test_a_minor_model_takes_back_only_its_share_of_the_climb():
+    """The climb since the anchor (0.1 -> 0.3) is undone in proportion to the excluded model's
+    share of the stream's feedback since then: all of it for a model that served everything, a
+    tenth for one that served a tenth (a climb another drift caused stays)."""
+    state = ctl.new_state(0.7, 0.72, 0.55, 0.85)
+    state.integral, state.n_feedback = 0.3, 1100
+    assert watch.attributed(state, 0.1, 100, 1000) == pytest.approx(0.1)
+    assert watch.attributed(state, 0.1, 100, 100) == pytest.approx(0.28)
+    assert watch.attributed(state, 0.4, 100, 1000) == pytest.approx(0.3)  # never raised
 
 
 def event_time(w, model):

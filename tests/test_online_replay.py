@@ -132,3 +132,23 @@ def test_launcher_smoke(text_artifact, tmp_path):
         payload = json.loads((tmp_path / f"seed{seed}" / "replay.json").read_text())
         assert payload["scenario"] == "task_shift" and payload["config"]["seed"] == seed
         assert payload["split"] == "test" and (tmp_path / f"seed{seed}" / "replay.png").exists()
+
+
+def test_the_http_replay_gives_the_in_process_numbers(tiny_text_artifact, tiny_test):
+    """`--via=both`: the same scenario through a running gateway (fake upstream answering from
+    the stream's outcomes, feedback posted to /v1/feedback after the delay) chooses the same
+    model for every request as the in-process replay, so every number agrees."""
+    router = Router.load(tiny_text_artifact, warmup=0)
+    texts = np.asarray([f"question {i}" for i in range(tiny_test.n_queries)])
+    data = dataclasses.replace(tiny_test, texts=texts)
+    cfg = rp.ReplayConfig(scenario="model_regression", tau=0.7, n=800, warmup=200, window=200,
+                          delay=40)
+    out = rp.replay(router, data, cfg, via="both")
+    assert out["agreement"]["same_model"] == 1.0
+    online, http = out["routers"]["online"], out["routers"]["online_http"]
+    for key in ("long_run_accuracy", "long_run_cost", "share_windows_below", "recovery"):
+        assert online[key] == http[key], key
+    assert out["checks_http"] == out["checks"]
+    (stream,) = out["agreement"]["online_http_controllers"].values()
+    assert stream["n_decisions"] == 800 and stream["n_feedback"] == out["online_controllers"][
+        "default|0.7000"]["n_feedback"]

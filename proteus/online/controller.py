@@ -95,6 +95,7 @@ class ControllerConfig:
     boost: float = 4.0  # integral gain multiplier while the shortfall is significant (1: off)
     boost_z: float = 1.0  # ... significant: r − â > boost_z standard errors of â
     smith: float = 1.0  # delay compensation: weight of the knob's move since the decision
+    dead_band: float = 0.0  # |u| below this serves the static point itself (knob units)
     trust_after: int = 100  # feedbacks before the knob may go below the static point
     allow_below_certified: bool = True  # False: the static (certified) point is a floor forever
     budget: float | None = None  # USD per request; None: no cost constraint
@@ -106,7 +107,7 @@ class ControllerConfig:
             raise ValueError(f"priority must be 'floor' or 'budget', got {self.priority!r}")
         if not self.boost >= 1.0:
             raise ValueError(f"boost must be >= 1, got {self.boost!r}")
-        for name in ("k_i", "k_p", "k_d", "k_b", "boost_z", "smith"):
+        for name in ("k_i", "k_p", "k_d", "k_b", "boost_z", "smith", "dead_band"):
             if not getattr(self, name) >= 0.0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0.0 <= self.forget < 1.0:
@@ -174,7 +175,7 @@ def floor_offset(state: ControllerState, cfg: ControllerConfig) -> float:
     u_min, u_max = offset_bounds(state, cfg)
     u = state.integral
     if state.acc_est is not None:
-        u += cfg.k_p * (state.tau + cfg.margin - state.acc_est)
+        u += cfg.k_p * (setpoint(state, cfg) - state.acc_est)
         if state.prev_est is not None:
             u += cfg.k_d * (state.prev_est - state.acc_est)
     return min(max(u, u_min), u_max)
@@ -186,11 +187,12 @@ def budget_offset(state: ControllerState) -> float:
 
 
 def offset(state: ControllerState, cfg: ControllerConfig) -> float:
-    """The knob: u_floor, unless the budget binds and has priority (module docstring)."""
+    """The knob: u_floor, unless the budget binds and has priority (module docstring); 0 (the
+    static point itself) while |u| < dead_band."""
     u = floor_offset(state, cfg)
     if cfg.budget is not None and cfg.priority == "budget":
         u = max(min(u, budget_offset(state)), state.lo - state.base)
-    return u
+    return 0.0 if abs(u) < cfg.dead_band else u
 
 
 def position(state: ControllerState, cfg: ControllerConfig) -> float:
@@ -247,7 +249,7 @@ def predicted_error(state: ControllerState, cfg: ControllerConfig, score: float,
     At rest p = served_at and the correction vanishes; summed over a stream it telescopes to
     (knob travel) x (feedbacks in flight), so the long-run argument holds as n grows.
     """
-    error = state.tau + cfg.margin - score
+    error = setpoint(state, cfg) - score
     if served_at is None or cfg.smith == 0.0:
         return error
     return error - cfg.smith * (position(state, cfg) - served_at)
@@ -255,12 +257,18 @@ def predicted_error(state: ControllerState, cfg: ControllerConfig, score: float,
 
 def gain(state: ControllerState, cfg: ControllerConfig) -> float:
     """k_i, times `boost` while â is significantly below the setpoint (after one window)."""
-    setpoint = state.tau + cfg.margin
+    r = setpoint(state, cfg)
     if cfg.boost == 1.0 or state.acc_est is None or state.n_feedback * (1 - cfg.forget) < 1:
         return cfg.k_i
-    var = min(max(setpoint, 0.0), 1.0) * (1 - min(max(setpoint, 0.0), 1.0))
+    var = min(max(r, 0.0), 1.0) * (1 - min(max(r, 0.0), 1.0))
     se = math.sqrt(var * (1 - cfg.forget) / (1 + cfg.forget))  # sd of an EMA of Bernoullis
-    return cfg.k_i * (cfg.boost if setpoint - state.acc_est > cfg.boost_z * se else 1.0)
+    significant = r - state.acc_est > cfg.boost_z * se
+    return cfg.k_i * (cfg.boost if significant else 1.0)
+
+
+def setpoint(state: ControllerState, cfg: ControllerConfig) -> float:
+    """r = τ + margin."""
+    return state.tau + cfg.margin
 
 
 def record(state: ControllerState, cfg: ControllerConfig, score: float,
@@ -283,7 +291,7 @@ def repoint(state: ControllerState, cfg: ControllerConfig, now: float,
     if integral is not None:
         u_min, u_max = offset_bounds(state, cfg)
         state.integral = min(state.integral, max(min(integral, u_max), u_min))
-    state.acc_est, state.prev_est = state.tau + cfg.margin, None
+    state.acc_est, state.prev_est = setpoint(state, cfg), None
     state.repointed = now
     return state
 
@@ -307,7 +315,7 @@ def summary(state: ControllerState, cfg: ControllerConfig) -> dict[str, Any]:
     mean_cost = state.cost_sum / state.n_cost if state.n_cost else None
     binding = cfg.budget is not None and budget_offset(state) < floor_offset(state, cfg)
     return {**state.to_dict(), "offset": offset(state, cfg),
-            "position": position(state, cfg), "setpoint": state.tau + cfg.margin,
+            "position": position(state, cfg), "setpoint": setpoint(state, cfg),
             "mean_score": state.score_sum / n if n else None, "mean_cost": mean_cost,
             "trusted": n >= cfg.trust_after, "budget": cfg.budget,
             "budget_offset": budget_offset(state) if cfg.budget is not None else None,

@@ -93,7 +93,8 @@ class ModelHealth:
     last_shortfall: predicted − realised over the run that triggered it (last_evidence: that
     run's feedbacks and mean realised and predicted scores); would_serve: requests
     the router would have sent it while excluded (every `probe_every`-th is a probe); anchors:
-    each stream's controller integral the last time `down` was 0 (before the drift began).
+    each stream's controller [integral, feedbacks] the last time `down` was 0 (before the drift
+    began).
     """
 
     down: float = 0.0
@@ -110,7 +111,7 @@ class ModelHealth:
     last_shortfall: float | None = None
     last_evidence: dict[str, float] | None = None
     would_serve: int = 0
-    anchors: dict[str, float] = dataclasses.field(default_factory=dict)
+    anchors: dict[str, list[float]] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

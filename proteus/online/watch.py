@@ -5,9 +5,10 @@ false scores cannot get a model routed around for anyone else (a model that regr
 everyone is found in each tenant that uses it, on that tenant's feedback).
 
 On an event the streams the model served (those holding an anchor) are re-pointed
-(`controller.repoint`): on exclusion their integral goes back to its anchor, the value it held
-when the exclusion test's statistic was last 0, i.e. before the shortfall that led to the
-exclusion; on readmission it is kept. Either way feedback on decisions made before the change
+(`controller.repoint`): on exclusion the climb of their integral since its anchor (the value it
+held when the exclusion test's statistic was last 0, i.e. before the shortfall that led to the
+exclusion) is undone in proportion to the model's share of the stream's feedback since then
+(`attributed`); on readmission it is kept. Either way feedback on decisions made before the change
 only counts. Events are logged (`log_event`, one WARNING line naming the model and by how much)
 and handed to the service's listeners (the gateway's metrics).
 """
@@ -75,16 +76,17 @@ class Watch:
         health = self.health.setdefault(key, drift.ModelHealth())
         self._dirty.add(key)
         if not health.excluded and health.down == 0.0 and stream in states:
-            # no evidence of a fall yet: the stream's integral before this feedback is its
-            # value before any drift this test may find
-            health.anchors[stream] = states[stream].integral
+            # no evidence of a fall yet: the stream's integral (and feedback count) before this
+            # feedback are its values before any drift this test may find
+            health.anchors[stream] = [states[stream].integral, states[stream].n_feedback]
         event = drift.update(health, self.cfg, score, p_hat, now)
         if event is None:
             return None
         streams = sorted(s for s in health.anchors if s in states)
         for s in streams:
-            anchor = health.anchors[s] if event == "excluded" else None
-            ctl.repoint(states[s], self.controller, now, anchor)
+            target = (attributed(states[s], *health.anchors[s], health.last_evidence["feedbacks"])
+                      if event == "excluded" else None)
+            ctl.repoint(states[s], self.controller, now, target)
         return {"event": event, "tenant": tenant, "model": model, "streams": streams,
                 "shortfall": health.last_shortfall, **(health.last_evidence or {}),
                 "threshold": self.cfg.threshold, "probe_every": self.cfg.probe_every}
@@ -99,6 +101,16 @@ class Watch:
         out = {k: self.health[k].to_dict() for k in self._dirty if k in self.health}
         self._dirty.clear()
         return out
+
+
+def attributed(state: ctl.ControllerState, anchor: float, anchor_n: int, model_n: int) -> float:
+    """The integral once the excluded model's part of its climb is undone: the climb since the
+    anchor, I − anchor, is attributed to the model in proportion to its share of the stream's
+    feedback since then (its `model_n` feedbacks of the run that excluded it, over the stream's
+    n − anchor_n): a model that served most of the stream takes the whole climb back with it,
+    a minor one little of it (a climb that other drift caused stays)."""
+    share = min(1.0, model_n / max(1, state.n_feedback - anchor_n))
+    return state.integral - share * max(0.0, state.integral - anchor)
 
 
 def log_event(event: dict[str, Any]) -> None:
