@@ -43,9 +43,12 @@ _CONTROLLER_HELP = {  # ControllerConfig fields a replay sets (defaults: the dat
     "k_i": "Integral gain.", "k_p": "Proportional gain.", "k_d": "Derivative gain.",
     "margin": "Setpoint τ + margin.", "forget": "Forgetting factor ρ.",
     "boost": "Gain multiplier on a significant shortfall.", "boost_z": "... significant: z.",
-    "smith": "Delay compensation weight."}
+    "smith": "Delay compensation weight.", "dead_band": "Offsets below this serve the static "
+    "point itself."}
 _CONTROLLER = {name: flags.DEFINE_float(name, getattr(ctl.ControllerConfig, name), text)
                for name, text in _CONTROLLER_HELP.items()}
+_BELOW = flags.DEFINE_bool("allow_below_certified", ctl.ControllerConfig.allow_below_certified,
+                           "Let the knob go below the static (certified) point once trusted.")
 _MIN_SLOPE = flags.DEFINE_float("knob_min_slope", rp.ReplayConfig.knob_min_slope,
                                 "Knob slope floor through flat lanes (`adapter.knob`).")
 _DRIFT = flags.DEFINE_bool("drift", drift.DriftConfig.enabled, "Per-model drift test and "
@@ -69,6 +72,7 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
     controller = ctl.ControllerConfig(budget=_BUDGET.value, priority=_PRIORITY.value,
+                                      allow_below_certified=_BELOW.value,
                                       **{name: flag.value for name, flag in _CONTROLLER.items()})
     drift_cfg = drift.DriftConfig(enabled=_DRIFT.value, probe_every=_PROBE_EVERY.value,
                                   **{name: flag.value for name, flag in _DRIFT_FLAGS.items()})

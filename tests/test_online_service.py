@@ -14,7 +14,8 @@ from proteus.serving import Router
 pytest_plugins = ["tests.serving_fixtures"]
 
 # smith=0: the plain integral, so sums can be checked by hand and feedback order does not matter.
-CFG = ctl.ControllerConfig(k_i=0.01, margin=0.0, trust_after=0, boost=1.0, smith=0.0)
+CFG = ctl.ControllerConfig(k_i=0.01, margin=0.0, trust_after=0, boost=1.0, smith=0.0,
+                           dead_band=0.0, allow_below_certified=True)
 
 
 @pytest.fixture(scope="module")

@@ -46,12 +46,15 @@ holds for the boosted sum); boosting only shortfalls keeps it conservative: boos
 positive mean error, so the plain steps must carry a negative one, and the mean score ends at or
 above r.
 
-Certificate interplay: until `trust_after` feedbacks have arrived, u >= 0 (never cheaper than
-the static, certified point: the certificate holds on its own terms). Afterwards the controller
-may go below the certified point down to the lowest lane, because the realised feedback of this
-very stream now carries the floor (the certificate is a calibration-time bound for exchangeable
-traffic; feedback is evidence about the traffic actually served). `allow_below_certified=False`
-keeps u >= 0 forever: the certified point is then a floor and the controller only buys quality.
+Certificate interplay (default, `allow_below_certified=False`): u >= 0 forever, the certified
+point is a floor and the controller only buys quality; and while |u| < `dead_band` the stream is
+served at the static point itself (`adapter.serve`), so a stream that no sustained shortfall has
+moved routes exactly as the static certified router. Chosen on val replays (docs/online.md): the
+slice's lanes just below its certified point fall off a cliff (0.78 -> 0.69 realised accuracy
+between τ' 0.698 and 0.675), and small moves above it on noise cost up to 1.6x. With
+`allow_below_certified=True`, after `trust_after` feedbacks the controller may go below the
+certified point down to the lowest lane (the realised feedback of this very stream then carries
+the floor: the certificate is a calibration-time bound for exchangeable traffic).
 
 Budget: an optional cost cap B (USD per request) has its own dual ν >= 0, in knob units,
 
@@ -95,9 +98,13 @@ class ControllerConfig:
     boost: float = 4.0  # integral gain multiplier while the shortfall is significant (1: off)
     boost_z: float = 1.0  # ... significant: r − â > boost_z standard errors of â
     smith: float = 1.0  # delay compensation: weight of the knob's move since the decision
-    dead_band: float = 0.0  # |u| below this serves the static point itself (knob units)
+    # |u| below this serves the static point itself (knob units): a stream leaves its certified
+    # point on a sustained shortfall, not on a few unlucky scores (docs/online.md)
+    dead_band: float = 0.05
     trust_after: int = 100  # feedbacks before the knob may go below the static point
-    allow_below_certified: bool = True  # False: the static (certified) point is a floor forever
+    # True: after trust_after feedbacks the knob may go below the static (certified) point; off
+    # by default: below it the slice's lanes fall off a cliff (docs/online.md, val replays)
+    allow_below_certified: bool = False
     budget: float | None = None  # USD per request; None: no cost constraint
     k_b: float = 0.002  # budget dual step (knob units per unit relative overspend)
     priority: str = "floor"  # when floor and budget conflict: "floor" | "budget"

@@ -59,7 +59,7 @@ class DriftConfig:
     enabled: bool = True
     tolerance: float = 0.05  # a: H_ok allows the model to realise down to p̂ − a
     shift: float = 0.15  # b: H_fallen, realised at p̂ − b or below
-    arl: float = 10_000.0  # e^h: feedbacks of a model between false alarms, at least
+    arl: float = 1000.0  # e^h: feedbacks of a model between false alarms, at least
     probe_every: int = 20  # while excluded, 1 in this many of its would-be requests goes to it
     forget: float = 0.98  # the shortfall estimate's forgetting factor (metrics only)
     clip: float = 0.01  # q_a, q_b are clipped to [clip, 1 − clip]
