@@ -70,8 +70,10 @@ def test_a_fall_is_found_and_a_recovery_readmits():
         if drift.update(health, cfg, float(rng.random() < 0.85), 0.85, float(n + m)) is not None:
             break
     assert not health.excluded and health.events == 2 and m < 300
-    probes = [drift.probe(health, CFG) for _ in range(8)]
-    assert probes == [False, False, False, True] * 2
+    rows = np.random.default_rng(5).normal(size=(400, 4)).astype(np.float32)
+    probes = [drift.probe(health, CFG, row.tobytes()) for row in rows]
+    assert 60 < sum(probes) < 140 and health.would_serve == 400  # 1 in probe_every = 4
+    assert probes == [drift.probe(health, CFG, row.tobytes()) for row in rows]  # by content
 
 
 def test_choose_reproduces_the_exported_choice(tiny_artifact):
@@ -133,7 +135,7 @@ def test_the_service_routes_around_a_fallen_model_and_back(tiny_lane_artifact, c
     served = [d for d in after if d["model_index"] == bad]
     rerouted = [d for d in after if d["rerouted_from"] == name]
     assert all(d["probe"] for d in served) and len(rerouted) > 0
-    assert len(served) == (len(served) + len(rerouted)) // 5  # one in probe_every
+    assert 0.1 < len(served) / (len(served) + len(rerouted)) < 0.35  # ~1 in probe_every = 5
     other = service.route(x, 0.7, tenant="b")  # another tenant still routes to it
     assert [d["model_index"] for d in other] == [d["model_index"] for d in first]
     for step in range(60):  # its probes now score as predicted

@@ -33,7 +33,8 @@ inside H_ok, so its statistic drifts down and real false alarms are far rarer th
 Scores of partial credit are fine: the argument only needs s in [0, 1].
 
 While a model is excluded the router routes around it (`proteus.online.adapter.serve`), so it
-gets no feedback; one in `probe_every` of the requests it would have served still goes to it,
+gets no feedback; one in `probe_every` of the requests it would have served (by a hash of the
+query: `probe`) still goes to it,
 which feeds the readmission test (a probe costs at most the model's shortfall on 1/probe_every of
 its share). What an operator reads: `shortfall` (predicted − realised, mean over the run of
 evidence that led to the last decision, and a forgetting-window estimate of the same while nothing
@@ -47,6 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import zlib
 from typing import Any
 
 EVENTS = ("excluded", "readmitted")
@@ -92,7 +94,7 @@ class ModelHealth:
     estimates; events: exclusions and readmissions so far; changed_at: clock of the last one;
     last_shortfall: predicted − realised over the run that triggered it (last_evidence: that
     run's feedbacks and mean realised and predicted scores); would_serve: requests
-    the router would have sent it while excluded (every `probe_every`-th is a probe); anchors:
+    the router would have sent it while excluded (1 in `probe_every` is a probe); anchors:
     each stream's controller [integral, feedbacks] the last time `down` was 0 (before the drift
     began).
     """
@@ -174,11 +176,15 @@ def update(health: ModelHealth, cfg: DriftConfig, score: float, p_hat: float,
     return event
 
 
-def probe(health: ModelHealth, cfg: DriftConfig) -> bool:
+def probe(health: ModelHealth, cfg: DriftConfig, content: bytes) -> bool:
     """Count one request the router would send to this (excluded) model; True when it is a
-    probe (served by the model all the same, for the readmission test's evidence)."""
+    probe (served by the model all the same, for the readmission test's evidence): when the
+    CRC-32 of its `content` (the query's features) falls in 1 of `probe_every`. Chosen by
+    content, not by arrival order, so concurrent requests are probes whatever order they are
+    routed in (the HTTP replay gives the in-process replay's numbers); a question asked again
+    is a probe again."""
     health.would_serve += 1
-    return health.would_serve % cfg.probe_every == 0
+    return zlib.crc32(content) % cfg.probe_every == 0
 
 
 def summary(health: ModelHealth, cfg: DriftConfig) -> dict[str, Any]:

@@ -191,7 +191,8 @@ class OnlineService:
             positions = np.asarray([ctl.position(s, self.cfg) for s in states])[inverse]
             d, unmasked, probed = adapter.serve(
                 self.router, self.knob, x, positions, [s for _, s in streams], inverse, task_ids,
-                self.watch.excluded(tenants), lambda i, m: self.watch.probe(tenants[i], m))
+                self.watch.excluded(tenants),
+                lambda i, m: self.watch.probe(tenants[i], m, x[i].tobytes()))
             d = d._replace(tau=np.asarray([keys[j][1] for j in inverse], np.float64))
             finite = finite_rows(d)
             records = iter(self.router.records(take_rows(d, np.flatnonzero(finite))))
@@ -275,7 +276,7 @@ class OnlineService:
             if event is not None:
                 events.append(event)
                 changed.update({k: self._states[k] for k in event["streams"]})
-        if state.repointed is not None and dec.created <= state.repointed:
+        if state.repointed is not None and dec.created < state.repointed:
             ctl.record(state, self.cfg, score, cost)  # served before the routing changed
         else:
             ctl.update(state, self.cfg, score, cost,

@@ -59,11 +59,12 @@ class Watch:
                 out[rows, self.models.index(model)] = True
         return out
 
-    def probe(self, tenant: str, model_index: int) -> bool:
-        """A request of `tenant` the router would send to the excluded model: is it a probe?"""
+    def probe(self, tenant: str, model_index: int, content: bytes) -> bool:
+        """A request of `tenant` (its features' bytes: `content`) the router would send to the
+        excluded model: is it a probe (`drift.probe`)?"""
         key = health_key(tenant, self.models[model_index])
         self._dirty.add(key)
-        return drift.probe(self.health[key], self.cfg)
+        return drift.probe(self.health[key], self.cfg, content)
 
     def apply(self, tenant: str, model: str, stream: str, score: float, p_hat: float,
               now: float, states: dict[str, ctl.ControllerState]) -> dict[str, Any] | None:
