@@ -96,6 +96,11 @@ def test_replay_runs_three_routers(tiny_lane_artifact, tiny_test, tmp_path):
     rp.plot(out, str(tmp_path / "replay.png"))
     assert (tmp_path / "replay.png").stat().st_size > 0
     assert "| online |" in rp.table(out)
+    from benchmarks import replay_table  # noqa: PLC0415 (the docs' table from replay.json)
+
+    (tmp_path / "replay.json").write_text(json.dumps(out))
+    row = replay_table.row(str(tmp_path / "replay.json"))
+    assert row.startswith("| 0.7 | model_regression | 0 | ") and row.count(" / ") == 9
 
 
 def test_splits_are_rebuilt_and_checked():
