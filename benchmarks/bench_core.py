@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.configs import common
+from proteus.pipeline import config as config_lib
 from proteus.training import loop, networks, predictor_phase, train
 
 
@@ -91,9 +93,10 @@ def make_problem(args: argparse.Namespace, n: int, seed: int = 0):
     features = rng.normal(size=(n, args.features)).astype(np.float32)
     scores = (rng.uniform(size=(n, args.models)) < 0.7).astype(np.float32)
     costs = rng.lognormal(-8.0, 1.0, size=(n, args.models)).astype(np.float32)
-    spec = networks.RouterSpec(n_models=args.models, feature_dim=args.features,
-                               hidden=args.hidden, policy_hidden=args.policy_hidden)
-    static = train.StaticConfig(spec=spec, batch_size=args.batch)
+    base = common.base_config()  # every other setting as the config has it, one predictor
+    spec = config_lib.router_spec(base, args.models, args.features, 0)._replace(
+        hidden=args.hidden, policy_hidden=args.policy_hidden, folds=1, groups=0)
+    static = config_lib.static_config(base, spec)._replace(batch_size=args.batch)
     stats = networks.data_stats(features, costs)
     data = train.Batch(jnp.asarray(features), jnp.asarray(scores), jnp.asarray(costs))
     return static, stats, data

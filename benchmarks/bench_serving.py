@@ -28,14 +28,16 @@ import jax
 import numpy as np
 import uvicorn
 
+from experiments.configs import common
 from proteus import serving
+from proteus.pipeline import config as config_lib
 from proteus.training import export, networks
 
 
 def quickstart_artifact(out: str, encoder: dict | None = None) -> str:
     """Export random parameters of the quickstart shapes to `out` (precomputed 64-d features
     unless another `Encoder.to_config()` is given); one policy operating point per lane."""
-    spec = networks.RouterSpec(n_models=11, feature_dim=64)
+    spec = config_lib.router_spec(common.base_config(), 11, 64, 0)._replace(folds=1, groups=0)
     rng = np.random.default_rng(0)
     stats = networks.data_stats(rng.normal(size=(512, 64)), rng.uniform(1e-5, 1e-3, (512, 11)))
     params = jax.jit(networks.init_params, static_argnums=0)(spec, jax.random.key(0), stats)

@@ -23,8 +23,9 @@ import time
 import jax
 import jax.numpy as jnp
 
-from experiments import pipeline, sweep
+from experiments import sweep
 from experiments.configs import quickstart
+from proteus.pipeline.setup import initial_state, load_splits, make_setup, training_data
 from proteus.training import loop, predictor_phase, train
 
 
@@ -33,15 +34,15 @@ def make_program(n: int, lanes: int, runs: int, variant: str = ""):
     config = quickstart.get_config(variant or None)
     config.data.source = f"synthetic:routerbench?n={n}&seed=0&signal=1.0"
     config.lanes.n = lanes
-    splits = pipeline.load_splits(config)
+    splits = load_splits(config)
     grid = sweep.default_grid()
     grid.update(dict(seeds=runs, policy_lr=(), dual_lr=()))
     specs = sweep.expand_grid(config, grid)
-    setup = pipeline.make_setup(config, splits, hparams=sweep.grid_hparams(specs))
+    setup = make_setup(config, splits, hparams=sweep.grid_hparams(specs))
     init_keys, run_keys = sweep.seed_keys(config.seed, [r.seed for r in specs])
     setup = dataclasses.replace(setup, init_keys=init_keys, run_keys=run_keys)
-    state = jax.jit(lambda: pipeline.initial_state(setup, config))()
-    data = pipeline.training_data(config, splits)  # with fold ids when cross-fitting
+    state = jax.jit(lambda: initial_state(setup))()
+    data = training_data(config, splits)  # with fold ids when cross-fitting
     return config, setup, state, data
 
 

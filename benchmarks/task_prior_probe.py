@@ -23,10 +23,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import pipeline
+from experiments import runs
 from proteus.data.dataset import task_index, task_vocabulary
 from proteus.evaluation import metrics
 from proteus.evaluation.baselines import plugin
+from proteus.pipeline.setup import training_pool
 from proteus.training import crossfit, networks
 
 LAMBDAS = np.concatenate([[0.0], np.geomspace(1e-3, 1e4, 600), [np.inf]])
@@ -49,9 +50,10 @@ def calibrate(columns: jax.Array, theta: jax.Array) -> np.ndarray:
 
 def probe(workdir: str) -> dict[str, float]:
     """{"pool_without", "pool_with", "val_without", "val_with"}: plug-in AIQs (run 0)."""
-    config, splits, setup, state = pipeline.load_trained(workdir)
-    spec, params = setup.static.spec, pipeline.run_slice(state, 0).params
-    pool, fold = pipeline.training_pool(splits, config.train.folds, config.data.split_salt)
+    run = runs.load_trained(workdir)
+    config, splits, setup = run.config, run.splits, run.setup
+    spec, params = setup.static.spec, run.run(0).params
+    pool, fold = training_pool(splits, config.train.folds, config.data.split_salt)
     names = task_vocabulary(pool.tasks)
     tasks = task_index(names, pool.tasks)
     features, scores = jnp.asarray(pool.features, jnp.float32), pool.scores.astype(np.float64)

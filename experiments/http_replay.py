@@ -21,7 +21,10 @@ which would make a 20,000-request replay hours long). `encode=True` encodes ever
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -33,6 +36,7 @@ from proteus.gateway import runner
 from proteus.gateway.config import Upstream
 from proteus.online import controller as ctl
 from proteus.serving import Router
+from proteus.serving.server import ServerSettings
 
 TASK_HEADER = "x-proteus-task"
 
@@ -95,13 +99,39 @@ class ReplayUpstream:
         await send({"type": "http.response.body", "body": answer})
 
 
+# Loopback servers of a benchmark: the live defaults (10 s for headers and bodies, idle keep-alive
+# connections closed after 5 s, when the client's pool also lets them go) let a CPU-starved
+# replay lose a request to a connection closed under it (httpx.ReadError).
+REPLAY_HTTP = ServerSettings(read_timeout_s=600.0, header_timeout_s=600.0,
+                             keep_alive_timeout_s=600)
+# The start-up warnings a live gateway owes its operator (state in ':memory:' not kept, open mode
+# asks for τ the router cannot serve feasibly) say nothing about a replay; the drift events stay.
+STARTUP_LOGGERS = ("proteus.gateway.online", "proteus.gateway.app")
+
+
+@contextlib.contextmanager
+def quiet_startup() -> Iterator[None]:
+    """STARTUP_LOGGERS at ERROR inside the block."""
+    loggers = [logging.getLogger(name) for name in STARTUP_LOGGERS]
+    levels = [one.level for one in loggers]
+    for one in loggers:
+        one.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for one, level in zip(loggers, levels, strict=True):
+            one.setLevel(level)
+
+
 def make_gateway(router: Router, upstream_url: str, cfg: rp.ReplayConfig,
                  controller: ctl.ControllerConfig, usage_db: str) -> gateway.GatewayApp:
     """The gateway of a replay: open mode, every model at `upstream_url`, online on."""
     upstreams = {m: Upstream(m, upstream_url + "/v1", m, 60.0, None) for m in router.models}
     settings = gateway.GatewaySettings(
-        usage_db=usage_db, online=rp.online_settings(cfg, controller, ttl=10 * 86400.0))
-    return gateway.create_gateway(router, upstreams, None, settings)
+        usage_db=usage_db, online=rp.online_settings(cfg, controller, ttl=10 * 86400.0),
+        route=REPLAY_HTTP)
+    with quiet_startup():
+        return gateway.create_gateway(router, upstreams, None, settings)
 
 
 async def drive(url: str, texts: list[str], tasks: list[str | None] | None,
@@ -147,7 +177,8 @@ def run_http(router: Router, test_texts: np.ndarray, stream: rp.Stream, cfg: rp.
              usage_db: str = ":memory:") -> dict:
     """The online router's results over HTTP (the `run_online` form, τ' as NaN: the client does
     not see it) and the gateway's controllers at the end."""
-    with runner.server_thread(ReplayUpstream(stream, router.models)) as upstream:
+    with runner.server_thread(ReplayUpstream(stream, router.models),
+                              settings=REPLAY_HTTP) as upstream:
         app = make_gateway(router, upstream.url, cfg, controller, usage_db)
         with runner.server_thread(app) as running:
             texts = test_texts[stream.rows].tolist()

@@ -1,49 +1,43 @@
-"""Launcher logging: the job's own INFO lines on stderr, Orbax's and sentence-transformers' not.
+"""Launcher logging: what a user sees is the launcher's own output and the warnings that matter.
 
-Orbax logs every save and restore step at INFO through absl, which interleaves with the main job's
-progress bars. Launchers call `job_logging()` instead of `absl.logging.set_verbosity`; the library
-itself configures no logging.
+absl's `app.run` turns INFO on for every logger (it sets the root logger's level), so each
+command used to print a dozen lines of library internals: jax's "Unable to initialize backend
+'tpu'", Orbax's checkpoint handlers and read speeds (Orbax logs through absl), datasets' and
+sentence-transformers' notes. A launcher's results are its printed output (progress bars, tables,
+the paths it wrote), so launchers call `job_logging()`: every logger at WARNING, in a short
+"WARNING: message" form, and the loggers in NOISY_LOGGERS one level higher still. The choice is by
+logger name and level only. `--verbosity=0` (or `-v 0`; 1 for DEBUG) on the command line brings
+back absl's INFO lines in absl's own format, for debugging. The library configures no logging.
 """
 
 from __future__ import annotations
 
 import logging as std_logging
-import os
 
-from absl import logging
+from absl import flags, logging
+from absl.logging import converter
 
-QUIET_PACKAGES = ("orbax",)  # they log through absl: records below WARNING dropped by source path
-# Standard loggers set to WARNING: when the optional text encoder loads, sentence-transformers'
-# "Loading SentenceTransformer model from ...", datasets' "JAX version ... available" and jax's
-# "Unable to initialize backend 'tpu'" on a machine without one.
-QUIET_LOGGERS = ("sentence_transformers", "datasets", "jax")
-
-
-class _QuietBelowWarning(std_logging.Filter):
-    """Drops records below WARNING written from the source tree of a quiet package."""
-
-    def __init__(self, packages: tuple[str, ...]):
-        super().__init__()
-        self.parts = tuple(f"{os.sep}{p}{os.sep}" for p in packages)
-
-    def filter(self, record: std_logging.LogRecord) -> bool:
-        return record.levelno >= std_logging.WARNING or not any(
-            part in record.pathname for part in self.parts)
+QUIET_LEVEL = std_logging.WARNING
+# Loggers whose warnings say nothing a launcher's user can act on -> the level they keep. (None
+# today: jax, Orbax, datasets and sentence-transformers are quiet at WARNING.)
+NOISY_LOGGERS: dict[str, int] = {}
+SHORT_FORMAT = "%(levelname)s: %(message)s"
 
 
-def job_logging(level: int = logging.INFO, quiet: tuple[str, ...] = QUIET_PACKAGES,
-                quiet_loggers: tuple[str, ...] = QUIET_LOGGERS) -> None:
-    """absl logging at `level` for the job's own lines, the `quiet` packages' and the
-    `quiet_loggers`' INFO lines dropped.
+def verbosity_requested() -> bool:
+    """Whether the command line set absl's --verbosity (-v): then absl's logging stands."""
+    return flags.FLAGS.is_parsed() and flags.FLAGS["verbosity"].present > 0
 
-    Idempotent. The `quiet` packages log through absl (one logger for every caller, hence the
-    filter by source path) or through their own standard loggers; those and `quiet_loggers` (only
-    ever their own, so no path filter that a checkout under a folder of that name would trip) are
-    set to WARNING.
-    """
-    logging.set_verbosity(level)
-    absl_logger = logging.get_absl_logger()
-    if not any(isinstance(f, _QuietBelowWarning) for f in absl_logger.filters):
-        absl_logger.addFilter(_QuietBelowWarning(quiet))
-    for name in quiet + quiet_loggers:
-        std_logging.getLogger(name).setLevel(std_logging.WARNING)
+
+def job_logging(level: int = QUIET_LEVEL,
+                noisy: dict[str, int] | None = None) -> None:
+    """Warnings and errors only (`level`), as "LEVEL: message"; `noisy` (default NOISY_LOGGERS)
+    loggers at their own, higher level. Idempotent; a no-op when --verbosity was given."""
+    if verbosity_requested():
+        return
+    # absl counts verbosity its own way (WARNING is -1): the root logger's level, inherited
+    logging.set_verbosity(converter.standard_to_absl(level))
+    if logging.get_absl_handler() in std_logging.root.handlers:  # app.run installed it
+        logging.get_absl_handler().setFormatter(std_logging.Formatter(SHORT_FORMAT))
+    for name, noisy_level in (NOISY_LOGGERS if noisy is None else noisy).items():
+        std_logging.getLogger(name).setLevel(noisy_level)

@@ -18,40 +18,43 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from experiments import evaluation, pipeline
-from proteus import operating
-from proteus.data.dataset import RoutingDataset, concatenate
+from proteus import operating, pipeline
+from proteus.data.dataset import concatenate
 from proteus.evaluation import report
 from proteus.operating import redraw
+from proteus.pipeline import routing
+from proteus.pipeline.fit import run_slice
+from proteus.pipeline.setup import Setup, Splits
 from proteus.training import train
 
 HELDOUT = ("val", "calib", "test")
 
 
-def heldout_outcomes(config: ml_collections.ConfigDict, setup: pipeline.Setup,
-                     state: train.TrainState, run: int, splits: dict[str, RoutingDataset]
+def heldout_outcomes(config: ml_collections.ConfigDict, setup: Setup, state: train.TrainState,
+                     run: int, splits: Splits
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every candidate's realised outcome on every held-out row: (scores [C, H], costs [C, H],
     cand_tau [C] (NaN for fixed models), cand_model [C]), H = val + calib + test."""
     pool = concatenate([splits[name] for name in HELDOUT])
-    points = operating.operating_taus(np.asarray(setup.lane_taus), config.certify.n_points)
+    lanes = np.asarray(run_slice(state.lane_taus, run))  # the lanes run `run` trained with
+    points = operating.operating_taus(lanes, config.certify.n_points)
     cand_tau, cand_model = operating.candidates(points, pool.n_models,
                                                 config.operating.fixed_models)
     raw = {"tau": [None if np.isnan(t) else float(t) for t in cand_tau],
            "model": cand_model.tolist()}
-    choices = evaluation.candidate_routes(setup, state, run, pool, raw)[0]
+    choices = routing.candidate_routes(setup, state, run, pool, raw)[0]
     scores, costs = operating.point_outcomes(pool.scores, pool.costs, choices)
     return scores, costs, cand_tau, cand_model
 
 
-def redraw_block(config: ml_collections.ConfigDict, setup: pipeline.Setup,
-                 state: train.TrainState, splits: dict[str, RoutingDataset], redraws: int,
-                 run: int = 0) -> dict[str, Any]:
+def redraw_block(trained: pipeline.Trained, redraws: int, run: int = 0) -> dict[str, Any]:
     """results.json's "redraw" block: `redraws` re-cuts of the held-out rows, checked at the
     report grid's τ against the evaluation's promise (`proteus.operating.redraw.redraw`)."""
-    scores, costs, cand_tau, cand_model = heldout_outcomes(config, setup, state, run, splits)
+    config, splits = trained.config, trained.splits
+    scores, costs, cand_tau, cand_model = heldout_outcomes(config, trained.setup, trained.state,
+                                                           run, splits)
     sizes = {name: splits[name].n_queries for name in HELDOUT}
-    checked, _ = evaluation.certification_windows(config, sizes["test"])
+    checked, _ = routing.certification_windows(config, sizes["test"])
     tolerance = float(config.certify.tolerance) if checked else 0.0
     rules = {"proteus_certified": {"window": checked, "tolerance": tolerance}}
     if checked:
@@ -59,7 +62,7 @@ def redraw_block(config: ml_collections.ConfigDict, setup: pipeline.Setup,
     c = config.certify
     settings = {"margin_z": config.operating.margin_z, "credit_z": config.operating.credit_z,
                 "delta": c.delta, "method": c.method, "fallback": c.fallback}
-    grid = pipeline.eval_taus(config, setup.lane_taus)
+    grid = routing.eval_taus(config, trained.run(run).lane_taus)
     return redraw.redraw(scores, costs, cand_tau, cand_model, sizes, grid, rules, settings,
                          tolerance, redraws=redraws, seed=config.seed)
 

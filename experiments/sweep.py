@@ -6,7 +6,7 @@
 The swept learning rates, entropy weight, dual step and margin are traced `HParams`, so any mix of
 them is one compiled program; the number of τ lanes is a shape, so each value gets its own. Runs are
 packed into as few programs as fit the memory budget (`plan_groups`), each program is trained by
-`pipeline.train_runs` (checkpoints, resume) on a device mesh (`proteus.training.sharding`). Every
+`experiments.runs.train` (checkpoints, resume) on a device mesh (`proteus.training.sharding`). Every
 run is scored on `val` (the rows its operating points are measured on, which only early-stopped its
 predictor; no calib or test label), the best run is picked there, and only the chosen run is
 evaluated on the test split, like `results.json`'s "proteus" router: picking on test would be
@@ -38,7 +38,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from experiments import evaluation, pipeline
+from experiments import distributed, validate
+from experiments import runs as workdir_runs
 from experiments.sweep_plan import (
     Group,
     RunSpec,
@@ -50,6 +51,10 @@ from experiments.sweep_plan import (
 from proteus import operating
 from proteus.data.dataset import RoutingDataset
 from proteus.evaluation import metrics, results
+from proteus.pipeline import routing
+from proteus.pipeline.config import run_keys_for
+from proteus.pipeline.evaluation import cost_range, on_grid, sweep_taus
+from proteus.pipeline.setup import Setup, load_splits, make_setup
 from proteus.training import sharding, train
 
 SWEPT = train.HParams._fields  # the traced per-run hyperparameters (config.train.<name>)
@@ -102,8 +107,8 @@ def grid_hparams(runs: list[RunSpec]) -> train.HParams:
 
 
 def seed_keys(base_seed: int, seeds) -> tuple[jax.Array, jax.Array]:
-    """(init_keys, run_keys), [S] each: `pipeline.make_setup`'s derivation with run r = seed."""
-    return pipeline.run_keys_for(base_seed, seeds)
+    """(init_keys, run_keys), [S] each: `make_setup`'s derivation with run r = seed."""
+    return run_keys_for(base_seed, seeds)
 
 
 def config_for(config: ml_collections.ConfigDict, lanes: int) -> ml_collections.ConfigDict:
@@ -116,15 +121,15 @@ def config_for(config: ml_collections.ConfigDict, lanes: int) -> ml_collections.
 # ----------------------------------------------------------------------------- evaluation
 
 
-def selection_block(cfg: ml_collections.ConfigDict, setup: pipeline.Setup,
+def selection_block(cfg: ml_collections.ConfigDict, setup: Setup,
                     state: train.TrainState, slot: int, val: RoutingDataset,
                     taus: np.ndarray) -> dict[str, list]:
     """PROTEUS (uncertified) on `val`, the rows its operating points are measured on: per τ the
     point the rule picks and that point's raw `val` accuracy and cost (no calib or test label)."""
-    table = evaluation.operating_table(cfg, setup, state, slot, val)
+    table = routing.operating_table(cfg, setup, state, slot, val)
     policy = operating.OperatingPolicy(table, None, cfg.certify.fallback, val.models)
     n_points = len(table["model"])
-    return evaluation.router_block(evaluation.resolve_grid(policy, taus),
+    return routing.router_block(routing.resolve_grid(policy, taus),
                                    np.asarray(table["raw_accuracy"]), np.asarray(table["cost"]),
                                    np.full(n_points, np.nan))
 
@@ -140,7 +145,7 @@ def table_row(cfg: ml_collections.ConfigDict, block: dict[str, list], ds: Routin
     _, _, best_cost = ds.best_fixed()
     sweep = block.get("sweep")
     full = metrics.summarize(taus, acc, cost, feasible, oracle_acc, best_cost,
-                             evaluation.cost_range(ds),
+                             cost_range(ds),
                              None if sweep is None else (sweep["cost"], sweep["accuracy"]))
     design = (taus >= e.tau_lo - 1e-9) & (taus <= e.tau_hi + 1e-9)
     met = metrics.meets_floor(taus[design], acc[design])
@@ -159,23 +164,23 @@ def table_row(cfg: ml_collections.ConfigDict, block: dict[str, list], ds: Routin
     }
 
 
-def evaluate_run(cfg: ml_collections.ConfigDict, setup: pipeline.Setup, state: train.TrainState,
+def evaluate_run(cfg: ml_collections.ConfigDict, setup: Setup, state: train.TrainState,
                  slot: int, spec: RunSpec, group: int, splits: dict[str, RoutingDataset],
                  taus: np.ndarray, tau_ref: float, split: str = "val") -> dict[str, Any]:
     """The table row of the run in slot `slot` of a group's (host) state on `split`.
 
     "val" (selection): `selection_block`. "test" (reported, for the chosen run only): PROTEUS
-    uncertified as `results.json`'s "proteus" router (`evaluation.proteus_blocks`).
+    uncertified as `results.json`'s "proteus" router (`routing.proteus_blocks`).
     """
-    sweep = evaluation.sweep_taus(cfg, taus)  # the grid and the AIQ sweep
+    sweep = sweep_taus(cfg, taus)  # the grid and the AIQ sweep
     if split == "val":
         block = selection_block(cfg, setup, state, slot, splits["val"], sweep)
     elif split == "test":
-        block = evaluation.proteus_blocks(cfg, setup, state, slot, splits, sweep,
+        block = routing.proteus_blocks(cfg, setup, state, slot, splits, sweep,
                                           cert_taus=taus)[0]["proteus"]
     else:
         raise ValueError(f"split must be 'val' or 'test', got {split!r}")
-    block = evaluation.on_grid(block, np.isin(sweep, taus))
+    block = on_grid(block, np.isin(sweep, taus))
     return table_row(cfg, block, splits[split], spec, group, taus, tau_ref)
 
 
@@ -210,7 +215,7 @@ def _plan(config, splits, grid, runs, mesh) -> list[Group]:
     per_run = {}
     for k in sorted({r.lanes for r in runs}):
         cfg = config_for(config, k)
-        setup = pipeline.make_setup(cfg, splits, hparams=grid_hparams(runs[:1]))
+        setup = make_setup(cfg, splits, hparams=grid_hparams(runs[:1]))
         per_run[k] = run_bytes(cfg, setup, splits, mesh.shape[sharding.BATCH])
     data_bytes = sum(nbytes(splits[n].features) + nbytes(splits[n].scores) * 2
                      for n in ("pred", "policy", "val"))
@@ -225,17 +230,17 @@ def _plan(config, splits, grid, runs, mesh) -> list[Group]:
 def train_group(config: ml_collections.ConfigDict, splits: dict[str, RoutingDataset],
                 runs: list[RunSpec], group: Group, workdir: str,
                 placement: sharding.Placement | None, progress: bool,
-                ) -> tuple[pipeline.Setup, train.TrainState]:
+                ) -> tuple[Setup, train.TrainState]:
     """Train one group's (padded) runs in `workdir/group_XXX`; returns (setup, host state)."""
     cfg = config_for(config, group.lanes)
     members = [runs[i] for i in group.padded()]
-    setup = pipeline.make_setup(cfg, splits, hparams=grid_hparams(members))
+    setup = make_setup(cfg, splits, hparams=grid_hparams(members))
     init_keys, run_keys = seed_keys(cfg.seed, [r.seed for r in members])
     setup = dataclasses.replace(setup, init_keys=init_keys, run_keys=run_keys)
     gdir = os.path.join(workdir, f"group_{group.index:03d}")
-    state, setup = pipeline.train_runs(cfg, gdir, splits, setup=setup, progress=progress,
-                                       placement=placement)
-    return setup, sharding.fetch(state)
+    trained = workdir_runs.train(cfg, gdir, splits, setup=setup, progress=progress,
+                                 placement=placement)
+    return trained.setup, sharding.fetch(trained.state)
 
 
 def run_sweep(config: ml_collections.ConfigDict, workdir: str,
@@ -248,7 +253,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str,
     """
     grid = grid or default_grid()
     start = time.perf_counter()
-    splits = splits or pipeline.load_splits(config)
+    splits = splits or load_splits(config)
     runs = expand_grid(config, grid)
     mesh = sharding.mesh_for(len(runs), config.train.batch_size, grid.mesh_runs,
                              grid.mesh_batch, pad_runs=True)
@@ -277,10 +282,30 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str,
     return result
 
 
+def launch(config: ml_collections.ConfigDict, workdir: str, grid: ml_collections.ConfigDict,
+           progress: bool = False) -> str | None:
+    """The sweep job (`launch.sweep`): validate the config and the grid before any process
+    writes a plan or a checkpoint, join the multi-process job before anything touches a device,
+    train and evaluate the grid, and return the summary the primary process prints (None on the
+    others)."""
+    validate.validate(config)
+    validate.validate_grid(grid, SWEPT)
+    info = distributed.join_from_env()
+    result = run_sweep(config, workdir, grid, progress=progress)
+    if info.process_index != 0:
+        return None
+    seconds = {k: round(v, 1) for k, v in result.seconds.items()}
+    return "\n".join([
+        markdown_table(result.rows, result.best),
+        f"best run {result.best['run']} by: {BEST_RULE}",
+        f"{len(result.rows)} runs in {len(result.groups)} program(s) on mesh {result.mesh_shape} "
+        f"over {info.process_count} process(es); seconds {seconds}"])
+
+
 def _evaluate(config, setup, state, group: Group, slot: int, runs: list[RunSpec], splits,
               grid, split: str) -> dict[str, Any]:
     cfg = config_for(config, group.lanes)
-    taus = pipeline.eval_taus(cfg, setup.lane_taus)
+    taus = routing.eval_taus(cfg, state.lane_taus[slot])  # the slot's lanes
     return evaluate_run(cfg, setup, state, slot, runs[group.runs[slot]], group.index, splits,
                         taus, grid.tau_ref, split)
 

@@ -17,8 +17,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from experiments import pipeline
 from proteus.data.dataset import RoutingDataset
+from proteus.pipeline.setup import Setup, initial_state, training_data
 from proteus.training import loop, sharding, train
 
 _CPU_BUDGET_GB = 4.0  # when the device reports no memory limit
@@ -55,7 +55,7 @@ def nbytes(tree: Any) -> int:
     return sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
 
 
-def estimate_run_bytes(config: ml_collections.ConfigDict, setup: pipeline.Setup,
+def estimate_run_bytes(config: ml_collections.ConfigDict, setup: Setup,
                        batch_shards: int = 1) -> int:
     """Device bytes one run needs inside a compiled chunk (an estimate, on the high side).
 
@@ -65,8 +65,8 @@ def estimate_run_bytes(config: ml_collections.ConfigDict, setup: pipeline.Setup,
     and, per τ lane, the policy head on the same rows; split over `batch_shards` devices.
     """
     one = dataclasses.replace(setup, init_keys=setup.init_keys[:1])
-    state_bytes = nbytes(jax.eval_shape(lambda: pipeline.initial_state(one, config)))
-    spec, b, k = setup.static.spec, setup.static.batch_size, int(setup.lane_taus.shape[0])
+    state_bytes = nbytes(jax.eval_shape(lambda: initial_state(one)))
+    spec, b, k = setup.static.spec, setup.static.batch_size, int(setup.init.lane_taus.shape[0])
     per_row = spec.feature_dim + 2 * spec.hidden + 6 * spec.n_models
     per_lane_row = 32 + 2 * spec.policy_hidden + 16  # cond layer, z/cond proj, hidden, samples
     act = 3 * 4 * b * (per_row + k * per_lane_row) // max(batch_shards, 1)
@@ -74,7 +74,7 @@ def estimate_run_bytes(config: ml_collections.ConfigDict, setup: pipeline.Setup,
     return 2 * state_bytes + act + metrics_bytes
 
 
-def run_bytes(config: ml_collections.ConfigDict, setup: pipeline.Setup,
+def run_bytes(config: ml_collections.ConfigDict, setup: Setup,
               splits: dict[str, RoutingDataset], batch_shards: int = 1) -> int:
     """Device bytes one run needs in the policy chunk, from XLA's memory analysis.
 
@@ -105,14 +105,14 @@ class _ChunkMemory(NamedTuple):
     temp: int
 
 
-def _policy_chunk_memory(config: ml_collections.ConfigDict, setup: pipeline.Setup,
+def _policy_chunk_memory(config: ml_collections.ConfigDict, setup: Setup,
                          splits: dict[str, RoutingDataset]) -> _ChunkMemory | None:
     """Memory analysis of the one-run policy chunk at the real shapes (None: not reported)."""
     one = dataclasses.replace(setup, init_keys=setup.init_keys[:1], run_keys=setup.run_keys[:1],
                               hparams=jax.tree.map(lambda x: x[:1], setup.hparams))
-    data = pipeline.training_data(config, splits)["policy"]
+    data = training_data(config, splits)["policy"]
     state, data = jax.eval_shape(
-        lambda d: loop.policy_phase_data(setup.static, pipeline.initial_state(one, config), d),
+        lambda d: loop.policy_phase_data(setup.static, initial_state(one), d),
         data)
     chunk = loop.compile_chunk(setup.static, train.policy_step, config.train.chunk_size,
                                data_axes=data.run_axes())

@@ -23,12 +23,9 @@ from absl import logging
 from proteus.data import check_spec
 from proteus.encoders import get_encoder
 from proteus.operating.bounds import METHODS
+from proteus.pipeline.config import ConfigError, chunk_problems
 
 Check = Callable[[Any], str | None]  # value -> what is wrong with it, or None
-
-
-class ConfigError(ValueError):
-    """A config that breaks the schema; the message names every bad setting and its value."""
 
 
 def _is_number(v: Any) -> bool:
@@ -188,12 +185,7 @@ def _cross_checks(flat: Mapping[str, Any]) -> list[str]:
     """Rules that relate fields; each message names the settings involved."""
     problems = []
     get = flat.get
-    chunk = get("train.chunk_size")
-    if isinstance(chunk, int) and chunk > 0:
-        for name in ("train.pred_max_steps", "train.policy_steps"):
-            steps = get(name)
-            if isinstance(steps, int) and steps % chunk:
-                problems.append(f"{name}={steps}: must be a multiple of train.chunk_size={chunk}")
+    problems += chunk_problems(flat)  # the library's own rule (`proteus.pipeline.config`)
     splits = [get(f"data.splits.{s}") for s in ("pred", "policy", "val", "calib", "test")]
     if all(_is_number(f) for f in splits) and abs(sum(splits) - 1.0) > 1e-6:
         problems.append(f"data.splits: fractions must sum to 1, got {sum(splits):.6g}")

@@ -12,7 +12,7 @@
      `--allow_config_change=field1,field2`); an allowed change is logged and appended to
      `config_changes.jsonl`, and `config.json` keeps the config the run started with. The run's
      config is then `config.json` with those changes (`recorded_config`): later jobs compare with
-     it and `pipeline.load_config` returns it. A workdir with nothing to resume simply records
+     it and `runs.load_config` returns it. A workdir with nothing to resume simply records
      the new config;
   4. a finished workdir whose checkpoints are gone (results.json but no checkpoint step) is
      refused: training would start over and overwrite its results. `allow_retrain` (the
@@ -49,9 +49,11 @@ METRICS_FILE = "metrics.jsonl"
 # Fields that say where things are kept or how runs are executed, not what is trained: they may
 # differ on resume (a run started on a GPU may resume on a CPU).
 HOST_ONLY = frozenset({"data.cache_dir", "train.run_batch"})
-# Training settings added after workdirs were recorded without them, with the value every run
-# before them trained with: a recorded config that lacks one ran as this value says.
-ADDED_SETTINGS = {"model.task_prior": False, "certify.window": 0, "certify.tolerance": 0.0}
+# Settings added after workdirs were recorded without them, with the value every run before them
+# ran with: a recorded config that lacks one ran as this value says (the library reads every
+# setting from the config, so this is the one place such a value is written).
+ADDED_SETTINGS = {"model.task_prior": False, "eval.aiq_step": 0.0, "certify.window": 0,
+                  "certify.tolerance": 0.0}
 
 _HELD: dict[str, int] = {}  # abs workdir -> fd holding its lock (this process)
 _ACCEPTED: dict[str, str] = {}  # abs workdir -> JSON of the config accepted for it

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
+from experiments import logs
 from proteus.data import DataValidationError, source_card
 
 _SOURCE = flags.DEFINE_string(
@@ -33,6 +34,7 @@ _TO_PARQUET = flags.DEFINE_string(
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logs.job_logging()  # warnings only: no library noise around the output
     try:
         print(source_card(_SOURCE.value, _CACHE_DIR.value, _ALLOW_PICKLE.value,
                           _TO_PARQUET.value))

@@ -4,15 +4,17 @@
 
 Reuses the finished training run in --workdir (training or resuming it when unfinished). Without
 --config, the workdir's own config.json is used. A config that differs from the one the workdir
-was started with is refused unless its fields are listed in --allow_config_change.
+was started with is refused unless its fields are listed in --allow_config_change. Flags and one
+call: `experiments.runs.evaluate`.
 """
 
-import sys
+import os
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from experiments import evaluation, logs, pipeline, redraws, workdir
+from experiments import logs, redraws, runs
+from proteus import pipeline
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:variants].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir; outputs are written there.")
@@ -31,20 +33,15 @@ flags.mark_flag_as_required("workdir")
 
 def main(argv):
     del argv
-    logs.job_logging()  # INFO, without Orbax's lines between the progress bars
-    try:
-        config = _CONFIG.value or pipeline.load_config(_WORKDIR.value)
-        workdir.prepare(config, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value,
-                        allow_retrain=_ALLOW_RETRAIN.value)
-        res = evaluation.run_evaluation(config, _WORKDIR.value, progress=_PROGRESS.value,
-                                        redraws=_REDRAWS.value)
-    except (*workdir.USER_ERRORS, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
-    for router in ("proteus", "proteus_certified"):
-        print(evaluation.compliance_table(res, router), end="\n\n")
+    logs.job_logging()  # warnings only: no library noise between the progress bars
+    with runs.one_line_errors():
+        res = runs.evaluate(_CONFIG.value, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value,
+                            allow_retrain=_ALLOW_RETRAIN.value, progress=_PROGRESS.value,
+                            redraws=_REDRAWS.value)
+    print(pipeline.compliance_table(res), end="\n\n")  # both routers; the rest: report.md
     if "redraw" in res:
         print(redraws.format_block(res["redraw"]), end="\n\n")
-    print(f"report: {_WORKDIR.value}/report.md")
+    print(f"wrote {os.path.abspath(_WORKDIR.value)}: {', '.join(runs.output_files())}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ Reads DIR/config.json, DIR/checkpoints/ and DIR/certification.json (the operatin
 `proteus.training.export` (the serving side is `proteus.serving.Router.load`). `--overwrite`
 replaces an existing artifact only (a directory holding anything else, or the workdir itself, is
 refused, untouched); an artifact that takes text must route ordinary questions to finite
-decisions, or nothing is written.
+decisions, or nothing is written. Flags and one call: `experiments.runs.export` (the library's
+`proteus.pipeline.export` on a workdir).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 
 from absl import app, flags
 
-from experiments import exporting, logs
+from experiments import logs, runs
 from proteus.training import export
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A finished training workdir.")
@@ -33,11 +34,10 @@ _PLATFORMS = flags.DEFINE_list("platforms", list(export.DEFAULT_PLATFORMS),
 
 def main(argv):
     del argv
-    logs.job_logging()  # INFO, without Orbax's lines between the progress bars
+    logs.job_logging()  # warnings only: no library noise between the progress bars
     try:  # ArtifactError is a ValueError; each names the path and what is wrong
-        manifest = exporting.export_workdir(_WORKDIR.value, _OUT.value, _RUN.value,
-                                            _OVERWRITE.value, tuple(_PLATFORMS.value),
-                                            _CERTIFIED.value)
+        manifest = runs.export(_WORKDIR.value, _OUT.value, _RUN.value, _OVERWRITE.value,
+                               tuple(_PLATFORMS.value), _CERTIFIED.value)
     except (FileExistsError, FileNotFoundError, ValueError) as err:
         sys.exit(f"launch.export: {err}")
     lo, hi = manifest["feasible_tau"]["min"], manifest["feasible_tau"]["max"]

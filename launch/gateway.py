@@ -27,12 +27,14 @@ import tempfile
 from absl import app, flags
 
 from proteus import operating
-from proteus.gateway import app as gateway
-from proteus.gateway import demo, fake, keys, runner
-from proteus.gateway.config import load_keys, load_models
-from proteus.online import drift
-from proteus.online.service import OnlineSettings
-from proteus.serving import Router
+from proteus.serving import Router, extras
+
+with extras.serve_extra("launch.gateway", launcher=True):  # one line naming the serve extra
+    from proteus.gateway import app as gateway
+    from proteus.gateway import demo, fake, keys, runner
+    from proteus.gateway.config import load_keys, load_models
+    from proteus.online import drift
+    from proteus.online.service import OnlineSettings
 
 _ARTIFACT = flags.DEFINE_string("artifact", None, "Artifact directory (a text encoder).")
 _MODELS_FILE = flags.DEFINE_string("models_file", None, "Upstreams per model (TOML or JSON).")

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import os
 
-from absl import app, flags, logging
+from absl import app, flags
 
-from experiments import replay as rp
-from proteus.online import controller as ctl
-from proteus.online import drift
-from proteus.serving import Router
+from experiments import logs
+from proteus.serving import Router, extras
+
+with extras.serve_extra("launch.replay", launcher=True):  # one line naming the serve extra
+    from experiments import replay as rp
+    from proteus.online import controller as ctl
+    from proteus.online import drift
 
 _ARTIFACT = flags.DEFINE_string("artifact", None, "An exported router artifact.", required=True)
 _SOURCE = flags.DEFINE_string("source", None, "Data spec of the artifact's training data "
@@ -70,7 +73,7 @@ _PRIORITY = flags.DEFINE_enum("priority", "floor", ["floor", "budget"],
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.WARNING)
+    logs.job_logging()  # warnings only: no library noise around the table
     controller = ctl.ControllerConfig(budget=_BUDGET.value, priority=_PRIORITY.value,
                                       allow_below_certified=_BELOW.value,
                                       **{name: flag.value for name, flag in _CONTROLLER.items()})

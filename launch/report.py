@@ -14,6 +14,7 @@ from pathlib import Path
 
 from absl import app, flags
 
+from experiments import logs
 from proteus.evaluation import report, results
 
 _RESULTS = flags.DEFINE_string("results", None, "A results.json written by launch.evaluate.")
@@ -26,6 +27,7 @@ flags.mark_flag_as_required("results")
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logs.job_logging()  # warnings only: no library noise around the output
     try:
         res = results.read_results(_RESULTS.value)
         out = _OUT.value or str(Path(_RESULTS.value).parent)

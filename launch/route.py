@@ -1,14 +1,16 @@
-"""Route queries with an exported router from the command line; one JSON decision per line.
+"""Route queries with an exported router from the command line; one line per decision.
 
     python -m launch.route --artifact=A --tau=0.9 "What is 2 + 2?" "Prove Fermat's last theorem"
+    python -m launch.route --artifact=A --tau=0.9 --json "What is 2 + 2?"  # the full records
     python -m launch.route --artifact=A --tau=0.9 --features=0.1,-0.3,...   # precomputed features
     python -m launch.route --artifact=A --tau=0.9 --input=queries.jsonl --output=decisions.jsonl
 
-Batch mode and the output format: see `proteus.serving.route_cli`.
+Batch mode (JSON records) and the output formats: see `proteus.serving.route_cli`.
 """
 
 from absl import app, flags
 
+from experiments import logs
 from proteus import operating
 from proteus.serving import route_cli
 
@@ -23,13 +25,16 @@ _FALLBACK = flags.DEFINE_enum("fallback", None, list(operating.FALLBACKS),
                               "Infeasible τ policy (default: the artifact's).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 1024, "Lines routed per call in batch mode.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Progress bar in batch mode (large files).")
+_JSON = flags.DEFINE_bool("json", False, "Print each decision's full JSON record (p̂, ĉ, μ, λ, "
+                          "operating point, reason) instead of one short line.")
 
 
 def main(argv):
+    logs.job_logging()  # warnings only: no library noise around the decisions
     try:
         return route_cli.run(_ARTIFACT.value, _TAU.value, argv[1:], _FEATURES.value,
                              _INPUT.value, _OUTPUT.value, _FALLBACK.value, _BATCH_SIZE.value,
-                             _PROGRESS.value, _TASK.value)
+                             _PROGRESS.value, _TASK.value, _JSON.value)
     except route_cli.UsageError as err:
         raise app.UsageError(str(err)) from err
 

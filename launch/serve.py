@@ -3,15 +3,21 @@
     python -m launch.serve --artifact=artifacts/quickstart --port=8000
 
 Listens on 127.0.0.1 unless --host says otherwise; elsewhere require bearer tokens (README).
+Prometheus metrics at GET /metrics (`proteus.serving.metrics`). Needs the serve extra
+(`pip install -e '.[serve]'`); without it, one line says so.
 """
 
 import os
 
 from absl import app, flags
 
+from experiments import logs
 from proteus import operating
-from proteus.serving import http_guards, server
+from proteus.serving import extras
 from proteus.serving import router as serving
+
+with extras.serve_extra("launch.serve", launcher=True):
+    from proteus.serving import http_guards, server
 
 _DEFAULTS = server.ServerSettings
 
@@ -44,6 +50,7 @@ _LOG_LEVEL = flags.DEFINE_string("log_level", "info", "uvicorn log level.")
 
 def main(argv):
     del argv
+    logs.job_logging()  # warnings only: no library noise before uvicorn's own lines
     settings = server.ServerSettings(
         auth_tokens=http_guards.auth_tokens(_AUTH_TOKENS_FILE.value, os.environ),
         **{name: flag.value for name, flag in _SETTINGS.items()})

@@ -7,15 +7,13 @@
 
 Writes WORKDIR/sweep_results.{csv,md,json} (a row per run, the best run by `sweep.BEST_RULE`)
 and WORKDIR/group_XXX/ (checkpoints and metrics of each compiled program). Kept short on purpose:
-everything lives in `experiments/sweep.py`.
+flags and one call, `experiments.sweep.launch`.
 """
-
-import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from experiments import distributed, logs, sweep, validate
+from experiments import logs, runs, sweep
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:variants].")
 _SWEEP = config_flags.DEFINE_config_dict("sweep", sweep.default_grid(),
@@ -27,20 +25,12 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     del argv
-    logs.job_logging()  # INFO, without Orbax's lines between the progress bars
-    try:
-        validate.validate(_CONFIG.value)  # before any process writes a plan or a checkpoint
-        validate.validate_grid(_SWEEP.value, sweep.SWEPT)
-    except validate.ConfigError as e:
-        sys.exit(f"error: {e}")
-    info = distributed.join_from_env()  # before anything touches a device
-    result = sweep.run_sweep(_CONFIG.value, _WORKDIR.value, _SWEEP.value, progress=_PROGRESS.value)
-    if info.process_index == 0:
-        print(sweep.markdown_table(result.rows, result.best))
-        print(f"best run {result.best['run']} by: {sweep.BEST_RULE}")
-        print(f"{len(result.rows)} runs in {len(result.groups)} program(s) on mesh "
-              f"{result.mesh_shape} over {info.process_count} process(es); "
-              f"seconds {({k: round(v, 1) for k, v in result.seconds.items()})}")
+    logs.job_logging()  # warnings only: no library noise between the progress bars
+    with runs.one_line_errors():
+        summary = sweep.launch(_CONFIG.value, _WORKDIR.value, _SWEEP.value,
+                               progress=_PROGRESS.value)
+    if summary is not None:  # the primary process
+        print(summary)
 
 
 if __name__ == "__main__":

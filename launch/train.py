@@ -1,20 +1,21 @@
-"""Train PROTEUS, evaluate it on the test split and write DIR/results.json.
+"""Train PROTEUS, evaluate it on the test split, write DIR/results.json, report.md and plots.
 
     python -m launch.train --config=experiments/configs/quickstart.py --workdir=runs/quickstart
     python -m launch.train --config=experiments/configs/quickstart.py:smoke --workdir=/tmp/s \
         --config.seed=3
 
-Kept short on purpose: everything lives in `experiments/`. Bad settings, a workdir in use or
-started with another config, and bad data stop the run with one line naming the cause
-(see `experiments.workdir`).
+Flags and one call: the run is `experiments.runs.evaluate` (the library's train and evaluate,
+`proteus.pipeline`, in a workdir). Bad settings, a workdir in use or started with another config,
+and bad data stop the run with one line naming the cause (see `experiments.workdir`).
 """
 
-import sys
+import os
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from experiments import evaluation, logs, workdir
+from experiments import logs, runs
+from proteus import pipeline
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:variants].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and results go.")
@@ -30,15 +31,16 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     del argv
-    logs.job_logging()  # INFO, without Orbax's lines between the progress bars
-    try:
-        workdir.prepare(_CONFIG.value, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value,
-                        allow_retrain=_ALLOW_RETRAIN.value)
-        results = evaluation.run_evaluation(_CONFIG.value, _WORKDIR.value,
-                                            progress=_PROGRESS.value, baselines=False)
-    except (*workdir.USER_ERRORS, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
-    print(evaluation.compliance_table(results))
+    logs.job_logging()  # warnings only: no library noise between the progress bars
+    with runs.one_line_errors():
+        results = runs.evaluate(_CONFIG.value, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value,
+                                allow_retrain=_ALLOW_RETRAIN.value, progress=_PROGRESS.value,
+                                baselines=False)
+    print(pipeline.compliance_table(results))  # both routers, units, legend and promises
+    workdir = os.path.abspath(_WORKDIR.value)
+    print(f"\nwrote {workdir}: {', '.join(runs.output_files())}")
+    artifact = os.path.join("artifacts", os.path.basename(workdir))
+    print(f"next, export it: python -m launch.export --workdir={_WORKDIR.value} --out={artifact}")
 
 
 if __name__ == "__main__":

@@ -29,9 +29,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from experiments import pipeline
 from experiments.configs import common
 from proteus.data.dataset import RoutingDataset
+from proteus.pipeline import config as config_lib
+from proteus.pipeline import setup as setup_lib
 from proteus.training import networks, train
 
 # The separable problem's models, their costs in USD per call and the difficulty below which each
@@ -41,8 +42,21 @@ MODEL_COSTS = (1e-4, 3e-4, 1e-3)
 SOLVES_BELOW = (0.45, 0.75, 1.4)
 SHARPNESS = 15.0  # logit slope of P(correct) in difficulty: high = nearly deterministic
 
-# The networks of `tiny_config` on `separable_dataset` (what `pipeline.make_setup` derives).
-TINY_SPEC = networks.RouterSpec(n_models=3, feature_dim=6, hidden=16, policy_hidden=16)
+# The networks of `tiny_config` on `separable_dataset` (what `setup.make_setup` derives).
+TINY_SPEC = networks.RouterSpec(n_models=3, feature_dim=6, hidden=16, policy_hidden=16,
+                                use_tau_input=True, use_lambda_input=True, static_cost=False,
+                                folds=1, groups=0)
+
+
+def spec_for(n_models: int, feature_dim: int, **fields) -> networks.RouterSpec:
+    """A RouterSpec with the base config's settings (`router_spec`), `fields` replaced."""
+    spec = config_lib.router_spec(common.base_config(), n_models, feature_dim, 0)
+    return spec._replace(**fields)
+
+
+def static_for(spec: networks.RouterSpec, **fields) -> train.StaticConfig:
+    """The base config's StaticConfig (`static_config`) around `spec`, `fields` replaced."""
+    return config_lib.static_config(common.base_config(), spec)._replace(**fields)
 
 
 def tiny_stats() -> dict[str, jax.Array]:
@@ -58,16 +72,15 @@ def on_device(tree):
 
 
 def tiny_setup(config: ml_collections.ConfigDict, splits: dict[str, RoutingDataset],
-               hparams: train.HParams | None = None) -> pipeline.Setup:
-    """`pipeline.make_setup` with its arrays committed to the device (see the module docstring).
+               hparams: train.HParams | None = None) -> setup_lib.Setup:
+    """`setup.make_setup` with its arrays committed to the device (see the module docstring).
 
-    A fresh state built from it (`pipeline.initial_state`) is committed too, like a restored one.
+    A fresh state built from it (`setup.initial_state`) is committed too, like a restored one.
     """
-    setup = pipeline.make_setup(config, splits, hparams=hparams)
+    setup = setup_lib.make_setup(config, splits, hparams=hparams)
     return dataclasses.replace(
         setup, hparams=on_device(setup.hparams), run_keys=on_device(setup.run_keys),
-        init_keys=on_device(setup.init_keys), lane_taus=on_device(setup.lane_taus),
-        stats=on_device(setup.stats))
+        init_keys=on_device(setup.init_keys), init=on_device(setup.init))
 
 
 def init_params(spec: networks.RouterSpec, seed: int, stats: dict[str, jax.Array]):
@@ -140,7 +153,7 @@ def tiny_config(**train_overrides) -> ml_collections.ConfigDict:
 
 def tiny_splits(config: ml_collections.ConfigDict, ds: RoutingDataset | None = None
                 ) -> dict[str, RoutingDataset]:
-    """`ds` (default: `separable_dataset()`) split as `pipeline.load_splits` would split it.
+    """`ds` (default: `separable_dataset()`) split as `setup.load_splits` would split it.
 
     All core tests use the same default data and `tiny_config` shapes, so that they run the same
     compiled programs (see the module docstring).

@@ -1,7 +1,7 @@
 """Fixtures shared by the export / serving tests: `pytest_plugins = ["tests.serving_fixtures"]`.
 
 `trained`: ONE smoke training run per session (synthetic data, hashing text encoder), restored
-through `pipeline.load_trained` as the exporter does. Artifacts are exported from it and from a
+through `runs.load_trained` as the exporter does. Artifacts are exported from it and from a
 tiny hand-built router whose numbers the tests check by hand.
 """
 
@@ -15,9 +15,9 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import evaluation, exporting, pipeline
+from experiments import runs
 from experiments.configs import quickstart
-from proteus import serving
+from proteus import pipeline, serving
 from proteus.operating import certificate as calibrate
 from proteus.training import export, networks
 
@@ -30,7 +30,8 @@ TINY_PRICES = {"small": (1e-7, 2e-7), "medium": (1e-6, 2e-6), "large": (1e-5, 3e
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> types.SimpleNamespace:
-    """A finished smoke workdir and what `pipeline.load_trained` restores from it."""
+    """A finished smoke workdir and what `runs.load_trained` restores from it (`run`: the
+    `pipeline.Trained`; its fields are also attributes here)."""
     root = tmp_path_factory.mktemp("serving")
     config = quickstart.get_config("smoke")
     config.data.source = "synthetic:routerbench?n=2000&seed=0&signal=0.9"
@@ -38,20 +39,19 @@ def trained(tmp_path_factory) -> types.SimpleNamespace:
     config.data.cache_dir = str(root / "feature_cache")
     workdir = root / "workdir"
     workdir.mkdir()
-    evaluation.run_evaluation(config, str(workdir), progress=False, baselines=False)
-    config, splits, setup, state = pipeline.load_trained(str(workdir))
+    runs.evaluate(config, str(workdir), progress=False, baselines=False)
+    run = runs.load_trained(str(workdir))
     operating, certification = export.read_operating(str(workdir / "certification.json"))
-    return types.SimpleNamespace(root=root, workdir=workdir, config=config, splits=splits,
-                                 setup=setup, state=state, one=pipeline.run_slice(state, 0),
-                                 operating=operating, certification=certification)
+    return types.SimpleNamespace(root=root, workdir=workdir, run=run, config=run.config,
+                                 splits=run.splits, setup=run.setup, state=run.state,
+                                 one=run.run(0), operating=operating, certification=certification)
 
 
 @pytest.fixture(scope="session")
 def text_artifact(trained) -> str:
     """Uncertified artifact of the trained run (hashing encoder: text queries work)."""
-    bundle = exporting.bundle_from_state(trained.config, trained.splits, trained.setup,
-                                         trained.state, trained.operating, None,
-                                         workdir=str(trained.workdir))
+    bundle = pipeline.router_bundle(trained.run, trained.operating, None,
+                                    workdir=str(trained.workdir))
     out = str(trained.root / "artifact_text")
     export.write_artifact(bundle, out)
     return out
@@ -66,7 +66,7 @@ def text_router(text_artifact) -> serving.Router:
 def certified_artifact(trained) -> tuple[str, dict]:
     """(artifact, certification table): the full `launch.export` path, certified."""
     out = str(trained.root / "artifact_certified")
-    exporting.export_workdir(str(trained.workdir), out)
+    runs.export(str(trained.workdir), out)
     return out, trained.certification
 
 
@@ -80,7 +80,9 @@ def tiny_bundle() -> export.RouterBundle:
     cost 2e-4), fixed model "large" (0.84, 9e-4), the policy at τ'=0.6 (0.62, 1e-4). By hand:
     τ <= 0.5956 (0.62 − 1 s.e.) -> point 2; then up to 0.8426 -> point 0 (cheaper than "large");
     above -> infeasible, best effort at point 0."""
-    spec = networks.RouterSpec(n_models=3, feature_dim=4, hidden=8, policy_hidden=8)
+    spec = networks.RouterSpec(n_models=3, feature_dim=4, hidden=8, policy_hidden=8,
+                               use_tau_input=True, use_lambda_input=True, static_cost=False,
+                               folds=1, groups=0)
     rng = np.random.default_rng(0)
     stats = networks.data_stats(rng.normal(size=(64, 4)),
                                 rng.uniform(1e-4, 1e-3, (64, 3)) * [1.0, 3.0, 9.0])

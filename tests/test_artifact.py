@@ -16,6 +16,7 @@ import pytest
 
 from proteus.serving import artifact
 from proteus.serving import router as serving
+from proteus.serving.artifact import ArtifactError
 
 pytest_plugins = ["tests.serving_fixtures"]
 
@@ -66,7 +67,7 @@ def test_flipped_params_bytes_are_refused(tiny_artifact, tmp_path):
         data[middle:middle + 4] = bytes(b ^ 0xFF for b in data[middle:middle + 4])
         f.seek(0)
         f.write(data)
-    with pytest.raises(serving.ArtifactError, match=f"{rel} does not match its sha256"):
+    with pytest.raises(ArtifactError, match=f"{rel} does not match its sha256"):
         serving.Router.load(path, warmup=0)
 
 
@@ -74,21 +75,21 @@ def test_missing_extra_and_truncated_files_are_refused(tiny_artifact, tmp_path):
     path = _copy(tiny_artifact, tmp_path, "missing")
     rel = _largest_params_file(path)
     os.remove(os.path.join(path, rel))
-    with pytest.raises(serving.ArtifactError, match=f"{rel} is listed in the manifest but missing"):
+    with pytest.raises(ArtifactError, match=f"{rel} is listed in the manifest but missing"):
         serving.Router.load(path, warmup=0)
     path = _copy(tiny_artifact, tmp_path, "extra")
     with open(os.path.join(path, "params", "notes.txt"), "w") as f:
         f.write("hello")
-    with pytest.raises(serving.ArtifactError, match="params/notes.txt is not listed"):
+    with pytest.raises(ArtifactError, match="params/notes.txt is not listed"):
         serving.Router.load(path, warmup=0)
     path = _copy(tiny_artifact, tmp_path, "truncated")
     with open(os.path.join(path, rel), "r+b") as f:
         f.truncate(max(0, os.path.getsize(os.path.join(path, rel)) - 3))
-    with pytest.raises(serving.ArtifactError, match=f"{rel} has .* bytes.*truncated"):
+    with pytest.raises(ArtifactError, match=f"{rel} has .* bytes.*truncated"):
         serving.Router.load(path, warmup=0)
     path = _copy(tiny_artifact, tmp_path, "link")
     os.symlink("/etc/hostname", os.path.join(path, "params", "link"))
-    with pytest.raises(serving.ArtifactError, match="params/link is a link"):
+    with pytest.raises(ArtifactError, match="params/link is a link"):
         serving.Router.load(path, warmup=0)
 
 
@@ -97,14 +98,14 @@ def test_edited_manifest_is_refused(tiny_artifact, tmp_path):
     path = _copy(tiny_artifact, tmp_path)
     m = _manifest(path)
     _write(path, {**m, "models": m["models"][::-1]}, reseal=False)
-    with pytest.raises(serving.ArtifactError, match="manifest.json was modified after export"):
+    with pytest.raises(ArtifactError, match="manifest.json was modified after export"):
         serving.Router.load(path, warmup=0)
     with open(os.path.join(path, "manifest.json"), "w") as f:
         f.write(json.dumps(m).replace('"lams": [1.0', '"lams": [NaN'))
-    with pytest.raises(serving.ArtifactError, match="not valid JSON: non-finite number NaN"):
+    with pytest.raises(ArtifactError, match="not valid JSON: non-finite number NaN"):
         serving.Router.load(path, warmup=0)
     _write(path, {**m, "format_version": 1}, reseal=True)
-    with pytest.raises(serving.ArtifactError, match="v1 .* re-export"):
+    with pytest.raises(ArtifactError, match="v1 .* re-export"):
         serving.Router.load(path, warmup=0)
 
 
@@ -133,7 +134,7 @@ def test_inconsistent_manifest_content_is_refused(tiny_artifact, tmp_path, edit,
     # resealed, so these get past the digest: the content checks must catch them
     path = _copy(tiny_artifact, tmp_path)
     _write(path, edit(_manifest(path)), reseal=True)
-    with pytest.raises(serving.ArtifactError, match=match) as err:
+    with pytest.raises(ArtifactError, match=match) as err:
         serving.Router.load(path, warmup=0)
     assert "manifest.json" in str(err.value) or "routing function" in str(err.value)
 
@@ -152,7 +153,7 @@ def test_fake_certification_block_is_refused(tiny_certified_artifact, tmp_path, 
     path = _copy(tiny_certified_artifact, tmp_path)
     manifest = _certified_table(_manifest(path), **changes)
     _write(path, manifest, reseal=True)
-    with pytest.raises(serving.ArtifactError, match=match):
+    with pytest.raises(ArtifactError, match=match):
         serving.Router.load(path, warmup=0)
 
 
@@ -164,7 +165,7 @@ def test_non_finite_params_are_refused(tiny_artifact, tmp_path):
     shutil.rmtree(os.path.join(path, "params"))
     artifact.save_params(os.path.join(path, "params"), params)
     _write(path, _manifest(path), reseal=True)
-    with pytest.raises(serving.ArtifactError, match="parameter .*beta_params.*kernel.* non-finite"):
+    with pytest.raises(ArtifactError, match="parameter .*beta_params.*kernel.* non-finite"):
         serving.Router.load(path, warmup=0)
 
 

@@ -5,8 +5,8 @@ problem, `tiny_config`; the other core tests' shapes, so their compiled chunks).
 points are measured on the fixed `val` split; the held-out rows (`calib` and `test`) come from a
 fresh draw of the same generator, so they are exchangeable with each other and unseen by
 training, and they are re-split between `calib` and `test` with many salts. Every decision goes
-through `experiments.evaluation.proteus_blocks`, the function the main job, the full evaluation
-and the sweep call.
+through `proteus.pipeline.routing.proteus_blocks`, the function the main job, the full evaluation
+and the sweep call. It is trained by the library alone (`pipeline.train`, no workdir).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import math
 import numpy as np
 import pytest
 
-from experiments import evaluation, pipeline
-from proteus import operating
+from proteus import operating, pipeline
+from proteus.pipeline import routing
 from tests import core_helpers
 
 N_SALTS = 40
@@ -30,16 +30,15 @@ TAUS = np.round(np.r_[np.arange(0.70, 0.905, 0.01), 0.95, 0.99, 0.9995], 4)
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained():
     """(config, splits, setup, state, pool): the tiny router trained once."""
     config = core_helpers.tiny_config()
     config.certify.tolerance = 0.0  # the strict promise: a test window below τ is a miss
     splits = core_helpers.tiny_splits(config)
     setup = core_helpers.tiny_setup(config, splits)
-    state, setup = pipeline.train_runs(config, str(tmp_path_factory.mktemp("certified")),
-                                       splits, setup=setup, progress=False)
+    run = pipeline.train(config, splits, setup=setup, progress=False)
     pool = core_helpers.separable_dataset(n=POOL, seed=1)
-    return config, splits, setup, state, pool
+    return config, splits, run.setup, run.state, pool
 
 
 def _held_out(trained, salt: str) -> dict:
@@ -51,7 +50,7 @@ def _held_out(trained, salt: str) -> dict:
 def _evaluate(trained, splits, config=None):
     config = config or trained[0]
     _, _, setup, state, _ = trained
-    return evaluation.proteus_blocks(config, setup, state, 0, splits, TAUS)
+    return routing.proteus_blocks(config, setup, state, 0, splits, TAUS)
 
 
 def _accuracy_of_points(trained, table: dict, ds) -> np.ndarray:
@@ -62,7 +61,7 @@ def _accuracy_of_points(trained, table: dict, ds) -> np.ndarray:
         if model >= 0:
             out.append(ds.scores[:, model].mean())
         else:
-            choice = np.asarray(pipeline.route_split(setup, state, 0, ds, np.array([tau])).model)
+            choice = np.asarray(routing.route_split(setup, state, 0, ds, np.array([tau])).model)
             out.append(ds.scores[np.arange(ds.n_queries), choice[0]].mean())
     return np.asarray(out)
 

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from proteus.training import checkpoint, losses, train
+from proteus.training import checkpoint, duals, train
 from tests import core_helpers
 
 
@@ -15,7 +15,7 @@ def _tree(value: float) -> dict:
     """A small state-like pytree: float and int leaves, a NamedTuple, nested dicts."""
     return {"step": jnp.asarray(int(value), jnp.int32),
             "params": {"w": jnp.full((2, 3), value, jnp.float32), "b": jnp.arange(3.0) + value},
-            "duals": losses.init_dual(jnp.full((4,), value), jnp.linspace(0.5, 0.9, 4))}
+            "duals": duals.init_dual(jnp.full((4,), value), jnp.linspace(0.5, 0.9, 4))}
 
 
 def test_checkpointer_round_trip_and_keep_last(tmp_path):
@@ -53,7 +53,7 @@ def test_checkpointer_save_interval(tmp_path):
 
 def test_train_state_round_trip_is_bit_exact(tmp_path):
     params = core_helpers.init_params(core_helpers.TINY_SPEC, 0, core_helpers.tiny_stats())
-    static = train.StaticConfig(spec=core_helpers.TINY_SPEC)
+    static = core_helpers.static_for(core_helpers.TINY_SPEC)
     state = train.init_state(static, params, jnp.array([0.6, 0.8]), jnp.asarray(1.0))
     state = state.replace(step=jnp.asarray(7, jnp.int32), best_val=jnp.asarray(0.25))
     template = jax.tree.map(jnp.zeros_like, state)

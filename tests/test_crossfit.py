@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from proteus.training import crossfit, networks, predictor_phase, train
+from tests import core_helpers
 
 F, N, D, M = 3, 48, 6, 4
 
 
 def _setup(groups: int = 2):
-    spec = networks.RouterSpec(n_models=M, feature_dim=D, hidden=16, policy_hidden=8, folds=F,
-                               groups=groups)
+    spec = core_helpers.spec_for(M, D, hidden=16, policy_hidden=8, folds=F, groups=groups)
     rng = np.random.default_rng(0)
     features = rng.normal(size=(N, D)).astype(np.float32)
     scores = (rng.uniform(size=(N, M)) < 0.6).astype(np.float32)
@@ -22,7 +22,7 @@ def _setup(groups: int = 2):
     stats["centroids"] = jnp.asarray(features[:groups] / np.linalg.norm(features[:groups], axis=1,
                                                                         keepdims=True))
     params = networks.init_params(spec, jax.random.key(0), stats)
-    static = train.StaticConfig(spec=spec, batch_size=N)
+    static = core_helpers.static_for(spec, batch_size=N)
     state = train.init_state(static, params, jnp.float32([0.5, 0.8]), jnp.float32(1.0))
     return static, state, features, scores, costs, fold
 
@@ -131,7 +131,7 @@ def test_ensemble_prediction_averages_the_folds():
 
 @pytest.mark.parametrize("groups", [0, 3])
 def test_query_groups_are_nearest_centroids(groups):
-    spec = networks.RouterSpec(n_models=2, feature_dim=2, groups=groups)
+    spec = core_helpers.spec_for(2, 2, folds=1, groups=groups)
     centroids = jnp.float32([[1, 0], [0, 1], [-1, 0]])
     x = jnp.float32([[2, 0.1], [0.1, 3], [-5, 1], [0, -1]])
     got = networks.query_groups(spec, {"centroids": centroids}, x)
@@ -198,3 +198,27 @@ def test_task_prior_shrinks_toward_the_pool_by_hand():
     p = np.array([(2 + k / 2) / (2 + k), (k / 2) / (2 + k)])
     np.testing.assert_allclose(table[:2, 0], np.log(p / (1 - p)), rtol=1e-5)
     assert table[-1, 0] == 0.0  # an unknown task moves nothing
+
+
+def test_the_stacking_fit_never_raises_its_objective_on_weak_large_logits(monkeypatch):
+    """Logits of ±20 that say nothing about 50/50 scores: the Hessian at the start is ~0 and a
+    full Newton step overshoots to a huge scale (the old fit: the objective rose). With the line
+    search the fit's log-loss is at most the start's and the scale shrinks toward 0, the
+    calibration of an uninformative logit; full, unbounded steps (the old fit) fail."""
+    rng = np.random.default_rng(0)
+    logits = 20.0 * rng.choice([-1.0, 1.0], size=(400, 1))
+    scores = rng.integers(0, 2, size=(400, 1)).astype(np.float32)
+    columns = jnp.stack([jnp.asarray(logits, jnp.float32), jnp.ones((400, 1))], axis=-1)
+
+    def log_loss(theta):
+        z = np.asarray(columns[:, 0] @ theta[0])
+        return float(np.mean(np.logaddexp(0, z) - scores[:, 0] * z))
+    start = log_loss(np.array([[1.0, 0.0]]))
+    theta = np.asarray(crossfit.fit_columns(columns, jnp.asarray(scores)))
+    assert np.all(np.isfinite(theta)) and abs(theta[0, 0]) < 0.05
+    assert log_loss(theta) <= min(start, np.log(2) + 1e-3)
+    monkeypatch.setattr(crossfit, "STEP_SIZES", (1.0,))
+    monkeypatch.setattr(crossfit, "MAX_STEP", float("inf"))
+    old = np.asarray(crossfit._fit_one(columns[:, 0], jnp.asarray(scores[:, 0]),
+                                       jnp.ones(400, jnp.float32))[None])
+    assert not (np.all(np.isfinite(old)) and log_loss(old) <= np.log(2) + 1e-3)

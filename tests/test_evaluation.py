@@ -1,4 +1,4 @@
-"""experiments/evaluation.py: the full evaluation (every baseline) and its AIQ sweep.
+"""proteus.pipeline.evaluation: the full evaluation (every baseline) and its AIQ sweep.
 
 Before the sweep, AIQ was the hull of the points a router reached on the report grid, which starts
 at the cheapest model's training accuracy: a router with a safety margin never reached its cheapest
@@ -9,8 +9,10 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import evaluation, pipeline, redraws
+from experiments import redraws, runs
+from proteus import pipeline
 from proteus.evaluation import metrics, results
+from proteus.pipeline import baselines, evaluation, routing
 from tests import core_helpers
 
 pytest_plugins = ["tests.serving_fixtures"]
@@ -38,14 +40,13 @@ def test_sweep_taus_and_on_grid_by_hand():
 @pytest.fixture(scope="module")
 def evaluated(trained):
     """The full evaluation of the serving fixtures' trained run: (results, grid, certification)."""
-    res, certification = evaluation.evaluate_all(trained.config, trained.setup, trained.state,
-                                                 trained.splits)
-    return res, pipeline.eval_taus(trained.config, trained.setup.lane_taus), certification
+    ev = pipeline.evaluate(trained.run)
+    return ev.results, routing.eval_taus(trained.config, trained.one.lane_taus), ev.certificate()
 
 
 def test_every_router_is_reported_on_the_grid_and_scored_on_its_sweep(evaluated):
     res, grid, _ = evaluated
-    results.validate_results(res, required_routers=evaluation.BASELINE_NAMES[:-1] + (
+    results.validate_results(res, required_routers=baselines.BASELINE_NAMES[:-1] + (
         "proteus", "proteus_certified"))
     np.testing.assert_allclose(res["taus"], grid)
     for name, block in res["routers"].items():
@@ -111,20 +112,20 @@ def test_results_state_the_certificate_the_certified_router_was_scored_with(eval
 
 
 def test_redraws_are_recorded_and_printed(trained, tmp_path):
-    """`run_evaluation(redraws=N)` (launch.evaluate --redraws) adds results.json's "redraw": the
+    """`runs.evaluate(redraws=N)` (launch.evaluate --redraws) adds results.json's "redraw": the
     uncertified, window and population routers over N re-cuts at the split sizes."""
     import shutil
 
     workdir = tmp_path / "workdir"
     shutil.copytree(trained.workdir, workdir)
-    res = evaluation.run_evaluation(trained.config, str(workdir), progress=False,
-                                    baselines=False, redraws=12)
+    res = runs.evaluate(trained.config, str(workdir), progress=False, baselines=False,
+                        redraws=12)
     block = results.read_results(workdir / "results.json")["redraw"]
     assert block == res["redraw"] and block["redraws"] == 12
     assert block["sizes"] == {name: trained.splits[name].n_queries
                               for name in ("val", "calib", "test")}
     assert set(block["routers"]) == {"proteus", "proteus_certified", "population_certified"}
-    grid = pipeline.eval_taus(trained.config, trained.setup.lane_taus)
+    grid = routing.eval_taus(trained.config, trained.one.lane_taus)
     for r in block["routers"].values():
         assert len(r["miss_share"]) == len(grid) and r["worst_tau"] in block["taus"]
         assert all(0.0 <= v <= 1.0 for v in r["served_share"] + r["miss_share"])

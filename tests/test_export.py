@@ -8,9 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from proteus import operating
+from proteus import operating, serving
 from proteus.serving import artifact
-from proteus.serving import router as serving
 from proteus.training import export, networks
 
 pytest_plugins = ["tests.serving_fixtures"]
@@ -23,7 +22,7 @@ MANIFEST_KEYS = {
 
 
 def _manifest(path: str) -> dict:
-    with open(os.path.join(path, serving.MANIFEST_FILE)) as f:
+    with open(os.path.join(path, artifact.MANIFEST_FILE)) as f:
         return json.load(f)
 
 
@@ -155,7 +154,7 @@ def test_an_artifact_that_cannot_route_text_is_refused(tmp_path, tiny_bundle):
     far = dataclasses.replace(tiny_bundle, params=params,
                               encoder=get_encoder("hashing:dim=4").to_config())
     out = str(tmp_path / "far")
-    with pytest.raises(serving.ArtifactError, match=r"non-finite decisions .* of 9 ordinary"):
+    with pytest.raises(artifact.ArtifactError, match=r"non-finite decisions .* of 9 ordinary"):
         export.write_artifact(far, out)
     assert not os.listdir(tmp_path)
 
@@ -169,12 +168,12 @@ def test_bad_bundles_are_rejected(tmp_path, tiny_bundle):
         export.write_artifact(dataclasses.replace(tiny_bundle, encoder=wrong_dim),
                               str(tmp_path / "y"))
     nan_lams = np.float32([1.0, np.nan, 2.0])
-    with pytest.raises(serving.ArtifactError, match="lambda.lams must be finite"):
+    with pytest.raises(artifact.ArtifactError, match="lambda.lams must be finite"):
         export.write_artifact(dataclasses.replace(tiny_bundle, lane_lams=nan_lams),
                               str(tmp_path / "z"))
     nan_params = jax.tree.map(np.array, tiny_bundle.params)
     nan_params["policy"]["params"]["beta_params"]["kernel"][0, 0] = np.nan
-    with pytest.raises(serving.ArtifactError, match="parameter .* non-finite"):
+    with pytest.raises(artifact.ArtifactError, match="parameter .* non-finite"):
         export.write_artifact(dataclasses.replace(tiny_bundle, params=nan_params),
                               str(tmp_path / "w"))
     assert not os.listdir(tmp_path)

@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from experiments import runs
 from tests import core_helpers
 from tests.conftest import REPO_ROOT
 
@@ -37,11 +38,11 @@ def smoke_run():
     _, typo_err = typo.communicate(timeout=300)
     out, err = run.communicate(timeout=600)
     assert run.returncode == 0, err[-4000:]
-    return workdir, out, (typo.returncode, typo_err, typo_dir)
+    return workdir, (out, err), (typo.returncode, typo_err, typo_dir)
 
 
 def test_smoke_results_follow_the_contract(smoke_run):
-    workdir, out, _ = smoke_run
+    workdir, (out, _), _ = smoke_run
     results = json.loads((workdir / "results.json").read_text())
     assert TOP_KEYS <= set(results)
     assert results["split"] == "test" and results["n_queries"] > 0
@@ -59,7 +60,24 @@ def test_smoke_results_follow_the_contract(smoke_run):
     assert len(proteus["mean_mu"]) == n_taus
     assert all(0.0 <= a <= 1.0 for a in proteus["accuracy"])
     assert all(c > 0 and math.isfinite(c) for c in proteus["cost"])
-    assert "floor compliance" in out  # the launcher prints the compliance table
+    assert "compliance" in out  # the launcher prints the compliance table
+
+
+def test_main_job_prints_both_routers_writes_the_report_and_no_noise(smoke_run):
+    """Issue 28 item 4: both routers with units, a legend and their promises; report.md and the
+    plots written and named; and on stderr (no progress bar here) nothing at all: no absl INFO
+    lines, no Orbax checkpointing internals."""
+    workdir, (out, err), _ = smoke_run
+    assert "proteus (uncertified)" in out and "proteus_certified (served by export)" in out
+    assert "USD per 1,000 queries" in out and "legend:" in out and "promises:" in out
+    results = json.loads((workdir / "results.json").read_text())
+    promise = results["certificate"]["promise"]
+    assert promise in " ".join(out.split())
+    for name in runs.output_files():
+        assert (workdir / name).stat().st_size > 0, name
+    assert f"wrote {workdir}: {', '.join(runs.output_files())}" in out
+    assert "proteus_certified" in (workdir / "report.md").read_text()
+    assert "orbax" not in err.lower() and "I1" not in err and err == "", err[-2000:]
 
 
 def test_smoke_override_reaches_the_run(smoke_run):

@@ -6,7 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import pipeline
+from proteus.pipeline import config as config_lib
+from proteus.pipeline import setup as setup_lib
+from proteus.pipeline.fit import run_slice
 from proteus.training import loop, networks, predictor_phase, train
 from tests import core_helpers
 
@@ -17,7 +19,7 @@ def tiny():
     config = core_helpers.tiny_config()
     splits = core_helpers.tiny_splits(config)
     setup = core_helpers.tiny_setup(config, splits)
-    state = pipeline.initial_state(setup, config)
+    state = setup_lib.initial_state(setup)
     data = {name: train.Batch.from_dataset(splits[name]) for name in ("pred", "policy", "val")}
     return config, splits, setup, state, data
 
@@ -48,7 +50,7 @@ def test_chunks_compile_once(tiny):
         with pytest.raises(AssertionError, match="traced > 1 times"):
             chunk(state, setup.run_keys, half, setup.hparams)
     assert int(state.step[0]) == 6 * config.train.chunk_size
-    chex.assert_shape(metrics["lam"], (1, setup.lane_taus.shape[0]))  # [S, K] chunk means
+    chex.assert_shape(metrics["lam"], (1, state.lane_taus.shape[1]))  # [S, K] chunk means
 
 
 def test_runs_at_once_and_widest_activation(tiny):
@@ -68,11 +70,11 @@ def test_runs_mapped_in_groups_match_runs_vmapped(tiny):
     groups of 2 (a group, then the remainder; the policy phase maps each run's own predictor
     outputs with it) give each run the same state, to float rounding."""
     config, splits, _, _, data = tiny
-    hp = pipeline.hparams_from_config(config, 3)
+    hp = config_lib.hparams_from_config(config, 3)
     hp = hp._replace(pred_lr=hp.pred_lr * jnp.array([0.5, 1.0, 2.0]),
                      policy_lr=hp.policy_lr * jnp.array([2.0, 1.0, 0.5]))
     setup = core_helpers.tiny_setup(config, splits, hparams=hp)
-    state = pipeline.initial_state(setup, config)
+    state = setup_lib.initial_state(setup)
     finals = []
     for run_batch in (None, 2):
         chunk = loop.compile_chunk(setup.static, predictor_phase.predictor_step,
@@ -125,7 +127,7 @@ def test_fit_schedule_and_early_stop(tiny):
 
 def test_route_grid_matches_route(tiny):
     _, splits, setup, state, _ = tiny
-    one = pipeline.run_slice(state, 0)
+    one = run_slice(state, 0)
     lane_lams = jnp.array([0.05, 0.5, 2.0, 8.0])
     features = jnp.asarray(splits["test"].features[:50])
     taus = jnp.array([0.55, 0.8, 0.97])

@@ -190,7 +190,7 @@ def test_route_is_routing_rule_at_beta_mean(params):
 
 
 def test_task_logits_index_the_table_and_unknown_is_zero():
-    spec = networks.RouterSpec(n_models=2, feature_dim=3, tasks=2)
+    spec = core_helpers.spec_for(2, 3, folds=1, groups=0, tasks=2)
     calib = {"task_prior": jnp.float32([[0.5, -0.5], [1.0, 2.0], [0.0, 0.0]])}
     got = networks.task_logits(spec, calib, jnp.int32([1, -1, 0]), 3)
     np.testing.assert_array_equal(got, [[1.0, 2.0], [0.0, 0.0], [0.5, -0.5]])

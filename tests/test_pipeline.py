@@ -1,4 +1,5 @@
-"""Tests for experiments.pipeline: learning to meet τ, kill-and-resume, vmapped runs, evaluation."""
+"""Tests for proteus.pipeline (setup, train, routing) and its workdir layer experiments.runs:
+learning to meet τ, kill-and-resume, vmapped runs, evaluation."""
 
 import dataclasses
 
@@ -7,7 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import evaluation, pipeline
+from experiments import runs
+from proteus.pipeline import routing
+from proteus.pipeline import setup as setup_lib
 from proteus.training import loop, train
 from tests import core_helpers
 
@@ -17,9 +20,11 @@ class _Killed(Exception):
 
 
 def _train(config, workdir, splits, setup=None):
-    """`pipeline.train_runs` (no progress bar) on a committed setup (see tests/core_helpers)."""
+    """`runs.train` (no progress bar) on a committed setup (see tests/core_helpers): the final
+    [S] state and the setup."""
     setup = setup if setup is not None else core_helpers.tiny_setup(config, splits)
-    return pipeline.train_runs(config, str(workdir), splits, setup=setup, progress=False)
+    trained = runs.train(config, str(workdir), splits, setup=setup, progress=False)
+    return trained.state, trained.setup
 
 
 # ----------------------------------------------------------------------------- learning
@@ -47,18 +52,18 @@ def test_policy_meets_tau_on_separable_problem(tmp_path):
     splits = core_helpers.tiny_splits(config)
     setup = core_helpers.tiny_setup(config, splits, hparams=TWO_RUNS)
     state, setup = _train(config, tmp_path, splits, setup)
-    np.testing.assert_allclose(setup.lane_taus, [0.5, 0.65, 0.8, 0.95], rtol=1e-6)
+    np.testing.assert_allclose(state.lane_taus, [[0.5, 0.65, 0.8, 0.95]] * 2, rtol=1e-6)
     test = splits["test"]
     taus = np.array([0.5, 0.65, 0.8, 0.9, 0.95])
     strong_cost = float(test.costs[:, 2].mean())
     for run in (0, 1):
         # On the policy split (the labels the duals saw) every lane reached about τ + margin.
-        assert np.all(np.asarray(state.duals.acc_avg[run]) >= np.asarray(setup.lane_taus))
+        assert np.all(np.asarray(state.duals.acc_avg[run]) >= np.asarray(state.lane_taus[run]))
         # λ rises with τ: a dearer target needs a higher price on accuracy.
         assert np.all(np.diff(np.asarray(state.duals.lam_avg[run])) > 0)
         # The deployed router: the operating point of each τ chosen on `val`
         # (proteus.operating).
-        block = evaluation.proteus_blocks(config, setup, state, run, splits, taus)[0]["proteus"]
+        block = routing.proteus_blocks(config, setup, state, run, splits, taus)[0]["proteus"]
         acc, cost = np.asarray(block["accuracy"]), np.asarray(block["cost"])
         assert all(block["feasible"][:3]), block["reason"]
         assert np.all(acc >= taus - 0.02), (run, acc - taus)
@@ -117,11 +122,11 @@ def test_resume_after_kill_is_bit_identical(resume_case, tmp_path, monkeypatch, 
     # load_trained needs the config the main job writes, and refuses an unfinished run.
     (tmp_path / "config.json").write_text(config.to_json_best_effort())
     with pytest.raises(ValueError, match="has not finished"):
-        pipeline.load_trained(str(tmp_path), splits)
+        runs.load_trained(str(tmp_path), splits)
     resumed, _ = _train(config, tmp_path, splits)
     assert int(resumed.step[0]) == 60
     assert core_helpers.tree_diff(resumed, reference) == []
-    _, _, _, loaded = pipeline.load_trained(str(tmp_path), splits)
+    loaded = runs.load_trained(str(tmp_path), splits).state
     assert core_helpers.tree_diff(loaded, reference) == []
 
 
@@ -158,7 +163,7 @@ def test_make_setup_derives_runs_lanes_and_schedule():
     config = core_helpers.tiny_config()
     config.num_seeds = 3
     splits = core_helpers.tiny_splits(config)
-    setup = pipeline.make_setup(config, splits)
+    setup = setup_lib.make_setup(config, splits)
     assert setup.hparams.policy_lr.shape == (3,) and setup.run_keys.shape == (3,)
     # run r's base key is fold_in(key(seed), r), split into (init, run) keys.
     init1, run1 = jax.random.split(jax.random.fold_in(jax.random.key(config.seed), 1))
@@ -167,11 +172,14 @@ def test_make_setup_derives_runs_lanes_and_schedule():
     np.testing.assert_array_equal(jax.random.key_data(setup.init_keys[1]),
                                   jax.random.key_data(init1))
     # dual_avg_start is a fraction of the policy phase: 0.5 · 30 = 15 steps.
-    assert setup.static.dual_avg_start == 15
+    assert setup.static.duals.avg_start == 15
     assert setup.static.spec.n_models == 3 and setup.static.spec.feature_dim == 6
+    # the lanes (from the policy labels) go into the fresh state, the one copy readers take
+    state = setup_lib.initial_state(setup)
+    np.testing.assert_array_equal(state.lane_taus, np.stack([setup.init.lane_taus] * 3))
     config.train.policy_steps = 35
     with pytest.raises(ValueError, match="multiple of train.chunk_size"):
-        pipeline.make_setup(config, splits)
+        setup_lib.make_setup(config, splits)
 
 
 def test_eval_taus_by_hand():
@@ -180,10 +188,10 @@ def test_eval_taus_by_hand():
     config.eval.wide_n = 3
     # default grid 0.8, 0.85, 0.9; wide grid linspace(0.5, 0.9, 3) = 0.5, 0.7, 0.9; the union,
     # sorted: 0.5, 0.7, 0.8, 0.85, 0.9.
-    taus = pipeline.eval_taus(config, np.array([0.5, 0.6, 0.9]))
+    taus = routing.eval_taus(config, np.array([0.5, 0.6, 0.9]))
     np.testing.assert_allclose(taus, [0.5, 0.7, 0.8, 0.85, 0.9], atol=1e-9)
     config.eval.wide_n = 0
-    np.testing.assert_allclose(pipeline.eval_taus(config, jnp.array([0.5, 0.95])),
+    np.testing.assert_allclose(routing.eval_taus(config, jnp.array([0.5, 0.95])),
                                [0.8, 0.85, 0.9], atol=1e-9)
 
 
@@ -193,10 +201,10 @@ def test_eval_taus_no_duplicate_when_grids_meet():
     config.eval.wide_n = 4
     # lanes as make_setup returns them (float32): wide grid 0.5, 0.65, 0.8, 0.95 meets the
     # default 0.8; expected union 0.5, 0.65, 0.8, 0.85, 0.9, 0.95.
-    taus = pipeline.eval_taus(config, jnp.array([0.5, 0.6, 0.95], jnp.float32))
+    taus = routing.eval_taus(config, jnp.array([0.5, 0.6, 0.95], jnp.float32))
     np.testing.assert_allclose(taus, [0.5, 0.65, 0.8, 0.85, 0.9, 0.95], atol=1e-6)
 
 
 def test_load_trained_needs_a_training_workdir(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.json"):
-        pipeline.load_trained(str(tmp_path), {})
+        runs.load_trained(str(tmp_path), {})

@@ -3,27 +3,80 @@ batch."""
 
 import io
 import json
-import subprocess
-import sys
+import os
 
 import numpy as np
 import pytest
 
 from proteus.serving import route_cli
 from proteus.serving import router as serving
+from tests.test_serve_extra import NOT_IN_CORE, run_without
 
 pytest_plugins = ["tests.serving_fixtures"]
 
 
-def test_single_query_command(text_artifact, text_router):
+def test_route_command_is_short_quiet_and_needs_no_serve_extra(text_artifact, text_router):
+    """`launch.route` after a plain install: one short line per query, and nothing else: no
+    library INFO lines (jax's TPU probe, Orbax's restore), no serve extra needed."""
+    texts = ["mmlu question, moderate: chemistry, software, physics",
+             "gsm8k question, easy: algebra"]
+    env = {k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"}  # let jax probe a TPU
+    proc = run_without(NOT_IN_CORE, "launch.route", f"--artifact={text_artifact}", "--tau=0.3",
+                       *texts, env=env)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    for noise in ("Unable to initialize backend", "orbax", "Restoring checkpoint", "I1", "W1"):
+        assert noise not in err, err
+    assert err == ""
+    want = text_router.route(texts, 0.3)
+    lines = out.strip().split("\n")
+    assert [line.split()[0] for line in lines] == [w["model"] for w in want]
+    for line, text in zip(lines, texts, strict=True):
+        assert "τ=0.30" in line and line.endswith(text)
+
+
+def test_json_records(text_router, capsys):
     text = "mmlu question, moderate: chemistry, software, physics"
-    cmd = [sys.executable, "-m", "launch.route", f"--artifact={text_artifact}", "--tau=0.3",
-           text, "gsm8k question, easy: algebra"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert route_cli.route_args(text_router, [text, "x"], 0.3, as_json=True) == 0
+    out = capsys.readouterr().out
     lines = [json.loads(line) for line in out.strip().split("\n")]
-    want = text_router.route([text, "gsm8k question, easy: algebra"], 0.3)
-    assert [d["model"] for d in lines] == [w["model"] for w in want]
-    assert lines[0]["tau"] == pytest.approx(0.3) and set(lines[0]) == set(want[0])
+    want = text_router.route([text, "x"], 0.3)
+    assert lines == json.loads(json.dumps(want))
+    assert "\\u03c4" not in out and "τ" in out  # the reasons' τ as it is, not escaped
+
+
+def test_usd_two_significant_digits_never_exponent():
+    assert route_cli.usd(0.00024716) == "$0.00025"
+    assert route_cli.usd(0.0033086) == "$0.0033"
+    assert route_cli.usd(1.5) == "$1.5"
+    assert route_cli.usd(2e-7) == "$0.0000002"
+
+
+def test_short_form_by_default(text_router, capsys):
+    """One line per decision: model, τ, feasible and certified, cost estimate, the query."""
+    queries = ["gsm8k question, easy: algebra", "mmlu question, hard: " + "physics, " * 20]
+    assert route_cli.route_args(text_router, queries, 0.3) == 0
+    lines = capsys.readouterr().out.splitlines()
+    want = text_router.route(queries, 0.3)
+    assert len(lines) == 2
+    for line, d, query in zip(lines, want, queries, strict=True):
+        assert line.split()[:2] == [d["model"], "τ=0.30"]
+        status = "feasible, " + ("certified" if d["certified"] else "uncertified")
+        assert status in line
+        assert f"est. {route_cli.usd(d['c_hat'][d['model']])}/query" in line
+        assert query[:40] in line and len(line) < 160  # a long query is shortened
+    assert lines[1].endswith("…")
+
+
+def test_short_form_flags_an_infeasible_tau(text_router, capsys):
+    tau = 1.0  # above every operating point's accuracy
+    d = text_router.route("gsm8k question, easy: algebra", tau)[0]
+    assert not d["feasible"]
+    route_cli.route_args(text_router, ["gsm8k question, easy: algebra"], tau)
+    assert "INFEASIBLE, best effort" in capsys.readouterr().out
+    route_cli.route_args(text_router, ["0.5"] * text_router.feature_dim, 0.3,
+                         features=["0.5"] * text_router.feature_dim)
+    assert f"({text_router.feature_dim} features)" in capsys.readouterr().out
 
 
 def _lines(router: serving.Router) -> tuple[list[str], np.ndarray]:

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from experiments import evaluation, pipeline
 from proteus import operating
+from proteus.pipeline import routing
 from proteus.serving import artifact, server
 from proteus.serving import router as serving
 from tests.conftest import REPO_ROOT
@@ -25,13 +25,13 @@ def tiny_router(tiny_artifact) -> serving.Router:
 
 def test_decisions_equal_training_time_routing(trained, text_router):
     test = trained.splits["test"]
-    taus = np.asarray(pipeline.eval_taus(trained.config, trained.setup.lane_taus), np.float32)
-    want = np.asarray(pipeline.route_split(trained.setup, trained.state, 0, test, taus).model)
+    taus = np.asarray(routing.eval_taus(trained.config, trained.one.lane_taus), np.float32)
+    want = np.asarray(routing.route_split(trained.setup, trained.state, 0, test, taus).model)
     for t, tau in enumerate(taus):  # the exported function at the same (features, τ)
         got = text_router.run(test.features, np.full(test.n_queries, tau, np.float32))
         np.testing.assert_array_equal(got.model, want[t], err_msg=f"tau={tau}")
     # the full path, τ resolved to an operating point, equals evaluation's candidate routing
-    choices, _ = evaluation.candidate_routes(trained.setup, trained.state, 0, test,
+    choices, _ = routing.candidate_routes(trained.setup, trained.state, 0, test,
                                              trained.operating)
     for tau in (0.05, 0.5, 0.99):
         d = text_router.decide(test.features, tau)
@@ -47,7 +47,7 @@ def test_certified_decisions_follow_the_table(trained, certified_artifact):
     path, payload = certified_artifact
     router = serving.Router.load(path)
     test = trained.splits["test"]
-    want, _ = evaluation.candidate_routes(trained.setup, trained.state, 0, test,
+    want, _ = routing.candidate_routes(trained.setup, trained.state, 0, test,
                                           trained.operating)
     for tau, route_to, feasible in zip(payload["taus"], payload["route_to"], payload["feasible"],
                                        strict=True):
@@ -190,27 +190,27 @@ def _rewrite(path: str, manifest: dict) -> None:
 
 
 def test_load_time_checks(tiny_artifact, tmp_path):
-    with pytest.raises(serving.ArtifactError, match="not found"):
+    with pytest.raises(artifact.ArtifactError, match="not found"):
         serving.Router.load(str(tmp_path / "nothing"))
     bad_dim = _copy(tiny_artifact, str(tmp_path / "dim"))
-    manifest = serving.read_manifest(bad_dim)
+    manifest = artifact.read_manifest(bad_dim)
     _rewrite(bad_dim, {**manifest, "feature_dim": 5})
-    with pytest.raises(serving.ArtifactError, match="feature_dim=5"):
+    with pytest.raises(artifact.ArtifactError, match="feature_dim=5"):
         serving.Router.load(bad_dim)
     _rewrite(bad_dim, {**manifest, "format_version": 99})
-    with pytest.raises(serving.ArtifactError, match="format"):
+    with pytest.raises(artifact.ArtifactError, match="format"):
         serving.Router.load(bad_dim)
     old_convention = {**manifest["function"], "calling_convention_version": 1}
     _rewrite(bad_dim, {**manifest, "function": old_convention})
-    with pytest.raises(serving.ArtifactError, match="calling convention 1"):
+    with pytest.raises(artifact.ArtifactError, match="calling convention 1"):
         serving.Router.load(bad_dim)
     _rewrite(bad_dim, {k: v for k, v in manifest.items() if k != "lambda"})
-    with pytest.raises(serving.ArtifactError, match="missing \\['lambda'\\]"):
+    with pytest.raises(artifact.ArtifactError, match="missing \\['lambda'\\]"):
         serving.Router.load(bad_dim)
     tampered = _copy(tiny_artifact, str(tmp_path / "fn"))
     with open(os.path.join(tampered, "route.jaxexport"), "ab") as f:
         f.write(b"\0")
-    with pytest.raises(serving.ArtifactError, match="route.jaxexport has .* bytes"):
+    with pytest.raises(artifact.ArtifactError, match="route.jaxexport has .* bytes"):
         serving.Router.load(tampered)
 
 

@@ -16,15 +16,22 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import pipeline, sweep, sweep_plan
+from experiments import sweep, sweep_plan
 from experiments.configs import quickstart
 from proteus.evaluation import results
+from proteus.pipeline.config import hparams_from_config
+from proteus.pipeline.setup import initial_state, load_splits, make_setup
 from tests.conftest import REPO_ROOT
+
+# The sweep's mechanics on the 64-d precomputed features: the quickstart's own text features
+# (1,024-d hashing) make a shrunk run's calibration ill-conditioned, which magnifies the rounding
+# differences the sharded-equality test bounds.
+SMOKE = "smoke,precomputed"
 
 
 @pytest.fixture(scope="module")
 def config():
-    return quickstart.get_config("smoke")
+    return quickstart.get_config(SMOKE)
 
 
 def _grid(**values):
@@ -94,11 +101,11 @@ def test_plan_groups_hand_checked():
 
 
 def test_estimate_run_bytes_grows_with_lanes(config):
-    splits = pipeline.load_splits(config)
+    splits = load_splits(config)
     sizes = []
     for k in (4, 16):
         cfg = sweep.config_for(config, k)
-        setup = pipeline.make_setup(cfg, splits, hparams=pipeline.hparams_from_config(cfg, 1))
+        setup = make_setup(cfg, splits, hparams=hparams_from_config(cfg, 1))
         sizes.append(sweep_plan.estimate_run_bytes(cfg, setup))
     assert 0 < sizes[0] < sizes[1]
     halved = sweep_plan.estimate_run_bytes(cfg, setup, batch_shards=2)
@@ -107,10 +114,10 @@ def test_estimate_run_bytes_grows_with_lanes(config):
 
 
 def test_run_bytes_from_xla_memory_analysis_or_the_estimate(config, monkeypatch):
-    splits = pipeline.load_splits(config)
-    setup = pipeline.make_setup(config, splits, hparams=pipeline.hparams_from_config(config, 1))
+    splits = load_splits(config)
+    setup = make_setup(config, splits, hparams=hparams_from_config(config, 1))
     measured = sweep_plan.run_bytes(config, setup, splits)
-    state = jax.eval_shape(lambda: pipeline.initial_state(setup, config))
+    state = jax.eval_shape(lambda: initial_state(setup))
     one_state = sweep_plan.nbytes(state) // setup.init_keys.shape[0]
     assert measured > one_state  # at least one run's state
     assert sweep_plan.run_bytes(config, setup, splits, batch_shards=2) <= measured
@@ -146,7 +153,7 @@ def worker_sweep_on_mesh(workdir: str, reference: str) -> None:
     from proteus.training import checkpoint, sharding
 
     grid = _grid(seeds=2, policy_lr=(3e-4, 1e-3), mesh_runs=2, mesh_batch=4)
-    config = quickstart.get_config("smoke")
+    config = quickstart.get_config(SMOKE)
     trained = []  # what training hands back, before it leaves the devices
     fetch = sharding.fetch
     sharding.fetch = lambda tree: trained.append(tree) or fetch(tree)
@@ -179,7 +186,7 @@ def sweeps(tmp_path_factory):
     one = str(tmp_path_factory.mktemp("sweep"))
     mesh = str(tmp_path_factory.mktemp("sweep_mesh"))
     launcher = [sys.executable, "-m", "launch.sweep", f"--workdir={one}", "--noprogress",
-                "--config=experiments/configs/quickstart.py:smoke", *SMOKE_FLAGS]
+                f"--config=experiments/configs/quickstart.py:{SMOKE}", *SMOKE_FLAGS]
     worker = [sys.executable, "-c",
               f"import tests.test_sweep as t; t.worker_sweep_on_mesh({mesh!r}, {one!r})"]
     forced = {"XLA_FLAGS": _CPU_ENV["XLA_FLAGS"] + " --xla_force_host_platform_device_count=8"}
@@ -220,7 +227,7 @@ def test_sweep_launcher_table(sweeps):
     test_row = payload["best_test"]
     assert {k: test_row[k] for k in sweep.SWEPT + ("run", "seed")} == \
         {k: best[k] for k in sweep.SWEPT + ("run", "seed")}
-    splits = pipeline.load_splits(quickstart.get_config("smoke"))
+    splits = load_splits(quickstart.get_config(SMOKE))
     for row, ds in [(r, splits["val"]) for r in rows] + [(test_row, splits["test"])]:
         _, _, best_fixed_cost = ds.best_fixed()
         assert row["savings_at_tau"] == pytest.approx(1 - row["cost_at_tau"] / best_fixed_cost,
@@ -272,7 +279,7 @@ def test_sweep_picks_on_val_and_reports_test_for_the_chosen_run_only(config, tmp
 other test labels, model 2): the sweep
     must pick run 2, score every run on val only, evaluate test once (for run 2), and give the
     same rows and choice whatever the test labels are."""
-    splits = pipeline.load_splits(config)
+    splits = load_splits(config)
     val, test = splits["val"], splits["test"]
 
     def favour(ds, m):  # model m right everywhere, models 0..3 otherwise right on half the rows
@@ -293,8 +300,8 @@ other test labels, model 2): the sweep
 
     monkeypatch.setattr(sweep, "_plan", lambda config, splits, grid, runs, mesh: (
         sweep_plan.plan_groups(runs, {r.lanes: 1 for r in runs}, 10**6)))
-    monkeypatch.setattr(sweep, "train_group", lambda *args: (
-        types.SimpleNamespace(lane_taus=np.linspace(0.5, 0.9, 4)), None))
+    monkeypatch.setattr(sweep, "train_group", lambda *args: (  # (setup, host state [S])
+        None, types.SimpleNamespace(lane_taus=np.tile(np.linspace(0.5, 0.9, 4), (8, 1)))))
     monkeypatch.setattr(sweep, "evaluate_run", fake_evaluate_run)
     grid = _grid(seeds=2, policy_lr=(3e-4, 1e-3))
     outcomes = []

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from experiments import evaluation, exporting, pipeline, replay, validate
+from experiments import replay, runs, validate
 from experiments.configs import quickstart
 from proteus import operating, serving, tasks
 from proteus.data import dataset
@@ -19,6 +19,7 @@ from proteus.evaluation.baselines import task_table
 from proteus.online import http as online_http
 from proteus.online.service import OnlineService, OnlineSettings
 from proteus.online.store import Store
+from proteus.pipeline import setup as setup_lib
 from proteus.serving import protocol, route_cli
 from proteus.serving.dispatch import route_items
 from proteus.training import export, networks
@@ -147,23 +148,24 @@ def task_run(tmp_path_factory):
     config.data.encoder = "hashing:dim=64"
     config.data.cache_dir = str(root / "feature_cache")
     config.model.task_prior = True
-    evaluation.run_evaluation(config, str(root / "workdir"), progress=False, baselines=False)
-    exporting.export_workdir(str(root / "workdir"), str(root / "artifact"))
-    config, splits, setup, state = pipeline.load_trained(str(root / "workdir"))
-    return config, splits, setup, state, serving.Router.load(str(root / "artifact"), warmup=0)
+    runs.evaluate(config, str(root / "workdir"), progress=False, baselines=False)
+    runs.export(str(root / "workdir"), str(root / "artifact"))
+    run = runs.load_trained(str(root / "workdir"))
+    return (run.config, run.splits, run.setup, run.state,
+            serving.Router.load(str(root / "artifact"), warmup=0))
 
 
 def test_a_trained_task_prior_is_exported_and_served(task_run):
     config, splits, setup, state, router = task_run
-    pool = pipeline.training_pool(splits, config.train.folds, config.data.split_salt)[0]
+    pool = setup_lib.training_pool(splits, config.train.folds, config.data.split_salt)[0]
     assert setup.task_names == tuple(sorted(set(pool.tasks.tolist()))) == router.tasks
     assert setup.static.spec.tasks == len(setup.task_names) >= 2
-    params = pipeline.run_slice(state, 0).params
+    params = jax.tree.map(lambda x: x[0], state.params)
     assert params["calib"]["task_prior"].shape == (len(setup.task_names) + 1, len(router.models))
     assert np.any(np.asarray(params["calib"]["task_weight"]) != 0)  # fitted, not the init
     test = splits["test"]
     want = networks.predicted(setup.static.spec, params, jnp.asarray(test.features, jnp.float32),
-                              pipeline.query_tasks(setup, test))[1]
+                              setup_lib.query_tasks(setup, test))[1]
     got = p_hats(router.route(test.features, 0.5, test.tasks.tolist()))
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     without = p_hats(router.route(test.features, 0.5))
@@ -178,7 +180,7 @@ def test_task_prior_needs_two_tasks(tmp_path):
     splits = core_helpers.tiny_splits(config, dataclasses.replace(
         ds, tasks=np.full(ds.n_queries, "only")))
     with pytest.raises(ValueError, match="model.task_prior=True needs a task column with >= 2"):
-        pipeline.make_setup(config, splits)
+        setup_lib.make_setup(config, splits)
     config.train.folds = 1
     assert any("model.task_prior=True needs cross-fitting" in p
                for p in validate.problems(config))

@@ -11,7 +11,7 @@ import numpy as np
 import optax
 import pytest
 
-from proteus.training import loop, losses, networks, predictor_phase, train
+from proteus.training import duals, loop, losses, networks, predictor_phase, train
 from tests import core_helpers
 
 
@@ -21,8 +21,8 @@ def tiny():
     config = core_helpers.tiny_config()
     splits = core_helpers.tiny_splits(config)
     setup = core_helpers.tiny_setup(config, splits)
-    params = core_helpers.init_params(setup.static.spec, 0, setup.stats)
-    state = train.init_state(setup.static, params, setup.lane_taus, jnp.asarray(1.0))
+    params = core_helpers.init_params(setup.static.spec, 0, setup.init.stats)
+    state = train.init_state(setup.static, params, setup.init.lane_taus, jnp.asarray(1.0))
     return config, splits, setup, core_helpers.on_device(state)
 
 
@@ -53,9 +53,9 @@ def test_lane_grid_by_hand():
     np.testing.assert_allclose(train.lane_grid(scores, costs, 3, spacing="log1m"),
                                [0.5, 1 - math.sqrt(0.125), 0.75], rtol=1e-6)
     # overrides: lo = 0.6, hi = 0.9 with log1m: 1 - τ from 0.4 to 0.1, middle sqrt(0.04) = 0.2.
-    np.testing.assert_allclose(train.lane_grid(scores, costs, 3, lo=0.6, hi=0.9),
+    np.testing.assert_allclose(train.lane_grid(scores, costs, 3, spacing="log1m", lo=0.6, hi=0.9),
                                [0.6, 0.8, 0.9], rtol=1e-6)
-    assert train.lane_grid(scores, costs, 5).dtype == jnp.float32
+    assert train.lane_grid(scores, costs, 5, spacing="log1m").dtype == jnp.float32
 
 
 def test_lane_grid_clamps_and_rejects():
@@ -65,7 +65,7 @@ def test_lane_grid_clamps_and_rejects():
     costs = np.array([[3, 1], [3, 1]], np.float32)
     np.testing.assert_allclose(train.lane_grid(scores, costs, 2, spacing="linear"), [0.5, 0.99])
     with pytest.raises(ValueError, match="empty"):
-        train.lane_grid(scores, costs, 2, lo=0.995)
+        train.lane_grid(scores, costs, 2, spacing="linear", lo=0.995)
     with pytest.raises(ValueError, match="spacing"):
         train.lane_grid(scores, costs, 2, spacing="cubic")
 
@@ -75,11 +75,12 @@ def test_lane_grid_clamps_and_rejects():
 
 def test_init_state(tiny):
     _, _, setup, state = tiny
-    k = setup.lane_taus.shape[0]
+    k = setup.init.lane_taus.shape[0]
     chex.assert_shape([state.duals.lam, state.duals.acc_avg, state.lane_taus], (k,))
+    np.testing.assert_array_equal(state.lane_taus, setup.init.lane_taus)
     np.testing.assert_array_equal(state.duals.lam, np.ones(k))
     np.testing.assert_array_equal(state.duals.lam_avg, np.ones(k))
-    np.testing.assert_array_equal(state.duals.acc_avg, setup.lane_taus)  # started at τ
+    np.testing.assert_array_equal(state.duals.acc_avg, state.lane_taus)  # started at τ
     assert int(state.step) == 0 and int(state.pred_steps) == 0 and int(state.bad_evals) == 0
     assert float(state.best_val) == math.inf
     assert not core_helpers.tree_diff(state.best_predictor, state.params["predictor"])
@@ -135,28 +136,6 @@ def test_track_and_freeze_best_predictor(tiny):
     assert frozen.bad_evals.dtype == jnp.int32
 
 
-# ----------------------------------------------------------------------------- duals
-
-
-def test_update_dual_dispatch_by_hand(tiny):
-    _, _, setup, _ = tiny
-    dual = losses.init_dual(jnp.asarray(1.0), jnp.asarray(0.8))
-    hp = _hp(dual_lr=0.5, margin=0.02)
-    plain = train.update_dual(setup.static._replace(dual_ema=0.0), dual, jnp.asarray(0.7),
-                              jnp.asarray(0.8), hp, jnp.asarray(0.5))
-    # error = 0.8 + 0.02 - 0.7 = 0.12; λ = 1 + 0.5 · 0.12 = 1.06; λ_avg = 0.5 · 1 + 0.5 · 1.06.
-    assert float(plain.lam) == pytest.approx(1.06, rel=1e-6)
-    assert float(plain.lam_avg) == pytest.approx(1.03, rel=1e-6)
-    # acc_avg = 0.5 · 0.8 (started at τ) + 0.5 · 0.7 = 0.75.
-    assert float(plain.acc_avg) == pytest.approx(0.75, rel=1e-6)
-    pid = train.update_dual(setup.static._replace(dual="pid", dual_ema=0.0), dual,
-                            jnp.asarray(0.7), jnp.asarray(0.8), hp, jnp.asarray(0.0))
-    # gains = dual_lr · (2, 0.5, 1) = (1, 0.25, 0.5); e = I = D = 0.12:
-    # λ = 0.12 + 0.25 · 0.12 + 0.5 · 0.12 = 0.21; avg 0 -> λ_avg = λ.
-    assert float(pid.lam) == pytest.approx(0.21, rel=1e-5)
-    assert float(pid.lam_avg) == pytest.approx(0.21, rel=1e-5)
-
-
 # ----------------------------------------------------------------------------- policy phase
 
 
@@ -174,10 +153,11 @@ def test_frozen_lane_inputs_normalise_costs(tiny):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _one_lane_step(static, policy_params, inputs, tau, dual, key, hp, avg):
+def _one_lane_step(static, policy_params, inputs, tau, dual, key, hp, phase_step):
     """One lane of a policy step, written out by hand: sample, then that lane's dual update."""
     sample = train.sample_lane(static.spec, policy_params, inputs, tau, tau, dual.lam, key)
-    new_dual = train.update_dual(static, dual, sample["acc_det"], tau, hp, avg)
+    new_dual = duals.update(static.duals, dual, sample["acc_det"], tau, hp.dual_lr, hp.margin,
+                            phase_step)
     return sample, new_dual
 
 
@@ -186,10 +166,10 @@ def test_sample_lane_scores_the_beta_mean_policy(tiny):
     spec = setup.static.spec
     inputs = train.frozen_lane_inputs(setup.static, state.params, _batch(splits["policy"]))
     dual = jax.tree.map(lambda x: x[1], state.duals)
-    tau = setup.lane_taus[1]
+    tau = state.lane_taus[1]
     key = core_helpers.on_device(jax.random.key(3))  # as the lanes test's keys (one compile)
     sample, _ = _one_lane_step(setup.static, state.params["policy"], inputs, tau, dual, key,
-                               _hp(), jnp.asarray(0.0, jnp.float32))
+                               _hp(), jnp.asarray(0, jnp.int32))
     chex.assert_shape([sample["mu"], sample["log_prob"], sample["advantage"]], (32,))
     alpha, beta = networks.policy_beta(spec, state.params["policy"], inputs.z, tau, dual.lam)
     rows = np.arange(32)
@@ -232,12 +212,12 @@ def test_vmapped_lanes_equal_lanes_one_by_one(tiny):
     The policy learning rate is 0, so the shared policy stays fixed and each lane depends only
     on its own (τ, λ) and keys: lane k of step t samples with split(split(k_step)[1], K)[k],
     where k_step = split(fold_in(run_key, t))[1] (proteus.training.loop.make_chunk,
-    train.policy_step). The duals still move (dual_lr > 0), and steps 10..19 cross dual_avg_start =
-    15, so both dual stages are exercised.
+    train.policy_step). The duals still move (dual_lr > 0), and steps 10..19 cross the duals'
+    avg_start = 15, so both dual stages are exercised.
     """
     config, splits, setup, state = tiny
-    static, k_lanes = setup.static, setup.lane_taus.shape[0]
-    assert static.dual_avg_start == 15 and static.tau_jitter == 0.0
+    static, k_lanes = setup.static, state.lane_taus.shape[0]
+    assert static.duals.avg_start == 15 and static.tau_jitter == 0.0
     hp = _hp(policy_lr=0.0, dual_lr=0.5, margin=0.015)
     start = core_helpers.on_device(state.replace(step=jnp.asarray(10, jnp.int32)))
     data = train.Batch.from_dataset(splits["policy"])
@@ -248,7 +228,7 @@ def test_vmapped_lanes_equal_lanes_one_by_one(tiny):
                            core_helpers.on_device(jax.tree.map(lambda x: x[None], hp)))
     final = jax.tree.map(lambda x: x[0], final)
 
-    duals = [jax.tree.map(lambda x, k=k: x[k], start.duals) for k in range(k_lanes)]
+    lane_duals = [jax.tree.map(lambda x, k=k: x[k], start.duals) for k in range(k_lanes)]
     sums = {name: np.zeros(k_lanes) for name in ("reward", "acc_det", "cost_det", "lam",
                                                   "lam_avg", "mu_mean")}
     gather = jax.jit(lambda idx: train.Batch(data.features[idx], data.scores[idx],
@@ -259,23 +239,20 @@ def test_vmapped_lanes_equal_lanes_one_by_one(tiny):
         idx = jax.random.randint(k_batch, (static.batch_size,), 0, data.features.shape[0])
         inputs = inputs_of(static, start.params, gather(idx))
         lane_keys = jax.random.split(jax.random.split(k_step)[1], k_lanes)
-        late = t >= static.dual_avg_start  # pred_steps = 0
-        avg = jnp.asarray(static.dual_avg if late else 0.0, jnp.float32)
-        hp_dual = hp._replace(dual_lr=hp.dual_lr * (static.dual_lr_late if late else 1.0))
         for k in range(k_lanes):
-            sample, duals[k] = _one_lane_step(static, start.params["policy"], inputs,
-                                              setup.lane_taus[k], duals[k], lane_keys[k],
-                                              hp_dual, avg)
+            sample, lane_duals[k] = _one_lane_step(static, start.params["policy"], inputs,
+                                                   start.lane_taus[k], lane_duals[k],
+                                                   lane_keys[k], hp, jnp.asarray(t, jnp.int32))
             for name in ("reward", "acc_det", "cost_det"):
                 sums[name][k] += float(sample[name])
             sums["mu_mean"][k] += float(sample["mu"].mean())
-            sums["lam"][k] += float(duals[k].lam)
-            sums["lam_avg"][k] += float(duals[k].lam_avg)
+            sums["lam"][k] += float(lane_duals[k].lam)
+            sums["lam_avg"][k] += float(lane_duals[k].lam_avg)
 
     for name, total in sums.items():
         np.testing.assert_allclose(metrics[name][0], total / 10, rtol=2e-5, atol=1e-6,
                                    err_msg=name)
-    by_hand = jax.tree.map(lambda *xs: jnp.stack(xs), *duals)
+    by_hand = jax.tree.map(lambda *xs: jnp.stack(xs), *lane_duals)
     chex.assert_trees_all_close(final.duals, by_hand, rtol=2e-5, atol=1e-6)
     assert int(final.step) == 20
     assert not core_helpers.tree_diff(final.params["policy"], start.params["policy"])

@@ -32,7 +32,8 @@ def test_schema_covers_exactly_the_base_config():
 
 @pytest.mark.parametrize("get_config", [quickstart.get_config, routerbench.get_config,
                                         synthetic_routerbench.get_config])
-@pytest.mark.parametrize("variant", [None, "smoke", "ppo,pid", "no_tau", "static_cost"])
+@pytest.mark.parametrize("variant", [None, "smoke", "ppo,pid", "no_tau", "static_cost",
+                                     "precomputed"])
 def test_shipped_configs_are_valid(get_config, variant):
     validate.validate(get_config(variant))
 

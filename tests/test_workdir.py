@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import pipeline, validate, workdir
+from experiments import runs, validate, workdir
 from experiments.configs import quickstart
 from proteus.training import loop
 from tests import core_helpers
@@ -104,7 +104,7 @@ def test_a_workdir_config_loads_with_its_allowed_changes_and_new_host_settings(t
                {"time": "t1", "changes": {"operating.margin_z": [1.5, 2.0],
                                           "eval.wide_n": [40, None]}}]
     (tmp_path / "config_changes.jsonl").write_text("".join(json.dumps(c) + "\n" for c in changes))
-    config = pipeline.load_config(str(tmp_path))
+    config = runs.load_config(str(tmp_path))
     assert config.operating.margin_z == 2.0
     assert "wide_n" not in config.eval
     assert config.train.run_batch == 0
@@ -119,7 +119,7 @@ def test_a_workdir_from_before_a_new_setting_resumes_as_it_ran(tmp_path):
     del recorded["model"]["task_prior"]
     (tmp_path / "config.json").write_text(json.dumps(recorded))
     (tmp_path / "checkpoints" / "40").mkdir(parents=True)
-    assert pipeline.load_config(str(tmp_path)).model.task_prior is False
+    assert runs.load_config(str(tmp_path)).model.task_prior is False
     workdir.prepare(_config(), str(tmp_path))
     workdir.release(str(tmp_path))
     with pytest.raises(workdir.WorkdirError, match="model.task_prior: recorded False, now True"):
@@ -168,7 +168,7 @@ class _Killed(Exception):
 
 
 def test_resume_leaves_one_metrics_record_per_step(tmp_path, monkeypatch):
-    """Through `pipeline.train_runs`: records after the last checkpoint are not repeated.
+    """Through `runs.train`: records after the last checkpoint are not repeated.
 
     A stand-in for `loop.fit` reports steps 10, 20, 30 and checkpoints at 20 (every 2 chunks),
     then dies; the resumed run must find records up to step 20 only, and add 30 once.
@@ -192,8 +192,8 @@ def test_resume_leaves_one_metrics_record_per_step(tmp_path, monkeypatch):
 
     monkeypatch.setattr(loop, "fit", fit)
     with pytest.raises(_Killed):
-        pipeline.train_runs(config, str(tmp_path), splits, setup=setup, progress=False)
-    pipeline.train_runs(config, str(tmp_path), splits, setup=setup, progress=False)
+        runs.train(config, str(tmp_path), splits, setup=setup, progress=False)
+    runs.train(config, str(tmp_path), splits, setup=setup, progress=False)
     assert seen == [[], [10, 20]]
     steps = [json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert steps == [10, 20, 30]

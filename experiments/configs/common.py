@@ -92,7 +92,8 @@ def base_config() -> ml_collections.ConfigDict:
     # columns are measured at
     c.eval.wide_n = 40
     # AIQ alone also routes every router at τ = 0, aiq_step, ..., 1 (0 = the grid alone), so that
-    # each router's curve is traced over its knob's whole range (experiments.evaluation.sweep_taus)
+    # each router's curve is traced over its knob's whole range
+    # (proteus.pipeline.evaluation.sweep_taus)
     c.eval.aiq_step = 0.001
 
     c.certify = ml_collections.ConfigDict()
@@ -129,6 +130,8 @@ def base_config() -> ml_collections.ConfigDict:
 VARIANTS = {
     # the real configs' default is a sentence encoder; this variant needs no torch
     "hashing": dict(data=dict(encoder="hashing")),
+    # a synthetic preset's latent features instead of its prompts (a router that reads no text)
+    "precomputed": dict(data=dict(encoder="precomputed")),
     "smoke": dict(train=dict(batch_size=64, chunk_size=10, pred_max_steps=40, policy_steps=40),
                   lanes=dict(n=4), model=dict(hidden=32, policy_hidden=16)),
     "no_lambda": dict(model=dict(use_lambda_input=False)),

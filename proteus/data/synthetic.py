@@ -10,11 +10,14 @@ Generative model (one draw of N queries; the models' traits are a fixed "world" 
   The intercepts are solved per draw with common random numbers: y_im = 1[v_im < a_m] with
   v_im = logit(U_im) - g * latent_im, so a_m is the empirical quantile of v[:, m] at the preset
   mean, and every model's realised mean equals its preset mean to within 1/N.
-* Features: the latents (family one-hot, topic, difficulty) seen through noise,
-  obs = signal * latents + sqrt(1 - signal^2) * noise, then a fixed random projection to D dims.
-  Texts: a family tag, topic words and a difficulty word read off the same noisy latents, so a
-  text encoder sees exactly what the features see. signal = 1: features reveal the latents and
-  probabilities are sharp (g largest); signal = 0: features and texts are noise.
+* Observations: the latents (family one-hot, topic, difficulty) seen through noise,
+  obs = signal * latents + sqrt(1 - signal^2) * noise (each coordinate keeps its marginal).
+  Texts: question-like prompts written from obs (`proteus.data.synthetic_text`: a family frame,
+  a difficulty phrase, topic nouns whose subject and count follow each topic coordinate), for
+  text encoders. Features: obs through a fixed random projection to D dims, for the
+  `precomputed` encoder. The texts quantise obs (7 difficulty bands, 7 levels per topic
+  coordinate), so they reveal a little less than the features. signal = 1: both reveal the
+  latents and probabilities are sharp (g largest); signal = 0: both are independent of them.
 * Costs: input tokens ~ lognormal per family; output tokens ~ lognormal per family x per-model
   verbosity (set so that the expected cost matches the public mean cost per query) x noise;
   cost = tokens x the preset's per-token prices.
@@ -32,7 +35,7 @@ import dataclasses
 import numpy as np
 
 from proteus.data.dataset import RoutingDataset
-from proteus.data.io import text_array
+from proteus.data.synthetic_text import SUBJECTS, write_prompts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,15 +128,9 @@ SPROUT = Preset(
 )
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (ROUTERBENCH, SPROUT)}
-N_TOPICS = 8
+N_TOPICS = len(SUBJECTS)  # K: each topic coordinate has two subjects (synthetic_text)
 _IN_SIGMA, _OUT_SIGMA, _MODEL_OUT_SIGMA = 0.5, 0.6, 0.3  # lognormal sigmas of token counts
 _VERBOSITY_RANGE = (0.25, 4.0)  # output-token multipliers outside this are implausible
-_DIFFICULTY_WORDS = ("trivial", "easy", "moderate", "hard", "very hard")
-_TOPIC_WORDS = (
-    ("history", "physics"), ("biology", "law"), ("finance", "poetry"), ("medicine", "sports"),
-    ("chemistry", "music"), ("geography", "software"), ("ethics", "algebra"),
-    ("cooking", "astronomy"),
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,12 +142,14 @@ class SyntheticDraw:
       probs: [N, M] float64 true P(correct) of each query-model pair.
       families: [N] int family index of each query.
       difficulty: [N] float64 latent difficulty.
+      topic: [N, K] float64 latent topic coordinates.
     """
 
     dataset: RoutingDataset
     probs: np.ndarray
     families: np.ndarray
     difficulty: np.ndarray
+    topic: np.ndarray
 
 
 def preset_verbosity(preset: Preset) -> np.ndarray:
@@ -201,8 +200,10 @@ def generate(
         raise ValueError(f"need n >= 1 and feature_dim >= 1, got n={n}, feature_dim={feature_dim}")
     world = np.random.SeedSequence(p.world_seed if world_seed is None else world_seed)
     trait_rng, proj_rng = (np.random.default_rng(s) for s in world.spawn(2))
-    lat_rng, y_rng, obs_rng, cost_rng = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)
+    # The first four children are what they were before texts had their own stream (spawn(n)[i]
+    # does not depend on n), so features, scores and costs are unchanged by the text generator.
+    lat_rng, y_rng, obs_rng, cost_rng, text_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)
     )
     n_fam, n_models = len(p.families), len(p.models)
     ability = trait_rng.normal(0.0, p.ability_sd, (n_models, n_fam))
@@ -227,13 +228,13 @@ def generate(
         costs=_costs(cost_rng, p, fam),
         query_ids=np.array([f"{p.name}-s{seed}-{i:07d}" for i in range(n)]),
         tasks=np.asarray(p.families)[fam],
-        texts=_texts(noisy, p),
+        texts=write_prompts(noisy, p.families, text_rng),
         features=features.astype(np.float32),
         prices=prices,
         source=f"synthetic:{p.name}?n={n}&seed={seed}&signal={signal}&feature_dim={feature_dim}",
         notes=(f"synthetic data calibrated to {p.source}; not real model outputs",),
     )
-    return SyntheticDraw(ds, probs, fam, difficulty)
+    return SyntheticDraw(ds, probs, fam, difficulty, topic)
 
 
 def synthetic(
@@ -276,21 +277,3 @@ def _costs(rng, p: Preset, fam: np.ndarray) -> np.ndarray:
     tok_out = np.maximum(1.0, np.round(out_q[:, None] * out_mult))
     price = np.asarray(p.price_per_1m, np.float64) / 1e6
     return (tok_in[:, None] * price[None, :, 0] + tok_out * price[None, :, 1]).astype(np.float32)
-
-
-def _texts(noisy: np.ndarray, p: Preset) -> np.ndarray:
-    """[N] str: "<family> question, <difficulty>: <topic>, <topic>, <topic>" from noisy latents."""
-    n_fam = len(p.families)
-    fam = np.argmax(noisy[:, :n_fam], axis=1)
-    topic = noisy[:, n_fam : n_fam + N_TOPICS]
-    top = np.argsort(-np.abs(topic), axis=1)[:, :3]
-    pole = (np.take_along_axis(topic, top, axis=1) > 0).astype(int)
-    words = np.asarray(_TOPIC_WORDS)[top, pole]  # [N, 3]
-    level = np.digitize(noisy[:, -1], (-1.2, -0.4, 0.4, 1.2))
-    names, diff = np.asarray(p.families), np.asarray(_DIFFICULTY_WORDS)
-    return text_array(
-        [
-            f"{names[f]} question, {diff[d]}: {w[0]}, {w[1]}, {w[2]}"
-            for f, d, w in zip(fam, level, words.tolist(), strict=True)
-        ]
-    )

@@ -424,7 +424,7 @@ def summarize(
       best_fixed_cost: test mean cost of the best fixed model (the savings reference).
       cost_range: (lo, hi) cost normalisation of `aiq`.
       aiq_points: (cost [P], accuracy [P]) the router reaches over its whole knob sweep (see
-        `experiments.evaluation.sweep_taus`); None: AIQ over the T grid points.
+        `proteus.pipeline.evaluation.sweep_taus`); None: AIQ over the T grid points.
 
     Returns:
       dict with exactly `SUMMARY_KEYS`:

@@ -32,7 +32,7 @@ def _draw(rng: np.random.Generator, sizes: Mapping[str, int], h: int) -> dict[st
     """One random re-cut of H rows into val, calib and test of the given sizes."""
     perm = rng.permutation(h)
     cuts = np.cumsum([sizes[name] for name in SPLITS])
-    return dict(zip(SPLITS, np.split(perm, cuts[:-1]), strict=True)) | {"_rest": perm[cuts[-1]:]}
+    return dict(zip(SPLITS, np.split(perm[:cuts[-1]], cuts[:-1]), strict=True))
 
 
 def _route(tbl: dict[str, Any], cert: certificate.CertificationTable | None,
@@ -60,17 +60,14 @@ def one_draw(scores: np.ndarray, costs: np.ndarray, cand_tau: np.ndarray,
       settings: margin_z, credit_z, delta, method, fallback.
     """
     val, calib, test = (rows[name] for name in SPLITS)
-    order, credit, _, cost = table.rank_candidates(cand_tau, cand_model, scores[:, val],
-                                                   costs[:, val], settings["margin_z"],
-                                                   settings["credit_z"])
-    tbl = {"tau": [None if np.isnan(t) else float(t) for t in cand_tau[order]],
-           "model": cand_model[order].tolist(), "accuracy": credit[order].tolist(),
-           "cost": cost[order].tolist(), "n_heldout": int(val.size),
-           "margin_z": float(settings["margin_z"])}
+    ranking = table.rank_candidates(cand_tau, cand_model, scores[:, val], costs[:, val],
+                                    settings["margin_z"], settings["credit_z"])
+    tbl = table.ranked_table(cand_tau, cand_model, *ranking, val.size, settings["margin_z"])
+    order = ranking[0]
     ordered_scores, ordered_costs = scores[order], costs[order]
-    test_acc = ordered_scores[:, test].mean(axis=1)  # [C]
-    test_cost = ordered_costs[:, test].mean(axis=1)
-    pool_acc = ordered_scores.mean(axis=1)
+    per_point = {"accuracy": ordered_scores[:, test].mean(axis=1),  # [C] each
+                 "cost": ordered_costs[:, test].mean(axis=1),
+                 "pool_accuracy": ordered_scores.mean(axis=1)}
     out = {}
     for name, kwargs in {"proteus": None, **rules}.items():
         cert = None if kwargs is None else certificate.certify(
@@ -78,9 +75,9 @@ def one_draw(scores: np.ndarray, costs: np.ndarray, cand_tau: np.ndarray,
             method=settings["method"], fallback=settings["fallback"], **kwargs)
         point = _route(tbl, cert, taus)
         served = point >= 0
-        pick = lambda v: np.where(served, v[np.maximum(point, 0)], np.nan)  # noqa: B023
-        out[name] = {"feasible": served, "accuracy": pick(test_acc), "cost": pick(test_cost),
-                     "pool_accuracy": pick(pool_acc)}
+        out[name] = {"feasible": served} | {
+            key: np.where(served, values[np.maximum(point, 0)], np.nan)
+            for key, values in per_point.items()}
     return out
 
 

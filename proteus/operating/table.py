@@ -130,12 +130,18 @@ def build_table(cand_tau: np.ndarray, cand_model: np.ndarray, scores: np.ndarray
       "cost": [C], "n_heldout": N, "margin_z": z}.
     """
     cand_tau, cand_model = np.asarray(cand_tau, np.float64), np.asarray(cand_model, np.int64)
-    order, credit, acc, cost = rank_candidates(cand_tau, cand_model, scores, costs, margin_z,
-                                               credit_z)
+    ranking = rank_candidates(cand_tau, cand_model, scores, costs, margin_z, credit_z)
+    return ranked_table(cand_tau, cand_model, *ranking, np.shape(scores)[1], margin_z)
+
+
+def ranked_table(cand_tau: np.ndarray, cand_model: np.ndarray, order: np.ndarray,
+                 credit: np.ndarray, accuracy: np.ndarray, cost: np.ndarray, n_heldout: int,
+                 margin_z: float) -> dict[str, Any]:
+    """The table dict of `build_table` from a `rank_candidates` result ([C] each)."""
     return {"tau": [None if np.isnan(cand_tau[j]) else float(cand_tau[j]) for j in order],
-            "model": cand_model[order].tolist(), "accuracy": credit[order].tolist(),
-            "raw_accuracy": acc[order].tolist(), "cost": cost[order].tolist(),
-            "n_heldout": int(np.shape(scores)[1]), "margin_z": float(margin_z)}
+            "model": np.asarray(cand_model)[order].tolist(), "accuracy": credit[order].tolist(),
+            "raw_accuracy": accuracy[order].tolist(), "cost": cost[order].tolist(),
+            "n_heldout": int(n_heldout), "margin_z": float(margin_z)}
 
 
 def rank_candidates(cand_tau: np.ndarray, cand_model: np.ndarray, scores: np.ndarray,

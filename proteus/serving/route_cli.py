@@ -1,4 +1,4 @@
-"""Route queries with an exported router from the command line; one JSON decision per line.
+"""Route queries with an exported router from the command line: one line per decision.
 
 The logic behind `launch/route.py` (which only parses flags and calls `run`):
 
@@ -8,6 +8,9 @@ The logic behind `launch/route.py` (which only parses flags and calls `run`):
 
     python -m launch.route --artifact=A --tau=0.9 --task=physics "A ball is dropped from ..."
 
+Queries given as arguments print one short line each (`short_line`: model, τ, feasible and
+certified, the predicted cost of the chosen model, the query); `--json` prints the full decision
+records instead, as the Python API and HTTP return them.
 `--task` is the queries' task, for an artifact trained with a task prior (its manifest's `tasks`).
 Batch mode reads JSONL lines {"query": str} or {"features": [D floats]}, each optionally with its
 own "tau" and "task" (defaults: `--tau`, `--task`) and an "id" that is echoed back; a line that
@@ -22,10 +25,13 @@ import sys
 from collections.abc import Iterable
 from typing import Any, TextIO
 
+import numpy as np
 import tqdm
 
 from proteus import serving
 from proteus.serving import dispatch, protocol
+
+QUERY_CHARS = 60  # a query longer than this is shortened in the short form
 
 
 def _parse_line(router: serving.Router, n: int, line: str, tau: float | None,
@@ -111,10 +117,31 @@ def route_file(router: serving.Router, input_path: str, output_path: str | None,
     return 1 if n_err else 0
 
 
+def usd(value: float) -> str:
+    """A cost in USD to two significant digits, never in exponent form: 0.00024716 -> '$0.00025'."""
+    return "$" + np.format_float_positional(value, precision=2, unique=False, fractional=False,
+                                            trim="-")
+
+
+def short_line(decision: dict[str, Any], query: str, width: int = 0) -> str:
+    """One decision for a person to read: the chosen model (padded to `width`), τ, whether τ is
+    feasible and the router certified, the predicted cost of that model for this query, the query
+    (shortened to QUERY_CHARS)."""
+    if decision["feasible"]:
+        status = "feasible, " + ("certified" if decision["certified"] else "uncertified")
+    else:  # served by the fallback at the most accurate point; --json gives the reason
+        status = "INFEASIBLE, best effort"
+    cost = usd(decision["c_hat"][decision["model"]])
+    text = query if len(query) <= QUERY_CHARS else query[:QUERY_CHARS - 1] + "…"
+    return (f"{decision['model']:<{width}}  τ={decision['tau']:.2f}  {status:<23}  "
+            f"est. {cost + '/query':<15}  {text}")
+
+
 def route_args(router: serving.Router, queries: list[str], tau: float | None,
-               features: list[str] | None = None, task: str | None = None) -> int:
-    """Route query texts (or one query's `features`, as strings) at τ, of task `task`; one JSON
-    line each.
+               features: list[str] | None = None, task: str | None = None,
+               as_json: bool = False) -> int:
+    """Route query texts (or one query's `features`, as strings) at τ, of task `task`; one
+    `short_line` each, or with `as_json` one JSON record each.
 
     Returns:
       the exit status: 2 if the router refused the input (message on stderr), else 0.
@@ -132,16 +159,22 @@ def route_args(router: serving.Router, queries: list[str], tau: float | None,
     except (ValueError, serving.RoutingError) as err:  # the Python API's own checks
         print(f"error: {err}", file=sys.stderr)
         return 2
-    for d in decisions:
-        print(json.dumps(d))
+    if as_json:  # τ and model names as they are, not \u escapes
+        print("\n".join(json.dumps(d, ensure_ascii=False) for d in decisions))
+        return 0
+    labels = [f"({len(queries)} features)"] if features is not None else queries
+    width = max(len(d["model"]) for d in decisions)
+    for d, label in zip(decisions, labels, strict=True):
+        print(short_line(d, label, width))
     return 0
 
 
 def run(artifact: str, tau: float | None, queries: list[str], features: list[str] | None = None,
         input_path: str | None = None, output_path: str | None = None,
         fallback: str | None = None, batch_size: int = 1024, progress: bool = True,
-        task: str | None = None) -> int:
-    """Load the artifact and route: the JSONL file `input_path` if given, else the arguments.
+        task: str | None = None, as_json: bool = False) -> int:
+    """Load the artifact and route: the JSONL file `input_path` if given (JSON records out),
+    else the arguments (`short_line`s, or JSON records with `as_json`).
 
     Returns:
       the process exit status (see `route_file`, `route_args`).
@@ -149,4 +182,4 @@ def run(artifact: str, tau: float | None, queries: list[str], features: list[str
     router = serving.Router.load(artifact, fallback=fallback)
     if input_path:
         return route_file(router, input_path, output_path, tau, batch_size, progress, task)
-    return route_args(router, queries, tau, features, task)
+    return route_args(router, queries, tau, features, task, as_json)

@@ -40,23 +40,8 @@ import numpy as np
 
 from proteus.operating import OperatingPoint, OperatingPolicy
 from proteus.serving import artifact
-from proteus.serving.artifact import (  # noqa: F401 (re-exported: the serving API's names)
-    FORMAT,
-    FORMAT_VERSION,
-    FUNCTION_FILE,
-    MANIFEST_FILE,
-    PARAMS_DIR,
-    ArtifactError,
-    load_function,
-    lowering_platform,
-    read_manifest,
-)
-from proteus.serving.inputs import (  # noqa: F401 (re-exported: the serving API's names)
-    check_features,
-    check_task_name,
-    check_text,
-    resolve_taus,
-)
+from proteus.serving.artifact import ArtifactError
+from proteus.serving.inputs import check_features, check_text, resolve_taus
 from proteus.tasks import UNKNOWN, TaskVocabulary
 from proteus.types import Decisions
 
@@ -151,7 +136,7 @@ class Router:
         artifact.verify_files(path, manifest)
         artifact.validate_manifest(path, manifest)
         exported = artifact.load_function(path, manifest)
-        params = artifact.load_params(os.path.join(path, PARAMS_DIR))
+        params = artifact.load_params(os.path.join(path, artifact.PARAMS_DIR))
         want = exported.in_tree.children()[0].children()[0]  # ((args...), kwargs)
         if jax.tree.structure(params) != want:
             raise ArtifactError(f"{path}: parameters {jax.tree.structure(params)} do not match "

@@ -6,6 +6,7 @@ Endpoints:
                    {"requests": [such objects]} -> {"decisions": [...]}
   GET  /v1/models  model pool, prices, feasible τ range, encoder
   GET  /healthz    liveness and batching counters (never needs a token)
+  GET  /metrics    Prometheus text (`proteus.serving.metrics`; a token when the server has them)
   GET  /openapi.json, /docs
 
 Bad input gets a 4xx JSON `{"detail": message}` (see `proteus.serving.protocol` and
@@ -32,28 +33,33 @@ import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
-
-import uvicorn
-from fastapi import FastAPI, Request, Response
-from fastapi.openapi.utils import get_openapi
-from pydantic.json_schema import models_json_schema
-from starlette.requests import ClientDisconnect
 
 from proteus.serving import Router, RoutingError, http_guards
 from proteus.serving.batching import MicroBatcher, QueueFullError
 from proteus.serving.dispatch import route_items
+from proteus.serving.extras import serve_extra
 from proteus.serving.protocol import Limits, RequestError, parse_body
-from proteus.serving.schema import (
-    BatchRouteRequest,
-    BatchRouteResponse,
-    ErrorResponse,
-    HealthResponse,
-    ModelsResponse,
-    RouteDecisionModel,
-    RouteRequest,
-)
+
+with serve_extra("proteus.serving.server"):  # without the serve extra: a message naming it
+    import uvicorn
+    from fastapi import FastAPI, Request, Response
+    from fastapi.openapi.utils import get_openapi
+    from pydantic.json_schema import models_json_schema
+    from starlette.requests import ClientDisconnect
+
+    from proteus.serving.metrics import RouterMetrics
+    from proteus.serving.schema import (
+        BatchRouteRequest,
+        BatchRouteResponse,
+        ErrorResponse,
+        HealthResponse,
+        ModelsResponse,
+        RouteDecisionModel,
+        RouteRequest,
+    )
 
 ROUTE_PATH = "/v1/route"
 Headers = list[tuple[bytes, bytes]]
@@ -87,6 +93,7 @@ class RouteService:
 
     def __init__(self, router: Router, settings: ServerSettings):
         self.router, self.settings = router, settings
+        self.metrics = RouterMetrics()
         inline = settings.inline_routing
         self.batcher = MicroBatcher(lambda items: route_items(router, items), settings.max_batch,
                                     settings.max_wait_ms / 1000.0, settings.max_queue,
@@ -108,18 +115,29 @@ class RouteService:
                 raise RequestError(415, f"Content-Type must be application/json, got {got!r}")
             http_guards.check_length(headers.get(b"content-length"), limit)
             body = await http_guards.read_body(chunks, limit, self.settings.read_timeout_s)
-        except RequestError as err:  # the body may be unread: close rather than resync
-            return err.status, json_bytes({"detail": err.detail}), http_guards.CLOSE
         except (http_guards.ClientGoneError, ClientDisconnect):
-            return 400, json_bytes({"detail": "client disconnected"}), http_guards.CLOSE
-        return (*await self.handle(body), [])
+            err = RequestError(400, "client disconnected", "client_disconnected")
+        except RequestError as error:  # the body may be unread: close rather than resync
+            err = error
+        else:
+            return (*await self.handle(body), [])
+        self.metrics.observe(err.status, [err])
+        return err.status, json_bytes({"detail": err.detail}), http_guards.CLOSE
 
     async def handle(self, body: bytes) -> tuple[int, bytes]:
         """A POST /v1/route body -> (HTTP status, JSON response body); never raises.
 
         A batch answers 200 with one entry per request: its decision, or for a request that
         failed alone `{"error": {"status", "code", "message"}}` (`RequestError.to_json`).
+        Every answer is counted in `self.metrics`.
         """
+        start = time.perf_counter()
+        status, answer, outcomes = await self._answer(body)
+        self.metrics.observe(status, outcomes, time.perf_counter() - start)
+        return status, answer
+
+    async def _answer(self, body: bytes) -> tuple[int, bytes, list[Any]]:
+        """`handle`'s (status, body) and the outcome of each item (decision or exception)."""
         try:
             if len(body) > self.settings.parse_in_thread_bytes:
                 # A body this large is a batch (one query is at most max_query_chars): when no
@@ -136,14 +154,14 @@ class RouteService:
             results = [p if isinstance(p, RequestError) else next(routed) for p in parsed]
         except QueueFullError:
             busy = "server busy: the routing queue is full; retry shortly"
-            return 503, json_bytes({"detail": busy})
+            return 503, json_bytes({"detail": busy}), [RequestError(503, busy, "server_busy")]
         except RequestError as err:
-            return err.status, json_bytes({"detail": err.detail})
+            return err.status, json_bytes({"detail": err.detail}), [err]
         except Exception as err:  # noqa: BLE001 (one bad batch must not take the server down)
-            return 500, json_bytes({"detail": _internal(err)})
-        if not is_batch:
-            return await self._encode(results[0])
-        return await self._encode({"decisions": [_entry(r) for r in results]}, len(results))
+            return 500, json_bytes({"detail": _internal(err)}), [err]
+        answer = results[0] if not is_batch else {"decisions": [_entry(r) for r in results]}
+        status, payload = await self._encode(answer, len(results) if is_batch else 1)
+        return status, payload, results if status == 200 else [RoutingError("non-finite")]
 
     async def _encode(self, answer: Any, n: int = 1) -> tuple[int, bytes]:
         try:
@@ -249,6 +267,10 @@ def create_app(router: Router, settings: ServerSettings | None = None) -> RouteA
     @app.get("/v1/models", response_model=ModelsResponse, summary="Model pool and τ range")
     async def models() -> dict[str, Any]:
         return router.info()
+
+    @app.get("/metrics", summary="Prometheus metrics (proteus.serving.metrics)")
+    async def metrics() -> Response:
+        return Response(service.metrics.exposition(), media_type=service.metrics.content_type)
 
     @app.get("/healthz", response_model=HealthResponse, summary="Liveness")
     async def healthz() -> dict[str, Any]:

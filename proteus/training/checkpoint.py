@@ -23,8 +23,11 @@ import shutil
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+
+from proteus.training import loop
 
 CHECKSUM_FILE = "proteus_checksums.json"
 ORBAX_METADATA = "_CHECKPOINT_METADATA"  # Orbax's own per-step metadata (JSON)
@@ -108,12 +111,14 @@ class Checkpointer:
 
     Args:
       directory: checkpoints go to `<directory>` (created if missing).
-      max_to_keep: keep the last N steps.
+      max_to_keep: keep the last N steps (the config's `checkpoint.max_to_keep`); None keeps every
+        step (a reader that restores and never saves).
       save_interval_steps: Orbax's save interval: `save` writes when `step % interval == 0`
         (the host loop may call it every chunk); `force=True` saves regardless.
     """
 
-    def __init__(self, directory: str, max_to_keep: int = 3, save_interval_steps: int = 1):
+    def __init__(self, directory: str, max_to_keep: int | None = None,
+                 save_interval_steps: int = 1):
         self.directory = os.path.abspath(directory)
         # Orbax's default policy also saves the first step of a run; the interval alone is what a
         # `checkpoint.every_chunks` setting means.
@@ -209,6 +214,37 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.close()
+
+
+class CheckpointCallback(loop.Callback):
+    """Training checkpoints as a `proteus.pipeline.train` callback.
+
+    Resumes from the newest intact step in `directory` (nothing there: a fresh start), saves
+    every `every_steps` steps and at both phase ends (`loop.Callbacks`), and records `meta`
+    (JSON-able: the config's name, say) with each step's phase.
+    """
+
+    def __init__(self, directory: str, every_steps: int, max_to_keep: int | None,
+                 meta: dict[str, Any] | None = None):
+        self.checkpointer = Checkpointer(directory, max_to_keep=max_to_keep,
+                                         save_interval_steps=every_steps)
+        self.meta = dict(meta or {})
+
+    def restore(self, state: Any, phase: str) -> tuple[Any, str]:
+        if self.checkpointer.latest_step() is None:
+            return state, phase
+        state, meta = self.checkpointer.restore(state)
+        logging.info("resumed from step %d (%s phase)", self.checkpointer.latest_step(),
+                     meta["phase"])
+        return state, meta["phase"]
+
+    def save(self, phase: str, state: Any, phase_end: bool) -> None:
+        # every `every_steps` steps (Orbax's interval) and, forced, at phase ends
+        self.checkpointer.save(int(np.asarray(state.step)[0]), state,
+                               {"phase": phase, **self.meta}, force=phase_end)
+
+    def close(self) -> None:
+        self.checkpointer.close()
 
 
 def _first_line(e: BaseException) -> str:

@@ -99,18 +99,45 @@ def oof_task_priors(spec: RouterSpec, scores: Array, tasks: Array,
     return tables[fold, task_rows(spec, tasks)], everyone
 
 
+STEP_SIZES = (1.0, 0.5, 0.25, 0.125, 0.0625, 0.0)  # a Newton step's line search, full step first
+MAX_STEP = 2.0  # longest Newton step (Euclidean, in theta's units: a trust region)
+OBJECTIVE_SLACK = 1e-6  # a step may raise the objective by this (relative): float32 noise
+
+
 def _fit_one(x: Array, score: Array, weights: Array) -> Array:
     """Weighted Newton fit of sigmoid(x @ theta) for one model: x [N, K] (first column the model's
-    logit), soft score [N], weights [N] -> theta [K], pulled toward (1, 0, ..., 0) by the ridge."""
+    logit), soft score [N], weights [N] -> theta [K], pulled toward (1, 0, ..., 0) by the ridge.
+
+    Each Newton step is at most `MAX_STEP` long and taken at the largest size in `STEP_SIZES`
+    that does not raise the objective (0 is the last), so it never rises beyond float noise
+    (`OBJECTIVE_SLACK`): full Newton steps diverge when
+    the held-out logits are weak and large (the Hessian is then ~0; a smoke run's hashing
+    features drove the scale to −1000).
+    """
     k = x.shape[-1]
     start = jnp.zeros(k).at[0].set(1.0)  # the ridge pulls toward the identity map
     total = jnp.maximum(weights.sum(), 1.0)
+    sizes = jnp.asarray(STEP_SIZES, jnp.float32)
+
+    def objective(theta):  # weighted mean log-loss + ridge, for [S, K] candidate thetas
+        z = x @ theta.T  # [N, S]
+        nll = -(score[:, None] * jax.nn.log_sigmoid(z) + (1 - score[:, None]) *
+                jax.nn.log_sigmoid(-z))
+        return weights @ nll / total + 0.5 * PLATT_RIDGE * ((theta - start) ** 2).sum(-1)
 
     def step(theta, _):
         p = jax.nn.sigmoid(x @ theta)
         grad = x.T @ (weights * (p - score)) / total + PLATT_RIDGE * (theta - start)
         hess = (x.T * (weights * p * (1 - p))) @ x / total + PLATT_RIDGE * jnp.eye(k)
-        return theta - jnp.linalg.solve(hess, grad), None
+        direction = jnp.linalg.solve(hess, grad)
+        direction *= jnp.minimum(1.0, MAX_STEP / jnp.maximum(jnp.linalg.norm(direction), 1e-12))
+        candidates = theta - sizes[:, None] * direction[None, :]  # [S, K]
+        values = objective(candidates)  # the last candidate (size 0) is theta itself
+        # The first (largest) size that does not raise the objective beyond float noise: near
+        # convergence that is always the full step, so the fit stays a smooth function of its
+        # inputs (an argmin over sizes would flip between near-equal values on rounding).
+        ok = values <= values[-1] + OBJECTIVE_SLACK * (1.0 + jnp.abs(values[-1]))
+        return candidates[jnp.argmax(ok)], None
 
     theta, _ = jax.lax.scan(step, start, None, length=PLATT_ITERS)
     return theta

@@ -81,7 +81,7 @@ class RouterBundle:
       models: [M] model names.
       encoder: `Encoder.to_config()` of the features the router was trained on.
       prices: model -> (USD per input token, USD per output token), where known.
-      operating: the operating-point table (`experiments.evaluation.operating_table`).
+      operating: the operating-point table (`proteus.pipeline.routing.operating_table`).
       certification: `CertificationTable.to_dict()` over those points, or None.
       training: provenance (workdir, config, data fingerprint, step, ...), JSON-able.
       tasks: the task prior's vocabulary (spec.tasks names; () without one).

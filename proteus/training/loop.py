@@ -15,7 +15,7 @@ through a callback and checkpoints through another; the library itself does no f
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 import jax
@@ -31,13 +31,14 @@ StepFn = Callable[..., tuple[train.TrainState, dict[str, Array]]]
 
 
 class LoopConfig(NamedTuple):
-    """Host-loop settings (see experiments/configs for their defaults and meaning)."""
+    """Host-loop settings; no defaults: `proteus.pipeline.config.loop_config` reads them from the
+    config (`train.*`), which holds their defaults and meaning."""
 
-    chunk_size: int = 100
-    pred_max_steps: int = 2000
-    pred_patience: int = 4  # predictor evaluations (one per chunk) without improvement
-    policy_steps: int = 2000
-    run_batch: int = 0  # runs vmapped together inside a chunk (`runs_at_once`); 0: automatic
+    chunk_size: int
+    pred_max_steps: int  # a multiple of chunk_size
+    pred_patience: int  # predictor evaluations (one per chunk) without improvement
+    policy_steps: int  # a multiple of chunk_size
+    run_batch: int  # runs vmapped together inside a chunk (`runs_at_once`); 0: automatic
 
 
 def make_chunk(static: train.StaticConfig, step_fn: StepFn, chunk_size: int, constrain=None):
@@ -231,6 +232,59 @@ class Callbacks(NamedTuple):
 
     on_metrics: Callable[[str, int, dict], None] = lambda phase, step, metrics: None
     save: Callable[[str, train.TrainState, bool], None] = lambda phase, state, phase_end: None
+
+
+class Callback:
+    """A hook that `proteus.pipeline.train` runs on the host, outside the compiled chunks (brax's
+    `progress_fn`, with checkpointing's two more). Override what you need; each is a no-op here.
+
+    restore(state, phase) -> (state, phase): before training, where the run starts (a
+      checkpointer returns its newest step; a metrics log drops records past it).
+    on_metrics(phase, step, metrics): after every chunk, the chunk's mean metrics ([S] numpy).
+    save(phase, state, phase_end): after every chunk (see `Callbacks`).
+    close(): when training ends or fails.
+    """
+
+    def restore(self, state: train.TrainState, phase: str) -> tuple[train.TrainState, str]:
+        return state, phase
+
+    def on_metrics(self, phase: str, step: int, metrics: dict) -> None:
+        pass
+
+    def save(self, phase: str, state: train.TrainState, phase_end: bool) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _Progress(Callback):
+    """A plain `fn(phase, step, metrics)` as a Callback (brax's progress_fn)."""
+
+    def __init__(self, fn: Callable[[str, int, dict], None]):
+        self.fn = fn
+
+    def on_metrics(self, phase: str, step: int, metrics: dict) -> None:
+        self.fn(phase, step, metrics)
+
+
+def as_callbacks(hooks: Iterable[Callback | Callable[[str, int, dict], None]],
+                 ) -> tuple[Callback, ...]:
+    """Callbacks and plain `fn(phase, step, metrics)` functions, as Callbacks (in order)."""
+    return tuple(h if isinstance(h, Callback) else _Progress(h) for h in hooks)
+
+
+def combine(hooks: Sequence[Callback]) -> Callbacks:
+    """The loop's two hooks calling every Callback of `hooks` in order."""
+    def on_metrics(phase, step, metrics):
+        for hook in hooks:
+            hook.on_metrics(phase, step, metrics)
+
+    def save(phase, state, phase_end):
+        for hook in hooks:
+            hook.save(phase, state, phase_end)
+
+    return Callbacks(on_metrics=on_metrics, save=save)
 
 
 def fit(static: train.StaticConfig, loop: LoopConfig, state: train.TrainState, run_keys: Array,

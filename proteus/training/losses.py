@@ -1,11 +1,10 @@
-"""Losses, rewards and dual updates, each written for ONE τ lane (vmap is the caller's job).
+"""Losses and rewards, each written for ONE τ lane (vmap is the caller's job); the duals' update
+is `proteus.training.duals`.
 
 DESIGN.md section 3. Notation: B queries in a batch, M models, costs normalised by c_ref.
 """
 
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import chex
 import jax
@@ -92,83 +91,3 @@ def ppo_clip_loss(
     adv = jax.lax.stop_gradient(advantage)
     surrogate = jnp.minimum(ratio * adv, jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * adv)
     return -surrogate.mean() - ent_coef * entropy.mean()
-
-
-# ----------------------------------------------------------------------------- duals
-
-
-class DualState(NamedTuple):
-    """Per-lane dual state (all scalars for one lane; [K] after vmap).
-
-    lam: the Lagrange multiplier λ >= 0.
-    acc_ema: EMA of the deterministic policy's realised batch accuracy (the constraint signal).
-    integral: PID integral term (unused by the plain projected update).
-    prev_error: previous constraint error, for the PID derivative term.
-    lam_avg: exponential average of the λ iterates, the lane's λ at inference. The last iterate of
-      a stochastic dual ascent jitters with the batch accuracy; averaged iterates are the standard
-      remedy for saddle-point problems and give a steadier λ(τ).
-    acc_avg: the same average of the batch accuracy: what the lane reached on the `policy`
-      split's labels, the rows the policy and the duals train on (not held out: an in-sample
-      figure; held-out accuracy is measured on `val` by `proteus.operating`).
-    """
-
-    lam: Array
-    acc_ema: Array
-    integral: Array
-    prev_error: Array
-    lam_avg: Array
-    acc_avg: Array
-
-
-def init_dual(lam0: Array, tau: Array) -> DualState:
-    """A lane's dual state at λ = lam0 with the accuracy average started at τ."""
-    zero = jnp.zeros_like(lam0)
-    tau = jnp.asarray(tau, lam0.dtype)
-    return DualState(lam=lam0, acc_ema=tau, integral=zero, prev_error=zero, lam_avg=lam0,
-                     acc_avg=tau)
-
-
-def average_dual(state: DualState, batch_acc: Array, avg: Array) -> DualState:
-    """λ_avg ← avg·λ_avg + (1 − avg)·λ and the same for the batch accuracy, after an update."""
-    return state._replace(lam_avg=avg * state.lam_avg + (1.0 - avg) * state.lam,
-                          acc_avg=avg * state.acc_avg + (1.0 - avg) * batch_acc)
-
-
-def smoothed_accuracy(state: DualState, batch_acc: Array, ema: Array) -> Array:
-    """â ← ema·â + (1 − ema)·batch accuracy; ema = 0 uses the batch accuracy alone."""
-    return ema * state.acc_ema + (1.0 - ema) * batch_acc
-
-
-def dual_update(
-    state: DualState, batch_acc: Array, tau: Array, dual_lr: Array, margin: Array,
-    lam_max: float, ema: Array,
-) -> DualState:
-    """Projected dual ascent: λ ← clip(λ + η_λ (τ + margin − â), 0, λ_max).
-
-    One lane: every argument and `state` leaf is a scalar [] (vmap over lanes).
-    """
-    chex.assert_rank([*state, batch_acc, tau, dual_lr, margin, ema], 0)
-    acc = smoothed_accuracy(state, batch_acc, ema)
-    error = tau + margin - acc
-    lam = jnp.clip(state.lam + dual_lr * error, 0.0, lam_max)
-    return state._replace(lam=lam, acc_ema=acc, prev_error=error)
-
-
-def pid_dual_update(
-    state: DualState, batch_acc: Array, tau: Array, gains: Array, margin: Array,
-    lam_max: float, ema: Array,
-) -> DualState:
-    """PID Lagrangian (Stooke, Achiam & Abbeel 2020): λ = [K_p e + K_i I + K_d (e − e_prev)^+]^+.
-
-    gains: [3] (K_p, K_i, K_d). The integral is clamped at >= 0 (anti-windup) and at λ_max/K_i
-    so that a long infeasible stretch cannot build an integral that takes ages to unwind. One
-    lane: `gains` aside, every argument and `state` leaf is a scalar [] (vmap over lanes).
-    """
-    chex.assert_rank([*state, batch_acc, tau, margin, ema, gains], [0] * (len(state) + 4) + [1])
-    acc = smoothed_accuracy(state, batch_acc, ema)
-    error = tau + margin - acc
-    k_p, k_i, k_d = gains[0], gains[1], gains[2]
-    integral = jnp.clip(state.integral + error, 0.0, lam_max / jnp.maximum(k_i, 1e-8))
-    derivative = jnp.maximum(error - state.prev_error, 0.0)
-    lam = jnp.clip(k_p * error + k_i * integral + k_d * derivative, 0.0, lam_max)
-    return state._replace(lam=lam, acc_ema=acc, integral=integral, prev_error=error)

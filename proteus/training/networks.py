@@ -128,19 +128,24 @@ class PolicyHead(nn.Module):
 
 
 class RouterSpec(NamedTuple):
-    """Static description of the networks (hashable; part of the exported manifest)."""
+    """Static description of the networks (hashable; part of the exported manifest).
+
+    The sizes and ablation switches have no defaults here: the config holds them with their
+    meaning (`proteus.pipeline.config.router_spec` reads them).
+    """
 
     n_models: int
     feature_dim: int
-    hidden: int = 256
-    policy_hidden: int = 128
-    use_tau_input: bool = True  # ablation: False hides τ from the policy
-    use_lambda_input: bool = True  # ablation: False hides λ from the policy
-    static_cost: bool = False  # ablation: per-model mean train cost instead of the cost head
-    folds: int = 1  # cross-fitted predictors stacked on a leading [F] axis (1: a single one)
-    groups: int = 0  # G > 0: a per-(query group, model) prior stacked into the calibration
+    hidden: int
+    policy_hidden: int
+    use_tau_input: bool  # ablation: False hides τ from the policy
+    use_lambda_input: bool  # ablation: False hides λ from the policy
+    static_cost: bool  # ablation: per-model mean train cost instead of the cost head
+    folds: int  # cross-fitted predictors stacked on a leading [F] axis (1: a single one)
+    groups: int  # G > 0: a per-(query group, model) prior stacked into the calibration
     # T > 0: queries carry a task index in [-1, T) (-1 unknown) and a per-(task, model) prior
-    # deviation is stacked into the calibration (`crossfit.task_prior`)
+    # deviation is stacked into the calibration (`crossfit.task_prior`); from the data's task
+    # vocabulary, not the config (0: no task prior)
     tasks: int = 0
 
     def predictor(self) -> Predictor:

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import optax
 
 from proteus.training import beta as beta_dist
+from proteus.training import duals as duals_lib
 from proteus.training import losses
 from proteus.training.networks import (
     RouterSpec,
@@ -54,24 +55,22 @@ class HParams(NamedTuple):
 
 
 class StaticConfig(NamedTuple):
-    """Python-level (hashable) training settings; changing one means a new compile."""
+    """Python-level (hashable) training settings; changing one means a new compile.
+
+    No defaults: the config (`experiments/configs/common.py`) holds them with their meaning, and
+    `proteus.pipeline.config.static_config` reads them from it.
+    """
 
     spec: RouterSpec
-    batch_size: int = 256
-    cost_weight: float = 0.5
-    weight_decay: float = 1e-4
-    grad_clip: float = 1.0
-    algo: str = "reinforce"  # "reinforce" | "ppo"
-    ppo_epochs: int = 4
-    ppo_clip: float = 0.2
-    dual: str = "plain"  # "plain" | "pid"
-    pid_gains: tuple[float, float, float] = (2.0, 0.5, 1.0)
-    dual_ema: float = 0.0
-    dual_avg: float = 0.99  # EMA of the λ iterates used at inference (see losses.DualState)
-    dual_avg_start: int = 0  # policy-phase steps before the EMA starts (λ_avg = λ until then)
-    dual_lr_late: float = 0.2  # dual step multiplier once averaging has started
-    lam_max: float = 100.0
-    tau_jitter: float = 0.0  # half-width of the uniform jitter added to each lane's τ input
+    batch_size: int
+    cost_weight: float
+    weight_decay: float
+    grad_clip: float
+    algo: str  # "reinforce" | "ppo"
+    ppo_epochs: int
+    ppo_clip: float
+    duals: duals_lib.DualSettings
+    tau_jitter: float  # half-width of the uniform jitter added to each lane's τ input
 
 
 class Batch(NamedTuple):
@@ -118,7 +117,7 @@ class TrainState:
     step: [] int32, number of updates taken (both phases).
     params: {"predictor", "policy", "stats"} (stats: feature mean/scale, c_ref, mean_cost).
     pred_opt, policy_opt: optimiser states of the two parameter groups.
-    duals: `losses.DualState` with [K] leaves.
+    duals: `duals.DualState` with [K] leaves.
     lane_taus: [K] the lanes' accuracy targets, increasing.
     best_predictor: predictor parameters with the lowest validation loss so far.
     best_val: [] that loss; bad_evals: [] int32 evaluations since it improved.
@@ -129,7 +128,7 @@ class TrainState:
     params: Params
     pred_opt: optax.OptState
     policy_opt: optax.OptState
-    duals: losses.DualState
+    duals: duals_lib.DualState
     lane_taus: Array
     best_predictor: Params
     best_val: Array
@@ -160,7 +159,7 @@ def init_state(static: StaticConfig, params: Params, lane_taus: Array, lam0: Arr
         params=params,
         pred_opt=pred_opt,
         policy_opt=tx.init(params["policy"]),
-        duals=jax.vmap(losses.init_dual)(lane_lams, lane_taus),
+        duals=jax.vmap(duals_lib.init_dual)(lane_lams, lane_taus),
         lane_taus=lane_taus,
         best_predictor=params["predictor"],
         best_val=jnp.full(shape, jnp.inf, jnp.float32),
@@ -293,7 +292,8 @@ def frozen_lane_inputs(static: StaticConfig, params: Params, batch: Batch) -> La
 
 def policy_step(static: StaticConfig, state: TrainState, key: Array, batch: Batch,
                 hp: HParams) -> tuple[TrainState, dict[str, Array]]:
-    """One Lagrangian RL update of the shared policy plus one dual update per lane."""
+    """One Lagrangian RL update of the shared policy plus one dual update per lane
+    (`duals.update`)."""
     spec = static.spec
     inputs = frozen_lane_inputs(static, state.params, batch)
     n_lanes = state.lane_taus.shape[0]
@@ -327,14 +327,9 @@ def policy_step(static: StaticConfig, state: TrainState, key: Array, batch: Batc
         (grads,) = pullback(beta_grads)
         policy_params, policy_opt = apply_updates(tx, grads, policy_opt, policy_params,
                                                    hp.policy_lr)
-    # Two stages. First the duals travel from lam_init to their equilibrium with the full step.
-    # Then the step shrinks and λ is averaged: the batch accuracy is noisy, and a λ that keeps
-    # jittering meets E[acc(λ_t)] = τ + margin while acc(E[λ_t]) overshoots (acc is concave in λ
-    # there), so the deployed λ_avg would buy more accuracy than asked for.
-    late = state.step - state.pred_steps >= static.dual_avg_start
-    avg = jnp.where(late, static.dual_avg, 0.0).astype(jnp.float32)
-    hp_dual = hp._replace(dual_lr=hp.dual_lr * jnp.where(late, static.dual_lr_late, 1.0))
-    duals = jax.vmap(lambda d, acc, t: update_dual(static, d, acc, t, hp_dual, avg))(
+    phase_step = state.step - state.pred_steps  # the duals' schedule counts policy steps
+    duals = jax.vmap(lambda d, acc, t: duals_lib.update(
+        static.duals, d, acc, t, hp.dual_lr, hp.margin, phase_step))(
         state.duals, samples["acc_det"], state.lane_taus)
     state = state.replace(step=state.step + 1, params={**state.params, "policy": policy_params},
                           policy_opt=policy_opt, duals=duals)
@@ -344,20 +339,8 @@ def policy_step(static: StaticConfig, state: TrainState, key: Array, batch: Batc
     return state, metrics
 
 
-def update_dual(static: StaticConfig, dual: losses.DualState, batch_acc: Array, tau: Array,
-                hp: HParams, avg: Array) -> losses.DualState:
-    """One lane's dual update, plain projected ascent or PID (a static choice); avg: [] EMA."""
-    ema = jnp.asarray(static.dual_ema, jnp.float32)
-    if static.dual == "pid":
-        gains = hp.dual_lr * jnp.asarray(static.pid_gains, jnp.float32)
-        dual = losses.pid_dual_update(dual, batch_acc, tau, gains, hp.margin, static.lam_max, ema)
-    else:
-        dual = losses.dual_update(dual, batch_acc, tau, hp.dual_lr, hp.margin, static.lam_max, ema)
-    return losses.average_dual(dual, batch_acc, avg)
-
-
-def lane_grid(scores, costs, n_lanes: int, lo: float | None = None, hi: float | None = None,
-              spacing: str = "log1m") -> jnp.ndarray:
+def lane_grid(scores, costs, n_lanes: int, *, spacing: str, lo: float | None = None,
+              hi: float | None = None) -> jnp.ndarray:
     """The lanes' targets: K values of τ over the feasible range of the training labels.
 
     Default range (DESIGN.md section 3): from the cheapest model's accuracy to

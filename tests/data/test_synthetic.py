@@ -1,12 +1,22 @@
-"""Synthetic presets: calibration to the public numbers, determinism, signal, costs."""
+"""Synthetic presets: calibration to the public numbers, determinism, signal, costs, texts."""
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
 
 from proteus.data import PRESETS, generate, synthetic
 from proteus.data.synthetic import ROUTERBENCH, logit_scale, preset_verbosity
+from proteus.data.synthetic_text import (
+    DIFFICULTY_PHRASES,
+    FRAMES,
+    SUBJECTS,
+    VOCAB,
+    difficulty_bands,
+    topic_levels,
+)
+from proteus.encoders.hashing import HashingEncoder
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +40,11 @@ def test_same_seed_same_data_other_seed_differs():
     a, b = synthetic(n=300, seed=4), synthetic(n=300, seed=4)
     assert a.fingerprint() == b.fingerprint()
     np.testing.assert_array_equal(a.features, b.features)
+    assert a.texts.tolist() == b.texts.tolist()
     c = synthetic(n=300, seed=5)
     assert c.fingerprint() != a.fingerprint()
     assert not np.array_equal(c.scores, a.scores)
+    assert c.texts.tolist() != a.texts.tolist()
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -88,8 +100,10 @@ def test_logit_scale_linear():
     assert (logit_scale(p, 0.0), logit_scale(p, 0.5), logit_scale(p, 1.0)) == (1.0, 3.0, 5.0)
 
 
-def _held_out_r2(ds):
-    x = np.c_[ds.features, np.ones(ds.n_queries)].astype(np.float64)
+def _held_out_r2(ds, features=None):
+    """Held-out R^2 of a linear fit of the scores [N, M] on features (default the dataset's)."""
+    x = np.c_[ds.features if features is None else features, np.ones(ds.n_queries)]
+    x = x.astype(np.float64)
     y = ds.scores.astype(np.float64)
     half = ds.n_queries // 2
     w = np.linalg.lstsq(x[:half], y[:half], rcond=None)[0]
@@ -104,14 +118,67 @@ def test_signal_controls_predictability():
     assert r2[0.9] > 0.3
 
 
-def test_texts_follow_signal():
-    def family_tag_agreement(signal):
-        ds = synthetic(n=2000, seed=0, signal=signal)
-        tags = np.array([t.split(" ")[0] for t in ds.texts])
-        return float(np.mean(tags == ds.tasks))
+def _held_out_accuracy(x, labels):
+    """A ridge one-vs-rest probe of [N, D] features: fit on the first half, accuracy on the rest."""
+    classes, y = np.unique(labels, return_inverse=True)
+    x = np.c_[x, np.ones(len(x))].astype(np.float64)
+    fit = x[: len(x) // 2]
+    w = np.linalg.solve(fit.T @ fit + 0.1 * np.eye(x.shape[1]),
+                        fit.T @ np.eye(len(classes))[y[: len(fit)]])
+    return float(np.mean(np.argmax(x[len(fit) :] @ w, axis=1) == y[len(fit) :]))
 
-    assert family_tag_agreement(1.0) == 1.0
-    assert family_tag_agreement(0.0) < 0.3
+
+def _majority(labels):
+    return np.unique(labels, return_counts=True)[1].max() / len(labels)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return HashingEncoder(dim=512)
+
+
+@pytest.mark.parametrize("signal", [0.0, 1.0])
+def test_texts_reveal_latents_as_signal_says(encoder, signal):
+    # Probes on the hashing encoding of the texts: chance at signal 0, near perfect at 1.
+    draw = generate(n=4000, seed=2, signal=signal)
+    x = encoder.encode(draw.dataset.texts.tolist())
+    family = _held_out_accuracy(x, draw.dataset.tasks)
+    # biology nouns (+), law nouns (-) or neither: the sign of topic coordinate 1's level
+    named = np.sign(topic_levels(draw.topic[:, 1]))
+    topic = _held_out_accuracy(x, named)
+    if signal == 0.0:
+        # the majority class's share: the text says nothing of the family, topic, correctness
+        assert family <= _majority(draw.dataset.tasks[2000:]) + 0.01
+        assert topic <= _majority(named[2000:]) + 0.01
+        assert _held_out_r2(draw.dataset, x) < 0.02
+    else:
+        assert family > 0.99 and topic > 0.85
+        assert _held_out_r2(draw.dataset, x) > 0.3
+
+
+def test_texts_carry_the_latents_at_signal_one():
+    # At signal 1 the prompt is the latents' quantised reading: the family frame, the topic
+    # nouns of each subject and the difficulty band, for every query.
+    p = ROUTERBENCH
+    draw = generate(p, n=400, seed=0, signal=1.0)
+    fam_logit = np.log(np.asarray(p.family_mean) / (1.0 - np.asarray(p.family_mean)))
+    resid = (draw.difficulty + (fam_logit - fam_logit.mean())[draw.families]) / p.difficulty_sd
+    levels, bands = topic_levels(draw.topic), difficulty_bands(resid)
+    for i, text in enumerate(draw.dataset.texts):
+        words = set(re.findall(r"[a-z]+", text.lower()))
+        for k, (pos, neg) in enumerate(SUBJECTS):
+            for subject, want in ((pos, max(levels[i, k], 0)), (neg, max(-levels[i, k], 0))):
+                assert len(words & set(VOCAB[subject])) == want, (text, subject)
+        assert text.split(":")[0] + ":" in DIFFICULTY_PHRASES[bands[i]]
+        frames = FRAMES[draw.dataset.tasks[i]]
+        assert any(f.split("{")[0].strip() in text for f in frames), text
+
+
+def test_texts_look_like_questions():
+    ds = synthetic(n=200, seed=0)
+    lengths = np.array([len(t.split()) for t in ds.texts])
+    assert 10 <= lengths.min() and lengths.mean() < 40
+    assert all(t[0].isupper() and t.rstrip()[-1] in ".?" for t in ds.texts)
 
 
 def test_signal_keeps_queries_and_costs():

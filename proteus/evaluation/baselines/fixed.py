@@ -1,7 +1,7 @@
 """The zero-router baseline and its cheapest two-model mix (DESIGN.md section 5).
 
 The oracle and the fixed models need no router object: their numbers come from the routed split's
-labels (`RoutingDataset.oracle`, `best_fixed`) and `experiments.evaluation.constant_router`.
+labels (`RoutingDataset.oracle`, `best_fixed`) and `proteus.pipeline.baselines.constant_router`.
 """
 
 from __future__ import annotations

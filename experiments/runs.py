@@ -1,0 +1,181 @@
+"""The workdir layer: the library's train -> evaluate -> export (`proteus.pipeline`) on a
+directory that holds a run, so that a job can stop, resume and report.
+
+A workdir holds `config.json` (the run's config, `experiments.workdir`), `checkpoints/` (Orbax,
+through `CheckpointCallback`), `metrics.jsonl` (one record per chunk, `MetricsFile`),
+`results.json` and `certification.json` (the evaluation's outputs; the second is what an export
+reads), `report.md` and its plots (`output_files`). The launchers call one function
+here each: `launch.train` and `launch.evaluate` call `evaluate`, `launch.export` calls `export`.
+A resumed run is bit-identical to an uninterrupted one (tests/test_pipeline.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from experiments import redraws as redraws_lib
+from experiments import workdir as workdir_lib
+from experiments.configs import common
+from proteus import pipeline
+from proteus.evaluation import plots, report, results
+from proteus.pipeline.fit import metrics_record
+from proteus.pipeline.setup import Setup, Splits, initial_state
+from proteus.training import checkpoint, loop
+from proteus.training import export as export_lib
+from proteus.training.sharding import Placement
+from proteus.training.train import TrainState
+
+CHECKPOINTS = "checkpoints"
+RESULTS_FILE = "results.json"
+CERTIFICATION_FILE = "certification.json"
+
+
+class MetricsFile(loop.Callback):
+    """`WORKDIR/metrics.jsonl`, one `pipeline.fit.metrics_record` per chunk (process 0 writes).
+
+    On restore, the records past the step training restarts from were written by an interrupted
+    run and will be written again, so they are dropped (`workdir.truncate_metrics`).
+    """
+
+    def __init__(self, workdir: str):
+        self.workdir = workdir
+        self.path = os.path.join(workdir, workdir_lib.METRICS_FILE)
+
+    def restore(self, state: TrainState, phase: str) -> tuple[TrainState, str]:
+        if jax.process_index() == 0:
+            workdir_lib.truncate_metrics(self.workdir, int(np.asarray(state.step)[0]))
+        return state, phase
+
+    def on_metrics(self, phase: str, step: int, metrics: dict) -> None:
+        if jax.process_index() != 0:  # sharding hook: one writer in a multi-host job
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(metrics_record(phase, step, metrics)) + "\n")
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, splits: Splits,
+          setup: Setup | None = None, progress: bool = True,
+          placement: Placement | None = None) -> pipeline.Trained:
+    """`pipeline.train` with the workdir's checkpoints (resumed when present) and metrics file.
+
+    The caller has prepared the workdir (`workdir.prepare`: validated, locked, config recorded).
+    """
+    every = config.checkpoint.every_chunks * config.train.chunk_size
+    ckpt = checkpoint.CheckpointCallback(os.path.join(workdir, CHECKPOINTS), every_steps=every,
+                                         max_to_keep=config.checkpoint.max_to_keep,
+                                         meta={"name": config.name})
+    return pipeline.train(config, splits, callbacks=[ckpt, MetricsFile(workdir)], setup=setup,
+                          placement=placement, progress=progress)
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config a workdir's run stands under: `config.json` (written by the main job) with the
+    changes later jobs were allowed (`experiments.workdir.recorded_config`)."""
+    path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: is {workdir!r} a PROTEUS training workdir?")
+    config = ml_collections.ConfigDict(
+        workdir_lib.recorded_config(workdir, common.base_config().to_dict()))
+    config.lock()
+    return config
+
+
+def load_trained(workdir: str, splits: Splits | None = None) -> pipeline.Trained:
+    """The finished run of a training workdir (its config, data, setup and final state)."""
+    config = load_config(workdir)
+    splits = splits or pipeline.load_splits(config)
+    setup = pipeline.make_setup(config, splits)
+    ckpt = checkpoint.Checkpointer(os.path.join(workdir, CHECKPOINTS))
+    try:
+        state, meta = ckpt.restore(initial_state(setup))
+    finally:
+        ckpt.close()
+    step = int(np.asarray(state.step)[0])
+    if meta.get("phase") != "policy" or step < int(np.asarray(state.pred_steps)[0]) + \
+            setup.loop.policy_steps:
+        raise ValueError(f"training in {workdir!r} has not finished (step {step}, phase "
+                         f"{meta.get('phase')}); run launch.train again to resume it")
+    return pipeline.Trained(config, splits, setup, state)
+
+
+def evaluate(config: ml_collections.ConfigDict | None, workdir: str,
+             allow_change: Iterable[str] = (), progress: bool = True,
+             baselines: bool = True, redraws: int = 0,
+             allow_retrain: bool = False) -> dict[str, Any]:
+    """Train or resume the run in `workdir`, evaluate it and write its outputs; returns the
+    results dict. config None: the workdir's own. `baselines=False` is the main job (PROTEUS
+    only; its report and plots too). With `redraws` > 0, results.json also holds the redraw
+    evaluation (`experiments.redraws`). `allow_retrain`: see `workdir.prepare`."""
+    config = config if config is not None else load_config(workdir)
+    workdir_lib.prepare(config, workdir, allow_change=allow_change,  # validate, lock, record
+                        allow_retrain=allow_retrain)
+    trained = train(config, workdir, pipeline.load_splits(config), progress=progress)
+    evaluation = pipeline.evaluate(trained, baselines=baselines)
+    if redraws > 0:
+        evaluation.results["redraw"] = redraws_lib.redraw_block(trained, redraws)
+    write_outputs(workdir, evaluation)
+    return evaluation.results
+
+
+def write_outputs(workdir: str, evaluation: pipeline.Evaluation,
+                  with_report: bool = True) -> list[str]:
+    """results.json, certification.json and (with_report) report.md and the three plots."""
+    paths = [str(results.write_results(evaluation.results,
+                                       os.path.join(workdir, RESULTS_FILE)))]
+    paths.append(write_json(evaluation.certificate(),
+                            os.path.join(workdir, CERTIFICATION_FILE)))
+    if with_report:  # with the predictor and paired-AIQ sections when the results hold them
+        paths += [str(p) for p in report.write_all(evaluation.results, workdir)]
+    for p in paths:
+        logging.info("wrote %s", p)
+    return paths
+
+
+def output_files() -> list[str]:
+    """The names of the files `write_outputs` writes into a workdir, in that order."""
+    return [RESULTS_FILE, CERTIFICATION_FILE, "report.md",
+            *(f"{name}.png" for name in plots.PLOT_NAMES)]
+
+
+def write_json(payload: dict[str, Any], path: str) -> str:
+    """Strict JSON, written atomically (temp file, then rename)."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(results.to_jsonable(payload), f, indent=1, allow_nan=False)
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def export(workdir: str, out: str, run: int = 0, overwrite: bool = False,
+           platforms: Sequence[str] = export_lib.DEFAULT_PLATFORMS,
+           certified: bool = True) -> dict[str, Any]:
+    """Export run `run` of a finished, evaluated workdir to `out`; returns the manifest.
+
+    The operating points are the evaluation's (`certification.json`); certified=False exports
+    without the certification table (the uncertified operating rule).
+    """
+    trained = load_trained(workdir)
+    operating, cert = export_lib.read_operating(os.path.join(workdir, CERTIFICATION_FILE))
+    return pipeline.export(trained, pipeline.Evaluation(None, operating, cert), out, run=run,
+                           certified=certified, overwrite=overwrite, platforms=platforms,
+                           workdir=workdir)
+
+
+@contextlib.contextmanager
+def one_line_errors() -> Iterator[None]:
+    """A launcher's user errors (a bad setting, a workdir in use or of another config, bad data,
+    a damaged checkpoint, a missing file) end the job with one line naming the cause, not a
+    traceback: the input or the workdir is at fault, not the program."""
+    try:
+        yield
+    except (*workdir_lib.USER_ERRORS, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
