@@ -25,16 +25,19 @@ from typing import Any
 
 import numpy as np
 
+from experiments.replay_report import plot, table  # noqa: F401 (re-exported)
 from proteus.data import RoutingDataset, load_source
 from proteus.encoders import encode_dataset
 from proteus.online import controller as ctl
+from proteus.online import drift
 from proteus.online.service import OnlineService, OnlineSettings
 from proteus.online.store import Store
 from proteus.operating import OperatingPoint, OperatingPolicy
 from proteus.serving import Router
 
 SCENARIOS = ("stationary", "task_shift", "model_regression", "price_change")
-ROUTERS = ("static", "static_certified", "online")
+ROUTERS = ("static", "static_certified", "online")  # "online_http" too with via="http"/"both"
+VIAS = ("inprocess", "http", "both")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +59,7 @@ class ReplayConfig:
     regression: float = 0.3  # share of correct answers the regressed model loses
     price_factor: float = 4.0
     controller: ctl.ControllerConfig = ctl.ControllerConfig()
+    drift: drift.DriftConfig = drift.DriftConfig()
     knob_min_slope: float = OnlineSettings.knob_min_slope
 
     def __post_init__(self):
@@ -168,37 +172,68 @@ def run_static(router: Router, x: np.ndarray, stream: Stream, point: OperatingPo
             "cost": stream.costs[idx, model], "operating_tau": np.full(n, point.operating_tau)}
 
 
+class FeedbackSchedule:
+    """Which requests reveal their score and when: with probability F each request's feedback
+    arrives `delay` requests after it, and what is due at a block's start arrives shuffled. One
+    seeded sequence, so the in-process and the HTTP replay (`experiments.http_replay`) deliver
+    the same feedback in the same order."""
+
+    def __init__(self, cfg: ReplayConfig):
+        self.rng = np.random.default_rng(cfg.seed + 1)
+        self.revealed = self.rng.random(cfg.n) < cfg.feedback_fraction
+        self.delay = cfg.delay
+        self._due: dict[int, list[int]] = {}
+
+    def served(self, i: int) -> None:
+        """Request i was answered: schedule its feedback if it reveals one."""
+        if self.revealed[i]:
+            self._due.setdefault(i + self.delay, []).append(i)
+
+    def ready(self, now: int) -> list[int]:
+        """The requests whose feedback arrives at request index `now`, in arrival order."""
+        ready = [i for t in sorted(k for k in self._due if k <= now) for i in self._due.pop(t)]
+        if ready:
+            self.rng.shuffle(ready)  # feedback arrives out of order
+        return ready
+
+
+def online_settings(cfg: ReplayConfig, controller: ctl.ControllerConfig,
+                    ttl: float | None = None) -> OnlineSettings:
+    """The online service's settings of a replay (`ttl`: feedback_ttl, default 10 n)."""
+    return OnlineSettings(controller=controller, drift=cfg.drift,
+                          feedback_ttl=10.0 * cfg.n if ttl is None else ttl,
+                          knob_min_slope=cfg.knob_min_slope)
+
+
 def run_online(router: Router, x: np.ndarray, stream: Stream, cfg: ReplayConfig,
                controller: ctl.ControllerConfig, tasks: list[str | None] | None = None) -> dict:
     """Route the stream through an `OnlineService` (in-memory SQLite, clock = request index)."""
     n, clock = x.shape[0], [0]
     store = Store(":memory:", clock=lambda: float(clock[0]), retention=10.0 * n)
     counter = iter(range(n))
-    settings = OnlineSettings(controller=controller, feedback_ttl=10.0 * n,
-                              knob_min_slope=cfg.knob_min_slope)
-    service = OnlineService(router, store, settings,
+    service = OnlineService(router, store, online_settings(cfg, controller),
                             new_id=lambda: str(next(counter)))
-    rng = np.random.default_rng(cfg.seed + 1)
-    revealed = rng.random(n) < cfg.feedback_fraction
+    events: list[dict[str, Any]] = []
+    service.listeners.append(lambda e: events.append({**e, "at": clock[0]}))
+    schedule = FeedbackSchedule(cfg)
     model, op_tau = np.zeros(n, np.int32), np.zeros(n)
-    due: dict[int, list[int]] = {}
     for start in range(0, n, cfg.block):
         clock[0] = start
-        ready = [i for t in sorted(k for k in due if k <= start) for i in due.pop(t)]
+        ready = schedule.ready(start)
         if ready:
-            rng.shuffle(ready)  # feedback arrives out of order
             service.feedback([{"request_id": str(i), "score": float(stream.scores[i, model[i]]),
                                "cost": float(stream.costs[i, model[i]])} for i in ready])
         stop = min(n, start + cfg.block)
         decisions = service.route(x[start:stop], cfg.tau,
                                   task=None if tasks is None else tasks[start:stop])
         for i, d in zip(range(start, stop), decisions, strict=True):
-            model[i], op_tau[i] = d["model_index"], d["operating_tau"]
-            if revealed[i]:
-                due.setdefault(i + cfg.delay, []).append(i)
+            model[i], op_tau[i] = d["model_index"], d["knob_tau"]
+            schedule.served(i)
     idx = np.arange(n)
+    state = service.controllers()
     return {"model": model, "score": stream.scores[idx, model], "cost": stream.costs[idx, model],
-            "operating_tau": op_tau, "controllers": service.controllers()["controllers"]}
+            "operating_tau": op_tau, "controllers": state["controllers"],
+            "models": state["models"], "events": events}
 
 
 def windows(values: np.ndarray, cfg: ReplayConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -247,11 +282,18 @@ def key_model(router: Router, test: RoutingDataset, tau: float) -> int:
     return int(np.argmax(np.bincount(model, weights=correct, minlength=test.n_models)))
 
 
-def replay(router: Router, test: RoutingDataset, cfg: ReplayConfig) -> dict[str, Any]:
-    """Run the three routers over one scenario's stream; returns the replay.json payload."""
+def replay(router: Router, test: RoutingDataset, cfg: ReplayConfig,
+           via: str = "inprocess") -> dict[str, Any]:
+    """Run the routers over one scenario's stream; returns the replay.json payload.
+
+    via: the online router "inprocess" (an `OnlineService`), "http" (through a running gateway,
+    `experiments.http_replay`; its router is "online_http") or "both" (and their agreement).
+    """
     if tuple(test.models) != router.models:
         raise ValueError(f"the split's models {test.models} are not the artifact's "
                          f"{router.models}")
+    if via not in VIAS:
+        raise ValueError(f"via must be one of {VIAS}, got {via!r}")
     stream = make_stream(test, cfg, key_model(router, test, cfg.tau))
     x = test.features[stream.rows].astype(np.float32)
     tasks = task_names(router, test.tasks[stream.rows])
@@ -262,27 +304,48 @@ def replay(router: Router, test: RoutingDataset, cfg: ReplayConfig) -> dict[str,
         # Budget = what the static certified router spent before the shift (USD per request).
         pre = results["static_certified"]["cost"][: stream.shifts[0]]
         controller = dataclasses.replace(controller, budget=float(pre.mean()))
-    results["online"] = run_online(router, x, stream, cfg, controller, tasks)
-    summary = {name: summarize(results[name], stream, cfg) for name in ROUTERS}
-    for name in ROUTERS:
+    if via in ("inprocess", "both"):
+        results["online"] = run_online(router, x, stream, cfg, controller, tasks)
+    if via in ("http", "both"):
+        from experiments import http_replay  # noqa: PLC0415 (the gateway: only when asked)
+
+        http_replay.memo_encoder(router, test.texts, test.features)
+        results["online_http"] = http_replay.run_http(router, test.texts, stream, cfg,
+                                                      controller, tasks)
+    summary = {name: summarize(result, stream, cfg) for name, result in results.items()}
+    for name in summary:
         for ref in ("static", "static_certified"):
             summary[name][f"cost_vs_{ref}"] = (summary[name]["long_run_cost"]
                                                / summary[ref]["long_run_cost"])
-    return {"scenario": cfg.scenario, "tau": cfg.tau, "config": _jsonable(cfg),
-            "budget": controller.budget, "stream": stream.info, "shifts": stream.shifts,
-            "static_points": {name: {"operating_tau": None if p.operating_model >= 0
-                                      else p.operating_tau,
-                                      "operating_model": (router.models[p.operating_model]
-                                                          if p.operating_model >= 0 else None),
-                                      "point": p.point, "feasible": p.feasible}
-                               for name, p in points.items()}, "routers": summary,
-            "online_controllers": results["online"]["controllers"],
-            "checks": checks(summary, cfg)}
+    online = [name for name in ("online", "online_http") if name in results]
+    payload = {
+        "scenario": cfg.scenario, "tau": cfg.tau, "config": _jsonable(cfg),
+        "budget": controller.budget, "stream": stream.info, "shifts": stream.shifts,
+        "static_points": {name: {"operating_tau": None if p.operating_model >= 0
+                                 else p.operating_tau,
+                                 "operating_model": (router.models[p.operating_model]
+                                                     if p.operating_model >= 0 else None),
+                                 "point": p.point, "feasible": p.feasible}
+                          for name, p in points.items()}, "routers": summary,
+        "online_controllers": results[online[0]]["controllers"],
+        "online_models": results[online[0]]["models"],
+        "online_events": [{k: v for k, v in e.items() if k != "streams"}
+                          for e in results[online[0]]["events"]],
+        "checks": checks(summary, cfg, online[0])}
+    if via == "both":
+        payload["checks_http"] = checks(summary, cfg, "online_http")
+        payload["agreement"] = {
+            "same_model": float(np.mean(results["online"]["model"]
+                                        == results["online_http"]["model"])),
+            "online_http_controllers": results["online_http"]["controllers"]}
+    return payload
 
 
-def checks(summary: dict[str, Any], cfg: ReplayConfig) -> dict[str, bool | None]:
-    """The issue's done-when criteria for this run (None where they do not apply)."""
-    on = summary["online"]
+def checks(summary: dict[str, Any], cfg: ReplayConfig,
+           online: str = "online") -> dict[str, bool | None]:
+    """The issue's done-when criteria for this run (None where they do not apply), of the
+    online router `online` ("online" or "online_http")."""
+    on = summary[online]
     drift = cfg.scenario != "stationary"
     rec = [r for r in on["recovery"] if r is not None]
     return {"online_long_run_ge_tau": on["long_run_accuracy"] >= cfg.tau,
@@ -297,10 +360,10 @@ def checks(summary: dict[str, Any], cfg: ReplayConfig) -> dict[str, bool | None]
 
 
 def replay_to(router: Router, test: RoutingDataset, cfg: ReplayConfig, workdir: str,
-              **meta: str) -> dict[str, Any]:
+              via: str = "inprocess", **meta: str) -> dict[str, Any]:
     """`replay`, then WORKDIR/replay.json (with `meta`) and replay.png; prints the table and
     the checks. Returns the payload."""
-    payload = {**replay(router, test, cfg), **meta}
+    payload = {**replay(router, test, cfg, via), "via": via, **meta}
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "replay.json"), "w") as f:
         json.dump(payload, f, indent=1)
@@ -309,58 +372,16 @@ def replay_to(router: Router, test: RoutingDataset, cfg: ReplayConfig, workdir: 
           f"({meta.get('split', 'test')} split, {test.n_queries} queries; {cfg.n} requests, "
           f"feedback {cfg.feedback_fraction:.0%} after {cfg.delay})")
     print(table(payload))
+    for event in payload["online_events"]:
+        print(f"  at request {event['at']}: {event['model']} {event['event']} "
+              f"(shortfall {event['shortfall']:+.3f})")
     print("checks:", json.dumps(payload["checks"]))
+    if "checks_http" in payload:
+        print("checks (online_http):", json.dumps(payload["checks_http"]))
+        print(f"same model chosen in-process and through HTTP: "
+              f"{payload['agreement']['same_model']:.2%} of the requests")
     return payload
 
 
 def _jsonable(cfg: ReplayConfig) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
-
-
-def table(payload: dict[str, Any]) -> str:
-    """A markdown table of one replay (one row per router)."""
-    lines = ["| router | long-run acc | windows < τ−0.02 | min window | recovery | cost (USD) "
-             "| cost vs certified |", "|---|---|---|---|---|---|---|"]
-    for name, s in payload["routers"].items():
-        lines.append(f"| {name} | {s['long_run_accuracy']:.4f} | {s['share_windows_below']:.3f} "
-                     f"| {s['min_window_accuracy']:.4f} | {s['recovery']} | "
-                     f"{s['long_run_cost']:.3g} | {s['cost_vs_static_certified']:.3f} |")
-    return "\n".join(lines)
-
-
-def plot(payload: dict[str, Any], path: str) -> None:
-    """Windowed accuracy with the τ line, the online τ' (offset), and windowed cost."""
-    import matplotlib  # noqa: PLC0415 (plotting only when asked)
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    tau = payload["tau"]
-    fig, axes = plt.subplots(3, 1, figsize=(8, 9), sharex=True)
-    for name, s in payload["routers"].items():
-        w = s["windows"]
-        axes[0].plot(w["end"], w["accuracy"], label=name)
-        axes[2].plot(w["end"], w["cost"], label=name)
-    online = payload["routers"]["online"]["windows"]
-    axes[1].plot(online["end"], online["operating_tau"], color="C2", label="online τ'")
-    for name, point in payload["static_points"].items():
-        if point["operating_tau"] is not None:  # a fixed-model point has no τ' to draw
-            axes[1].axhline(point["operating_tau"], ls=":",
-                            color="C0" if name == "static" else "C1", label=f"{name} τ'")
-    axes[0].axhline(tau, color="k", lw=1, label="τ")
-    axes[0].axhline(tau - payload["config"]["tolerance"], color="k", lw=1, ls="--",
-                    label="τ − 0.02")
-    for ax in axes:
-        for shift in payload["shifts"]:
-            ax.axvline(shift, color="grey", ls="-.", lw=1)
-        ax.legend(fontsize=7)
-    window = payload["config"]["window"]
-    axes[0].set_ylabel(f"accuracy (last {window} requests)")
-    axes[1].set_ylabel("operating τ' (window mean)")
-    axes[2].set_ylabel("USD per request")
-    axes[2].set_yscale("log")
-    axes[2].set_xlabel("request")
-    axes[0].set_title(f"{payload['scenario']}, τ = {tau}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -5,7 +5,9 @@
 
 Rebuilds the artifact's test split (--split=val: its val split, on which the controller's
 settings are tuned) from its recorded data source (or --source), streams
---n requests through the static, static certified and online routers, and writes
+--n requests through the static, static certified and online routers (--via=http: the online
+router through a running gateway, fed over HTTP; --via=both: both, and how often they agree),
+and writes
 WORKDIR/replay.json, WORKDIR/replay.png and prints the summary table and the done-when checks.
 """
 
@@ -13,13 +15,15 @@ from __future__ import annotations
 
 import os
 
-from absl import app, flags, logging
+from absl import app, flags
 
+from experiments import logs
 from proteus.serving import Router, extras
 
 with extras.serve_extra("launch.replay", launcher=True):  # one line naming the serve extra
     from experiments import replay as rp
     from proteus.online import controller as ctl
+    from proteus.online import drift
 
 _ARTIFACT = flags.DEFINE_string("artifact", None, "An exported router artifact.", required=True)
 _SOURCE = flags.DEFINE_string("source", None, "Data spec of the artifact's training data "
@@ -31,6 +35,9 @@ _DELAY = flags.DEFINE_integer("delay", 200, "Feedback arrives this many requests
 _SPLIT = flags.DEFINE_enum("split", "test", ["test", "val"], "The artifact's split to replay "
                            "(tune on val, measure on test).")
 _N = flags.DEFINE_integer("n", 20_000, "Requests streamed.")
+_VIA = flags.DEFINE_enum("via", "inprocess", list(rp.VIAS), "The online router in-process, "
+                         "through a running gateway over HTTP (`experiments.http_replay`), or "
+                         "both (with their agreement).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the draws and the feedback.")
 _SEEDS = flags.DEFINE_list("seeds", None, "Several seeds in one process (overrides --seed); "
                            "each writes WORKDIR/seed<N>/.")
@@ -39,11 +46,25 @@ _CONTROLLER_HELP = {  # ControllerConfig fields a replay sets (defaults: the dat
     "k_i": "Integral gain.", "k_p": "Proportional gain.", "k_d": "Derivative gain.",
     "margin": "Setpoint τ + margin.", "forget": "Forgetting factor ρ.",
     "boost": "Gain multiplier on a significant shortfall.", "boost_z": "... significant: z.",
-    "smith": "Delay compensation weight."}
+    "smith": "Delay compensation weight.", "dead_band": "Offsets below this serve the static "
+    "point itself."}
 _CONTROLLER = {name: flags.DEFINE_float(name, getattr(ctl.ControllerConfig, name), text)
                for name, text in _CONTROLLER_HELP.items()}
+_BELOW = flags.DEFINE_bool("allow_below_certified", ctl.ControllerConfig.allow_below_certified,
+                           "Let the knob go below the static (certified) point once trusted.")
 _MIN_SLOPE = flags.DEFINE_float("knob_min_slope", rp.ReplayConfig.knob_min_slope,
                                 "Knob slope floor through flat lanes (`adapter.knob`).")
+_DRIFT = flags.DEFINE_bool("drift", drift.DriftConfig.enabled, "Per-model drift test and "
+                           "routing around a model that falls below its p̂.")
+_DRIFT_HELP = {  # DriftConfig fields a replay sets (defaults: the dataclass's)
+    "tolerance": "H_ok: a model realises at least p̂ − tolerance.",
+    "shift": "H_fallen: it realises p̂ − shift or less.",
+    "arl": "Feedbacks of a model between false alarms, at least (threshold log(arl))."}
+_DRIFT_FLAGS = {name: flags.DEFINE_float(f"drift_{name}", getattr(drift.DriftConfig, name), text)
+                for name, text in _DRIFT_HELP.items()}
+_PROBE_EVERY = flags.DEFINE_integer("probe_every", drift.DriftConfig.probe_every,
+                                    "While excluded, 1 in this many of a model's requests "
+                                    "probes it.")
 _BUDGET = flags.DEFINE_float("budget", None, "USD per request (price_change: default the "
                              "static certified router's spend before the shift).")
 _PRIORITY = flags.DEFINE_enum("priority", "floor", ["floor", "budget"],
@@ -52,20 +73,23 @@ _PRIORITY = flags.DEFINE_enum("priority", "floor", ["floor", "budget"],
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.WARNING)
+    logs.job_logging()  # warnings only: no library noise around the table
     controller = ctl.ControllerConfig(budget=_BUDGET.value, priority=_PRIORITY.value,
+                                      allow_below_certified=_BELOW.value,
                                       **{name: flag.value for name, flag in _CONTROLLER.items()})
+    drift_cfg = drift.DriftConfig(enabled=_DRIFT.value, probe_every=_PROBE_EVERY.value,
+                                  **{name: flag.value for name, flag in _DRIFT_FLAGS.items()})
     router = Router.load(_ARTIFACT.value)
     test = rp.load_split(router.manifest, _SOURCE.value, _SPLIT.value)
     seeds = [int(s) for s in _SEEDS.value] if _SEEDS.value else [_SEED.value]
     for seed in seeds:  # one process: the router and the split load (and compile) once
         cfg = rp.ReplayConfig(scenario=_SCENARIO.value, tau=_TAU.value, n=_N.value,
                               feedback_fraction=_FRACTION.value, delay=_DELAY.value,
-                              seed=seed, controller=controller,
+                              seed=seed, controller=controller, drift=drift_cfg,
                               knob_min_slope=_MIN_SLOPE.value)
         workdir = os.path.join(_WORKDIR.value, f"seed{seed}") if _SEEDS.value else _WORKDIR.value
-        rp.replay_to(router, test, cfg, workdir, artifact=os.path.abspath(_ARTIFACT.value),
-                     split=_SPLIT.value)
+        rp.replay_to(router, test, cfg, workdir, _VIA.value,
+                     artifact=os.path.abspath(_ARTIFACT.value), split=_SPLIT.value)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ import pytest
 from proteus.online import controller as ctl
 
 # τ = 0.8 served at knob position 0.8 in the range [0.5, 0.9]: u in [-0.3, 0.1].
-CFG = ctl.ControllerConfig(k_i=0.1, margin=0.0, forget=0.5, trust_after=0, boost=1.0)
+CFG = ctl.ControllerConfig(k_i=0.1, margin=0.0, forget=0.5, trust_after=0, boost=1.0,
+                           dead_band=0.0, allow_below_certified=True)
 
 
 def fresh():
@@ -47,7 +48,8 @@ def test_anti_windup_releases_at_once_after_a_long_shortfall():
 
 def test_out_of_order_feedback_gives_the_same_state():
     scores = [1.0, 0.0, 1.0, 1.0, 0.0]
-    cfg = ctl.ControllerConfig(k_i=0.01, margin=0.0, trust_after=0, boost=1.0)
+    cfg = ctl.ControllerConfig(k_i=0.01, margin=0.0, trust_after=0, boost=1.0,
+                               dead_band=0.0, allow_below_certified=True)
     ends = set()
     for order in itertools.permutations(scores):
         s = fresh()
@@ -66,24 +68,26 @@ def test_delay_compensation_by_hand():
     assert ctl.predicted_error(s, CFG, 0.0, 0.85) == pytest.approx(0.8)
     assert ctl.predicted_error(s, CFG, 0.0, 0.81) == pytest.approx(0.8 - 0.04)
     assert ctl.predicted_error(s, CFG, 1.0, 0.88) == pytest.approx(-0.2 + 0.03)
-    half = ctl.ControllerConfig(k_i=0.1, margin=0.0, trust_after=0, boost=1.0, smith=0.5)
+    half = ctl.ControllerConfig(k_i=0.1, margin=0.0, trust_after=0, boost=1.0, smith=0.5,
+                                dead_band=0.0, allow_below_certified=True)
     assert ctl.predicted_error(s, half, 0.0, 0.81) == pytest.approx(0.8 - 0.02)
     s.integral = -0.05  # position 0.75, served at 0.71: e = 0.8 − 0.04, unclamped
     ctl.update(s, CFG, 0.0, served_at=0.71)
     assert s.integral == pytest.approx(-0.05 + 0.1 * 0.76)
     with pytest.raises(ValueError, match="smith"):
-        ctl.ControllerConfig(smith=-1.0)
+        ctl.ControllerConfig(smith=-1.0, dead_band=0.0, allow_below_certified=True)
 
 
 def test_no_cheaper_than_the_static_point_until_trusted():
-    cfg = ctl.ControllerConfig(k_i=0.1, margin=0.0, trust_after=2, boost=1.0)
+    cfg = ctl.ControllerConfig(k_i=0.1, margin=0.0, trust_after=2, boost=1.0,
+                               dead_band=0.0, allow_below_certified=True)
     s = fresh()
     ctl.update(s, cfg, 1.0)  # n = 1 < 2: u >= 0
     assert s.integral == 0.0 and s.saturated == "lo"
     ctl.update(s, cfg, 1.0)  # n = 2: may go below
     assert s.integral == pytest.approx(-0.02)
     never = ctl.ControllerConfig(k_i=0.1, margin=0.0, trust_after=0, boost=1.0,
-                                 allow_below_certified=False)
+                                 allow_below_certified=False, dead_band=0.0)
     s = fresh()
     for _ in range(10):
         ctl.update(s, never, 1.0)
@@ -92,7 +96,7 @@ def test_no_cheaper_than_the_static_point_until_trusted():
 
 def test_boost_only_on_a_significant_shortfall():
     cfg = ctl.ControllerConfig(k_i=0.1, margin=0.0, forget=0.5, trust_after=0, boost=4.0,
-                               boost_z=2.0)
+                               boost_z=2.0, dead_band=0.0, allow_below_certified=True)
     # se(â) = sqrt(0.8 * 0.2 * 0.5 / 1.5) = 0.2309: boosted while 0.8 − â > 0.4619.
     s = fresh()
     ctl.update(s, cfg, 0.0)  # n = 1: before one window (n (1 − ρ) < 1) no boost
@@ -108,7 +112,7 @@ def test_boost_only_on_a_significant_shortfall():
 
 def test_margin_and_pd_terms():
     cfg = ctl.ControllerConfig(k_i=0.1, k_p=0.1, k_d=0.2, margin=0.05, forget=0.5,
-                               trust_after=0, boost=1.0)
+                               trust_after=0, boost=1.0, dead_band=0.0, allow_below_certified=True)
     s = fresh()
     ctl.update(s, cfg, 0.0)  # I = 0.1 * 0.85 = 0.085; P = 0.1 * 0.85; no D yet -> clamped
     assert s.integral == pytest.approx(0.085)
@@ -119,14 +123,15 @@ def test_margin_and_pd_terms():
 
 def test_budget_dual_and_priority():
     base = dict(k_i=0.1, margin=0.0, trust_after=0, budget=1.0, k_b=0.1, boost=1.0)
-    floor = ctl.ControllerConfig(**base)
+    floor = ctl.ControllerConfig(**base, dead_band=0.0, allow_below_certified=True)
     s = fresh()
     ctl.update(s, floor, 0.0, cost=3.0)  # I = 0.08; ν = 0.1 * (3 - 1) = 0.2
     assert s.nu == pytest.approx(0.2)
     assert ctl.budget_offset(s) == pytest.approx(0.1 - 0.2)
     summary = ctl.summary(s, floor)
     assert summary["budget_binding"] and summary["offset"] == pytest.approx(0.08)
-    budget = ctl.ControllerConfig(**base, priority="budget")
+    budget = ctl.ControllerConfig(**base, priority="budget",
+                                  dead_band=0.0, allow_below_certified=True)
     assert ctl.offset(s, budget) == pytest.approx(-0.1)  # the budget wins
     for _ in range(3):
         ctl.update(s, budget, 1.0, cost=0.0)  # ν: 0.1, 0.0, then clamped at 0
@@ -143,6 +148,44 @@ def test_state_round_trip_and_errors():
     with pytest.raises(ValueError, match="cost"):
         ctl.update(s, CFG, 1.0, cost=-1.0)
     with pytest.raises(ValueError, match="k_i"):
-        ctl.ControllerConfig(k_i=-1.0)
+        ctl.ControllerConfig(k_i=-1.0, dead_band=0.0, allow_below_certified=True)
     with pytest.raises(ValueError, match="priority"):
-        ctl.ControllerConfig(priority="cost")
+        ctl.ControllerConfig(priority="cost", dead_band=0.0, allow_below_certified=True)
+
+
+def test_the_boost_is_decided_before_the_score_it_scales():
+    """â = 0.4 is above the trigger (0.8 − 0.4619); a failure takes it to 0.2, below. The step
+    of that failure is the plain one: the gain was decided on â before it (before this change it
+    was boosted, and every failure near the trigger was, and no success)."""
+    cfg = ctl.ControllerConfig(k_i=0.1, margin=0.0, forget=0.5, trust_after=0, boost=4.0,
+                               boost_z=2.0, dead_band=0.0, allow_below_certified=True)
+    s = ctl.new_state(tau=0.8, base=0.8, lo=0.0, hi=2.0)
+    s.n_feedback, s.acc_est = 10, 0.4
+    ctl.update(s, cfg, 0.0)
+    assert s.integral == pytest.approx(0.1 * 0.8) and s.acc_est == pytest.approx(0.2)
+    ctl.update(s, cfg, 0.0)  # now â = 0.2 was below the trigger before this score: boosted
+    assert s.integral == pytest.approx(0.08 + 0.4 * 0.8)
+
+
+def test_no_upward_bias_when_the_target_is_met():
+    """Scores at 0.8 against a setpoint of 0.77 (the slice's static point when nothing drifts):
+    the knob must go down, boost or not (before this change it drifted up: the boost read the
+    score it scaled)."""
+    import numpy as np  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    cfg = ctl.ControllerConfig(k_i=0.003, margin=0.02, forget=0.95, trust_after=0, boost=4.0,
+                               boost_z=1.0, dead_band=0.0, allow_below_certified=True)
+    s = ctl.new_state(tau=0.75, base=5.0, lo=0.0, hi=10.0)  # a range the walk cannot leave
+    for score in (rng.random(20_000) < 0.8).astype(float):
+        ctl.update(s, cfg, score)
+    assert s.integral < -0.5 * 20_000 * 0.003 * 0.03  # at least half the unbiased drift down
+
+
+def test_dead_band_keeps_the_static_point():
+    cfg = ctl.ControllerConfig(k_i=0.1, margin=0.0, trust_after=0, boost=1.0, dead_band=0.05)
+    s = ctl.new_state(tau=0.8, base=0.7, lo=0.5, hi=0.9)
+    s.integral = 0.049
+    assert ctl.offset(s, cfg) == 0.0 and ctl.position(s, cfg) == 0.7
+    s.integral = 0.06
+    assert ctl.offset(s, cfg) == pytest.approx(0.06)

@@ -44,7 +44,8 @@ from proteus.online.http import create_app
 from proteus.online.service import OnlineService, OnlineSettings
 from proteus.online.store import Store
 from proteus.serving import Router
-cfg = ctl.ControllerConfig(k_i=0.01, trust_after=0, boost=1.0, smith=0.0)  # sums by hand
+cfg = ctl.ControllerConfig(k_i=0.01, trust_after=0, boost=1.0, smith=0.0, dead_band=0.0,
+                           allow_below_certified=True)  # sums by hand
 service = OnlineService(Router.load(sys.argv[1], warmup=0), Store(sys.argv[2], time.time),
                         OnlineSettings(controller=cfg))
 sock = socket.socket()
@@ -72,7 +73,8 @@ def server(tiny_lane_artifact):
     """A thread-hosted server over an in-memory store: (port, service)."""
     service = OnlineService(Router.load(tiny_lane_artifact, warmup=0), Store(":memory:", time.time),
                             OnlineSettings(controller=ctl.ControllerConfig(
-                                k_i=0.01, trust_after=0, smith=0.0)))
+                                k_i=0.01, trust_after=0, smith=0.0, dead_band=0.0,
+                                allow_below_certified=True)))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     srv = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning"))

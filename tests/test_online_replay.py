@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -96,6 +97,11 @@ def test_replay_runs_three_routers(tiny_lane_artifact, tiny_test, tmp_path):
     rp.plot(out, str(tmp_path / "replay.png"))
     assert (tmp_path / "replay.png").stat().st_size > 0
     assert "| online |" in rp.table(out)
+    from benchmarks import replay_table  # noqa: PLC0415 (the docs' table from replay.json)
+
+    (tmp_path / "replay.json").write_text(json.dumps(out))
+    row = replay_table.row(str(tmp_path / "replay.json"))
+    assert row.startswith("| 0.7 | model_regression | 0 | ") and row.count(" / ") == 9
 
 
 def test_splits_are_rebuilt_and_checked():
@@ -132,3 +138,26 @@ def test_launcher_smoke(text_artifact, tmp_path):
         payload = json.loads((tmp_path / f"seed{seed}" / "replay.json").read_text())
         assert payload["scenario"] == "task_shift" and payload["config"]["seed"] == seed
         assert payload["split"] == "test" and (tmp_path / f"seed{seed}" / "replay.png").exists()
+
+
+def test_the_http_replay_gives_the_in_process_numbers(tiny_text_artifact, tiny_test, caplog):
+    """`--via=both`: the same scenario through a running gateway (fake upstream answering from
+    the stream's outcomes, feedback posted to /v1/feedback after the delay) chooses the same
+    model for every request as the in-process replay, so every number agrees; the gateway's
+    start-up warnings for its operator (state in ':memory:', open mode's τ range) are not shown."""
+    router = Router.load(tiny_text_artifact, warmup=0)
+    texts = np.asarray([f"question {i}" for i in range(tiny_test.n_queries)])
+    data = dataclasses.replace(tiny_test, texts=texts)
+    cfg = rp.ReplayConfig(scenario="model_regression", tau=0.7, n=800, warmup=200, window=200,
+                          delay=40)
+    with caplog.at_level(logging.WARNING):
+        out = rp.replay(router, data, cfg, via="both")
+    assert "not kept" not in caplog.text and "may ask for" not in caplog.text
+    assert out["agreement"]["same_model"] == 1.0
+    online, http = out["routers"]["online"], out["routers"]["online_http"]
+    for key in ("long_run_accuracy", "long_run_cost", "share_windows_below", "recovery"):
+        assert online[key] == http[key], key
+    assert out["checks_http"] == out["checks"]
+    (stream,) = out["agreement"]["online_http_controllers"].values()
+    assert stream["n_decisions"] == 800 and stream["n_feedback"] == out["online_controllers"][
+        "default|0.7000"]["n_feedback"]

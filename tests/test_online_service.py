@@ -14,7 +14,8 @@ from proteus.serving import Router
 pytest_plugins = ["tests.serving_fixtures"]
 
 # smith=0: the plain integral, so sums can be checked by hand and feedback order does not matter.
-CFG = ctl.ControllerConfig(k_i=0.01, margin=0.0, trust_after=0, boost=1.0, smith=0.0)
+CFG = ctl.ControllerConfig(k_i=0.01, margin=0.0, trust_after=0, boost=1.0, smith=0.0,
+                           dead_band=0.0, allow_below_certified=True)
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +185,24 @@ def test_feedback_is_compensated_for_the_knob_move_since_its_decision(tiny_route
     # the knob moved up by `first` since ids[1] was served (well inside the lane range)
     assert service.state("default|0.7000").integral == pytest.approx(
         first + 0.01 * (0.7 - 0.0 - first))
+
+
+def test_a_stream_at_rest_routes_at_its_fixed_model_point(tiny_bundle, tmp_path):
+    """A static point that is one model (here "large", the only point certified-feasible at
+    τ = 0.8) is served as that model while no feedback has moved the stream; once it has moved,
+    the policy serves it at its knob position."""
+    from proteus.training import export  # noqa: PLC0415
+
+    operating = {"tau": [None, 0.6], "model": [2, -1], "accuracy": [0.95, 0.62],
+                 "cost": [9e-4, 1e-4], "n_heldout": 400, "margin_z": 1.0}
+    path = str(tmp_path / "artifact")
+    export.write_artifact(dataclasses.replace(tiny_bundle, operating=operating), path,
+                          verify=False)
+    router = Router.load(path, warmup=0)
+    service = make_service(router)
+    at_rest = service.route(features(20), 0.8)
+    assert {d["model"] for d in at_rest} == {"large"}
+    assert all(d["operating_tau"] is None and d["knob_tau"] > 0 for d in at_rest)
+    service.feedback([{"request_id": d["request_id"], "score": 1.0} for d in at_rest])
+    moved = service.route(features(20), 0.8)  # all right: the knob went below the point
+    assert all(d["operating_tau"] is not None and d["offset"] < 0 for d in moved)

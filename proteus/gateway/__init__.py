@@ -10,6 +10,8 @@
   transport.py    a lean HTTP/1.1 transport for httpx (the upstream calls)
   runner.py       uvicorn for these apps (serve, a background thread for tests)
   fake.py         a fake OpenAI-compatible upstream for tests, benchmarks and demos
+  online.py       the online controller inside the gateway (`--online`)
+  demo.py         `launch.gateway --demo` and the models-file template
 
 Run it with `python -m launch.gateway` (see its docstring).
 """

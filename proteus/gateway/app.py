@@ -6,7 +6,11 @@
   GET  /v1/usage     the caller's spend, holds, budgets and τ range
   GET  /metrics      Prometheus text (`proteus.gateway.metrics`)
   POST /v1/feedback  realised scores of answered completions, by x-proteus-request-id
-                     (`proteus.gateway.feedback`): realised accuracy against τ in /metrics
+                     (`proteus.gateway.feedback`): realised accuracy against τ in /metrics; with
+                     the online controller on (`online`), they steer the routing too
+                     (`proteus.gateway.online`)
+  GET  /v1/controllers  the online controllers and model drift tests of the caller's tenant
+                     (404 when the online controller is off)
   POST /v1/route, GET /healthz, /openapi.json    the plain router service (`serving.server`),
                      mounted as is (with a key check on /v1/route when keys are configured)
 
@@ -50,9 +54,11 @@ from proteus.gateway.feedback import FeedbackLedger
 from proteus.gateway.handler import COMPLETION_PATHS, CompletionHandler
 from proteus.gateway.keys import KeyRing, RateLimiter
 from proteus.gateway.metrics import GatewayMetrics
+from proteus.gateway.online import OnlineGateway
 from proteus.gateway.proxy import Proxy
 from proteus.gateway.usage import UsageStore, report
 from proteus.online import http as online_http
+from proteus.online.service import OnlineSettings
 from proteus.serving import Router, server
 from proteus.serving.reload import Reloader, on_sighup
 
@@ -78,6 +84,10 @@ class GatewaySettings:
     max_usage_tokens: int = 10_000_000  # upstream usage counts beyond this are not trusted
     allowed_origins: tuple[str, ...] = ()  # web origins that may call the gateway (CORS)
     watch_keys_s: float = 2.0  # reload the keys file this often when it changed (0: SIGHUP only)
+    # The online controller (None: off, feedback is only measured): each (tenant, τ bucket)
+    # stream routed at its controller's point, models routed around on drift; its state in
+    # `usage_db` (`proteus.gateway.online`).
+    online: OnlineSettings | None = None
     # HTTP limits and timeouts of every endpoint (max_body_bytes, max_json_depth,
     # read_timeout_s, header_timeout_s, keep_alive_timeout_s; the router encodes a prompt's last
     # max_query_chars characters), the mounted /v1/route service, and the completions' routing
@@ -134,9 +144,11 @@ class GatewayApp:
         self.ledger = FeedbackLedger(self.metrics, settings.feedback_bucket,
                                      settings.feedback_capacity)
         self.proxy = Proxy(upstreams, settings.max_connections, settings.fast_transport)
+        self.online = (None if settings.online is None else
+                       OnlineGateway(router, settings.online, settings.usage_db, self.metrics))
         self.routing = cmp.RoutingQueue(router, settings.route.max_batch,
                                         settings.route.max_queue, settings.route.inline_routing,
-                                        self.metrics.batch_size.observe)
+                                        self.metrics.batch_size.observe, self.online)
         self.route_app = server.create_app(router, settings.route)
         self.prices: dict[str, Any] = router.manifest["prices"]
         self.completions = CompletionHandler(self)
@@ -170,6 +182,8 @@ class GatewayApp:
             return await self._get(path, scope, send)
         if method == "POST" and path == online_http.FEEDBACK_PATH:
             return await self._feedback(scope, receive, send)
+        if method == "GET" and path == online_http.CONTROLLERS_PATH:
+            return await self._controllers(scope, send)
         if path == server.ROUTE_PATH and not self.keyring.open:
             try:
                 self.keyring.authenticate(asgi.header(scope, b"authorization"))
@@ -197,6 +211,8 @@ class GatewayApp:
         the keys watch and the SIGHUP reload (keys, then the artifact in a worker thread)."""
         # registered first, so it runs last: the final write (retried while the database is busy)
         self._exit.callback(self.usage.close, self.settings.usage_close_timeout_s)
+        if self.online is not None:  # closed after the routing queue has stopped
+            self._exit.callback(self.online.close)
         self.routing.batcher.start()
         self._exit.push_async_callback(self.routing.batcher.stop)
         fastapi = self.route_app.fastapi  # its lifespan starts its own batcher
@@ -240,7 +256,14 @@ class GatewayApp:
         file again (None: the upstreams in use must cover the new pool), and serve them; requests
         in flight finish on the old router (`proteus.serving.reload`). Blocking: call it off the
         event loop. An artifact or models file that does not load changes nothing (logged,
-        counted in proteus_gateway_artifact_reloads_total{result="error"}). Returns success."""
+        counted in proteus_gateway_artifact_reloads_total{result="error"}). Returns success.
+        With the online controller on it is refused: the streams' state was measured on the old
+        pool's operating points (restart instead; the state is kept in the usage database)."""
+        if self.online is not None:
+            log.error("artifact not reloaded: the online controller is on, and its streams were "
+                      "measured on the current artifact; restart the gateway to serve a new one")
+            self.metrics.artifact_reloads.labels("error").inc()
+            return False
         ok = self.reloader(path)
         self.metrics.artifact_reloads.labels("ok" if ok else "error").inc()
         return ok
@@ -289,6 +312,8 @@ class GatewayApp:
 
     async def _get(self, path: str, scope, send) -> None:
         if path == "/metrics":
+            if self.online is not None:
+                self.online.refresh_metrics()
             return await asgi.send_bytes(send, 200, self.metrics.exposition(),
                                          self.metrics.content_type.encode())
         try:
@@ -309,14 +334,33 @@ class GatewayApp:
         try:
             tenant = self.keyring.authenticate(asgi.header(scope, b"authorization"))
             raw = await asgi.read_body(scope, receive, limits, limits.read_timeout_s)
-            status, body = online_http.feedback_response(  # in memory and short: no thread hop
-                self.ledger, raw, self.settings.max_feedback_batch, tenant.name, limits)
+            if self.online is not None:  # commits (an fsync): off the event loop
+                status, body = await asyncio.to_thread(
+                    self.online.feedback, raw, tenant.name, self.settings.max_feedback_batch,
+                    limits)
+            else:
+                status, body = online_http.feedback_response(  # in memory: no thread hop
+                    self.ledger, raw, self.settings.max_feedback_batch, tenant.name, limits)
         except GatewayError as err:
             return await asgi.send_error(send, err, [])
         except online_http.BodyError as err:
             return await asgi.send_error(send, GatewayError(err.status, err.detail,
                                                             code=err.code), [])
         await asgi.send_bytes(send, status, json.dumps(body).encode())
+
+    async def _controllers(self, scope, send) -> None:
+        """GET /v1/controllers: the caller's streams and model tests (all tenants' when open)."""
+        try:
+            tenant = self.keyring.authenticate(asgi.header(scope, b"authorization"))
+            if self.online is None:
+                raise GatewayError(404, "the online controller is off: start the gateway with "
+                                        "--online to steer by feedback", "invalid_request_error",
+                                   "online_off")
+        except GatewayError as err:
+            return await asgi.send_error(send, err, [])
+        body = await asyncio.to_thread(  # counts rows in SQLite: off the event loop
+            self.online.controllers, None if self.keyring.open else tenant.name)
+        await asgi.send_bytes(send, 200, json.dumps(body).encode())
 
     def models_list(self, tenant: Tenant) -> dict[str, Any]:
         """OpenAI's model list: `proteus`, and `proteus-<τ>` for each listed τ in the tenant's

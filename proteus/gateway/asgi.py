@@ -28,7 +28,8 @@ Headers = list[tuple[bytes, bytes]]
 JSON = b"application/json"
 CORS_HEADERS = b"authorization, content-type, x-proteus-tau, x-proteus-task"
 EXPOSED = (b"x-proteus-request-id, x-proteus-model, x-proteus-tau, x-proteus-feasible, "
-           b"x-proteus-infeasible-reason, x-proteus-overhead-ms, x-proteus-fallback-from")
+           b"x-proteus-infeasible-reason, x-proteus-overhead-ms, x-proteus-fallback-from, "
+           b"x-proteus-rerouted-from")
 
 
 def header(scope, name: bytes) -> bytes | None:

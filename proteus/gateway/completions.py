@@ -21,6 +21,7 @@ import dataclasses
 import itertools
 import math
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -115,6 +116,9 @@ class Routed:
     decision: dict[str, Any] | None = None  # `Router.records` form
     estimate_usd: float = 0.0  # the router's ĉ of the chosen model
     hold: Hold | None = None  # the budget's reservation, open until settled or released
+    status: int = 0  # the answer's HTTP status (the access log)
+    served_by: str | None = None  # the model that answered (a fallback, maybe)
+    charged_usd: float = 0.0  # what the tenant was charged
     _client: asyncio.Future | None = None  # a pending receive(): done once the client has left
 
     def watch_client(self, receive) -> None:
@@ -158,6 +162,16 @@ class Routed:
         if self._client is not None and not self._client.done():
             self._client.cancel()
 
+    def access_line(self, endpoint: str) -> str:
+        """The access log's line: tenant, τ, model, status, latency, cost, request id."""
+        model = self.served_by or (self.decision["model"] if self.decision else "-")
+        tenant = self.tenant.name if self.tenant else "-"
+        tau = f"{self.tau:g}" if self.tau is not None else "-"
+        ms = (time.perf_counter() - self.start) * 1e3
+        return (f"{endpoint} tenant={tenant} tau={tau} model={model} status={self.status} "
+                f"latency_ms={ms:.1f} cost_usd={self.charged_usd:.6f} "
+                f"request_id={self.request_id}")
+
     def headers(self) -> list[tuple[bytes, bytes]]:
         """x-proteus-request-id, and once τ is resolved x-proteus-tau and x-proteus-feasible
         (with x-proteus-infeasible-reason when false)."""
@@ -168,6 +182,8 @@ class Routed:
             out.append((b"x-proteus-feasible", b"true" if self.point.feasible else b"false"))
             if not self.point.feasible:
                 out.append((b"x-proteus-infeasible-reason", header_text(self.point.reason)))
+        if self.decision is not None and self.decision.get("rerouted_from"):
+            out.append((b"x-proteus-rerouted-from", self.decision["rerouted_from"].encode()))
         return out
 
 
@@ -175,28 +191,41 @@ class RoutingQueue:
     """Text + τ -> decision dict (`Router.records`), batched across concurrent requests by
     `proteus.serving.batching.MicroBatcher` and routed by `proteus.serving.dispatch.route_items`
     (the HTTP router's path: one compiled call per batch, and a prompt that cannot be encoded
-    fails alone), each item by the router that checked it (`proteus.serving.reload`). The batch
-    runs on the event loop when the router encodes cheaply (`Router.cheap_to_encode`: no thread
-    hand-offs, which on busy cores cost more than the routing), else in a worker thread (a model
-    encoder such as sentence-transformers must not block the loop).
+    fails alone), each item by the router that checked it (`proteus.serving.reload`), or, with
+    the online controller on, by `proteus.gateway.online.OnlineGateway` (each request in its
+    tenant's stream, under the gateway's request id). The batch runs on the event loop when the
+    router encodes cheaply (`Router.cheap_to_encode`: no thread hand-offs, which on busy cores
+    cost more than the routing) and nothing is committed to disk, else in a worker thread (a
+    model encoder such as sentence-transformers, or the online store's commit, must not block
+    the loop).
     """
 
     def __init__(self, router: Router, max_batch: int = 256, max_queue: int = 8192,
-                 inline: bool | None = None, on_batch: Callable[[int], None] | None = None):
+                 inline: bool | None = None, on_batch: Callable[[int], None] | None = None,
+                 online: Any = None):
         self.router, self.on_batch = router, on_batch  # the router of calls that name none
-        self.batcher = MicroBatcher(self._route_batch, max_batch, 0.0, max_queue,
-                                    inline=router.cheap_to_encode if inline is None else inline)
+        self.online = online
+        if inline is None:
+            inline = router.cheap_to_encode and online is None
+        self.batcher = MicroBatcher(self._route_batch, max_batch, 0.0, max_queue, inline=inline)
 
-    def _route_batch(self, pairs: list[tuple[Router, Item]]) -> list[dict[str, Any] | Exception]:
+    def _route_batch(self, entries: list[tuple[Router, Item, str, str]]
+                     ) -> list[dict[str, Any] | Exception]:
         if self.on_batch is not None:
-            self.on_batch(len(pairs))
-        return route_pairs(pairs)
+            self.on_batch(len(entries))
+        if self.online is None:
+            return route_pairs([(router, item) for router, item, _, _ in entries])
+        return self.online.route([e[1] for e in entries], [e[2] for e in entries],
+                                 [e[3] for e in entries])
 
-    async def decide(self, item: Item, router: Router | None = None) -> dict[str, Any]:
+    async def decide(self, item: Item, router: Router | None = None, tenant: str = "",
+                     request_id: str = "") -> dict[str, Any]:
         """Route one checked request (`request_item`) with the router that checked it (across
-        a reload, the old one: `proteus.serving.reload`)."""
+        a reload, the old one: `proteus.serving.reload`), or, when online, in `tenant`'s stream,
+        recorded under `request_id`."""
         try:
-            return (await self.batcher.submit([(router or self.router, item)]))[0]
+            return (await self.batcher.submit([(router or self.router, item, tenant,
+                                                request_id)]))[0]
         except QueueFullError:
             raise GatewayError(503, "the routing queue is full; retry shortly", "server_error",
                                "overloaded") from None

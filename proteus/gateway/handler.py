@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 COMPLETION_PATHS = {"/v1/chat/completions": "/chat/completions",
                     "/v1/completions": "/completions"}
 log = logging.getLogger(__name__)
+# One INFO line per completion request (`Routed.access_line`); silence it with this logger's level.
+access_log = logging.getLogger("proteus.gateway.access")
 
 
 class CompletionHandler:
@@ -51,22 +53,28 @@ class CompletionHandler:
             if routed.hold is not None and routed.hold.open:  # failed before any answer
                 self.app.budgets.release(routed.hold, routed.decision["model"])
                 self._gauge(routed.hold.tenant)
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(routed.access_line(endpoint))
 
     async def _answer(self, scope, receive, send, routed: cmp.Routed, endpoint: str) -> None:
         try:
             reply, fallback_from, t_forward, t_back = await self._route_and_forward(
                 scope, receive, routed, endpoint == "chat")
         except GatewayError as err:
+            routed.status = err.status
             self._count_error(routed, endpoint, err)
             return await asgi.send_error(send, err, routed.headers())
         except Exception as err:  # noqa: BLE001 (never a plain-text 500, never a lost hold)
             log.exception("request %s failed", routed.request_id)
             error = GatewayError(500, f"internal error: {type(err).__name__}: {err}",
                                  "server_error", "internal_error")
+            routed.status = 500
             self._count_error(routed, endpoint, error)
             return await asgi.send_error(send, error, routed.headers())
         app, served = self.app, reply.served_by.name
-        if reply.status == 200:  # before the answer leaves: its feedback may come right back
+        routed.status, routed.served_by = reply.status, served
+        if reply.status == 200 and app.online is None:  # before the answer leaves: its
+            # feedback may come right back (online, the decision was committed when routed)
             app.ledger.record(routed.request_id, routed.tenant.name, routed.tau)
         headers = [*routed.headers(), (b"x-proteus-model", served.encode()),
                    (b"content-type", reply.content_type)]
@@ -104,7 +112,8 @@ class CompletionHandler:
         if not item.point.feasible:
             self._infeasible(routed)
         t_route = time.perf_counter()
-        decision = routed.decision = await app.routing.decide(item, router)
+        decision = routed.decision = await app.routing.decide(item, router, tenant.name,
+                                                              routed.request_id)
         app.metrics.routing.observe(time.perf_counter() - t_route)
         app.metrics.decisions.labels(decision["model"], tenant.name).inc()
         app.metrics.tau.labels(tenant.name).observe(routed.tau)
@@ -154,6 +163,7 @@ class CompletionHandler:
                 if not routed.uncancel_if_client_left():
                     raise  # a real cancellation (shutdown), not the client leaving
             except MalformedReply as err:  # answered, so maybe billed: the hold is charged
+                log.warning("request %s: %s", routed.request_id, err.message)
                 self.app.metrics.bad_usage.labels(err.served_by.name).inc()
                 self._charge(routed, err.served_by.name, routed.hold.usd, (0, 0), error=True)
                 raise
@@ -190,6 +200,7 @@ class CompletionHandler:
             log.warning("request %s of tenant %r cost $%.6f, more than its reservation $%.6f",
                         routed.request_id, tenant, usd, routed.hold.usd)
         app.budgets.settle(routed.hold, model, usd, *counts, error=error)
+        routed.charged_usd += usd
         app.metrics.spend.labels(tenant, model).inc(usd)
         self._gauge(tenant)
 

@@ -24,6 +24,18 @@ Names and labels (scrape `GET /metrics`):
   proteus_gateway_usage_flush_failures_total             SQLite writes that failed (retried)
   proteus_gateway_key_reloads_total{result}              keys-file reloads ("ok" or "error")
   proteus_gateway_artifact_reloads_total{result}         artifact reloads ("ok" or "error")
+
+With the online controller on (`proteus.gateway.online`; gauges set at each scrape):
+  proteus_online_position{tenant, tau}                   the stream's knob position (accuracy
+                                                         units, `proteus.online.adapter`)
+  proteus_online_offset{tenant, tau}                     ... minus its static point's position
+  proteus_online_operating_tau{tenant, tau}              the operating τ' it is served at
+  proteus_online_accuracy_estimate{tenant, tau}          â: recent realised accuracy
+  proteus_online_model_excluded{tenant, model}           1 while the model is routed around
+  proteus_online_model_shortfall{tenant, model}          predicted − realised accuracy of the
+                                                         model's recent feedback (p̂ − s)
+  proteus_online_model_events_total{tenant, model, event}  exclusions and readmissions
+  proteus_online_rerouted_total{tenant, model}           requests routed around the model
 """
 
 from __future__ import annotations
@@ -91,6 +103,30 @@ class GatewayMetrics:
                                registry=r)
         self.artifact_reloads = Counter("proteus_gateway_artifact_reloads", "Artifact reloads",
                                         ["result"], registry=r)
+
+        self._online(r)
+
+    def _online(self, r: CollectorRegistry) -> None:
+        stream, model = ["tenant", "tau"], ["tenant", "model"]
+        self.online_position = Gauge("proteus_online_position", "Knob position of the stream "
+                                     "(accuracy units)", stream, registry=r)
+        self.online_offset = Gauge("proteus_online_offset", "Knob position minus the static "
+                                   "point's", stream, registry=r)
+        self.online_operating_tau = Gauge("proteus_online_operating_tau",
+                                          "Operating tau' the stream is served at", stream,
+                                          registry=r)
+        self.online_accuracy = Gauge("proteus_online_accuracy_estimate",
+                                     "Recent realised accuracy of the stream", stream, registry=r)
+        self.online_excluded = Gauge("proteus_online_model_excluded",
+                                     "1 while the model is routed around", model, registry=r)
+        self.online_shortfall = Gauge("proteus_online_model_shortfall",
+                                      "Predicted minus realised accuracy of the model's recent "
+                                      "feedback", model, registry=r)
+        self.online_events = Counter("proteus_online_model_events",
+                                     "Exclusions and readmissions of a model", [*model, "event"],
+                                     registry=r)
+        self.online_rerouted = Counter("proteus_online_rerouted", "Requests routed around the "
+                                       "model", model, registry=r)
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every collector."""

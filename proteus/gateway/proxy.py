@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -31,6 +32,7 @@ from proteus.gateway.errors import GatewayError, error_body
 from proteus.gateway.transport import FastTransport
 
 TAIL_BYTES = 4096  # end of a stream kept to find its `usage` chunk
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -115,12 +117,20 @@ class Proxy:
         try:
             return await self._send(primary, path, payload, request_id), None
         except _Retryable as failure:
+            # one WARNING line per failed upstream call (a 502/504 is otherwise silent)
+            log.warning("request %s: upstream %r failed (%d %s): %s%s", request_id, primary.name,
+                        failure.error.status, failure.error.code, failure.error.message,
+                        f"; trying its fallback {primary.fallback!r}" if primary.fallback
+                        else "")
             if primary.fallback is None:
                 raise failure.error from None
             fallback = self.upstreams[primary.fallback]
             try:
                 return await self._send(fallback, path, payload, request_id), primary.name
             except _Retryable as second:
+                log.warning("request %s: fallback upstream %r failed too (%d %s): %s",
+                            request_id, fallback.name, second.error.status, second.error.code,
+                            second.error.message)
                 second.error.message += f" (fallback after {primary.name!r}: {failure.error})"
                 raise second.error from None
 

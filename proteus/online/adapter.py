@@ -7,10 +7,18 @@ at knob positions). The artifact's operating table also holds fixed-model points
 only the policy (continuous in τ'), and a fixed-model static point is placed on it by its
 accuracy (`static_point`). The knob's positions are the lanes' training accuracy
 (`lambda.lane_accuracy`, measured on the `policy` split the duals trained on, not held out).
+
+Routing around a model (`choose`, used by `serve` when the drift test has excluded models)
+re-applies the routing rule m* = argmax_m μ p̂_m − (1 − μ) ĉ_m / c_ref to the exported
+function's own μ, p̂ and ĉ, with the excluded models left out. The rule's one home is
+`proteus.training.networks.routing_rule` (JAX), which serving may not import; this numpy form is
+checked against the exported function's choices (tests/test_online_drift.py), and rows whose
+choice is not excluded keep the exported function's choice itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -80,13 +88,62 @@ def static_point(router: Router, k: Knob, tau: float) -> StaticPoint:
     return StaticPoint(base, lo, hi, point)
 
 
+def choose(mu: np.ndarray, p_hat: np.ndarray, c_hat: np.ndarray, c_ref: float,
+           excluded: np.ndarray) -> np.ndarray:
+    """The routing rule without excluded models: mu [B], p_hat, c_hat [B, M] float32, excluded
+    [B, M] bool (a row with every model excluded keeps them all) -> [B] int32 model index."""
+    utility = (mu[:, None] * p_hat - (1.0 - mu[:, None]) * (c_hat / np.float32(c_ref))
+               ).astype(np.float32)
+    excluded = excluded & ~excluded.all(axis=1, keepdims=True)
+    return np.argmax(np.where(excluded, -np.inf, utility), axis=1).astype(np.int32)
+
+
+class Served(NamedTuple):
+    """`serve`'s answer: the decisions, and per row [B] the model the router chose before any
+    exclusion (int32) and whether the row is a probe (bool: kept on an excluded model)."""
+
+    decisions: Decisions
+    unmasked: np.ndarray
+    probed: np.ndarray
+
+
 def serve(router: Router, k: Knob, features: np.ndarray, positions: np.ndarray,
           statics: list[StaticPoint], inverse: np.ndarray,
-          task_ids: np.ndarray | None = None) -> Decisions:
+          task_ids: np.ndarray | None = None, excluded: np.ndarray | None = None,
+          probe: Callable[[int, int], bool] | None = None) -> Served:
     """Route [B, D] float32 features at knob positions [B]; row i's static point is
-    statics[inverse[i]]. The decisions keep the static point's τ, point and feasibility and
-    report the τ' actually used."""
-    taus = k.operating_tau(np.asarray(positions, np.float64))
-    raw = router.run(features, taus.astype(np.float32), None, task_ids)
+    statics[inverse[i]]. `excluded` [B, M] bool: models row i must not go to (None: none);
+    `probe(i, m)`, asked for each row whose choice m is excluded: True keeps m for that row.
+
+    A row at rest (its position is its static point's `base`) is routed at the static point
+    itself, a fixed model included (unless that model is excluded for it), so that a stream
+    no feedback has moved routes exactly as the static certified router. The decisions keep the
+    static point's τ, point and feasibility and report the τ' used (NaN for a fixed model).
+    """
+    positions = np.asarray(positions, np.float64)
+    taus = k.operating_tau(positions)
+    fixed = np.full(len(positions), -1, np.int32)
+    for i, j in enumerate(np.asarray(inverse).tolist()):
+        static = statics[j]
+        if positions[i] != static.base:
+            continue
+        model = static.point.operating_model
+        if model < 0:
+            taus[i] = static.point.operating_tau
+        elif excluded is None or not excluded[i, model]:
+            fixed[i], taus[i] = model, np.nan
+    raw = router.run(features, taus.astype(np.float32), fixed, task_ids)
+    unmasked = raw.model
+    hit = (np.zeros(len(unmasked), bool) if excluded is None
+           else excluded[np.arange(len(unmasked)), unmasked])
+    probed = np.zeros(len(unmasked), bool)
+    for i in np.flatnonzero(hit) if probe is not None else ():
+        probed[i] = probe(int(i), int(unmasked[i]))
+    hit &= ~probed
+    if hit.any():  # only the rows whose choice is excluded are chosen again
+        model = unmasked.copy()
+        model[hit] = choose(raw.mu[hit], raw.p_hat[hit], raw.c_hat[hit], router.cost_scale,
+                            excluded[hit])
+        raw = raw._replace(model=model)
     decisions = router.assemble(raw, [s.point for s in statics], inverse)
-    return decisions._replace(operating_tau=taus)
+    return Served(decisions._replace(operating_tau=taus), unmasked, probed)

@@ -40,16 +40,21 @@ off by default. The boost is gain scheduling on evidence: the plain gain must be
 integral's own noise (each Bernoulli score moves it) to stay well inside the window tolerance,
 which makes it slow to climb out of a sudden shortfall (a regressed model); while â is more
 than z standard errors below the setpoint (se of a Bernoulli at r under the forgetting window)
-the step is `boost` times larger. Boosting only shortfalls keeps the long-run argument above
-conservative: boosted steps have a positive mean error, so the plain steps must carry a
-negative one, and the mean score ends at or above r.
+the step is `boost` times larger. The boost is decided on â before the feedback it scales (so
+the gain does not depend on that score: E[step] = gain x E[error], and the long-run argument
+holds for the boosted sum); boosting only shortfalls keeps it conservative: boosted steps have a
+positive mean error, so the plain steps must carry a negative one, and the mean score ends at or
+above r.
 
-Certificate interplay: until `trust_after` feedbacks have arrived, u >= 0 (never cheaper than
-the static, certified point: the certificate holds on its own terms). Afterwards the controller
-may go below the certified point down to the lowest lane, because the realised feedback of this
-very stream now carries the floor (the certificate is a calibration-time bound for exchangeable
-traffic; feedback is evidence about the traffic actually served). `allow_below_certified=False`
-keeps u >= 0 forever: the certified point is then a floor and the controller only buys quality.
+Certificate interplay (default, `allow_below_certified=False`): u >= 0 forever, the certified
+point is a floor and the controller only buys quality; and while |u| < `dead_band` the stream is
+served at the static point itself (`adapter.serve`), so a stream that no sustained shortfall has
+moved routes exactly as the static certified router. Chosen on val replays (docs/online.md): the
+slice's lanes just below its certified point fall off a cliff (0.78 -> 0.69 realised accuracy
+between τ' 0.698 and 0.675), and small moves above it on noise cost up to 1.6x. With
+`allow_below_certified=True`, after `trust_after` feedbacks the controller may go below the
+certified point down to the lowest lane (the realised feedback of this very stream then carries
+the floor: the certificate is a calibration-time bound for exchangeable traffic).
 
 Budget: an optional cost cap B (USD per request) has its own dual ν >= 0, in knob units,
 
@@ -62,6 +67,13 @@ floor just holds). So the knob is u_floor while the interval is not empty; when 
 budget cannot pay for the floor), `priority` decides: "floor" (default) keeps u_floor and
 reports `budget_binding`, "budget" serves at u_budget and the stream's accuracy is allowed below
 τ (it shows in the state, never silently).
+
+Re-pointing (`repoint`): when the per-model drift test (`proteus.online.drift`) excludes a model
+or readmits it, the stream's routing changes under the controller. Its integral is then set back
+to what it was before the drift began (the service passes the value it held when the test's
+statistic was last 0: its climb since compensated a shortfall that routing around the model
+removes), the estimate â restarts at the setpoint, and feedback on decisions made before the
+change (`repointed`) only counts (`record`): it describes routing that is no longer served.
 
 Everything here is plain Python on floats: the service keeps one `ControllerState` per stream,
 the store persists it as JSON.
@@ -86,8 +98,13 @@ class ControllerConfig:
     boost: float = 4.0  # integral gain multiplier while the shortfall is significant (1: off)
     boost_z: float = 1.0  # ... significant: r − â > boost_z standard errors of â
     smith: float = 1.0  # delay compensation: weight of the knob's move since the decision
+    # |u| below this serves the static point itself (knob units): a stream leaves its certified
+    # point on a sustained shortfall, not on a few unlucky scores (docs/online.md)
+    dead_band: float = 0.05
     trust_after: int = 100  # feedbacks before the knob may go below the static point
-    allow_below_certified: bool = True  # False: the static (certified) point is a floor forever
+    # True: after trust_after feedbacks the knob may go below the static (certified) point; off
+    # by default: below it the slice's lanes fall off a cliff (docs/online.md, val replays)
+    allow_below_certified: bool = False
     budget: float | None = None  # USD per request; None: no cost constraint
     k_b: float = 0.002  # budget dual step (knob units per unit relative overspend)
     priority: str = "floor"  # when floor and budget conflict: "floor" | "budget"
@@ -97,7 +114,7 @@ class ControllerConfig:
             raise ValueError(f"priority must be 'floor' or 'budget', got {self.priority!r}")
         if not self.boost >= 1.0:
             raise ValueError(f"boost must be >= 1, got {self.boost!r}")
-        for name in ("k_i", "k_p", "k_d", "k_b", "boost_z", "smith"):
+        for name in ("k_i", "k_p", "k_d", "k_b", "boost_z", "smith", "dead_band"):
             if not getattr(self, name) >= 0.0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0.0 <= self.forget < 1.0:
@@ -115,7 +132,8 @@ class ControllerState:
     tau: the bucket's target; base: p_0, the static operating point's knob position; lo, hi: the
     knob's range; integral: I; nu: the budget dual; acc_est: â (None before any feedback);
     n_feedback: feedbacks applied (n_cost of them with a cost); score_sum, cost_sum: their sums;
-    n_decisions: decisions served; saturated: "", "hi" or "lo" when the last update was clamped.
+    n_decisions: decisions served; saturated: "", "hi" or "lo" when the last update was clamped;
+    repointed: clock of the last re-pointing (None: never; see the module docstring).
     """
 
     tau: float
@@ -133,6 +151,7 @@ class ControllerState:
     cost_sum: float = 0.0
     cost_est: float | None = None
     saturated: str = ""
+    repointed: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -163,7 +182,7 @@ def floor_offset(state: ControllerState, cfg: ControllerConfig) -> float:
     u_min, u_max = offset_bounds(state, cfg)
     u = state.integral
     if state.acc_est is not None:
-        u += cfg.k_p * (state.tau + cfg.margin - state.acc_est)
+        u += cfg.k_p * (setpoint(state, cfg) - state.acc_est)
         if state.prev_est is not None:
             u += cfg.k_d * (state.prev_est - state.acc_est)
     return min(max(u, u_min), u_max)
@@ -175,11 +194,12 @@ def budget_offset(state: ControllerState) -> float:
 
 
 def offset(state: ControllerState, cfg: ControllerConfig) -> float:
-    """The knob: u_floor, unless the budget binds and has priority (module docstring)."""
+    """The knob: u_floor, unless the budget binds and has priority (module docstring); 0 (the
+    static point itself) while |u| < dead_band."""
     u = floor_offset(state, cfg)
     if cfg.budget is not None and cfg.priority == "budget":
         u = max(min(u, budget_offset(state)), state.lo - state.base)
-    return u
+    return 0.0 if abs(u) < cfg.dead_band else u
 
 
 def position(state: ControllerState, cfg: ControllerConfig) -> float:
@@ -200,6 +220,12 @@ def update(state: ControllerState, cfg: ControllerConfig, score: float,
         raise ValueError(f"score must be in [0, 1], got {score!r}")
     state.n_feedback += 1
     state.score_sum += score
+    # The gain is decided on the estimate BEFORE this score: a gain that read the score it
+    # multiplies would boost every failure that tips â below the trigger and no success (which
+    # lifts it back), an upward bias of ~k_i (boost − 1) P(fail) per feedback whenever â sits
+    # near the trigger; on the slice's flat lanes it walked stationary streams into gpt-4 lanes
+    # (val seed 14: 1.64x the certified router's cost).
+    step = gain(state, cfg) * predicted_error(state, cfg, score, served_at)
     state.prev_est = state.acc_est
     state.acc_est = score if state.acc_est is None else (
         cfg.forget * state.acc_est + (1.0 - cfg.forget) * score)
@@ -207,7 +233,7 @@ def update(state: ControllerState, cfg: ControllerConfig, score: float,
     # Clamping the integral to the actuator range is the anti-windup: a stream whose target is
     # out of reach does not build up a debt that would later hold the knob at a bound after the
     # drift has gone.
-    raw = state.integral + gain(state, cfg) * predicted_error(state, cfg, score, served_at)
+    raw = state.integral + step
     state.integral = min(max(raw, u_min), u_max)
     state.saturated = "hi" if raw > u_max else "lo" if raw < u_min else ""
     if cost is not None:
@@ -230,7 +256,7 @@ def predicted_error(state: ControllerState, cfg: ControllerConfig, score: float,
     At rest p = served_at and the correction vanishes; summed over a stream it telescopes to
     (knob travel) x (feedbacks in flight), so the long-run argument holds as n grows.
     """
-    error = state.tau + cfg.margin - score
+    error = setpoint(state, cfg) - score
     if served_at is None or cfg.smith == 0.0:
         return error
     return error - cfg.smith * (position(state, cfg) - served_at)
@@ -238,12 +264,43 @@ def predicted_error(state: ControllerState, cfg: ControllerConfig, score: float,
 
 def gain(state: ControllerState, cfg: ControllerConfig) -> float:
     """k_i, times `boost` while â is significantly below the setpoint (after one window)."""
-    setpoint = state.tau + cfg.margin
+    r = setpoint(state, cfg)
     if cfg.boost == 1.0 or state.acc_est is None or state.n_feedback * (1 - cfg.forget) < 1:
         return cfg.k_i
-    var = min(max(setpoint, 0.0), 1.0) * (1 - min(max(setpoint, 0.0), 1.0))
+    var = min(max(r, 0.0), 1.0) * (1 - min(max(r, 0.0), 1.0))
     se = math.sqrt(var * (1 - cfg.forget) / (1 + cfg.forget))  # sd of an EMA of Bernoullis
-    return cfg.k_i * (cfg.boost if setpoint - state.acc_est > cfg.boost_z * se else 1.0)
+    significant = r - state.acc_est > cfg.boost_z * se
+    return cfg.k_i * (cfg.boost if significant else 1.0)
+
+
+def setpoint(state: ControllerState, cfg: ControllerConfig) -> float:
+    """r = τ + margin."""
+    return state.tau + cfg.margin
+
+
+def record(state: ControllerState, cfg: ControllerConfig, score: float,
+           cost: float | None = None) -> ControllerState:
+    """Count a feedback on a decision made before the last re-pointing (totals and the budget
+    only: the integral and â do not move); in place."""
+    if not 0.0 <= score <= 1.0:
+        raise ValueError(f"score must be in [0, 1], got {score!r}")
+    state.n_feedback += 1
+    state.score_sum += score
+    if cost is not None:
+        _update_budget(state, cfg, float(cost))
+    return state
+
+
+def repoint(state: ControllerState, cfg: ControllerConfig, now: float,
+            integral: float | None = None) -> ControllerState:
+    """The stream's routing changed at `now` (module docstring): the integral goes back to
+    min(I, `integral`) (None: kept), â restarts at the setpoint; in place."""
+    if integral is not None:
+        u_min, u_max = offset_bounds(state, cfg)
+        state.integral = min(state.integral, max(min(integral, u_max), u_min))
+    state.acc_est, state.prev_est = setpoint(state, cfg), None
+    state.repointed = now
+    return state
 
 
 def _update_budget(state: ControllerState, cfg: ControllerConfig, cost: float) -> None:
@@ -265,7 +322,7 @@ def summary(state: ControllerState, cfg: ControllerConfig) -> dict[str, Any]:
     mean_cost = state.cost_sum / state.n_cost if state.n_cost else None
     binding = cfg.budget is not None and budget_offset(state) < floor_offset(state, cfg)
     return {**state.to_dict(), "offset": offset(state, cfg),
-            "position": position(state, cfg), "setpoint": state.tau + cfg.margin,
+            "position": position(state, cfg), "setpoint": setpoint(state, cfg),
             "mean_score": state.score_sum / n if n else None, "mean_cost": mean_cost,
             "trusted": n >= cfg.trust_after, "budget": cfg.budget,
             "budget_offset": budget_offset(state) if cfg.budget is not None else None,

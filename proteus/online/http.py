@@ -9,7 +9,7 @@ file: hashed API keys -> tenants) the tenant of its `Authorization: Bearer` key 
 valid one); without keys (open: serve on loopback only) the `X-Proteus-Tenant` header, else
 "default". A request routes into its tenant's streams, and feedback is bound to it too: a
 request id of another tenant is "unknown" (404), as one never issued. GET /v1/controllers shows
-the caller's streams (all of them in open mode).
+the caller's streams and its models' drift tests (all of them in open mode).
 
 Limits (`proteus.serving.server.ServerSettings`, as the gateway and `launch.serve`):
 `application/json` (415), Content-Length and body within `max_body_bytes` (413), the body within
@@ -152,16 +152,13 @@ def add_online_routes(app: FastAPI, service: OnlineService, access: Access | Non
 
     @app.get(CONTROLLERS_PATH)
     def get_controllers(request: Request) -> JSONResponse:
-        """The caller's (tenant, τ bucket) controllers: target, offset, τ', estimates, duals."""
+        """The caller's (tenant, τ bucket) controllers (target, offset, τ', estimates, duals)
+        and its models' drift tests."""
         try:
             tenant = None if access.keys.open else access.tenant(request)
         except BodyError as err:
             return error_response(err)
-        body = service.controllers()
-        if tenant is not None:
-            body["controllers"] = {k: v for k, v in body["controllers"].items()
-                                   if k.rpartition("|")[0] == tenant}
-        return JSONResponse(body)
+        return JSONResponse(service.controllers(tenant))
 
 
 def route_response(service: OnlineService, raw: bytes, tenant: str | None,
@@ -173,12 +170,22 @@ def route_response(service: OnlineService, raw: bytes, tenant: str | None,
     except RequestError as err:
         raise BodyError(err.status, err.detail, err.code) from None
     items = [p for p in parsed if not isinstance(p, RequestError)]
-    try:
-        routed = iter(service.route_items(items, tenant) if items else [])
-    except ValueError as err:  # e.g. a text the encoder cannot encode
-        raise BodyError(422, str(err), "invalid_query") from None
-    out = [p.to_json() if isinstance(p, RequestError) else next(routed) for p in parsed]
-    return {"decisions": out} if batch else out[0]
+    routed = iter(service.route_items(items, tenant) if items else [])
+    out = [p if isinstance(p, RequestError) else next(routed) for p in parsed]
+    if not batch and isinstance(out[0], Exception):
+        err = out[0]
+        raise (BodyError(err.status, err.detail, err.code) if isinstance(err, RequestError)
+               else BodyError(500, str(err), "routing_failed"))
+    return {"decisions": [_entry(d) for d in out]} if batch else out[0]
+
+
+def _entry(decision: dict | Exception) -> dict:
+    """One entry of a batch answer: the decision, or its error (`RequestError.to_json`)."""
+    if isinstance(decision, RequestError):
+        return decision.to_json()
+    if isinstance(decision, Exception):  # a non-finite decision
+        return RequestError(500, str(decision), "routing_failed").to_json()
+    return decision
 
 
 def create_app(service: OnlineService, max_batch: int = 10_000,

@@ -1,4 +1,4 @@
-"""Online routing with feedback: request ids, per-stream controllers, durable state.
+"""Online routing with feedback: request ids, stream controllers, per-model drift, durable state.
 
     service = OnlineService(Router.load(ARTIFACT), Store("online.db", time.time))
     decisions = service.route(features_or_texts, tau=0.8, tenant="acme")  # each has request_id
@@ -10,8 +10,14 @@ holds a target at least as strict as every request in it. Each stream keeps one
 `controller.ControllerState`; decisions are served at its current knob position
 (`controller.position`) through `adapter.serve`, which turns it into the operating τ'.
 
+Each (tenant, model) keeps one `drift.ModelHealth` (`proteus.online.watch`): every feedback is
+also evidence on the model that served it (its score against the p̂ stored with the decision).
+A model the test excludes is routed around in that tenant's streams (the router's choice among
+the other models), but for one request in `probe_every`; a readmitted model is routed to again.
+Decisions say so: `rerouted_from` (the model the router would have chosen) and `probe`.
+
 Feedback outcomes (one per item, in order):
-  accepted   applied to the stream's controller
+  accepted   applied to the stream's controller and its model's drift test
   duplicate  the id already has feedback; the first one stands, this one is ignored
   late       the decision is older than `feedback_ttl`: stored but not applied (the
              operating point it describes is stale)
@@ -21,6 +27,7 @@ Feedback outcomes (one per item, in order):
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import threading
@@ -30,22 +37,25 @@ from typing import Any
 
 import numpy as np
 
-from proteus.online import adapter
+from proteus.online import adapter, drift, watch
 from proteus.online import controller as ctl
 from proteus.online.store import LedgerRow, Store
 from proteus.operating import check_tau
-from proteus.serving import Router
+from proteus.serving import Router, RoutingError, finite_rows
+from proteus.serving.dispatch import encode_rows
 from proteus.serving.inputs import resolve_taus
 from proteus.serving.protocol import Item
+from proteus.serving.router import take_rows
 
 OUTCOMES = ("accepted", "duplicate", "late", "unknown", "invalid")
 
 
 @dataclasses.dataclass(frozen=True)
 class OnlineSettings:
-    """Streams and feedback rules of an `OnlineService`."""
+    """Streams, feedback rules and the per-model drift test of an `OnlineService`."""
 
     controller: ctl.ControllerConfig = ctl.ControllerConfig()
+    drift: drift.DriftConfig = drift.DriftConfig()
     bucket: float = 0.01  # τ bucket width; τ is rounded up to a multiple of it
     feedback_ttl: float = 86400.0  # feedback later than this (clock units) is "late"
     default_tenant: str = "default"
@@ -67,16 +77,30 @@ def stream_key(tenant: str, tau_bucket: float) -> str:
     return f"{tenant}|{tau_bucket:.4f}"
 
 
+def tenant_of(key: str) -> str:
+    """The tenant of a stream key (or of a "tenant|model" health key)."""
+    return key.rpartition("|")[0]
+
+
 class OnlineService:
-    """Router + controllers + store. Thread-safe: streams and store share one lock each."""
+    """Router + controllers + drift tests + store. Thread-safe: one lock for the state, the
+    store has its own.
+
+    listeners: callables given each drift event dict (`watch.Watch.apply`), e.g. the gateway's
+    metrics; called under the service's lock, so they must be quick.
+    """
 
     def __init__(self, router: Router, store: Store, settings: OnlineSettings = OnlineSettings(),
                  new_id: Callable[[], str] = lambda: uuid.uuid4().hex):
         self.router, self.store, self.settings, self.new_id = router, store, settings, new_id
         self._lock = threading.Lock()
         self.knob = adapter.knob(router, settings.knob_min_slope)
-        # Resume every stream from its last committed state (a restart loses nothing).
+        # Resume every stream and model test from its last committed state (a restart loses
+        # nothing acknowledged).
         self._states = {k: ctl.ControllerState.from_dict(v) for k, v in store.states().items()}
+        self.watch = watch.Watch(router.models, settings.drift, settings.controller,
+                                 store.health())
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
     @property
     def cfg(self) -> ctl.ControllerConfig:
@@ -104,54 +128,97 @@ class OnlineService:
         of task `task` (`Router.task_ids`: None, a name or [B]).
 
         Returns the router's decision dicts (`Router.records` form) with `request_id`,
-        `stream` and `offset` added; the decisions are stored before this returns.
+        `stream`, `offset`, `knob_tau` (the τ' of the stream's knob position; `operating_tau` is
+        None while it routes at a fixed-model static point), `rerouted_from` and `probe` added;
+        the decisions are stored before this returns. Raises `RoutingError` when the router
+        returns non-finite values.
         """
         if isinstance(queries, str):
             queries = [queries]
         is_text = isinstance(queries, Sequence) and any(isinstance(q, str) for q in queries)
         x = self.router.check_features(self.router.encode(queries) if is_text else queries)
         taus, inverse = resolve_taus(check_tau, tau, x.shape[0])  # each distinct τ checked once
-        return self._route(x, np.asarray(taus, np.float64), inverse,
-                           tenant or self.settings.default_tenant,
-                           self.router.task_ids(task, x.shape[0]))
+        tenant = tenant or self.settings.default_tenant
+        keys = [(tenant, float(t)) for t in taus]
+        out = self._route(x, keys, np.asarray(inverse), self.router.task_ids(task, x.shape[0]),
+                          None)
+        for r in out:
+            if isinstance(r, Exception):
+                raise r
+        return out
 
-    def route_items(self, items: Sequence[Item], tenant: str | None = None
-                    ) -> list[dict[str, Any]]:
+    def route_items(self, items: Sequence[Item], tenant: str | Sequence[str] | None = None,
+                    ids: Sequence[str] | None = None) -> list[dict[str, Any] | Exception]:
         """Route requests of the shared request model (`proteus.serving.protocol`: each already
-        validated, its τ checked) for a tenant; as `route`."""
-        x = np.zeros((len(items), self.router.feature_dim), np.float32)
+        validated, its τ checked) for a tenant (one for all, or one per item), with the given
+        request ids (None: new ones).
+
+        Returns one decision dict (as `route`) or exception per item: a text that cannot be
+        encoded is a `RequestError` (422), a non-finite decision a `RoutingError`; the others
+        are routed and stored.
+        """
+        n = len(items)
+        tenants = ([tenant or self.settings.default_tenant] * n
+                   if tenant is None or isinstance(tenant, str) else list(tenant))
+        results: list[Any] = [None] * n
+        x = np.zeros((n, self.router.feature_dim), np.float32)
         texts = [i for i, item in enumerate(items) if item.text is not None]
         if texts:
-            x[texts] = self.router.encode([items[i].text for i in texts])
+            encode_rows(self.router, items, texts, x, results)
         for i, item in enumerate(items):
             if item.features is not None:
                 x[i] = item.features
-        taus, inverse = np.unique([item.point.tau for item in items], return_inverse=True)
-        task_ids = np.asarray([item.task_id for item in items], np.int32)
-        return self._route(x, taus, inverse.reshape(-1), tenant or self.settings.default_tenant,
-                           task_ids)
+        ok = [i for i in range(n) if results[i] is None]
+        if ok:
+            keys = sorted({(tenants[i], float(items[i].point.tau)) for i in ok})
+            inverse = np.asarray([keys.index((tenants[i], float(items[i].point.tau)))
+                                  for i in ok])
+            task_ids = np.asarray([items[i].task_id for i in ok], np.int32)
+            routed = self._route(x[ok], keys, inverse, task_ids,
+                                 None if ids is None else [ids[i] for i in ok])
+            for i, r in zip(ok, routed, strict=True):
+                results[i] = r
+        return results
 
-    def _route(self, x: np.ndarray, taus: np.ndarray, inverse: np.ndarray, tenant: str,
-               task_ids: np.ndarray) -> list[dict]:
-        """Rows x [B, D] at checked τ taus[inverse] ([U], [B]) through their streams."""
+    def _route(self, x: np.ndarray, keys: list[tuple[str, float]], inverse: np.ndarray,
+               task_ids: np.ndarray, ids: list[str] | None) -> list[dict | Exception]:
+        """Rows x [B, D] of streams keys[inverse] ((tenant, checked τ) [U], [B]); each row a
+        record, or a `RoutingError` (non-finite: not stored)."""
+        tenants = [keys[j][0] for j in inverse]
         with self._lock:
-            streams = [self._stream(tenant, float(t)) for t in taus]
+            streams = [self._stream(tenant, tau) for tenant, tau in keys]
             states = [self._states[k] for k, _ in streams]
             positions = np.asarray([ctl.position(s, self.cfg) for s in states])[inverse]
-            d = adapter.serve(self.router, self.knob, x, positions, [s for _, s in streams],
-                              inverse, task_ids)
-            d = d._replace(tau=taus[inverse])  # the request's own τ (the stream's: its bucket)
-            records = self.router.records(d)
-            now, rows = self.store.clock(), []
-            for i, rec in enumerate(records):
-                key, state = streams[inverse[i]][0], states[inverse[i]]
+            d, unmasked, probed = adapter.serve(
+                self.router, self.knob, x, positions, [s for _, s in streams], inverse, task_ids,
+                self.watch.excluded(tenants),
+                lambda i, m: self.watch.probe(tenants[i], m, x[i].tobytes()))
+            d = d._replace(tau=np.asarray([keys[j][1] for j in inverse], np.float64))
+            finite = finite_rows(d)
+            records = iter(self.router.records(take_rows(d, np.flatnonzero(finite))))
+            now, rows, out = self.store.clock(), [], []
+            for i in range(x.shape[0]):
+                if not finite[i]:
+                    out.append(RoutingError("the router returned non-finite values for this "
+                                            "query: the artifact is broken (re-export it)"))
+                    continue
+                rec, j = next(records), inverse[i]
+                key, state = streams[j][0], states[j]
                 state.n_decisions += 1
-                rec.update(request_id=self.new_id(), stream=key,
-                           offset=float(positions[i] - state.base))
-                rows.append(LedgerRow(rec["request_id"], key, now, rec["operating_tau"],
-                                      rec["model"], float(rec["c_hat"][rec["model"]])))
-            self.store.record_decisions(rows, {k: self._states[k].to_dict() for k, _ in streams})
-        return records
+                rerouted = int(unmasked[i]) != rec["model_index"]
+                rec.update(request_id=ids[i] if ids is not None else self.new_id(), stream=key,
+                           offset=float(positions[i] - state.base), probe=bool(probed[i]),
+                           rerouted_from=self.router.models[unmasked[i]] if rerouted else None)
+                rec["knob_tau"] = self._tau_at(positions[i])  # a number at a fixed model too
+                served = rec["operating_tau"]  # None at a fixed-model static point
+                rows.append(LedgerRow(rec["request_id"], key, now,
+                                      rec["knob_tau"] if served is None else served,
+                                      rec["model"], float(rec["c_hat"][rec["model"]]),
+                                      p_hat=float(rec["p_hat"][rec["model"]])))
+                out.append(rec)
+            self.store.record_decisions(rows, {k: self._states[k].to_dict() for k, _ in streams},
+                                        self.watch.dirty_states())
+        return out
 
     # ------------------------------------------------------------------ feedback
     def feedback(self, items: Sequence[dict[str, Any]], tenant: str | None = None
@@ -165,22 +232,29 @@ class OnlineService:
         checked = [check_item(item) for item in items]
         ids = [c["request_id"] if "status" not in c else "" for c in checked]
         with self._lock:
-            before = {k: dataclasses.replace(s) for k, s in self._states.items()}
+            before = copy.deepcopy((self._states, self.watch.health))
             results = iter(checked)
+            events: list[dict[str, Any]] = []
             try:
-                return self.store.apply_feedback(
-                    lambda db, dec: self._one(db, dec, next(results), tenant), ids)
+                out = self.store.apply_feedback(
+                    lambda db, dec: self._one(db, dec, next(results), tenant, events), ids)
             except BaseException:
-                self._states = before  # the transaction rolled back: so do the controllers
+                # the transaction rolled back: so do the controllers and the model tests
+                self._states, self.watch.health = before
                 raise
+            for event in events:  # committed: now it may be told
+                watch.log_event(event)
+                for listener in self.listeners:
+                    listener(event)
+        return out
 
-    def _one(self, db, dec: LedgerRow | None, item: dict[str, Any],
-             tenant: str | None) -> dict[str, Any]:
+    def _one(self, db, dec: LedgerRow | None, item: dict[str, Any], tenant: str | None,
+             events: list[dict[str, Any]]) -> dict[str, Any]:
         """The outcome of one checked item (runs inside the store's transaction)."""
         if "status" in item:
             return item
         rid, score, cost = item["request_id"], item["score"], item.get("cost")
-        if dec is None or (tenant is not None and dec.stream.rpartition("|")[0] != tenant):
+        if dec is None or (tenant is not None and tenant_of(dec.stream) != tenant):
             return result(rid, "unknown", "no decision with this request_id (never issued, "
                            "or older than the store's retention)")
         if dec.outcome is not None:
@@ -195,25 +269,46 @@ class OnlineService:
         state = self._states.get(dec.stream)
         if state is None:  # the stream's state was never stored (cannot happen after route)
             return result(rid, "unknown", f"stream {dec.stream!r} has no controller")
-        ctl.update(state, self.cfg, score, cost,
-                   served_at=self.knob.position(dec.operating_tau))
+        changed = {dec.stream: state}
+        if dec.p_hat is not None:  # the model's test first: it may re-point this stream
+            event = self.watch.apply(tenant_of(dec.stream), dec.model, dec.stream, score,
+                                     dec.p_hat, now, self._states)
+            if event is not None:
+                events.append(event)
+                changed.update({k: self._states[k] for k in event["streams"]})
+        if state.repointed is not None and dec.created < state.repointed:
+            ctl.record(state, self.cfg, score, cost)  # served before the routing changed
+        else:
+            ctl.update(state, self.cfg, score, cost,
+                       served_at=self.knob.position(dec.operating_tau))
         self.store.mark(db, rid, score, cost, "accepted", now)
-        self.store.put_states(db, {dec.stream: state.to_dict()})
-        return result(rid, "accepted", "", stream=dec.stream,
+        self.store.put_states(db, {k: s.to_dict() for k, s in changed.items()},
+                              self.watch.dirty_states())
+        return result(rid, "accepted", "", stream=dec.stream, score=score,
                        operating_tau=self._operating_tau(state))
 
     # ------------------------------------------------------------------ state
-    def controllers(self) -> dict[str, Any]:
-        """Every stream's controller summary and the store's counts (GET /v1/controllers)."""
+    def controllers(self, tenant: str | None = None, counts: bool = True) -> dict[str, Any]:
+        """Every stream's controller summary, every model test and the store's counts (GET
+        /v1/controllers); only `tenant`'s streams and models when given; `counts=False` skips
+        the counts (a query over the whole ledger)."""
         with self._lock:
             streams = {k: {**ctl.summary(s, self.cfg), "operating_tau": self._operating_tau(s)}
-                       for k, s in sorted(self._states.items())}
-        return {"controllers": streams, "decisions": self.store.counts(),
+                       for k, s in sorted(self._states.items())
+                       if tenant is None or tenant_of(k) == tenant}
+            models = self.watch.summaries(tenant)
+        return {"controllers": streams, "models": models,
+                "decisions": self.store.counts() if counts else None,
                 "config": dataclasses.asdict(self.cfg),
+                "drift": {**dataclasses.asdict(self.settings.drift),
+                          "threshold": self.settings.drift.threshold},
                 "bucket": self.settings.bucket, "feedback_ttl": self.settings.feedback_ttl}
 
     def _operating_tau(self, state: ctl.ControllerState) -> float:
-        return float(self.knob.operating_tau(np.asarray([ctl.position(state, self.cfg)]))[0])
+        return self._tau_at(ctl.position(state, self.cfg))
+
+    def _tau_at(self, position: float) -> float:
+        return float(self.knob.operating_tau(np.asarray([position]))[0])
 
     def state(self, key: str) -> ctl.ControllerState:
         """A copy of one stream's state (KeyError if unknown)."""

@@ -1,10 +1,16 @@
 """Durable state of the online controllers: SQLite (standard library, WAL journal).
 
-Three tables:
-  decisions    one row per routed request: request_id, stream, when, τ', model, predicted cost;
-               score / cost / outcome / scored_at once feedback arrives ("pending" until then)
+Four tables:
+  decisions    one row per routed request: request_id, stream, when, τ', model, predicted cost
+               and predicted correctness (p̂ of the chosen model: the per-model drift test's
+               reference); score / cost / outcome / scored_at once feedback arrives ("pending"
+               until then)
   controllers  one row per stream: the `ControllerState` as JSON
-  meta         schema version
+  health       one row per (tenant, model): the drift test's `ModelHealth` as JSON
+  meta         schema version (a version 1 store is upgraded in place: p̂ unknown for its rows)
+
+It may live in the gateway's usage database (other tables, same file): SQLite's WAL lets the
+two connections share it.
 
 Every method is one transaction and returns only after COMMIT, with `synchronous=FULL`, so what
 the service acknowledged (a request_id handed out, a feedback accepted, the controller update it
@@ -21,17 +27,20 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
   request_id TEXT PRIMARY KEY, stream TEXT NOT NULL, created REAL NOT NULL,
   operating_tau REAL NOT NULL, model TEXT NOT NULL, c_hat REAL NOT NULL,
-  score REAL, cost REAL, outcome TEXT, scored_at REAL);
+  score REAL, cost REAL, outcome TEXT, scored_at REAL, p_hat REAL);
 CREATE INDEX IF NOT EXISTS decisions_created ON decisions(created);
 CREATE TABLE IF NOT EXISTS controllers (
   stream TEXT PRIMARY KEY, state TEXT NOT NULL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS health (
+  key TEXT PRIMARY KEY, state TEXT NOT NULL, updated REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+_V1_TO_V2 = "ALTER TABLE decisions ADD COLUMN p_hat REAL"
 
 
 class LedgerRow(NamedTuple):
@@ -48,6 +57,10 @@ class LedgerRow(NamedTuple):
     cost: float | None = None
     outcome: str | None = None
     scored_at: float | None = None
+    p_hat: float | None = None  # None: unknown (a row of a version 1 store)
+
+
+_COLUMNS = ", ".join(LedgerRow._fields)  # by name: a migrated table has p_hat last anyway
 
 
 class Store:
@@ -78,6 +91,9 @@ class Store:
         row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if row is None:
             self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) == 1:  # add p̂ (NULL for the old rows) in one transaction
+            self._db.executescript(f"BEGIN IMMEDIATE; {_V1_TO_V2}; UPDATE meta SET value = "
+                                   f"'{SCHEMA_VERSION}' WHERE key = 'schema'; COMMIT;")
         elif int(row[0]) != SCHEMA_VERSION:
             raise RuntimeError(f"{path}: online store schema v{row[0]}, this code reads "
                                f"v{SCHEMA_VERSION}")
@@ -102,13 +118,15 @@ class Store:
                 self._purge()
             return out
 
-    def record_decisions(self, rows: Sequence[LedgerRow],
-                         states: dict[str, dict[str, Any]]) -> None:
-        """Insert pending decisions and the streams' states they changed, atomically."""
+    def record_decisions(self, rows: Sequence[LedgerRow], states: dict[str, dict[str, Any]],
+                         health: dict[str, dict[str, Any]] | None = None) -> None:
+        """Insert pending decisions and the stream and model states they changed, atomically."""
         def body(db):
             db.executemany("INSERT INTO decisions (request_id, stream, created, operating_tau,"
-                           " model, c_hat) VALUES (?, ?, ?, ?, ?, ?)", [r[:6] for r in rows])
+                           " model, c_hat, p_hat) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           [(*r[:6], r.p_hat) for r in rows])
             self._put_states(db, states)
+            self._put_health(db, health or {})
         self._transaction(body)
 
     def apply_feedback(self, handle: Callable[[sqlite3.Connection, LedgerRow | None], Any],
@@ -129,9 +147,17 @@ class Store:
         db.execute("UPDATE decisions SET score=?, cost=?, outcome=?, scored_at=? "
                    "WHERE request_id=?", (score, cost, outcome, when, request_id))
 
-    def put_states(self, db: sqlite3.Connection, states: dict[str, dict[str, Any]]) -> None:
-        """Upsert controller states (inside `apply_feedback`)."""
+    def put_states(self, db: sqlite3.Connection, states: dict[str, dict[str, Any]],
+                   health: dict[str, dict[str, Any]] | None = None) -> None:
+        """Upsert controller states and model health (inside `apply_feedback`)."""
         self._put_states(db, states)
+        self._put_health(db, health or {})
+
+    def _put_health(self, db: sqlite3.Connection, health: dict[str, dict[str, Any]]) -> None:
+        if health:
+            db.executemany("INSERT INTO health VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE "
+                           "SET state=excluded.state, updated=excluded.updated",
+                           [(k, json.dumps(v), self.clock()) for k, v in health.items()])
 
     def _put_states(self, db: sqlite3.Connection, states: dict[str, dict[str, Any]]) -> None:
         now = self.clock()
@@ -142,7 +168,8 @@ class Store:
     # ------------------------------------------------------------------ reads
     @staticmethod
     def _get(db: sqlite3.Connection, request_id: str) -> LedgerRow | None:
-        row = db.execute("SELECT * FROM decisions WHERE request_id=?", (request_id,)).fetchone()
+        row = db.execute(f"SELECT {_COLUMNS} FROM decisions WHERE request_id=?",
+                         (request_id,)).fetchone()
         return None if row is None else LedgerRow(*row)
 
     def get(self, request_id: str) -> LedgerRow | None:
@@ -153,6 +180,12 @@ class Store:
         """Every stream's stored controller state."""
         with self._lock:
             rows = self._db.execute("SELECT stream, state FROM controllers").fetchall()
+        return {k: json.loads(v) for k, v in rows}
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        """Every (tenant, model)'s stored drift state, by "tenant|model"."""
+        with self._lock:
+            rows = self._db.execute("SELECT key, state FROM health").fetchall()
         return {k: json.loads(v) for k, v in rows}
 
     def counts(self) -> dict[str, int]:

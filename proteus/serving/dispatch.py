@@ -29,7 +29,7 @@ def route_items(router: Router, items: Sequence[Item]) -> list[dict[str, Any] | 
     x = np.zeros((len(items), router.feature_dim), np.float32)
     text_rows = [i for i, item in enumerate(items) if item.text is not None]
     if text_rows:
-        _encode_rows(router, items, text_rows, x, results)
+        encode_rows(router, items, text_rows, x, results)
     for i, item in enumerate(items):
         if item.features is not None:
             x[i] = item.features
@@ -48,9 +48,10 @@ def route_items(router: Router, items: Sequence[Item]) -> list[dict[str, Any] | 
     return results
 
 
-def _encode_rows(router: Router, items: Sequence[Item], rows: list[int], x: np.ndarray,
-                 results: list[Any]) -> None:
-    """Encode the text items `rows` into x; on failure retry one by one, failing only the bad."""
+def encode_rows(router: Router, items: Sequence[Item], rows: list[int], x: np.ndarray,
+                results: list[Any]) -> None:
+    """Encode the text items `rows` into x [B, D]; on failure retry one by one, failing only the
+    bad (its slot of `results` gets a `RequestError`, 422). Shared with the online service."""
     try:
         x[rows] = router.encode([items[i].text for i in rows])
         return

@@ -166,6 +166,13 @@ class Router:
         well under a millisecond, so servers route it on their event loop (no worker thread)."""
         return self.manifest["encoder"]["kind"] in ("hashing", "precomputed")
 
+    @property
+    def cost_scale(self) -> float:
+        """c_ref in USD: the routing rule's cost normaliser (the mean cost of the dearest model),
+        for callers that re-apply the rule μ p̂ − (1 − μ) ĉ / c_ref to `run`'s outputs
+        (`proteus.online.adapter.choose`)."""
+        return float(self._params["stats"]["c_ref"])
+
     def warmup(self, rows: int) -> None:
         """Compile every batch bucket up to `rows` rows (at most `MAX_BUCKET`)."""
         size = 1
