@@ -210,3 +210,19 @@ def test_kill_and_restart_loses_nothing_acknowledged(router, upstream, tmp_path)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_an_artifact_reload_is_refused_while_online(router, upstream, tmp_path):
+    """The streams were measured on the served pool's points: a reload would serve them at
+    points of another pool, so it is refused, counted, and the old router keeps serving."""
+    asyncio.run(_reload_refused(router, upstream, tmp_path))
+
+
+async def _reload_refused(router, upstream, tmp_path):
+    app = online_gateway(router, upstream.url, tmp_path)
+    async with gh.in_process(app) as client:
+        assert app.reload_artifact() is False
+        assert app.router is router
+        body = (await client.get("/metrics")).text
+        assert metric(body, "proteus_gateway_artifact_reloads_total", result="error") == 1.0
+        assert (await ask(client, PROMPTS[:2]))[0][1] in router.models

@@ -135,14 +135,16 @@ def test_launcher_reloads_on_sighup_under_load(served, upstream, tmp_path):
     models = models_file(tmp_path, upstream.url, OLD)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
+    # to a file, not a pipe: an access-log line per request would fill an unread pipe and block it
+    log = open(tmp_path / "gateway.log", "w")  # noqa: SIM115 (closed with the process below)
     proc = subprocess.Popen([sys.executable, "-m", "launch.gateway", f"--artifact={served}",
                              f"--models_file={models}", "--usage_db=:memory:", f"--port={port}",
                              "--log_level=warning"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=log, stderr=subprocess.STDOUT)
     try:  # the launcher compiles every batch size up to 256 at start and at the reload: minutes
         deadline = time.monotonic() + 300  # on a loaded machine
         while True:
-            assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
+            assert proc.poll() is None, (tmp_path / "gateway.log").read_text()[-2000:]
             assert time.monotonic() < deadline, "launch.gateway did not start"
             try:
                 if httpx.get(url + "/healthz", timeout=1).status_code == 200:
@@ -170,3 +172,4 @@ def test_launcher_reloads_on_sighup_under_load(served, upstream, tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        log.close()
