@@ -1,6 +1,9 @@
 """Shared pytest fixtures, and the XLA flags every test process compiles with."""
 
+import ctypes
+import gc
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,6 +36,36 @@ def shared_data_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared data directory {path} is absent (only on the project's machines)")
     return path
+
+
+# Every compiled program stays in JAX's caches for the whole session, so the pytest process grew
+# past 2 GB by mid-suite. After a test module, if the process holds more than this (MB), those
+# caches are dropped and the freed heap handed back to the system; a later module that needs a
+# program compiles it again. PROTEUS_TEST_CACHE_LIMIT_MB overrides it (0: after every module).
+CACHE_LIMIT_MB = int(os.environ.get("PROTEUS_TEST_CACHE_LIMIT_MB", "1400"))
+
+
+def _rss_mb() -> float:
+    """This process's resident memory in MB (Linux /proc; 0 where it cannot be read)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _bounded_compile_caches():
+    """After each test module: drop JAX's compile caches if the process is over CACHE_LIMIT_MB."""
+    yield
+    if "jax" not in sys.modules or _rss_mb() <= CACHE_LIMIT_MB:
+        return
+    sys.modules["jax"].clear_caches()
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
