@@ -196,9 +196,8 @@ def _launch(name: str, *flags: str) -> tuple[subprocess.Popen, Path]:
     """Start `python -m launch.train` once per name; returns (process, workdir)."""
     if name not in _LAUNCHES:
         root = Path(tempfile.mkdtemp(prefix=f"proteus_launch_{name}_"))
-        # Skipping LLVM's expensive passes halves CPU compile time (as tests/test_sharding does).
-        env = {**os.environ, "JAX_PLATFORMS": "cpu",
-               "XLA_FLAGS": "--xla_llvm_disable_expensive_passes=true"}
+        # The suite's XLA flags (tests/conftest.py) come with os.environ.
+        env = {**os.environ, "JAX_PLATFORMS": "cpu"}
         proc = subprocess.Popen(
             [sys.executable, "-m", "launch.train", *LAUNCH_SMOKE, f"--workdir={root / 'work'}",
              *flags], cwd=_REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

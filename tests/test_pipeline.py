@@ -56,6 +56,9 @@ def test_policy_meets_tau_on_separable_problem(tmp_path):
     test = splits["test"]
     taus = np.array([0.5, 0.65, 0.8, 0.9, 0.95])
     strong_cost = float(test.costs[:, 2].mean())
+    # Test accuracy is measured on n_test queries: 2.5 standard errors of sampling noise below τ
+    # (0.012 at τ = 0.95, 0.025 at τ = 0.8, 0.031 at τ = 0.5 on 1,600 queries).
+    slack = 2.5 * np.sqrt(taus * (1 - taus) / test.n_queries)
     for run in (0, 1):
         # On the policy split (the labels the duals saw) every lane reached about τ + margin.
         assert np.all(np.asarray(state.duals.acc_avg[run]) >= np.asarray(state.lane_taus[run]))
@@ -66,7 +69,7 @@ def test_policy_meets_tau_on_separable_problem(tmp_path):
         block = routing.proteus_blocks(config, setup, state, run, splits, taus)[0]["proteus"]
         acc, cost = np.asarray(block["accuracy"]), np.asarray(block["cost"])
         assert all(block["feasible"][:3]), block["reason"]
-        assert np.all(acc >= taus - 0.02), (run, acc - taus)
+        assert np.all(acc >= taus - slack), (run, acc - taus, slack)
         assert np.all(np.diff(acc) >= 0)  # asking for more buys more
         assert np.all(cost[:3] <= 0.6 * strong_cost), (run, cost / strong_cost)
         assert cost[0] <= 0.2 * strong_cost  # τ = 0.5 is mostly the cheap model (0.1x)

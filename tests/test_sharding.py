@@ -19,7 +19,7 @@ import pytest
 
 from experiments import distributed
 from proteus.training import sharding
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, xla_flags
 
 
 def _run_worker(call: str, env: dict[str, str], timeout: int = 240) -> dict:
@@ -148,7 +148,8 @@ def worker_distributed(ckpt_dir: str) -> None:
 
 def test_distributed_init_from_env_single_process(tmp_path):
     env = {"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{_free_port()}", "JAX_NUM_PROCESSES": "1",
-           "JAX_PROCESS_ID": "0", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+           "JAX_PROCESS_ID": "0",
+           "XLA_FLAGS": xla_flags("--xla_force_host_platform_device_count=2")}
     out = _run_worker(f"worker_distributed({str(tmp_path / 'ckpt')!r})", env)
     assert out["info"] == {"method": "env", "process_index": 0, "process_count": 1,
                            "local_devices": 2, "devices": 2}
@@ -160,7 +161,8 @@ def test_distributed_init_from_env_single_process(tmp_path):
 def test_two_local_processes(tmp_path):
     """Two CPU processes joined by jax.distributed: rows per host, gathers, Orbax multi-host."""
     env = {"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{_free_port()}", "JAX_NUM_PROCESSES": "2",
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+           "XLA_FLAGS": xla_flags("--xla_force_host_platform_device_count=2"),
+           "JAX_PLATFORMS": "cpu"}
     call = f"import tests.test_sharding as t; t.worker_distributed({str(tmp_path / 'ck')!r})"
     procs = [subprocess.Popen([sys.executable, "-c", call], cwd=REPO_ROOT, text=True,
                               env={**os.environ, **env, "JAX_PROCESS_ID": str(i)},

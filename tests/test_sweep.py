@@ -21,7 +21,7 @@ from experiments.configs import quickstart
 from proteus.evaluation import results
 from proteus.pipeline.config import hparams_from_config
 from proteus.pipeline.setup import initial_state, load_splits, make_setup
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, xla_flags
 
 # The sweep's mechanics on the 64-d precomputed features: the quickstart's own text features
 # (1,024-d hashing) make a shrunk run's calibration ill-conditioned, which magnifies the rounding
@@ -142,9 +142,9 @@ def test_best_run_rule():
 
 
 SMOKE_FLAGS = ["--sweep.seeds=2", "--sweep.policy_lr=(3e-4, 1e-3)", "--sweep.dual_lr=()"]
-# Both training subprocesses skip LLVM's costly passes: half the CPU compile time, and the two
+# Both training subprocesses compile with the suite's XLA flags (tests/conftest.py), so the two
 # programs compared are compiled the same way.
-_CPU_ENV = {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_llvm_disable_expensive_passes=true"}
+_CPU_ENV = {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": xla_flags()}
 
 
 def worker_sweep_on_mesh(workdir: str, reference: str) -> None:
@@ -189,7 +189,7 @@ def sweeps(tmp_path_factory):
                 f"--config=experiments/configs/quickstart.py:{SMOKE}", *SMOKE_FLAGS]
     worker = [sys.executable, "-c",
               f"import tests.test_sweep as t; t.worker_sweep_on_mesh({mesh!r}, {one!r})"]
-    forced = {"XLA_FLAGS": _CPU_ENV["XLA_FLAGS"] + " --xla_force_host_platform_device_count=8"}
+    forced = {"XLA_FLAGS": xla_flags("--xla_force_host_platform_device_count=8")}
     procs = [subprocess.Popen(cmd, cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, env={**os.environ, **_CPU_ENV, **extra})
              for cmd, extra in ((launcher, {}), (worker, forced))]
