@@ -53,7 +53,7 @@ HOST_ONLY = frozenset({"data.cache_dir", "train.run_batch"})
 # ran with: a recorded config that lacks one ran as this value says (the library reads every
 # setting from the config, so this is the one place such a value is written).
 ADDED_SETTINGS = {"model.task_prior": False, "eval.aiq_step": 0.0, "certify.window": 0,
-                  "certify.tolerance": 0.0}
+                  "certify.tolerance": 0.0, "data.exclude_models": ""}
 
 _HELD: dict[str, int] = {}  # abs workdir -> fd holding its lock (this process)
 _ACCEPTED: dict[str, str] = {}  # abs workdir -> JSON of the config accepted for it

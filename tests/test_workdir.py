@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -230,3 +231,25 @@ def test_results_without_checkpoints_are_not_retrained_over(tmp_path, caplog):
     workdir.release(str(tmp_path))
     (tmp_path / "checkpoints" / "40").mkdir()
     workdir.prepare(_config(), str(tmp_path))  # checkpoints there: a plain resume
+
+
+@pytest.mark.parametrize("key", sorted(workdir.ADDED_SETTINGS))
+def test_every_added_setting_is_backfilled_in_an_older_workdir(tmp_path, key):
+    # e.g. `data.exclude_models`: a workdir trained before it existed failed to re-evaluate
+    # (AttributeError) instead of resuming with the value it ran with
+    recorded = _config().to_dict()
+    section, name = key.split(".")
+    del recorded[section][name]
+    (tmp_path / "config.json").write_text(json.dumps(recorded))
+    loaded = runs.load_config(str(tmp_path))
+    assert loaded[section][name] == workdir.ADDED_SETTINGS[key]
+    workdir.prepare(_config(), str(tmp_path))  # the current config resumes it
+    workdir.release(str(tmp_path))
+
+
+def test_a_setting_added_since_a_released_schema_is_backfilled():
+    # the settings a workdir of commit eaad7e0 recorded (quickstart): any setting added since
+    # must say in ADDED_SETTINGS what those runs did, or their workdirs stop re-evaluating
+    released = set(json.loads((Path(__file__).parent / "config_keys_eaad7e0.json").read_text()))
+    now = set(validate.flatten(quickstart.get_config().to_dict()))
+    assert now - released <= set(workdir.ADDED_SETTINGS), now - released
