@@ -32,7 +32,7 @@ import numpy as np
 
 from experiments import replay as rp
 from proteus.gateway import app as gateway
-from proteus.gateway import runner
+from proteus.gateway import fake, runner
 from proteus.gateway.config import Upstream
 from proteus.online import controller as ctl
 from proteus.serving import Router
@@ -73,17 +73,8 @@ class ReplayUpstream:
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body = json.loads(b"".join(chunks))
+            return await fake.answer_lifespan(receive, send)
+        body = json.loads(await fake.whole_body(receive))
         i, m = int(body["metadata"]["replay_index"]), self.index[body["model"]]
         outcome = {"index": i, "score": float(self.stream.scores[i, m]),
                    "cost": float(self.stream.costs[i, m])}

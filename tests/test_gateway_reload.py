@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import httpx
@@ -24,6 +23,7 @@ from proteus.gateway import app as gateway
 from proteus.gateway import config, fake, runner
 from proteus.serving import server
 from tests import gateway_helpers as gh
+from tests import load_helpers
 
 pytest_plugins = ["tests.serving_fixtures"]
 OLD, NEW = ("small", "medium", "large"), ("xsmall", "xmedium", "xlarge")  # every name new
@@ -56,46 +56,21 @@ def models_file(tmp_path, url: str, pool) -> str:
     return gh.models_file(tmp_path, url, {m: {} for m in pool})
 
 
-class Load:
+class Load(load_helpers.ClientLoad):
     """Client threads asking for chat completions as fast as they can, recording in order the
     model that answered each (x-proteus-model) or its failure."""
 
     def __init__(self, url: str, threads: int = 4):
-        self.url, self.stop = url, threading.Event()
-        self.models: list[str] = []
-        self.failures: list[str] = []
-        self.threads = [threading.Thread(target=self._client, args=(i,)) for i in range(threads)]
+        super().__init__(url, threads)
+        self.models = self.answers
 
-    def _client(self, i: int) -> None:
+    def post(self, client: httpx.Client, i: int) -> httpx.Response:
         body = gh.chat(f"question {i} about quantum chromodynamics", model="proteus-0.7")
-        with httpx.Client(base_url=self.url, timeout=30) as client:
-            while not self.stop.is_set():
-                try:
-                    got = client.post("/v1/chat/completions", content=body,
-                                      headers={"content-type": "application/json"})
-                except httpx.HTTPError as err:  # a dropped connection is a failed request
-                    self.failures.append(repr(err))
-                    continue
-                if got.status_code != 200:
-                    self.failures.append(f"{got.status_code} {got.text[:200]}")
-                else:
-                    self.models.append(got.headers["x-proteus-model"])
+        return client.post("/v1/chat/completions", content=body,
+                           headers={"content-type": "application/json"})
 
-    def __enter__(self) -> "Load":
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=60)
-
-    def wait_for(self, n: int, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.models) + len(self.failures) < n:
-            assert time.monotonic() < deadline, "the load made no progress"
-            time.sleep(0.01)
+    def answer(self, got: httpx.Response) -> str:
+        return got.headers["x-proteus-model"]
 
 
 def test_reload_under_load_drops_nothing(served, upstream, tmp_path):

@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import httpx
@@ -21,6 +20,7 @@ import pytest
 from proteus import serving
 from proteus.serving import server
 from proteus.training import export
+from tests import load_helpers
 
 pytest_plugins = ["tests.serving_fixtures"]
 OLD, NEW = ("small", "medium", "large"), ("small", "medium", "xlarge")  # NEW: a swapped pool
@@ -44,45 +44,19 @@ def replace_in_place(path: str) -> None:
     os.replace(os.path.join(os.path.dirname(path), "next"), path)
 
 
-class Load:
+class Load(load_helpers.ClientLoad):
     """Client threads routing one query per request as fast as they can, recording each
     answer's model pool (or its failure) in order."""
 
     def __init__(self, url: str, threads: int = 6):
-        self.url, self.stop = url, threading.Event()
-        self.pools: list[tuple[str, ...]] = []
-        self.failures: list[str] = []
-        self.threads = [threading.Thread(target=self._client, args=(i,)) for i in range(threads)]
+        super().__init__(url, threads)
+        self.pools = self.answers
 
-    def _client(self, i: int) -> None:
-        body = {"features": [0.1 * i, -0.2, 0.3, 0.05], "tau": 0.7}
-        with httpx.Client(base_url=self.url, timeout=30) as client:
-            while not self.stop.is_set():
-                try:
-                    got = client.post("/v1/route", json=body)
-                except httpx.HTTPError as err:  # a dropped connection is a failed request
-                    self.failures.append(repr(err))
-                    continue
-                if got.status_code != 200:
-                    self.failures.append(f"{got.status_code} {got.text[:200]}")
-                else:
-                    self.pools.append(tuple(got.json()["p_hat"]))
+    def post(self, client: httpx.Client, i: int) -> httpx.Response:
+        return client.post("/v1/route", json={"features": [0.1 * i, -0.2, 0.3, 0.05], "tau": 0.7})
 
-    def __enter__(self) -> "Load":
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=60)
-
-    def wait_for(self, n: int, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.pools) + len(self.failures) < n:
-            assert time.monotonic() < deadline, "the load made no progress"
-            time.sleep(0.01)
+    def answer(self, got: httpx.Response) -> tuple[str, ...]:
+        return tuple(got.json()["p_hat"])
 
 
 def test_reload_under_load_drops_nothing(artifact):

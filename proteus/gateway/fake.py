@@ -28,6 +28,23 @@ import uvicorn
 ANSWER = ["hi", " from", " upstream"]
 
 
+async def answer_lifespan(receive, send) -> None:
+    """A local test server's ASGI lifespan: start-up and shut-down acknowledged, nothing else."""
+    while (await receive())["type"] != "lifespan.shutdown":
+        await send({"type": "lifespan.startup.complete"})
+    await send({"type": "lifespan.shutdown.complete"})
+
+
+async def whole_body(receive) -> bytes:
+    """A request's body, all chunks (a trusted local client: no size or time limit)."""
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
 class FakeUpstream:
     """The ASGI app. `calls`: one dict per request (path, model, authorization, body)."""
 
@@ -40,17 +57,8 @@ class FakeUpstream:
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body = json.loads(b"".join(chunks) or b"{}")
+            return await answer_lifespan(receive, send)
+        body = json.loads(await whole_body(receive) or b"{}")
         model = body.get("model", "")
         call: dict[str, Any] = {}
         if self.record:
