@@ -115,8 +115,7 @@ def test_the_readme_commands_are_found():
     setup, tour = tour_text()
     main_job = shell_commands(setup)[0].split("&&")[1].strip()
     assert main_job.startswith("python -m launch.train") and "quickstart.py" in main_job
-    commands = shell_commands(code_blocks(tour, "bash")[0] + code_blocks(tour, "bash")[1]
-                              + code_blocks(tour, "bash")[2])
+    commands = shell_commands("".join(code_blocks(tour, "bash")[:3]))
     assert [c.split()[2] for c in commands if c.startswith("python")] == [
         "launch.export", "launch.route", "launch.serve", "launch.gateway"]
     assert "OpenAI(" in code_blocks(tour, "python")[0]
