@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from proteus.online import adapter, drift, watch
+from proteus.online import adapter, drift, heldout, watch
 from proteus.online import controller as ctl
 from proteus.online.store import LedgerRow, Store
 from proteus.operating import check_tau
@@ -98,8 +98,9 @@ class OnlineService:
         # Resume every stream and model test from its last committed state (a restart loses
         # nothing acknowledged).
         self._states = {k: ctl.ControllerState.from_dict(v) for k, v in store.states().items()}
+        self.heldout = heldout.HeldoutAccuracy(router, self.knob, heldout.load_heldout(router))
         self.watch = watch.Watch(router.models, settings.drift, settings.controller,
-                                 store.health())
+                                 store.health(), self._short_without)
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
     @property
@@ -121,6 +122,14 @@ class OnlineService:
             # the estimates), re-anchor it on this artifact's static point and range.
             state.base, state.lo, state.hi = static.base, static.lo, static.hi
         return key, static
+
+    def _short_without(self, stream: str, excluded: tuple[int, ...]) -> bool:
+        """Whether `stream`'s static point, routed around the `excluded` models, measures below
+        its setpoint on the artifact's held-out rows (False without them)."""
+        state = self._states[stream]
+        static = adapter.static_point(self.router, self.knob, state.tau)
+        accuracy = self.heldout.without(static, excluded)
+        return accuracy is not None and accuracy < ctl.setpoint(state, self.cfg)
 
     def route(self, queries: Any, tau: Any, tenant: str | None = None,
               task: Any = None) -> list[dict[str, Any]]:

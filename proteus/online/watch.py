@@ -8,15 +8,18 @@ On an event the streams the model served (those holding an anchor) are re-pointe
 (`controller.repoint`): on exclusion the climb of their integral since its anchor (the value it
 held when the exclusion test's statistic was last 0, i.e. before the shortfall that led to the
 exclusion) is undone in proportion to the model's share of the stream's feedback since then
-(`attributed`); on readmission it is kept. Either way feedback on decisions made before the change
-only counts. Events are logged (`log_event`, one WARNING line naming the model and by how much)
-and handed to the service's listeners (the gateway's metrics).
+(`attributed`), unless `keeps_climb(stream, excluded models)` says routing around them does not
+bring the stream's static point back to its setpoint (the service measures that on the
+artifact's held-out rows, `proteus.online.heldout`): then the climb is what still holds the
+stream there, and it is kept. On readmission it is kept. Either way feedback on decisions made
+before the change only counts. Events are logged (`log_event`, one WARNING line naming the model
+and by how much) and handed to the service's listeners (the gateway's metrics).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,8 +41,10 @@ class Watch:
     """
 
     def __init__(self, models: Sequence[str], cfg: drift.DriftConfig,
-                 controller: ctl.ControllerConfig, stored: Mapping[str, dict[str, Any]]):
+                 controller: ctl.ControllerConfig, stored: Mapping[str, dict[str, Any]],
+                 keeps_climb: Callable[[str, tuple[int, ...]], bool] = lambda s, e: False):
         self.models = tuple(models)
+        self.keeps_climb = keeps_climb
         self.cfg, self.controller = cfg, controller
         self.health = {k: drift.ModelHealth.from_dict(v) for k, v in stored.items()}
         self._dirty: set[str] = set()
@@ -58,6 +63,15 @@ class Watch:
                 out = np.zeros((len(tenants), len(self.models)), bool) if out is None else out
                 out[rows, self.models.index(model)] = True
         return out
+
+    def excluded_models(self, tenant: str) -> tuple[int, ...]:
+        """The indices of the models routed around for `tenant`, sorted."""
+        out = set()
+        for key, health in self.health.items():
+            owner, _, model = key.rpartition("|")
+            if health.excluded and owner == tenant and model in self.models:
+                out.add(self.models.index(model))
+        return tuple(sorted(out))
 
     def probe(self, tenant: str, model_index: int, content: bytes) -> bool:
         """A request of `tenant` (its features' bytes: `content`) the router would send to the
@@ -84,9 +98,11 @@ class Watch:
         if event is None:
             return None
         streams = sorted(s for s in health.anchors if s in states)
+        excluded = self.excluded_models(tenant)
         for s in streams:
+            undo = event == "excluded" and not self.keeps_climb(s, excluded)
             target = (attributed(states[s], *health.anchors[s], health.last_evidence["feedbacks"])
-                      if event == "excluded" else None)
+                      if undo else None)
             ctl.repoint(states[s], self.controller, now, target)
         return {"event": event, "tenant": tenant, "model": model, "streams": streams,
                 "shortfall": health.last_shortfall, **(health.last_evidence or {}),
