@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from proteus.online import adapter
-from proteus.serving import Router
+from proteus.serving import Router, artifact
 
 
 class HeldoutRows(NamedTuple):
@@ -35,9 +35,9 @@ def load_heldout(router: Router) -> HeldoutRows | None:
     if not entry:
         return None
     folder = os.path.join(router.path, entry["dir"])
-    with open(os.path.join(folder, "queries.json"), encoding="utf-8") as f:
+    with open(os.path.join(folder, artifact.HELDOUT_QUERIES), encoding="utf-8") as f:
         queries = json.load(f)
-    with np.load(os.path.join(folder, "arrays.npz"), allow_pickle=False) as z:
+    with np.load(os.path.join(folder, artifact.HELDOUT_ARRAYS), allow_pickle=False) as z:
         features, scores = np.asarray(z["features"], np.float32), np.asarray(z["scores"])
     tasks = [t or None for t in queries["tasks"]] if router.tasks else None
     return HeldoutRows(features, scores, router.task_ids(tasks, len(features)))

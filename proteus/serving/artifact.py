@@ -42,6 +42,9 @@ FORMAT_VERSION = 2
 MANIFEST_FILE = "manifest.json"
 PARAMS_DIR = "params"
 FUNCTION_FILE = "route.jaxexport"
+# the held-out rows an export carries (`proteus.training.reopen` writes them; the online service
+# reads them, `proteus.online.heldout`)
+HELDOUT_DIR, HELDOUT_QUERIES, HELDOUT_ARRAYS = "heldout", "queries.json", "arrays.npz"
 DIGEST_KEY = "manifest_sha256"
 REQUIRED_KEYS = ("models", "prices", "mean_cost_usd", "encoder", "feature_dim", "lambda",
                  "operating",

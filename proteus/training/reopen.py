@@ -33,9 +33,9 @@ from proteus.data.dataset import RoutingDataset
 from proteus.serving import artifact
 from proteus.training import networks
 
-HELDOUT_DIR = "heldout"
-QUERIES_FILE = "queries.json"
-ARRAYS_FILE = "arrays.npz"
+HELDOUT_DIR = artifact.HELDOUT_DIR
+QUERIES_FILE = artifact.HELDOUT_QUERIES
+ARRAYS_FILE = artifact.HELDOUT_ARRAYS
 SPLITS = ("val", "calib")
 
 
