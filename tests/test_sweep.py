@@ -9,7 +9,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 import types
 
 import jax
@@ -27,11 +26,22 @@ from tests.conftest import REPO_ROOT, xla_flags
 # (1,024-d hashing) make a shrunk run's calibration ill-conditioned, which magnifies the rounding
 # differences the sharded-equality test bounds.
 SMOKE = "smoke,precomputed"
+# ... on 4,000 of the preset's queries (its 20,000 by default): the policy phase's inputs (the
+# cross-fitted calibration, a Newton fit per fold, model and run) cost CPU in proportion to the
+# rows, and the mechanics are the same.
+SMOKE_SOURCE = "synthetic:routerbench?n=4000&seed=0&signal=1.0"
+
+
+def smoke_config():
+    """quickstart:SMOKE on SMOKE_SOURCE: what the launcher's flags below make too."""
+    config = quickstart.get_config(SMOKE)
+    config.data.source = SMOKE_SOURCE
+    return config
 
 
 @pytest.fixture(scope="module")
 def config():
-    return quickstart.get_config(SMOKE)
+    return smoke_config()
 
 
 def _grid(**values):
@@ -141,7 +151,8 @@ def test_best_run_rule():
     assert sweep.best_run([_row(5, 1.0, 2.0, 0.9), _row(4, 1.0, 2.0, 0.9)])["run"] == 4
 
 
-SMOKE_FLAGS = ["--sweep.seeds=2", "--sweep.policy_lr=(3e-4, 1e-3)", "--sweep.dual_lr=()"]
+SMOKE_FLAGS = [f"--config.data.source={SMOKE_SOURCE}", "--sweep.seeds=2",
+               "--sweep.policy_lr=(3e-4, 1e-3)", "--sweep.dual_lr=()"]
 # Both training subprocesses compile with the suite's XLA flags (tests/conftest.py), so the two
 # programs compared are compiled the same way.
 _CPU_ENV = {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": xla_flags()}
@@ -149,19 +160,16 @@ _CPU_ENV = {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": xla_flags()}
 
 def worker_sweep_on_mesh(workdir: str, reference: str) -> None:
     """The smoke grid on a (runs=2, batch=4) mesh of 8 forced CPU devices; then resumed; then
-    compared with the one-device launcher run whose workdir is `reference`."""
+    compared with the (finished) one-device launcher run whose workdir is `reference`."""
     from proteus.training import checkpoint, sharding
 
     grid = _grid(seeds=2, policy_lr=(3e-4, 1e-3), mesh_runs=2, mesh_batch=4)
-    config = quickstart.get_config(SMOKE)
+    config = smoke_config()
     trained = []  # what training hands back, before it leaves the devices
     fetch = sharding.fetch
     sharding.fetch = lambda tree: trained.append(tree) or fetch(tree)
     first = sweep.run_sweep(config, workdir, grid)
     again = sweep.run_sweep(config, workdir, grid)  # finished: restores the sharded checkpoint
-    deadline = time.time() + 900
-    while not os.path.exists(f"{reference}/sweep_results.json") and time.time() < deadline:
-        time.sleep(0.5)
     ckpt = checkpoint.Checkpointer(f"{reference}/group_000/checkpoints")
     one_device, _ = ckpt.restore(trained[0])  # the 1-device state, resharded onto this mesh
     ckpt.close()
@@ -182,7 +190,9 @@ def worker_sweep_on_mesh(workdir: str, reference: str) -> None:
 @pytest.fixture(scope="module")
 def sweeps(tmp_path_factory):
     """`python -m launch.sweep` on quickstart:smoke (2 seeds x 2 policy learning rates, one
-    device) and, at the same time, the same grid on 8 forced devices (`worker_sweep_on_mesh`)."""
+    device) and, once it has finished, the same grid on 8 forced devices
+    (`worker_sweep_on_mesh`). One after the other, not side by side: the two processes' memory
+    (about 1 and 2 GB) would otherwise add up beside the suite's own."""
     one = str(tmp_path_factory.mktemp("sweep"))
     mesh = str(tmp_path_factory.mktemp("sweep_mesh"))
     launcher = [sys.executable, "-m", "launch.sweep", f"--workdir={one}", "--noprogress",
@@ -190,18 +200,16 @@ def sweeps(tmp_path_factory):
     worker = [sys.executable, "-c",
               f"import tests.test_sweep as t; t.worker_sweep_on_mesh({mesh!r}, {one!r})"]
     forced = {"XLA_FLAGS": xla_flags("--xla_force_host_platform_device_count=8")}
-    procs = [subprocess.Popen(cmd, cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, env={**os.environ, **_CPU_ENV, **extra})
-             for cmd, extra in ((launcher, {}), (worker, forced))]
-    try:
-        outs = [procs[0].communicate(timeout=600)]
-        assert procs[0].returncode == 0, outs[0][1][-4000:]
-        outs.append(procs[1].communicate(timeout=600))
-        assert procs[1].returncode == 0, outs[1][1][-4000:]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+    outs = []
+    for cmd, extra in ((launcher, {}), (worker, forced)):
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env={**os.environ, **_CPU_ENV, **extra})
+        try:
+            outs.append(proc.communicate(timeout=600))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, outs[-1][1][-4000:]
     with open(f"{one}/sweep_results.json") as f:
         payload = json.load(f)  # strict JSON: NaN written as null
     return one, outs[0][0], payload, json.loads(outs[1][0].strip().splitlines()[-1])
@@ -227,7 +235,7 @@ def test_sweep_launcher_table(sweeps):
     test_row = payload["best_test"]
     assert {k: test_row[k] for k in sweep.SWEPT + ("run", "seed")} == \
         {k: best[k] for k in sweep.SWEPT + ("run", "seed")}
-    splits = load_splits(quickstart.get_config(SMOKE))
+    splits = load_splits(smoke_config())
     for row, ds in [(r, splits["val"]) for r in rows] + [(test_row, splits["test"])]:
         _, _, best_fixed_cost = ds.best_fixed()
         assert row["savings_at_tau"] == pytest.approx(1 - row["cost_at_tau"] / best_fixed_cost,
