@@ -1,9 +1,12 @@
 """Shared pytest fixtures, and the XLA flags every test process compiles with."""
 
+import atexit
 import ctypes
 import gc
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -29,6 +32,20 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
                                                      XLA_TEST_FLAGS)))
 
 
+# JAX's persistent compilation cache, in a directory made empty for this run of the suite and
+# shared by every process of it: the pytest-xdist workers (they inherit os.environ from the process
+# that loads this file first) and the launchers and workers the tests start: a program one
+# process compiled can be read back by the others, and by itself after its caches are dropped.
+# The process that made the directory removes it at exit.
+if "PROTEUS_TEST_JAX_CACHE" not in os.environ:
+    _cache_dir = tempfile.mkdtemp(prefix="proteus_test_jax_cache_")
+    atexit.register(shutil.rmtree, _cache_dir, ignore_errors=True)
+    os.environ.update(PROTEUS_TEST_JAX_CACHE=_cache_dir, JAX_COMPILATION_CACHE_DIR=_cache_dir,
+                      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    if "jax" in sys.modules:  # imported before this file: its config read the environment then
+        sys.modules["jax"].config.update("jax_compilation_cache_dir", _cache_dir)
+        sys.modules["jax"].config.update("jax_persistent_cache_min_compile_time_secs", 0)
+
 # pytest-xdist's worker name (gw0, gw1...) in its workers; None in a plain run.
 XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 
@@ -44,8 +61,8 @@ def shared_data_dir() -> Path:
 
 # Every compiled program stays in JAX's caches for the whole session, so the pytest process grew
 # past 2 GB by mid-suite. After a test, if the process holds more than this (MB), those caches are
-# dropped and the freed heap handed back to the system; a later test that needs a program compiles
-# it again. Under pytest-xdist two such processes
+# dropped and the freed heap handed back to the system; a later test that needs a program traces it
+# again and reads it back from the persistent cache above. Under pytest-xdist two such processes
 # run side by side, with the launchers some tests start beside them, so each keeps under 1000 MB.
 # PROTEUS_TEST_CACHE_LIMIT_MB overrides it (0: after every test).
 CACHE_LIMIT_MB = int(os.environ.get("PROTEUS_TEST_CACHE_LIMIT_MB",
