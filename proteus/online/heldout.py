@@ -39,8 +39,10 @@ def load_heldout(router: Router) -> HeldoutRows | None:
         queries = json.load(f)
     with np.load(os.path.join(folder, artifact.HELDOUT_ARRAYS), allow_pickle=False) as z:
         features, scores = np.asarray(z["features"], np.float32), np.asarray(z["scores"])
-    tasks = [t or None for t in queries["tasks"]] if router.tasks else None
-    return HeldoutRows(features, scores, router.task_ids(tasks, len(features)))
+    # data labels: one the router's task vocabulary does not hold is unknown (-1), not an error
+    task_ids = (router.vocabulary.label_ids(queries["tasks"]) if router.tasks
+                else np.full(len(features), -1, np.int32))
+    return HeldoutRows(features, scores, np.asarray(task_ids, np.int32))
 
 
 class HeldoutAccuracy:
