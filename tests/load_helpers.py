@@ -53,3 +53,18 @@ class ClientLoad:
         while len(self.answers) + len(self.failures) < n:
             assert time.monotonic() < deadline, "the load made no progress"
             time.sleep(0.01)
+
+
+def wait_healthy(proc, url: str, timeout: float, name: str, output) -> None:
+    """Wait until the server `proc` started answers GET `url`/healthz with 200; fails with the
+    tail of `output()` (its log) if it exits first, or with "`name` did not start" after
+    `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, output()[-2000:]
+        assert time.monotonic() < deadline, f"{name} did not start"
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)

@@ -135,6 +135,18 @@ def tiny_lane_artifact(tmp_path_factory, tiny_bundle) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_fixed_point_artifact(tmp_path_factory, tiny_bundle) -> str:
+    """The tiny router whose only point feasible at τ = 0.8 is the fixed model "large" (index
+    2); the policy at τ' 0.6 is the other point."""
+    out = str(tmp_path_factory.mktemp("tiny_fixed_point") / "artifact")
+    operating = {"tau": [None, 0.6], "model": [2, -1], "accuracy": [0.95, 0.62],
+                 "cost": [9e-4, 1e-4], "n_heldout": 400, "margin_z": 1.0}
+    export.write_artifact(dataclasses.replace(tiny_bundle, operating=operating), out,
+                          verify=False)
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_cert_operating() -> dict:
     """`TINY_CERT_OPERATING`, for test modules (importing this plugin module would re-import it)."""
     return TINY_CERT_OPERATING

@@ -117,15 +117,8 @@ def test_launcher_reloads_on_sighup_under_load(served, upstream, tmp_path):
                              "--log_level=warning"],
                             stdout=log, stderr=subprocess.STDOUT)
     try:  # the launcher compiles every batch size up to 256 at start and at the reload: minutes
-        deadline = time.monotonic() + 300  # on a loaded machine
-        while True:
-            assert proc.poll() is None, (tmp_path / "gateway.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "launch.gateway did not start"
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        load_helpers.wait_healthy(proc, url, 300, "launch.gateway",  # on a loaded machine
+                     lambda: (tmp_path / "gateway.log").read_text())
         with Load(url, threads=2) as load:
             load.wait_for(30)
             replace_in_place(served)

@@ -55,17 +55,10 @@ def test_scenarios_change_what_they_say(tiny_test):
     np.testing.assert_allclose(price.costs[:2000, 1], 1e-3)
 
 
-def test_key_model_of_a_fixed_model_point_is_that_model(tiny_bundle, tiny_test, tmp_path):
+def test_key_model_of_a_fixed_model_point_is_that_model(tiny_fixed_point_artifact, tiny_test):
     # Only a fixed-model point ("large", index 2) is certified-feasible at τ = 0.8: the regression
     # must hit the model the static router uses (before, the policy ran at τ' = NaN instead).
-    from proteus.training import export  # noqa: PLC0415
-
-    operating = {"tau": [None, 0.6], "model": [2, -1], "accuracy": [0.95, 0.62],
-                 "cost": [9e-4, 1e-4], "n_heldout": 400, "margin_z": 1.0}
-    path = str(tmp_path / "artifact")
-    export.write_artifact(dataclasses.replace(tiny_bundle, operating=operating), path,
-                          verify=False)
-    router = Router.load(path, warmup=0)
+    router = Router.load(tiny_fixed_point_artifact, warmup=0)
     assert router.resolve(0.8).operating_model == 2
     assert rp.key_model(router, tiny_test, 0.8) == 2
 

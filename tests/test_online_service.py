@@ -187,18 +187,11 @@ def test_feedback_is_compensated_for_the_knob_move_since_its_decision(tiny_route
         first + 0.01 * (0.7 - 0.0 - first))
 
 
-def test_a_stream_at_rest_routes_at_its_fixed_model_point(tiny_bundle, tmp_path):
+def test_a_stream_at_rest_routes_at_its_fixed_model_point(tiny_fixed_point_artifact):
     """A static point that is one model (here "large", the only point certified-feasible at
     τ = 0.8) is served as that model while no feedback has moved the stream; once it has moved,
     the policy serves it at its knob position."""
-    from proteus.training import export  # noqa: PLC0415
-
-    operating = {"tau": [None, 0.6], "model": [2, -1], "accuracy": [0.95, 0.62],
-                 "cost": [9e-4, 1e-4], "n_heldout": 400, "margin_z": 1.0}
-    path = str(tmp_path / "artifact")
-    export.write_artifact(dataclasses.replace(tiny_bundle, operating=operating), path,
-                          verify=False)
-    router = Router.load(path, warmup=0)
+    router = Router.load(tiny_fixed_point_artifact, warmup=0)
     service = make_service(router)
     at_rest = service.route(features(20), 0.8)
     assert {d["model"] for d in at_rest} == {"large"}

@@ -95,15 +95,8 @@ def test_launcher_reloads_on_sighup_under_load(artifact):
                              f"--port={port}", "--log_level=warning", "--max_batch=8"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "launch.serve did not start"
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        load_helpers.wait_healthy(proc, url, 120, "launch.serve",
+                                  lambda: proc.stdout.read().decode())
         with Load(url, threads=4) as load:
             load.wait_for(50)
             replace_in_place(artifact)

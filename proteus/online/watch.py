@@ -52,16 +52,12 @@ class Watch:
     def excluded(self, tenants: Sequence[str]) -> np.ndarray | None:
         """[B, M] bool: the models routed around for row i's tenant; None when there are none."""
         out = None
-        for key, health in self.health.items():
-            if not health.excluded:
-                continue
-            tenant, _, model = key.rpartition("|")
-            if model not in self.models:  # a model of another artifact
-                continue
-            rows = [i for i, t in enumerate(tenants) if t == tenant]
-            if rows:
+        for tenant in set(tenants):
+            models = self.excluded_models(tenant)
+            if models:
                 out = np.zeros((len(tenants), len(self.models)), bool) if out is None else out
-                out[rows, self.models.index(model)] = True
+                rows = [i for i, t in enumerate(tenants) if t == tenant]
+                out[np.ix_(rows, models)] = True
         return out
 
     def excluded_models(self, tenant: str) -> tuple[int, ...]:
