@@ -20,9 +20,12 @@ from tests.conftest import REPO_ROOT
 
 
 def _config():
-    """The smoke config on 2,000 synthetic queries (precomputed features: no encoder)."""
+    """The smoke config on 2,000 synthetic queries, 64-d hashed text: the shapes of the serving
+    fixtures' run (tests/serving_fixtures.py), so their compiled programs are shared (the
+    suite's persistent compile cache)."""
     config = quickstart.get_config("smoke")
     config.data.source = "synthetic:routerbench?n=2000&seed=0&signal=0.9"
+    config.data.encoder = "hashing:dim=64"
     return config
 
 

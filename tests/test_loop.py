@@ -93,7 +93,7 @@ def test_runs_mapped_in_groups_match_runs_vmapped(tiny):
     assert not np.allclose(kernel[0], kernel[2])
 
 
-def test_fit_schedule_and_early_stop(tiny):
+def test_fit_schedule_and_early_stop(tiny, monkeypatch):
     """With pred_lr = 0 the validation loss never improves after the first evaluation.
 
     Patience 1: evaluation 1 (step 10) improves on inf, evaluation 2 (step 20) does not, so
@@ -123,6 +123,14 @@ def test_fit_schedule_and_early_stop(tiny):
     assert int(final.bad_evals[0]) == 1
     # pred_lr = 0: the frozen (best) predictor is the initial one.
     assert not core_helpers.tree_diff(final.params["predictor"], state.params["predictor"])
+
+    # Resumed when finished (step 50 = pred_steps 20 + 30): returned as restored, with no step,
+    # save or recomputed phase input (its saved calibration is the one it trained with).
+    events.clear()
+    monkeypatch.setattr(loop, "policy_phase_data", lambda *a: pytest.fail("recomputed"))
+    again = loop.fit(setup.static, loop_cfg, final, setup.run_keys, hp, data, phase="policy",
+                     callbacks=callbacks, progress=False)
+    assert again is final and events == []
 
 
 def test_route_grid_matches_route(tiny):
