@@ -1,7 +1,8 @@
 """Fixtures shared by the export / serving tests: `pytest_plugins = ["tests.serving_fixtures"]`.
 
-`trained`: ONE smoke training run per session (synthetic data, hashing text encoder), restored
-through `runs.load_trained` as the exporter does. Artifacts are exported from it and from a
+`trained`: ONE smoke training run per run of the suite (synthetic data, hashing text encoder),
+restored through `runs.load_trained` as the exporter does; under pytest-xdist the first worker
+that needs it trains it and the other restores it. Artifacts are exported from it and from a
 tiny hand-built router whose numbers the tests check by hand.
 """
 
@@ -9,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import types
 
+import filelock
 import jax
 import numpy as np
 import pytest
@@ -30,16 +33,25 @@ TINY_PRICES = {"small": (1e-7, 2e-7), "medium": (1e-6, 2e-6), "large": (1e-5, 3e
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> types.SimpleNamespace:
-    """A finished smoke workdir and what `runs.load_trained` restores from it (`run`: the
-    `pipeline.Trained`; its fields are also attributes here)."""
+    """A finished smoke workdir (read-only: shared by the suite's processes) and what
+    `runs.load_trained` restores from it (`run`: the `pipeline.Trained`; its fields are also
+    attributes here). `root`: this process's own directory for what tests derive from it."""
     root = tmp_path_factory.mktemp("serving")
-    config = quickstart.get_config("smoke")
-    config.data.source = "synthetic:routerbench?n=2000&seed=0&signal=0.9"
-    config.data.encoder = "hashing:dim=64"
-    config.data.cache_dir = str(root / "feature_cache")
-    workdir = root / "workdir"
-    workdir.mkdir()
-    runs.evaluate(config, str(workdir), progress=False, baselines=False)
+    # Under pytest-xdist the parent of a worker's base temp is this run's, shared by its workers
+    # (in a plain run the parent outlives the run: its own base temp then); the lock makes the
+    # first worker train and the other wait for it.
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "serving_shared"
+    shared.mkdir(exist_ok=True)
+    workdir = shared / "workdir"
+    with filelock.FileLock(str(shared / "train.lock")):
+        if not (workdir / "results.json").exists():
+            config = quickstart.get_config("smoke")
+            config.data.source = "synthetic:routerbench?n=2000&seed=0&signal=0.9"
+            config.data.encoder = "hashing:dim=64"
+            config.data.cache_dir = str(shared / "feature_cache")
+            workdir.mkdir(exist_ok=True)
+            runs.evaluate(config, str(workdir), progress=False, baselines=False)
     run = runs.load_trained(str(workdir))
     operating, certification = export.read_operating(str(workdir / "certification.json"))
     return types.SimpleNamespace(root=root, workdir=workdir, run=run, config=run.config,

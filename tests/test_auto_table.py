@@ -79,7 +79,8 @@ def test_permuting_test_labels_changes_no_choice_and_no_evidence(tables):
     assert set(a.auto) == {"size", "encoder", "task_prior", "tau_range"}
     assert a.data.splits.calib == 0.2 and a.train.batch_size == 64  # size rule; smoke's batch
     assert a.data.encoder in ("hashing:dim=64", "hashing")
-    assert resolve(plain).to_dict() == a.to_dict()  # deterministic
+    # (a == b also says the resolution is reproducible: a resolver whose evidence varied from
+    # call to call would fail it, so no third resolution is run to check that)
 
 
 def test_the_permutation_check_catches_a_rule_that_reads_test_labels(tables, monkeypatch):
