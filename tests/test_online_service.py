@@ -161,7 +161,7 @@ def test_state_from_another_artifact_is_reanchored(tiny_router, tmp_path):
     service.route(features(1), 0.7)
     key = "default|0.7000"
     fresh = service.state(key)
-    stale = {**fresh.to_dict(), "base": 0.6, "lo": 0.4, "integral": 0.05}
+    stale = {**fresh.to_dict(), "base": 0.6, "lo": 0.4, "integral": 0.05, "left": True}
     service.store.record_decisions([], {key: stale})  # as another artifact would have left it
     again = make_service(tiny_router, db)
     assert again.state(key).base == 0.6

@@ -49,7 +49,13 @@ above r.
 Certificate interplay (default, `allow_below_certified=False`): u >= 0 forever, the certified
 point is a floor and the controller only buys quality; and while |u| < `dead_band` the stream is
 served at the static point itself (`adapter.serve`), so a stream that no sustained shortfall has
-moved routes exactly as the static certified router. Chosen on val replays (docs/online.md): the
+moved routes exactly as the static certified router. The integral alone crosses the dead band on
+noise now and then (a few unlucky scores, boosted): a reflected random walk does, however
+strong its drift down. So leaving the point also needs a slow estimate â_slow (forgetting factor
+`confirm_forget`, ~200 feedbacks) below the setpoint when the integral crosses: noise that moved
+the integral hardly moves â_slow, a regressed model moves both. Once left, the stream stays off
+its point until |u| < dead_band (â_slow recovers above the setpoint exactly because the stream
+is served higher: no chatter). Chosen on val replays (docs/online.md): the
 slice's lanes just below its certified point fall off a cliff (0.78 -> 0.69 realised accuracy
 between τ' 0.698 and 0.675), and small moves above it on noise cost up to 1.6x. With
 `allow_below_certified=True`, after `trust_after` feedbacks the controller may go below the
@@ -101,6 +107,10 @@ class ControllerConfig:
     # |u| below this serves the static point itself (knob units): a stream leaves its certified
     # point on a sustained shortfall, not on a few unlucky scores (docs/online.md)
     dead_band: float = 0.05
+    # > 0: the stream leaves its static point only while a slow estimate (this forgetting
+    # factor: ~200 feedbacks at 0.995) is below the setpoint too; once left, the dead band alone
+    # brings it back. 0: the dead band alone (docs/online.md, val replays)
+    confirm_forget: float = 0.995
     trust_after: int = 100  # feedbacks before the knob may go below the static point
     # True: after trust_after feedbacks the knob may go below the static (certified) point; off
     # by default: below it the slice's lanes fall off a cliff (docs/online.md, val replays)
@@ -117,8 +127,9 @@ class ControllerConfig:
         for name in ("k_i", "k_p", "k_d", "k_b", "boost_z", "smith", "dead_band"):
             if not getattr(self, name) >= 0.0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        if not 0.0 <= self.forget < 1.0:
-            raise ValueError(f"forget must be in [0, 1), got {self.forget!r}")
+        for name in ("forget", "confirm_forget"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
         if self.budget is not None and not self.budget > 0.0:
             raise ValueError(f"budget must be > 0 USD per request, got {self.budget!r}")
         if self.trust_after < 0:
@@ -133,7 +144,8 @@ class ControllerState:
     knob's range; integral: I; nu: the budget dual; acc_est: â (None before any feedback);
     n_feedback: feedbacks applied (n_cost of them with a cost); score_sum, cost_sum: their sums;
     n_decisions: decisions served; saturated: "", "hi" or "lo" when the last update was clamped;
-    repointed: clock of the last re-pointing (None: never; see the module docstring).
+    repointed: clock of the last re-pointing (None: never; see the module docstring);
+    slow_est: â_slow (None before any feedback); left: the stream has left its static point.
     """
 
     tau: float
@@ -152,6 +164,8 @@ class ControllerState:
     cost_est: float | None = None
     saturated: str = ""
     repointed: float | None = None
+    slow_est: float | None = None
+    left: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -199,7 +213,9 @@ def offset(state: ControllerState, cfg: ControllerConfig) -> float:
     u = floor_offset(state, cfg)
     if cfg.budget is not None and cfg.priority == "budget":
         u = max(min(u, budget_offset(state)), state.lo - state.base)
-    return 0.0 if abs(u) < cfg.dead_band else u
+    if abs(u) < cfg.dead_band or (cfg.confirm_forget > 0.0 and not state.left):
+        return 0.0
+    return u
 
 
 def position(state: ControllerState, cfg: ControllerConfig) -> float:
@@ -236,9 +252,22 @@ def update(state: ControllerState, cfg: ControllerConfig, score: float,
     raw = state.integral + step
     state.integral = min(max(raw, u_min), u_max)
     state.saturated = "hi" if raw > u_max else "lo" if raw < u_min else ""
+    if cfg.confirm_forget > 0.0:
+        _update_left(state, cfg, score)
     if cost is not None:
         _update_budget(state, cfg, float(cost))
     return state
+
+
+def _update_left(state: ControllerState, cfg: ControllerConfig, score: float) -> None:
+    """â_slow <- ρ_slow â_slow + (1 − ρ_slow) s; the stream has left its static point while
+    |u| >= dead_band, and leaves it only while â_slow agrees: below r to go up, above r to go
+    down (`allow_below_certified`) (module docstring); in place."""
+    state.slow_est = score if state.slow_est is None else (
+        cfg.confirm_forget * state.slow_est + (1.0 - cfg.confirm_forget) * score)
+    u, r = floor_offset(state, cfg), setpoint(state, cfg)
+    agrees = state.slow_est < r if u > 0 else state.slow_est > r
+    state.left = abs(u) >= cfg.dead_band and (state.left or agrees)
 
 
 def predicted_error(state: ControllerState, cfg: ControllerConfig, score: float,
