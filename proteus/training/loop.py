@@ -312,10 +312,11 @@ def fit(static: train.StaticConfig, loop: LoopConfig, state: train.TrainState, r
         step = int(np.asarray(state.step)[0])
         callbacks.save("policy", state, True)
     policy_end = _policy_end(loop, state)
-    if phase == "policy" and step >= policy_end:
-        # A finished run, restored: its calibration was saved with it (policy_phase_data's), so
-        # it is returned as it is. Recomputing the phase's inputs (the cross-fitted calibration)
-        # to train no step took 9 of a resumed 8-device sweep's 10 s.
+    if phase == "policy" and loop.policy_steps > 0 and step >= policy_end:
+        # A finished run, restored: its calibration was saved with it (policy_phase_data's, in
+        # every policy chunk's state), so it is returned as it is. Recomputing the phase's inputs
+        # (the cross-fitted calibration) to train no step took 9 of a resumed 8-device sweep's
+        # 10 s. (With no policy step, the saved phase-start state has no calibration yet.)
         return state
     state, policy_data = policy_phase_data(static, state, data["policy"])
     state = _unaliased(state)
