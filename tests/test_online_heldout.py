@@ -86,6 +86,21 @@ def test_routing_around_the_only_right_model_leaves_nothing(held_artifact):
     assert measure.without(fixed, (0,)) == 0.0  # "medium" alone, never right
 
 
+def test_streams_on_one_point_share_one_measure(held_artifact, monkeypatch):
+    """τ 0.6 and 0.7 both resolve to the point τ' 0.7 (accuracy 0.72): measured once (each measure
+    routes every held-out row: 0.6-0.7 s on the real sets)."""
+    router = held_artifact(np.ones((N_HELD, 3)))
+    knob, measure = _measure(router)
+    calls = []
+    real = measure._measure
+    monkeypatch.setattr(measure, "_measure", lambda *a: calls.append(a) or real(*a))
+    points = [adapter.static_point(router, knob, tau) for tau in (0.6, 0.7)]
+    assert points[0].point.point == points[1].point.point
+    assert [measure.without(p, (2,)) for p in points] == [1.0, 1.0] and len(calls) == 1
+    measure.without(points[0], (1,))  # another set: measured
+    assert len(calls) == 2
+
+
 @pytest.mark.parametrize("short", [False, True])
 def test_the_climb_is_kept_only_where_routing_around_falls_short(tiny_lane_artifact, short):
     """On exclusion the integral's climb since the anchor (0 -> 0.1) is undone when routing

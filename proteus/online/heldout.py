@@ -11,8 +11,6 @@ training side.
 
 from __future__ import annotations
 
-import json
-import os
 from typing import NamedTuple
 
 import numpy as np
@@ -31,14 +29,11 @@ class HeldoutRows(NamedTuple):
 
 def load_heldout(router: Router) -> HeldoutRows | None:
     """The `val` and `calib` rows of the (verified) artifact; None when it carries none."""
-    entry = router.manifest.get("heldout")
-    if not entry:
+    stored = artifact.read_heldout_files(router.path, router.manifest)
+    if stored is None:
         return None
-    folder = os.path.join(router.path, entry["dir"])
-    with open(os.path.join(folder, artifact.HELDOUT_QUERIES), encoding="utf-8") as f:
-        queries = json.load(f)
-    with np.load(os.path.join(folder, artifact.HELDOUT_ARRAYS), allow_pickle=False) as z:
-        features, scores = np.asarray(z["features"], np.float32), np.asarray(z["scores"])
+    queries, arrays = stored
+    features, scores = np.asarray(arrays["features"], np.float32), np.asarray(arrays["scores"])
     # data labels: one the router's task vocabulary does not hold is unknown (-1), not an error
     task_ids = (router.vocabulary.label_ids(queries["tasks"]) if router.tasks
                 else np.full(len(features), -1, np.int32))
@@ -46,18 +41,19 @@ def load_heldout(router: Router) -> HeldoutRows | None:
 
 
 class HeldoutAccuracy:
-    """Mean held-out score of static points with models routed around, cached per (τ, set)."""
+    """Mean held-out score of static points with models routed around, cached per (operating
+    point, set): the streams whose τ resolve to the same point share one measure."""
 
     def __init__(self, router: Router, knob: adapter.Knob, rows: HeldoutRows | None):
         self.router, self.knob, self.rows = router, knob, rows
-        self._cache: dict[tuple[float, tuple[int, ...]], float] = {}
+        self._cache: dict[tuple[int, tuple[int, ...]], float] = {}
 
     def without(self, static: adapter.StaticPoint, excluded: tuple[int, ...]) -> float | None:
         """The held-out accuracy of `static` with the `excluded` models (sorted indices) routed
         around; None for an artifact without held-out rows."""
         if self.rows is None:
             return None
-        key = (static.point.tau, excluded)
+        key = (static.point.point, excluded)
         if key not in self._cache:
             self._cache[key] = self._measure(static, excluded)
         return self._cache[key]

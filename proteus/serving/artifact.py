@@ -405,3 +405,19 @@ def load_params(path: str) -> Any:
 
     restored = ocp.StandardCheckpointer().restore(os.path.abspath(path))
     return jax.tree.map(np.asarray, restored)
+
+
+def read_heldout_files(path: str, manifest: dict[str, Any]
+                       ) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+    """The held-out rows the artifact at `path` carries, as stored: (queries.json's dict,
+    arrays.npz's arrays by name); None when it carries none. Written by
+    `proteus.training.reopen.write_heldout`; read by it and by `proteus.online.heldout`."""
+    entry = manifest.get("heldout")
+    if not entry:
+        return None
+    folder = os.path.join(path, entry["dir"])
+    with open(os.path.join(folder, HELDOUT_QUERIES), encoding="utf-8") as f:
+        queries = json.load(f)
+    with np.load(os.path.join(folder, HELDOUT_ARRAYS), allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    return queries, arrays

@@ -288,7 +288,7 @@ def write_artifact(bundle: RouterBundle, out: str, overwrite: bool = False,
 
 
 ARTIFACT_ENTRIES = frozenset({artifact.MANIFEST_FILE, artifact.FUNCTION_FILE,
-                              artifact.PARAMS_DIR, reopen.HELDOUT_DIR})
+                              artifact.PARAMS_DIR, artifact.HELDOUT_DIR})
 
 
 def check_replaceable(out: str) -> None:

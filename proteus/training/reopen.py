@@ -33,9 +33,6 @@ from proteus.data.dataset import RoutingDataset
 from proteus.serving import artifact
 from proteus.training import networks
 
-HELDOUT_DIR = artifact.HELDOUT_DIR
-QUERIES_FILE = artifact.HELDOUT_QUERIES
-ARRAYS_FILE = artifact.HELDOUT_ARRAYS
 SPLITS = ("val", "calib")
 
 
@@ -76,13 +73,14 @@ class HeldoutRows:
 
     def summary(self) -> dict[str, Any]:
         """The manifest's "heldout" entry."""
-        return {"dir": HELDOUT_DIR, "val": self.val.n_queries, "calib": self.calib.n_queries,
-                "pool": int(len(self.pool_ids)), "texts": self.val.texts is not None}
+        return {"dir": artifact.HELDOUT_DIR, "val": self.val.n_queries,
+                "calib": self.calib.n_queries, "pool": int(len(self.pool_ids)),
+                "texts": self.val.texts is not None}
 
 
 def write_heldout(rows: HeldoutRows, directory: str) -> None:
     """Write `rows` as `directory`/heldout/ (the two files of the module docstring)."""
-    folder = os.path.join(directory, HELDOUT_DIR)
+    folder = os.path.join(directory, artifact.HELDOUT_DIR)
     os.makedirs(folder)
     parts = [rows.val, rows.calib]
     texts = None if any(p.texts is None for p in parts) else [
@@ -93,11 +91,11 @@ def write_heldout(rows: HeldoutRows, directory: str) -> None:
                "query_ids": [str(q) for p in parts for q in p.query_ids],
                "tasks": [str(t) for p in parts for t in p.tasks], "texts": texts,
                "pool_ids": [str(q) for q in rows.pool_ids]}
-    with open(os.path.join(folder, QUERIES_FILE), "w", encoding="utf-8") as f:
+    with open(os.path.join(folder, artifact.HELDOUT_QUERIES), "w", encoding="utf-8") as f:
         json.dump(queries, f, ensure_ascii=False)
     cat = lambda field, dtype: np.concatenate([np.asarray(getattr(p, field), dtype)
                                                for p in parts])
-    np.savez(os.path.join(folder, ARRAYS_FILE), features=cat("features", np.float32),
+    np.savez(os.path.join(folder, artifact.HELDOUT_ARRAYS), features=cat("features", np.float32),
              scores=cat("scores", np.float32), costs=cat("costs", np.float32),
              pool_folds=np.asarray(rows.pool_folds, np.int32))
 
@@ -108,14 +106,11 @@ def read_heldout(path: str, manifest: dict[str, Any]) -> HeldoutRows | None:
     Raises:
       ArtifactError: the files disagree with the manifest (models, row counts).
     """
-    entry = manifest.get("heldout")
-    if not entry:
+    stored = artifact.read_heldout_files(path, manifest)
+    if stored is None:
         return None
-    folder = os.path.join(path, entry["dir"])
-    with open(os.path.join(folder, QUERIES_FILE), encoding="utf-8") as f:
-        q = json.load(f)
-    with np.load(os.path.join(folder, ARRAYS_FILE), allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
+    q, arrays = stored
+    entry = manifest["heldout"]
     if q["models"] != manifest["models"]:
         raise artifact.ArtifactError(f"{path}: the held-out rows' models {q['models']} are not "
                                      f"the manifest's {manifest['models']}")
