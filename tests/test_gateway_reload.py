@@ -118,7 +118,7 @@ def test_launcher_reloads_on_sighup_under_load(served, upstream, tmp_path):
                             stdout=log, stderr=subprocess.STDOUT)
     try:  # the launcher compiles every batch size up to 256 at start and at the reload: minutes
         load_helpers.wait_healthy(proc, url, 300, "launch.gateway",  # on a loaded machine
-                     lambda: (tmp_path / "gateway.log").read_text())
+                                  lambda: (tmp_path / "gateway.log").read_text())
         with Load(url, threads=2) as load:
             load.wait_for(30)
             replace_in_place(served)
