@@ -2,6 +2,7 @@
 
     python benchmarks/onboard_experiment.py --root=runs/onboard --out=runs/onboard/onboard.json
     python benchmarks/onboard_experiment.py --datasets=rb --models=gpt-4-1106-preview --ns=1000
+    python benchmarks/onboard_experiment.py --retrain_seeds=1,2   # + the full retrain's noise
 
 For each data set (the RouterBench slice, MMLU-Pro) and each left-out model X:
 
@@ -11,7 +12,9 @@ For each data set (the RouterBench slice, MMLU-Pro) and each left-out model X:
   * `onboard N`: `without` with X onboarded (`proteus.pipeline.onboard`) from N of X's labelled
     training-pool queries (a fixed random order: the 200 are among the 500, ...) plus X's labels
     on the held-out rows, features from the feature cache;
-  * `removed`: `full` with X removed (`proteus.pipeline.remove_model`), against `without`.
+  * `removed`: `full` with X removed (`proteus.pipeline.remove_model`), against `without`;
+  * `full seed S` (with --retrain_seeds): `full` trained again with `seed=S`
+    (`ROOT/<ds>_full_sS`): its ΔAIQ against `full` is what retraining alone moves AIQ by.
 
 Every router is exported and scored the same way, from its artifact (`proteus_results` on the
 artifact's held-out rows and the test split): AIQ (test, costs normalised over ALL models' test
@@ -102,7 +105,7 @@ def model_labels(splits, model: str, n: int, seed: int = 0) -> ModelLabels:
                        tasks=pick("tasks"))
 
 
-def run_case(name: str, model: str, root: str, ns, rows_out: list) -> None:
+def run_case(name: str, model: str, root: str, ns, rows_out: list, seeds=()) -> None:
     get_config, _ = CASES[name]
     art = os.path.join(root, "artifacts")
     full = trained_artifact(get_config(), os.path.join(root, f"{name}_full"),
@@ -121,6 +124,12 @@ def run_case(name: str, model: str, root: str, ns, rows_out: list) -> None:
          **score(artifact, test)})
     if not any(r["dataset"] == name and r["router"] == "full" for r in rows_out):
         add("full", None, None, full)
+        for seed in seeds:
+            again = get_config()
+            again.seed = seed
+            add(f"full seed {seed}", None, None, trained_artifact(
+                again, os.path.join(root, f"{name}_full_s{seed}"),
+                os.path.join(art, f"{name}_full_s{seed}")))
     add("without", None, None, without)
     for n in ns:
         out = os.path.join(art, f"{name}_wo_{tag}+{n}")
@@ -160,13 +169,16 @@ def main() -> None:
     parser.add_argument("--datasets", default="rb,mmlu")
     parser.add_argument("--models", default="", help="comma-separated; default: each set's 3")
     parser.add_argument("--ns", default="200,500,1000")
+    parser.add_argument("--retrain_seeds", default="",
+                        help="comma-separated seeds of extra full retrains (training noise)")
     args = parser.parse_args()
     ns = [int(n) for n in args.ns.split(",")]
+    seeds = [int(s) for s in args.retrain_seeds.split(",") if s]
     rows: list = []
     for name in args.datasets.split(","):
         wanted = [m for m in args.models.split(",") if m] or CASES[name][1]
         for model in wanted:
-            run_case(name, model, args.root, ns, rows)
+            run_case(name, model, args.root, ns, rows, seeds)
             with open(args.out, "w") as f:
                 json.dump(rows, f, indent=1)
     print(table(rows))

@@ -134,6 +134,20 @@ def test_labels_from_records_checks_lines():
         labels_from_records([{"id": "a", "score": 2}])
 
 
+def test_only_the_top_run_of_capped_lanes_is_reopened():
+    # 99.5 >= 0.99 * 100 counts as capped; the ramp is 100 * 1000^(j/3), j = 1..3
+    lams = onboarding.reopen_capped_lanes([0.0, 5.0, 100.0, 99.5, 100.0], 100.0, reach=1000.0)
+    np.testing.assert_allclose(lams, [0.0, 5.0, 1e3, 1e4, 1e5], rtol=1e-6)
+    assert lams.dtype == np.float32
+    # a capped lane below an uncapped one is kept as trained; only the top one is re-opened
+    np.testing.assert_allclose(onboarding.reopen_capped_lanes([100.0, 5.0, 100.0], 100.0, 10.0),
+                               [100.0, 5.0, 1000.0])
+    untouched = np.asarray([0.1, 3.0, 50.0], np.float32)
+    np.testing.assert_array_equal(onboarding.reopen_capped_lanes(untouched, 100.0), untouched)
+    np.testing.assert_allclose(onboarding.reopen_capped_lanes([100.0, 100.0], 100.0, 100.0),
+                               [1e3, 1e4])
+
+
 # ------------------------------------------------------------------ the end-to-end smoke
 
 
@@ -146,6 +160,7 @@ def smoke(tmp_path_factory):
     config.data.source = "synthetic:routerbench?n=2000&seed=0&signal=0.9"
     config.data.encoder = "hashing:dim=64"
     config.data.cache_dir = str(root / "cache")
+    config.train.lam_max = 3.0  # the top lanes' duals end at the bound (re-opened on onboarding)
     full = pipeline.load_splits(config)
     config.data.exclude_models = LEFT_OUT
     splits = pipeline.load_splits(config)
@@ -202,6 +217,12 @@ def test_onboarded_manifest_records_its_lineage(smoke, onboarded):
     assert step["parent"] == parent["manifest_sha256"]
     assert step["parent_models"] == parent["models"]
     assert (step["added"], step["removed"], step["n_train"]) == (LEFT_OUT, None, 600)
+    lams = np.asarray(parent["lambda"]["lams"], np.float32)
+    reopened = onboarding.reopen_capped_lanes(lams, float(parent["training"]["config"]["train"][
+        "lam_max"]))
+    np.testing.assert_allclose(manifest["lambda"]["lams"], reopened, rtol=1e-6)
+    assert step["lanes_reopened"] == int(np.sum(reopened != lams))
+    assert step["lanes_reopened"] >= 1  # the smoke's top lanes end at its low lam_max
     assert step["heldout"] == {"val": full["val"].n_queries, "calib": full["calib"].n_queries}
     assert datetime.datetime.fromisoformat(step["at"]).tzinfo is not None
     assert manifest["prices"][LEFT_OUT] == {"usd_per_input_token": 1e-5,

@@ -8,9 +8,10 @@
 
 The policy outputs one quality preference μ and the routing rule is argmax_m μ·p̂_m −
 (1 − μ)·ĉ_m / c_ref, so the policy does not depend on the model pool: it is reused as trained,
-with its λ(τ) table, and so are the fold predictors' trunks, every other model's heads and
-calibration, and c_ref (the normaliser stays the trained one even if the new model is dearer or
-the removed one was the dearest). A new model gets its own column, fitted out of fold on the
+and so are the fold predictors' trunks, every other model's heads and calibration, c_ref (the
+normaliser stays the trained one even if the new model is dearer or the removed one was the
+dearest) and the λ(τ) table, whose top lanes at the dual's bound an added model re-opens
+(`reopen_capped_lanes`). A new model gets its own column, fitted out of fold on the
 frozen trunks (`proteus.training.columns.fit_column`); a removed model's column is dropped. Then,
 as the evaluation does, the operating points (the policy at the same τ' and every fixed model)
 are re-measured on the artifact's `val` rows and re-certified on its `calib` rows
@@ -35,6 +36,10 @@ from proteus.pipeline.routing import RunRouter, certify_table, measure_points
 from proteus.training import columns, export, reopen
 
 MIN_TRAIN = 50  # training queries below which no column is fitted
+# A lane whose dual ended at the projection bound (train.lam_max) had a target the old pool
+# could not meet; onboarding re-opens such top lanes with λ up to this many times the bound.
+LAMBDA_REACH = 1000.0
+CAPPED = 0.99  # a lane's λ at or above this fraction of lam_max counts as at the bound
 
 
 class OnboardError(ValueError):
@@ -102,10 +107,33 @@ def onboard(artifact: str, model: str, labels: ModelLabels, out: str, *,
             "cost": "head" if static is None else f"static {static:.6g} USD from prices",
             "ridge": {"performance": float(column.perf_ridge),
                       "cost": None if static is not None else float(column.cost_ridge)}}
+    lams = reopen_capped_lanes(bundle.lane_lams, float(config.train.lam_max))
+    step["lanes_reopened"] = int(np.sum(lams != np.asarray(bundle.lane_lams, np.float32)))
     prices = {**bundle.prices, **({model: tuple(map(float, price))} if price else {})}
     new = dataclasses.replace(bundle, spec=bundle.spec._replace(n_models=len(models)),
-                              params=params, models=models, prices=prices)
+                              params=params, models=models, prices=prices, lane_lams=lams)
     return _finish(new, new_rows, config, manifest, step, out, overwrite, platforms)
+
+
+def reopen_capped_lanes(lane_lams: Sequence[float] | np.ndarray, lam_max: float,
+                        reach: float = LAMBDA_REACH) -> np.ndarray:
+    """The λ(τ) table [K] with its top lanes that ended at the bound re-opened (float32).
+
+    A lane's dual reaches `lam_max` when the trained pool could not meet its τ, and the policy
+    learned there that quality could not be bought (its μ falls well short of 1). A new model may
+    make those targets reachable, so the J top lanes at the bound get λ = lam_max · reach^(j/J),
+    j = 1..J, rising geometrically to reach x the bound: the policy, which reads λ and whose
+    μ's prior logit is log λ, then buys more quality there. These λ lie outside what the policy
+    was trained on; what it does with them is measured on `val` and certified on `calib` like
+    every other point. Lanes below the top run of capped ones are kept as trained.
+    """
+    lams = np.asarray(lane_lams, np.float32).copy()
+    capped = lams >= CAPPED * lam_max
+    n_top = len(lams) - int(np.flatnonzero(~capped)[-1]) - 1 if (~capped).any() else len(lams)
+    if n_top:
+        steps = np.arange(1, n_top + 1, dtype=np.float64) / n_top
+        lams[len(lams) - n_top:] = (lam_max * reach ** steps).astype(np.float32)
+    return lams
 
 
 def remove_model(artifact: str, model: str, out: str, *, heldout: reopen.HeldoutRows | None = None,
