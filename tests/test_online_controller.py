@@ -1,6 +1,5 @@
 """The online controller's law on hand-computed sequences (no router, no I/O)."""
 
-import dataclasses
 import itertools
 
 import pytest
@@ -240,24 +239,3 @@ def test_the_gate_keeps_stationary_streams_at_their_point():
     gated = [feedbacks_off_the_point(ctl.ControllerConfig.confirm_forget, seed)
              for seed in range(6)]
     assert without == [23, 56, 5, 13, 0, 1] and gated == [0, 0, 5, 0, 0, 0]
-
-
-def test_dithered_positions_by_hand():
-    # base 0.8, range [0.5, 0.9]; integral 0.05 -> served at 0.85 (no dead band, no gate here)
-    cfg = ctl.ControllerConfig(k_i=0.1, margin=0.0, trust_after=0, dead_band=0.0,
-                               confirm_forget=0.0, dither=0.04)
-    s = fresh()
-    s.integral = 0.05
-    assert ctl.dithered(s, cfg, 0.5) == pytest.approx(0.85)
-    assert ctl.dithered(s, cfg, 0.0) == pytest.approx(0.81)  # 0.85 − 0.04
-    assert ctl.dithered(s, cfg, 0.75) == pytest.approx(0.87)  # 0.85 + 0.02
-    s.integral = 0.09  # 0.89 + 0.04 leaves the range: kept at the top lane
-    assert ctl.dithered(s, cfg, 0.99) == pytest.approx(0.9)
-    s.integral = 0.01  # 0.81 − 0.04 < base: not below the certified point (u >= 0)
-    assert ctl.dithered(s, cfg, 0.0) == pytest.approx(0.8)
-    s.integral = 0.0  # at the static point itself: no dither at all
-    assert ctl.dithered(s, cfg, 0.0) == ctl.dithered(s, cfg, 0.99) == 0.8
-    s.integral = 0.05  # dither 0: the position itself
-    assert ctl.dithered(s, dataclasses.replace(cfg, dither=0.0), 0.0) == pytest.approx(0.85)
-    with pytest.raises(ValueError, match="dither"):
-        ctl.ControllerConfig(dither=-0.01)

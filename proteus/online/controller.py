@@ -111,10 +111,6 @@ class ControllerConfig:
     # factor: ~200 feedbacks at 0.995) is below the setpoint too; once left, the dead band alone
     # brings it back. 0: the dead band alone (docs/online.md, val replays)
     confirm_forget: float = 0.995
-    # > 0: a stream off its static point serves each request at its position plus a uniform
-    # offset in [-dither, dither) (knob units; `dithered`): where the router's accuracy jumps
-    # between two positions the stream then mixes them request by request (docs/online.md)
-    dither: float = 0.0
     trust_after: int = 100  # feedbacks before the knob may go below the static point
     # True: after trust_after feedbacks the knob may go below the static (certified) point; off
     # by default: below it the slice's lanes fall off a cliff (docs/online.md, val replays)
@@ -128,7 +124,7 @@ class ControllerConfig:
             raise ValueError(f"priority must be 'floor' or 'budget', got {self.priority!r}")
         if not self.boost >= 1.0:
             raise ValueError(f"boost must be >= 1, got {self.boost!r}")
-        for name in ("k_i", "k_p", "k_d", "k_b", "boost_z", "smith", "dead_band", "dither"):
+        for name in ("k_i", "k_p", "k_d", "k_b", "boost_z", "smith", "dead_band"):
             if not getattr(self, name) >= 0.0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         for name in ("forget", "confirm_forget"):
@@ -225,26 +221,6 @@ def offset(state: ControllerState, cfg: ControllerConfig) -> float:
 def position(state: ControllerState, cfg: ControllerConfig) -> float:
     """The knob position the stream is served at now: base + u, inside the range."""
     return min(max(state.base + offset(state, cfg), state.lo), state.hi)
-
-
-def dithered(state: ControllerState, cfg: ControllerConfig, unit: float) -> float:
-    """The position one request is served at: `position` plus (2 unit − 1) x dither, unit in
-    [0, 1) (the service draws it from the request), kept inside the lane range and, until the
-    floor is trusted, at or above the static point. At the static point itself (offset 0) no
-    dither: a stream no feedback has moved routes exactly as the static certified router.
-
-    Why: where the router's accuracy jumps between two knob positions (the slice without a
-    regressed model: 0.765 at 0.82x the certified cost, then 0.83 at 4.9x a step higher), an
-    integral controller cannot settle between them; it cycles across the jump, blocks of
-    requests far above and below the setpoint. Dithering makes the accuracy the stream gets a
-    continuous function of its position (the share of requests past the jump), so the integral
-    settles on the mix that holds the setpoint.
-    """
-    p = position(state, cfg)
-    if cfg.dither == 0.0 or offset(state, cfg) == 0.0:
-        return p
-    u_min, _ = offset_bounds(state, cfg)
-    return min(max(p + cfg.dither * (2.0 * unit - 1.0), state.base + u_min, state.lo), state.hi)
 
 
 def update(state: ControllerState, cfg: ControllerConfig, score: float,

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import math
 import threading
 import uuid
@@ -198,8 +197,7 @@ class OnlineService:
         with self._lock:
             streams = [self._stream(tenant, tau) for tenant, tau in keys]
             states = [self._states[k] for k, _ in streams]
-            positions = np.asarray([ctl.dithered(states[j], self.cfg, request_unit(
-                x[i], streams[j][0])) for i, j in enumerate(inverse.tolist())])
+            positions = np.asarray([ctl.position(s, self.cfg) for s in states])[inverse]
             d, unmasked, probed = adapter.serve(
                 self.router, self.knob, x, positions, [s for _, s in streams], inverse, task_ids,
                 self.watch.excluded(tenants),
@@ -325,13 +323,6 @@ class OnlineService:
         """A copy of one stream's state (KeyError if unknown)."""
         with self._lock:
             return dataclasses.replace(self._states[key])
-
-
-def request_unit(features: np.ndarray, stream: str) -> float:
-    """A number in [0, 1) drawn from a request's features and its stream: the same request in
-    the same stream always draws the same (replays in process and over HTTP agree)."""
-    digest = hashlib.blake2b(features.tobytes() + stream.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2.0 ** 64
 
 
 def result(request_id: Any, status: str, detail: str, **extra: Any) -> dict[str, Any]:
