@@ -93,7 +93,10 @@ def test_reload_under_load_drops_nothing(served, upstream, tmp_path):
     assert load.failures == []
     assert set(load.models[:before]) <= set(OLD)
     # after the swap, only the requests in flight (one per client) may still finish on the old
-    assert set(load.models[after + len(load.threads):]) <= set(NEW)
+    # pool, wherever their answers land among the others' (a slow one lands late)
+    late = load.models[after:]
+    assert set(late) <= set(OLD) | set(NEW)
+    assert sum(m in OLD for m in late) <= len(load.threads)
     assert app.router.models == NEW and set(app.prices) >= set(NEW)
     metrics = app.metrics.exposition().decode()
     assert 'proteus_gateway_artifact_reloads_total{result="ok"} 1.0' in metrics

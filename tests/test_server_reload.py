@@ -72,7 +72,10 @@ def test_reload_under_load_drops_nothing(artifact):
     assert load.failures == []
     assert set(load.pools[:before]) == {OLD}
     # after the swap, only the requests in flight (one per client) may still finish on the old
-    assert set(load.pools[after + len(load.threads):]) == {NEW}
+    # pool, wherever their answers land among the others' (a slow one lands late)
+    late = load.pools[after:]
+    assert set(late) <= {OLD, NEW}
+    assert sum(pool == OLD for pool in late) <= len(load.threads)
     assert app.service.reloads == {"ok": 1, "error": 0}
 
 
