@@ -5,9 +5,8 @@ The export stores the evaluation's held-out rows inside the artifact (`heldout/`
 drift test excludes a model (`proteus.online.watch`), the service asks what routing around it
 leaves of the stream's static point: the point is routed on those rows as `adapter.serve` routes
 it at rest, the excluded models replaced by the router's next choice (`adapter.choose`), and
-their mean score is the answer; and `needed` asks, position by position up from the static
-point, where the stream must be served to measure its setpoint around them. Read here with
-numpy and json only: serving never imports the training side.
+their mean score is the answer. Read here with numpy and json only: serving never imports the
+training side.
 """
 
 from __future__ import annotations
@@ -18,8 +17,6 @@ import numpy as np
 
 from proteus.online import adapter
 from proteus.serving import Router, artifact
-
-NEED_GRID = 33  # knob positions `needed` measures, from the static point to the top lane
 
 
 class HeldoutRows(NamedTuple):
@@ -50,7 +47,6 @@ class HeldoutAccuracy:
     def __init__(self, router: Router, knob: adapter.Knob, rows: HeldoutRows | None):
         self.router, self.knob, self.rows = router, knob, rows
         self._cache: dict[tuple[int, tuple[int, ...]], float] = {}
-        self._needed: dict[tuple, float | None] = {}
 
     def without(self, static: adapter.StaticPoint, excluded: tuple[int, ...]) -> float | None:
         """The held-out accuracy of `static` with the `excluded` models (sorted indices) routed
@@ -62,37 +58,14 @@ class HeldoutAccuracy:
             self._cache[key] = self._measure(static, excluded)
         return self._cache[key]
 
-    def needed(self, static: adapter.StaticPoint, excluded: tuple[int, ...], setpoint: float,
-               grid: int = NEED_GRID) -> float | None:
-        """The lowest knob position in [base, hi] (`grid` evenly) whose held-out accuracy, the
-        `excluded` models routed around, reaches `setpoint`; None without rows or if none does."""
-        if self.rows is None:
-            return None
-        key = (static.point.point, excluded, round(setpoint, 6), grid)
-        if key not in self._needed:
-            positions = np.linspace(static.base, static.hi, grid)
-            met = [p for p in positions if self._at(float(p), excluded) >= setpoint]
-            self._needed[key] = float(met[0]) if met else None
-        return self._needed[key]
-
-    def _at(self, position: float, excluded: tuple[int, ...]) -> float:
-        """Held-out accuracy of the policy at knob `position`, `excluded` routed around."""
-        return self._policy_at(float(self.knob.operating_tau(np.asarray([position]))[0]),
-                               excluded)
-
     def _measure(self, static: adapter.StaticPoint, excluded: tuple[int, ...]) -> float:
         rows, model = self.rows, static.point.operating_model
         if 0 <= model not in excluded:  # a fixed model still served
             return float(rows.scores[:, model].mean())
         # the policy at the point's τ' (at the base's τ' for an excluded fixed model, as
         # `adapter.serve` routes it), the excluded models replaced by the next choice
-        return (self._policy_at(static.point.operating_tau, excluded) if model < 0
-                else self._at(static.base, excluded))
-
-    def _policy_at(self, tau: float, excluded: tuple[int, ...]) -> float:
-        """Held-out accuracy of the policy at operating τ', `excluded` replaced by the next
-        choice (`adapter.choose`)."""
-        rows = self.rows
+        tau = (static.point.operating_tau if model < 0
+               else float(self.knob.operating_tau(np.asarray([static.base]))[0]))
         n = len(rows.features)
         raw = self.router.run(rows.features, np.full(n, tau, np.float32), None, rows.task_ids)
         mask = np.zeros((n, len(self.router.models)), bool)

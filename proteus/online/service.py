@@ -100,7 +100,7 @@ class OnlineService:
         self._states = {k: ctl.ControllerState.from_dict(v) for k, v in store.states().items()}
         self.heldout = heldout.HeldoutAccuracy(router, self.knob, heldout.load_heldout(router))
         self.watch = watch.Watch(router.models, settings.drift, settings.controller,
-                                 store.health(), self._short_without, self._needed_offset)
+                                 store.health(), self._short_without)
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
     @property
@@ -130,15 +130,6 @@ class OnlineService:
         static = adapter.static_point(self.router, self.knob, state.tau)
         accuracy = self.heldout.without(static, excluded)
         return accuracy is not None and accuracy < ctl.setpoint(state, self.cfg)
-
-    def _needed_offset(self, stream: str, excluded: tuple[int, ...]) -> float | None:
-        """The offset from `stream`'s static point to the lowest knob position that measures
-        its setpoint on the held-out rows with the `excluded` models routed around (None: no
-        rows, or no position does)."""
-        state = self._states[stream]
-        static = adapter.static_point(self.router, self.knob, state.tau)
-        position = self.heldout.needed(static, excluded, ctl.setpoint(state, self.cfg))
-        return None if position is None else position - state.base
 
     def route(self, queries: Any, tau: Any, tenant: str | None = None,
               task: Any = None) -> list[dict[str, Any]]:

@@ -11,10 +11,7 @@ exclusion) is undone in proportion to the model's share of the stream's feedback
 (`attributed`), unless `keeps_climb(stream, excluded models)` says routing around them does not
 bring the stream's static point back to its setpoint (the service measures that on the
 artifact's held-out rows, `proteus.online.heldout`): then the climb is what still holds the
-stream there, and it is kept, but lowered to `needed(stream, excluded models)` where that is
-less (the offset of the lowest knob position the held-out rows measure at the setpoint without
-the models: a climb boosted past it during the shortfall would otherwise be paid for until
-feedback brings it down). On readmission it is kept. Either way feedback on decisions made
+stream there, and it is kept. On readmission it is kept. Either way feedback on decisions made
 before the change only counts. Events are logged (`log_event`, one WARNING line naming the model
 and by how much) and handed to the service's listeners (the gateway's metrics).
 """
@@ -45,10 +42,9 @@ class Watch:
 
     def __init__(self, models: Sequence[str], cfg: drift.DriftConfig,
                  controller: ctl.ControllerConfig, stored: Mapping[str, dict[str, Any]],
-                 keeps_climb: Callable[[str, tuple[int, ...]], bool] = lambda s, e: False,
-                 needed: Callable[[str, tuple[int, ...]], float | None] = lambda s, e: None):
+                 keeps_climb: Callable[[str, tuple[int, ...]], bool] = lambda s, e: False):
         self.models = tuple(models)
-        self.keeps_climb, self.needed = keeps_climb, needed
+        self.keeps_climb = keeps_climb
         self.cfg, self.controller = cfg, controller
         self.health = {k: drift.ModelHealth.from_dict(v) for k, v in stored.items()}
         self._dirty: set[str] = set()
@@ -100,12 +96,9 @@ class Watch:
         streams = sorted(s for s in health.anchors if s in states)
         excluded = self.excluded_models(tenant)
         for s in streams:
-            target = None  # readmission: kept
-            if event == "excluded" and not self.keeps_climb(s, excluded):
-                target = attributed(states[s], *health.anchors[s],
-                                    health.last_evidence["feedbacks"])
-            elif event == "excluded":  # kept, but no higher than the held-out rows say it needs
-                target = self.needed(s, excluded)
+            undo = event == "excluded" and not self.keeps_climb(s, excluded)
+            target = (attributed(states[s], *health.anchors[s], health.last_evidence["feedbacks"])
+                      if undo else None)
             ctl.repoint(states[s], self.controller, now, target)
         return {"event": event, "tenant": tenant, "model": model, "streams": streams,
                 "shortfall": health.last_shortfall, **(health.last_evidence or {}),
