@@ -266,6 +266,7 @@ def test_removal_repoints_and_recertifies(smoke, onboarded, tmp_path):
     assert gone not in manifest["models"] and len(manifest["models"]) == len(parent["models"]) - 1
     assert manifest["lineage"][-1]["removed"] == gone and len(manifest["lineage"]) == 2
     assert manifest["lineage"][-1]["parent"] == parent["manifest_sha256"]
+    assert manifest["lambda"]["lams"] == parent["lambda"]["lams"]  # a removal re-opens nothing
     router = Router.load(removed)
     test = full["test"]
     taus = np.repeat(np.nan_to_num(router.policy.taus, nan=0.0), 200).astype(np.float32)
