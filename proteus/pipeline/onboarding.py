@@ -128,8 +128,8 @@ def reopen_capped_lanes(lane_lams: Sequence[float] | np.ndarray, lam_max: float,
     every other point. Lanes below the top run of capped ones are kept as trained.
     """
     lams = np.asarray(lane_lams, np.float32).copy()
-    capped = lams >= CAPPED * lam_max
-    n_top = len(lams) - int(np.flatnonzero(~capped)[-1]) - 1 if (~capped).any() else len(lams)
+    below = np.flatnonzero(lams < CAPPED * lam_max)  # lanes whose dual stayed under the bound
+    n_top = len(lams) - (int(below[-1]) + 1 if below.size else 0)
     if n_top:
         steps = np.arange(1, n_top + 1, dtype=np.float64) / n_top
         lams[len(lams) - n_top:] = (lam_max * reach ** steps).astype(np.float32)
