@@ -32,7 +32,7 @@ from proteus.evaluation import plots, report, results
 from proteus.pipeline import auto
 from proteus.pipeline import config as pipeline_config
 from proteus.pipeline.fit import metrics_record
-from proteus.pipeline.setup import Setup, Splits, initial_state
+from proteus.pipeline.setup import Setup, Splits, state_template
 from proteus.training import checkpoint, loop
 from proteus.training import export as export_lib
 from proteus.training.sharding import Placement
@@ -100,7 +100,7 @@ def load_trained(workdir: str, splits: Splits | None = None) -> pipeline.Trained
     setup = pipeline.make_setup(config, splits)
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, CHECKPOINTS))
     try:
-        state, meta = ckpt.restore(initial_state(setup))
+        state, meta = ckpt.restore(state_template(setup))
     finally:
         ckpt.close()
     step = int(np.asarray(state.step)[0])

@@ -133,6 +133,19 @@ def test_resume_after_kill_is_bit_identical(resume_case, tmp_path, monkeypatch, 
     assert core_helpers.tree_diff(loaded, reference) == []
 
 
+def test_state_template_is_the_fresh_state_without_its_values(resume_case):
+    """What `load_trained` restores into: the fresh state's structure, shapes, dtypes and
+    placement, as `jax.ShapeDtypeStruct`s (the resume test above restores a finished run into it
+    bit for bit)."""
+    config, splits, _ = resume_case
+    setup = core_helpers.tiny_setup(config, splits)
+    fresh, template = setup_lib.initial_state(setup), setup_lib.state_template(setup)
+    assert jax.tree.structure(template) == jax.tree.structure(fresh)
+    for got, want in zip(jax.tree.leaves(template), jax.tree.leaves(fresh), strict=True):
+        assert isinstance(got, jax.ShapeDtypeStruct)
+        assert (got.shape, got.dtype, got.sharding) == (want.shape, want.dtype, want.sharding)
+
+
 # ----------------------------------------------------------------------------- vmapped runs
 
 

@@ -170,6 +170,16 @@ def initial_state(setup: Setup) -> train.TrainState:
     return _initial_states(setup.static, setup.init_keys, *setup.init)
 
 
+def state_template(setup: Setup) -> train.TrainState:
+    """What `initial_state(setup)` would be, as shapes, dtypes and placement only
+    (`jax.ShapeDtypeStruct` leaves, [S]-batched, on the default device): the structure a
+    checkpoint is restored into, with nothing compiled or computed (the fresh state's program
+    took ~2-3 s on CPU to build a template whose values a restore overwrites)."""
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
+                        jax.eval_shape(lambda: initial_state(setup)))
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _initial_states(static: train.StaticConfig, init_keys: jax.Array, stats: dict[str, jax.Array],
                     lane_taus: jax.Array, lam_init: jax.Array) -> train.TrainState:
