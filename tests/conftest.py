@@ -60,13 +60,17 @@ def shared_data_dir() -> Path:
 
 
 # Every compiled program stays in JAX's caches for the whole session, so the pytest process grew
-# past 2 GB by mid-suite. After a test, if the process holds more than this (MB), those caches are
-# dropped and the freed heap handed back to the system; a later test that needs a program traces it
-# again and reads it back from the persistent cache above. Under pytest-xdist two such processes
-# run side by side, with the launchers some tests start beside them, so each keeps under 1000 MB.
-# PROTEUS_TEST_CACHE_LIMIT_MB overrides it (0: after every test).
-CACHE_LIMIT_MB = int(os.environ.get("PROTEUS_TEST_CACHE_LIMIT_MB",
-                                    "1400" if XDIST_WORKER is None else "1000"))
+# past 2 GB by mid-suite. So the caches are dropped (and the freed heap handed back to the system)
+# when the process holds more than a limit (MB); a later test that needs a program traces it again
+# and reads it back from the persistent cache above. The limit is lower where a test module ends
+# than inside one: a module's tests share programs (its fixtures' configs and shapes), so a drop
+# inside a module makes its next tests trace, lower and read back each of them again, while the
+# next module mostly compiles its own. Under pytest-xdist two such processes run side by side,
+# with the launchers some tests start beside them. PROTEUS_TEST_CACHE_LIMIT_MB overrides both
+# limits (0: drop after every test).
+_ONE_LIMIT = os.environ.get("PROTEUS_TEST_CACHE_LIMIT_MB")
+MODULE_END_LIMIT_MB = int(_ONE_LIMIT or (1000 if XDIST_WORKER is None else 900))
+IN_MODULE_LIMIT_MB = int(_ONE_LIMIT or (1400 if XDIST_WORKER is None else 1200))
 
 
 def _rss_mb() -> float:
@@ -90,22 +94,12 @@ def drop_compile_caches(limit_mb: float = 0) -> None:
         pass
 
 
-@pytest.fixture(autouse=True)
-def _bounded_compile_caches():
-    """After each test: drop JAX's compile caches if the process is over CACHE_LIMIT_MB."""
-    yield
-    drop_compile_caches(CACHE_LIMIT_MB)
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start tests/test_launch_train.py's launcher runs now, in the background, if selected.
-
-    Not under pytest-xdist: every worker collects every test, and only the one that is handed
-    tests/test_launch_train.py should start them (its module fixture does); the other worker keeps
-    the other core busy meanwhile."""
-    if XDIST_WORKER is None and any(item.module.__name__.endswith("test_launch_train")
-                                    for item in session.items
-                                    if isinstance(item, pytest.Function)):
-        from tests import core_helpers  # jax and the pipeline: only when the launcher runs
-
-        core_helpers.start_launcher_smoke()
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    """After a test and its fixtures' teardown: drop JAX's compile caches if the process is over
+    MODULE_END_LIMIT_MB where its module ends (the module's fixtures are gone by then), or over
+    IN_MODULE_LIMIT_MB inside it."""
+    result = yield
+    module_ends = nextitem is None or nextitem.path != item.path
+    drop_compile_caches(MODULE_END_LIMIT_MB if module_ends else IN_MODULE_LIMIT_MB)
+    return result

@@ -1,8 +1,7 @@
 """Tiny data and configs shared by the core tests (networks, losses, train, loop, pipeline).
 
 Everything here is small enough for CPU tests: a separable 3-model routing problem, a shrunk
-training config built from the real `experiments/configs/common.py`, tree comparisons, and the
-launcher smoke run that tests/test_launch_train.py checks (started early, in the background).
+training config built from the real `experiments/configs/common.py`, and tree comparisons.
 
 Compiling a policy chunk (Beta sampling, gradients of log-Beta and digamma, Adam) takes several
 seconds on CPU. `loop.run_chunk` is jitted once at module level, so JAX's cache compiles each chunk
@@ -14,15 +13,8 @@ fresh and resumed runs share one compiled program.
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import functools
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -178,43 +170,3 @@ def tree_diff(a, b) -> list[str]:
         if x.dtype != y.dtype or x.shape != y.shape or x.tobytes() != y.tobytes():
             bad.append(jax.tree_util.keystr(path))
     return bad
-
-
-
-# ----------------------------------------------------------------------------- launcher smoke run
-#
-# The real launcher is a separate process (tests/test_launch_train.py). When the launcher tests
-# are selected it is started as soon as collection ends (tests/conftest.py), so that it compiles
-# and trains on the other core while the in-process tests run; its tests then only wait for it.
-
-LAUNCH_SMOKE = ("--config=experiments/configs/quickstart.py:smoke", "--noprogress")
-_REPO_ROOT = Path(__file__).resolve().parents[1]
-_LAUNCHES: dict[str, tuple[subprocess.Popen, Path]] = {}
-
-
-def _launch(name: str, *flags: str) -> tuple[subprocess.Popen, Path]:
-    """Start `python -m launch.train` once per name; returns (process, workdir)."""
-    if name not in _LAUNCHES:
-        root = Path(tempfile.mkdtemp(prefix=f"proteus_launch_{name}_"))
-        # The suite's XLA flags (tests/conftest.py) come with os.environ.
-        env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "launch.train", *LAUNCH_SMOKE, f"--workdir={root / 'work'}",
-             *flags], cwd=_REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True)
-        _LAUNCHES[name] = (proc, root / "work")
-        atexit.register(_stop, proc, root)
-    return _LAUNCHES[name]
-
-
-def _stop(proc: subprocess.Popen, root: Path) -> None:
-    if proc.poll() is None:
-        proc.kill()
-        proc.communicate()
-    shutil.rmtree(root, ignore_errors=True)
-
-
-def start_launcher_smoke() -> dict[str, tuple[subprocess.Popen, Path]]:
-    """The smoke run (with a `--config.seed=3` override) and a run with a mistyped override."""
-    return {"smoke": _launch("smoke", "--config.seed=3"),
-            "typo": _launch("typo", "--config.train.dula_lr=1")}
