@@ -20,19 +20,20 @@ from experiments.configs import quickstart
 from proteus.evaluation import results
 from proteus.pipeline.config import hparams_from_config
 from proteus.pipeline.setup import initial_state, load_splits, make_setup
-from tests.conftest import REPO_ROOT, xla_flags
+from tests.conftest import REPO_ROOT, drop_compile_caches, xla_flags
 
 # The sweep's mechanics on the 64-d precomputed features: the quickstart's own text features
 # (1,024-d hashing) make a shrunk run's calibration ill-conditioned, which magnifies the rounding
 # differences the sharded-equality test bounds.
 SMOKE = "smoke,precomputed"
-# ... on 4,000 of the preset's queries (its 20,000 by default): the policy phase's inputs (the
+# ... on 2,000 of the preset's queries (its 20,000 by default): the policy phase's inputs (the
 # cross-fitted calibration, a Newton fit per fold, model and run) cost CPU in proportion to the
 # rows, and the mechanics are the same.
-SMOKE_SOURCE = "synthetic:routerbench?n=4000&seed=0&signal=1.0"
-# ... and 20 steps per phase (the smoke's 40): two chunks each, so a chunk still starts from a
-# chunk's output. On 8 forced devices the steps' collectives cost most of the sharded run's time.
-SMOKE_STEPS = {"pred_max_steps": 20, "policy_steps": 20}
+SMOKE_SOURCE = "synthetic:routerbench?n=2000&seed=0&signal=1.0"
+# ... and 10 steps per phase (the smoke's 40) in chunks of 5: two chunks each, so a chunk still
+# starts from a chunk's output. On 8 forced devices the steps' collectives cost most of the
+# sharded run's time.
+SMOKE_STEPS = {"pred_max_steps": 10, "policy_steps": 10, "chunk_size": 5}
 
 
 def smoke_config():
@@ -205,6 +206,7 @@ def sweeps(tmp_path_factory):
     worker = [sys.executable, "-c",
               f"import tests.test_sweep as t; t.worker_sweep_on_mesh({mesh!r}, {one!r})"]
     forced = {"XLA_FLAGS": xla_flags("--xla_force_host_platform_device_count=8")}
+    drop_compile_caches()  # this process only waits from here: its memory beside theirs
     outs = []
     for cmd, extra in ((launcher, {}), (worker, forced)):
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE,
