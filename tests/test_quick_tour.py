@@ -275,9 +275,9 @@ def test_mistyped_override_fails(main_job):
     assert not (typo_workdir / "results.json").exists()
 
 
-def _rerun(workdir: Path, *flags: str) -> subprocess.CompletedProcess:
+def _rerun(main_job, *flags: str) -> subprocess.CompletedProcess:
     """The main job again on the finished smoke workdir (it stops before loading data)."""
-    return subprocess.run(smoke_main_job(workdir.parents[1], *flags), cwd=REPO,
+    return subprocess.run(smoke_main_job(main_job.root, *flags), cwd=REPO,
                           capture_output=True, text=True, timeout=180)
 
 
@@ -285,7 +285,7 @@ def test_rerun_with_changed_config_is_refused_and_run_kept(main_job):
     """Issue 11 item 3: `--config.lanes.n=8` on a finished workdir used to overwrite config.json
     and die in a shape error; now it is refused up front, naming the field."""
     before = (main_job.workdir / "config.json").read_bytes()
-    done = _rerun(main_job.workdir, "--config.lanes.n=8")
+    done = _rerun(main_job, "--config.lanes.n=8")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "lanes.n: recorded 4, now 8" in done.stderr
     assert "--allow_config_change=lanes.n" in done.stderr
@@ -297,7 +297,7 @@ def test_second_run_on_a_busy_workdir_is_refused(main_job):
     fd = os.open(main_job.workdir / ".lock", os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a run in progress
     try:
-        done = _rerun(main_job.workdir)
+        done = _rerun(main_job)
     finally:
         os.close(fd)
     assert done.returncode == 1 and "is in use by another run" in done.stderr
