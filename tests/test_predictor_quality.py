@@ -5,6 +5,7 @@ import pytest
 
 from proteus.evaluation.predictor_quality import (
     auc,
+    average_ranks,
     calibration_error,
     predictor_quality,
     quality_markdown,
@@ -16,6 +17,13 @@ def test_auc_by_hand():
     assert auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == 0.75
     assert auc(np.array([0.5, 0.5]), np.array([0, 1])) == 0.5  # a tie counts half
     assert np.isnan(auc(np.array([0.1, 0.2]), np.array([1, 1])))
+
+
+def test_average_ranks_by_hand():
+    # 0.1 is first; 0.2 second; the two 0.3s share ranks 3 and 4; the three 0.7s ranks 5-7
+    values = np.array([0.3, 0.1, 0.7, 0.3, 0.2, 0.7, 0.7])
+    np.testing.assert_array_equal(average_ranks(values), [3.5, 1, 6, 3.5, 2, 6, 6])
+    np.testing.assert_array_equal(average_ranks(np.array([2.0])), [1.0])
 
 
 def test_calibration_error_by_hand():

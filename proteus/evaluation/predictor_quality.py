@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.stats import rankdata
 
 ECE_BINS = 10
 
@@ -21,8 +20,18 @@ def auc(p_hat: np.ndarray, correct: np.ndarray) -> float:
     n_pos, n_neg = int(correct.sum()), int((~correct).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    ranks = rankdata(np.asarray(p_hat, np.float64))  # ties get their average rank
+    ranks = average_ranks(np.asarray(p_hat, np.float64))
     return float((ranks[correct].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks of values [N] in ascending order; tied values share their average rank.
+
+    (scipy.stats.rankdata's default; importing scipy.stats cost each process 0.5 s and 60 MB.)
+    """
+    _, which, counts = np.unique(values, return_inverse=True, return_counts=True)
+    last = np.cumsum(counts)  # the rank of each distinct value's last occurrence
+    return (last - (counts - 1) / 2.0)[which]
 
 
 def calibration_error(p_hat: np.ndarray, scores: np.ndarray, bins: int = ECE_BINS) -> float:
