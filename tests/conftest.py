@@ -15,11 +15,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Compiling dominates the suite's CPU time (the training chunks: Beta sampling, digamma
 # gradients, Adam under lax.scan), and the tests' programs are tiny, so they are compiled without
-# LLVM's optimisations: about half the CPU seconds of a compile, and the same numbers to float
-# rounding. Set here, before any test initialises a JAX backend, so the pytest process and every
-# subprocess it starts (launchers, workers: they inherit os.environ) compile the same way.
-# `xla_flags(...)` adds flags for one subprocess (e.g. forced host devices) and keeps these.
-XLA_TEST_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+# LLVM's optimisations and with XLA's older loop emitters instead of its fusion emitters: the
+# same numbers to float rounding, and half the CPU seconds (tests/test_train.py and
+# tests/test_loop.py in one process from an empty compile cache: compiling 46 -> 15 s, the two
+# files 52 -> 26 s). Set here, before any test initialises a JAX backend, so the pytest process
+# and every subprocess it starts (launchers, workers: they inherit os.environ) compile the same
+# way. `xla_flags(...)` adds flags for one subprocess (e.g. forced host devices), keeping these.
+XLA_TEST_FLAGS = ("--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true "
+                  "--xla_cpu_use_fusion_emitters=false")
 
 
 def xla_flags(*extra: str) -> str:
