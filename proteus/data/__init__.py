@@ -1,5 +1,9 @@
 """Routing data: one `RoutingDataset` contract, loaders for RouterBench, SPROUT and generic tables,
-calibrated synthetic presets, and `load_source(spec)` that names any of them with one string."""
+calibrated synthetic presets, and `load_source(spec)` that names any of them with one string.
+
+pandas and pyarrow are imported inside the functions that read a table file, not with these
+modules: 64 MB and 0.3 s in every process that imports the package (the main job, each
+launcher) and reads none (the synthetic presets, a served artifact)."""
 
 from proteus.data.card import card_stats, dataset_card, source_card
 from proteus.data.checks import MISSING_POLICIES, check_routable

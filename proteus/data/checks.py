@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 from absl import logging
 
 from proteus.data.dataset import DataValidationError, RoutingDataset
@@ -42,6 +41,8 @@ def numeric_column(where: str, column: str, values, query_ids: np.ndarray) -> np
     Raises:
       DataValidationError: a value that is not a number (e.g. the string "n/a"), naming its row.
     """
+    import pandas as pd
+
     series = pd.Series(np.asarray(values, dtype=object))
     coerced = pd.to_numeric(series, errors="coerce")
     bad = coerced.isna() & series.notna() & ~series.map(_is_nan_like)
@@ -95,6 +96,8 @@ def check_range(
 
 def check_unique(where: str, column: str, values: np.ndarray) -> None:
     """Raise naming the first repeated value of `values` [N] and the two rows holding it."""
+    import pandas as pd
+
     series = pd.Series(np.asarray(values).astype(str))
     repeats = series.duplicated(keep="first").to_numpy()
     if np.any(repeats):

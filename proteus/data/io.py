@@ -18,12 +18,15 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
 
 from proteus.data.dataset import DataValidationError
+
+if TYPE_CHECKING:  # imported where a file is read (proteus/data/__init__.py says why)
+    import pandas as pd
+    import pyarrow as pa
 
 # File suffix -> HF packaged builder.
 FORMATS = {

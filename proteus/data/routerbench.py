@@ -27,12 +27,15 @@ from __future__ import annotations
 import ast
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from proteus.data import checks, io
 from proteus.data.dataset import DataValidationError, RoutingDataset
+
+if TYPE_CHECKING:  # imported where a file is read (proteus/data/__init__.py says why)
+    import pandas as pd
 
 COST_SUFFIX = "|total_cost"
 RESPONSE_SUFFIX = "|model_response"
@@ -211,6 +214,8 @@ def to_parquet(src: str | os.PathLike, dst: str | os.PathLike,
 
 def _read_pickle(path: str) -> pd.DataFrame:
     """`pd.read_pickle` (the caller has checked the opt-in), with errors that name the file."""
+    import pandas as pd
+
     try:
         frame = pd.read_pickle(path)
     except Exception as e:  # noqa: BLE001 (unpickling fails in many ways; all mean "not one")
@@ -237,6 +242,8 @@ def _slim(raw: pd.DataFrame, where: str, parse_prompts: bool = True) -> pd.DataF
 
     `parse_prompts=False` keeps RouterBench's stringified turns (for a file in the same schema).
     """
+    import pandas as pd
+
     if len(raw) == 0:
         raise DataValidationError(f"{where}: no data rows")
     checks.require_columns(where, raw.columns, ["sample_id", "prompt", "eval_name"])

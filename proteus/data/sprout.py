@@ -16,13 +16,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from proteus.data import checks, io
 from proteus.data.dataset import DataValidationError, RoutingDataset
+
+if TYPE_CHECKING:  # imported where a file is read (proteus/data/__init__.py says why)
+    import pyarrow as pa
 
 MODEL_FIELDS = ("score", "num_input_tokens", "num_output_tokens")
 
@@ -52,6 +54,8 @@ CARROT_PRICES: dict[str, tuple[float, float]] = {
 
 def sprout_models(schema: pa.Schema) -> list[str]:
     """Names of the struct columns that carry score, num_input_tokens and num_output_tokens."""
+    import pyarrow as pa
+
     out = []
     for f in schema:
         if pa.types.is_struct(f.type):
@@ -147,6 +151,8 @@ def _scores_and_costs(where, table: pa.Table, models, ids, prices) -> tuple[np.n
 
 def _field(table: pa.Table, column: str, name: str) -> np.ndarray:
     """[N] float64 values of struct field `name` of `column`; NaN where it or the struct is null."""
+    import pyarrow.compute as pc
+
     return np.asarray(pc.struct_field(table.column(column), name).to_numpy(), np.float64)
 
 

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from proteus.data import checks, io
 from proteus.data.dataset import DataValidationError, RoutingDataset
+
+if TYPE_CHECKING:  # imported where a file is read (proteus/data/__init__.py says why)
+    import pandas as pd
 
 LAYOUTS = ("auto", "long", "wide")
 LONG_COLUMNS = ("query_id", "model", "score", "cost")
@@ -137,6 +140,8 @@ def _wide(where: str, frame: pd.DataFrame, suffix: str):
 
 def _long(where: str, frame: pd.DataFrame, _suffix: str):
     """Long frame -> (ids [N], models [M], scores [N, M] with NaN, costs [N, M], texts, tasks)."""
+    import pandas as pd
+
     checks.require_columns(where, frame.columns, LONG_COLUMNS)
     qid = frame["query_id"].astype(str).to_numpy()
     model = frame["model"].astype(str).to_numpy()
