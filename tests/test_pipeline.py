@@ -11,6 +11,7 @@ import pytest
 from experiments import runs
 from proteus.pipeline import routing
 from proteus.pipeline import setup as setup_lib
+from proteus.pipeline.fit import run_slice
 from proteus.training import loop, train
 from tests import core_helpers
 
@@ -196,6 +197,19 @@ def test_make_setup_derives_runs_lanes_and_schedule():
     config.train.policy_steps = 35
     with pytest.raises(ValueError, match="multiple of train.chunk_size"):
         setup_lib.make_setup(config, splits)
+
+
+def test_run_slice_by_hand():
+    """Run r of every [S] leaf: device trees in one program, host trees as numpy."""
+    keys = jax.random.split(jax.random.key(0), 3)
+    tree = {"w": jnp.arange(6.0).reshape(3, 2), "step": jnp.array([4, 5, 6]), "key": keys}
+    one = run_slice(tree, 1)
+    np.testing.assert_array_equal(one["w"], [2.0, 3.0])
+    assert int(one["step"]) == 5 and one["key"].shape == ()
+    np.testing.assert_array_equal(jax.random.key_data(one["key"]), jax.random.key_data(keys[1]))
+    assert int(run_slice(tree, -1)["step"]) == 6
+    host = run_slice({"w": np.arange(6).reshape(3, 2)}, 2)["w"]
+    assert isinstance(host, np.ndarray) and host.tolist() == [4, 5]
 
 
 def test_eval_taus_by_hand():
