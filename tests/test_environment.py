@@ -8,6 +8,7 @@ import numpy as np
 
 import proteus
 from proteus import environment
+from tests.conftest import xla_defines
 
 
 def test_library_versions_names_each_numeric_package():
@@ -31,3 +32,11 @@ def test_an_absent_package_is_unknown_not_an_error(monkeypatch):
     versions = environment.library_versions()
     assert versions["scipy"] == "unknown"
     assert versions["jax"] == jax.__version__
+
+
+def test_xla_defines_tells_a_known_flag_from_an_unknown_one():
+    """tests/conftest.py keeps only the speed flags this jaxlib's XLA defines (XLA aborts a
+    process whose XLA_FLAGS names one it does not)."""
+    assert xla_defines("--xla_backend_optimization_level=0")
+    assert xla_defines("--xla_force_host_platform_device_count=8")
+    assert not xla_defines("--xla_cpu_no_such_flag_in_any_release=true")
