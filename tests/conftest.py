@@ -35,7 +35,7 @@ def xla_defines(flag: str) -> bool:
     name = flag.lstrip("-").split("=")[0].encode()
     lib_dir = Path(importlib.util.find_spec("jaxlib").origin).parent
     for lib in lib_dir.iterdir():
-        if lib.suffix in (".so", ".dylib", ".pyd", ".dll"):
+        if lib.suffix in (".so", ".dylib", ".pyd", ".dll") and lib.stat().st_size:  # mmap: > 0
             with open(lib, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
                 if data.find(name) >= 0:
                     return True
