@@ -63,6 +63,8 @@ _DRIFT_HELP = {  # DriftConfig fields a replay sets (defaults: the dataclass's)
     "arl": "Feedbacks of a model between false alarms, at least (threshold log(arl))."}
 _DRIFT_FLAGS = {name: flags.DEFINE_float(f"drift_{name}", getattr(drift.DriftConfig, name), text)
                 for name, text in _DRIFT_HELP.items()}
+_MIX = flags.DEFINE_bool("drift_mix", drift.DriftConfig.mix, "Serve a stream off its point, "
+                         "while models are routed around, on the held-out envelope.")
 _PROBE_EVERY = flags.DEFINE_integer("probe_every", drift.DriftConfig.probe_every,
                                     "While excluded, 1 in this many of a model's requests "
                                     "probes it.")
@@ -79,6 +81,7 @@ def main(argv):
                                       allow_below_certified=_BELOW.value,
                                       **{name: flag.value for name, flag in _CONTROLLER.items()})
     drift_cfg = drift.DriftConfig(enabled=_DRIFT.value, probe_every=_PROBE_EVERY.value,
+                                  mix=_MIX.value,
                                   **{name: flag.value for name, flag in _DRIFT_FLAGS.items()})
     router = Router.load(_ARTIFACT.value)
     test = rp.load_split(router.manifest, _SOURCE.value, _SPLIT.value)

@@ -9,7 +9,7 @@ import pytest
 from proteus.data.dataset import RoutingDataset
 from proteus.online import adapter, drift, heldout, watch
 from proteus.online import controller as ctl
-from proteus.online.service import OnlineService, OnlineSettings
+from proteus.online.service import OnlineService, OnlineSettings, request_unit
 from proteus.online.store import Store
 from proteus.serving import Router
 from proteus.training import export, reopen
@@ -19,30 +19,37 @@ pytest_plugins = ["tests.serving_fixtures"]
 N_HELD = 200
 
 
-def _rows(split: str, scores: np.ndarray, features: np.ndarray) -> RoutingDataset:
+COSTS = (1e-4, 2e-4, 4e-4)  # small, medium, large: USD per request on the held-out rows
+
+
+def _rows(split: str, scores: np.ndarray, features: np.ndarray,
+          costs: tuple[float, ...] = COSTS) -> RoutingDataset:
     n = len(scores)
     return RoutingDataset(name="held", models=("small", "medium", "large"),
                           scores=scores.astype(np.float32),
-                          costs=np.full((n, 3), 1e-4, np.float32),
+                          costs=np.tile(np.asarray(costs, np.float32), (n, 1)),
                           query_ids=np.asarray([f"{split}{i}" for i in range(n)]),
                           tasks=np.asarray([""] * n), features=features)
 
 
 @pytest.fixture
 def held_artifact(tmp_path, tiny_bundle):
-    """fn(scores [N_HELD, 3]) -> the tiny lane router (τ 0.7 served by the policy at τ' 0.7,
-    knob position 0.72) carrying held-out rows with these scores."""
+    """fn(scores [N_HELD, 3], name, lane_lams, costs) -> the tiny lane router (τ 0.7 served by
+    the policy at τ' 0.7, knob position 0.72; its lanes' λ replaced by `lane_lams`) carrying
+    held-out rows with these scores and per-model costs."""
     operating = {"tau": [0.9, 0.7, 0.5], "model": [-1, -1, -1], "accuracy": [0.85, 0.72, 0.55],
                  "cost": [3e-4, 2e-4, 1e-4], "n_heldout": 10**6, "margin_z": 0.0}
     x = np.random.default_rng(5).normal(size=(N_HELD, 4)).astype(np.float32)
     half = N_HELD // 2
 
-    def make(scores, name="a"):
-        held = reopen.HeldoutRows(_rows("v", scores[:half], x[:half]),
-                                  _rows("c", scores[half:], x[half:]),
+    def make(scores, name="a", lane_lams=None, costs=COSTS):
+        held = reopen.HeldoutRows(_rows("v", scores[:half], x[:half], costs),
+                                  _rows("c", scores[half:], x[half:], costs),
                                   np.asarray(["p0"]), np.zeros(1, np.int32))
         out = str(tmp_path / name)
         bundle = dataclasses.replace(tiny_bundle, operating=operating, heldout=held)
+        if lane_lams is not None:
+            bundle = dataclasses.replace(bundle, lane_lams=np.asarray(lane_lams, np.float32))
         export.write_artifact(bundle, out, verify=False)
         return Router.load(out, warmup=0)
     return make
@@ -138,3 +145,108 @@ def test_the_service_asks_the_heldout_rows(held_artifact):
     assert not ones._short_without("default|0.7000", (2,))
     assert large._short_without("default|0.7000", (2,))
     assert not large._short_without("default|0.7000", (0, 1))  # all to "large": 1.0
+
+
+def test_the_upper_envelope_by_hand():
+    """Points served at 0.5 (the static point), 0.6, 0.7, 0.75, 0.8: 0.6 lies under the segment
+    0.5 -> 0.7 (0.005 of accuracy per unit of cost against 0.025) and 0.75 costs more than 0.7
+    for less accuracy: neither is a vertex; the vertices' slopes fall (concave)."""
+    hull = heldout.upper_envelope(np.asarray([0.5, 0.6, 0.7, 0.75, 0.8]),
+                                  np.asarray([1.0, 3.0, 5.0, 5.5, 6.0]),
+                                  np.asarray([0.70, 0.71, 0.80, 0.79, 0.81]))
+    np.testing.assert_allclose(hull.served, [0.5, 0.7, 0.8])
+    np.testing.assert_allclose(hull.accuracy, [0.70, 0.80, 0.81])
+    np.testing.assert_allclose(hull.cost, [1.0, 5.0, 6.0])
+    # the static point stays the first vertex even where a later point is cheaper
+    cheaper = heldout.upper_envelope(np.asarray([0.5, 0.6]), np.asarray([2.0, 1.0]),
+                                     np.asarray([0.7, 0.8]))
+    np.testing.assert_allclose(cheaper.served, [0.5, 0.6])
+    flat = heldout.upper_envelope(np.asarray([0.5, 0.6]), np.asarray([1.0, 2.0]),
+                                  np.asarray([0.7, 0.7]))
+    np.testing.assert_allclose(flat.served, [0.5])  # nothing above the point buys accuracy
+
+
+def test_a_draw_mixes_the_two_vertices_around_the_position():
+    """Vertices served at 0.5, 0.7, 0.8 with accuracy 0.7, 0.8, 0.81: on the knob, with the dead
+    band 0.05, they sit at 0.5, 0.5 + 0.05 + 0.1 = 0.65 and 0.66."""
+    hull = heldout.Hull(np.asarray([0.5, 0.7, 0.8]), np.asarray([0.7, 0.8, 0.81]),
+                        np.asarray([1.0, 5.0, 6.0]))
+    np.testing.assert_allclose(hull.axis(0.05), [0.5, 0.65, 0.66])
+    np.testing.assert_allclose(hull.axis(0.0), [0.5, 0.6, 0.61])
+    # 0.575 is halfway from 0.5 to 0.65: served at 0.7 for units below 0.5, else at 0.5
+    assert [hull.draw(0.575, u, 0.05) for u in (0.0, 0.49, 0.5, 0.99)] == [0.7, 0.7, 0.5, 0.5]
+    assert hull.draw(0.652, 0.1, 0.05) == 0.8 and hull.draw(0.652, 0.3, 0.05) == 0.7
+    assert hull.draw(0.65, 0.0, 0.05) == 0.7 and hull.draw(0.5, 0.0, 0.05) == 0.5  # on a vertex
+    assert hull.draw(0.4, 0.0, 0.05) == 0.5 and hull.draw(0.9, 0.99, 0.05) == 0.8  # outside
+    units = np.random.default_rng(0).uniform(size=4000)
+    share = np.mean([hull.draw(0.6125, u, 0.05) == 0.7 for u in units])
+    assert share == pytest.approx(0.75, abs=0.02)
+
+
+# λ of the lanes τ' 0.5, 0.7, 0.9: at the top lane (μ 0.99) the tiny router sends more rows to
+# "small" (114 of 200) than at the static point τ' 0.7 (77), and none to "medium" anywhere; on
+# these held-out rows "small" alone is right and the dearest
+LAMS, DEAR_SMALL = [0.3, 1.0, 100.0], (4e-4, 2e-4, 1e-4)
+
+
+def test_the_envelope_of_a_point_on_the_heldout_rows(held_artifact):
+    """Only "small" is ever right: each knob position's accuracy is its share of "small" (77
+    and 114 of 200). The envelope starts at the static point (measured as `without` measures
+    it) and ends at the top lane, which buys accuracy at a higher cost; around "small" nothing
+    buys accuracy."""
+    scores = np.zeros((N_HELD, 3))
+    scores[:, 0] = 1.0
+    router = held_artifact(scores, lane_lams=LAMS, costs=DEAR_SMALL)
+    knob, measure = _measure(router)
+    static = adapter.static_point(router, knob, 0.7)
+    hull = measure.hull(static, ())
+    np.testing.assert_allclose(hull.served, [static.base, knob.positions[-1]], rtol=1e-6)
+    np.testing.assert_allclose(hull.accuracy, [0.385, 0.57], rtol=1e-6)
+    assert hull.accuracy[0] == pytest.approx(measure.without(static, ()))
+    # a row costs 4e-4 at "small", 1e-4 at "large" (the only other choice)
+    np.testing.assert_allclose(hull.cost, [1e-4 + 3e-4 * p for p in (0.385, 0.57)], rtol=1e-5)
+    np.testing.assert_allclose(measure.hull(static, (1,)).served, hull.served)
+    around = measure.hull(static, (0,))
+    np.testing.assert_allclose(around.served, [static.base])
+    assert measure.hull(static, (0,)) is around  # measured once per (point, set)
+
+
+def test_a_stream_off_its_point_is_served_on_the_envelope(held_artifact):
+    """With "medium" routed around and the stream's knob 60% of the way from the static point
+    to the top lane on the envelope's axis (its two vertices), each request goes to one of the
+    two, the top one for about 60% of them, the same request twice to the same one; the ledger
+    keeps the stream's position (the delay compensation's `served_at`). With
+    `DriftConfig(mix=False)` every request is served at the position itself."""
+    scores = np.zeros((N_HELD, 3))
+    scores[:, 0] = 1.0
+    x = np.random.default_rng(3).normal(size=(2000, 4)).astype(np.float32)
+    served = {}
+    for mix in (True, False):
+        settings = OnlineSettings(controller=ctl.ControllerConfig(dead_band=0.0),
+                                  drift=drift.DriftConfig(mix=mix))
+        service = OnlineService(held_artifact(scores, f"mix{mix}", LAMS, DEAR_SMALL),
+                                Store(":memory:", lambda: 0.0), settings)
+        service.route(np.zeros((1, 4), np.float32), 0.7)
+        service.watch.health["default|medium"] = drift.ModelHealth(excluded=True)
+        state = service._states["default|0.7000"]
+        hull = service.heldout.hull(adapter.static_point(service.router, service.knob, 0.7),
+                                    (1,))
+        state.integral, state.left = 0.6 * (hull.axis(0.0)[1] - state.base), True
+        out = service.route(np.concatenate([x, x[:5]]), 0.7)
+        served[mix] = np.asarray([r["operating_tau"] for r in out], np.float64)
+        knob_tau = service._tau_at(state.base + state.integral)
+        assert all(r["knob_tau"] == pytest.approx(knob_tau) for r in out)
+        ledger = [service.store.get(r["request_id"]).operating_tau for r in out[:50]]
+        np.testing.assert_allclose(ledger, knob_tau)
+    assert set(np.round(served[True], 5)) == {0.7, 0.9}  # the two vertices' τ'
+    assert np.mean(np.isclose(served[True][:2000], 0.9)) == pytest.approx(0.6, abs=0.03)
+    np.testing.assert_array_equal(served[True][2000:], served[True][:5])  # same request, same draw
+    np.testing.assert_allclose(served[False], knob_tau)
+
+
+def test_a_request_draws_the_same_unit_in_the_same_stream():
+    x = np.arange(4, dtype=np.float32)
+    units = [request_unit(x, "a|0.7000"), request_unit(x, "a|0.7000"),
+             request_unit(x, "b|0.7000"), request_unit(x + 1, "a|0.7000")]
+    assert units[0] == units[1] and len(set(units)) == 3
+    assert all(0.0 <= u < 1.0 for u in units)

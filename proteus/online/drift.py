@@ -65,6 +65,10 @@ class DriftConfig:
     probe_every: int = 20  # while excluded, 1 in this many of its would-be requests goes to it
     forget: float = 0.98  # the shortfall estimate's forgetting factor (metrics only)
     clip: float = 0.01  # q_a, q_b are clipped to [clip, 1 − clip]
+    # a stream off its static point while models are routed around for its tenant is served on
+    # the held-out envelope of its knob positions without them (`heldout.Hull`), request by
+    # request; False: at its position (docs/online.md, val replays)
+    mix: bool = True
 
     def __post_init__(self):
         if not 0.0 <= self.tolerance < self.shift < 1.0:

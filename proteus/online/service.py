@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import math
 import threading
 import uuid
@@ -198,8 +199,9 @@ class OnlineService:
             streams = [self._stream(tenant, tau) for tenant, tau in keys]
             states = [self._states[k] for k, _ in streams]
             positions = np.asarray([ctl.position(s, self.cfg) for s in states])[inverse]
+            served = self._on_envelope(x, positions, streams, inverse, tenants)
             d, unmasked, probed = adapter.serve(
-                self.router, self.knob, x, positions, [s for _, s in streams], inverse, task_ids,
+                self.router, self.knob, x, served, [s for _, s in streams], inverse, task_ids,
                 self.watch.excluded(tenants),
                 lambda i, m: self.watch.probe(tenants[i], m, x[i].tobytes()))
             d = d._replace(tau=np.asarray([keys[j][1] for j in inverse], np.float64))
@@ -219,14 +221,37 @@ class OnlineService:
                            offset=float(positions[i] - state.base), probe=bool(probed[i]),
                            rerouted_from=self.router.models[unmasked[i]] if rerouted else None)
                 rec["knob_tau"] = self._tau_at(positions[i])  # a number at a fixed model too
-                served = rec["operating_tau"]  # None at a fixed-model static point
+                # the ledger keeps the stream's position (its delay compensation's `served_at`):
+                # a request drawn on the envelope realises, in expectation, the mix there
+                mixed = served[i] != positions[i] or rec["operating_tau"] is None
                 rows.append(LedgerRow(rec["request_id"], key, now,
-                                      rec["knob_tau"] if served is None else served,
+                                      rec["knob_tau"] if mixed else rec["operating_tau"],
                                       rec["model"], float(rec["c_hat"][rec["model"]]),
                                       p_hat=float(rec["p_hat"][rec["model"]])))
                 out.append(rec)
             self.store.record_decisions(rows, {k: self._states[k].to_dict() for k, _ in streams},
                                         self.watch.dirty_states())
+        return out
+
+    def _on_envelope(self, x: np.ndarray, positions: np.ndarray,
+                     streams: list[tuple[str, adapter.StaticPoint]], inverse: np.ndarray,
+                     tenants: list[str]) -> np.ndarray:
+        """[B] the knob positions rows x [B, D] are served at: their stream's position, but for
+        a stream off its static point while models are routed around for its tenant, a vertex
+        of its held-out envelope without them, drawn per request (`heldout.Hull.draw`, with
+        `request_unit`; `DriftConfig.mix`)."""
+        out = positions.copy()
+        if not self.settings.drift.mix:
+            return out
+        excluded = {t: self.watch.excluded_models(t) for t in set(tenants)}
+        for i, j in enumerate(np.asarray(inverse).tolist()):
+            key, static = streams[j]
+            if positions[i] == static.base or not excluded[tenants[i]]:
+                continue
+            hull = self.heldout.hull(static, excluded[tenants[i]])
+            if hull is not None:
+                out[i] = hull.draw(float(positions[i]), request_unit(x[i], key),
+                                   self.cfg.dead_band)
         return out
 
     # ------------------------------------------------------------------ feedback
@@ -323,6 +348,13 @@ class OnlineService:
         """A copy of one stream's state (KeyError if unknown)."""
         with self._lock:
             return dataclasses.replace(self._states[key])
+
+
+def request_unit(features: np.ndarray, stream: str) -> float:
+    """A number in [0, 1) drawn from a request's features and its stream: the same request in
+    the same stream always draws the same (replays in process and over HTTP agree)."""
+    digest = hashlib.blake2b(features.tobytes() + stream.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0 ** 64
 
 
 def result(request_id: Any, status: str, detail: str, **extra: Any) -> dict[str, Any]:
