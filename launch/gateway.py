@@ -68,6 +68,9 @@ _DRIFT_ARL = flags.DEFINE_float("drift_arl", drift.DriftConfig.arl, "With --onli
 _PROBE_EVERY = flags.DEFINE_integer("probe_every", drift.DriftConfig.probe_every, "With "
                                     "--online: 1 in this many requests of an excluded model "
                                     "still goes to it (its readmission test's evidence).")
+_DRIFT_MIX = flags.DEFINE_bool("drift_mix", drift.DriftConfig.mix, "With --online: while a "
+                               "model is routed around, serve a stream off its point on the "
+                               "held-out envelope of the router's points without it.")
 _FEEDBACK_TTL = flags.DEFINE_float("feedback_ttl_s", 86400.0, "With --online: feedback later "
                                    "than this after its request is stored, not applied.")
 _DEMO = flags.DEFINE_bool("demo", False, "A local trial on loopback: a fake upstream answers "
@@ -85,7 +88,8 @@ def settings() -> gateway.GatewaySettings:
     online = None
     if _ONLINE.value:
         online = OnlineSettings(feedback_ttl=_FEEDBACK_TTL.value, drift=drift.DriftConfig(
-            enabled=_DRIFT.value, arl=_DRIFT_ARL.value, probe_every=_PROBE_EVERY.value))
+            enabled=_DRIFT.value, arl=_DRIFT_ARL.value, probe_every=_PROBE_EVERY.value,
+            mix=_DRIFT_MIX.value))
     return gateway.GatewaySettings(usage_db=_USAGE_DB.value, open_default_tau=_DEFAULT_TAU.value,
                                    allowed_origins=tuple(_ORIGINS.value),
                                    max_output_tokens=_MAX_OUTPUT.value,

@@ -154,3 +154,22 @@ def test_the_http_replay_gives_the_in_process_numbers(tiny_text_artifact, tiny_t
     (stream,) = out["agreement"]["online_http_controllers"].values()
     assert stream["n_decisions"] == 800 and stream["n_feedback"] == out["online_controllers"][
         "default|0.7000"]["n_feedback"]
+
+
+def test_the_envelope_bound_routes_around_the_regressed_model(tiny_lane_artifact, tiny_test):
+    """benchmarks/envelope_bound.py: around a model the router never chooses ("medium"),
+    the point is the static router itself (cost 1.0x, its accuracy); around the replay's
+    regressed model, the point scores less."""
+    from benchmarks import envelope_bound  # noqa: PLC0415 (a benchmark script)
+    router = Router.load(tiny_lane_artifact, warmup=0)
+    n = tiny_test.n_queries
+    chosen = router.run(tiny_test.features, np.full(n, 0.7, np.float32)).model
+    assert not np.any(chosen == 1)
+    static_accuracy = tiny_test.scores[np.arange(n), chosen].mean()
+    model, hull, at_rest = envelope_bound.envelope(router, tiny_test, 0.7, model=1)
+    assert model == 1 and hull.cost[0] / at_rest == pytest.approx(1.0)
+    assert hull.accuracy[0] == pytest.approx(static_accuracy)
+    assert at_rest == pytest.approx(tiny_test.costs[np.arange(n), chosen].mean())
+    key, around, _ = envelope_bound.envelope(router, tiny_test, 0.7)
+    assert key == rp.key_model(router, tiny_test, 0.7)
+    assert around.accuracy[0] < static_accuracy

@@ -14,6 +14,9 @@ Each (tenant, model) keeps one `drift.ModelHealth` (`proteus.online.watch`): eve
 also evidence on the model that served it (its score against the p̂ stored with the decision).
 A model the test excludes is routed around in that tenant's streams (the router's choice among
 the other models), but for one request in `probe_every`; a readmitted model is routed to again.
+While one is, a stream of that tenant off its static point is served on the held-out envelope
+of its knob positions without it (`heldout.Hull`, `DriftConfig.mix`): each request at one of
+the two envelope vertices around the stream's position, drawn from the request.
 Decisions say so: `rerouted_from` (the model the router would have chosen) and `probe`.
 
 Feedback outcomes (one per item, in order):
