@@ -242,6 +242,17 @@ def test_a_stream_off_its_point_is_served_on_the_envelope(held_artifact):
     assert np.mean(np.isclose(served[True][:2000], 0.9)) == pytest.approx(0.6, abs=0.03)
     np.testing.assert_array_equal(served[True][2000:], served[True][:5])  # same request, same draw
     np.testing.assert_allclose(served[False], knob_tau)
+    # below its point (allowed once trusted), a stream is served on the knob itself
+    below = OnlineService(held_artifact(scores, "below", LAMS, DEAR_SMALL),
+                          Store(":memory:", lambda: 0.0),
+                          OnlineSettings(controller=ctl.ControllerConfig(
+                              dead_band=0.0, allow_below_certified=True, trust_after=0)))
+    below.route(np.zeros((1, 4), np.float32), 0.7)
+    below.watch.health["default|medium"] = drift.ModelHealth(excluded=True)
+    state = below._states["default|0.7000"]
+    state.integral, state.left = -0.1, True
+    out = below.route(x[:50], 0.7)
+    np.testing.assert_allclose([r["operating_tau"] for r in out], below._tau_at(state.base - 0.1))
 
 
 def test_a_request_draws_the_same_unit_in_the_same_stream():

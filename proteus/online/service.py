@@ -249,8 +249,8 @@ class OnlineService:
         excluded = {t: self.watch.excluded_models(t) for t in set(tenants)}
         for i, j in enumerate(np.asarray(inverse).tolist()):
             key, static = streams[j]
-            if positions[i] == static.base or not excluded[tenants[i]]:
-                continue
+            if positions[i] <= static.base or not excluded[tenants[i]]:
+                continue  # at its point, or below it (`allow_below_certified`): the knob
             hull = self.heldout.hull(static, excluded[tenants[i]])
             if hull is not None:
                 out[i] = hull.draw(float(positions[i]), request_unit(x[i], key),
