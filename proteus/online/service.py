@@ -355,7 +355,8 @@ class OnlineService:
 
 def request_unit(features: np.ndarray, stream: str) -> float:
     """A number in [0, 1) drawn from a request's features and its stream: the same request in
-    the same stream always draws the same (replays in process and over HTTP agree)."""
+    the same stream always draws the same, so at the same position it is served alike in
+    process and through the gateway."""
     digest = hashlib.blake2b(features.tobytes() + stream.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2.0 ** 64
 
