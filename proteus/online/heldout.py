@@ -43,8 +43,9 @@ class HeldoutRows(NamedTuple):
 class Hull(NamedTuple):
     """The upper concave envelope of (cost, accuracy) over a static point's knob positions
     routed around some models: per vertex [V], the knob position it is served at (`served`; the
-    first is the static point's `base`), its mean held-out score and cost (USD per request),
-    both increasing."""
+    first is the static point's `base`), its mean held-out score (increasing) and cost (USD per
+    request; increasing after the first vertex, which stays first even where a point above it
+    is cheaper)."""
 
     served: np.ndarray
     accuracy: np.ndarray
@@ -76,8 +77,8 @@ class Hull(NamedTuple):
 
 def upper_envelope(served: np.ndarray, cost: np.ndarray, accuracy: np.ndarray) -> Hull:
     """The upper concave envelope of accuracy against cost over [K] points, from the first (the
-    static point: always kept) to the most accurate one: each vertex is dearer and more
-    accurate than the one before, and no point lies above a segment between two vertices."""
+    static point: always kept) to the most accurate one: each later vertex is dearer and more
+    accurate than the one before it, and no point lies above a segment between two vertices."""
     keep = [0]
     for i in sorted(range(1, len(served)), key=lambda i: (cost[i], -accuracy[i])):
         if accuracy[i] <= accuracy[keep[-1]]:
