@@ -261,3 +261,32 @@ def test_a_request_draws_the_same_unit_in_the_same_stream():
              request_unit(x, "b|0.7000"), request_unit(x + 1, "a|0.7000")]
     assert units[0] == units[1] and len(set(units)) == 3
     assert all(0.0 <= u < 1.0 for u in units)
+
+
+def test_an_exclusion_measures_its_envelopes_before_the_next_request(held_artifact):
+    """Feedback that excludes the model a stream uses most (every answer of it scored 0) returns
+    with that stream's envelope without the model already measured (outside the service's
+    lock); the next request finds it cached."""
+    scores = np.zeros((N_HELD, 3))
+    scores[:, 0] = 1.0
+    service = OnlineService(held_artifact(scores, "warm", LAMS, DEAR_SMALL),
+                            Store(":memory:", lambda: 0.0),
+                            OnlineSettings(drift=drift.DriftConfig(arl=20.0)))
+    x = np.random.default_rng(4).normal(size=(200, 4)).astype(np.float32)
+    events = []
+    service.listeners.append(events.append)
+    for _ in range(10):
+        out = service.route(x, 0.7)
+        bad = int(np.bincount([d["model_index"] for d in out], minlength=3).argmax())
+        service.feedback([{"request_id": d["request_id"],
+                           "score": 0.0 if d["model_index"] == bad else 1.0} for d in out])
+        if events:
+            break
+    assert events and events[0]["event"] == "excluded"
+    static = adapter.static_point(service.router, service.knob, 0.7)
+    key = (static.point.point, service.watch.excluded_models("default"))
+    assert key in service.heldout._hulls
+    calls = []
+    service.heldout._chosen = lambda *a: calls.append(a)  # a new measure would call it
+    service.route(x[:5], 0.7)
+    assert calls == []

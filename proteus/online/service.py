@@ -283,6 +283,15 @@ class OnlineService:
                 watch.log_event(event)
                 for listener in self.listeners:
                     listener(event)
+            envelopes = [(adapter.static_point(self.router, self.knob, self._states[s].tau),
+                          self.watch.excluded_models(e["tenant"]))
+                         for e in events if e["event"] == "excluded" and self.settings.drift.mix
+                         for s in e["streams"]]
+        # The envelopes an exclusion calls for are measured here, outside the lock: measured on
+        # the next request of these streams instead, under it, they would hold every stream's
+        # requests for 1-3 s on the real sets (`_on_envelope` finds them cached).
+        for static, excluded in envelopes:
+            self.heldout.hull(static, excluded)
         return out
 
     def _one(self, db, dec: LedgerRow | None, item: dict[str, Any], tenant: str | None,
