@@ -202,11 +202,11 @@ class OnlineService:
             streams = [self._stream(tenant, tau) for tenant, tau in keys]
             states = [self._states[k] for k, _ in streams]
             positions = np.asarray([ctl.position(s, self.cfg) for s in states])[inverse]
-            served = self._on_envelope(x, positions, streams, inverse, tenants)
+            excluded = self.watch.excluded(tenants)
+            served = self._on_envelope(x, positions, streams, inverse, excluded)
             d, unmasked, probed = adapter.serve(
                 self.router, self.knob, x, served, [s for _, s in streams], inverse, task_ids,
-                self.watch.excluded(tenants),
-                lambda i, m: self.watch.probe(tenants[i], m, x[i].tobytes()))
+                excluded, lambda i, m: self.watch.probe(tenants[i], m, x[i].tobytes()))
             d = d._replace(tau=np.asarray([keys[j][1] for j in inverse], np.float64))
             finite = finite_rows(d)
             records = iter(self.router.records(take_rows(d, np.flatnonzero(finite))))
@@ -238,20 +238,21 @@ class OnlineService:
 
     def _on_envelope(self, x: np.ndarray, positions: np.ndarray,
                      streams: list[tuple[str, adapter.StaticPoint]], inverse: np.ndarray,
-                     tenants: list[str]) -> np.ndarray:
+                     excluded: np.ndarray | None) -> np.ndarray:
         """[B] the knob positions rows x [B, D] are served at: their stream's position, but for
-        a stream off its static point while models are routed around for its tenant, a vertex
-        of its held-out envelope without them, drawn per request (`heldout.Hull.draw`, with
-        `request_unit`; `DriftConfig.mix`)."""
+        a stream off its static point while models are routed around for its tenant (excluded
+        [B, M] bool, `watch.Watch.excluded`; None: none are), a vertex of its held-out envelope
+        without them, drawn per request (`heldout.Hull.draw`, with `request_unit`;
+        `DriftConfig.mix`)."""
         out = positions.copy()
-        if not self.settings.drift.mix:
+        if excluded is None or not self.settings.drift.mix:
             return out
-        excluded = {t: self.watch.excluded_models(t) for t in set(tenants)}
         for i, j in enumerate(np.asarray(inverse).tolist()):
             key, static = streams[j]
-            if positions[i] <= static.base or not excluded[tenants[i]]:
+            models = tuple(np.flatnonzero(excluded[i]).tolist())
+            if positions[i] <= static.base or not models:
                 continue  # at its point, or below it (`allow_below_certified`): the knob
-            hull = self.heldout.hull(static, excluded[tenants[i]])
+            hull = self.heldout.hull(static, models)
             if hull is not None:
                 out[i] = hull.draw(float(positions[i]), request_unit(x[i], key),
                                    self.cfg.dead_band)
