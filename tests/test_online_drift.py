@@ -167,7 +167,7 @@ def test_exclusion_repoints_the_stream(tiny_lane_artifact):
             break
         state.integral = 0.1  # the controller climbed while the model failed
     assert event["event"] == "excluded" and event["streams"] == ["t|0.7000"]
-    assert state.integral == 0.0 and state.acc_est == pytest.approx(0.7 + cfg.margin)
+    assert state.integral == 0.0 and state.acc_est == pytest.approx(0.72)
     assert state.repointed == pytest.approx(event_time(w, model))
     before = state.integral
     ctl.record(state, cfg, 0.0, 1e-4)  # what the service does with a stale feedback

@@ -99,7 +99,7 @@ class ControllerConfig:
     k_i: float = 0.003  # integral gain (knob units per unit error per feedback)
     k_p: float = 0.0  # proportional gain on the forgetting-window shortfall (r − â)
     k_d: float = 0.0  # derivative gain on the measurement (â_prev − â)
-    margin: float = 0.01  # setpoint r = τ + margin: window noise needs headroom (val replays)
+    margin: float = 0.02  # setpoint r = τ + margin: window noise needs headroom
     forget: float = 0.95  # ρ: the estimate â forgets with an effective window 1/(1 − ρ)
     boost: float = 4.0  # integral gain multiplier while the shortfall is significant (1: off)
     boost_z: float = 1.0  # ... significant: r − â > boost_z standard errors of â
