@@ -92,7 +92,8 @@ def score(artifact: str, test: RoutingDataset) -> dict:
 
 
 def model_labels(splits, model: str, n: int, seed: int = 0) -> ModelLabels:
-    """X's labels on every held-out row and on n training-pool rows (a fixed random order)."""
+    """X's labels on every held-out row and on n training-pool rows (a fixed random order; n
+    at most the pool's size)."""
     pool = [splits["pred"], splits["policy"]]
     rng = np.random.default_rng(seed)
     order = rng.permutation(sum(p.n_queries for p in pool))[:n]
@@ -131,7 +132,8 @@ def run_case(name: str, model: str, root: str, ns, rows_out: list, seeds=()) -> 
                 again, os.path.join(root, f"{name}_full_s{seed}"),
                 os.path.join(art, f"{name}_full_s{seed}")))
     add("without", None, None, without)
-    for n in ns:
+    pool = splits["pred"].n_queries + splits["policy"].n_queries
+    for n in sorted({min(n, pool) for n in ns}):  # an n past the pool means every pool row
         out = os.path.join(art, f"{name}_wo_{tag}+{n}")
         labels = model_labels(splits, model, n)
         start = time.perf_counter()
