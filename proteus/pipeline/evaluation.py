@@ -18,7 +18,7 @@ import numpy as np
 from proteus import operating
 from proteus.data.dataset import RoutingDataset
 from proteus.environment import library_versions
-from proteus.evaluation import metrics, results
+from proteus.evaluation import frontier, metrics, results
 from proteus.evaluation.paired_aiq import crossfit_aiq, paired_aiq
 from proteus.evaluation.predictor_quality import predictor_quality
 from proteus.pipeline.baselines import (
@@ -129,7 +129,7 @@ def build_results(config: ml_collections.ConfigDict, ds: RoutingDataset, taus: n
     n = len(taus)
     routers = {**routers, "oracle": constant_router(oracle_acc, oracle_cost, n),
                "best_fixed": constant_router(best_acc, best_cost, n)}
-    frontier = metrics.perfect_frontier_cost(ds.scores, ds.costs, taus)
+    oracle_cost_at = frontier.perfect_frontier_cost(ds.scores, ds.costs, taus)
     checked, served = certification_windows(config, ds.n_queries)
     tolerance = float(config.certify.tolerance) if checked else 0.0
     certificate = {"delta": float(config.certify.delta), "window": checked,
@@ -138,9 +138,9 @@ def build_results(config: ml_collections.ConfigDict, ds: RoutingDataset, taus: n
                                                             tolerance)}
     if AUTO_RECORD in config:  # the automatic settings' choices and evidence (`pipeline.auto`)
         extra = {AUTO_RECORD: config[AUTO_RECORD].to_dict(), **(extra or {})}
-    extra = {"config_name": config.name, "perfect_frontier_cost": frontier.tolist(),
+    extra = {"config_name": config.name, "perfect_frontier_cost": oracle_cost_at.tolist(),
              "certificate": certificate,
-             "oracle_frontier": {"taus": list(map(float, taus)), "cost": frontier.tolist()},
+             "oracle_frontier": {"taus": list(map(float, taus)), "cost": oracle_cost_at.tolist()},
              "versions": library_versions(), **(extra or {})}
     return results.build_results(
         dataset=ds.name, models=ds.models, encoder=config.data.encoder, n_queries=ds.n_queries,

@@ -19,7 +19,7 @@ import dataclasses
 
 import numpy as np
 
-from proteus.evaluation import metrics
+from proteus.evaluation import frontier
 from proteus.evaluation.baselines.base import (
     Decisions,
     RouterInputs,
@@ -124,7 +124,7 @@ class OmniRouter:
 
     For each τ the batch problem `min mean ĉ  s.t.  mean p̂ >= τ` is relaxed to per-query
     `argmax λ p̂ − ĉ`; λ is the smallest value meeting the predicted constraint, found exactly from
-    the breakpoints of the Lagrangian (`metrics.upgrade_path`) rather than by bisection. Where even
+    the breakpoints of the Lagrangian (`frontier.upgrade_path`) rather than by bisection. Where even
     argmax p̂ has mean p̂ < τ the router declares τ infeasible and routes at argmax p̂.
     """
 
@@ -137,9 +137,9 @@ class OmniRouter:
     def route(self, test: RouterInputs, taus) -> Decisions:
         p_hat, c_hat = test.need(self.name, "p_hat", "c_hat")
         taus = taus_array(taus)
-        path = metrics.upgrade_path(p_hat, c_hat)
+        path = frontier.upgrade_path(p_hat, c_hat)
         choices = np.empty((taus.size, p_hat.shape[0]), dtype=np.int64)
         feasible = np.empty(taus.size, dtype=bool)
         for t, tau in enumerate(taus):
-            choices[t], feasible[t] = metrics.path_choices(path, float(tau))
+            choices[t], feasible[t] = frontier.path_choices(path, float(tau))
         return Decisions.make(choices, feasible)
