@@ -31,7 +31,7 @@ import tempfile
 from absl import app, flags
 
 from proteus import operating
-from proteus.serving import Router, extras
+from proteus.serving import Router, extras, http_guards
 
 with extras.serve_extra("launch.gateway", launcher=True):  # one line naming the serve extra
     from proteus.gateway import app as gateway
@@ -98,7 +98,7 @@ def settings() -> gateway.GatewaySettings:
 
 def run_demo(config: gateway.GatewaySettings) -> None:
     """--demo: the fake upstream in a thread, generated files, the gateway on loopback."""
-    if not gateway.is_loopback(_HOST.value):
+    if not http_guards.is_loopback(_HOST.value):
         sys.exit("launch.gateway: --demo listens on loopback only (drop --host)")
     try:
         router = Router.load(_ARTIFACT.value, _FALLBACK.value, config.route.max_batch)

@@ -7,6 +7,7 @@
   completions.py  τ from the request, prompt text, batched routing, cost accounting
   metrics.py      Prometheus collectors
   app.py          the ASGI app (`create_gateway`)
+  settings.py     what the launcher's flags set, and the checks made on them at start
   transport.py    a lean HTTP/1.1 transport for httpx (the upstream calls)
   runner.py       uvicorn for these apps (serve, a background thread for tests)
   fake.py         a fake OpenAI-compatible upstream for tests, benchmarks and demos
