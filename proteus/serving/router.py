@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from proteus.operating import OperatingPoint, OperatingPolicy
-from proteus.serving import artifact
+from proteus.serving import artifact, manifest_checks
 from proteus.serving.artifact import ArtifactError
 from proteus.serving.inputs import check_features, check_text, resolve_taus
 from proteus.tasks import UNKNOWN, TaskVocabulary
@@ -135,7 +135,7 @@ class Router:
         """
         manifest = artifact.read_manifest(path)
         artifact.verify_files(path, manifest)
-        artifact.validate_manifest(path, manifest)
+        manifest_checks.validate_manifest(path, manifest)
         exported = artifact.load_function(path, manifest)
         params = artifact.load_params(os.path.join(path, artifact.PARAMS_DIR))
         want = exported.in_tree.children()[0].children()[0]  # ((args...), kwargs)
@@ -147,7 +147,7 @@ class Router:
             raise ArtifactError(f"{path}: the manifest's {len(manifest.get('tasks', []))} tasks "
                                 "do not match the parameters' task prior")
         leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-        artifact.check_finite_params(path, [(jax.tree_util.keystr(k), v) for k, v in leaves])
+        manifest_checks.check_finite_params(path, [(jax.tree_util.keystr(k), v) for k, v in leaves])
         router = cls(path, manifest, params, exported, fallback)
         router.warmup(warmup)
         return router

@@ -59,7 +59,7 @@ import numpy as np
 
 from proteus.environment import library_versions
 from proteus.operating import feasible_range
-from proteus.serving import artifact
+from proteus.serving import artifact, manifest_checks
 from proteus.serving import router as serving
 from proteus.training import networks, reopen
 from proteus.types import Array, Params
@@ -264,9 +264,9 @@ def write_artifact(bundle: RouterBundle, out: str, overwrite: bool = False,
     blob = bytes(exported.serialize())
     manifest = build_manifest(bundle, exported, blob)
     # what `Router.load` would refuse, refused before writing (as JSON holds it: lists)
-    artifact.validate_manifest(out, json.loads(json.dumps(manifest)))
+    manifest_checks.validate_manifest(out, json.loads(json.dumps(manifest)))
     leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-    artifact.check_finite_params(out, [(jax.tree_util.keystr(k), v) for k, v in leaves])
+    manifest_checks.check_finite_params(out, [(jax.tree_util.keystr(k), v) for k, v in leaves])
     tmp = f"{out}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from proteus.data.dataset import RoutingDataset
-from proteus.serving import artifact
+from proteus.serving import artifact, manifest_checks
 from proteus.training import networks
 
 SPLITS = ("val", "calib")
@@ -144,7 +144,7 @@ def read_bundle(path: str):
 
     manifest = artifact.read_manifest(path)
     artifact.verify_files(path, manifest)
-    artifact.validate_manifest(path, manifest)
+    manifest_checks.validate_manifest(path, manifest)
     params = artifact.load_params(os.path.join(path, artifact.PARAMS_DIR))
     spec = networks.RouterSpec(**manifest["spec"])
     lam = manifest["lambda"]
