@@ -75,6 +75,16 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
+def _spanned_costs(routers: Mapping[str, Mapping[str, Any]],
+                   oracle_cost: float) -> tuple[float, float]:
+    """AIQ's default cost normalisation: (min, max) of every router's and the oracle's finite
+    costs (widened by 1e-12 when they coincide)."""
+    costs = np.concatenate([np.ravel(r["cost"]) for r in routers.values()] + [[oracle_cost]])
+    costs = costs[np.isfinite(costs)]
+    lo, hi = float(costs.min()), float(costs.max())
+    return lo, hi if hi > lo else lo + 1e-12
+
+
 def build_results(
     *,
     dataset: str,
@@ -110,10 +120,7 @@ def build_results(
     """
     taus = np.asarray(taus, np.float64)
     if cost_range is None:
-        all_costs = np.concatenate([np.ravel(r["cost"]) for r in routers.values()] + [[oracle[1]]])
-        all_costs = all_costs[np.isfinite(all_costs)]
-        lo, hi = float(all_costs.min()), float(all_costs.max())
-        cost_range = (lo, hi if hi > lo else lo + 1e-12)
+        cost_range = _spanned_costs(routers, oracle[1])
     summary = {
         name: metrics.summarize(
             taus,

@@ -176,18 +176,7 @@ def certify(
     Returns:
       The `CertificationTable`.
     """
-    scores = np.atleast_2d(np.asarray(point_scores, np.float64))
-    costs = np.atleast_2d(np.asarray(point_costs, np.float64))
-    taus = np.sort(np.atleast_1d(np.asarray(taus, np.float64)))
-    if scores.shape != costs.shape or scores.size == 0:
-        raise ValueError(f"point_scores {scores.shape} and point_costs {costs.shape} must match")
-    if not 0.0 < delta < 1.0:
-        raise ValueError(f"delta must be in (0, 1), got {delta}")
-    if np.any((scores < 0) | (scores > 1)) or not np.all(np.isfinite(scores)):
-        raise ValueError("point_scores must be finite and in [0, 1]")
-    if window < 0 or not 0.0 <= tolerance < 1.0 or (tolerance and not window):
-        raise ValueError(f"window must be >= 0 and tolerance in [0, 1) (0 without a window), "
-                         f"got window={window}, tolerance={tolerance}")
+    scores, costs, taus = _checked(point_scores, point_costs, taus, delta, window, tolerance)
     fallback = Fallback(fallback)
     method = bounds.resolve_method(method, scores)
     n = scores.shape[1]
@@ -220,6 +209,24 @@ def certify(
         window=int(window),
         tolerance=float(tolerance),
     )
+
+
+def _checked(point_scores, point_costs, taus, delta: float, window: int,
+             tolerance: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`certify`'s inputs as float64 ([P, N] scores, [P, N] costs, [T] sorted τ); ValueError
+    naming the argument that is out of range."""
+    scores = np.atleast_2d(np.asarray(point_scores, np.float64))
+    costs = np.atleast_2d(np.asarray(point_costs, np.float64))
+    if scores.shape != costs.shape or scores.size == 0:
+        raise ValueError(f"point_scores {scores.shape} and point_costs {costs.shape} must match")
+    if not 0.0 < delta < 1.0:
+        raise ValueError(f"delta must be in (0, 1), got {delta}")
+    if np.any((scores < 0) | (scores > 1)) or not np.all(np.isfinite(scores)):
+        raise ValueError("point_scores must be finite and in [0, 1]")
+    if window < 0 or not 0.0 <= tolerance < 1.0 or (tolerance and not window):
+        raise ValueError(f"window must be >= 0 and tolerance in [0, 1) (0 without a window), "
+                         f"got window={window}, tolerance={tolerance}")
+    return scores, costs, np.sort(np.atleast_1d(np.asarray(taus, np.float64)))
 
 
 def certification_taus(grid, step: float) -> np.ndarray:
