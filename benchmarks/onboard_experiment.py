@@ -3,6 +3,7 @@
     python benchmarks/onboard_experiment.py --root=runs/onboard --out=runs/onboard/onboard.json
     python benchmarks/onboard_experiment.py --datasets=rb --models=gpt-4-1106-preview --ns=1000
     python benchmarks/onboard_experiment.py --retrain_seeds=1,2   # + the full retrain's noise
+    python benchmarks/onboard_experiment.py --draws=5             # + the label draw's noise
 
 For each data set (the RouterBench slice, MMLU-Pro) and each left-out model X:
 
@@ -11,7 +12,8 @@ For each data set (the RouterBench slice, MMLU-Pro) and each left-out model X:
     held-out rows (val, calib);
   * `onboard N`: `without` with X onboarded (`proteus.pipeline.onboard`) from N of X's labelled
     training-pool queries (a fixed random order: the 200 are among the 500, ...) plus X's labels
-    on the held-out rows, features from the feature cache;
+    on the held-out rows, features from the feature cache; with --draws=D, D such orders (seeds
+    0 to D - 1; draw 0 is the default run's), each N onboarded once per draw;
   * `removed`: `full` with X removed (`proteus.pipeline.remove_model`), against `without`;
   * `full seed S` (with --retrain_seeds): `full` trained again with `seed=S`
     (`ROOT/<ds>_full_sS`): its ΔAIQ against `full` is what retraining alone moves AIQ by.
@@ -106,7 +108,8 @@ def model_labels(splits, model: str, n: int, seed: int = 0) -> ModelLabels:
                        tasks=pick("tasks"))
 
 
-def run_case(name: str, model: str, root: str, ns, rows_out: list, seeds=()) -> None:
+def run_case(name: str, model: str, root: str, ns, rows_out: list, seeds=(),
+             draws: int = 1) -> None:
     get_config, _ = CASES[name]
     art = os.path.join(root, "artifacts")
     full = trained_artifact(get_config(), os.path.join(root, f"{name}_full"),
@@ -133,13 +136,16 @@ def run_case(name: str, model: str, root: str, ns, rows_out: list, seeds=()) -> 
                 os.path.join(art, f"{name}_full_s{seed}")))
     add("without", None, None, without)
     pool = splits["pred"].n_queries + splits["policy"].n_queries
-    for n in sorted({min(n, pool) for n in ns}):  # an n past the pool means every pool row
-        out = os.path.join(art, f"{name}_wo_{tag}+{n}")
-        labels = model_labels(splits, model, n)
-        start = time.perf_counter()
-        onboarding.onboard(without, model, labels, out, overwrite=True)
-        add(f"onboard {n}", n, time.perf_counter() - start, out)
-        print(format_row(rows_out[-1]), flush=True)
+    for draw in range(draws):
+        for n in sorted({min(n, pool) for n in ns}):  # an n past the pool means every pool row
+            out = os.path.join(art, f"{name}_wo_{tag}+{n}" + (f"d{draw}" if draw else ""))
+            labels = model_labels(splits, model, n, seed=draw)
+            start = time.perf_counter()
+            onboarding.onboard(without, model, labels, out, overwrite=True)
+            add(f"onboard {n}" + (f" #{draw}" if draw else ""), n, time.perf_counter() - start,
+                out)
+            rows_out[-1]["draw"] = draw
+            print(format_row(rows_out[-1]), flush=True)
     out = os.path.join(art, f"{name}_full-{tag}")
     start = time.perf_counter()
     onboarding.remove_model(full, model, out, overwrite=True)
@@ -164,6 +170,29 @@ def table(rows: list) -> str:
     return "\n".join([HEADER, *(format_row(r, full.get(r["dataset"])) for r in rows)])
 
 
+def draw_summary(rows: list) -> str:
+    """Per data set, left-out model and N: ΔAIQ's mean, min and max over the label draws, against
+    the seed-0 full retrain and against the mean of every full retrain (seed 0 and --retrain_seeds),
+    and the draws' silent misses."""
+    fulls: dict = {}
+    for r in rows:
+        if r["router"] == "full" or r["router"].startswith("full seed"):
+            fulls.setdefault(r["dataset"], []).append(r["aiq"])
+    groups: dict = {}
+    for r in rows:
+        if r["router"].startswith("onboard"):
+            groups.setdefault((r["dataset"], r["model"], r["n"]), []).append(r)
+    out = [f"{'data':5} {'left out':28} {'N':>6} {'draws':>5} {'ΔAIQ mean':>9} {'min':>7} "
+           f"{'max':>7} {'vs mean':>8} {'missed':>6}"]
+    for (ds, model, n), group in groups.items():
+        delta = np.asarray([g["aiq"] for g in group]) - fulls[ds][0]
+        shift = fulls[ds][0] - float(np.mean(fulls[ds]))  # seed 0's own offset from the mean
+        out.append(f"{ds:5} {model[:28]:28} {n:6d} {len(group):5d} {delta.mean():+9.4f} "
+                   f"{delta.min():+7.4f} {delta.max():+7.4f} {delta.mean() + shift:+8.4f} "
+                   f"{sum(g['silent_misses'] for g in group):6d}")
+    return "\n".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", default="runs/onboard")
@@ -171,6 +200,9 @@ def main() -> None:
     parser.add_argument("--datasets", default="rb,mmlu")
     parser.add_argument("--models", default="", help="comma-separated; default: each set's 3")
     parser.add_argument("--ns", default="200,500,1000")
+    parser.add_argument("--draws", type=int, default=1,
+                        help="draws of the N training labels (draw d: the pool in a random "
+                             "order seeded d); with more than one, each N's mean is printed too")
     parser.add_argument("--retrain_seeds", default="",
                         help="comma-separated seeds of extra full retrains (training noise)")
     args = parser.parse_args()
@@ -180,10 +212,12 @@ def main() -> None:
     for name in args.datasets.split(","):
         wanted = [m for m in args.models.split(",") if m] or CASES[name][1]
         for model in wanted:
-            run_case(name, model, args.root, ns, rows, seeds)
+            run_case(name, model, args.root, ns, rows, seeds, args.draws)
             with open(args.out, "w") as f:
                 json.dump(rows, f, indent=1)
     print(table(rows))
+    if args.draws > 1:
+        print(draw_summary(rows))
     print(f"wrote {args.out}")
 
 
