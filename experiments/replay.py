@@ -71,8 +71,8 @@ class ReplayConfig:
 
 def load_split(manifest: dict[str, Any], source: str | None = None,
                split: str = "test") -> RoutingDataset:
-    """One of the artifact's splits ("test", or "val" to tune the controller without touching
-    test), rebuilt from its data source, encoder and split config.
+    """One of the artifact's splits ("test", or "val" or "calib" to tune the controller without
+    touching test), rebuilt from its data source, encoder and split config.
 
     Raises ValueError for a split the artifact does not have, or when the rebuilt split's
     fingerprint differs from the one recorded at training time (a different file, loader or

@@ -3,8 +3,8 @@
     python -m launch.replay --artifact=artifacts/rb --scenario=model_regression --tau=0.75 \\
         --feedback_fraction=0.2 --delay=200 --workdir=runs/replay_rb_regression
 
-Rebuilds the artifact's test split (--split=val: its val split, on which the controller's
-settings are tuned) from its recorded data source (or --source), streams
+Rebuilds the artifact's test split (--split=val or calib: a held-out split on which the
+controller's settings are tuned) from its recorded data source (or --source), streams
 --n requests through the static, static certified and online routers (--via=http: the online
 router through a running gateway, fed over HTTP; --via=both: both, and how often they agree),
 and writes
@@ -32,8 +32,9 @@ _SCENARIO = flags.DEFINE_enum("scenario", "stationary", rp.SCENARIOS, "Drift sce
 _TAU = flags.DEFINE_float("tau", None, "Accuracy target τ.", required=True)
 _FRACTION = flags.DEFINE_float("feedback_fraction", 0.2, "Share of requests with feedback.")
 _DELAY = flags.DEFINE_integer("delay", 200, "Feedback arrives this many requests later.")
-_SPLIT = flags.DEFINE_enum("split", "test", ["test", "val"], "The artifact's split to replay "
-                           "(tune on val, measure on test).")
+_SPLIT = flags.DEFINE_enum("split", "test", ["test", "val", "calib"], "The artifact's split to "
+                           "replay (tune on val or calib, measure on test; calib is where the "
+                           "static certified point was certified).")
 _N = flags.DEFINE_integer("n", 20_000, "Requests streamed.")
 _VIA = flags.DEFINE_enum("via", "inprocess", list(rp.VIAS), "The online router in-process, "
                          "through a running gateway over HTTP (`experiments.http_replay`), or "
