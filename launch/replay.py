@@ -49,7 +49,7 @@ _CONTROLLER_HELP = {  # ControllerConfig fields a replay sets (defaults: the dat
     "boost": "Gain multiplier on a significant shortfall.", "boost_z": "... significant: z.",
     "smith": "Delay compensation weight.", "dead_band": "Offsets below this serve the static "
     "point itself.", "confirm_forget": "> 0: leave the static point only while an estimate with "
-    "this forgetting factor is below the setpoint too."}
+    "this forgetting factor is below τ too."}
 _CONTROLLER = {name: flags.DEFINE_float(name, getattr(ctl.ControllerConfig, name), text)
                for name, text in _CONTROLLER_HELP.items()}
 _BELOW = flags.DEFINE_bool("allow_below_certified", ctl.ControllerConfig.allow_below_certified,

@@ -55,16 +55,15 @@ strong its drift down. So leaving the point also needs a slow estimate â_slow (
 `confirm_forget`, ~200 feedbacks) below τ itself when the integral crosses: noise that moved the
 integral hardly moves â_slow, a regressed model moves both. Below τ, not the setpoint: the
 certificate already promises τ over windows at the point, and a stream between τ and τ + margin
-is within it; asking â_slow below the setpoint let noise move the slice's stationary streams off
-their point on `calib` replays (and one test replay to 1.0001x the certified router's cost).
-Once off, the stream steers to the setpoint as before. Once left, the stream stays off
-its point until |u| < dead_band (â_slow recovers above the setpoint exactly because the stream
-is served higher: no chatter). Chosen on val replays (docs/online.md): the
-slice's lanes just below its certified point fall off a cliff (0.78 -> 0.69 realised accuracy
-between τ' 0.698 and 0.675), and small moves above it on noise cost up to 1.6x. With
-`allow_below_certified=True`, after `trust_after` feedbacks the controller may go below the
-certified point down to the lowest lane (the realised feedback of this very stream then carries
-the floor: the certificate is a calibration-time bound for exchangeable traffic).
+is within it (chosen on val and `calib` replays, docs/online.md). Once off its point, the stream
+steers to the setpoint as before and stays off until |u| < dead_band (â_slow recovers exactly
+because the stream is served higher: no chatter). The certified point a floor and the dead band
+were chosen on val replays (docs/online.md): the slice's lanes just below its certified point
+fall off a cliff (0.78 -> 0.69 realised accuracy between τ' 0.698 and 0.675), and small moves
+above it on noise cost up to 1.6x. With `allow_below_certified=True`, after `trust_after`
+feedbacks the controller may go below the certified point down to the lowest lane (the realised
+feedback of this very stream then carries the floor: the certificate is a calibration-time bound
+for exchangeable traffic).
 
 Budget: an optional cost cap B (USD per request) has its own dual ν >= 0, in knob units,
 
