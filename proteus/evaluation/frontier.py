@@ -16,10 +16,6 @@ import numpy as np
 from proteus.evaluation.metrics import FLOOR_EPS
 
 
-def _f64(x) -> np.ndarray:
-    return np.asarray(x, dtype=np.float64)
-
-
 @dataclasses.dataclass(frozen=True)
 class UpgradePath:
     """The parametric solution of `max λ·v − c` per query, for every λ >= 0 at once.
@@ -65,7 +61,7 @@ class UpgradePath:
 
 def upgrade_path(values, costs) -> UpgradePath:
     """Build the `UpgradePath` of [N, M] values (true or predicted) and [N, M] costs."""
-    v, c = _f64(values), _f64(costs)
+    v, c = np.asarray(values, np.float64), np.asarray(costs, np.float64)
     n, m = v.shape
     rows = np.arange(n)
     min_c = c.min(axis=1, keepdims=True)
@@ -141,7 +137,7 @@ def perfect_frontier_cost(scores, costs, taus) -> np.ndarray:
       [T] float64 minimum mean cost; +inf where τ exceeds the oracle accuracy.
     """
     path = upgrade_path(scores, costs)
-    taus = _f64(taus)
+    taus = np.asarray(taus, np.float64)
     if path.d_value.size == 0:
         return np.where(taus <= path.value0 + FLOOR_EPS, path.cost0, np.inf)
     value = np.concatenate([[path.value0], path.mean_value_after()])
