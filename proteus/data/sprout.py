@@ -98,18 +98,7 @@ def load_sprout(
     else:
         files = io.data_files(spec, split)
         table, where = io.read_arrow(files, cache_dir), spec
-    checks.require_columns(where, table.column_names, ["key", "dataset", "prompt"])
-    models = sprout_models(table.schema)
-    if not models:
-        raise DataValidationError(
-            f"{where}: no model columns; expected struct columns with fields {MODEL_FIELDS}"
-        )
-    unknown = [m for m in models if m not in prices]
-    if unknown:
-        raise DataValidationError(
-            f"{where}: model {unknown[0]!r} has no price in the price table (unpriced: "
-            f"{unknown}); pass prices={{model: (usd_per_input_token, usd_per_output_token)}}"
-        )
+    models = _priced_models(where, table, prices)
     ids = np.asarray(table.column("key").to_pylist(), dtype=object).astype(str)
     checks.check_unique(where, "key", ids)
     scores, costs = _scores_and_costs(where, table, models, ids, prices)
@@ -127,6 +116,24 @@ def load_sprout(
         notes=notes,
     )
 
+
+
+def _priced_models(where: str, table, prices: Mapping[str, tuple[float, float]]) -> list[str]:
+    """The table's model columns in file order, after checking its columns and that every model
+    has a price (`where` names the file in the error)."""
+    checks.require_columns(where, table.column_names, ["key", "dataset", "prompt"])
+    models = sprout_models(table.schema)
+    if not models:
+        raise DataValidationError(
+            f"{where}: no model columns; expected struct columns with fields {MODEL_FIELDS}"
+        )
+    unknown = [m for m in models if m not in prices]
+    if unknown:
+        raise DataValidationError(
+            f"{where}: model {unknown[0]!r} has no price in the price table (unpriced: "
+            f"{unknown}); pass prices={{model: (usd_per_input_token, usd_per_output_token)}}"
+        )
+    return models
 
 def _scores_and_costs(where, table: pa.Table, models, ids, prices) -> tuple[np.ndarray, ...]:
     """[N, M] scores (NaN where missing) and [N, M] costs (NaN where the score is missing)."""

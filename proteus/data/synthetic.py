@@ -205,18 +205,10 @@ def generate(
     lat_rng, y_rng, obs_rng, cost_rng, text_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)
     )
-    n_fam, n_models = len(p.families), len(p.models)
-    ability = trait_rng.normal(0.0, p.ability_sd, (n_models, n_fam))
-    loading = trait_rng.normal(0.0, p.topic_sd / np.sqrt(N_TOPICS), (n_models, N_TOPICS))
-    share = np.asarray(p.family_share, np.float64)
-    fam = lat_rng.choice(n_fam, size=n, p=share / share.sum())
-    topic = lat_rng.normal(size=(n, N_TOPICS))
-    resid = lat_rng.normal(size=n)  # within-family difficulty, standardised
-    fam_logit = np.log(np.asarray(p.family_mean) / (1.0 - np.asarray(p.family_mean)))
-    difficulty = -(fam_logit - fam_logit.mean())[fam] + p.difficulty_sd * resid
-    latent = ability[:, fam].T + topic @ loading.T - difficulty[:, None]  # [N, M]
+    fam, topic, resid, difficulty, latent = _query_latents(p, n, trait_rng, lat_rng)
     scores, probs = _correctness(y_rng, latent, logit_scale(p, signal), p.mean_score)
-    latents = np.concatenate([np.eye(n_fam)[fam], topic, resid[:, None]], axis=1)  # [N, L]
+    latents = np.concatenate([np.eye(len(p.families))[fam], topic, resid[:, None]],
+                             axis=1)  # [N, L]
     noisy = signal * latents + np.sqrt(1.0 - signal**2) * obs_rng.normal(size=latents.shape)
     projection = proj_rng.normal(size=(latents.shape[1], feature_dim)) / np.sqrt(latents.shape[1])
     features = noisy @ projection + 0.05 * obs_rng.normal(size=(n, feature_dim))
@@ -236,6 +228,24 @@ def generate(
     )
     return SyntheticDraw(ds, probs, fam, difficulty, topic)
 
+
+
+def _query_latents(p: Preset, n: int, trait_rng: np.random.Generator,
+                   lat_rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """The world's model traits and N queries' latents: (family [N], topic [N, T], resid [N],
+    difficulty [N], latent [N, M]), latent being each model's logit of correctness before the
+    signal's scale. The draws' order is fixed: changing it would change every preset's data."""
+    n_fam, n_models = len(p.families), len(p.models)
+    ability = trait_rng.normal(0.0, p.ability_sd, (n_models, n_fam))
+    loading = trait_rng.normal(0.0, p.topic_sd / np.sqrt(N_TOPICS), (n_models, N_TOPICS))
+    share = np.asarray(p.family_share, np.float64)
+    fam = lat_rng.choice(n_fam, size=n, p=share / share.sum())
+    topic = lat_rng.normal(size=(n, N_TOPICS))
+    resid = lat_rng.normal(size=n)  # within-family difficulty, standardised
+    fam_logit = np.log(np.asarray(p.family_mean) / (1.0 - np.asarray(p.family_mean)))
+    difficulty = -(fam_logit - fam_logit.mean())[fam] + p.difficulty_sd * resid
+    latent = ability[:, fam].T + topic @ loading.T - difficulty[:, None]  # [N, M]
+    return fam, topic, resid, difficulty, latent
 
 def synthetic(
     preset: str | Preset = "routerbench",

@@ -121,19 +121,10 @@ def build_results(
     taus = np.asarray(taus, np.float64)
     if cost_range is None:
         cost_range = _spanned_costs(routers, oracle[1])
-    summary = {
-        name: metrics.summarize(
-            taus,
-            entry["accuracy"],
-            entry["cost"],
-            entry["feasible"],
-            oracle_accuracy=oracle[0],
-            best_fixed_cost=best_fixed[2],
-            cost_range=cost_range,
-            aiq_points=_sweep_points(entry),
-        )
-        for name, entry in routers.items()
-    }
+    summary = {name: metrics.summarize(taus, entry["accuracy"], entry["cost"], entry["feasible"],
+                                       oracle_accuracy=oracle[0], best_fixed_cost=best_fixed[2],
+                                       cost_range=cost_range, aiq_points=_sweep_points(entry))
+               for name, entry in routers.items()}
     results = {
         "dataset": dataset,
         "split": "test",
