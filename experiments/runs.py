@@ -123,7 +123,7 @@ def evaluate(config: ml_collections.ConfigDict | None, workdir: str,
     config = resolved(config, workdir, progress=progress)  # "auto" settings: decided, recorded
     workdir_lib.prepare(config, workdir, allow_change=allow_change,  # validate, lock, record
                         allow_retrain=allow_retrain)
-    trained = train(config, workdir, pipeline.load_splits(config), progress=progress)
+    trained = train(config, workdir, pipeline.load_splits(config, progress), progress=progress)
     evaluation = pipeline.evaluate(trained, baselines=baselines)
     if redraws > 0:
         evaluation.results["redraw"] = redraws_lib.redraw_block(trained, redraws)

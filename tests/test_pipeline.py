@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from experiments import runs
+from experiments.configs import quickstart
 from proteus.pipeline import routing
 from proteus.pipeline import setup as setup_lib
 from proteus.pipeline.fit import run_slice
@@ -238,3 +239,17 @@ def test_eval_taus_no_duplicate_when_grids_meet():
 def test_load_trained_needs_a_training_workdir(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.json"):
         runs.load_trained(str(tmp_path), {})
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_load_splits_encodes_silently_without_progress(tmp_path, capsys, progress):
+    """On a cold feature cache the quickstart's text encoder runs 3 batches of 1,024 for 2,500
+    queries: a bar on stderr with progress, nothing at all without (`launch.train --noprogress`
+    on a fresh machine printed one)."""
+    config = quickstart.get_config("smoke")
+    config.data.source = "synthetic:routerbench?n=2500&seed=0"
+    config.data.cache_dir = str(tmp_path)
+    splits = setup_lib.load_splits(config, progress)
+    assert sum(part.n_queries for part in splits.values()) == 2500
+    err = capsys.readouterr().err
+    assert ("encode synthetic:routerbench" in err) if progress else err == "", err

@@ -195,7 +195,10 @@ def main_job(tmp_path_factory):
     stderr); typo: (returncode, stderr, workdir) of the mistyped run."""
     root = tmp_path_factory.mktemp("main_job")
     typo_root = tmp_path_factory.mktemp("typo")
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}  # the suite's XLA flags come with os.environ
+    # the suite's XLA flags come with os.environ; a cold feature cache, as on a fresh machine,
+    # so that "no noise" covers the encoding too (a warm one hid an encoder bar for a while)
+    env = {**os.environ, "JAX_PLATFORMS": "cpu",
+           "PROTEUS_CACHE": str(tmp_path_factory.mktemp("features"))}
     drop_compile_caches()  # this process only waits from here: its memory beside theirs
     started = [subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)

@@ -204,7 +204,7 @@ def _measure(config: ml_collections.ConfigDict, ds: RoutingDataset, encoder: str
     and measure its OOF evidence for each task prior option the pool allows."""
     trial = with_values(config, {**values, **_UNSET, "data.encoder": encoder,
                                  "model.task_prior": False}, {}, num_seeds=1)
-    splits = encode_and_split(ds, trial)
+    splits = encode_and_split(ds, trial, progress)
     setup = make_setup(trial, splits)
     state = loop.fit_predictor(setup.static, setup.loop, initial_state(setup), setup.run_keys,
                                setup.hparams, training_data(trial, splits), progress=progress)

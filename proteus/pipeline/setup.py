@@ -29,21 +29,24 @@ SPLITS = config_lib.SPLIT_NAMES
 Splits = dict[str, RoutingDataset]  # split name (`SPLITS`) -> its rows
 
 
-def load_splits(config: ml_collections.ConfigDict) -> Splits:
-    """Load the configured source, encode its features (cached), drop the models
-    `data.exclude_models` names and split it by query-id hash (the rows do not depend on the
-    models kept, so a run without a model has the same splits as one with it)."""
+def load_splits(config: ml_collections.ConfigDict, progress: bool = True) -> Splits:
+    """Load the configured source, encode its features (cached; a progress bar while encoding
+    unless `progress` is False), drop the models `data.exclude_models` names and split it by
+    query-id hash (the rows do not depend on the models kept, so a run without a model has the
+    same splits as one with it)."""
     config_lib.require_concrete(config)
     ds = load_source(config.data.source)
     check_routable(ds)  # one model / constant scores / equal costs: fail before any training
-    return encode_and_split(ds, config)
+    return encode_and_split(ds, config, progress)
 
 
-def encode_and_split(ds: RoutingDataset, config: ml_collections.ConfigDict) -> Splits:
-    """`ds` (as loaded) encoded with `config.data.encoder` (cached) and split by query-id hash
-    with `config.data.splits` and `config.data.split_salt`, less the models
-    `data.exclude_models` names."""
-    ds = encode_dataset(ds, config.data.encoder, cache_dir=config.data.cache_dir or None)
+def encode_and_split(ds: RoutingDataset, config: ml_collections.ConfigDict,
+                     progress: bool = True) -> Splits:
+    """`ds` (as loaded) encoded with `config.data.encoder` (cached; `progress`: a bar while
+    encoding) and split by query-id hash with `config.data.splits` and
+    `config.data.split_salt`, less the models `data.exclude_models` names."""
+    ds = encode_dataset(ds, config.data.encoder, cache_dir=config.data.cache_dir or None,
+                        progress=progress)
     excluded = excluded_models(config)
     if excluded:  # after encoding: the features (cached by the data's fingerprint) are shared
         ds = ds.without_models(excluded)
