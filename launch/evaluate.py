@@ -19,7 +19,7 @@ from proteus.pipeline import auto
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:variants].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir; outputs are written there.")
-_PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar while training.")
+_PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars while encoding and training.")
 _ALLOW_CHANGE = flags.DEFINE_list(
     "allow_config_change", [], "Config fields that may differ from the workdir's recorded config.")
 _REDRAWS = flags.DEFINE_integer(

@@ -117,7 +117,6 @@ def load_sprout(
     )
 
 
-
 def _priced_models(where: str, table, prices: Mapping[str, tuple[float, float]]) -> list[str]:
     """The table's model columns in file order, after checking its columns and that every model
     has a price (`where` names the file in the error)."""
@@ -134,6 +133,7 @@ def _priced_models(where: str, table, prices: Mapping[str, tuple[float, float]])
             f"{unknown}); pass prices={{model: (usd_per_input_token, usd_per_output_token)}}"
         )
     return models
+
 
 def _scores_and_costs(where, table: pa.Table, models, ids, prices) -> tuple[np.ndarray, ...]:
     """[N, M] scores (NaN where missing) and [N, M] costs (NaN where the score is missing)."""

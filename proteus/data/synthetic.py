@@ -229,7 +229,6 @@ def generate(
     return SyntheticDraw(ds, probs, fam, difficulty, topic)
 
 
-
 def _query_latents(p: Preset, n: int, trait_rng: np.random.Generator,
                    lat_rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     """The world's model traits and N queries' latents: (family [N], topic [N, T], resid [N],
@@ -246,6 +245,7 @@ def _query_latents(p: Preset, n: int, trait_rng: np.random.Generator,
     difficulty = -(fam_logit - fam_logit.mean())[fam] + p.difficulty_sd * resid
     latent = ability[:, fam].T + topic @ loading.T - difficulty[:, None]  # [N, M]
     return fam, topic, resid, difficulty, latent
+
 
 def synthetic(
     preset: str | Preset = "routerbench",
