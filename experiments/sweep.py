@@ -253,7 +253,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str,
     """
     grid = grid or default_grid()
     start = time.perf_counter()
-    splits = splits or load_splits(config, progress)
+    splits = splits or load_splits(config)  # the encoding bar whatever --progress (per phase)
     runs = expand_grid(config, grid)
     mesh = sharding.mesh_for(len(runs), config.train.batch_size, grid.mesh_runs,
                              grid.mesh_batch, pad_runs=True)
