@@ -134,6 +134,8 @@ def main(argv):
                                                                     warmup=0).models)
         except FileExistsError:
             sys.exit(f"launch.gateway: {_TEMPLATE.value} exists; not overwritten")
+        except (ValueError, OSError) as err:  # the artifact (ArtifactError) or the template's path
+            sys.exit(f"launch.gateway: {err}")
         print(f"wrote {os.path.abspath(_TEMPLATE.value)}: edit base_url / api_key_env per model")
         return
     # httpx logs every upstream request at INFO, which absl enables: one line per proxied call.

@@ -14,6 +14,7 @@ WORKDIR/replay.json, WORKDIR/replay.png and prints the summary table and the don
 from __future__ import annotations
 
 import os
+import sys
 
 from absl import app, flags
 
@@ -78,14 +79,17 @@ _PRIORITY = flags.DEFINE_enum("priority", "floor", ["floor", "budget"],
 def main(argv):
     del argv
     logs.job_logging()  # warnings only: no library noise around the table
-    controller = ctl.ControllerConfig(budget=_BUDGET.value, priority=_PRIORITY.value,
-                                      allow_below_certified=_BELOW.value,
-                                      **{name: flag.value for name, flag in _CONTROLLER.items()})
-    drift_cfg = drift.DriftConfig(enabled=_DRIFT.value, probe_every=_PROBE_EVERY.value,
-                                  mix=_MIX.value,
-                                  **{name: flag.value for name, flag in _DRIFT_FLAGS.items()})
-    router = Router.load(_ARTIFACT.value)
-    test = rp.load_split(router.manifest, _SOURCE.value, _SPLIT.value)
+    try:  # a bad setting, artifact or data source: one line naming it (ValueErrors, OSErrors)
+        controller = ctl.ControllerConfig(
+            budget=_BUDGET.value, priority=_PRIORITY.value, allow_below_certified=_BELOW.value,
+            **{name: flag.value for name, flag in _CONTROLLER.items()})
+        drift_cfg = drift.DriftConfig(enabled=_DRIFT.value, probe_every=_PROBE_EVERY.value,
+                                      mix=_MIX.value,
+                                      **{name: flag.value for name, flag in _DRIFT_FLAGS.items()})
+        router = Router.load(_ARTIFACT.value)
+        test = rp.load_split(router.manifest, _SOURCE.value, _SPLIT.value)
+    except (ValueError, OSError) as err:
+        sys.exit(f"launch.replay: {err}")
     seeds = [int(s) for s in _SEEDS.value] if _SEEDS.value else [_SEED.value]
     for seed in seeds:  # one process: the router and the split load (and compile) once
         cfg = rp.ReplayConfig(scenario=_SCENARIO.value, tau=_TAU.value, n=_N.value,

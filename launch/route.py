@@ -8,6 +8,8 @@
 Batch mode (JSON records) and the output formats: see `proteus.serving.route_cli`.
 """
 
+import sys
+
 from absl import app, flags
 
 from experiments import logs
@@ -37,6 +39,8 @@ def main(argv):
                              _PROGRESS.value, _TASK.value, _JSON.value)
     except route_cli.UsageError as err:
         raise app.UsageError(str(err)) from err
+    except (ValueError, OSError) as err:  # the artifact, --input or --output: one line naming it
+        sys.exit(f"launch.route: {err}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ Prometheus metrics at GET /metrics (`proteus.serving.metrics`). Needs the serve 
 """
 
 import os
+import sys
 
 from absl import app, flags
 
@@ -53,11 +54,14 @@ _LOG_LEVEL = flags.DEFINE_string("log_level", "info", "uvicorn log level.")
 def main(argv):
     del argv
     logs.job_logging()  # warnings only: no library noise before uvicorn's own lines
-    settings = server.ServerSettings(
-        auth_tokens=http_guards.auth_tokens(_AUTH_TOKENS_FILE.value, os.environ),
-        **{name: flag.value for name, flag in _SETTINGS.items()})
-    router = serving.Router.load(_ARTIFACT.value, fallback=_FALLBACK.value,
-                                 warmup=settings.max_batch)
+    try:  # ArtifactError and the settings' and tokens' refusals are ValueErrors naming the cause
+        settings = server.ServerSettings(
+            auth_tokens=http_guards.auth_tokens(_AUTH_TOKENS_FILE.value, os.environ),
+            **{name: flag.value for name, flag in _SETTINGS.items()})
+        router = serving.Router.load(_ARTIFACT.value, fallback=_FALLBACK.value,
+                                     warmup=settings.max_batch)
+    except (ValueError, OSError) as err:
+        sys.exit(f"launch.serve: {err}")
     server.serve(server.create_app(router, settings, reload_on_sighup=True), _HOST.value,
                  _PORT.value, _LOG_LEVEL.value)
 

@@ -21,7 +21,7 @@ import pytest
 
 from experiments.configs import quickstart
 from proteus import pipeline
-from proteus.data.labels import ModelLabels, labels_from_records, write_jsonl
+from proteus.data.labels import ModelLabels, labels_from_records, read_labels, write_jsonl
 from proteus.pipeline import onboarding
 from proteus.serving import Router, finite_rows
 from proteus.training import columns, networks, reopen
@@ -130,8 +130,27 @@ def test_labels_from_records_checks_lines():
     assert labels.texts.tolist() == ["x?", ""] and labels.tasks.tolist() == ["", "law"]
     with pytest.raises(ValueError, match="line 2 has no cost"):
         labels_from_records([{"id": "a", "score": 1, "cost": 0.1}, {"id": "b", "score": 0}])
-    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+    with pytest.raises(ValueError, match=r"^labels: line 1: score 2 is not in \[0, 1\]$"):
         labels_from_records([{"id": "a", "score": 2}])
+    with pytest.raises(ValueError, match=r"^f.jsonl: line 7: score nan is not in"):
+        labels_from_records([{"id": "a", "score": float("nan")}], "f.jsonl", [7])
+    with pytest.raises(ValueError, match=r"^labels: line 2: cost -0.1 is not a finite number"):
+        labels_from_records([{"id": "a", "score": 1, "cost": 0.1},
+                             {"id": "b", "score": 1, "cost": -0.1}])
+    with pytest.raises(ValueError, match="^labels: line 3 repeats the id 'a' of line 1$"):
+        labels_from_records([{"id": "a", "score": 1}, {"id": "b", "score": 1},
+                             {"id": "a", "score": 0}])
+    with pytest.raises(ValueError, match="line 1: 'features' must be a list of finite numbers"):
+        labels_from_records([{"id": "a", "score": 1, "features": [0.5, "x"]}])
+
+
+def test_read_labels_names_the_file_and_its_line(tmp_path):
+    path = tmp_path / "labels.jsonl"  # the blank line 2 is skipped but counted
+    path.write_text('{"id": "a", "score": 1}\n\n{"id": "b", "score": 1.5}\n')
+    with pytest.raises(ValueError, match=rf"^{path}: line 3: score 1.5 is not in \[0, 1\]$"):
+        read_labels(str(path))
+    path.write_text('{"id": "a", "score": 1}\n\n{"id": "b", "score": 0.5}\n')
+    assert read_labels(str(path)).scores.tolist() == [1.0, 0.5]
 
 
 def test_only_the_top_run_of_capped_lanes_is_reopened():

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -79,22 +79,31 @@ class ModelLabels:
                            take(self.texts), take(self.features), take(self.tasks))
 
 
-def labels_from_records(records: Iterable[Mapping[str, Any]], where: str = "labels") -> ModelLabels:
+def labels_from_records(records: Iterable[Mapping[str, Any]], where: str = "labels",
+                        line_numbers: Sequence[int] | None = None) -> ModelLabels:
     """`ModelLabels` from dicts shaped like the module docstring's lines.
 
+    Args:
+      records: [N] one dict per labelled query.
+      where: what the records came from (a file name), for the error messages.
+      line_numbers: [N] each record's line in that file (default 1..N).
+
     Raises:
-      DataValidationError: naming the line (1-based) and field that is wrong.
+      DataValidationError: naming `where`, the line and the field that is wrong.
     """
     rows = list(records)
-    with_cost = ["cost" in r and r["cost"] is not None for r in rows]
+    lines = list(range(1, len(rows) + 1)) if line_numbers is None else list(line_numbers)
+    first_line: dict[str, int] = {}
+    for line, r in zip(lines, rows, strict=True):
+        _check_record(r, f"{where}: line {line}")
+        if first_line.setdefault(str(r["id"]), line) != line:
+            raise DataValidationError(f"{where}: line {line} repeats the id {str(r['id'])!r} of "
+                                      f"line {first_line[str(r['id'])]}")
+    with_cost = [r.get("cost") is not None for r in rows]
     if any(with_cost) and not all(with_cost):
-        raise DataValidationError(f"{where}: line {with_cost.index(False) + 1} has no cost; give "
-                                  "a cost on every line or on none (then prices set a static one)")
-    for i, r in enumerate(rows, 1):
-        if not isinstance(r, Mapping) or not isinstance(r.get("id"), str | int) or not _number(
-                r.get("score")):
-            raise DataValidationError(f"{where}: line {i} needs an 'id' and a numeric 'score', "
-                                      f"got {r!r:.120}")
+        raise DataValidationError(f"{where}: line {lines[with_cost.index(False)]} has no cost; "
+                                  "give a cost on every line or on none (then prices set a static "
+                                  "one)")
     texts = [r.get("query") for r in rows]
     feats = [r.get("features") for r in rows]
     has_feats = any(f is not None for f in feats)
@@ -116,23 +125,40 @@ def labels_from_records(records: Iterable[Mapping[str, Any]], where: str = "labe
         tasks=np.asarray([str(r.get("task") or "") for r in rows], object))
 
 
+def _check_record(r: Any, where: str) -> None:
+    """One line's fields: an id, a score in [0, 1], a cost (if any) >= 0, features of numbers."""
+    if not isinstance(r, Mapping) or not isinstance(r.get("id"), str | int) or not _number(
+            r.get("score")):
+        raise DataValidationError(f"{where} needs an 'id' and a numeric 'score', got {r!r:.120}")
+    if not 0.0 <= r["score"] <= 1.0:  # NaN fails this too
+        raise DataValidationError(f"{where}: score {r['score']!r} is not in [0, 1]")
+    cost = r.get("cost")
+    if cost is not None and not (_number(cost) and math.isfinite(cost) and cost >= 0):
+        raise DataValidationError(f"{where}: cost {cost!r} is not a finite number >= 0 (USD)")
+    feats = r.get("features")
+    if feats is not None and not (isinstance(feats, list) and feats
+                                  and all(_number(v) and math.isfinite(v) for v in feats)):
+        raise DataValidationError(f"{where}: 'features' must be a list of finite numbers")
+
+
 def _number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
 def read_labels(path: str) -> ModelLabels:
     """The labels file `path` (JSON Lines, the module docstring's format)."""
-    records = []
+    records, line_numbers = [], []
     with open(path, encoding="utf-8") as f:
         for i, line in enumerate(f, 1):
-            if line.strip():
+            if line.strip():  # blank lines are skipped; the messages keep the file's numbering
                 try:
                     records.append(json.loads(line))
                 except ValueError as err:
                     raise DataValidationError(f"{path}: line {i} is not JSON: {err}") from None
+                line_numbers.append(i)
     if not records:
         raise DataValidationError(f"{path}: no labelled queries")
-    return labels_from_records(records, path)
+    return labels_from_records(records, path, line_numbers)
 
 
 def write_jsonl(records: Iterable[Mapping[str, Any]], path: str) -> int:

@@ -1,0 +1,27 @@
+"""The serving launchers name a bad artifact or file in one line, never with a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+MISSING = "/nonexistent-proteus-artifact"
+NOT_AN_ARTIFACT = f"{MISSING}/manifest.json not found: is '{MISSING}' a PROTEUS router artifact?"
+
+
+@pytest.mark.parametrize("launcher, args", [
+    ("route", ["--tau=0.8", "What is 2 + 2?"]),
+    ("serve", ["--port=0"]),
+    ("replay", ["--tau=0.8", f"--workdir={MISSING}/replay"]),
+    ("gateway", [f"--write_models_template={MISSING}/models.toml"]),
+])
+def test_a_missing_artifact_is_named_in_one_line(launcher, args):
+    """Each used to end in ArtifactError's traceback."""
+    argv = [sys.executable, "-m", f"launch.{launcher}", f"--artifact={MISSING}", *args]
+    done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip() == f"launch.{launcher}: {NOT_AN_ARTIFACT}", done.stderr
