@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from proteus.serving import artifact
+from proteus.serving import artifact, manifest_checks
 from proteus.serving import router as serving
 from proteus.serving.artifact import ArtifactError
 
@@ -197,3 +197,158 @@ def test_save_and_load_params(tmp_path):
         assert got.dtype == np.asarray(want).dtype
     with pytest.raises(Exception):  # noqa: B017 (orbax raises its own error types)
         artifact.save_params(path, tree)  # the directory exists: no silent overwrite
+
+
+# ------------------------------------------------------------------ units on hand-made directories
+
+SHA_ABC = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"  # sha256(b"abc")
+SHA_EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # sha256(b"")
+
+
+def _tiny_dir(tmp_path) -> str:
+    """route.jaxexport (b"abc"), params/p (empty) and a manifest.json that is not listed."""
+    (tmp_path / "params").mkdir()
+    (tmp_path / "route.jaxexport").write_bytes(b"abc")
+    (tmp_path / "params" / "p").write_bytes(b"")
+    (tmp_path / artifact.MANIFEST_FILE).write_text("{}")
+    return str(tmp_path)
+
+
+def test_list_files_sizes_and_hashes_every_file_but_the_manifest(tmp_path):
+    path = _tiny_dir(tmp_path)
+    got = artifact.list_files(path)
+    assert got == {"params/p": {"bytes": 0, "sha256": SHA_EMPTY},
+                   "route.jaxexport": {"bytes": 3, "sha256": SHA_ABC}}
+    assert list(got) == ["params/p", "route.jaxexport"]  # sorted
+    os.symlink("/etc/hostname", os.path.join(path, "params", "link"))
+    with pytest.raises(ArtifactError, match="params/link is a link or special file"):
+        artifact.list_files(path)
+
+
+def _tiny_files_manifest() -> dict:
+    return {"files": {"params/p": {"bytes": 0, "sha256": SHA_EMPTY},
+                      "route.jaxexport": {"bytes": 3, "sha256": SHA_ABC}},
+            "function": {"file": "route.jaxexport"}}
+
+
+def test_verify_files_accepts_exactly_the_recorded_files(tmp_path):
+    path = _tiny_dir(tmp_path)
+    assert artifact.verify_files(path, _tiny_files_manifest()) is None
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda m: {**m, "files": {"route.jaxexport": {"bytes": 3}}},
+     r"'files' must map paths to \{bytes, sha256\}"),
+    (lambda m: {**m, "files": {**m["files"], "params/q": {"bytes": 0, "sha256": SHA_EMPTY}}},
+     r"params/q is listed in the manifest but missing \(1 file\(s\) missing\)"),
+    (lambda m: {**m, "files": {"route.jaxexport": m["files"]["route.jaxexport"]}},
+     r"params/p is not listed in the manifest .*1 such file\(s\)"),
+    (lambda m: {**m, "files": {**m["files"], "route.jaxexport": {"bytes": 4, "sha256": SHA_ABC}}},
+     "route.jaxexport has 3 bytes, the manifest records 4"),
+    (lambda m: {**m, "files": {**m["files"], "params/p": {"bytes": 0, "sha256": SHA_ABC}}},
+     "params/p does not match its sha256"),
+    (lambda m: {**m, "function": {"file": "other.jaxexport"}},
+     "routing function file 'other.jaxexport' is not among"),
+    (lambda m: {**m, "function": "route.jaxexport"},
+     "routing function file None is not among"),
+])
+def test_verify_files_refuses_a_mismatch_naming_it(tmp_path, edit, match):
+    path = _tiny_dir(tmp_path)
+    with pytest.raises(ArtifactError, match=match):
+        artifact.verify_files(path, edit(_tiny_files_manifest()))
+
+
+def test_verify_files_needs_params(tmp_path):
+    (tmp_path / "route.jaxexport").write_bytes(b"abc")
+    manifest = {"files": {"route.jaxexport": {"bytes": 3, "sha256": SHA_ABC}},
+                "function": {"file": "route.jaxexport"}}
+    with pytest.raises(ArtifactError, match="no params/ files in the manifest"):
+        artifact.verify_files(str(tmp_path), manifest)
+
+
+def test_read_heldout_files_as_stored_or_none(tmp_path):
+    assert artifact.read_heldout_files(str(tmp_path), {"models": ["a"]}) is None
+    assert artifact.read_heldout_files(str(tmp_path), {"heldout": None}) is None
+    folder = tmp_path / "rows"
+    folder.mkdir()
+    queries = {"models": ["a", "b"], "split": ["val", "calib"], "texts": None}
+    (folder / artifact.HELDOUT_QUERIES).write_text(json.dumps(queries))
+    np.savez(folder / artifact.HELDOUT_ARRAYS, scores=np.array([[1.0, 0.0], [0.5, 1.0]]),
+             pool_folds=np.array([0, 1], np.int32))
+    got_queries, arrays = artifact.read_heldout_files(str(tmp_path), {"heldout": {"dir": "rows"}})
+    assert got_queries == queries
+    assert sorted(arrays) == ["pool_folds", "scores"]
+    np.testing.assert_array_equal(arrays["scores"], [[1.0, 0.0], [0.5, 1.0]])
+    assert arrays["pool_folds"].dtype == np.int32
+
+
+def test_lowering_platform_names_gpus_by_their_runtime(monkeypatch):
+    # the machine's own backend (CPU in the tests) names itself
+    backend = jax.default_backend()
+    if backend != "gpu":
+        assert artifact.lowering_platform() == backend
+
+    def gpu_with(version: str):
+        device = type("Device", (), {"client": type("Client", (), {
+            "platform_version": version})()})()
+        monkeypatch.setattr(artifact.jax, "default_backend", lambda: "gpu")
+        monkeypatch.setattr(artifact.jax, "devices", lambda: [device])
+
+    gpu_with("rocm 6.0.2")
+    assert artifact.lowering_platform() == "rocm"
+    gpu_with("cuda 12040")
+    assert artifact.lowering_platform() == "cuda"
+    monkeypatch.setattr(artifact.jax, "default_backend", lambda: "tpu")
+    assert artifact.lowering_platform() == "tpu"
+
+
+# ------------------------------------------------------------------ manifest content checks
+
+
+def _valid_manifest() -> dict:
+    """The smallest consistent manifest: 2 models, an uncertified table whose best point has
+    accuracy 0.75; with margin_z 0 the uncertified rule's largest feasible τ is that 0.75."""
+    return {"models": ["a", "b"], "mean_cost_usd": [1e-4, 2e-4], "prices": {"a": [1e-7, 2e-7]},
+            "feature_dim": 4, "encoder": {"kind": "precomputed"},
+            "lambda": {"taus": [0.5, 0.9], "lams": [1.0, 2.0], "lane_accuracy": [0.6, 0.8]},
+            "operating": {"tau": [0.9, None], "model": [-1, 1], "accuracy": [0.75, 0.5],
+                          "cost": [1e-4, 2e-4], "n_heldout": 100, "margin_z": 0.0},
+            "certification": {"status": "uncertified", "table": None},
+            "fallback": "best_effort", "feasible_tau": {"min": 0.0, "max": 0.75}}
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda m: {**m, "models": ["a", "a"]}, "models must be unique non-empty names"),
+    (lambda m: {**m, "mean_cost_usd": [1e-4, -1.0]},
+     r"mean_cost_usd must be finite and within \[0.0, inf\], got -1.0"),
+    (lambda m: {**m, "mean_cost_usd": [1e-4]}, "mean_cost_usd must be 2 numbers"),
+    (lambda m: {**m, "prices": {"c": [0.0, 0.0]}}, "prices must map model names"),
+    (lambda m: {**m, "feature_dim": True}, "feature_dim must be a positive integer, got True"),
+    (lambda m: {**m, "encoder": {"id": "x"}}, "encoder must be an object with a 'kind'"),
+    (lambda m: {**m, "tasks": ["t", "t"]}, "tasks must be a list of unique non-empty names"),
+    (lambda m: {**m, "lambda": {**m["lambda"], "taus": [0.9, 0.5]}},
+     "lambda.taus must increase strictly"),
+    (lambda m: {**m, "operating": {**m["operating"], "tau": [0.9, 0.5]}},
+     "operating.tau must be a τ' for each policy point and null for each fixed-model point"),
+    (lambda m: {**m, "certification": {"status": "uncertified", "table": {}}},
+     "'uncertified' with a table"),
+    (lambda m: {**m, "fallback": "retry"}, "fallback must be one of .*, got 'retry'"),
+    (lambda m: {**m, "feasible_tau": {"min": 0.0, "max": 0.8}},
+     "feasible_tau .* disagrees .* which give min=0.0, max=0.75"),
+])
+def test_validate_manifest_names_the_bad_field(edit, match):
+    manifest_checks.validate_manifest("art", _valid_manifest())  # the unedited one passes
+    with pytest.raises(ArtifactError, match=f"^art/manifest.json: manifest .*{match}"):
+        manifest_checks.validate_manifest("art", edit(_valid_manifest()))
+
+
+def test_check_finite_params_names_the_first_bad_leaf():
+    leaves = [("['ok']", np.array([1.0, -2.0], np.float32)), ("['ints']", np.array([1, 2])),
+              ("['w']", np.array([1.0, np.nan, np.inf])), ("['v']", np.array([np.nan]))]
+    assert manifest_checks.check_finite_params("art", leaves[:2]) is None
+    # ['w'] is the first bad leaf, with 2 non-finite values (NaN and inf)
+    with pytest.raises(ArtifactError, match=r"^art: parameter \['w'\] holds 2 non-finite "
+                                            r"value\(s\) \(corrupted params/\?\)"):
+        manifest_checks.check_finite_params("art", leaves)
+    with pytest.raises(ArtifactError, match="1 non-finite"):  # complex leaves are checked too
+        manifest_checks.check_finite_params("art", [("c", np.array([1 + 1j, complex(np.nan)]))])

@@ -175,3 +175,36 @@ def test_the_evidence_load_leaves_the_loader_notes_to_load_splits(tmp_path, capl
         assert "dropped" not in caplog.text
         auto.load_source(f"table:{path}")
         assert "dropped 1 of 3 rows" in caplog.text  # the loader's level is back
+
+
+def test_parsed_values_parses_strings_keeps_auto_and_skips_missing_settings():
+    c = ml_collections.ConfigDict({
+        "data": {"encoder": "auto", "splits": "0.35,0.25,0.1,0.1,0.2"},
+        "model": {"task_prior": "true"},
+        "eval": {"tau_lo": "0.8"},  # no tau_hi: left out, not None
+        "train": {"batch_size": 64}})
+    assert auto.parsed_values(c) == {
+        "data.encoder": "auto", "model.task_prior": True, "eval.tau_lo": 0.8,
+        "data.splits": {"pred": 0.35, "policy": 0.25, "val": 0.1, "calib": 0.1, "test": 0.2},
+        "train.batch_size": 64}
+    c.model.task_prior = "maybe"
+    with pytest.raises(config_lib.ConfigError, match="model.task_prior='maybe': expected true"):
+        auto.parsed_values(c)
+    c.model.task_prior = "false"
+    c.data.splits = "0.5,0.5"
+    with pytest.raises(config_lib.ConfigError, match=r"data.splits='0.5,0.5': expected 5"):
+        auto.parsed_values(c)
+
+
+def test_describe_entry_rounds_floats_drops_the_split_and_omits_absent_candidates():
+    entry = {"settings": ["eval.tau_lo", "eval.tau_hi"], "choice": [0.5, 0.9],
+             "evidence": {"split": "training pool", "reach": [0.123456, 0.98765],
+                          "n": 7, "aiq": 0.712449, "names": ["a"]}}
+    # floats to 4 places (a list only when its first item is a float); ints and strings as is
+    assert auto.describe_entry(entry) == (
+        "eval.tau_lo, eval.tau_hi = [0.5, 0.9]; evidence "
+        "{'reach': [0.1235, 0.9877], 'n': 7, 'aiq': 0.7124, 'names': ['a']}")
+    entry = {"settings": ["data.encoder"], "choice": "hashing",
+             "candidates": ["precomputed", "hashing"]}  # no evidence at all
+    assert auto.describe_entry(entry) == (
+        "data.encoder = 'hashing' among ['precomputed', 'hashing']; evidence {}")

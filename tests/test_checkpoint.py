@@ -1,6 +1,7 @@
 """Tests for proteus.training.checkpoint: training checkpoints (keep-last-N, resume point) and
 pytrees."""
 
+import json
 import shutil
 
 import jax
@@ -149,3 +150,69 @@ def test_checkpoints_without_checksums_still_restore(three_steps, caplog):
     assert ckpt.restore(_tree(0.0))[1]["step"] == 30
     assert "predate checksums" in caplog.text
     ckpt.close()
+
+
+# ----------------------------------------------------------------------------- checksums by hand
+
+_SHA256_ABC = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"  # FIPS 180-2
+_SHA256_EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+_SHA256_BRACES = "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"  # b"{}"
+
+
+def _fake_step(step_dir):
+    """A step directory shaped like Orbax's: metadata JSON, the two item dirs, one data file."""
+    for item in checkpoint.ITEMS:
+        (step_dir / item).mkdir(parents=True)
+    (step_dir / checkpoint.ORBAX_METADATA).write_text("{}")
+    (step_dir / "state" / "data").write_bytes(b"abc")
+    (step_dir / "meta" / "empty").write_bytes(b"")
+    return step_dir
+
+
+def test_file_digests_hash_every_file_but_the_checksum_file(tmp_path):
+    step = _fake_step(tmp_path / "10")
+    (step / checkpoint.CHECKSUM_FILE).write_text("not hashed")
+    assert checkpoint.file_digests(str(step)) == {
+        checkpoint.ORBAX_METADATA: _SHA256_BRACES,
+        "meta/empty": _SHA256_EMPTY, "state/data": _SHA256_ABC}  # sorted by relative path
+    assert list(checkpoint.file_digests(str(step))) == sorted(checkpoint.file_digests(str(step)))
+
+
+def test_write_checksums_records_the_digests_atomically(tmp_path):
+    step = _fake_step(tmp_path / "10")
+    checkpoint.write_checksums(str(step))
+    recorded = json.loads((step / checkpoint.CHECKSUM_FILE).read_text())
+    assert recorded["version"] == 1
+    assert recorded["files"]["state/data"] == _SHA256_ABC
+    assert set(recorded["files"]) == {checkpoint.ORBAX_METADATA, "meta/empty", "state/data"}
+    assert sorted(p.name for p in step.iterdir()) == sorted(
+        [checkpoint.CHECKSUM_FILE, checkpoint.ORBAX_METADATA, "meta", "state"])  # no tmp left
+    checkpoint.write_checksums(str(step))  # again: its own file is never hashed into itself
+    assert json.loads((step / checkpoint.CHECKSUM_FILE).read_text()) == recorded
+
+
+def test_verify_step_names_what_is_wrong(tmp_path):
+    verify = lambda **kw: checkpoint.verify_step(str(step), **kw)
+    step = tmp_path / "10"
+    assert verify() == "the step directory is missing"
+    _fake_step(step)
+    assert verify() == "proteus_checksums.json is missing (cannot verify)"
+    assert verify(require_checksums=False) is None
+    checkpoint.write_checksums(str(step))
+    assert verify() is None
+    (step / "state" / "data").write_bytes(b"abd")
+    assert verify() == "file state/data does not match its checksum (truncated or modified)"
+    (step / "state" / "data").unlink()
+    assert verify() == "file state/data is missing"
+    (step / checkpoint.CHECKSUM_FILE).write_text("{")
+    assert verify() == "proteus_checksums.json is unreadable (JSONDecodeError)"
+    (step / checkpoint.CHECKSUM_FILE).write_text("[]")  # valid JSON, no "files"
+    assert verify() == "proteus_checksums.json is unreadable (TypeError)"
+    shutil.rmtree(step / "meta")
+    assert verify() == "item directory ['meta'] missing"
+    shutil.rmtree(step / "state")
+    assert verify() == "item directories ['state', 'meta'] missing"
+    (step / checkpoint.ORBAX_METADATA).write_text("{not json")
+    assert verify() == "Orbax metadata _CHECKPOINT_METADATA is unreadable (JSONDecodeError)"
+    (step / checkpoint.ORBAX_METADATA).unlink()
+    assert verify(require_checksums=False) == "Orbax metadata _CHECKPOINT_METADATA is missing"

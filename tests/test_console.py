@@ -65,3 +65,28 @@ def test_one_router_without_legend_and_the_pipeline_name():
     text = pipeline.compliance_table(_results(), "proteus", legend=False)
     assert "proteus_certified" not in text and "legend:" not in text
     assert text.splitlines()[3].split()[:2] == ["tau", "accuracy"]
+
+
+def test_promise_lines_without_a_certificate_state_only_the_uncertified_promise():
+    lines = console.promise_lines({})  # no "certificate": nothing is said for the certified one
+    assert lines[0].startswith("  proteus: no guarantee: it routes τ to the cheapest")
+    assert all(line.startswith(" " * 11) for line in lines[1:])  # under the text: 2 + len(head)
+    assert " ".join(" ".join(lines).split()) == "proteus: " + console.UNCERTIFIED_PROMISE
+    assert max(len(line) for line in lines) <= console.WIDTH
+    assert console.promise_lines({}, ("proteus_certified",)) == []
+
+
+def test_promise_lines_wrap_the_certified_promise_by_hand():
+    res = {"certificate": {"promise": "P(x) <= 0.05", "served_window": 1000}}
+    # "  proteus_certified: " is 21 characters, leaving 79 for the text on the first line:
+    # "for every τ it declares feasible, P(x) <= 0.05 on this test split; an exported" is 78
+    # (one more word, " artifact", would make 87); the rest goes under the text.
+    assert console.promise_lines(res, ("proteus_certified", "unknown")) == [
+        "  proteus_certified: for every τ it declares feasible, P(x) <= 0.05 on this test split; "
+        "an exported",
+        " " * 21 + "artifact promises it for windows of 1,000 requests"]
+    names = [line.split(":")[0].strip() for line in console.promise_lines(res) if line[2] != " "]
+    assert names == ["proteus", "proteus_certified"]  # in the order of `routers`
+    names = [line.split(":")[0].strip() for line in
+             console.promise_lines(res, ("proteus_certified", "proteus")) if line[2] != " "]
+    assert names == ["proteus_certified", "proteus"]

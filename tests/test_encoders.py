@@ -26,9 +26,17 @@ from proteus.encoders import (
     encoder_from_config,
     encoder_from_id,
     get_encoder,
+    resolve_model_path,
     tokenize,
 )
 from proteus.encoders import hashing as hashing_module
+from proteus.encoders.base import (
+    format_range,
+    parse_int,
+    parse_options,
+    parse_range,
+    split_spec,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 TEXTS = (
@@ -243,6 +251,90 @@ def test_rebuild_rejects_non_canonical_ids_and_inconsistent_configs():
         encoder_from_config({"kind": "hashing"})
 
 
+# ----------------------------------------------------------------------------- spec helpers
+def test_split_spec_lowercases_the_kind_and_strips_both_parts():
+    assert split_spec(" Hashing : dim=8 ") == ("hashing", "dim=8")
+    assert split_spec("precomputed") == ("precomputed", "")
+    # only the first ":" splits: a sentence-transformers model may itself hold one
+    assert split_spec("sentence-transformers:pkg:Mod") == ("sentence-transformers", "pkg:Mod")
+
+
+@pytest.mark.parametrize("spec", ["", "   ", None])
+def test_split_spec_rejects_an_empty_spec(spec):
+    with pytest.raises(EncoderSpecError, match=re.escape(f"empty encoder spec {spec!r}")):
+        split_spec(spec)
+
+
+def test_parse_options_lowercases_names_keeps_values_and_skips_empty_items():
+    assert parse_options("h:A = X, b=2,,", "A = X, b=2,,", ("a", "b")) == {"a": "X", "b": "2"}
+    assert parse_options("h", "", ("a",)) == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a", "expected name=value, got 'a'"),
+        ("a=", "expected name=value, got 'a='"),
+        ("c=1", "unknown option 'c' (allowed: a, b)"),
+        ("a=1,A=2", "option 'a' given twice"),
+    ],
+)
+def test_parse_options_errors_quote_the_spec_and_the_item(text, message):
+    with pytest.raises(EncoderSpecError, match=re.escape(f"encoder spec 'h:{text}': {message}")):
+        parse_options(f"h:{text}", text, ("a", "b"))
+
+
+def test_parse_int_accepts_integers_at_or_above_lo():
+    assert parse_int("s", "dim", "12") == 12
+    assert parse_int("s", "dim", " 7 ") == 7  # int() strips whitespace
+    assert parse_int("s", "dim", "0") == 0  # lo defaults to 0
+    assert parse_int("s", "dim", "3", lo=3) == 3
+
+
+@pytest.mark.parametrize(
+    ("value", "lo", "message"),
+    [
+        ("1.5", 0, "option dim='1.5' is not an integer"),
+        ("", 0, "option dim='' is not an integer"),
+        ("-1", 0, "option dim=-1 must be >= 0"),
+        ("0", 1, "option dim=0 must be >= 1"),
+    ],
+)
+def test_parse_int_errors_name_the_spec_and_option(value, lo, message):
+    with pytest.raises(EncoderSpecError, match=re.escape(f"encoder spec 's': {message}")):
+        parse_int("s", "dim", value, lo=lo)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("3-5", (3, 5)), ("2", (2, 2)), ("1-1", (1, 1)), ("0", (0, 0)), ("None", (0, 0)),
+     ("0-0", (0, 0))],
+)
+def test_parse_range_by_hand(value, expected):
+    assert parse_range("s", "char", value) == expected
+
+
+@pytest.mark.parametrize("value", ["5-3", "0-3", "3-0"])
+def test_parse_range_rejects_reversed_or_half_disabled_ranges(value):
+    expected = f"option char={value!r} must be 'lo-hi' with 1 <= lo <= hi, or 0/none to disable"
+    with pytest.raises(EncoderSpecError, match=re.escape(expected)):
+        parse_range("s", "char", value)
+
+
+@pytest.mark.parametrize(("value", "bad"), [("a-b", "'a'"), ("3-", "''"), ("-1", "''")])
+def test_parse_range_rejects_non_integers(value, bad):
+    # "3-" and "-1" split at the dash into an empty bound
+    with pytest.raises(EncoderSpecError, match=re.escape(f"option char={bad} is not an integer")):
+        parse_range("s", "char", value)
+
+
+@pytest.mark.parametrize(("lo", "hi", "text"), [(0, 0, "0"), (2, 2, "2"), (3, 5, "3-5")])
+def test_format_range_is_the_canonical_inverse_of_parse_range(lo, hi, text):
+    assert format_range(lo, hi) == text
+    assert parse_range("s", "char", text) == (lo, hi)
+    assert format_range(*parse_range("s", "char", "none")) == "0"
+
+
 # ----------------------------------------------------------------------------- encode_dataset
 def test_encode_dataset_caches_by_fingerprint_and_encoder_id(tmp_path):
     ds, enc = make_dataset(), CountingEncoder()
@@ -345,3 +437,29 @@ def test_sentence_transformers_encoder_with_bundled_minilm(tmp_path, capfd):
     assert ds.features.shape == (len(TEXTS), 384)
     rebuilt = encoder_from_config(json.loads(json.dumps(enc.to_config())))
     assert rebuilt.id == enc.id
+
+
+def test_resolve_model_path_leaves_a_path_as_is_but_expands_home(tmp_path, monkeypatch):
+    assert resolve_model_path("/models/mini") == "/models/mini"
+    assert resolve_model_path("models/mini") == "models/mini"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert resolve_model_path("~/models/mini") == f"{tmp_path}/models/mini"
+
+
+def test_resolve_model_path_asks_a_pkg_module_for_its_directory(tmp_path, monkeypatch):
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (tmp_path / "proteus_fake_model_pkg.py").write_text(
+        f"def get_model_path():\n    return {str(weights)!r}\n")
+    (tmp_path / "proteus_fake_no_getter.py").write_text("get_model_path = 'not callable'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("proteus_fake_model_pkg", "proteus_fake_no_getter"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    assert resolve_model_path("pkg:proteus_fake_model_pkg") == str(weights)
+    with pytest.raises(EncoderSpecError, match=re.escape(
+            "encoder 'sentence-transformers:pkg:proteus_fake_no_getter': package "
+            "'proteus_fake_no_getter' has no get_model_path()")):
+        resolve_model_path("pkg:proteus_fake_no_getter")
+    with pytest.raises(ImportError, match=re.escape(
+            "Python package 'proteus_no_such_model_pkg' is not installed")):
+        resolve_model_path("pkg:proteus_no_such_model_pkg")

@@ -1,10 +1,12 @@
 """Gateway files, keys, rate limits and usage: small pieces checked by hand (no router, no HTTP)."""
 
 import contextlib
+import datetime
 import hashlib
 import json
 import math
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -271,6 +273,68 @@ def test_prompt_text():
                                                       {"type": "image_url", "image_url": {}}]}]}
     assert completions.prompt_text(chat, chat=True) == "be brief\nhi"
     assert completions.prompt_text({"prompt": ["a", "b"]}, chat=False) == "a\nb"
+
+
+
+def test_read_table_toml_or_json_by_extension(tmp_path):
+    assert config.read_table(write(tmp_path, "t.toml", "[a]\nb = 1\n")) == {"a": {"b": 1}}
+    assert config.read_table(write(tmp_path, "t.json", {"a": [1, 2]})) == {"a": [1, 2]}
+    assert config.read_table(write(tmp_path, "t.conf", '{"x": 1}')) == {"x": 1}  # not .toml: JSON
+    with pytest.raises(config.ConfigError, match=r"t\.toml\.json: cannot read"):
+        config.read_table(write(tmp_path, "t.toml.json", "[a]\nb = 1\n"))  # TOML read as JSON
+    with pytest.raises(config.ConfigError, match=r"bad\.toml: cannot read"):
+        config.read_table(write(tmp_path, "bad.toml", "[a\n"))
+    with pytest.raises(config.ConfigError, match=r"missing\.toml: cannot read"):
+        config.read_table(str(tmp_path / "missing.toml"))
+    with pytest.raises(config.ConfigError, match="expected a table/object at the top level"):
+        config.read_table(write(tmp_path, "list.json", [1, 2]))
+
+
+def test_tau_of_model_name_then_header_then_default():
+    acme = config.Tenant("acme", default_tau=0.8, tau_min=0.6, tau_max=0.95)
+    assert completions.tau_of("proteus", None, acme) == 0.8  # names no τ: the default
+    assert completions.tau_of("proteus", b"0.7", acme) == 0.7  # the header
+    assert completions.tau_of("proteus-0.9", b"0.7", acme) == 0.9  # the model name wins
+    assert completions.tau_of("proteus-0.95", None, acme) == 0.95  # the range is inclusive
+    for model, header, code, status, message in [
+        ("gpt-4o", None, "model_not_found", 404, "the model 'gpt-4o' is not served here"),
+        ("proteusx", None, "model_not_found", 404, "not served here"),
+        (None, None, "model_not_found", 404, "the model None is not served here"),
+        ("proteus-abc", None, "invalid_tau", 400, "τ 'abc' from the model name is not a number"),
+        ("proteus", b"nan", "invalid_tau", 400, "τ 'nan' from the x-proteus-tau header"),
+        ("proteus-inf", None, "invalid_tau", 400, "τ 'inf' from the model name"),
+        ("proteus-0.5", None, "tau_out_of_range", 400,
+         r"τ=0\.5 is outside tenant 'acme''s allowed range \[0\.6, 0\.95\]"),
+        ("proteus", b"1", "tau_out_of_range", 400, r"τ=1 is outside"),
+    ]:
+        with pytest.raises(GatewayError, match=message) as err:
+            completions.tau_of(model, header, acme)
+        assert (err.value.status, err.value.code) == (status, code)
+
+
+def test_request_ids_share_a_process_prefix_and_count_up():
+    first, second = completions.new_request_id(), completions.new_request_id()
+    pattern = re.compile(r"^req-[0-9a-f]{12}-(\d+)$")  # "req-" + 6 random bytes in hex + "-" + n
+    a, b = pattern.match(first), pattern.match(second)
+    assert a and b and first[:17] == second[:17]
+    assert int(b.group(1)) == int(a.group(1)) + 1
+
+
+def test_utc_day_and_its_month_prefix():
+    leap_night = datetime.datetime(2024, 2, 29, 23, 59, 59, tzinfo=datetime.UTC)
+    assert usage.utc_day(leap_night) == "2024-02-29"
+    assert usage.utc_day(leap_night)[:7] == "2024-02"
+    before = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+    today = usage.utc_day()
+    after = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+    assert today in (before, after)  # None: now, in UTC
+
+
+def test_utc_day_of_a_time_in_another_zone_is_its_utc_day():
+    # 01:00 on 1 March at UTC+2 is 23:00 on 29 February in UTC (this formatted the local day)
+    plus_two = datetime.timezone(datetime.timedelta(hours=2))
+    assert usage.utc_day(datetime.datetime(2024, 3, 1, 1, 0, tzinfo=plus_two)) == "2024-02-29"
+    assert usage.utc_day(datetime.datetime(2024, 3, 1, 1, 0)) == "2024-03-01"  # naive: UTC
 
 
 def test_launcher_hash_key_and_open_refusal():

@@ -4,18 +4,20 @@ upstream failure."""
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import re
 import socket
 import subprocess
 import sys
 import time
+import tomllib
 
 import pytest
 
 from proteus.gateway import app as gateway
 from proteus.gateway import demo, fake, runner
-from proteus.gateway.config import load_models
+from proteus.gateway.config import Tenant, load_keys, load_models
 from tests import gateway_helpers as gh
 
 pytest_plugins = ["tests.serving_fixtures"]
@@ -128,3 +130,49 @@ def test_access_log_and_upstream_failure_lines(router, tmp_path, caplog):
     warnings = [r.getMessage() for r in caplog.records if r.name == "proteus.gateway.proxy"]
     assert len(warnings) == sum(m == bad for m in routed.values())
     assert all(f"upstream {bad!r} failed (502 upstream_unreachable)" in w for w in warnings)
+
+
+def test_models_template_parses_to_every_model_at_the_base_url():
+    text = demo.models_template(["small", "gpt-4.1"], base_url="http://127.0.0.1:7/v1")
+    assert text.startswith("# Upstreams of the router's models (2 models)")
+    assert 'base_url = "http://127.0.0.1:7/v1"' in text.splitlines()
+    # the dotted name stays one quoted key; the commented-out fields do not parse
+    assert tomllib.loads(text) == {
+        "defaults": {"base_url": "http://127.0.0.1:7/v1", "timeout_s": 60},
+        "models": {"small": {"upstream_model": "small"},
+                   "gpt-4.1": {"upstream_model": "gpt-4.1"}}}
+
+
+def test_write_demo_files_one_fresh_key_for_tenant_demo(tmp_path):
+    workdir = tmp_path / "new" / "demo"  # made if missing
+    files = demo.write_demo_files(str(workdir), ["small", "large"], "http://127.0.0.1:9/v1",
+                                  default_tau=0.85)
+    assert files.models_file == str(workdir / "models.toml")
+    assert files.usage_db == str(workdir / "usage.sqlite3")
+    assert tomllib.loads((workdir / "models.toml").read_text())["defaults"]["base_url"] == (
+        "http://127.0.0.1:9/v1")
+    digest = hashlib.sha256(files.key.encode()).hexdigest()
+    assert (workdir / "keys.toml").read_text() == (
+        f'[tenants.demo]\nkey_sha256 = "{digest}"\ndefault_tau = 0.85\ntau_range = [0.0, 1.0]\n')
+    assert load_keys(files.keys_file) == {digest: Tenant("demo", 0.85, 0.0, 1.0)}
+    again = demo.write_demo_files(str(workdir), ["small"], "http://127.0.0.1:9/v1", 0.85)
+    assert again.key != files.key and files.key.startswith("sk-proteus-")
+
+
+def test_banner_lines():
+    files = demo.DemoFiles("m.toml", "k.toml", "u.db", "sk-proteus-abc")
+    lines = demo.banner("http://127.0.0.1:8080", "http://127.0.0.1:9000", files, 0.85).split("\n")
+    assert len(lines) == 8
+    assert lines[:4] == [
+        "PROTEUS gateway demo on http://127.0.0.1:8080 (loopback only); fake upstream on "
+        "http://127.0.0.1:9000",
+        "API key (tenant 'demo'): sk-proteus-abc",
+        "files: m.toml, k.toml, u.db",
+        "try:"]
+    assert lines[4] == ("  curl -s http://127.0.0.1:8080/v1/chat/completions "
+                        "-H 'Authorization: Bearer sk-proteus-abc' \\")
+    assert lines[5].endswith('-d \'{"model": "proteus-0.85", "messages": [{"role": "user", '
+                             '"content": "Which gas do plants absorb?"}]}\'')
+    assert "base_url='http://127.0.0.1:8080/v1', api_key='sk-proteus-abc'" in lines[6]
+    assert "model='proteus-0.85'" in lines[6]
+    assert lines[7] == "Ctrl-C stops it."

@@ -7,6 +7,7 @@ import json
 import logging
 import socket
 import time
+from types import SimpleNamespace
 
 import httpx
 import numpy as np
@@ -15,8 +16,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from proteus import serving
 from proteus.gateway import app as gateway
-from proteus.gateway import config, fake, runner
+from proteus.gateway import asgi, completions, config, errors, fake, runner
+from proteus.gateway import settings as gateway_settings
+from proteus.gateway.errors import GatewayError
 from proteus.serving import server
+from proteus.serving.protocol import Limits, RequestError
 from tests import gateway_helpers as gh
 
 pytest_plugins = ["tests.serving_fixtures"]
@@ -239,3 +243,90 @@ def test_open_mode_and_json_errors_stay_json(router, upstream, tmp_path):
         {"model": "proteus-0.7"}).encode(), "headers": JSON})])[0]
     assert got.status_code == 400 and got.json()["error"]["code"] == "invalid_messages"
     assert got.headers["x-proteus-request-id"].startswith("req-")
+
+
+# ------------------------------------------------------------------ the pieces, by hand
+
+
+def test_a_request_error_keeps_its_status_message_and_code():
+    err = asgi.from_request_error(RequestError(413, "request body too big", "body_too_large"))
+    assert (err.status, err.message, err.type, err.code) == (
+        413, "request body too big", "invalid_request_error", "body_too_large")
+    assert err.headers == {}
+
+
+def test_origin_refusal_only_for_an_origin_not_allowed():
+    allowed = {"https://app.example"}
+    assert asgi.origin_refusal({"headers": []}, allowed) is None  # not a browser: no Origin
+    assert asgi.origin_refusal({"headers": [(b"origin", b"https://app.example")]},
+                               allowed) is None
+    err = asgi.origin_refusal({"headers": [(b"origin", b"http://evil.example")]}, allowed)
+    assert (err.status, err.type, err.code) == (403, "invalid_request_error",
+                                                "cross_origin_refused")
+    assert err.message.startswith("cross-origin requests from 'http://evil.example' are refused")
+    long = asgi.origin_refusal({"headers": [(b"origin", b"h" * 150)]}, allowed)
+    assert f"from {'h' * 100!r} are refused" in long.message  # the origin cut to 100 characters
+
+
+def test_cors_headers_echo_the_origin():
+    assert asgi.cors_headers({"headers": [(b"content-type", b"application/json")]}) == []
+    assert asgi.cors_headers({"headers": [(b"origin", b"https://app.example")]}) == [
+        (b"access-control-allow-origin", b"https://app.example"), (b"vary", b"origin"),
+        (b"access-control-expose-headers", asgi.EXPOSED)]
+    assert b"x-proteus-request-id" in asgi.EXPOSED
+
+
+def test_client_closed_is_nginx_499():
+    err = asgi.client_closed("while its answer streamed")
+    assert (err.status, err.message, err.type, err.code) == (
+        499, "the client closed the request while its answer streamed", "invalid_request_error",
+        "client_closed_request")
+
+
+def test_header_text_is_one_ascii_line_within_the_limit():
+    # "τ" -> "tau", CR and LF -> spaces, "é" -> "?" (ASCII "replace")
+    assert asgi.header_text("τ=0.9\r\nnot é") == b"tau=0.9  not ?"
+    assert asgi.header_text("τ=0.95 is infeasible", limit=6) == b"tau=0."
+    assert asgi.header_text("x" * 400) == b"x" * 300  # the default limit
+
+
+def test_error_body_is_openai_shaped_bytes():
+    assert errors.error_body("slow down", "rate_limit_error", "rate_limited") == (
+        b'{"error": {"message": "slow down", "type": "rate_limit_error", "param": null, '
+        b'"code": "rate_limited"}}')
+    assert json.loads(errors.error_body("upstream 502", "server_error", None)) == {
+        "error": {"message": "upstream 502", "type": "server_error", "param": None,
+                  "code": None}}
+
+
+def test_request_item_routes_on_the_prompt_tail(router):
+    limits = Limits(max_query_chars=5)
+    item = completions.request_item(router, 0.7, "hello world", None, limits)
+    assert item.text == "world"  # the last 5 characters
+    assert item.features is None and item.point.tau == pytest.approx(0.7)
+    assert item.task_id == -1  # no task: UNKNOWN
+    with pytest.raises(GatewayError, match="non-empty string") as err:  # the tail is blank
+        completions.request_item(router, 0.7, "hello     ", None, limits)
+    assert (err.value.status, err.value.code) == (422, "unroutable_prompt")
+    with pytest.raises(GatewayError, match="^x-proteus-task header: .*without a task prior"
+                       ) as err:
+        completions.request_item(router, 0.7, "hello", b"math", limits)
+    assert (err.value.status, err.value.code) == (422, "invalid_task")
+
+
+def test_tau_warnings_name_tenants_reaching_past_the_feasible_range():
+    def tenant(name, tau_max, infeasible="best_effort"):
+        return config.Tenant(name, 0.7, tau_max=tau_max, infeasible_tau=infeasible)
+
+    feasible_to = SimpleNamespace(policy=SimpleNamespace(tau_range=(0.5, 0.84)))
+    tenants = {"k1": tenant("b", 0.95), "k2": tenant("b", 0.95),  # two keys, one tenant: once
+               "k3": tenant("a", 0.9, "refuse"), "k4": tenant("c", 0.84)}  # c: 0.84 is not past
+    assert gateway_settings.tau_warnings(tenants, feasible_to) == [
+        "tenant 'a' may ask for τ up to 0.9, but the router serves τ <= 0.8400 feasibly; "
+        "higher τ will be refused (422)",
+        "tenant 'b' may ask for τ up to 0.95, but the router serves τ <= 0.8400 feasibly; "
+        "higher τ will be answered best effort, marked x-proteus-feasible: false"]
+    nothing = SimpleNamespace(policy=SimpleNamespace(tau_range=(None, None)))
+    assert gateway_settings.tau_warnings({"k4": tenant("c", 0.5)}, nothing) == [
+        "tenant 'c' may ask for τ up to 0.5, but the router serves no τ feasibly; higher τ "
+        "will be answered best effort, marked x-proteus-feasible: false"]

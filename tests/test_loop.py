@@ -151,3 +151,45 @@ def test_route_grid_matches_route(tiny):
         np.testing.assert_allclose(grid.mu[i], ref.mu, rtol=1e-5)
         np.testing.assert_allclose(grid.p_hat, ref.p_hat, rtol=1e-6)
         np.testing.assert_allclose(grid.lam[i], lam, rtol=1e-6)
+
+
+class _Recorder(loop.Callback):
+    """Appends (its name, "metrics" or "save", the call's arguments) to a shared event list."""
+
+    def __init__(self, name: str, events: list):
+        self.name, self.events = name, events
+
+    def on_metrics(self, phase, step, metrics):
+        self.events.append((self.name, "metrics", phase, step, metrics["loss"]))
+
+    def save(self, phase, state, phase_end):
+        self.events.append((self.name, "save", phase, state, phase_end))
+
+
+def test_as_callbacks_keeps_callbacks_and_wraps_plain_functions_in_order():
+    events = []
+    rec = _Recorder("rec", events)
+    fn = lambda phase, step, metrics: events.append(("fn", phase, step, metrics["loss"]))
+    hooks = loop.as_callbacks([rec, fn])
+    assert len(hooks) == 2 and hooks[0] is rec  # a Callback passes through unchanged
+    assert isinstance(hooks[1], loop.Callback)
+    hooks[1].on_metrics("policy", 30, {"loss": 0.5})
+    assert events == [("fn", "policy", 30, 0.5)]
+    # the wrapper keeps the base class's no-ops for everything else
+    assert hooks[1].restore("state", "predictor") == ("state", "predictor")
+    assert hooks[1].save("policy", "state", True) is None and events == [("fn", "policy", 30, 0.5)]
+    assert loop.as_callbacks([]) == ()
+
+
+def test_combine_calls_every_hook_in_order():
+    events = []
+    combined = loop.combine([_Recorder("a", events), _Recorder("b", events)])
+    assert isinstance(combined, loop.Callbacks)
+    combined.on_metrics("predictor", 10, {"loss": 1.25})
+    combined.save("policy", "s", True)
+    assert events == [("a", "metrics", "predictor", 10, 1.25),
+                      ("b", "metrics", "predictor", 10, 1.25),
+                      ("a", "save", "policy", "s", True), ("b", "save", "policy", "s", True)]
+    nothing = loop.combine([])
+    nothing.on_metrics("policy", 1, {})
+    nothing.save("policy", "s", False)  # no hooks: both are no-ops

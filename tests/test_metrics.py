@@ -141,3 +141,26 @@ def test_distinct_points_and_a_summary_from_the_sweep():
     assert swept["aiq"] == pytest.approx(0.25 * 0.7 + 0.75 * 0.8)
     same = ("floor_compliance", "max_savings_vs_best_fixed", "oracle_gap", "n_infeasible")
     assert [swept[k] for k in same] == [grid[k] for k in same]
+
+
+def test_hull_vertices_by_hand():
+    # Dyadic values, so "on the chord" is exact in float64.
+    x = np.array([0.0, 0.0, 0.25, 0.5, 0.625, 0.875, 1.0, 0.375, 0.75])
+    y = np.array([0.25, 0.5, 0.625, 0.75, 0.75, 0.875, 0.875, 0.625, 0.8125])
+    # 0: same x as 1, lower; 2: on the chord 1-3 (slope 0.5: 0.5 + 0.5 * 0.25 = 0.625);
+    # 4: costlier than 3 with no gain; 6: as accurate as the maximum 5 but costlier (truncated);
+    # 7: under the chord 1-3 (0.6875 at x=0.375); 8: under the chord 3-5
+    # (0.75 + 0.125 / 0.375 * 0.25 = 0.8333 at x=0.75), kept until 5 arrives, then dropped.
+    # 3 is above the chord 1-5 (0.5 + 0.375 * 0.5 = 0.6875 at x=0.5), so a vertex.
+    out = metrics.hull_vertices(x, y)
+    np.testing.assert_array_equal(out, [1, 3, 5])
+    assert out.dtype == np.int64
+
+
+def test_hull_vertices_small_cases():
+    assert metrics.hull_vertices(np.array([]), np.array([])).tolist() == []
+    assert metrics.hull_vertices([0.3], [0.4]).tolist() == [0]
+    # decreasing accuracy with cost: only the cheapest point is a vertex
+    assert metrics.hull_vertices([0.5, 0.0, 1.0], [0.6, 0.7, 0.2]).tolist() == [1]
+    # a strictly concave increasing curve: every point, by increasing x
+    assert metrics.hull_vertices([1.0, 0.0, 0.5], [1.0, 0.0, 0.75]).tolist() == [1, 2, 0]

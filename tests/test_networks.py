@@ -1,5 +1,6 @@
 """Tests for proteus.training.networks; expected numbers are worked out by hand in the comments."""
 
+import functools
 import math
 
 import chex
@@ -199,3 +200,83 @@ def test_task_logits_index_the_table_and_unknown_is_zero():
     plain = networks.init_params(spec._replace(tasks=0), jax.random.key(0),
                                  networks.data_stats(np.zeros((2, 3)), np.ones((2, 2))))
     assert "task_weight" not in plain["calib"]  # runs without tasks keep their parameter tree
+
+
+def test_calibrated_stacks_scale_prior_shift_and_the_task_term_by_hand():
+    calib = {"scale": jnp.float32([2.0, 1.0]), "shift": jnp.float32([0.5, -1.0]),
+             "prior_weight": jnp.float32([1.0, 0.0])}
+    logits = jnp.float32([[0.0, 1.0], [1.0, 0.0]])
+    prior = jnp.float32([[-0.5, 3.0], [-2.5, 0.0]])
+    # row 0: (2·0 + 1·(−0.5) + 0.5, 1·1 + 0·3 − 1) = (0, 0) -> (0.5, 0.5)
+    # row 1: (2·1 + 1·(−2.5) + 0.5, 0 + 0 − 1) = (0, −1) -> (0.5, sigmoid(−1) = 0.268941)
+    calibrated = jax.jit(networks.calibrated)
+    np.testing.assert_allclose(calibrated(calib, logits, prior),
+                               [[0.5, 0.5], [0.5, 0.268941]], rtol=1e-5)
+    task = jnp.float32([[math.log(3.0), 0.0], [0.0, 1.0]])
+    # no "task_weight": the task logits are ignored
+    np.testing.assert_allclose(calibrated(calib, logits, prior, task),
+                               calibrated(calib, logits, prior))
+    with_task = {**calib, "task_weight": jnp.float32([1.0, 2.0])}
+    # row 0: (0 + log 3, 0 + 0) -> (3/4, 1/2); row 1: (0 + 0, −1 + 2·1) -> (1/2, sigmoid(1))
+    np.testing.assert_allclose(calibrated(with_task, logits, prior, task),
+                               [[0.75, 0.5], [0.5, 1.0 - 0.268941]], rtol=1e-5)
+
+
+def test_task_rows_send_unknown_tasks_to_the_zero_row():
+    spec = SPEC._replace(tasks=3)  # table rows 0, 1, 2 and the unknown row 3
+    np.testing.assert_array_equal(networks.task_rows(spec, jnp.int32([-1, 0, 2, 1, -1])),
+                                  [3, 0, 2, 1, 3])
+
+
+_SMALL = SPEC._replace(hidden=2, policy_hidden=2)  # z [B, 2] -> projection [B, 2]
+
+
+def _hand_policy_params() -> dict:
+    """_SMALL's policy parameters, all zero but the z-projection [[1, 2], [3, 4]] + (0.5, −0.5)
+    and the output bias (0, softplus^-1(30)) init gives: so δ = 0 and k = softplus^-1(30)."""
+    z = jnp.zeros((1, 2))
+    shapes = jax.eval_shape(_SMALL.policy().init, jax.random.key(0), z, jnp.zeros(()),
+                            jnp.zeros(()))
+    params = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)["params"]
+    params["z_proj"] = {"kernel": jnp.float32([[1.0, 2.0], [3.0, 4.0]]),
+                        "bias": jnp.float32([0.5, -0.5])}
+    params["beta_params"]["bias"] = jnp.float32([0.0, math.log(math.expm1(30.0))])
+    return {"params": params}
+
+
+def test_policy_projection_is_the_z_layer_and_detaches_the_trunk():
+    policy = _hand_policy_params()
+    z = jnp.float32([[1.0, 2.0], [0.0, -1.0]])
+    project = lambda z_in: networks.policy_projection(_SMALL, policy, z_in)
+    projection, grad = jax.jit(lambda z_in: (project(z_in),
+                                             jax.grad(lambda x: project(x).sum())(z_in)))(z)
+    # [1, 2] @ [[1, 2], [3, 4]] = [7, 10], + bias -> [7.5, 9.5];
+    # [0, −1] @ W = [−3, −4], + bias -> [−2.5, −4.5]
+    np.testing.assert_allclose(projection, [[7.5, 9.5], [-2.5, -4.5]])
+    np.testing.assert_array_equal(grad, np.zeros((2, 2)))  # the policy never trains the trunk
+
+
+def test_policy_beta_from_projection_by_hand_and_under_the_ablations():
+    policy = _hand_policy_params()
+    projection = jnp.float32([[7.5, 9.5], [-2.5, -4.5], [0.0, 0.0]])
+
+    @jax.jit
+    def two_cases(projection):
+        head = functools.partial(networks.policy_beta_from_projection, policy_params=policy,
+                                 projection=projection)
+        return (head(_SMALL, tau=jnp.full((3,), 0.8), lam=jnp.float32([1.0, 3.0, 0.0])),
+                head(_SMALL._replace(use_lambda_input=False), tau=jnp.float32(0.8),
+                     lam=jnp.float32(3.0)))
+
+    (alpha, beta), (alpha_no_lam, beta_no_lam) = two_cases(projection)
+    # δ = 0 (zero output kernel), so every row is the plug-in prior at its own λ:
+    # λ = 1: m = sigmoid(log 1) = 1/2, K = 30 + 2 + 2 = 34 -> α = β = 17
+    # λ = 3: m = 3/4, K = 30 + 4/3 + 4 -> α = 26.5, β = 8.8333
+    # λ = 0, floored at 1e-3: m = 1e-3 / 1.001, and α = m K = 30 m + 1 + m / (1 − m)
+    #   = 1.0309700, β = 30 (1 − m) + (1 − m) / m + 1 = 1030.97003
+    np.testing.assert_allclose(alpha, [17.0, 26.5, 1.0309700], rtol=1e-5)
+    np.testing.assert_allclose(beta, [17.0, 35.0 + 1.0 / 3.0 - 26.5, 1030.97003], rtol=1e-5)
+    # one lane's scalar (τ, λ) broadcast over the rows, under the no-λ ablation: the head sees
+    # λ = 0 instead of 3, so every row is the λ = 0 case above
+    np.testing.assert_allclose(alpha_no_lam, np.full(3, 1.0309700), rtol=1e-5)
+    np.testing.assert_allclose(beta_no_lam, np.full(3, 1030.97003), rtol=1e-5)

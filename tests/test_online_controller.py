@@ -1,5 +1,6 @@
 """The online controller's law on hand-computed sequences (no router, no I/O)."""
 
+import dataclasses
 import itertools
 
 import pytest
@@ -255,3 +256,34 @@ def test_the_gate_keeps_stationary_streams_at_their_point():
     gated = [feedbacks_off_the_point(ctl.ControllerConfig.confirm_forget, seed)
              for seed in range(6)]
     assert without == [23, 56, 5, 13, 0, 1] and gated == [0, 0, 0, 0, 0, 0]
+
+
+def test_offset_bounds_by_hand():
+    s = fresh()  # base 0.8 in [0.5, 0.9]: the lane range around it is [-0.3, 0.1]
+    floor = dataclasses.replace(CFG, allow_below_certified=False)
+    assert ctl.offset_bounds(s, floor) == (0.0, pytest.approx(0.1))  # the point is a floor
+    trusted = dataclasses.replace(CFG, trust_after=100)
+    s.n_feedback = 99
+    assert ctl.offset_bounds(s, trusted) == (0.0, pytest.approx(0.1))  # not trusted yet
+    s.n_feedback = 100
+    assert ctl.offset_bounds(s, trusted) == (pytest.approx(-0.3), pytest.approx(0.1))
+    # a base above the range (a re-anchored state): u_max = -0.05 < u_min = 0, both read 0
+    above = ctl.ControllerState(tau=0.8, base=0.95, lo=0.5, hi=0.9)
+    assert ctl.offset_bounds(above, floor) == (0.0, 0.0)
+
+
+def test_repoint_lowers_the_integral_and_restarts_the_estimate():
+    cfg = dataclasses.replace(CFG, margin=0.02, allow_below_certified=False)  # u in [0, 0.1]
+    s = fresh()
+    s.integral, s.acc_est, s.prev_est, s.n_feedback = 0.08, 0.3, 0.4, 7
+    ctl.repoint(s, cfg, now=5.0, integral=0.02)
+    assert s.integral == pytest.approx(0.02)  # min(0.08, 0.02)
+    assert s.acc_est == pytest.approx(0.82) and s.prev_est is None  # â = r = 0.8 + 0.02
+    assert s.repointed == 5.0 and s.n_feedback == 7  # totals untouched
+    s.integral = 0.08
+    assert ctl.repoint(s, cfg, 6.0, integral=0.5).integral == pytest.approx(0.08)  # never up
+    assert ctl.repoint(s, cfg, 7.0, integral=None).integral == pytest.approx(0.08)  # kept
+    assert ctl.repoint(s, cfg, 8.0, integral=-0.2).integral == 0.0  # clipped to u_min = 0
+    s.integral = 0.08
+    assert ctl.repoint(s, CFG, 9.0, integral=-1.0).integral == pytest.approx(-0.3)  # u_min -0.3
+    assert s.repointed == 9.0

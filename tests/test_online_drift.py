@@ -210,3 +210,31 @@ def test_a_version_1_store_is_upgraded(tmp_path):
     assert store.health() == {}
     store.close()
     assert Store(str(path), lambda: 2.0).get("old").stream == "t|0.7000"
+
+
+def test_health_key_is_tenant_bar_model():
+    assert watch.health_key("acme", "gpt-4") == "acme|gpt-4"
+    assert watch.health_key("a|b", "m").rpartition("|") == ("a|b", "|", "m")
+
+
+def test_log_event_one_warning_line(caplog):
+    excluded = {"event": "excluded", "tenant": "acme", "model": "large",
+                "streams": ["acme|0.8000", "acme|0.9000"], "shortfall": 0.2, "feedbacks": 40,
+                "realised": 0.6, "predicted": 0.8, "probe_every": 4}
+    readmitted = {"event": "readmitted", "tenant": "acme", "model": "large", "streams": [],
+                  "shortfall": -0.0123, "feedbacks": 80, "realised": 0.8123,
+                  "predicted": 0.8, "probe_every": 4}
+    with caplog.at_level("WARNING", logger="proteus.online"):
+        watch.log_event(excluded)
+        watch.log_event(readmitted)
+        watch.log_event({"event": "readmitted", "tenant": "acme", "model": "large"})
+    assert [(r.name, r.levelname) for r in caplog.records] == [("proteus.online", "WARNING")] * 3
+    assert [r.getMessage() for r in caplog.records[:2]] == [
+        "model 'large' excluded for tenant 'acme': realised 0.600 against predicted 0.800 on its "
+        "last 40 feedbacks (+0.200 short); routing around it (1 in 4 of its requests still "
+        "probes it), 2 streams re-pointed",
+        "model 'large' readmitted for tenant 'acme': realised 0.812 against predicted 0.800 on "
+        "its last 80 feedbacks (-0.012 short); routing to it again"]
+    # no feedbacks to quote: no numbers (this once read "...'acme': ; routing to it again")
+    assert caplog.records[2].getMessage() == \
+        "model 'large' readmitted for tenant 'acme'; routing to it again"

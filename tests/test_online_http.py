@@ -24,7 +24,8 @@ import uvicorn
 from proteus.gateway import runner
 from proteus.gateway.config import load_keys
 from proteus.online import controller as ctl
-from proteus.online.http import TENANT_HEADER, create_app
+from proteus.online import http as online_http
+from proteus.online.http import TENANT_HEADER, BodyError, create_app
 from proteus.online.service import OnlineService, OnlineSettings
 from proteus.online.store import Store
 from proteus.serving import Router
@@ -260,3 +261,62 @@ def test_limits_of_the_gateway(keyed):
                      b"authorization: Bearer " + gateway_helpers.key("a").encode() +
                      b"\r\ncontent-length: 100\r\n\r\n{\"tau\"")
         assert sock.recv(4096).startswith(b"HTTP/1.1 408")
+
+
+def test_error_response_in_both_shapes():
+    err = BodyError(413, "3 feedback items exceed the limit of 2", "batch_too_large")
+    got = online_http.error_response(err)
+    assert got.status_code == 413
+    assert json.loads(got.body) == {
+        "detail": "3 feedback items exceed the limit of 2",
+        "error": {"message": "3 feedback items exceed the limit of 2",
+                  "type": "invalid_request_error", "param": None, "code": "batch_too_large"}}
+    plain = json.loads(online_http.error_response(BodyError(400, "bad")).body)
+    assert plain["error"]["code"] == "invalid_request"  # BodyError's default code
+
+
+class _Outcomes:
+    """A stand-in service: each request id's outcome is its name's prefix ("late-1": late)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def feedback(self, items, tenant):
+        self.calls.append((items, tenant))
+        return [{"request_id": i["request_id"], "status": i["request_id"].split("-")[0]}
+                for i in items]
+
+
+def test_feedback_response_status_and_counts():
+    service = _Outcomes()
+    for outcome, status in [("accepted", 200), ("duplicate", 409), ("late", 410),
+                            ("unknown", 404), ("invalid", 422)]:
+        body = json.dumps({"request_id": f"{outcome}-1", "score": 1.0}).encode()
+        assert online_http.feedback_response(service, body, 10, "acme") == (
+            status, {"request_id": f"{outcome}-1", "status": outcome})
+    assert service.calls[-1] == ([{"request_id": "invalid-1", "score": 1.0}], "acme")
+    batch = {"feedback": [{"request_id": "accepted-1"}, {"request_id": "unknown-2"},
+                          {"request_id": "accepted-3"}]}
+    status, body = online_http.feedback_response(service, json.dumps(batch).encode(), 3)
+    assert status == 200 and [r["status"] for r in body["results"]] == [
+        "accepted", "unknown", "accepted"]
+    assert body["counts"] == {"accepted": 2, "duplicate": 0, "late": 0, "unknown": 1,
+                              "invalid": 0}
+    assert service.calls[-1][1] is None  # no tenant: every tenant's requests
+
+
+@pytest.mark.parametrize("raw, status, code, message", [
+    (b'{"feedback": []}', 400, "invalid_request", "'feedback' must be a non-empty list"),
+    (b'{"feedback": {"request_id": "a"}}', 400, "invalid_request", "non-empty list"),
+    (b'{"feedback": [{}, {}, {}]}', 413, "batch_too_large",
+     "3 feedback items exceed the limit of 2"),
+    (b'[{"request_id": "a"}]', 400, "invalid_request", "body must be a feedback object"),
+    (b'{"request_id": ', 400, "invalid_json", "malformed JSON"),
+    (b'{"a": [[[[1]]]]}', 400, "invalid_json", "nested deeper than 3 levels"),
+])
+def test_feedback_response_refusals(raw, status, code, message):
+    service = _Outcomes()
+    with pytest.raises(BodyError, match=message) as err:
+        online_http.feedback_response(service, raw, 2, settings=ServerSettings(max_json_depth=3))
+    assert (err.value.status, err.value.code) == (status, code)
+    assert service.calls == []  # nothing reached the service

@@ -7,7 +7,14 @@ import pytest
 
 from proteus.online import adapter
 from proteus.online import controller as ctl
-from proteus.online.service import OnlineService, OnlineSettings, bucket_tau, stream_key
+from proteus.online.service import (
+    OnlineService,
+    OnlineSettings,
+    bucket_tau,
+    check_item,
+    stream_key,
+    tenant_of,
+)
 from proteus.online.store import Store
 from proteus.serving import Router
 
@@ -199,3 +206,43 @@ def test_a_stream_at_rest_routes_at_its_fixed_model_point(tiny_fixed_point_artif
     service.feedback([{"request_id": d["request_id"], "score": 1.0} for d in at_rest])
     moved = service.route(features(20), 0.8)  # all right: the knob went below the point
     assert all(d["operating_tau"] is not None and d["offset"] < 0 for d in moved)
+
+
+def test_tenant_of_stream_and_health_keys():
+    assert tenant_of(stream_key("acme", 0.7)) == "acme"
+    assert tenant_of("a|b|0.7000") == "a|b"  # the tenant is all before the LAST "|"
+    assert tenant_of("acme|gpt-4") == "acme"  # a "tenant|model" health key
+    assert tenant_of("no-separator") == ""
+
+
+@pytest.mark.parametrize("item, detail", [
+    (5, "a feedback item must be an object, got 5"),
+    ({"score": 1.0}, "request_id must be a non-empty string"),
+    ({"request_id": "", "score": 1.0}, "request_id must be a non-empty string"),
+    ({"request_id": 7, "score": 1.0}, "request_id must be a non-empty string"),
+    ({"request_id": "r", "score": 1.0, "note": "x", "at": 1},
+     "unknown field(s) ['at', 'note']; expected request_id, score, cost"),
+    ({"request_id": "r"}, "score must be a number in [0, 1], got None"),
+    ({"request_id": "r", "score": True}, "score must be a number in [0, 1], got True"),
+    ({"request_id": "r", "score": 1.5}, "score must be a number in [0, 1], got 1.5"),
+    ({"request_id": "r", "score": float("nan")}, "score must be a number in [0, 1], got nan"),
+    ({"request_id": "r", "score": "1"}, "score must be a number in [0, 1], got '1'"),
+    ({"request_id": "r", "score": 1, "cost": -1}, "cost must be a finite number >= 0 (USD), "
+                                                  "got -1"),
+    ({"request_id": "r", "score": 1, "cost": float("inf")}, "cost must be a finite number"),
+    ({"request_id": "r", "score": 1, "cost": False}, "cost must be a finite number"),
+])
+def test_check_item_refusals(item, detail):
+    rid = item.get("request_id") if isinstance(item, dict) else None
+    got = check_item(item)
+    assert got["status"] == "invalid" and got["request_id"] == rid
+    assert got["detail"].startswith(detail)
+
+
+def test_check_item_accepts_numbers_as_floats():
+    assert check_item({"request_id": "r", "score": 1}) == {"request_id": "r", "score": 1.0,
+                                                           "cost": None}
+    got = check_item({"request_id": "r", "score": 0, "cost": 0})
+    assert got == {"request_id": "r", "score": 0.0, "cost": 0.0}
+    assert type(got["score"]) is float and type(got["cost"]) is float
+    assert check_item({"request_id": "r", "score": 0.25, "cost": None})["cost"] is None

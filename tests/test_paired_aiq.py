@@ -7,6 +7,7 @@ import pytest
 from proteus.evaluation import metrics
 from proteus.evaluation.paired_aiq import (
     crossfit_aiq,
+    crossfit_markdown,
     paired_aiq,
     paired_markdown,
     weighted_points,
@@ -86,3 +87,14 @@ def test_polyline_area_keeps_a_point_under_the_chord():
     assert metrics.polyline_area([2.0], [0.8], (1.0, 3.0)) == pytest.approx(0.4)  # R = 0 below
     np.testing.assert_array_equal(metrics.aiq_hull(cost + [np.nan], acc + [0.99], (1.0, 3.0))[0],
                                   [0, 2])
+
+
+def test_crossfit_markdown_highest_first_to_four_decimals():
+    text = crossfit_markdown({"repeats": 4, "seed": 0,
+                              "routers": {"a": 0.5, "b": 0.71234, "c": 0.6, "d": 0.6}})
+    assert text == (
+        "\n## Cross-fitted AIQ (each router's hull chosen on one half of the test split, "
+        "measured on the other; 4 random halvings)\n\n"
+        "| router | cross-fitted AIQ |\n|---|---|\n"
+        "| b | 0.7123 |\n| c | 0.6000 |\n| d | 0.6000 |\n| a | 0.5000 |\n")  # ties keep order
+

@@ -187,3 +187,115 @@ def test_launch_report_rerenders_a_run(tmp_path):
     assert (out / "toy_report.md").read_text() == report.report_markdown(_small())
     with pytest.raises(ValueError, match="unknown outputs"):
         report.write_all(_small(), out, only=["pie"])
+
+
+def test_summary_table_direct_rows_by_hand():
+    lines = report.summary_table(_small())
+    assert len(lines) == 2 + 4  # header, rule, proteus, carrot, best_fixed, oracle
+    # summary τ: 0.9 (the largest <= best fixed 0.93), then 0.85, which snaps to 0.8
+    assert lines[0] == ("| router | compliance | r | AIQ | top acc | infeasible | cost τ=0.80 "
+                        "| cost τ=0.90 | max savings |")
+    assert lines[1] == "|" + "---|" * 9
+    # best_fixed: met both τ (eligible); r of a constant accuracy is undefined; AIQ 0: its one
+    # point sits at x = 4e-3 / 4e-3 = 1; top acc 0.93 beats proteus' 0.91 (carrot's 0.92 is not
+    # eligible); 0 infeasible ties proteus; cost 4 per 1k is not the cheapest that met τ (proteus'
+    # 1 and 2); savings 1 - 4/4.
+    assert lines[4] == "| best_fixed | **1.000** | n/a | 0.000 | **0.930** | **0** | 4 | 4 | 0.0% |"
+    # oracle, never bold: one point at x = 8e-4 / 4e-3 = 0.2, so AIQ 0.8 * 0.97 = 0.776;
+    # cost 0.8 per 1k; savings 1 - 0.8/4 = 80%.
+    assert lines[5] == "| oracle | 1.000 | n/a | 0.776 | 0.970 | 0 | 0.8 | 0.8 | 80.0% |"
+
+
+def test_tau_tables_direct_layout_by_hand():
+    lines = report.tau_tables(_small())
+    header, rule = "| τ | proteus | carrot | best_fixed |", "|---|---|---|---|"
+    assert lines == [
+        "", "## Accuracy", "", header, rule,
+        # accuracy is never bold; carrot missed τ=0.8 (0.79) and declared τ=0.9 infeasible
+        "| 0.800 | 0.820 | (0.790) | 0.930 |", "| 0.900 | 0.910 | _0.920_ | 0.930 |",
+        "", "## Cost (USD per 1,000 queries)", "", header, rule,
+        "| 0.800 | **1** | (0.5) | 4 |", "| 0.900 | **2** | _3_ | 4 |",
+        "", "## Savings vs best fixed", "", header, rule,
+        # 1 - cost / 4e-3: proteus 1 - 1/4 and 1 - 2/4; carrot 1 - 0.5/4 and 1 - 3/4
+        "| 0.800 | **75.0%** | (87.5%) | 0.0% |", "| 0.900 | **50.0%** | _25.0%_ | 0.0% |"]
+
+
+def test_fixed_models_table_cheapest_first_best_in_bold():
+    assert report.fixed_models_table(_small()) == [
+        "", "## Appendix: single models (bold: best fixed, chosen on validation)", "",
+        "| model | accuracy | cost | savings vs best fixed |", "|---|---|---|---|",
+        "| org/small | 0.600 | 0.1 | 97.5% |",  # 1e-4 USD -> 0.1 per 1k; 1 - 1e-4 / 4e-3
+        "| **big** | 0.930 | 4 | 0.0% |"]
+    res = _small()
+    res["routers"] = {k: v for k, v in res["routers"].items() if not k.startswith("fixed:")}
+    assert report.fixed_models_table(res) == []  # no single models: no appendix
+
+
+def test_versions_lines_by_hand():
+    res = {"versions": {"proteus": "0.1.0", "python": "3.11.7", "jax": "0.4.30"}}
+    assert report.versions_lines(res) == [
+        "Evaluated with proteus 0.1.0, python 3.11.7, jax 0.4.30.", ""]
+    assert report.versions_lines({}) == []  # results from before the field
+    assert report.versions_lines({"versions": {}}) == []
+    assert report.versions_lines({"versions": "0.1.0"}) == []  # not a mapping
+
+
+def test_certificate_lines_by_hand():
+    res = {"certificate": {"promise": "P(acc < τ) <= 0.05", "served_window": 500}}
+    assert report.certificate_lines(res) == [
+        "`proteus_certified` promises, for every τ it certifies: P(acc < τ) <= 0.05 "
+        "(served artifacts: a window of 500 requests).", ""]
+    assert report.certificate_lines({}) == []
+    assert report.certificate_lines({"certificate": None}) == []
+
+
+def test_redraw_markdown_direct_by_hand():
+    base = {"any_miss_share": 0.4, "mean_served": 2.5, "worst_tau": 0.85,
+            "cost_vs_uncertified_quantiles": {"0.1": 1.1, "0.5": 1.5, "0.9": 2.0}}
+    block = {"redraws": 10, "sizes": {"val": 5, "calib": 7}, "tolerance": 0.02, "limit": 0.15,
+             "routers": {
+                 # the uncertified router is the reference: no cost ratio even with quantiles
+                 "proteus": base | {"miss_share": [0.3, 0.1], "worst_miss_share": 0.3,
+                                    "cost_vs_uncertified": 1.0},
+                 # 0.2 and 0.3 are over the limit 0.15, 0.15 itself is not
+                 "proteus_certified": base | {"miss_share": [0.15, 0.2, 0.3],
+                                              "worst_miss_share": 0.3,
+                                              "cost_vs_uncertified": 1.5},
+                 "carrot": base | {"miss_share": [0.0], "worst_miss_share": 0.0,
+                                   "any_miss_share": 0.0, "cost_vs_uncertified": None,
+                                   "cost_vs_uncertified_quantiles": None}}}
+    assert report.redraw_markdown(block) == (
+        "\n## Redraw check (10 re-cuts of the held-out rows, sizes {'val': 5, 'calib': 7})\n\n"
+        "A miss: τ served as feasible and test accuracy < τ − 0.02. Each τ should miss in at most "
+        "δ + 2 Monte Carlo standard errors = 0.1500 of the draws; cost: the router's mean cost "
+        "over the uncertified router's on the τ both serve, averaged over draws "
+        "(10% / 50% / 90% quantiles).\n\n"
+        "| router | worst τ: share missed | τ over the limit | draws with any miss "
+        "| τ served per draw | cost vs uncertified |\n"
+        "|---|---|---|---|---|---|\n"
+        "| `proteus` | 0.300 (τ 0.8500) | 1 | 0.400 | 2.5 | – |\n"
+        "| `proteus_certified` | 0.300 (τ 0.8500) | 2 | 0.400 | 2.5 "
+        "| 1.50x (1.10 / 1.50 / 2.00) |\n"
+        "| `carrot` | 0.000 (τ 0.8500) | 0 | 0.000 | 2.5 | – |\n")
+
+
+def test_auto_markdown_orders_decisions_as_decided_then_the_rest_sorted():
+    entry = lambda settings, choice, rule: {"settings": settings, "choice": choice, "rule": rule}
+    res = {"auto": {"zeta": entry(["z.a", "z.b"], 3, "rule z"),
+                    "encoder": entry(["encoder"], "hashing", "rule e"),
+                    "alpha": entry(["a"], False, "rule a"),
+                    "size": entry(["train.batch_size"], 64, "rule s")}}
+    text = report.auto_markdown(res)
+    assert text.startswith("\n## Automatic settings\n\nDecided before training from the query "
+                           "count or out-of-fold evidence")
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    assert rows == [  # size, encoder (AUTO_ORDER), then alpha, zeta (sorted)
+        "| settings | choice | rule |", "|---|---|---|",
+        "| `train.batch_size` | `64` | rule s |",
+        "| `encoder` | `hashing` | rule e |",
+        "| `a` | `False` | rule a |",
+        "| `z.a`, `z.b` | `3` | rule z |"]
+    assert text.endswith("| `z.a`, `z.b` | `3` | rule z |\n")
+    assert report.auto_markdown({}) == ""
+    assert report.auto_markdown({"auto": {}}) == ""
+    assert report.auto_markdown({"auto": "on"}) == ""

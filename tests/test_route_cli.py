@@ -138,3 +138,43 @@ def test_route_jsonl_bad_lines_fail_alone(tiny_text_artifact, monkeypatch):
     assert records[1]["line"] == 2 and "not valid Unicode" in records[1]["error"]
     assert records[2]["line"] == 3 and "encoder exploded" in records[2]["error"]
     assert [r.get("model") is not None for r in records] == [True, False, False, True]
+
+
+def test_short_line_by_hand():
+    decision = {"model": "small", "tau": 0.9, "feasible": True, "certified": True,
+                "c_hat": {"small": 0.00024716, "large": 0.01}}
+    # model padded to 6, status padded to 23 and cost + '/query' to 15, two spaces between
+    assert route_cli.short_line(decision, "What is 2 + 2?", width=6) == (
+        "small   τ=0.90  feasible, certified      est. $0.00025/query   What is 2 + 2?")
+    decision |= {"certified": False}
+    assert "  feasible, uncertified    est." in route_cli.short_line(decision, "q")
+    long = "x" * 61  # over QUERY_CHARS (60): 59 characters and an ellipsis
+    line = route_cli.short_line(decision | {"feasible": False, "model": "large"}, long)
+    assert line == f"large  τ=0.90  INFEASIBLE, best effort  est. $0.01/query      {'x' * 59}…"
+
+
+def test_route_file_writes_one_record_per_line_and_an_exit_status(tiny_artifact, tmp_path,
+                                                                   capsys):
+    """The tiny router (serving_fixtures): τ=0.3 is feasible at point 2 (τ <= 0.5956), τ=0.95
+    is above every point (best effort at point 0); a 2-d features line fails alone."""
+    router = serving.Router.load(tiny_artifact, warmup=0)
+    lines = [json.dumps({"id": "a", "features": [0.1, 0.2, 0.3, 0.4]}), "",
+             json.dumps({"features": [0.1, 0.2, 0.3, 0.4], "tau": 0.95}),
+             json.dumps({"features": [1.0, 2.0]})]
+    src, dst = tmp_path / "q.jsonl", tmp_path / "d.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    assert route_cli.route_file(router, str(src), str(dst), 0.3, progress=False) == 1
+    assert capsys.readouterr().err == "2 decisions, 1 errors\n"
+    records = [json.loads(r) for r in dst.read_text().splitlines()]
+    assert len(records) == 3  # the blank line gives nothing
+    assert records[0]["id"] == "a" and records[0]["tau"] == pytest.approx(0.3)
+    assert (records[0]["feasible"], records[0]["operating_point"]) == (True, 2)
+    assert (records[1]["feasible"], records[1]["operating_point"]) == (False, 0)
+    assert records[2]["line"] == 4 and "values per query" in records[2]["error"]
+    # every line routable: exit status 0; no output path: the records go to stdout (2 rows
+    # again: the same compiled batch size)
+    src.write_text("\n".join(lines[:3]) + "\n")
+    assert route_cli.route_file(router, str(src), None, 0.3, progress=False) == 0
+    out, err = capsys.readouterr()
+    assert [json.loads(r)["operating_point"] for r in out.splitlines()] == [2, 0]
+    assert err == "2 decisions, 0 errors\n"

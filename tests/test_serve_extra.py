@@ -69,3 +69,16 @@ def test_commands_without_the_serve_extra_say_which_extra_to_install():
     _, err, status = done["module"]  # from Python: the import error itself names the extra
     assert status == 1 and "MissingExtraError: proteus.serving.server needs the serving " \
                            "dependencies (No module named 'uvicorn')" in err
+
+
+def test_is_serving_module_by_top_level_package():
+    def err(name):
+        return ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+    assert extras.is_serving_module(err("uvicorn"))
+    assert extras.is_serving_module(err("fastapi.routing"))  # a submodule of a serve package
+    assert extras.is_serving_module(err("prometheus_client"))
+    assert not extras.is_serving_module(err("torch"))
+    assert not extras.is_serving_module(err("httpxx"))  # a prefix is not the package
+    assert not extras.is_serving_module(err("orbax.fastapi"))  # only the top level counts
+    assert not extras.is_serving_module(ModuleNotFoundError("no name"))  # name None

@@ -367,3 +367,47 @@ def test_features_are_checked_alike_everywhere(tiny_router, features, kind):
     body = json.dumps({"features": payload, "tau": 0.6}).encode()
     with pytest.raises(protocol.RequestError, match=f"list of 4 numbers per query, got {kind}"):
         protocol.parse_body(body, tiny_router, protocol.Limits())
+
+
+# ------------------------------------------------------------------ the guards, one by one
+
+
+def test_unauthorized_is_an_openai_style_401_that_closes():
+    status, body, headers = http_guards.unauthorized()
+    assert status == 401
+    got = json.loads(body)
+    assert got["error"]["code"] == "invalid_api_key"
+    assert got["error"]["type"] == "invalid_request_error" and got["error"]["param"] is None
+    assert got["detail"] == got["error"]["message"]
+    assert "Authorization: Bearer <token>" in got["detail"]
+    assert headers == [(b"www-authenticate", b'Bearer realm="proteus"'),
+                       (b"connection", b"close")]
+
+
+def test_is_json_with_or_without_parameters():
+    assert http_guards.is_json(b"application/json")
+    assert http_guards.is_json(b"Application/JSON ; charset=utf-8")
+    assert not http_guards.is_json(None)
+    assert not http_guards.is_json(b"text/plain")
+    assert not http_guards.is_json(b"application/json-patch+json")
+    assert not http_guards.is_json(b"application/x-www-form-urlencoded")
+
+
+def test_check_length_before_reading():
+    assert http_guards.check_length(None, 100) is None  # chunked: counted while read instead
+    assert http_guards.check_length(b"100", 100) is None  # at the limit is fine
+    with pytest.raises(protocol.RequestError,
+                       match="request body of 101 bytes exceeds the limit of 100") as err:
+        http_guards.check_length(b" 101 ", 100)
+    assert (err.value.status, err.value.code) == (413, "body_too_large")
+    for bad in (b"12a", b"-5", b""):
+        with pytest.raises(protocol.RequestError, match="invalid Content-Length") as err:
+            http_guards.check_length(bad, 100)
+        assert err.value.status == 400
+
+
+def test_is_loopback_only_for_this_machine():
+    for host in ("localhost", "127.0.0.1", "127.8.0.1", "::1"):
+        assert http_guards.is_loopback(host), host
+    for host in ("0.0.0.0", "::", "192.168.1.2", "router.example.com", "localhost.example"):
+        assert not http_guards.is_loopback(host), host

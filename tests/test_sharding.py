@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 import pytest
+from jax.sharding import PartitionSpec
 
 from experiments import distributed
 from proteus.training import sharding
@@ -79,6 +80,20 @@ def test_host_row_range_covers_rows_once():
 
 def test_fits_evenly():
     assert [sharding.fits_evenly(n, 4) for n in (1, 4, 5, 8)] == [4, 4, 8, 8]
+
+
+
+def test_runs_spec_puts_the_leading_axis_on_runs_and_replicates_the_rest():
+    assert sharding.runs_spec(0) == PartitionSpec()  # a scalar: replicated
+    assert sharding.runs_spec(1) == PartitionSpec("runs")  # [S] per-run scalars
+    assert sharding.runs_spec(3) == PartitionSpec("runs", None, None)
+    assert sharding.runs_spec(3)[0] == sharding.RUNS
+
+
+def test_is_primary_only_on_process_zero(monkeypatch):
+    assert sharding.is_primary()  # this single-process test run is process 0
+    monkeypatch.setattr(sharding.jax, "process_index", lambda: 1)
+    assert not sharding.is_primary()
 
 
 @pytest.mark.parametrize("env, method", [

@@ -257,3 +257,100 @@ def test_vmapped_lanes_equal_lanes_one_by_one(tiny):
     assert int(final.step) == 20
     assert not core_helpers.tree_diff(final.params["policy"], start.params["policy"])
     assert float(jnp.abs(final.duals.lam - start.duals.lam).max()) > 0.0  # the duals did move
+
+
+# ----------------------------------------------------------------------------- small parts by hand
+
+
+def test_make_optimizer_clips_then_adam_then_decays_by_hand():
+    static = core_helpers.static_for(core_helpers.TINY_SPEC, grad_clip=1.0, weight_decay=0.1)
+    tx = train.make_optimizer(static)
+    params = {"w": jnp.float32([1.0, 2.0])}
+    grads = {"w": jnp.float32([3.0, -4.0])}  # ‖g‖ = 5 -> clipped to g / 5 = (0.6, −0.8)
+    updates, opt_state = jax.jit(tx.update)(grads, tx.init(params), params)
+    clip_state, adam_state, _ = opt_state
+    del clip_state
+    # Adam's moments hold the CLIPPED gradient: μ = 0.1 ĝ, ν = 0.001 ĝ²
+    np.testing.assert_allclose(adam_state.mu["w"], [0.06, -0.08], rtol=1e-5)
+    np.testing.assert_allclose(adam_state.nu["w"], [0.00036, 0.00064], rtol=1e-5)
+    # first step: m̂ / (sqrt(v̂) + 1e-8) = sign ĝ = (1, −1), plus decay 0.1 p = (0.1, 0.2)
+    np.testing.assert_allclose(updates["w"], [1.1, -0.8], rtol=1e-5)
+
+
+def test_apply_updates_steps_against_the_direction_at_the_traced_lr():
+    params = {"w": jnp.float32([1.0, 2.0]), "b": jnp.float32(0.5)}
+    grads = {"w": jnp.float32([3.0, -4.0]), "b": jnp.float32(1.0)}
+    tx = optax.scale(2.0)  # the optimiser's direction: 2 g
+    new, opt_state = jax.jit(functools.partial(train.apply_updates, tx))(
+        grads, tx.init(params), params, jnp.float32(0.5))
+    # p − lr · 2g: w = (1 − 3, 2 + 4) = (−2, 6); b = 0.5 − 1 = −0.5
+    np.testing.assert_allclose(new["w"], [-2.0, 6.0])
+    assert float(new["b"]) == -0.5
+    assert opt_state == tx.init(params)  # the optimiser's (here empty) state comes back
+
+
+def test_fold_weights_zero_each_predictor_on_its_own_fold():
+    fold = jnp.int32([0, 1, 0, 2])
+    # predictor f may fit every row whose fold is not f; held_out flips that
+    expected_fit = [[0, 1, 0, 1], [1, 0, 1, 1], [1, 1, 1, 0]]
+    fit = predictor_phase.fold_weights(fold, 3)
+    np.testing.assert_array_equal(fit, expected_fit)
+    assert fit.dtype == jnp.float32
+    np.testing.assert_array_equal(predictor_phase.fold_weights(fold, 3, held_out=True),
+                                  1 - np.asarray(expected_fit))
+
+
+def test_sample_from_beta_by_hand_with_the_draw_fixed(monkeypatch):
+    """The sampler is stubbed (tests/test_beta.py tests it): μ = (0.2, 0.001) for
+    Beta(1000, 1) and Beta(1, 1000), so row 0's draw and its Beta mean route differently."""
+    drawn = []
+
+    def fixed_draw(key, alpha, beta):
+        drawn.append((alpha, beta))
+        return jnp.float32([0.2, 0.001])
+
+    monkeypatch.setattr(train.beta_dist, "sample", fixed_draw)
+    alpha, beta = jnp.float32([1000.0, 1.0]), jnp.float32([1.0, 1000.0])
+    inputs = train.LaneInputs(
+        z=jnp.zeros((2, 1)), p_hat=jnp.float32([[0.2, 0.9], [0.3, 0.8]]),
+        c_hat_norm=jnp.float32([[0.1, 0.5], [0.2, 0.6]]),
+        scores=jnp.float32([[0.0, 1.0], [1.0, 0.0]]),
+        cost_norm=jnp.float32([[0.1, 0.5], [0.2, 0.6]]))
+    # a fresh function to jit: no trace cached with the real sampler is reused
+    out = jax.jit(lambda *args: train.sample_from_beta(*args))(
+        alpha, beta, inputs, jnp.float32(0.5), jnp.float32(2.0), jax.random.key(0))
+    assert len(drawn) == 1
+    np.testing.assert_array_equal(out["mu"], np.float32([0.2, 0.001]))
+    # utility μ p̂ − (1 − μ) ĉ: row 0 at μ = 0.2: (0.04 − 0.08, 0.18 − 0.4) -> model 0 (cheap,
+    # wrong); row 1 at μ = 0.001 -> model 0 (cheap, right). Realised (y, c) = (0, 0.1), (1, 0.2);
+    # r = −c + λ (y − τ) = (−0.1 − 1, −0.2 + 1) = (−1.1, 0.8), mean −0.15;
+    # advantage (r + 0.15) / (std 0.95 + 1e-6) = (−1, 1)
+    assert float(out["reward"]) == pytest.approx(-0.15, rel=1e-5)
+    np.testing.assert_allclose(out["advantage"], [-1.0, 1.0], rtol=1e-5)
+    # the Beta means 1000/1001 and 1/1001 route row 0 to model 1 (y 1, c 0.5), row 1 to
+    # model 0 (y 1, c 0.2): acc_det 1, cost_det (0.5 + 0.2) / 2 = 0.35
+    assert float(out["acc_det"]) == pytest.approx(1.0)
+    assert float(out["cost_det"]) == pytest.approx(0.35, rel=1e-5)
+    # log Beta(μ; α, β) at the drawn μ: log(α μ^(α−1)) for Beta(α, 1), log(β (1−μ)^(β−1))
+    expected = [math.log(1000.0) + 999.0 * math.log(0.2),
+                math.log(1000.0) + 999.0 * math.log1p(-0.001)]  # (−1600.9, 5.9083)
+    np.testing.assert_allclose(out["log_prob"], expected, rtol=1e-4)
+
+
+def test_loss_from_beta_reinforce_and_ppo_by_hand():
+    # Beta(2, 1): density 2μ, so log π(μ) = log 2μ: (0, −log 2) at μ = (0.5, 0.25);
+    # entropy = log B(2, 1) − ψ(2) + ψ(3) = −log 2 + 1/2 = −0.193147
+    static = core_helpers.static_for(core_helpers.TINY_SPEC, algo="reinforce", ppo_clip=0.2)
+    alpha, beta = jnp.float32([2.0, 2.0]), jnp.float32([1.0, 1.0])
+    sample = {"mu": jnp.float32([0.5, 0.25]), "log_prob": jnp.float32([-math.log(2.0), 0.0]),
+              "advantage": jnp.float32([1.0, -1.0])}
+    ent = -math.log(2.0) + 0.5
+    reinforce, ppo = jax.jit(lambda c: (  # one compile for both
+        train.loss_from_beta(static, alpha, beta, sample, c),
+        train.loss_from_beta(static._replace(algo="ppo"), alpha, beta, sample, c)))(
+            jnp.float32(0.1))
+    # REINFORCE: −mean(A log π) − c H = −(0 + log 2) / 2 − 0.1 H = −0.327259
+    assert float(reinforce) == pytest.approx(-math.log(2.0) / 2 - 0.1 * ent, rel=1e-5)
+    # PPO: ratio = exp(log π − old) = (2, 1/2); clipped to (1.2, 0.8);
+    # min(2·1, 1.2·1) = 1.2, min(−0.5, −0.8) = −0.8; −mean = −0.2; −0.2 − 0.1 H = −0.180685
+    assert float(ppo) == pytest.approx(-0.2 - 0.1 * ent, rel=1e-5)

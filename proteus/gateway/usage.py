@@ -46,8 +46,9 @@ class UsageDatabaseError(ValueError):
 
 
 def utc_day(now: datetime.datetime | None = None) -> str:
-    """'YYYY-MM-DD' in UTC (its first 7 characters are the month)."""
-    return (now or datetime.datetime.now(datetime.UTC)).strftime("%Y-%m-%d")
+    """'YYYY-MM-DD' in UTC (its first 7 characters are the month); a naive `now` is read as UTC."""
+    now = now or datetime.datetime.now(datetime.UTC)
+    return (now.astimezone(datetime.UTC) if now.tzinfo else now).strftime("%Y-%m-%d")
 
 
 def _zero() -> list[float]:

@@ -128,13 +128,13 @@ def attributed(state: ctl.ControllerState, anchor: float, anchor_n: int, model_n
 
 def log_event(event: dict[str, Any]) -> None:
     """One WARNING line: which model, for which tenant, and by how much."""
-    how = (f"realised {event['realised']:.3f} against predicted {event['predicted']:.3f} on its "
-           f"last {event['feedbacks']} feedbacks ({event['shortfall']:+.3f} short)"
+    how = (f": realised {event['realised']:.3f} against predicted {event['predicted']:.3f} on "
+           f"its last {event['feedbacks']} feedbacks ({event['shortfall']:+.3f} short)"
            if event.get("feedbacks") else "")
     if event["event"] == "excluded":
-        log.warning("model %r excluded for tenant %r: %s; routing around it (1 in %d of its "
+        log.warning("model %r excluded for tenant %r%s; routing around it (1 in %d of its "
                     "requests still probes it), %d streams re-pointed", event["model"],
                     event["tenant"], how, event["probe_every"], len(event["streams"]))
     else:
-        log.warning("model %r readmitted for tenant %r: %s; routing to it again",
+        log.warning("model %r readmitted for tenant %r%s; routing to it again",
                     event["model"], event["tenant"], how)

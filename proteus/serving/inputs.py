@@ -95,15 +95,15 @@ def resolve_taus(resolve: Callable[[Any], Any], tau: Any, n: int) -> tuple[list[
     Raises:
       ValueError: a bad τ (from `resolve`), or per-query τ not of length n.
     """
-    if np.ndim(tau) == 0 and not isinstance(tau, list | tuple):
-        return [resolve(tau)], np.zeros(n, np.int64)
     try:
         shape = np.shape(tau)
-    except ValueError:  # ragged nesting
-        shape = (-1, -1)
+    except ValueError:  # ragged nesting: numpy cannot give it a shape
+        shape = None
+    if shape == () and not isinstance(tau, list | tuple):
+        return [resolve(tau)], np.zeros(n, np.int64)
     if shape != (n,):
         raise ValueError(f"tau must be a number in [0, 1] or one number per query ({n}), got "
-                         f"shape {shape}")
+                         + ("ragged nesting" if shape is None else f"shape {shape}"))
     if isinstance(tau, np.ndarray) and tau.dtype.kind in "iuf":  # each distinct value once
         unique, inverse = np.unique(tau, return_inverse=True)
         return [resolve(u.item()) for u in unique], inverse.reshape(n)

@@ -113,3 +113,17 @@ def test_window_pvalue_graded_is_conservative_against_the_exact_binary_one(metho
     assert np.all(np.diff(graded, axis=1) <= 1e-12)
     with pytest.raises(ValueError, match="window"):
         bounds.window_pvalues(means, 500, [0.7], method, 0)
+
+
+def test_resolve_method_auto_by_scores_and_named_checked():
+    binary = np.array([[0.0, 1.0], [1.0, 1.0]])
+    graded = np.array([0.5, 1.0])
+    assert bounds.resolve_method("auto", binary) == "clopper_pearson"
+    assert bounds.resolve_method("auto", graded) == "hoeffding_bentkus"
+    # a named method is kept as it is when the scores allow it
+    assert bounds.resolve_method("hoeffding", graded) == "hoeffding"
+    assert bounds.resolve_method("clopper_pearson", binary) == "clopper_pearson"
+    with pytest.raises(ValueError, match="clopper_pearson needs binary"):
+        bounds.resolve_method("clopper_pearson", graded)
+    with pytest.raises(ValueError, match="unknown method 'wilson'; expected 'auto'"):
+        bounds.resolve_method("wilson", binary)

@@ -74,3 +74,27 @@ def test_window_certificate_holds_over_redraws_and_fails_when_optimistic(shift, 
     assert cert["holds"] is (shift == 0.0), cert["miss_share"]
     if not shift:  # the exact promise costs more than the uncertified rule's val margin here
         assert cert["cost_vs_uncertified"] > 1.0
+
+
+def test_one_draw_by_hand():
+    """Two fixed models on 6 rows, val [0, 1], calib [2, 4], test [3, 5]. On val model 0 scores
+    1.0 at cost 4 and model 1 scores 0.5 at cost 1: the table is [model 0, model 1]. With z = 0
+    the uncertified rule serves τ=0.3 at model 1 (cheapest with accuracy >= 0.3; on test [0, 0]:
+    0.0; over all 6 rows 0.5) and τ=0.8 at model 0 (1.0 everywhere, cost 4). Two calibration
+    rows certify nothing (p >= 0.3^2 > δ), so the certified router serves no τ: NaN."""
+    scores = np.array([[1, 1, 1, 1, 1, 1], [1, 0, 1, 0, 1, 0]], float)
+    costs = np.array([[4.0] * 6, [1.0] * 6])
+    rows = {"val": np.array([0, 1]), "calib": np.array([2, 4]), "test": np.array([3, 5])}
+    out = redraw.one_draw(scores, costs, np.array([np.nan, np.nan]), np.array([0, 1]), rows,
+                          np.array([0.3, 0.8]), {"cert": {"window": 2}},
+                          SETTINGS | {"margin_z": 0.0})
+    assert set(out) == {"proteus", "cert"}
+    unc = out["proteus"]
+    assert unc["feasible"].tolist() == [True, True]
+    np.testing.assert_array_equal(unc["accuracy"], [0.0, 1.0])
+    np.testing.assert_array_equal(unc["cost"], [1.0, 4.0])
+    np.testing.assert_array_equal(unc["pool_accuracy"], [0.5, 1.0])
+    cert = out["cert"]
+    assert cert["feasible"].tolist() == [False, False]
+    for key in ("accuracy", "cost", "pool_accuracy"):
+        assert np.isnan(cert[key]).all()

@@ -118,3 +118,30 @@ def test_point_outcomes_gather_each_points_model_per_query():
     s, c = table.point_outcomes(scores, costs, np.array([[0, 1], [1, 1]]))
     np.testing.assert_array_equal(s, [[1.0, 1.0], [0.0, 1.0]])
     np.testing.assert_array_equal(c, [[1.0, 4.0], [2.0, 4.0]])
+
+
+def test_rank_candidates_returns_order_credit_raw_accuracy_and_cost():
+    """A policy point (7/8) against the incumbent model (6/8): paired differences [1, 0 x 7],
+    se = 1/8 (as above). margin_z 0.5 discounts it to 0.8125; credit_z 0.5 lets it lead, 2 caps
+    it at 0.75 (a tie, the fixed model first)."""
+    scores = np.array([[1, 1, 1, 1, 1, 1, 1, 0], [0, 1, 1, 1, 1, 1, 1, 0]], float)
+    costs = np.array([[1.0, 3.0] * 4, [5.0] * 8])  # means 2 and 5
+    tau, model = np.array([0.9, np.nan]), np.array([-1, 0])
+    order, credit, acc, cost = table.rank_candidates(tau, model, scores, costs, 0.5, 0.5)
+    assert order.tolist() == [0, 1]
+    np.testing.assert_allclose(credit, [0.8125, 0.75])
+    np.testing.assert_allclose(acc, [0.875, 0.75])
+    np.testing.assert_allclose(cost, [2.0, 5.0])
+    order, credit, _, _ = table.rank_candidates(tau, model, scores, costs, 0.5, 2.0)
+    assert order.tolist() == [1, 0]
+    np.testing.assert_allclose(credit, [0.75, 0.75])
+
+
+def test_ranked_table_lists_each_field_in_testing_order():
+    got = table.ranked_table(np.array([0.6, np.nan]), np.array([-1, 0]), np.array([1, 0]),
+                             np.array([0.7, 0.8]), np.array([0.75, 0.8]), np.array([1.0, 3.0]),
+                             np.int64(10), 1)
+    assert got == {"tau": [None, 0.6], "model": [0, -1], "accuracy": [0.8, 0.7],
+                   "raw_accuracy": [0.8, 0.75], "cost": [3.0, 1.0], "n_heldout": 10,
+                   "margin_z": 1.0}
+    assert type(got["n_heldout"]) is int and type(got["margin_z"]) is float  # JSON-ready
