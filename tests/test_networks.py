@@ -280,3 +280,16 @@ def test_policy_beta_from_projection_by_hand_and_under_the_ablations():
     # λ = 0 instead of 3, so every row is the λ = 0 case above
     np.testing.assert_allclose(alpha_no_lam, np.full(3, 1.0309700), rtol=1e-5)
     np.testing.assert_allclose(beta_no_lam, np.full(3, 1030.97003), rtol=1e-5)
+
+
+def test_policy_inputs_zero_what_an_ablation_hides():
+    tau, lam = jnp.asarray([0.7, 0.9]), jnp.asarray([2.0, 5.0])
+    for use_tau, use_lam in ((True, True), (False, True), (True, False), (False, False)):
+        spec = SPEC._replace(use_tau_input=use_tau, use_lambda_input=use_lam)
+        tau_in, lam_in = networks.policy_inputs(spec, tau, lam)
+        np.testing.assert_array_equal(tau_in, tau if use_tau else [0.0, 0.0])
+        np.testing.assert_array_equal(lam_in, lam if use_lam else [0.0, 0.0])
+        assert tau_in.shape == lam_in.shape == (2,)
+    tau_in, lam_in = networks.policy_inputs(SPEC._replace(use_tau_input=False),
+                                            jnp.float32(0.8), jnp.float32(3.0))
+    assert (float(tau_in), float(lam_in)) == (0.0, 3.0) and tau_in.shape == ()

@@ -4,6 +4,7 @@ One server runs in a thread of this process; the durability test runs the server
 process, kills it with SIGKILL mid-stream and restarts it on the same SQLite file.
 """
 
+import asyncio
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,9 +22,10 @@ import httpx
 import numpy as np
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
-from proteus.gateway import runner
-from proteus.gateway.config import load_keys
+from proteus.gateway import keys, runner
+from proteus.gateway.config import Tenant, load_keys
 from proteus.online import controller as ctl
 from proteus.online import http as online_http
 from proteus.online.http import TENANT_HEADER, BodyError, create_app
@@ -320,3 +323,85 @@ def test_feedback_response_refusals(raw, status, code, message):
         online_http.feedback_response(service, raw, 2, settings=ServerSettings(max_json_depth=3))
     assert (err.value.status, err.value.code) == (status, code)
     assert service.calls == []  # nothing reached the service
+
+
+class _Controllers(_Outcomes):
+    """`_Outcomes` that also answers GET /v1/controllers with the tenant it was asked for."""
+
+    def controllers(self, tenant):
+        self.calls.append(("controllers", tenant))
+        return {"controllers": {"for": tenant}}
+
+
+def _asgi(app, requests):
+    """(status, JSON) of each (method, path, body, headers) request to `app`, in process."""
+    async def send():
+        transport = httpx.ASGITransport(app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://online") as client:
+            return [await client.request(method, path, content=body, headers=headers)
+                    for method, path, body, headers in requests]
+
+    return [(r.status_code, r.json()) for r in asyncio.run(send())]
+
+
+def test_add_online_routes_mounts_feedback_and_controllers_open():
+    """Open (no keys): the tenant is the X-Proteus-Tenant header, else "default"; controllers
+    of every tenant (None); the status is the single item's outcome."""
+    service, app = _Controllers(), FastAPI()
+    online_http.add_online_routes(app, service, max_batch=2)
+    one = json.dumps({"request_id": "late-1", "score": 0.5}).encode()
+    three = json.dumps({"feedback": [{"request_id": f"accepted-{i}"} for i in range(3)]}).encode()
+    got = _asgi(app, [("POST", "/v1/feedback", one, {**JSON, TENANT_HEADER: "acme"}),
+                      ("POST", "/v1/feedback", one, JSON),
+                      ("POST", "/v1/feedback", three, JSON),
+                      ("POST", "/v1/feedback", one, {"content-type": "text/plain"}),
+                      ("GET", "/v1/controllers", None, {TENANT_HEADER: "acme"})])
+    assert got[0] == (410, {"request_id": "late-1", "status": "late"})
+    assert got[1][0] == 410
+    assert got[2][0] == 413 and got[2][1]["error"]["code"] == "batch_too_large"  # 3 > max_batch 2
+    assert got[3][0] == 415 and got[3][1]["detail"] == "Content-Type must be application/json"
+    assert got[4] == (200, {"controllers": {"for": None}})  # open: the header is ignored here
+    assert service.calls == [([{"request_id": "late-1", "score": 0.5}], "acme"),
+                             ([{"request_id": "late-1", "score": 0.5}], "default"),
+                             ("controllers", None)]
+
+
+def test_add_online_routes_with_keys_binds_the_keys_tenant():
+    service, app = _Controllers(), FastAPI()
+    access = online_http.Access({keys.hash_key("sk-a"): Tenant("a", 0.8)})
+    online_http.add_online_routes(app, service, access)
+    one = json.dumps({"request_id": "accepted-1"}).encode()
+    a = {"authorization": "Bearer sk-a"}
+    got = _asgi(app, [("POST", "/v1/feedback", one, {**JSON, **a, TENANT_HEADER: "b"}),
+                      ("POST", "/v1/feedback", one, JSON),
+                      ("GET", "/v1/controllers", None, a),
+                      ("GET", "/v1/controllers", None, {"authorization": "Bearer sk-b"})])
+    assert got[0] == (200, {"request_id": "accepted-1", "status": "accepted"})
+    assert got[1][0] == 401 and got[1][1]["error"]["code"] == "missing_api_key"
+    assert got[2] == (200, {"controllers": {"for": "a"}})
+    assert got[3][0] == 401 and got[3][1]["detail"] == "incorrect API key provided"
+    # the header cannot pick another tenant; refused requests never reach the service
+    assert service.calls == [([{"request_id": "accepted-1"}], "a"), ("controllers", "a")]
+
+
+def test_runner_uvicorn_config_settings_given_else_the_apps_else_defaults():
+    given = ServerSettings(header_timeout_s=1.5, keep_alive_timeout_s=3)
+    own = ServerSettings(header_timeout_s=2.5, keep_alive_timeout_s=4)
+    with_own = types.SimpleNamespace(http_settings=own)
+    bare = object()
+    cases = [(runner.uvicorn_config(with_own, settings=given), 3, 1.5),
+             (runner.uvicorn_config(with_own), 4, 2.5),
+             (runner.uvicorn_config(bare), 5, 10.0)]  # ServerSettings' defaults
+    for config, keep_alive, header_timeout in cases:
+        assert config.timeout_keep_alive == keep_alive
+        timers = []  # the protocol's header timer, armed on a stand-in connection
+        conn = types.SimpleNamespace(cycle=None, loop=types.SimpleNamespace(
+            call_later=lambda delay, _, timers=timers: timers.append(delay)))
+        config.http._arm_header_timer(conn)
+        assert timers == [header_timeout]
+        assert (config.ws, config.lifespan, config.access_log) == ("none", "on", False)
+        assert (config.host, config.port, config.log_level) == ("127.0.0.1", 0, "warning")
+        assert config.http.__name__.startswith("HeaderTimeout")
+    config = runner.uvicorn_config(bare, "127.0.0.3", 8124, "info")
+    assert (config.app, config.host, config.port, config.log_level) == (bare, "127.0.0.3", 8124,
+                                                                        "info")

@@ -299,3 +299,19 @@ def test_auto_markdown_orders_decisions_as_decided_then_the_rest_sorted():
     assert report.auto_markdown({}) == ""
     assert report.auto_markdown({"auto": {}}) == ""
     assert report.auto_markdown({"auto": "on"}) == ""
+
+
+def test_write_report_writes_the_markdown_under_new_directories(tmp_path):
+    target = tmp_path / "report.md"
+    target.write_text("stale")  # an older report is replaced, not appended to
+    got = report.write_report(_small(), str(target))
+    assert got == target and isinstance(got, type(target))
+    text = target.read_text()
+    assert text == report.report_markdown(_small())
+    # by hand: oracle 8e-4 and best fixed 4e-3 USD per query are 0.8 and 4 per 1,000 queries
+    assert text.splitlines()[:3] == [
+        "# toy: test split, 100 queries", "",
+        "Encoder `hashing`; 2 models; 2 τ. Oracle accuracy 0.970 at 0.8 USD per 1,000 queries; "
+        "best fixed `big` 0.930 at 4."]
+    fresh = report.write_report(_small(), tmp_path / "new" / "dir" / "r.md")  # dirs made
+    assert fresh == tmp_path / "new" / "dir" / "r.md" and fresh.read_text() == text

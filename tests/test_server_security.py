@@ -11,7 +11,9 @@ import io
 import json
 import logging
 import socket
+import sys
 import time
+import types
 
 import httpx
 import numpy as np
@@ -411,3 +413,104 @@ def test_is_loopback_only_for_this_machine():
         assert http_guards.is_loopback(host), host
     for host in ("0.0.0.0", "::", "192.168.1.2", "router.example.com", "localhost.example"):
         assert not http_guards.is_loopback(host), host
+
+
+class _Loop:
+    """Records `call_later` timers instead of running them."""
+
+    def __init__(self):
+        self.timers = []
+
+    def call_later(self, delay, callback):
+        self.timers.append((delay, callback))
+
+
+class _Transport:
+    def __init__(self):
+        self.closes = 0
+
+    def is_closing(self):
+        return self.closes > 0
+
+    def close(self):
+        self.closes += 1
+
+
+class _Protocol:
+    """The part of a uvicorn HTTP protocol the header timer uses: `loop`, `transport`, `cycle`
+    (None until a request's headers complete), and the two hooks it extends."""
+
+    def __init__(self):
+        self.loop, self.transport, self.cycle, self.events = _Loop(), None, None, []
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.events.append("connected")
+
+    def on_response_complete(self):
+        self.events.append("answered")
+
+
+def test_with_header_timeout_closes_only_connections_idle_without_headers():
+    cls = http_guards.with_header_timeout(_Protocol, 2.5)
+    assert cls.__name__ == "HeaderTimeout_Protocol" and issubclass(cls, _Protocol)
+    # no request line within 2.5 s of connecting: closed, once
+    slow = cls()
+    slow.connection_made(_Transport())
+    (delay, expire), = slow.loop.timers
+    assert (delay, slow.events) == (2.5, ["connected"])
+    expire()
+    expire()
+    assert slow.transport.closes == 1
+    # headers came (a new cycle), its body is read and routed past the timer: left alone
+    conn = cls()
+    conn.connection_made(_Transport())
+    conn.cycle = types.SimpleNamespace(response_complete=False)
+    conn.loop.timers[0][1]()
+    assert conn.transport.closes == 0
+    # answered: the timer is armed again; no next request by then: closed
+    conn.cycle.response_complete = True
+    conn.on_response_complete()
+    assert conn.events == ["connected", "answered"] and len(conn.loop.timers) == 2
+    conn.loop.timers[1][1]()
+    assert conn.transport.closes == 1
+    # a next request whose headers completed before the timer fired: left alone
+    busy = cls()
+    busy.connection_made(_Transport())
+    busy.cycle = types.SimpleNamespace(response_complete=True)
+    busy.on_response_complete()
+    busy.cycle = types.SimpleNamespace(response_complete=False)
+    for _, expire in busy.loop.timers:
+        expire()
+    assert busy.transport.closes == 0
+    # armed on a cycle not yet answered (still the current one): left alone too
+    unanswered = cls()
+    unanswered.connection_made(_Transport())
+    unanswered.cycle = types.SimpleNamespace(response_complete=False)
+    unanswered.on_response_complete()
+    unanswered.loop.timers[1][1]()
+    assert unanswered.transport.closes == 0
+
+
+def test_http_protocol_class_httptools_else_h11(monkeypatch):
+    from uvicorn.protocols.http.h11_impl import H11Protocol  # noqa: PLC0415
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # noqa: PLC0415
+
+    assert http_guards.http_protocol_class() is HttpToolsProtocol  # httptools is installed here
+    monkeypatch.setitem(sys.modules, "uvicorn.protocols.http.httptools_impl", None)  # not here
+    assert http_guards.http_protocol_class() is H11Protocol
+
+
+def test_uvicorn_config_takes_the_apps_timeouts():
+    settings = server.ServerSettings(header_timeout_s=2.5, keep_alive_timeout_s=7)
+    app = types.SimpleNamespace(service=types.SimpleNamespace(settings=settings))
+    config = server.uvicorn_config(app, host="127.0.0.2", port=8123)
+    assert (config.app, config.host, config.port) == (app, "127.0.0.2", 8123)
+    assert (config.ws, config.lifespan, config.access_log) == ("none", "on", False)
+    assert (config.timeout_keep_alive, config.timeout_graceful_shutdown) == (7, 5)
+    assert config.http.__bases__ == (http_guards.http_protocol_class(),)
+    assert config.http.__name__ == "HeaderTimeout" + config.http.__bases__[0].__name__
+    conn = _Protocol()  # the header timer of this class waits header_timeout_s
+    conn.transport = _Transport()
+    config.http._arm_header_timer(conn)
+    assert conn.loop.timers[0][0] == 2.5

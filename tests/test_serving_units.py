@@ -1,8 +1,12 @@
 """Small serving helpers checked by hand, without an artifact: input checks, the request body
-parser, the batcher's delivery, row selection, per-item encoding and reload grouping."""
+parser, the batcher's delivery, row selection, per-item encoding, reload grouping and the SIGHUP
+handler."""
 
 import asyncio
 import math
+import os
+import signal
+import threading
 
 import numpy as np
 import pytest
@@ -10,6 +14,7 @@ import pytest
 from proteus.operating import OperatingPoint
 from proteus.serving import batching, dispatch, inputs, protocol, reload, server
 from proteus.serving.router import take_rows
+from proteus.tasks import UNKNOWN
 from proteus.types import Decisions
 
 POINT = OperatingPoint(0.5, math.nan, 0, True, "hand-made")
@@ -113,6 +118,67 @@ def test_json_bytes_compact_and_strict():
         server.json_bytes({"mu": float("nan")})
 
 
+class _ItemRouter:
+    """A stand-in router for `parse_item`: τ in [0, 1] resolves to a point whose `tau` it is,
+    the one task is "math" (id 0), features are 2 floats, text is accepted."""
+
+    def resolve(self, tau):
+        if not isinstance(tau, float) or not 0.0 <= tau <= 1.0:
+            raise ValueError(f"tau must be a number in [0, 1], got {tau!r}")
+        return POINT._replace(tau=tau)
+
+    def task_ids(self, task, n):
+        if task not in (None, "math"):
+            raise ValueError(f"unknown task {task!r}")
+        return np.full(n, UNKNOWN if task is None else 0, np.int32)
+
+    def check_features(self, features, one_row=False):
+        return inputs.check_features(features, 2, one_row)
+
+    def require_text(self):
+        pass
+
+
+def test_parse_item_builds_the_item_of_one_request():
+    router, limits = _ItemRouter(), protocol.Limits()
+    item = protocol.parse_item({"features": [1, 2], "tau": 0.25}, router, limits, "")
+    assert item.features.dtype == np.float32 and item.features.tolist() == [1.0, 2.0]
+    assert (item.text, item.point.tau, item.where, item.task_id) == (None, 0.25, "", UNKNOWN)
+    item = protocol.parse_item({"query": "hi", "tau": 0.75, "task": "math"}, router, limits,
+                               "requests[3]: ")
+    assert item.features is None
+    assert (item.text, item.point.tau, item.where, item.task_id) == ("hi", 0.75,
+                                                                     "requests[3]: ", 0)
+
+
+@pytest.mark.parametrize("obj, status, code, match", [
+    ([1, 2], 422, "invalid_request",
+     r"^requests\[0\]: expected a JSON object with 'tau' and one of 'query' or 'features', "
+     r"got list$"),
+    ({"tau": 0.5, "query": "x", "model": "a", "extra": 1}, 422, "invalid_request",
+     r"^requests\[0\]: unknown field\(s\) \['extra', 'model'\]; expected 'tau'"),
+    ({"bogus": 1}, 422, "invalid_request", r"unknown field\(s\) \['bogus'\]"),  # before 'tau'
+    ({"query": "x"}, 422, "invalid_tau", r"^requests\[0\]: missing 'tau' \(the accuracy target"),
+    ({"tau": 0.5}, 422, "invalid_request", r"give exactly one of 'query' \(text\) or 'features'"),
+    ({"tau": 0.5, "query": "x", "features": [1, 2]}, 422, "invalid_request", "exactly one of"),
+    # the rest is make_item's, reached through parse_item with this item's prefix
+    ({"tau": 1.5, "query": "x"}, 422, "invalid_tau",
+     r"^requests\[0\]: tau must be a number in \[0, 1\], got 1.5$"),
+    ({"tau": 0.5, "query": "x", "task": "art"}, 422, "invalid_task", "unknown task 'art'"),
+    ({"tau": 0.5, "query": "x", "task": 3}, 422, "invalid_task",
+     r"'task' must be a task name \(a string\) or null, got int"),
+    ({"tau": 0.5, "features": [1]}, 422, "invalid_features", "2 values per query"),
+    ({"tau": 0.5, "query": "  "}, 422, "invalid_query", "'query' must be a non-empty string"),
+    ({"tau": 0.5, "query": "abcde"}, 413, "query_too_long",
+     r"^requests\[0\]: query of 5 characters exceeds the limit of 4$"),
+])
+def test_parse_item_refusals_name_the_problem(obj, status, code, match):
+    with pytest.raises(protocol.RequestError, match=match) as err:
+        protocol.parse_item(obj, _ItemRouter(), protocol.Limits(max_query_chars=4),
+                            "requests[0]: ")
+    assert (err.value.status, err.value.code) == (status, code)
+
+
 # ------------------------------------------------------------------ batches of items
 
 
@@ -192,3 +258,47 @@ def test_route_pairs_routes_each_run_by_its_own_router(monkeypatch):
     # consecutive items of one router in one call, in order
     assert calls == [("old", [1, 2]), ("new", [3, 4]), ("old", [5])]
     assert reload.route_pairs([]) == []
+
+
+# ------------------------------------------------------------------ SIGHUP
+
+
+def test_on_sighup_runs_the_callback_and_its_remover_uninstalls_it():
+    """A stand-in reloader runs once per SIGHUP (on the loop thread, or in a worker thread);
+    the remover leaves SIGHUP at its default. The test's own handler guards the process and
+    is restored at the end."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+    old = signal.getsignal(signal.SIGHUP)
+    missed = []
+    signal.signal(signal.SIGHUP, lambda *_: missed.append(1))  # SIGHUP not reaching on_sighup
+    try:
+        async def main():
+            loop, calls = asyncio.get_running_loop(), []
+            for in_thread in (False, True):
+                ran = asyncio.Event()
+
+                def reloader(ran=ran):
+                    calls.append(threading.current_thread())
+                    loop.call_soon_threadsafe(ran.set)
+
+                remove = reload.on_sighup(reloader, in_thread=in_thread)
+                os.kill(os.getpid(), signal.SIGHUP)
+                await asyncio.wait_for(ran.wait(), 5.0)
+                remove()
+                assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
+            return calls
+
+        calls = asyncio.run(main())
+        assert len(calls) == 2 and missed == []
+        assert calls[0] is threading.main_thread()  # in_thread=False: on the loop
+        assert calls[1] is not threading.main_thread()  # in_thread=True: the executor
+        # anywhere but the main thread nothing is installed: our handler stays
+        signal.signal(signal.SIGHUP, lambda *_: missed.append(1))
+        before, got = signal.getsignal(signal.SIGHUP), []
+        worker = threading.Thread(target=lambda: got.append(reload.on_sighup(lambda: None)))
+        worker.start()
+        worker.join()
+        assert got[0]() is None and signal.getsignal(signal.SIGHUP) is before
+    finally:
+        signal.signal(signal.SIGHUP, old)

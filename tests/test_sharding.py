@@ -14,9 +14,10 @@ import socket
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
-from jax.sharding import PartitionSpec
+from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
 from experiments import distributed
 from proteus.training import sharding
@@ -120,6 +121,47 @@ def test_distributed_method_from_env(env, method):
         assert kwargs == {"coordinator_address": "h:1", "num_processes": 4, "process_id": 2}
     if method == "slurm":
         assert kwargs == {}  # JAX's own detection, one GPU per task
+
+
+def _one_device() -> None:
+    if jax.device_count() != 1:  # the mesh sizes below are worked out for one device
+        pytest.skip(f"needs exactly one device, this process has {jax.device_count()}")
+
+
+def test_mesh_for_one_device_is_a_one_by_one_mesh_or_names_what_does_not_fit():
+    _one_device()
+    # 3 runs, batch 8 on one device: runs axis = the largest divisor of 1 dividing 3 = 1;
+    # batch axis = the largest divisor of 1 // 1 = 1 dividing 8 = 1
+    mesh = sharding.mesh_for(3, 8)
+    assert dict(mesh.shape) == {"runs": 1, "batch": 1}
+    assert mesh.axis_names == ("runs", "batch")
+    assert mesh.axis_types == (AxisType.Auto, AxisType.Auto)
+    assert mesh.devices.tolist() == [[jax.devices()[0]]]
+    # runs=2 asked for: batch auto = 1 (1 // 2 = 0 devices left, floored at 1); 2 > 1 device
+    with pytest.raises(ValueError,
+                       match=r"^mesh \(runs=2, batch=1\): runs\*batch = 2 > 1 devices$"):
+        sharding.mesh_for(2, 8, runs=2)
+    with pytest.raises(ValueError, match=r"batch_size 7 is not a multiple of the batch axis 2"):
+        sharding.mesh_for(1, 7, batch=2)
+
+
+def test_put_places_host_values_and_keeps_key_types():
+    _one_device()
+    mesh = sharding.make_mesh(1, 1)
+    on_runs = NamedSharding(mesh, sharding.runs_spec(2))
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    placed = sharding.put(x, on_runs)
+    assert isinstance(placed, jax.Array) and placed.sharding == on_runs
+    assert placed.dtype == np.float32 and placed.shape == (2, 3)
+    np.testing.assert_array_equal(placed, x)
+    ints = sharding.put([[1, 2]], NamedSharding(mesh, PartitionSpec()))  # any array-like
+    np.testing.assert_array_equal(ints, [[1, 2]])
+    key = jax.random.key(7)
+    placed_key = sharding.put(key, NamedSharding(mesh, PartitionSpec()))
+    assert jax.dtypes.issubdtype(placed_key.dtype, jax.dtypes.prng_key)  # still a typed key
+    assert jax.random.key_impl(placed_key) == jax.random.key_impl(key)
+    np.testing.assert_array_equal(jax.random.key_data(placed_key), jax.random.key_data(key))
+    assert placed_key.sharding == NamedSharding(mesh, PartitionSpec())
 
 
 # ----------------------------------------------------------------------------- own processes

@@ -259,6 +259,36 @@ def test_vmapped_lanes_equal_lanes_one_by_one(tiny):
     assert float(jnp.abs(final.duals.lam - start.duals.lam).max()) > 0.0  # the duals did move
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _lanes_and_one_by_one(spec, policy_params, z, tau_in, lam):
+    """`lanes_beta` and, lane by lane, `policy_beta` at the same (τ, λ) (one compile)."""
+    by_lane = [networks.policy_beta(spec, policy_params, z, tau_in[k], lam[k])
+               for k in range(tau_in.shape[0])]
+    return train.lanes_beta(spec, policy_params, z, tau_in, lam), by_lane
+
+
+def test_lanes_beta_is_each_lanes_policy_beta(tiny):
+    _, _, setup, state = tiny
+    spec, policy = setup.static.spec, state.params["policy"]
+    z = jnp.asarray(np.random.default_rng(0).normal(size=(5, spec.hidden)), jnp.float32)
+    tau_in, lam = jnp.asarray([0.6, 0.9]), jnp.asarray([1.0, 3.0])
+    (alpha, beta), by_lane = _lanes_and_one_by_one(spec, policy, z, tau_in, lam)
+    chex.assert_shape([alpha, beta], (2, 5))
+    for k, (alpha_k, beta_k) in enumerate(by_lane):
+        np.testing.assert_allclose(alpha[k], alpha_k, rtol=1e-5, err_msg=f"lane {k}")
+        np.testing.assert_allclose(beta[k], beta_k, rtol=1e-5, err_msg=f"lane {k}")
+    # With the output kernel zeroed the correction δ is 0 and the concentration's logit is its
+    # bias softplus^-1(30): m = sigmoid(log λ) = λ / (1 + λ), K = 30 + 1/m + 1/(1 − m),
+    # α = m K, β = (1 − m) K. λ = 1: m = 1/2, K = 34, α = β = 17. λ = 3: m = 3/4,
+    # K = 30 + 4/3 + 4 = 35.333, α = 26.5, β = 8.8333 (the same for every query and τ).
+    out = dict(policy["params"]["beta_params"], kernel=jnp.zeros_like(
+        policy["params"]["beta_params"]["kernel"]))
+    flat = {"params": {**policy["params"], "beta_params": out}}
+    (alpha, beta), _ = _lanes_and_one_by_one(spec, flat, z, tau_in, lam)
+    np.testing.assert_allclose(alpha, [[17.0] * 5, [26.5] * 5], rtol=1e-5)
+    np.testing.assert_allclose(beta, [[17.0] * 5, [106 / 12] * 5], rtol=1e-5)
+
+
 # ----------------------------------------------------------------------------- small parts by hand
 
 
