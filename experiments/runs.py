@@ -184,6 +184,7 @@ def export(workdir: str, out: str, run: int = 0, overwrite: bool = False,
     The operating points are the evaluation's (`certification.json`); certified=False exports
     without the certification table (the uncertified operating rule).
     """
+    export_lib.check_out(out, overwrite)  # before the workdir's data and checkpoints load
     trained = load_trained(workdir)
     operating, cert = export_lib.read_operating(os.path.join(workdir, CERTIFICATION_FILE))
     return pipeline.export(trained, pipeline.Evaluation(None, operating, cert), out, run=run,

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments import runs
 from proteus.environment import library_versions
 from proteus.serving import artifact
 from proteus.training import export, networks
@@ -123,6 +124,27 @@ def test_check_replaceable_refuses_anything_else(tmp_path, make, why):
 def test_check_replaceable_refuses_a_missing_path(tmp_path):
     with pytest.raises(FileExistsError, match=r"\(it is not a directory\)"):
         export.check_replaceable(str(tmp_path / "absent"))
+
+
+def test_check_out_allows_a_new_path_or_a_replaceable_artifact(tmp_path):
+    assert export.check_out(str(tmp_path / "new"), overwrite=False) is None
+    old = _artifact_dir(tmp_path / "old")
+    with pytest.raises(FileExistsError, match=rf"^{re.escape(str(old))} exists; pass "
+                                              r"overwrite=True \(--overwrite\)"):
+        export.check_out(str(old), overwrite=False)
+    assert export.check_out(str(old), overwrite=True) is None
+    (old / "notes.txt").write_text("x")  # no longer only an artifact: not replaced
+    with pytest.raises(FileExistsError, match="is not a router artifact"):
+        export.check_out(str(old), overwrite=True)
+
+
+def test_runs_export_refuses_an_existing_out_before_loading_the_workdir(tmp_path, monkeypatch):
+    def load_trained(workdir):  # loading data and checkpoints is the slow part it must skip
+        raise AssertionError("the workdir was loaded")
+
+    monkeypatch.setattr(runs, "load_trained", load_trained)
+    with pytest.raises(FileExistsError, match="exists; pass overwrite=True"):
+        runs.export(str(tmp_path / "workdir"), str(_artifact_dir(tmp_path / "art")))
 
 
 # ------------------------------------------------------------------ probe_texts

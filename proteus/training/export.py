@@ -253,11 +253,7 @@ def write_artifact(bundle: RouterBundle, out: str, overwrite: bool = False,
     """
     _check_bundle(bundle)
     out = os.path.abspath(out)
-    if os.path.lexists(out):
-        if not overwrite:
-            raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace "
-                                  "it (only an artifact can be replaced)")
-        check_replaceable(out)
+    check_out(out, overwrite)
     params = jax.tree.map(np.asarray, jax.device_get(bundle.params))
     exported = export_routing_function(bundle.spec, params, int(np.shape(bundle.lane_taus)[0]),
                                        platforms)
@@ -289,6 +285,17 @@ def write_artifact(bundle: RouterBundle, out: str, overwrite: bool = False,
 
 ARTIFACT_ENTRIES = frozenset({artifact.MANIFEST_FILE, artifact.FUNCTION_FILE,
                               artifact.PARAMS_DIR, artifact.HELDOUT_DIR})
+
+
+def check_out(out: str, overwrite: bool) -> None:
+    """Raise FileExistsError unless an artifact may be written at `out`: nothing is there, or
+    `overwrite` and an artifact is there (`check_replaceable`). Callers with slow work before
+    `write_artifact` (loading a workdir) call it first too, to fail before that work."""
+    if os.path.lexists(out):
+        if not overwrite:
+            raise FileExistsError(f"{os.path.abspath(out)} exists; pass overwrite=True "
+                                  "(--overwrite) to replace it (only an artifact can be replaced)")
+        check_replaceable(out)
 
 
 def check_replaceable(out: str) -> None:
