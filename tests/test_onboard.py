@@ -315,6 +315,12 @@ def test_onboarding_refuses_bad_requests(smoke, onboarded, tmp_path):
         pipeline.onboard(without, LEFT_OUT, no_cost, str(tmp_path / "x"))
     with pytest.raises(onboarding.OnboardError, match="no model 'nope'"):
         pipeline.remove_model(without, "nope", str(tmp_path / "x"))
+    # an existing --out is refused first, before anything is fitted (even with bad labels)
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(FileExistsError, match="taken exists; pass overwrite=True"):
+        pipeline.onboard(without, LEFT_OUT, some, str(tmp_path / "taken"))
+    with pytest.raises(FileExistsError, match="taken exists and is not a router artifact"):
+        pipeline.remove_model(without, "nope", str(tmp_path / "taken"), overwrite=True)
 
 
 def test_command_line_lists_the_heldout_queries_and_adds_a_model(smoke, tmp_path):

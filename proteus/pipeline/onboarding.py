@@ -78,6 +78,7 @@ def onboard(artifact: str, model: str, labels: ModelLabels, out: str, *,
     Returns:
       the new manifest.
     """
+    export.check_out(out, overwrite)  # before any fitting (or encoding of the labels' texts)
     bundle, rows, manifest = reopen.read_bundle(artifact)
     rows, config = _require_rows(artifact, heldout or rows), training_config(artifact, bundle)
     if model in bundle.models:
@@ -142,6 +143,7 @@ def remove_model(artifact: str, model: str, out: str, *, heldout: reopen.Heldout
     """Write `out`: the router of `artifact` without `model` (its column dropped, so it is never
     chosen), re-measured and re-certified on the held-out rows without it. Returns the manifest.
     """
+    export.check_out(out, overwrite)
     bundle, rows, manifest = reopen.read_bundle(artifact)
     rows, config = _require_rows(artifact, heldout or rows), training_config(artifact, bundle)
     if model not in bundle.models:
