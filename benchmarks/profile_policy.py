@@ -21,9 +21,9 @@ import glob
 import re
 import tempfile
 
+import bench_core  # benchmarks/ is on sys.path when run as a script
 import jax
 
-from benchmarks import bench_core
 from proteus.training import train
 
 # (group, pattern on the op_name metadata); the first group whose pattern matches wins.

@@ -13,10 +13,10 @@ seeds: the online router's worst numbers, its cost range, and how many replays p
 
 from __future__ import annotations
 
+import argparse
 import collections
 import json
 import os
-import sys
 
 
 def cell(s: dict) -> str:
@@ -96,7 +96,9 @@ def summary(paths: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--summary"]:
-        summary(sys.argv[2:])
-    else:
-        main(sys.argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--summary", action="store_true",
+                        help="one row per (artifact, τ, scenario) over its seeds")
+    parser.add_argument("paths", nargs="+", help="replay.json files")
+    args = parser.parse_args()
+    (summary if args.summary else main)(args.paths)
