@@ -33,7 +33,7 @@ from proteus.pipeline import auto
 from proteus.pipeline import config as pipeline_config
 from proteus.pipeline.fit import metrics_record
 from proteus.pipeline.setup import Setup, Splits, state_template
-from proteus.training import checkpoint, loop
+from proteus.training import checkpoint, destination, loop
 from proteus.training import export as export_lib
 from proteus.training.sharding import Placement
 from proteus.training.train import TrainState
@@ -184,7 +184,7 @@ def export(workdir: str, out: str, run: int = 0, overwrite: bool = False,
     The operating points are the evaluation's (`certification.json`); certified=False exports
     without the certification table (the uncertified operating rule).
     """
-    export_lib.check_out(out, overwrite)  # before the workdir's data and checkpoints load
+    destination.check_out(out, overwrite)  # before the workdir's data and checkpoints load
     trained = load_trained(workdir)
     operating, cert = export_lib.read_operating(os.path.join(workdir, CERTIFICATION_FILE))
     return pipeline.export(trained, pipeline.Evaluation(None, operating, cert), out, run=run,

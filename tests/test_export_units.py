@@ -16,7 +16,7 @@ import pytest
 from experiments import runs
 from proteus.environment import library_versions
 from proteus.serving import artifact
-from proteus.training import export, networks
+from proteus.training import destination, export, networks
 from proteus.types import Decisions
 
 # ------------------------------------------------------------------ build_manifest
@@ -97,7 +97,7 @@ def test_check_replaceable_accepts_only_an_artifact_directory(tmp_path):
     ok = _artifact_dir(tmp_path / "ok")
     (ok / "route.jaxexport").write_bytes(b"")
     (ok / "heldout").mkdir()
-    assert export.check_replaceable(str(ok)) is None  # only the artifact's own entries
+    assert destination.check_replaceable(str(ok)) is None  # only the artifact's own entries
 
 
 @pytest.mark.parametrize("make, why", [
@@ -118,24 +118,24 @@ def test_check_replaceable_refuses_anything_else(tmp_path, make, why):
     make(out)
     with pytest.raises(FileExistsError, match=f"^{re.escape(str(out))} exists and is not a "
                                               rf"router artifact \({why}\); --overwrite only"):
-        export.check_replaceable(str(out))
+        destination.check_replaceable(str(out))
 
 
 def test_check_replaceable_refuses_a_missing_path(tmp_path):
     with pytest.raises(FileExistsError, match=r"\(it is not a directory\)"):
-        export.check_replaceable(str(tmp_path / "absent"))
+        destination.check_replaceable(str(tmp_path / "absent"))
 
 
 def test_check_out_allows_a_new_path_or_a_replaceable_artifact(tmp_path):
-    assert export.check_out(str(tmp_path / "new"), overwrite=False) is None
+    assert destination.check_out(str(tmp_path / "new"), overwrite=False) is None
     old = _artifact_dir(tmp_path / "old")
     with pytest.raises(FileExistsError, match=rf"^{re.escape(str(old))} exists; pass "
                                               r"overwrite=True \(--overwrite\)"):
-        export.check_out(str(old), overwrite=False)
-    assert export.check_out(str(old), overwrite=True) is None
+        destination.check_out(str(old), overwrite=False)
+    assert destination.check_out(str(old), overwrite=True) is None
     (old / "notes.txt").write_text("x")  # no longer only an artifact: not replaced
     with pytest.raises(FileExistsError, match="is not a router artifact"):
-        export.check_out(str(old), overwrite=True)
+        destination.check_out(str(old), overwrite=True)
 
 
 def test_runs_export_refuses_an_existing_out_before_loading_the_workdir(tmp_path, monkeypatch):

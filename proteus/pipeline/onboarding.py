@@ -33,7 +33,7 @@ import numpy as np
 from proteus.data.dataset import split_indices, task_index
 from proteus.data.labels import ModelLabels
 from proteus.pipeline.routing import RunRouter, certify_table, measure_points
-from proteus.training import columns, export, reopen
+from proteus.training import columns, destination, export, reopen
 
 MIN_TRAIN = 50  # training queries below which no column is fitted
 # A lane whose dual ended at the projection bound (train.lam_max) had a target the old pool
@@ -78,7 +78,7 @@ def onboard(artifact: str, model: str, labels: ModelLabels, out: str, *,
     Returns:
       the new manifest.
     """
-    export.check_out(out, overwrite)  # before any fitting (or encoding of the labels' texts)
+    destination.check_out(out, overwrite)  # before any fitting (or encoding of the labels' texts)
     bundle, rows, manifest = reopen.read_bundle(artifact)
     rows, config = _require_rows(artifact, heldout or rows), training_config(artifact, bundle)
     if model in bundle.models:
@@ -143,7 +143,7 @@ def remove_model(artifact: str, model: str, out: str, *, heldout: reopen.Heldout
     """Write `out`: the router of `artifact` without `model` (its column dropped, so it is never
     chosen), re-measured and re-certified on the held-out rows without it. Returns the manifest.
     """
-    export.check_out(out, overwrite)
+    destination.check_out(out, overwrite)
     bundle, rows, manifest = reopen.read_bundle(artifact)
     rows, config = _require_rows(artifact, heldout or rows), training_config(artifact, bundle)
     if model not in bundle.models:

@@ -42,7 +42,6 @@ weights.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import datetime
 import functools
@@ -61,7 +60,7 @@ from proteus.environment import library_versions
 from proteus.operating import feasible_range
 from proteus.serving import artifact, manifest_checks
 from proteus.serving import router as serving
-from proteus.training import networks, reopen
+from proteus.training import destination, networks, reopen
 from proteus.types import Array, Params
 
 DEFAULT_PLATFORMS = ("cpu", "cuda")
@@ -239,10 +238,10 @@ def write_artifact(bundle: RouterBundle, out: str, overwrite: bool = False,
     the bundle does, and ordinary questions to finite decisions when it takes text
     (`verify_artifact`), before it is moved into place.
 
-    `overwrite` replaces an existing artifact only (`check_replaceable`): anything else at `out`
-    is refused before any work. The old artifact and the new one are swapped in one rename
-    (Linux `renameat2(RENAME_EXCHANGE)`; elsewhere two renames, the old one kept aside until the
-    new one is in place), then the old one is deleted.
+    `overwrite` replaces an existing artifact only (`destination.check_replaceable`): anything
+    else at `out` is refused before any work. The old artifact and the new one are swapped in one
+    rename (Linux `renameat2(RENAME_EXCHANGE)`; elsewhere two renames, the old one kept aside
+    until the new one is in place), then the old one is deleted.
 
     Returns:
       the manifest.
@@ -253,7 +252,7 @@ def write_artifact(bundle: RouterBundle, out: str, overwrite: bool = False,
     """
     _check_bundle(bundle)
     out = os.path.abspath(out)
-    check_out(out, overwrite)
+    destination.check_out(out, overwrite)
     params = jax.tree.map(np.asarray, jax.device_get(bundle.params))
     exported = export_routing_function(bundle.spec, params, int(np.shape(bundle.lane_taus)[0]),
                                        platforms)
@@ -277,76 +276,10 @@ def write_artifact(bundle: RouterBundle, out: str, overwrite: bool = False,
             json.dump(manifest, f, indent=1, allow_nan=False)
         if verify:
             verify_artifact(tmp, bundle)
-        _move_into_place(tmp, out)
+        destination.move_into_place(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest
-
-
-ARTIFACT_ENTRIES = frozenset({artifact.MANIFEST_FILE, artifact.FUNCTION_FILE,
-                              artifact.PARAMS_DIR, artifact.HELDOUT_DIR})
-
-
-def check_out(out: str, overwrite: bool) -> None:
-    """Raise FileExistsError unless an artifact may be written at `out`: nothing is there, or
-    `overwrite` and an artifact is there (`check_replaceable`). Callers with slow work before
-    `write_artifact` (loading a workdir) call it first too, to fail before that work."""
-    if os.path.lexists(out):
-        if not overwrite:
-            raise FileExistsError(f"{os.path.abspath(out)} exists; pass overwrite=True "
-                                  "(--overwrite) to replace it (only an artifact can be replaced)")
-        check_replaceable(out)
-
-
-def check_replaceable(out: str) -> None:
-    """Raise FileExistsError unless `out` is an artifact directory: a manifest.json of this
-    format and nothing but the artifact's own entries (so a workdir, a directory holding other
-    files, a file, or a link is never deleted by an overwrite)."""
-    why = None
-    if os.path.islink(out) or not os.path.isdir(out):
-        why = "it is not a directory"
-    else:
-        entries = set(os.listdir(out))
-        manifest = os.path.join(out, artifact.MANIFEST_FILE)
-        if entries - ARTIFACT_ENTRIES:
-            why = f"it holds {sorted(entries - ARTIFACT_ENTRIES)[:5]}, which an artifact does not"
-        elif not os.path.isfile(manifest):
-            why = f"it has no {artifact.MANIFEST_FILE}"
-        else:
-            try:
-                with open(manifest) as f:
-                    fmt = json.load(f).get("format")
-            except (OSError, ValueError, AttributeError):
-                fmt = None
-            if fmt != artifact.FORMAT:
-                why = f"its {artifact.MANIFEST_FILE} is not a {artifact.FORMAT!r} manifest"
-    if why:
-        raise FileExistsError(f"{out} exists and is not a router artifact ({why}); --overwrite "
-                              "only replaces an artifact: choose another --out")
-
-
-def _move_into_place(tmp: str, out: str) -> None:
-    """Put the finished artifact `tmp` at `out`, replacing the artifact there (checked)."""
-    if not os.path.exists(out):
-        os.replace(tmp, out)
-        return
-    if not _exchange(tmp, out):  # no atomic exchange here: the old one waits aside
-        aside = f"{out}.replaced-{os.getpid()}"
-        os.replace(out, aside)
-        os.replace(tmp, out)
-        tmp = aside
-    shutil.rmtree(tmp)  # the old artifact, now at `tmp`
-
-
-def _exchange(a: str, b: str) -> bool:
-    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False when unavailable."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
 # Ordinary questions of several kinds: an artifact that takes text must route them all.
