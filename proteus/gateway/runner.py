@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uvicorn
 
-from proteus.serving import http_guards
+from proteus.serving import server
 from proteus.serving.server import ServerSettings, ServerThread, freeze_startup_heap
 
 
@@ -22,12 +22,9 @@ def uvicorn_config(app, host: str = "127.0.0.1", port: int = 0, log_level: str =
                    settings: ServerSettings | None = None) -> uvicorn.Config:
     """uvicorn settings for a gateway app (lifespan on: it starts pools and queues); `settings`
     default to the app's own `http_settings` (the gateway's), else `ServerSettings()`."""
-    settings = settings or getattr(app, "http_settings", None) or ServerSettings()
-    protocol = http_guards.with_header_timeout(http_guards.http_protocol_class(),
-                                               settings.header_timeout_s)
-    return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
-                          ws="none", lifespan="on", timeout_graceful_shutdown=5, http=protocol,
-                          timeout_keep_alive=settings.keep_alive_timeout_s)
+    return server.uvicorn_config(
+        app, host, port, log_level, settings or getattr(app, "http_settings", None)
+        or server.ServerSettings())
 
 
 def serve(app, host: str = "127.0.0.1", port: int = 8080, log_level: str = "info",

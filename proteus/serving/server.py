@@ -319,11 +319,11 @@ def create_app(router: Router, settings: ServerSettings | None = None,
     return RouteApp(app, service)
 
 
-def uvicorn_config(app: RouteApp, host: str = "127.0.0.1", port: int = 0,
-                   log_level: str = "warning") -> uvicorn.Config:
+def uvicorn_config(app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning",
+                   settings: ServerSettings | None = None) -> uvicorn.Config:
     """uvicorn settings: no websockets, no access log, uvloop/httptools when installed, the
-    app's header and keep-alive timeouts."""
-    settings = app.service.settings
+    header and keep-alive timeouts of `settings` (default: a `RouteApp`'s own)."""
+    settings = settings or app.service.settings
     protocol = http_guards.with_header_timeout(http_guards.http_protocol_class(),
                                                settings.header_timeout_s)
     return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
