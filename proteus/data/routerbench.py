@@ -174,12 +174,20 @@ def load_routerbench(
 
 
 def _resolve(path: str | os.PathLike, cache_dir) -> str:
-    """A local path as is; a hub id `owner/name[/file]` downloaded through huggingface_hub."""
+    """A local path as is; a hub id `owner/name[/file]` downloaded through huggingface_hub.
+
+    A missing path that reads as a local one is not sent to the hub: `dir/x.pkl` (a repository
+    is not named like a pickle) or one under a local directory (`data/routerbench/x.pkl` where
+    `data/` exists).
+    """
     spec = str(path)
     if os.path.exists(spec):
         return spec
     parts = spec.split("/")
-    if len(parts) in (2, 3) and all(parts) and (len(parts) == 3 or io.is_hub_name(spec)):
+    local = os.path.isdir(parts[0]) or (len(parts) == 2
+                                        and Path(spec).suffix.lower() in PICKLE_SUFFIXES)
+    if (len(parts) in (2, 3) and all(parts) and not local
+            and (len(parts) == 3 or io.is_hub_name(spec))):
         from huggingface_hub import hf_hub_download
 
         filename = parts[2] if len(parts) == 3 else HUB_FILE

@@ -54,3 +54,17 @@ def test_routerbench_hub_id(monkeypatch, routerbench_pkl):
         ("withmartian/routerbench", "routerbench_0shot.pkl", "dataset"),
         ("withmartian/routerbench", "routerbench_5shot.pkl", "dataset"),
     ]
+
+
+def test_a_missing_local_looking_path_never_reaches_the_hub(monkeypatch, tmp_path):
+    """`data/x.pkl` (no repository is named like a pickle) and a path under an existing local
+    directory are typos of local files: refused as missing, where they used to be downloaded."""
+    def download(*args, **kwargs):
+        raise AssertionError(f"sent to the hub: {args}")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    for spec in ("data/x.pkl", "other/x.pkl", "data/routerbench/x.pkl"):
+        with pytest.raises(FileNotFoundError, match=f"^{spec}: no such file"):
+            load_routerbench(spec, allow_pickle=True)
