@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
-from experiments import logs
+from experiments import logs, outputs
 from proteus.data import DataValidationError, source_card
 
 _SOURCE = flags.DEFINE_string(
@@ -29,6 +29,7 @@ _ALLOW_PICKLE = flags.DEFINE_bool(
 _TO_PARQUET = flags.DEFINE_string(
     "to_parquet", None, "routerbench sources: also write the routing columns to this parquet "
     "file, loadable as routerbench:<file> without any opt-in.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --to_parquet file.")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -36,9 +37,10 @@ def main(argv: Sequence[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logs.job_logging()  # warnings only: no library noise around the output
     try:
+        outputs.check_new_file(_TO_PARQUET.value, "to_parquet", _OVERWRITE.value)
         print(source_card(_SOURCE.value, _CACHE_DIR.value, _ALLOW_PICKLE.value,
                           _TO_PARQUET.value))
-    except (DataValidationError, ValueError, FileNotFoundError) as e:
+    except (DataValidationError, ValueError, FileNotFoundError, FileExistsError) as e:
         sys.exit(f"error: {e}")  # a clear message, exit code 1, no traceback
 
 

@@ -23,7 +23,7 @@ import time
 
 from absl import app, flags
 
-from experiments import logs
+from experiments import logs, outputs
 from proteus import pipeline
 from proteus.data.labels import read_labels, write_jsonl
 from proteus.training import export
@@ -37,7 +37,8 @@ _LABELS = flags.DEFINE_string("labels", None, "The new model's labelled queries 
 _PRICE_IN = flags.DEFINE_float("price_in", None, "USD per input token of the new model.")
 _PRICE_OUT = flags.DEFINE_float("price_out", None, "USD per output token of the new model.")
 _OUT = flags.DEFINE_string("out", None, "The new artifact's directory.")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing artifact at --out.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing artifact at --out "
+                                "(or file at --list_heldout).")
 _PLATFORMS = flags.DEFINE_list("platforms", list(export.DEFAULT_PLATFORMS),
                                "Platforms the routing function is lowered for.")
 
@@ -48,6 +49,7 @@ def main(argv):
     start = time.perf_counter()
     try:  # OnboardError, ArtifactError and DataValidationError are ValueErrors naming the cause
         if _LIST.value:
+            outputs.check_new_file(_LIST.value, "list_heldout", _OVERWRITE.value)
             n = write_jsonl(pipeline.heldout_queries(_ARTIFACT.value), _LIST.value)
             print(f"wrote {n} held-out queries to {_LIST.value}")
             return

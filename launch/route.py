@@ -12,7 +12,7 @@ import sys
 
 from absl import app, flags
 
-from experiments import logs
+from experiments import logs, outputs
 from proteus import operating
 from proteus.serving import route_cli
 
@@ -23,6 +23,7 @@ _TASK = flags.DEFINE_string("task", None, "The queries' task, for an artifact wi
 _FEATURES = flags.DEFINE_list("features", None, "One query's features, comma-separated.")
 _INPUT = flags.DEFINE_string("input", None, "JSONL file of queries (batch mode).")
 _OUTPUT = flags.DEFINE_string("output", None, "Where batch decisions go (default stdout).")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --output file.")
 _FALLBACK = flags.DEFINE_enum("fallback", None, list(operating.FALLBACKS),
                               "Infeasible τ policy (default: the artifact's).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 1024, "Lines routed per call in batch mode.")
@@ -34,6 +35,7 @@ _JSON = flags.DEFINE_bool("json", False, "Print each decision's full JSON record
 def main(argv):
     logs.job_logging()  # warnings only: no library noise around the decisions
     try:
+        outputs.check_new_file(_OUTPUT.value, "output", _OVERWRITE.value)
         return route_cli.run(_ARTIFACT.value, _TAU.value, argv[1:], _FEATURES.value,
                              _INPUT.value, _OUTPUT.value, _FALLBACK.value, _BATCH_SIZE.value,
                              _PROGRESS.value, _TASK.value, _JSON.value)

@@ -25,3 +25,17 @@ def test_a_missing_artifact_is_named_in_one_line(launcher, args):
     done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip() == f"launch.{launcher}: {NOT_AN_ARTIFACT}", done.stderr
+
+
+def test_an_existing_output_file_is_refused_before_anything_loads(tmp_path):
+    """`launch.route --output` used to write over an existing file (and, when it was the
+    --input file, empty it): refused without --overwrite, before the artifact is even read."""
+    taken = tmp_path / "decisions.jsonl"
+    taken.write_text("kept\n")
+    argv = [sys.executable, "-m", "launch.route", f"--artifact={MISSING}", "--tau=0.8",
+            f"--input={taken}", f"--output={taken}"]
+    done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (f"launch.route: --output={taken} exists; pass --overwrite to "
+                                   "replace it")
+    assert taken.read_text() == "kept\n"

@@ -178,3 +178,8 @@ def test_route_file_writes_one_record_per_line_and_an_exit_status(tiny_artifact,
     out, err = capsys.readouterr()
     assert [json.loads(r)["operating_point"] for r in out.splitlines()] == [2, 0]
     assert err == "2 decisions, 0 errors\n"
+    # the input as the output: refused before it is opened for writing (that emptied it)
+    before = src.read_text()
+    with pytest.raises(ValueError, match=r"--output=.*q.jsonl is the --input file"):
+        route_cli.route_file(router, str(src), str(src), 0.3, progress=False)
+    assert src.read_text() == before

@@ -21,6 +21,7 @@ shows on large files.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable
 from typing import Any, TextIO
@@ -103,7 +104,12 @@ def route_file(router: serving.Router, input_path: str, output_path: str | None,
 
     Returns:
       the exit status: 1 if any line could not be routed, else 0.
+
+    Raises:
+      ValueError: `output_path` is `input_path` (opening it for writing would empty the input).
     """
+    if output_path and os.path.exists(output_path) and os.path.samefile(input_path, output_path):
+        raise ValueError(f"--output={output_path} is the --input file: writing would empty it")
     with open(input_path) as f:
         total = sum(1 for _ in f)
     out = open(output_path, "w") if output_path else sys.stdout  # noqa: SIM115

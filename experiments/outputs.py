@@ -1,0 +1,13 @@
+"""What a launcher's output-file flags may write over: nothing, unless the user says so."""
+
+from __future__ import annotations
+
+import os
+
+
+def check_new_file(path: str | None, flag: str, overwrite: bool = False) -> None:
+    """Raise FileExistsError when `path` (the value of the flag `--<flag>`) exists and
+    `overwrite` is not given: a rerun never replaces a file it did not write this time.
+    None or "" (the flag not given): nothing to check."""
+    if path and os.path.lexists(path) and not overwrite:
+        raise FileExistsError(f"--{flag}={path} exists; pass --overwrite to replace it")
