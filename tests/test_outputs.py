@@ -21,3 +21,7 @@ def test_check_new_file_refuses_an_existing_path_unless_overwrite(tmp_path):
     with pytest.raises(FileExistsError, match="dangling exists"):
         outputs.check_new_file(str(tmp_path / "dangling"), "to_parquet")
     assert path.read_text() == "kept"
+    (tmp_path / "a_dir").mkdir()  # a directory is not written into either
+    with pytest.raises(FileExistsError, match="a_dir exists"):
+        outputs.check_new_file(str(tmp_path / "a_dir"), "output")
+    assert outputs.check_new_file("/dev/null", "output") is None  # a device: written, not replaced
