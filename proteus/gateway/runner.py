@@ -24,7 +24,7 @@ def uvicorn_config(app, host: str = "127.0.0.1", port: int = 0, log_level: str =
     default to the app's own `http_settings` (the gateway's), else `ServerSettings()`."""
     return server.uvicorn_config(
         app, host, port, log_level, settings or getattr(app, "http_settings", None)
-        or server.ServerSettings())
+        or ServerSettings())
 
 
 def serve(app, host: str = "127.0.0.1", port: int = 8080, log_level: str = "info",
