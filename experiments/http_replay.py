@@ -1,14 +1,15 @@
 """The replay through HTTP: a scenario driven against a running gateway with its online controller
 on (`python -m launch.replay --via=http`; `experiments.replay` is the in-process replay).
 
-Two loopback servers in this process: the gateway (`proteus.gateway.app`, open mode, online
-settings of the replay) and `ReplayUpstream`, a fake OpenAI-compatible upstream that answers from
-the data set's outcomes: each request carries its stream index (`metadata.replay_index`, passed
-through by the gateway), and the upstream answers, for the model the gateway chose, that model's
-realised score and cost on that question after the scenario's drift (`proteus_replay` in the
-completion). The client (`drive`) sends the stream in blocks of `block` concurrent chat
-completions (the question's text as the prompt, model `proteus-<τ>`, its task in x-proteus-task
-for a router with a task prior), reads the chosen model from x-proteus-model, and posts the
+Two loopback servers in this process: the gateway (`proteus.gateway.app`, one API key whose
+tenant is named as the in-process replay's, online settings of the replay) and
+`ReplayUpstream`, a fake OpenAI-compatible upstream that answers from the data set's outcomes:
+each request carries its stream index (`metadata.replay_index`, passed through by the gateway),
+and the upstream answers, for the model the gateway chose, that model's realised score and cost
+on that question after the scenario's drift (`proteus_replay` in the completion). The client
+(`drive`) sends the stream in blocks of `block` concurrent chat completions (the question's
+text as the prompt, model `proteus-<τ>`, its task in x-proteus-task for a router with a task
+prior, the key's bearer token), reads the chosen model from x-proteus-model, and posts the
 scores (and costs) of a fraction of the answers `delay` requests later to POST /v1/feedback:
 the in-process replay's `FeedbackSchedule`, so the same feedback arrives in the same order.
 
@@ -24,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,8 +35,10 @@ import numpy as np
 from experiments import replay as rp
 from proteus.gateway import app as gateway
 from proteus.gateway import fake, runner
-from proteus.gateway.config import Upstream
+from proteus.gateway.config import Tenant, Upstream
+from proteus.gateway.keys import hash_key
 from proteus.online import controller as ctl
+from proteus.online.service import OnlineSettings
 from proteus.serving import Router
 from proteus.serving.server import ServerSettings
 
@@ -114,19 +118,29 @@ def quiet_startup() -> Iterator[None]:
             one.setLevel(level)
 
 
+# The replay's tenant through the gateway: the in-process replay routes as the online service's
+# default tenant, and a stream's envelope draws hash its name (`service.request_unit`), so the
+# gateway's tenant has that name too (open mode's tenant is "open": the two replays drew apart
+# as soon as a stream was served on its envelope).
+REPLAY_TENANT = OnlineSettings.default_tenant
+
+
 def make_gateway(router: Router, upstream_url: str, cfg: rp.ReplayConfig,
-                 controller: ctl.ControllerConfig, usage_db: str) -> gateway.GatewayApp:
-    """The gateway of a replay: open mode, every model at `upstream_url`, online on."""
+                 controller: ctl.ControllerConfig, usage_db: str, key: str) -> gateway.GatewayApp:
+    """The gateway of a replay: one API key (`key`) of tenant `REPLAY_TENANT` (no budgets or
+    limits), every model at `upstream_url`, online on."""
     upstreams = {m: Upstream(m, upstream_url + "/v1", m, 60.0, None) for m in router.models}
     settings = gateway.GatewaySettings(
         usage_db=usage_db, online=rp.online_settings(cfg, controller, ttl=10 * 86400.0),
         route=REPLAY_HTTP)
+    keys = {hash_key(key): Tenant(REPLAY_TENANT, cfg.tau)}
     with quiet_startup():
-        return gateway.create_gateway(router, upstreams, None, settings)
+        return gateway.create_gateway(router, upstreams, keys, settings)
 
 
 async def drive(url: str, texts: list[str], tasks: list[str | None] | None,
-                cfg: rp.ReplayConfig, models: tuple[str, ...]) -> dict[str, np.ndarray]:
+                cfg: rp.ReplayConfig, models: tuple[str, ...], key: str
+                ) -> dict[str, np.ndarray]:
     """Send the stream (module docstring); returns per request the chosen model [N] int32, its
     score and cost [N] from the upstream, and the stream's knob τ' is not visible over HTTP."""
     n, schedule = cfg.n, rp.FeedbackSchedule(cfg)
@@ -134,7 +148,9 @@ async def drive(url: str, texts: list[str], tasks: list[str | None] | None,
     ids: list[str] = [""] * n
     index = {m: k for k, m in enumerate(models)}
     limits = httpx.Limits(max_connections=cfg.block, max_keepalive_connections=cfg.block)
-    async with httpx.AsyncClient(base_url=url, timeout=120.0, limits=limits) as client:
+    auth = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=url, timeout=120.0, limits=limits,
+                                 headers=auth) as client:
 
         async def one(i: int) -> None:
             headers = {} if tasks is None or tasks[i] is None else {TASK_HEADER: tasks[i]}
@@ -170,11 +186,13 @@ def run_http(router: Router, test_texts: np.ndarray, stream: rp.Stream, cfg: rp.
     not see it) and the gateway's controllers at the end."""
     with runner.server_thread(ReplayUpstream(stream, router.models),
                               settings=REPLAY_HTTP) as upstream:
-        app = make_gateway(router, upstream.url, cfg, controller, usage_db)
+        key = secrets.token_urlsafe(24)
+        app = make_gateway(router, upstream.url, cfg, controller, usage_db, key)
         with runner.server_thread(app) as running:
             texts = test_texts[stream.rows].tolist()
-            out = asyncio.run(drive(running.url, texts, tasks, cfg, router.models))
-            state = httpx.get(running.url + "/v1/controllers", timeout=60).json()
+            out = asyncio.run(drive(running.url, texts, tasks, cfg, router.models, key))
+            state = httpx.get(running.url + "/v1/controllers", timeout=60,
+                              headers={"Authorization": f"Bearer {key}"}).json()
     idx = np.arange(cfg.n)
     if not (np.array_equal(out["score"], stream.scores[idx, out["model"]])
             and np.array_equal(out["cost"], stream.costs[idx, out["model"]].astype(np.float64))):

@@ -137,7 +137,9 @@ def test_the_http_replay_gives_the_in_process_numbers(tiny_text_artifact, tiny_t
     """`--via=both`: the same scenario through a running gateway (fake upstream answering from
     the stream's outcomes, feedback posted to /v1/feedback after the delay) chooses the same
     model for every request as the in-process replay, so every number agrees; the gateway's
-    start-up warnings for its operator (state in ':memory:', open mode's τ range) are not shown."""
+    start-up warnings for its operator (state in ':memory:', open mode's τ range) are not shown.
+    The gateway's stream is the in-process one, tenant included: a stream's envelope draws hash
+    its name (`request_unit`), and open mode's tenant ("open") drew differently."""
     router = Router.load(tiny_text_artifact, warmup=0)
     texts = np.asarray([f"question {i}" for i in range(tiny_test.n_queries)])
     data = dataclasses.replace(tiny_test, texts=texts)
@@ -151,6 +153,7 @@ def test_the_http_replay_gives_the_in_process_numbers(tiny_text_artifact, tiny_t
     for key in ("long_run_accuracy", "long_run_cost", "share_windows_below", "recovery"):
         assert online[key] == http[key], key
     assert out["checks_http"] == out["checks"]
+    assert set(out["agreement"]["online_http_controllers"]) == {"default|0.7000"}
     (stream,) = out["agreement"]["online_http_controllers"].values()
     assert stream["n_decisions"] == 800 and stream["n_feedback"] == out["online_controllers"][
         "default|0.7000"]["n_feedback"]
