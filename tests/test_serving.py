@@ -164,6 +164,23 @@ def test_large_batches_are_chunked(tiny_router, monkeypatch):
     np.testing.assert_allclose(chunked.p_hat, whole.p_hat, rtol=1e-6)
 
 
+def test_batch_invariance_benchmark(tiny_router, tiny_artifact):
+    """benchmarks/batch_invariance.py: routed in one batch of all rows, every decision is the
+    whole batch's (0 differences, by construction); the count is rows x τ' x batch sizes; an
+    artifact without held-out rows is probed on N(0, 1) rows of its feature dimension."""
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    try:
+        import batch_invariance  # noqa: PLC0415 (a benchmark script)
+    finally:
+        sys.path.pop(0)
+    x = batch_invariance.feature_rows(tiny_router, 6)
+    assert x.shape == (6, 4) and x.dtype == np.float32  # tiny_artifact stores no held-out rows
+    same = batch_invariance.compare(tiny_router, x, taus=np.array([0.6, 0.8]), batches=(6,))
+    assert same == {"decisions": 12, "model_differs": 0, "max_abs_mu": 0.0, "max_abs_p_hat": 0.0}
+    split = batch_invariance.compare(tiny_router, x, taus=np.array([0.6]), batches=(1, 2, 4))
+    assert split["decisions"] == 18 and split["max_abs_mu"] < 1e-5
+
+
 def test_info(tiny_router):
     info = tiny_router.info()
     assert [m["name"] for m in info["models"]] == ["small", "medium", "large"]
