@@ -14,16 +14,13 @@ model, and the largest difference in μ and p̂.
 
 from __future__ import annotations
 
+import argparse
 import os
 
 import numpy as np
-from absl import app, flags
 
 from proteus.serving import Router
 
-_ARTIFACT = flags.DEFINE_string("artifact", None, "An exported router artifact.", required=True)
-_ROWS = flags.DEFINE_integer("rows", 1000, "Random feature rows, where the artifact stores no "
-                             "held-out rows.")
 _BATCHES = (1, 2, 4, 8, 16, 32, 64)
 _GRID = np.round(np.arange(0.50, 0.951, 0.01), 3)  # τ' (operating τ of the policy)
 
@@ -61,16 +58,21 @@ def compare(router: Router, x: np.ndarray, taus: np.ndarray = _GRID,
             "max_abs_mu": mu_max, "max_abs_p_hat": p_max}
 
 
-def main(argv: list[str]) -> None:
-    del argv
-    router = Router.load(_ARTIFACT.value)
-    x = feature_rows(router, _ROWS.value)
+def main(argv: list[str] | None = None) -> None:
+    # argparse, not absl flags: a test imports this script beside others that define --artifact
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--artifact", required=True, help="an exported router artifact")
+    p.add_argument("--rows", type=int, default=1000,
+                   help="random feature rows, where the artifact stores no held-out rows")
+    args = p.parse_args(argv)
+    router = Router.load(args.artifact)
+    x = feature_rows(router, args.rows)
     out = compare(router, x)
-    print(f"{_ARTIFACT.value}: {x.shape[0]} rows x {len(_GRID)} τ' x {len(_BATCHES)} batch sizes "
+    print(f"{args.artifact}: {x.shape[0]} rows x {len(_GRID)} τ' x {len(_BATCHES)} batch sizes "
           f"({', '.join(map(str, _BATCHES))}) = {out['decisions']:,} decisions against routing "
           f"all rows at once: another model in {out['model_differs']:,}; largest |Δμ| "
           f"{out['max_abs_mu']:.2e}, |Δp̂| {out['max_abs_p_hat']:.2e}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    main()
