@@ -193,11 +193,12 @@ def export(workdir: str, out: str, run: int = 0, overwrite: bool = False,
 
 
 @contextlib.contextmanager
-def one_line_errors() -> Iterator[None]:
+def one_line_errors(launcher: str) -> Iterator[None]:
     """A launcher's user errors (a bad setting, a workdir in use or of another config, bad data,
     a damaged checkpoint, a missing file) end the job with one line naming the cause, not a
-    traceback: the input or the workdir is at fault, not the program."""
+    traceback: the input or the workdir is at fault, not the program. The line starts with the
+    launcher's module (`launcher`, e.g. "launch.train"), as every launcher's does."""
     try:
         yield
     except (*workdir_lib.USER_ERRORS, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
+        sys.exit(f"{launcher}: {e}")

@@ -41,7 +41,7 @@ def main(argv: Sequence[str]) -> None:
         print(source_card(_SOURCE.value, _CACHE_DIR.value, _ALLOW_PICKLE.value,
                           _TO_PARQUET.value))
     except (DataValidationError, ValueError, FileNotFoundError, FileExistsError) as e:
-        sys.exit(f"error: {e}")  # a clear message, exit code 1, no traceback
+        sys.exit(f"launch.data_summary: {e}")  # one line naming the cause, exit code 1
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ flags.mark_flag_as_required("workdir")
 def main(argv):
     del argv
     logs.job_logging()  # warnings only: no library noise between the progress bars
-    with runs.one_line_errors():
+    with runs.one_line_errors("launch.evaluate"):
         res = runs.evaluate(_CONFIG.value, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value,
                             allow_retrain=_ALLOW_RETRAIN.value, progress=_PROGRESS.value,
                             redraws=_REDRAWS.value)

@@ -33,7 +33,7 @@ def main(argv: Sequence[str]) -> None:
         out = _OUT.value or str(Path(_RESULTS.value).parent)
         paths = report.write_all(res, out, _PREFIX.value, _ONLY.value)
     except (results.ResultsValidationError, ValueError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")  # a clear message, exit code 1, no traceback
+        sys.exit(f"launch.report: {e}")  # one line naming the cause, exit code 1
     for p in paths:
         print(f"wrote {p}")
 

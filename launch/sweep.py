@@ -26,7 +26,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     del argv
     logs.job_logging()  # warnings only: no library noise between the progress bars
-    with runs.one_line_errors():
+    with runs.one_line_errors("launch.sweep"):
         summary = sweep.launch(_CONFIG.value, _WORKDIR.value, _SWEEP.value,
                                progress=_PROGRESS.value)
     if summary is not None:  # the primary process

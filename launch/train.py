@@ -33,7 +33,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     del argv
     logs.job_logging()  # warnings only: no library noise between the progress bars
-    with runs.one_line_errors():
+    with runs.one_line_errors("launch.train"):
         results = runs.evaluate(_CONFIG.value, _WORKDIR.value, allow_change=_ALLOW_CHANGE.value,
                                 allow_retrain=_ALLOW_RETRAIN.value, progress=_PROGRESS.value,
                                 baselines=False)

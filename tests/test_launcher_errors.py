@@ -39,3 +39,17 @@ def test_an_existing_output_file_is_refused_before_anything_loads(tmp_path):
     assert done.stderr.strip() == (f"launch.route: --output={taken} exists; pass --overwrite to "
                                    "replace it")
     assert taken.read_text() == "kept\n"
+
+
+def test_one_line_errors_start_with_the_launcher():
+    """`runs.one_line_errors` (train, evaluate, sweep): a user error exits with one line, the
+    launcher's module first, as every other launcher's; a program error is not swallowed."""
+    from experiments import runs  # noqa: PLC0415 (the training stack: only this test)
+
+    with pytest.raises(SystemExit) as exited:
+        with runs.one_line_errors("launch.train"):
+            raise FileNotFoundError("cfg.py: no such file")
+    assert exited.value.code == "launch.train: cfg.py: no such file"
+    with pytest.raises(ZeroDivisionError):
+        with runs.one_line_errors("launch.train"):
+            raise ZeroDivisionError("a bug")
