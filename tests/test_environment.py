@@ -40,3 +40,13 @@ def test_xla_defines_tells_a_known_flag_from_an_unknown_one():
     assert xla_defines("--xla_backend_optimization_level=0")
     assert xla_defines("--xla_force_host_platform_device_count=8")
     assert not xla_defines("--xla_cpu_no_such_flag_in_any_release=true")
+
+
+def test_heavy_files_name_test_files_that_exist():
+    """conftest.HEAVY_FILES queues files by name: a renamed or removed file would silently fall
+    back to collection order, so every name must be a test file of the suite."""
+    from tests.conftest import HEAVY_FILES, REPO_ROOT  # noqa: PLC0415
+
+    names = {p.name for p in (REPO_ROOT / "tests").rglob("test_*.py")}
+    assert set(HEAVY_FILES) <= names, sorted(set(HEAVY_FILES) - names)
+    assert list(HEAVY_FILES.values()) == sorted(HEAVY_FILES.values(), reverse=True)
