@@ -8,7 +8,7 @@ import numpy as np
 
 import proteus
 from proteus import environment
-from tests.conftest import xla_defines
+from tests.conftest import HEAVY_FILES, REPO_ROOT, xla_defines
 
 
 def test_library_versions_names_each_numeric_package():
@@ -45,8 +45,6 @@ def test_xla_defines_tells_a_known_flag_from_an_unknown_one():
 def test_heavy_files_name_test_files_that_exist():
     """conftest.HEAVY_FILES queues files by name: a renamed or removed file would silently fall
     back to collection order, so every name must be a test file of the suite."""
-    from tests.conftest import HEAVY_FILES, REPO_ROOT  # noqa: PLC0415
-
     names = {p.name for p in (REPO_ROOT / "tests").rglob("test_*.py")}
     assert set(HEAVY_FILES) <= names, sorted(set(HEAVY_FILES) - names)
     assert list(HEAVY_FILES.values()) == sorted(HEAVY_FILES.values(), reverse=True)
