@@ -99,8 +99,8 @@ class ReplayUpstream:
 # replay lose a request to a connection closed under it (httpx.ReadError).
 REPLAY_HTTP = ServerSettings(read_timeout_s=600.0, header_timeout_s=600.0,
                              keep_alive_timeout_s=600)
-# The start-up warnings a live gateway owes its operator (state in ':memory:' not kept, open mode
-# asks for τ the router cannot serve feasibly) say nothing about a replay; the drift events stay.
+# The start-up warnings a live gateway owes its operator (state in ':memory:' not kept, a tenant
+# may ask for τ the router cannot serve feasibly) say nothing about a replay; the drift events stay.
 STARTUP_LOGGERS = ("proteus.gateway.online", "proteus.gateway.app")
 
 

@@ -137,7 +137,7 @@ def test_the_http_replay_gives_the_in_process_numbers(tiny_text_artifact, tiny_t
     """`--via=both`: the same scenario through a running gateway (fake upstream answering from
     the stream's outcomes, feedback posted to /v1/feedback after the delay) chooses the same
     model for every request as the in-process replay, so every number agrees; the gateway's
-    start-up warnings for its operator (state in ':memory:', open mode's τ range) are not shown.
+    start-up warnings for its operator (state in ':memory:', the tenant's τ range) are not shown.
     The gateway's stream is the in-process one, tenant included: a stream's envelope draws hash
     its name (`request_unit`), and open mode's tenant ("open") drew differently."""
     router = Router.load(tiny_text_artifact, warmup=0)
