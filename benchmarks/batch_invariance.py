@@ -15,10 +15,10 @@ model, and the largest difference in μ and p̂.
 from __future__ import annotations
 
 import argparse
-import os
 
 import numpy as np
 
+from proteus.online.heldout import load_heldout
 from proteus.serving import Router
 
 _BATCHES = (1, 2, 4, 8, 16, 32, 64)
@@ -27,10 +27,9 @@ _GRID = np.round(np.arange(0.50, 0.951, 0.01), 3)  # τ' (operating τ of the po
 
 def feature_rows(router: Router, n_random: int) -> np.ndarray:
     """[N, D] float32: the artifact's held-out rows (val and calib), else n_random N(0, 1) rows."""
-    arrays = os.path.join(router.path, "heldout", "arrays.npz")
-    if os.path.exists(arrays):
-        with np.load(arrays) as held:
-            return np.asarray(held["features"], np.float32)
+    rows = load_heldout(router)
+    if rows is not None:
+        return rows.features
     rng = np.random.default_rng(0)
     return rng.normal(size=(n_random, router.feature_dim)).astype(np.float32)
 

@@ -139,16 +139,16 @@ def make_gateway(router: Router, upstream_url: str, cfg: rp.ReplayConfig,
 
 
 async def drive(url: str, texts: list[str], tasks: list[str | None] | None,
-                cfg: rp.ReplayConfig, models: tuple[str, ...], key: str
+                cfg: rp.ReplayConfig, models: tuple[str, ...], auth: dict[str, str]
                 ) -> dict[str, np.ndarray]:
-    """Send the stream (module docstring); returns per request the chosen model [N] int32, its
-    score and cost [N] from the upstream, and the stream's knob τ' is not visible over HTTP."""
+    """Send the stream (module docstring) with the `auth` headers on every request; returns per
+    request the chosen model [N] int32, its score and cost [N] from the upstream, and the
+    stream's knob τ' is not visible over HTTP."""
     n, schedule = cfg.n, rp.FeedbackSchedule(cfg)
     model, score, cost = np.zeros(n, np.int32), np.zeros(n), np.zeros(n)
     ids: list[str] = [""] * n
     index = {m: k for k, m in enumerate(models)}
     limits = httpx.Limits(max_connections=cfg.block, max_keepalive_connections=cfg.block)
-    auth = {"Authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(base_url=url, timeout=120.0, limits=limits,
                                  headers=auth) as client:
 
@@ -187,12 +187,12 @@ def run_http(router: Router, test_texts: np.ndarray, stream: rp.Stream, cfg: rp.
     with runner.server_thread(ReplayUpstream(stream, router.models),
                               settings=REPLAY_HTTP) as upstream:
         key = secrets.token_urlsafe(24)
+        auth = {"Authorization": f"Bearer {key}"}
         app = make_gateway(router, upstream.url, cfg, controller, usage_db, key)
         with runner.server_thread(app) as running:
             texts = test_texts[stream.rows].tolist()
-            out = asyncio.run(drive(running.url, texts, tasks, cfg, router.models, key))
-            state = httpx.get(running.url + "/v1/controllers", timeout=60,
-                              headers={"Authorization": f"Bearer {key}"}).json()
+            out = asyncio.run(drive(running.url, texts, tasks, cfg, router.models, auth))
+            state = httpx.get(running.url + "/v1/controllers", timeout=60, headers=auth).json()
     idx = np.arange(cfg.n)
     if not (np.array_equal(out["score"], stream.scores[idx, out["model"]])
             and np.array_equal(out["cost"], stream.costs[idx, out["model"]].astype(np.float64))):
