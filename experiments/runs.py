@@ -14,14 +14,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
-from absl import logging
+from absl import flags, logging
 
 from experiments import redraws as redraws_lib
 from experiments import validate
@@ -202,3 +203,73 @@ def one_line_errors(launcher: str) -> Iterator[None]:
         yield
     except (*workdir_lib.USER_ERRORS, FileNotFoundError) as e:
         sys.exit(f"{launcher}: {e}")
+
+
+def config_flags_parser(launcher: str, files: Sequence[str] = ("config",),
+                        flag_values: flags.FlagValues = flags.FLAGS
+                        ) -> Callable[[list[str]], list[str]]:
+    """absl's flags parser for a launcher with config flags (`app.run(main, flags_parser=...)`);
+    `files`: the names of its flags that load a config file (of `flag_values`).
+
+    ml_collections reports a config file that fails to load with the traceback of its loading (an
+    unknown variant) or defers the error to the config's first use (a missing file), and a
+    `--config.<field>=` override naming no field with an uncaught AttributeError. All are a bad
+    command line, so like every other bad flag they end the job with one line naming the flag and
+    the cause (then absl's pointer to --helpshort)."""
+    def parse(argv: list[str]) -> list[str]:
+        try:
+            with unknown_fields_exit(launcher, argv):
+                rest = flag_values(argv)
+                for name in files:
+                    if flag_values[name].value is not None:
+                        hasattr(flag_values[name].value, "keys")  # a deferred load error raises
+                return rest
+        except flags.Error as e:
+            reason = _flag_error_line(str(e))
+        except OSError as e:  # a config file that could not be loaded
+            named = [a for a in argv[1:] for n in files if a.startswith(f"--{n}=")]
+            reason = _flag_error_line(f"flag {named[0] if named else '--config'}: {e}")
+        sys.exit(f"{launcher}: {reason}\n{_HELP}")
+    return parse
+
+
+_HELP = "Pass --helpshort or --helpfull to see help on flags."
+
+
+@contextlib.contextmanager
+def unknown_fields_exit(launcher: str, argv: Sequence[str]) -> Iterator[None]:
+    """A `--<config>.<path>=` override of `argv` naming no field ends the job with one line.
+    ml_collections applies overrides while parsing (and a `DEFINE_config_dict`'s when it is
+    defined: wrap that too) and raises a bare AttributeError or KeyError for a missing field."""
+    try:
+        yield
+    except (AttributeError, KeyError) as e:
+        reason = _no_such_field(argv, e)
+        if reason is None:  # not an override's field: a fault of the program, with its traceback
+            raise
+        sys.exit(f"{launcher}: {reason}\n{_HELP}")
+
+
+def _flag_error_line(message: str) -> str:
+    """"flag --x=v: <cause>" from absl's message, whose cause may be a traceback: its last line,
+    without the exception's class."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    if len(lines) == 1:
+        return lines[0]
+    cause = re.sub(r"^[A-Za-z_.]*(Error|Exception): ", "", lines[-1])
+    return f"{lines[0].split(': ', 1)[0]}: {cause}"
+
+
+def _no_such_field(argv: Sequence[str], error: BaseException) -> str | None:
+    """The override of `argv` that names the field the config lacks (`error`'s), and
+    ml_collections' hint; None when no override of `argv` names that field."""
+    inner: Any = error
+    while isinstance(inner, BaseException) and inner.args:
+        inner = inner.args[0]
+    field, _, hint = str(inner).partition("\n")
+    field = field.strip("'\"")
+    names = [arg for arg in argv[1:] if arg.startswith("--") and "." in arg.split("=", 1)[0]]
+    named = [arg for arg in names if field in arg.split("=", 1)[0][2:].split(".")]
+    if not named:
+        return None
+    return f"flag {named[0]}: the config has no field {field!r}" + (f"; {hint}" if hint else "")

@@ -10,14 +10,17 @@ and WORKDIR/group_XXX/ (checkpoints and metrics of each compiled program). Kept 
 flags and one call, `experiments.sweep.launch`.
 """
 
+import sys
+
 from absl import app, flags
 from ml_collections import config_flags
 
 from experiments import logs, runs, sweep
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:variants].")
-_SWEEP = config_flags.DEFINE_config_dict("sweep", sweep.default_grid(),
-                                         "The grid and its placement (sweep.default_grid).")
+with runs.unknown_fields_exit("launch.sweep", sys.argv):  # --sweep.<field>= is applied here
+    _SWEEP = config_flags.DEFINE_config_dict("sweep", sweep.default_grid(),
+                                             "The grid and its placement (sweep.default_grid).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where groups, tables and the plan go.")
 _PROGRESS = flags.DEFINE_bool("progress", False, "Show a progress bar per training phase.")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -34,4 +37,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=runs.config_flags_parser("launch.sweep"))

@@ -53,3 +53,64 @@ def test_one_line_errors_start_with_the_launcher():
     with pytest.raises(ZeroDivisionError):
         with runs.one_line_errors("launch.train"):
             raise ZeroDivisionError("a bug")
+
+
+def _parse_config_flags(tmp_path, monkeypatch, *args):
+    """`runs.config_flags_parser` on a config-file flag of its own FlagValues: the SystemExit's
+    message, or None when the command line parses. (ml_collections defines a flag per override it
+    finds in sys.argv when the config flag is defined.)"""
+    from absl import flags  # noqa: PLC0415
+    from ml_collections import config_flags  # noqa: PLC0415
+
+    from experiments import runs  # noqa: PLC0415 (the training stack: only these tests)
+
+    config = tmp_path / "cfg.py"
+    config.write_text("import ml_collections\n\ndef get_config(arg=None):\n"
+                      "    if arg not in (None, 'small'):\n"
+                      "        raise ValueError(f'unknown config variant {arg!r}')\n"
+                      "    return ml_collections.ConfigDict({'train': {'batch_size': 8}})\n")
+    argv = ["launch.train", *(a.replace("CFG", str(config)) for a in args)]
+    monkeypatch.setattr(sys, "argv", argv)
+    values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "config", flag_values=values)
+    parse = runs.config_flags_parser("launch.train", flag_values=values)
+    try:
+        parse(argv)
+    except SystemExit as exited:
+        return exited.code.replace(str(config), "CFG")
+    return None
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--config=CFG:large"], "flag --config=CFG:large: unknown config variant 'large'"),
+    (["--config=/nonexistent/cfg.py"], "flag --config=/nonexistent/cfg.py: [Errno 2] No such "
+     "file or directory: '/nonexistent/cfg.py'"),
+    (["--config=CFG", "--config.train.batch_sise=4"], "flag --config.train.batch_sise=4: the "
+     "config has no field 'batch_sise'; Did you mean \"batch_size\" instead of \"batch_sise\"?"),
+    (["--config=CFG", "--config.seed=4"], "flag --config.seed=4: the config has no field 'seed'"),
+    (["--config=CFG", "--config.train.batch_size=x"],
+     "flag --config.train.batch_size=x: invalid literal for int() with base 10: 'x'"),
+])
+@pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # ml_collections' loader
+def test_a_bad_config_flag_is_named_in_one_line(tmp_path, monkeypatch, args, line):
+    """ml_collections reported these with tracebacks (a missing file's only when the config was
+    first used, a missing field's as an uncaught AttributeError)."""
+    assert _parse_config_flags(tmp_path, monkeypatch, *args) == (
+        f"launch.train: {line}\nPass --helpshort or --helpfull to see help on flags.")
+
+
+@pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")
+def test_a_good_config_command_line_parses(tmp_path, monkeypatch):
+    assert _parse_config_flags(tmp_path, monkeypatch, "--config=CFG:small",
+                               "--config.train.batch_size=4") is None
+
+
+def test_the_sweep_grids_unknown_field_is_named_in_one_line():
+    """`--sweep.<field>=` is applied when launch.sweep defines its flag, before parsing."""
+    argv = [sys.executable, "-m", "launch.sweep", "--config=experiments/configs/quickstart.py",
+            "--sweep.seedz=1,2", "--workdir=/nonexistent-proteus-sweep"]
+    done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[0] == (
+        "launch.sweep: flag --sweep.seedz=1,2: the config has no field 'seedz'; Did you mean "
+        "\"seeds\" instead of \"seedz\"?"), done.stderr
