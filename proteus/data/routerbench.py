@@ -106,6 +106,17 @@ def is_pickle(target: str | os.PathLike) -> bool:
     return not os.path.exists(spec) and io.is_hub_name(spec)
 
 
+def check_pickle_opt_in(target: str | os.PathLike, allow_pickle: bool) -> None:
+    """Raise unless reading `target` is allowed: PickleRefusedError for a pickle without the
+    opt-in (before anything is downloaded or read), but FileNotFoundError first for a missing
+    local file (a typo is not a security question)."""
+    if not is_pickle(target) or allow_pickle:
+        return
+    if not os.path.exists(target) and _is_local(str(target)):
+        raise FileNotFoundError(f"{target}: no such file")
+    raise refuse_pickle(target)
+
+
 def refuse_pickle(target: str | os.PathLike) -> PickleRefusedError:
     """The error for a pickle named without opt-in: what the risk is and the two ways on."""
     stem = Path(str(target)).stem or "routerbench"
@@ -147,11 +158,9 @@ def load_routerbench(
         non-numeric / out-of-range scores, negative or non-finite costs, duplicate sample ids
         (each names file, column and row).
     """
-    if is_pickle(path) and not allow_pickle:
-        raise refuse_pickle(path)
+    check_pickle_opt_in(path, allow_pickle)
     path = _resolve(path, cache_dir)
-    if is_pickle(path) and not allow_pickle:  # a hub file named explicitly
-        raise refuse_pickle(path)
+    check_pickle_opt_in(path, allow_pickle)  # a hub file named explicitly
     where = str(path)
     frame = _read_frame(path, cache_dir)
     models = routerbench_models(frame.columns)
@@ -184,10 +193,7 @@ def _resolve(path: str | os.PathLike, cache_dir) -> str:
     if os.path.exists(spec):
         return spec
     parts = spec.split("/")
-    local = os.path.isdir(parts[0]) or (len(parts) == 2
-                                        and Path(spec).suffix.lower() in PICKLE_SUFFIXES)
-    if (len(parts) in (2, 3) and all(parts) and not local
-            and (len(parts) == 3 or io.is_hub_name(spec))):
+    if not _is_local(spec):
         from huggingface_hub import hf_hub_download
 
         filename = parts[2] if len(parts) == 3 else HUB_FILE
@@ -195,6 +201,15 @@ def _resolve(path: str | os.PathLike, cache_dir) -> str:
             "/".join(parts[:2]), filename, repo_type="dataset", cache_dir=cache_dir
         )
     raise FileNotFoundError(f"{spec}: no such file (and not a hub id owner/name[/file.pkl])")
+
+
+def _is_local(spec: str) -> bool:
+    """Whether a path that does not exist names a local file rather than a hub id (`_resolve`)."""
+    parts = spec.split("/")
+    local = os.path.isdir(parts[0]) or (len(parts) == 2
+                                        and Path(spec).suffix.lower() in PICKLE_SUFFIXES)
+    return not (len(parts) in (2, 3) and all(parts) and not local
+                and (len(parts) == 3 or io.is_hub_name(spec)))
 
 
 def to_parquet(src: str | os.PathLike, dst: str | os.PathLike,
@@ -208,8 +223,7 @@ def to_parquet(src: str | os.PathLike, dst: str | os.PathLike,
     Raises:
       PickleRefusedError: `src` is a pickle and `allow_pickle` is False.
     """
-    if is_pickle(src) and not allow_pickle:
-        raise refuse_pickle(src)
+    check_pickle_opt_in(src, allow_pickle)
     src = str(src)
     raw = _read_pickle(src) if is_pickle(src) else io.read_arrow(src).to_pandas()
     frame = _slim(raw, src, parse_prompts=False)

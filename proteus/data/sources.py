@@ -23,7 +23,7 @@ import os
 from collections.abc import Callable
 
 from proteus.data.dataset import RoutingDataset
-from proteus.data.routerbench import is_pickle, load_routerbench, refuse_pickle
+from proteus.data.routerbench import check_pickle_opt_in, load_routerbench
 from proteus.data.sprout import load_sprout
 from proteus.data.synthetic import PRESETS, synthetic
 from proteus.data.table import load_table
@@ -95,8 +95,7 @@ def _loader_kwargs(spec: str, allow_pickle: bool, overrides: dict[str, object]
     kwargs.update(overrides)
     if "allow_pickle" in parsers:  # the caller's opt-in adds to the spec's; never removes it
         kwargs["allow_pickle"] = bool(kwargs.get("allow_pickle", False)) or allow_pickle
-        if is_pickle(os.path.expanduser(target)) and not kwargs["allow_pickle"]:
-            raise refuse_pickle(target)
+        check_pickle_opt_in(os.path.expanduser(target), kwargs["allow_pickle"])
     if kind == "synthetic" and target not in PRESETS:
         raise ValueError(f"{spec!r}: unknown synthetic preset {target!r}; "
                          f"known: {sorted(PRESETS)}")

@@ -55,6 +55,18 @@ def test_pickle_refused_without_opt_in_and_payload_never_runs(evil_pkl, load):
     assert not (evil_pkl.parent / "PWNED").exists()
 
 
+@pytest.mark.parametrize("load", [
+    lambda p: load_routerbench(p),
+    lambda p: load_source(f"routerbench:{p}"),
+    lambda p: to_parquet(p, p.with_suffix(".parquet")),
+])
+def test_a_missing_pickle_is_named_missing_not_refused(tmp_path, load):
+    """A typo in a pickle's path used to be answered with the unpickling risk."""
+    missing = tmp_path / "typo.pkl"
+    with pytest.raises(FileNotFoundError, match=f"^{missing}: no such file$"):
+        load(missing)
+
+
 def test_hub_default_file_is_a_pickle_and_refused_before_download():
     with pytest.raises(PickleRefusedError, match="withmartian/routerbench"):
         load_routerbench("withmartian/routerbench")
