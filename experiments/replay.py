@@ -66,7 +66,9 @@ class ReplayConfig:
         if self.scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {self.scenario!r}; known: {SCENARIOS}")
         if not 0.0 <= self.feedback_fraction <= 1.0 or self.delay < 0 or self.n <= self.warmup:
-            raise ValueError("need 0 <= feedback_fraction <= 1, delay >= 0, n > warmup")
+            raise ValueError(f"need 0 <= feedback_fraction <= 1, delay >= 0 and n > warmup; got "
+                             f"feedback_fraction={self.feedback_fraction}, delay={self.delay}, "
+                             f"n={self.n}, warmup={self.warmup}")
 
 
 def load_split(manifest: dict[str, Any], source: str | None = None,

@@ -47,7 +47,8 @@ _USAGE_DB = flags.DEFINE_string("usage_db", "gateway_usage.sqlite3",
                                 "SQLite file for usage and spend, and the online controllers' "
                                 "state with --online (':memory:' keeps none).")
 _HOST = flags.DEFINE_string("host", "127.0.0.1", "Interface to listen on.")
-_PORT = flags.DEFINE_integer("port", 8080, "TCP port.")
+_PORT = flags.DEFINE_integer("port", 8080, "TCP port.",
+                              lower_bound=0, upper_bound=65535)
 _DEFAULT_TAU = flags.DEFINE_float("default_tau", 0.8, "τ of requests naming none (open mode).")
 _FALLBACK = flags.DEFINE_enum("fallback", None, list(operating.FALLBACKS),
                               "Infeasible τ: best_effort or refuse (422); default: the artifact's.")

@@ -44,6 +44,8 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the draws and the feedback.")
 _SEEDS = flags.DEFINE_list("seeds", None, "Several seeds in one process (overrides --seed); "
                            "each writes WORKDIR/seed<N>/.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+flags.register_validator("seeds", lambda seeds: seeds is None or all(
+    s.strip().lstrip("-").isdigit() for s in seeds), "--seeds: integers, e.g. --seeds=0,1,2")
 _CONTROLLER_HELP = {  # ControllerConfig fields a replay sets (defaults: the dataclass's)
     "k_i": "Integral gain.", "k_p": "Proportional gain.", "k_d": "Derivative gain.",
     "margin": "Setpoint τ + margin.", "forget": "Forgetting factor ρ.",
@@ -86,16 +88,17 @@ def main(argv):
         drift_cfg = drift.DriftConfig(enabled=_DRIFT.value, probe_every=_PROBE_EVERY.value,
                                       mix=_MIX.value,
                                       **{name: flag.value for name, flag in _DRIFT_FLAGS.items()})
+        seeds = [int(s) for s in _SEEDS.value] if _SEEDS.value else [_SEED.value]
+        cfgs = [rp.ReplayConfig(scenario=_SCENARIO.value, tau=_TAU.value, n=_N.value,
+                                feedback_fraction=_FRACTION.value, delay=_DELAY.value,
+                                seed=seed, controller=controller, drift=drift_cfg,
+                                knob_min_slope=_MIN_SLOPE.value) for seed in seeds]
         router = Router.load(_ARTIFACT.value)
         test = rp.load_split(router.manifest, _SOURCE.value, _SPLIT.value)
     except (ValueError, OSError) as err:
         sys.exit(f"launch.replay: {err}")
-    seeds = [int(s) for s in _SEEDS.value] if _SEEDS.value else [_SEED.value]
-    for seed in seeds:  # one process: the router and the split load (and compile) once
-        cfg = rp.ReplayConfig(scenario=_SCENARIO.value, tau=_TAU.value, n=_N.value,
-                              feedback_fraction=_FRACTION.value, delay=_DELAY.value,
-                              seed=seed, controller=controller, drift=drift_cfg,
-                              knob_min_slope=_MIN_SLOPE.value)
+    for cfg in cfgs:  # one process: the router and the split load (and compile) once
+        seed = cfg.seed
         workdir = os.path.join(_WORKDIR.value, f"seed{seed}") if _SEEDS.value else _WORKDIR.value
         rp.replay_to(router, test, cfg, workdir, _VIA.value,
                      artifact=os.path.abspath(_ARTIFACT.value), split=_SPLIT.value)

@@ -26,7 +26,8 @@ _DEFAULTS = server.ServerSettings
 
 _ARTIFACT = flags.DEFINE_string("artifact", None, "Artifact directory (from launch.export).")
 _HOST = flags.DEFINE_string("host", "127.0.0.1", "Interface to listen on.")
-_PORT = flags.DEFINE_integer("port", 8000, "TCP port.")
+_PORT = flags.DEFINE_integer("port", 8000, "TCP port.",
+                              lower_bound=0, upper_bound=65535)
 _FALLBACK = flags.DEFINE_enum("fallback", None, list(operating.FALLBACKS),
                               "Infeasible τ: best_effort (200, flagged) or refuse (422); "
                               "default: the artifact's.")

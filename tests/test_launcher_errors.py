@@ -27,6 +27,18 @@ def test_a_missing_artifact_is_named_in_one_line(launcher, args):
     assert done.stderr.strip() == f"launch.{launcher}: {NOT_AN_ARTIFACT}", done.stderr
 
 
+def test_a_bad_replay_setting_is_named_in_one_line():
+    """`launch.replay --n` below the warm-up used to end in ReplayConfig's traceback; it is
+    checked before the artifact is read."""
+    argv = [sys.executable, "-m", "launch.replay", f"--artifact={MISSING}", "--tau=0.75",
+            "--n=10", f"--workdir={MISSING}/replay"]
+    done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "launch.replay: need 0 <= feedback_fraction <= 1, delay >= 0 and n > warmup; got "
+        "feedback_fraction=0.2, delay=200, n=10, warmup=1000"), done.stderr
+
+
 def test_an_existing_output_file_is_refused_before_anything_loads(tmp_path):
     """`launch.route --output` used to write over an existing file (and, when it was the
     --input file, empty it): refused without --overwrite, before the artifact is even read."""

@@ -45,6 +45,11 @@ def test_json_records(text_router, capsys):
     assert "\\u03c4" not in out and "τ" in out  # the reasons' τ as it is, not escaped
 
 
+def test_a_refused_input_is_one_line_and_exit_status_2(text_router, capsys):
+    assert route_cli.route_args(text_router, ["x"], 1.5) == 2
+    assert capsys.readouterr().err == "launch.route: tau must be a number in [0, 1], got 1.5\n"
+
+
 def test_usd_two_significant_digits_never_exponent():
     assert route_cli.usd(0.00024716) == "$0.00025"
     assert route_cli.usd(0.0033086) == "$0.0033"

@@ -163,7 +163,7 @@ def route_args(router: serving.Router, queries: list[str], tau: float | None,
             queries = [float(v) for v in queries]
         decisions = router.route(queries, tau, task)
     except (ValueError, serving.RoutingError) as err:  # the Python API's own checks
-        print(f"error: {err}", file=sys.stderr)
+        print(f"launch.route: {err}", file=sys.stderr)  # as the launcher's other error lines
         return 2
     if as_json:  # τ and model names as they are, not \u escapes
         print("\n".join(json.dumps(d, ensure_ascii=False) for d in decisions))
