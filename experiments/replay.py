@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from experiments import outputs
 from experiments.replay_report import plot, table  # noqa: F401 (re-exported)
 from proteus.data import RoutingDataset, load_source
 from proteus.encoders import encode_dataset
@@ -365,8 +366,8 @@ def replay_to(router: Router, test: RoutingDataset, cfg: ReplayConfig, workdir: 
               via: str = "inprocess", **meta: str) -> dict[str, Any]:
     """`replay`, then WORKDIR/replay.json (with `meta`) and replay.png; prints the table and
     the checks. Returns the payload."""
+    outputs.make_dir(workdir)  # before the replay: a bad --workdir costs no minutes
     payload = {**replay(router, test, cfg, via), "via": via, **meta}
-    os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "replay.json"), "w") as f:
         json.dump(payload, f, indent=1)
     plot(payload, os.path.join(workdir, "replay.png"))

@@ -38,7 +38,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from experiments import distributed, validate
+from experiments import distributed, outputs, validate
 from experiments import runs as workdir_runs
 from experiments.sweep_plan import (
     Group,
@@ -325,7 +325,7 @@ def _check_plan(workdir: str, config, grid, groups: list[Group]) -> None:
         if old != plan:
             raise ValueError(f"{workdir!r} holds a different sweep ({path}); use a new workdir")
     elif sharding.is_primary():
-        os.makedirs(workdir, exist_ok=True)
+        outputs.make_dir(workdir)
         _write_json(path, plan)
 
 
@@ -358,7 +358,7 @@ def write_tables(workdir: str, config: ml_collections.ConfigDict,
                  grid: ml_collections.ConfigDict, result: SweepResult) -> dict[str, str]:
     """sweep_results.csv, .md and .json in `workdir` (rows on `val`, the chosen run's test row
     in .md and .json); returns their paths."""
-    os.makedirs(workdir, exist_ok=True)
+    outputs.make_dir(workdir)
     paths = {ext: os.path.join(workdir, f"sweep_results.{ext}") for ext in ("csv", "md", "json")}
     with open(paths["csv"], "w") as f:
         f.write(",".join(COLUMNS) + "\n")

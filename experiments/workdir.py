@@ -38,7 +38,7 @@ from typing import Any
 import ml_collections
 from absl import logging
 
-from experiments import validate
+from experiments import outputs, validate
 from proteus.data import DataValidationError, canonical_spec
 from proteus.training.checkpoint import CheckpointError
 
@@ -65,7 +65,8 @@ class WorkdirError(RuntimeError):
 
 # What a launcher reports as one line (the message names the setting, file, field or step), not
 # as a traceback: the input or the workdir is at fault, not the program.
-USER_ERRORS = (validate.ConfigError, WorkdirError, DataValidationError, CheckpointError)
+USER_ERRORS = (validate.ConfigError, WorkdirError, DataValidationError, CheckpointError,
+               outputs.OutputDirError)
 
 
 def prepare(config: ml_collections.ConfigDict | Mapping[str, Any], workdir: str,
@@ -74,6 +75,7 @@ def prepare(config: ml_collections.ConfigDict | Mapping[str, Any], workdir: str,
 
     Raises:
       validate.ConfigError: a bad setting (nothing is written, not even the workdir).
+      outputs.OutputDirError: `workdir` is a file or cannot be created.
       WorkdirError: another process holds the workdir, its recorded config differs in fields
         not listed in `allow_change`, or it has results but no checkpoints (unless
         `allow_retrain`).
@@ -83,7 +85,7 @@ def prepare(config: ml_collections.ConfigDict | Mapping[str, Any], workdir: str,
     current = _as_json(config)
     if _ACCEPTED.get(path) == json.dumps(current, sort_keys=True):
         return
-    os.makedirs(path, exist_ok=True)
+    outputs.make_dir(path)
     lock(path)
     recorded_path = os.path.join(path, CONFIG_FILE)
     if os.path.exists(recorded_path) and has_state(path):

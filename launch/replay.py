@@ -18,7 +18,7 @@ import sys
 
 from absl import app, flags
 
-from experiments import logs
+from experiments import logs, outputs
 from proteus.serving import Router, extras
 
 with extras.serve_extra("launch.replay", launcher=True):  # one line naming the serve extra
@@ -100,8 +100,11 @@ def main(argv):
     for cfg in cfgs:  # one process: the router and the split load (and compile) once
         seed = cfg.seed
         workdir = os.path.join(_WORKDIR.value, f"seed{seed}") if _SEEDS.value else _WORKDIR.value
-        rp.replay_to(router, test, cfg, workdir, _VIA.value,
-                     artifact=os.path.abspath(_ARTIFACT.value), split=_SPLIT.value)
+        try:
+            rp.replay_to(router, test, cfg, workdir, _VIA.value,
+                         artifact=os.path.abspath(_ARTIFACT.value), split=_SPLIT.value)
+        except outputs.OutputDirError as err:  # checked before the replay runs
+            sys.exit(f"launch.replay: {err}")
 
 
 if __name__ == "__main__":
