@@ -30,6 +30,8 @@ _CERTIFIED = flags.DEFINE_bool("certified", True, "Serve the certified operating
                                 "the uncertified rule on held-out accuracy).")
 _PLATFORMS = flags.DEFINE_list("platforms", list(export.DEFAULT_PLATFORMS),
                                "Platforms the routing function is lowered for.")
+flags.register_validator("platforms", export.platforms_known,
+                         f"--platforms: one or more of {list(export.PLATFORMS)}")
 
 
 def main(argv):

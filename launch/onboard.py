@@ -41,6 +41,8 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing artifact
                                 "(or file at --list_heldout).")
 _PLATFORMS = flags.DEFINE_list("platforms", list(export.DEFAULT_PLATFORMS),
                                "Platforms the routing function is lowered for.")
+flags.register_validator("platforms", export.platforms_known,
+                         f"--platforms: one or more of {list(export.PLATFORMS)}")
 
 
 def main(argv):
@@ -59,8 +61,10 @@ def main(argv):
         if _ADD.value:
             if not _LABELS.value:
                 sys.exit("launch.onboard: --add needs --labels")
-            price = None if _PRICE_IN.value is None or _PRICE_OUT.value is None else (
-                _PRICE_IN.value, _PRICE_OUT.value)
+            if (_PRICE_IN.value is None) != (_PRICE_OUT.value is None):
+                sys.exit("launch.onboard: give both --price_in and --price_out (USD per token), "
+                         "or neither")
+            price = None if _PRICE_IN.value is None else (_PRICE_IN.value, _PRICE_OUT.value)
             manifest = pipeline.onboard(_ARTIFACT.value, _ADD.value, read_labels(_LABELS.value),
                                         _OUT.value, price=price, overwrite=_OVERWRITE.value,
                                         platforms=tuple(_PLATFORMS.value))

@@ -260,3 +260,11 @@ def test_load_function_refuses_another_platforms_function(tiny_function, monkeyp
     with pytest.raises(artifact.ArtifactError, match=r"exported for \('cpu',\), not for this "
                                                      r"machine's 'tpu'; re-export with it"):
         artifact.load_function(path, manifest)
+
+
+def test_platforms_are_checked_before_any_export_work():
+    assert export.platforms_known(("cpu",)) and export.platforms_known(("cpu", "cuda", "tpu"))
+    assert not export.platforms_known(()) and not export.platforms_known(("cpu", "gpu"))
+    export.check_platforms(export.DEFAULT_PLATFORMS)
+    with pytest.raises(ValueError, match=r"^platforms \['gpu'\]: give one or more of \['cpu', "):
+        export.check_platforms(["gpu"])

@@ -315,6 +315,11 @@ def test_onboarding_refuses_bad_requests(smoke, onboarded, tmp_path):
         pipeline.onboard(without, LEFT_OUT, no_cost, str(tmp_path / "x"))
     with pytest.raises(onboarding.OnboardError, match="no model 'nope'"):
         pipeline.remove_model(without, "nope", str(tmp_path / "x"))
+    for price in ((-1e-6, 1e-6), (1e-6, float("nan")), (1e-6,)):
+        with pytest.raises(onboarding.OnboardError, match=r"price must be .* got \("):
+            pipeline.onboard(without, LEFT_OUT, labels, str(tmp_path / "x"), price=price)
+    with pytest.raises(ValueError, match=r"platforms \['gpu'\]: give one or more of"):
+        pipeline.onboard(without, LEFT_OUT, labels, str(tmp_path / "x"), platforms=("gpu",))
     # an existing --out is refused first, before anything is fitted (even with bad labels)
     (tmp_path / "taken").mkdir()
     with pytest.raises(FileExistsError, match="taken exists; pass overwrite=True"):

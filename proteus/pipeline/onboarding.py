@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -79,6 +80,11 @@ def onboard(artifact: str, model: str, labels: ModelLabels, out: str, *,
       the new manifest.
     """
     destination.check_out(out, overwrite)  # before any fitting (or encoding of the labels' texts)
+    export.check_platforms(platforms)
+    if price is not None and not (len(price) == 2 and all(
+            math.isfinite(p) and p >= 0.0 for p in price)):
+        raise OnboardError(f"price must be (USD per input token, USD per output token), two "
+                           f"finite numbers >= 0; got {price!r}")
     bundle, rows, manifest = reopen.read_bundle(artifact)
     rows, config = _require_rows(artifact, heldout or rows), training_config(artifact, bundle)
     if model in bundle.models:
@@ -144,6 +150,7 @@ def remove_model(artifact: str, model: str, out: str, *, heldout: reopen.Heldout
     chosen), re-measured and re-certified on the held-out rows without it. Returns the manifest.
     """
     destination.check_out(out, overwrite)
+    export.check_platforms(platforms)
     bundle, rows, manifest = reopen.read_bundle(artifact)
     rows, config = _require_rows(artifact, heldout or rows), training_config(artifact, bundle)
     if model not in bundle.models:

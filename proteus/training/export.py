@@ -64,6 +64,7 @@ from proteus.training import destination, networks, reopen
 from proteus.types import Array, Params
 
 DEFAULT_PLATFORMS = ("cpu", "cuda")
+PLATFORMS = ("cpu", "cuda", "rocm", "tpu")  # what jax.export lowers for
 FUNCTION_INPUTS = ("params", "lane_taus[K]", "lane_lams[K]", "features[b,D]", "tau[b]",
                    "fixed[b]")
 TASK_INPUT = "task[b]"  # the seventh input of a router with a task prior
@@ -226,6 +227,18 @@ def _check_bundle(bundle: RouterBundle) -> None:
                          f"router takes {bundle.spec.feature_dim}")
 
 
+def platforms_known(platforms: Sequence[str]) -> bool:
+    """Whether `platforms` is a non-empty list of platforms jax.export lowers for (`PLATFORMS`)."""
+    return bool(platforms) and all(p in PLATFORMS for p in platforms)
+
+
+def check_platforms(platforms: Sequence[str]) -> None:
+    """ValueError naming `platforms` unless `platforms_known` (checked before any export work:
+    an unknown name used to fail only when the written artifact was verified)."""
+    if not platforms_known(platforms):
+        raise ValueError(f"platforms {list(platforms)}: give one or more of {list(PLATFORMS)}")
+
+
 def write_artifact(bundle: RouterBundle, out: str, overwrite: bool = False,
                    platforms: Sequence[str] = DEFAULT_PLATFORMS,
                    verify: bool = True) -> dict[str, Any]:
@@ -248,9 +261,11 @@ def write_artifact(bundle: RouterBundle, out: str, overwrite: bool = False,
 
     Raises:
       FileExistsError: `out` exists and is not to be replaced (see above).
+      ValueError: a platform jax.export does not lower for (`check_platforms`).
       ArtifactError: the written artifact fails its checks (nothing is left at `out`).
     """
     _check_bundle(bundle)
+    check_platforms(platforms)
     out = os.path.abspath(out)
     destination.check_out(out, overwrite)
     params = jax.tree.map(np.asarray, jax.device_get(bundle.params))
