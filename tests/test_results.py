@@ -4,6 +4,7 @@ test_report.py, plots: test_plots.py)."""
 import copy
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -85,6 +86,19 @@ def test_nan_becomes_null_and_file_is_strict_json(tmp_path):
     assert json.loads(text) == res
     assert results.read_results(path) == res
     assert [p.name for p in path.parent.iterdir()] == ["results.json"]  # no temp files left
+
+
+def test_read_results_names_the_file(tmp_path):
+    garbled = tmp_path / "garbled.json"
+    garbled.write_text("not json")
+    with pytest.raises(results.ResultsValidationError,
+                       match=f"^{garbled}: not a JSON file: Expecting value"):
+        results.read_results(garbled)
+    other = tmp_path / "other.json"
+    other.write_text('{"a": 1}')
+    with pytest.raises(results.ResultsValidationError,
+                       match=re.escape(f"{other}: results['dataset']: missing key")):
+        results.read_results(other)
 
 
 def test_to_jsonable():

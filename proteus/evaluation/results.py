@@ -277,8 +277,15 @@ def write_results(results: Mapping[str, Any], path: str | os.PathLike) -> Path:
 
 
 def read_results(path: str | os.PathLike) -> dict:
-    """Read and validate a `results.json`."""
+    """Read and validate a `results.json`; ResultsValidationError naming `path` when it is not
+    JSON or not the contract (the field and what is wrong)."""
     with open(path) as f:
-        data = json.load(f)
-    validate_results(data)
+        try:
+            data = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ResultsValidationError(f"{path}: not a JSON file: {e}") from None
+    try:
+        validate_results(data)
+    except ResultsValidationError as e:
+        raise ResultsValidationError(f"{path}: {e}") from None
     return data
