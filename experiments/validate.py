@@ -102,7 +102,7 @@ def _by(parse: Callable[[str], Any]) -> Check:
             return f"expected a string, got {type(v).__name__}"
         try:
             parse(v)
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, FileNotFoundError) as e:  # a missing pickle is named
             return str(e)
         return None
     return check

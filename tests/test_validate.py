@@ -66,13 +66,21 @@ def test_shipped_configs_are_valid(get_config, variant):
     (dict(data__source="excel:x.xlsx"), "data.source='excel:x.xlsx'"),
     (dict(data__source="synthetic:nope"), "unknown synthetic preset"),
     (dict(data__encoder="word2vec"), "data.encoder='word2vec'"),
-    (dict(data__source="routerbench:/x/rb.pkl"), "arbitrary code"),
+    (dict(data__source="routerbench:/x/rb.pkl"), "data.source='routerbench:/x/rb.pkl': /x/rb.pkl: "
+                                                 "no such file"),
     (dict(eval__tau_lo=0.97), "eval.tau_lo=0.97 > eval.tau_hi=0.95"),
 ])
 def test_nonsense_fails_naming_the_setting(dotted, setting):
     with pytest.raises(validate.ConfigError) as e:
         validate.validate(_with(**dotted))
     assert setting in str(e.value)
+
+
+def test_a_pickle_source_needs_the_opt_in(tmp_path):
+    pkl = tmp_path / "rb.pkl"
+    pkl.write_bytes(b"")  # never read: refused before
+    with pytest.raises(validate.ConfigError, match="arbitrary code"):
+        validate.validate(_with(data__source=f"routerbench:{pkl}"))
 
 
 def test_all_problems_reported_at_once():
