@@ -40,12 +40,12 @@ _N = flags.DEFINE_integer("n", 20_000, "Requests streamed.")
 _VIA = flags.DEFINE_enum("via", "inprocess", list(rp.VIAS), "The online router in-process, "
                          "through a running gateway over HTTP (`experiments.http_replay`), or "
                          "both (with their agreement).")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the draws and the feedback.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the draws and the feedback.", lower_bound=0)
 _SEEDS = flags.DEFINE_list("seeds", None, "Several seeds in one process (overrides --seed); "
                            "each writes WORKDIR/seed<N>/.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
 flags.register_validator("seeds", lambda seeds: seeds is None or all(
-    s.strip().lstrip("-").isdigit() for s in seeds), "--seeds: integers, e.g. --seeds=0,1,2")
+    s.strip().isdigit() for s in seeds), "--seeds: integers >= 0, e.g. --seeds=0,1,2")
 _CONTROLLER_HELP = {  # ControllerConfig fields a replay sets (defaults: the dataclass's)
     "k_i": "Integral gain.", "k_p": "Proportional gain.", "k_d": "Derivative gain.",
     "margin": "Setpoint τ + margin.", "forget": "Forgetting factor ρ.",

@@ -154,6 +154,7 @@ def load_routerbench(
 
     Raises:
       PickleRefusedError: a pickle without `allow_pickle`.
+      FileNotFoundError: a local path that does not exist (named before the opt-in is asked).
       DataValidationError: a file that is not a readable pickle / table, missing columns,
         non-numeric / out-of-range scores, negative or non-finite costs, duplicate sample ids
         (each names file, column and row).
@@ -222,6 +223,7 @@ def to_parquet(src: str | os.PathLike, dst: str | os.PathLike,
 
     Raises:
       PickleRefusedError: `src` is a pickle and `allow_pickle` is False.
+      FileNotFoundError: `src` does not exist.
     """
     check_pickle_opt_in(src, allow_pickle)
     src = str(src)
