@@ -145,6 +145,15 @@ def test_feature_and_text_errors(tiny_router, text_router):
     with pytest.raises(ValueError, match="empty"):
         text_router.route(["fine", "  "], 0.5)
     assert text_router.accepts_text and not tiny_router.accepts_text
+    with pytest.raises(ValueError, match="nothing to route: the list of queries is empty"):
+        text_router.route([], 0.5)  # used to read as a features row of the wrong length
+
+
+def test_an_empty_feature_batch_routes_to_no_decisions(tiny_router):
+    """[0, D] features used to end in numpy's 'need at least one array to concatenate'."""
+    assert tiny_router.route(np.zeros((0, 4), np.float32), 0.6) == []
+    d = tiny_router.decide(np.zeros((0, 4), np.float32), np.zeros(0))
+    assert d.model.shape == (0,) and d.p_hat.shape == (0, len(tiny_router.models))
 
 
 def test_no_recompile_within_a_bucket(tiny_router):

@@ -36,6 +36,8 @@ def test_check_features_rows_of_dim_floats():
     ([1 + 2j, 0], {}, "got complex numbers"),
     ([[1, 2], [3]], {}, "features must be a list of 2 numbers per query: "),  # ragged
     ([1, 2, 3], {}, r"must have 2 values per query .*got shape \(3,\)"),
+    ([], {}, "nothing to route: the list of queries is empty"),
+    ([], {"one_row": True}, r"must have 2 values per query .*got shape \(0,\)"),
     ([[1, 2]], {"one_row": True}, r"got shape \(1, 2\)"),  # one row means [D], not [1, D]
     ([1, np.nan], {}, "features must be finite"),
     ([1e39, 0], {}, "features must be finite"),  # beyond float32's range: inf once cast

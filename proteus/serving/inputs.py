@@ -35,6 +35,8 @@ def check_features(features: Any, dim: int, one_row: bool = False) -> np.ndarray
         x = np.asarray(features)
     except (TypeError, ValueError) as err:  # ragged lists
         raise ValueError(f"{want}: {err}") from None
+    if x.shape == (0,) and not one_row:  # `route([])`: no texts and no features
+        raise ValueError("nothing to route: the list of queries is empty")
     if x.dtype.kind not in "iuf" or (x.size and _holds_bool(features)):
         raise ValueError(f"{want}, got {_kind(x)}")
     x = x[None] if x.ndim == 1 and not one_row else x
