@@ -228,7 +228,7 @@ def config_flags_parser(launcher: str, files: Sequence[str] = ("config",),
             reason = _flag_error_line(str(e))
         except OSError as e:  # a config file that could not be loaded
             named = [a for a in argv[1:] for n in files if a.startswith(f"--{n}=")]
-            reason = _flag_error_line(f"flag {named[0] if named else '--config'}: {e}")
+            reason = f"flag {named[0] if named else '--' + files[0]}: {_last_line(str(e))}"
         sys.exit(f"{launcher}: {reason}\n{_HELP}")
     return parse
 
@@ -251,13 +251,15 @@ def unknown_fields_exit(launcher: str, argv: Sequence[str]) -> Iterator[None]:
 
 
 def _flag_error_line(message: str) -> str:
-    """"flag --x=v: <cause>" from absl's message, whose cause may be a traceback: its last line,
-    without the exception's class."""
+    """"flag --x=v: <cause>" from absl's message, whose cause may be a traceback (`_last_line`)."""
+    head, _, rest = message.strip().partition("\n")
+    return f"{head.split(': ', 1)[0]}: {_last_line(rest)}" if rest.strip() else head
+
+
+def _last_line(message: str) -> str:
+    """The last non-empty line of a (traceback-bearing) message, without the exception's class."""
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    if len(lines) == 1:
-        return lines[0]
-    cause = re.sub(r"^[A-Za-z_.]*(Error|Exception): ", "", lines[-1])
-    return f"{lines[0].split(': ', 1)[0]}: {cause}"
+    return re.sub(r"^[A-Za-z_.]*(Error|Exception): ", "", lines[-1]) if lines else ""
 
 
 def _no_such_field(argv: Sequence[str], error: BaseException) -> str | None:

@@ -265,9 +265,9 @@ class Router:
             out = np.asarray(self._fn(self._params, *self._lanes, x, t, f, *task_arg))
             parts.append(out[: out.shape[0] - pad])
         m = len(self.models)
-        # no rows (an empty [0, D] batch): no call, an empty answer of the function's width
-        out = (parts[0] if len(parts) == 1 else np.concatenate(parts) if parts
-               else np.zeros((0, 3 + 2 * m), np.float32))
+        if not parts:  # no rows (an empty [0, D] batch): no call, an answer of the function's width
+            parts = [np.zeros((0, 3 + 2 * m), np.float32)]
+        out = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return Decisions(model=out[:, 0].astype(np.int32), mu=out[:, 1], lam=out[:, 2],
                          p_hat=out[:, 3:3 + m], c_hat=out[:, 3 + m:])
 
