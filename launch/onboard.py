@@ -26,6 +26,7 @@ from absl import app, flags
 from experiments import logs, outputs
 from proteus import pipeline
 from proteus.data.labels import read_labels, write_jsonl
+from proteus.pipeline.onboarding import certified_around
 from proteus.training import export
 
 _ARTIFACT = flags.DEFINE_string("artifact", None, "The exported router to change.")
@@ -80,8 +81,18 @@ def main(argv):
     print(f"wrote {os.path.abspath(_OUT.value)} in {time.perf_counter() - start:.1f} s: {what} "
           f"({step['n_train']} training queries), {len(manifest['models'])} models, "
           f"{manifest['certification']['status']}, feasible τ up to "
-          f"{'none' if hi is None else round(hi, 4)}")
+          f"{'none' if hi is None else round(hi, 4)}{around_note(manifest)}")
 
+
+
+def around_note(manifest: dict) -> str:
+    """'; K of the N certified τ are served around <the added model>', or '' (nothing certified,
+    or no point routes around it)."""
+    counts = certified_around(manifest)
+    if counts is None:
+        return ""
+    return (f"; {counts[0]} of the {counts[1]} certified τ are served around "
+            f"{manifest['lineage'][-1]['added']} (better on val without it)")
 
 if __name__ == "__main__":
     flags.mark_flags_as_required(["artifact"])

@@ -332,12 +332,27 @@ def _valid_manifest() -> dict:
      "operating.tau must be a τ' for each policy point and null for each fixed-model point"),
     (lambda m: {**m, "certification": {"status": "uncertified", "table": {}}},
      "'uncertified' with a table"),
+    # what a point routes around: model indices of a policy point, never a fixed point's
+    (lambda m: {**m, "operating": {**m["operating"], "excluded": [[1]]}},
+     r"operating.excluded must list, for each of the 2 points, the distinct model indices \(0 "
+     r"to 1\)"),
+    (lambda m: {**m, "operating": {**m["operating"], "excluded": [[2], []]}},
+     "operating.excluded must list"),
+    (lambda m: {**m, "operating": {**m["operating"], "excluded": [[], [0]]}},
+     "none for a fixed-model point"),
+    (lambda m: {**m, "operating": {**m["operating"], "excluded": [[0, 1], []]}},
+     "never every model"),
+    (lambda m: {**m, "operating": {**m["operating"], "excluded": [[True], []]}},
+     "operating.excluded must list"),
     (lambda m: {**m, "fallback": "retry"}, "fallback must be one of .*, got 'retry'"),
     (lambda m: {**m, "feasible_tau": {"min": 0.0, "max": 0.8}},
      "feasible_tau .* disagrees .* which give min=0.0, max=0.75"),
 ])
 def test_validate_manifest_names_the_bad_field(edit, match):
     manifest_checks.validate_manifest("art", _valid_manifest())  # the unedited one passes
+    around = _valid_manifest()
+    around["operating"]["excluded"] = [[1], []]  # a policy point routing around model 1: valid
+    manifest_checks.validate_manifest("art", around)
     with pytest.raises(ArtifactError, match=f"^art/manifest.json: manifest .*{match}"):
         manifest_checks.validate_manifest("art", edit(_valid_manifest()))
 

@@ -22,7 +22,7 @@ import pytest
 from experiments.configs import quickstart
 from proteus import pipeline
 from proteus.data.labels import ModelLabels, labels_from_records, read_labels, write_jsonl
-from proteus.pipeline import onboarding
+from proteus.pipeline import onboarding, routing
 from proteus.serving import Router, finite_rows
 from proteus.training import columns, networks, reopen
 
@@ -276,6 +276,51 @@ def test_onboarded_artifact_loads_and_routes(smoke, onboarded):
     assert new in chosen.tolist()
 
 
+def test_points_around_the_new_model_serve_as_they_were_measured(onboarded):
+    """Every policy τ' is measured twice, with the new model and around it; served, a point
+    around it never chooses it, and serving routes each point's rows exactly as the
+    re-measurement (`routing.point_routes`) did, the rows whose choice was another model
+    untouched."""
+    out, manifest = onboarded
+    new = len(manifest["models"]) - 1
+    table = manifest["operating"]
+    around = [j for j, e in enumerate(table["excluded"]) if e]
+    assert all(table["excluded"][j] == [new] and table["model"][j] == -1 for j in around)
+    plain_taus = sorted(t for t, e in zip(table["tau"], table["excluded"], strict=True)
+                        if t is not None and not e)
+    assert sorted(table["tau"][j] for j in around) == plain_taus
+    router = Router.load(out, warmup=0)
+    bundle, rows, _ = reopen.read_bundle(out)
+    measured = routing.point_routes(routing.RunRouter.of_bundle(bundle), rows.calib, table)[0]
+    x, n = rows.calib.features, rows.calib.n_queries
+    points = [router.policy.resolve(0.0)._replace(point=j, operating_tau=table["tau"][j],
+                                                  operating_model=-1,
+                                                  excluded=tuple(table["excluded"][j]))
+              for j in range(len(table["model"])) if table["model"][j] < 0]
+    policy_rows = [j for j in range(len(table["model"])) if table["model"][j] < 0]
+    served = router.run_points(np.tile(x, (len(points), 1)), points,
+                               np.repeat(np.arange(len(points)), n))  # row k·n + i: point k
+    chosen = served.model.reshape(len(points), n)
+    np.testing.assert_array_equal(chosen, measured[policy_rows])
+    masked = [k for k, j in enumerate(policy_rows) if j in around]
+    assert not (chosen[masked] == new).any()
+    plain = router.run(np.tile(x, (len(masked), 1)), np.repeat(
+        np.asarray([table["tau"][policy_rows[k]] for k in masked], np.float32), n)).model
+    plain = plain.reshape(len(masked), n)
+    assert (plain == new).any()  # the new model is chosen somewhere without the exclusion
+    np.testing.assert_array_equal(chosen[masked][plain != new], plain[plain != new])
+
+
+def test_certified_around_counts_the_certified_tau_served_around_a_model():
+    # points 0 (around model 3), 1 and 2; grid τ 1-4 certified at points 0, 1, 0, none
+    manifest = {"operating": {"model": [-1, -1, 0], "excluded": [[3], [], []]},
+                "certification": {"table": {"route_to": [0, 1, 0, 0],
+                                            "feasible": [True, True, True, False]}}}
+    assert onboarding.certified_around(manifest) == (2, 3)
+    assert onboarding.certified_around({**manifest, "operating": {"model": [-1, -1, 0]}}) is None
+    assert onboarding.certified_around({**manifest, "certification": {"table": None}}) is None
+
+
 def test_removal_repoints_and_recertifies(smoke, onboarded, tmp_path):
     _, _, full = smoke
     out, parent = onboarded
@@ -293,13 +338,17 @@ def test_removal_repoints_and_recertifies(smoke, onboarded, tmp_path):
     chosen = router.run(np.tile(test.features[:200], (len(router.policy.taus), 1)), taus,
                         fixed).model
     assert set(chosen.tolist()) <= set(range(len(manifest["models"])))  # never the removed one
-    # the certificate is recomputed on the held-out rows without it (one fixed point fewer)
+    # the certificate is recomputed on the held-out rows without it: one fixed point fewer, and
+    # none of the parent's points that routed around the model it had added
     bundle, rows, _ = reopen.read_bundle(removed)
     assert gone not in rows.models
     config = onboarding.training_config(removed, bundle)
     table, cert = onboarding.remeasure(bundle, rows, config, manifest["certification"]["table"])
     assert json.loads(json.dumps(cert)) == manifest["certification"]["table"]
-    assert len(cert["accuracy"]) == len(parent["certification"]["table"]["accuracy"]) - 1
+    around = sum(map(bool, parent["operating"]["excluded"]))
+    assert around == sum(m < 0 for m in parent["operating"]["model"]) // 2 > 0
+    assert len(cert["accuracy"]) == len(parent["certification"]["table"]["accuracy"]) - 1 - around
+    assert "excluded" not in manifest["operating"]
 
 
 def test_onboarding_refuses_bad_requests(smoke, onboarded, tmp_path):
@@ -346,4 +395,7 @@ def test_command_line_lists_the_heldout_queries_and_adds_a_model(smoke, tmp_path
     out = run(f"--add={LEFT_OUT}", f"--labels={path}", f"--out={tmp_path / 'added'}",
               "--platforms=cpu", "--price_in=1e-5", "--price_out=3e-5")
     assert f"added {LEFT_OUT} (300 training queries), 11 models" in out
+    manifest = json.load(open(tmp_path / "added" / "manifest.json"))
+    k, n = onboarding.certified_around(manifest)
+    assert f"; {k} of the {n} certified τ are served around {LEFT_OUT}" in out
     assert Router.load(str(tmp_path / "added")).models[-1] == LEFT_OUT

@@ -7,10 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from proteus.online import adapter, drift, watch
 from proteus.online import controller as ctl
+from proteus.online import drift, watch
 from proteus.online.service import OnlineService, OnlineSettings
 from proteus.online.store import Store
+from proteus.operating import exclusion
 from proteus.serving import Router
 
 pytest_plugins = ["tests.serving_fixtures"]
@@ -85,16 +86,16 @@ def test_choose_reproduces_the_exported_choice(tiny_artifact):
         raw = router.run(x, np.full(400, tau, np.float32))
         none = np.zeros((400, 3), bool)
         np.testing.assert_array_equal(
-            adapter.choose(raw.mu, raw.p_hat, raw.c_hat, router.cost_scale, none), raw.model)
+            exclusion.choose(raw.mu, raw.p_hat, raw.c_hat, router.cost_scale, none), raw.model)
         out = np.zeros((400, 3), bool)
         out[:, 2] = True
-        again = adapter.choose(raw.mu, raw.p_hat, raw.c_hat, router.cost_scale, out)
+        again = exclusion.choose(raw.mu, raw.p_hat, raw.c_hat, router.cost_scale, out)
         assert not (again == 2).any()
         keep = raw.model != 2
         np.testing.assert_array_equal(again[keep], raw.model[keep])
     every = np.ones((400, 3), bool)  # a row cannot lose every model
     np.testing.assert_array_equal(
-        adapter.choose(raw.mu, raw.p_hat, raw.c_hat, router.cost_scale, every), raw.model)
+        exclusion.choose(raw.mu, raw.p_hat, raw.c_hat, router.cost_scale, every), raw.model)
 
 
 def _service(router, **drift_kw):

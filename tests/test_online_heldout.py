@@ -93,6 +93,38 @@ def test_routing_around_the_only_right_model_leaves_nothing(held_artifact):
     assert measure.without(fixed, (0,)) == 0.0  # "medium" alone, never right
 
 
+def test_a_point_that_routes_around_a_model_does_so_at_rest_only(held_artifact):
+    """A static point that itself routes around "large" (an onboarded artifact's point without
+    its new model) is measured and served around it at rest; that is the point's routing, not
+    a drift reroute (no probe asked, `unmasked` without it). Off its point the knob moves the
+    plain policy, "large" included; a drift exclusion of "medium" adds to the point's own."""
+    scores = np.zeros((N_HELD, 3))
+    scores[:, 2] = 1.0
+    router = held_artifact(scores)
+    knob, measure = _measure(router)
+    static = adapter.static_point(router, knob, 0.7)
+    own = static._replace(point=static.point._replace(excluded=(2,)))
+    assert measure.without(static, ()) > 0.0
+    assert _measure(router)[1].without(own, ()) == 0.0  # a new measure: it caches by point
+    x, n = measure.rows.features, N_HELD
+    at_rest, inverse = np.full(n, own.base), np.zeros(n, np.int64)
+    asked = []
+    probe = lambda i, m: asked.append((i, m)) or True
+    served = adapter.serve(router, knob, x, at_rest, [own], inverse, probe=probe)
+    assert not (served.decisions.model == 2).any() and not (served.unmasked == 2).any()
+    assert asked == [] and not served.probed.any()
+    plain = router.run(x, np.full(n, own.point.operating_tau, np.float32)).model
+    keep = plain != 2
+    np.testing.assert_array_equal(served.decisions.model[keep], plain[keep])
+    medium = np.zeros((n, 3), bool)
+    medium[:, 1] = True
+    both = adapter.serve(router, knob, x, at_rest, [own], inverse, excluded=medium,
+                         probe=lambda i, m: False)
+    assert (both.decisions.model == 0).all()
+    moved = adapter.serve(router, knob, x, np.full(n, own.base + 0.05), [own], inverse)
+    assert (moved.decisions.model == 2).any()
+
+
 def test_streams_on_one_point_share_one_measure(held_artifact, monkeypatch):
     """τ 0.6 and 0.7 both resolve to the point τ' 0.7 (accuracy 0.72): measured once (each measure
     routes every held-out row: 0.6-0.7 s on the real sets)."""

@@ -8,12 +8,10 @@ only the policy (continuous in τ'), and a fixed-model static point is placed on
 accuracy (`static_point`). The knob's positions are the lanes' training accuracy
 (`lambda.lane_accuracy`, measured on the `policy` split the duals trained on, not held out).
 
-Routing around a model (`choose`, used by `serve` when the drift test has excluded models)
-re-applies the routing rule m* = argmax_m μ p̂_m − (1 − μ) ĉ_m / c_ref to the exported
-function's own μ, p̂ and ĉ, with the excluded models left out. The rule's one home is
-`proteus.training.networks.routing_rule` (JAX), which serving may not import; this numpy form is
-checked against the exported function's choices (tests/test_online_drift.py), and rows whose
-choice is not excluded keep the exported function's choice itself.
+Routing around a model (`serve`, when the drift test has excluded models or a stream's static
+point routes around some) re-applies the routing rule to the exported function's own μ, p̂ and
+ĉ with the excluded models left out (`proteus.operating.exclusion`); rows whose choice is not
+excluded keep the exported function's choice itself.
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from proteus.operating import OperatingPoint
+from proteus.operating import OperatingPoint, exclusion
 from proteus.serving import Decisions, Router
 
 # Every step up the lanes moves the knob by at least this fraction of its τ' step: lanes whose
@@ -88,19 +86,10 @@ def static_point(router: Router, k: Knob, tau: float) -> StaticPoint:
     return StaticPoint(base, lo, hi, point)
 
 
-def choose(mu: np.ndarray, p_hat: np.ndarray, c_hat: np.ndarray, c_ref: float,
-           excluded: np.ndarray) -> np.ndarray:
-    """The routing rule without excluded models: mu [B], p_hat, c_hat [B, M] float32, excluded
-    [B, M] bool (a row with every model excluded keeps them all) -> [B] int32 model index."""
-    utility = (mu[:, None] * p_hat - (1.0 - mu[:, None]) * (c_hat / np.float32(c_ref))
-               ).astype(np.float32)
-    excluded = excluded & ~excluded.all(axis=1, keepdims=True)
-    return np.argmax(np.where(excluded, -np.inf, utility), axis=1).astype(np.int32)
-
-
 class Served(NamedTuple):
-    """`serve`'s answer: the decisions, and per row [B] the model the router chose before any
-    exclusion (int32) and whether the row is a probe (bool: kept on an excluded model)."""
+    """`serve`'s answer: the decisions, and per row [B] the model the router chose before the
+    drift test's exclusions (int32; the static point's own applied) and whether the row is a
+    probe (bool: kept on an excluded model)."""
 
     decisions: Decisions
     unmasked: np.ndarray
@@ -116,34 +105,38 @@ def serve(router: Router, k: Knob, features: np.ndarray, positions: np.ndarray,
     `probe(i, m)`, asked for each row whose choice m is excluded: True keeps m for that row.
 
     A row at rest (its position is its static point's `base`) is routed at the static point
-    itself, a fixed model included (unless that model is excluded for it), so that a stream
-    no feedback has moved routes exactly as the static certified router. The decisions keep the
-    static point's τ, point and feasibility and report the τ' used (NaN for a fixed model).
+    itself: a fixed model (unless that model is excluded for it), or the policy at its τ' around
+    the models the point itself excludes (never probed: they are the point's, not the drift
+    test's), so that a stream no feedback has moved routes exactly as the static certified
+    router. The decisions keep the static point's τ, point and feasibility and report the τ'
+    used (NaN for a fixed model).
     """
     positions = np.asarray(positions, np.float64)
     taus = k.operating_tau(positions)
     fixed = np.full(len(positions), -1, np.int32)
+    own: list[tuple[int, ...]] = [()] * len(positions)  # what a static point routes around
     for i, j in enumerate(np.asarray(inverse).tolist()):
         static = statics[j]
         if positions[i] != static.base:
             continue
         model = static.point.operating_model
         if model < 0:
-            taus[i] = static.point.operating_tau
+            taus[i], own[i] = static.point.operating_tau, static.point.excluded
         elif excluded is None or not excluded[i, model]:
             fixed[i], taus[i] = model, np.nan
     raw = router.run(features, taus.astype(np.float32), fixed, task_ids)
-    unmasked = raw.model
-    hit = (np.zeros(len(unmasked), bool) if excluded is None
-           else excluded[np.arange(len(unmasked)), unmasked])
+    rows, scale = np.arange(len(raw.model)), router.cost_scale
+    own_mask = exclusion.rows_mask(own, len(router.models))
+    unmasked = exclusion.route_around(raw.model, raw.mu, raw.p_hat, raw.c_hat, scale, own_mask)
     probed = np.zeros(len(unmasked), bool)
-    for i in np.flatnonzero(hit) if probe is not None else ():
-        probed[i] = probe(int(i), int(unmasked[i]))
-    hit &= ~probed
-    if hit.any():  # only the rows whose choice is excluded are chosen again
-        model = unmasked.copy()
-        model[hit] = choose(raw.mu[hit], raw.p_hat[hit], raw.c_hat[hit], router.cost_scale,
-                            excluded[hit])
-        raw = raw._replace(model=model)
+    model = unmasked
+    if excluded is not None:
+        hit = excluded[rows, unmasked]
+        for i in np.flatnonzero(hit) if probe is not None else ():
+            probed[i] = probe(int(i), int(unmasked[i]))
+        # only the rows whose choice is excluded (and not kept as a probe) are chosen again
+        model = exclusion.route_around(unmasked, raw.mu, raw.p_hat, raw.c_hat, scale,
+                                       own_mask | (excluded & ~probed[:, None]))
+    raw = raw._replace(model=model)
     decisions = router.assemble(raw, [s.point for s in statics], inverse)
     return Served(decisions._replace(operating_tau=taus), unmasked, probed)

@@ -4,9 +4,9 @@ The export stores the evaluation's held-out rows inside the artifact (`heldout/`
 `calib` rows with every model's labels, never trained on; `proteus.training.reopen`). When the
 drift test excludes a model (`proteus.online.watch`), the service asks what routing around it
 leaves of the stream's static point: the point is routed on those rows as `adapter.serve` routes
-it at rest, the excluded models replaced by the router's next choice (`adapter.choose`), and
-their mean score is the answer. Read here with numpy and json only: serving never imports the
-training side.
+it at rest, the excluded models replaced by the router's next choice
+(`proteus.operating.exclusion`), and their mean score is the answer. Read here with numpy and
+json only: serving never imports the training side.
 
 `HeldoutAccuracy.hull` measures more of the same: the stream's knob positions from its static
 point up, each routed around the excluded models, as (cost, accuracy) points on those rows, and
@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from proteus.online import adapter
+from proteus.operating import exclusion
 from proteus.serving import Router, artifact
 
 
@@ -165,6 +166,7 @@ class HeldoutAccuracy:
         else:
             tau = float(self.knob.operating_tau(np.asarray([position]))[0])
         raw = self.router.run(rows.features, np.full(n, tau, np.float32), None, rows.task_ids)
-        mask = np.zeros((n, len(self.router.models)), bool)
-        mask[:, list(excluded)] = True
-        return adapter.choose(raw.mu, raw.p_hat, raw.c_hat, self.router.cost_scale, mask)
+        if position is None and model < 0:  # at rest: around the point's own exclusions too
+            excluded = (*excluded, *static.point.excluded)
+        mask = exclusion.rows_mask([excluded] * n, len(self.router.models))
+        return exclusion.choose(raw.mu, raw.p_hat, raw.c_hat, self.router.cost_scale, mask)

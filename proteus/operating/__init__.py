@@ -8,7 +8,9 @@ model). The modules, in the order a router is built:
 - `bounds`: finite-sample p-values and lower confidence bounds of a point's accuracy;
 - `certificate`: fixed-sequence (Learn-then-Test) certification of the points on `calib`;
 - `policy`: `OperatingPolicy`, the rule that maps a requested τ to a point, certified or not,
-  with the infeasible fallback; evaluation, export and every serving front end call it.
+  with the infeasible fallback; evaluation, export and every serving front end call it;
+- `exclusion`: the routing rule re-applied around some models, for a point that routes around
+  them (an onboarded router's points without its new model) and for the online drift test.
 
 Nothing here imports training, data loading or JAX: serving imports it.
 """

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from proteus.operating.certificate import CertificationTable
+from proteus.operating.exclusion import table_excluded
 from proteus.operating.table import table_taus
 
 FALLBACKS = ("best_effort", "refuse")
@@ -50,7 +51,8 @@ class OperatingPoint(NamedTuple):
     tau: the requested target; operating_tau: the τ' the policy is called with (NaN for a fixed
     model); operating_model: the fixed model's index, or −1 for the policy; point: the index of
     the candidate in testing order; feasible: False when τ is above what the artifact supports
-    (served best effort); reason: a human-readable explanation.
+    (served best effort); reason: a human-readable explanation; excluded: the models a policy
+    point routes around (`proteus.operating.exclusion`; () for none).
     """
 
     tau: float
@@ -59,6 +61,7 @@ class OperatingPoint(NamedTuple):
     feasible: bool
     reason: str
     operating_model: int = -1
+    excluded: tuple[int, ...] = ()
 
 
 def check_tau(tau: Any) -> float:
@@ -101,7 +104,8 @@ class OperatingPolicy:
 
     Args:
       table: {"tau": [C] (None/NaN for fixed), "model": [C], "accuracy": [C], "cost": [C],
-        "n_heldout": n, "margin_z": z}, the candidates in testing order.
+        "n_heldout": n, "margin_z": z, optionally "excluded": [C] lists of model indices}, the
+        candidates in testing order.
       certification: a `CertificationTable.to_dict()` over the same candidates, or None.
       fallback: "best_effort" or "refuse".
       models: [M] model names, for the reasons.
@@ -114,6 +118,7 @@ class OperatingPolicy:
         self.fallback = fallback
         self.taus = table_taus(table)
         self.models = np.asarray(table["model"], np.int64)
+        self.excluded = table_excluded(table)
         self.accuracy = np.asarray(table["accuracy"], np.float64)
         self.cost = np.asarray(table["cost"], np.float64)
         self.n_heldout, self.margin_z = int(table["n_heldout"]), float(table["margin_z"])
@@ -156,14 +161,17 @@ class OperatingPolicy:
                                              self.margin_z)
             reason = self._uncertified_reason(tau, j, feasible)
         return OperatingPoint(tau, float(self.taus[j]), int(j), bool(feasible), reason,
-                              int(self.models[j]))
+                              int(self.models[j]), self.excluded[j])
 
     def describe(self, j: int) -> str:
-        """'policy at τ'=0.9123' or 'fixed model gpt-4'."""
+        """'policy at τ'=0.9123' (with ' without gpt-4' when the point routes around it) or
+        'fixed model gpt-4'."""
+        name = lambda m: self.names[m] if self.names else str(m)
         m = int(self.models[j])
-        if m < 0:
-            return f"policy at τ'={self.taus[j]:.4f}"
-        return f"fixed model {self.names[m] if self.names else m}"
+        if m >= 0:
+            return f"fixed model {name(m)}"
+        around = ", ".join(name(e) for e in self.excluded[j])
+        return f"policy at τ'={self.taus[j]:.4f}" + (f" without {around}" if around else "")
 
     def _uncertified_reason(self, tau: float, j: int, feasible: bool) -> str:
         need = tau + margin(tau, self.n_heldout, self.margin_z)

@@ -13,6 +13,11 @@ standard errors, and only a clear one (more than `credit_z` of them) ranks it ab
 (`credited_accuracy`), so that the quality end is the best fixed model unless the held-out rows
 show a real improvement on it. `build_table` does all of it and returns the points in testing
 order, the table that `proteus.operating.certificate` certifies and `OperatingPolicy` serves.
+
+A table may also hold policy points that route around some models (`masked_candidates`: an
+onboarded router measures its policy points with and without the model it added;
+`proteus.operating.exclusion`). Each such family is made isotonic on its own, and the table
+records what each point routes around in its "excluded" field (absent when none does).
 """
 
 from __future__ import annotations
@@ -39,18 +44,43 @@ def candidates(policy_taus: Sequence[float], n_models: int,
             np.concatenate([np.full(taus.shape, -1), models]).astype(np.int64))
 
 
-def smoothed_accuracy(tau: np.ndarray, model: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
-    """Held-out accuracy with the policy candidates made non-decreasing in τ' (isotonic).
+def masked_candidates(cand_tau: np.ndarray, cand_model: np.ndarray, masked: Sequence[int]
+                      ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, ...]]]:
+    """The candidates and, when `masked` names models, every policy candidate again routing
+    around them: (tau [C'], model [C'], excluded: [C'] tuples of model indices).
+
+    The copies follow the policy candidates, before the fixed models: tau, model [C] from
+    `candidates` -> C' = C + P (P policy candidates), or C' = C when `masked` is empty.
+    """
+    cand_tau, cand_model = np.asarray(cand_tau, np.float64), np.asarray(cand_model, np.int64)
+    masked = tuple(sorted({int(m) for m in masked}))
+    if not masked:
+        return cand_tau, cand_model, [()] * len(cand_tau)
+    policy = np.flatnonzero(cand_model < 0)
+    fixed = np.flatnonzero(cand_model >= 0)
+    order = np.concatenate([policy, policy, fixed])
+    excluded = [()] * policy.size + [masked] * policy.size + [()] * fixed.size
+    return cand_tau[order], cand_model[order], excluded
+
+
+def smoothed_accuracy(tau: np.ndarray, model: np.ndarray, accuracy: np.ndarray,
+                      excluded: Sequence[tuple[int, ...]] | None = None) -> np.ndarray:
+    """Held-out accuracy with the policy candidates made non-decreasing in τ' (isotonic), each
+    family of policy candidates that route around the same models (`excluded`, [C] tuples;
+    None: all route around none) on its own.
 
     tau, model, accuracy: [C] -> [C]; fixed-model entries are returned unchanged.
     """
     from scipy.optimize import isotonic_regression  # noqa: PLC0415 (evaluation/export only)
 
     out = np.asarray(accuracy, np.float64).copy()
+    excluded = [()] * len(out) if excluded is None else [tuple(e) for e in excluded]
     policy = np.flatnonzero(np.asarray(model) < 0)
-    if policy.size > 1:
-        order = policy[np.argsort(tau[policy], kind="stable")]
-        out[order] = isotonic_regression(out[order]).x
+    for family in dict.fromkeys(excluded[j] for j in policy):
+        members = np.asarray([j for j in policy if excluded[j] == family], np.int64)
+        if members.size > 1:
+            order = members[np.argsort(tau[members], kind="stable")]
+            out[order] = isotonic_regression(out[order]).x
     return out
 
 
@@ -114,7 +144,8 @@ def point_outcomes(scores: np.ndarray, costs: np.ndarray,
 
 
 def build_table(cand_tau: np.ndarray, cand_model: np.ndarray, scores: np.ndarray,
-                costs: np.ndarray, margin_z: float, credit_z: float) -> dict[str, Any]:
+                costs: np.ndarray, margin_z: float, credit_z: float,
+                excluded: Sequence[tuple[int, ...]] | None = None) -> dict[str, Any]:
     """The candidate operating points in testing order, measured on held-out rows.
 
     Args:
@@ -123,35 +154,42 @@ def build_table(cand_tau: np.ndarray, cand_model: np.ndarray, scores: np.ndarray
       scores, costs: [C, N] each candidate's realised score and cost on the N held-out queries.
       margin_z: the uncertified rule's allowance (standard errors) and the credit discount.
       credit_z: the standard errors a challenger must clear to rank above the best single model.
+      excluded: [C] the models each candidate routes around (`masked_candidates`; None: none).
 
     Returns:
       The points in testing order, what `OperatingPolicy` and an exported artifact read:
       {"tau": [C] (None for fixed), "model": [C], "accuracy": [C] credited, "raw_accuracy": [C],
-      "cost": [C], "n_heldout": N, "margin_z": z}.
+      "cost": [C], "n_heldout": N, "margin_z": z}, and "excluded": [C] lists of model indices
+      when any candidate routes around a model.
     """
     cand_tau, cand_model = np.asarray(cand_tau, np.float64), np.asarray(cand_model, np.int64)
-    ranking = rank_candidates(cand_tau, cand_model, scores, costs, margin_z, credit_z)
-    return ranked_table(cand_tau, cand_model, *ranking, np.shape(scores)[1], margin_z)
+    ranking = rank_candidates(cand_tau, cand_model, scores, costs, margin_z, credit_z, excluded)
+    return ranked_table(cand_tau, cand_model, *ranking, np.shape(scores)[1], margin_z, excluded)
 
 
 def ranked_table(cand_tau: np.ndarray, cand_model: np.ndarray, order: np.ndarray,
                  credit: np.ndarray, accuracy: np.ndarray, cost: np.ndarray, n_heldout: int,
-                 margin_z: float) -> dict[str, Any]:
+                 margin_z: float, excluded: Sequence[tuple[int, ...]] | None = None
+                 ) -> dict[str, Any]:
     """The table dict of `build_table` from a `rank_candidates` result ([C] each)."""
-    return {"tau": [None if np.isnan(cand_tau[j]) else float(cand_tau[j]) for j in order],
-            "model": np.asarray(cand_model)[order].tolist(), "accuracy": credit[order].tolist(),
-            "raw_accuracy": accuracy[order].tolist(), "cost": cost[order].tolist(),
-            "n_heldout": int(n_heldout), "margin_z": float(margin_z)}
+    out = {"tau": [None if np.isnan(cand_tau[j]) else float(cand_tau[j]) for j in order],
+           "model": np.asarray(cand_model)[order].tolist(), "accuracy": credit[order].tolist(),
+           "raw_accuracy": accuracy[order].tolist(), "cost": cost[order].tolist(),
+           "n_heldout": int(n_heldout), "margin_z": float(margin_z)}
+    if excluded is not None and any(excluded):  # an old table's shape when no point has any
+        out["excluded"] = [sorted(int(m) for m in excluded[j]) for j in order]
+    return out
 
 
 def rank_candidates(cand_tau: np.ndarray, cand_model: np.ndarray, scores: np.ndarray,
-                    costs: np.ndarray, margin_z: float, credit_z: float
+                    costs: np.ndarray, margin_z: float, credit_z: float,
+                    excluded: Sequence[tuple[int, ...]] | None = None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(order [C] candidate indices in testing order, credited accuracy [C], raw accuracy [C],
     mean cost [C]) of candidates measured on held-out rows (arguments as `build_table`)."""
     scores, costs = np.asarray(scores, np.float64), np.asarray(costs, np.float64)
     acc, cost = scores.mean(axis=1), costs.mean(axis=1)
-    smooth = smoothed_accuracy(cand_tau, cand_model, acc)
+    smooth = smoothed_accuracy(cand_tau, cand_model, acc, excluded)
     credit = credited_accuracy(scores, smooth, cand_model, margin_z, credit_z)
     return testing_order(credit, cost, cand_model), credit, acc, cost
 

@@ -14,7 +14,12 @@ dearest) and the λ(τ) table, whose top lanes at the dual's bound an added mode
 (`reopen_capped_lanes`). A new model gets its own column, fitted out of fold on the
 frozen trunks (`proteus.training.columns.fit_column`); a removed model's column is dropped. Then,
 as the evaluation does, the operating points (the policy at the same τ' and every fixed model)
-are re-measured on the artifact's `val` rows and re-certified on its `calib` rows
+are re-measured on the artifact's `val` rows and re-certified on its `calib` rows. An added
+model's candidates also include the policy at the same τ' routing around it (the parent's
+routing, its lanes re-opened; `proteus.operating.exclusion`): where N labels leave the new
+column worse than not having the model, the `val` rows can choose those points instead (a choice
+on held-out rows, not a guarantee; measured in docs/onboard.md). The points are measured on
+`val` and certified on `calib`
 (`proteus.pipeline.routing`), both carried by the artifact (`proteus.training.reopen`), and a
 new artifact is written whose manifest's "lineage" says what was done to which parent.
 """
@@ -119,7 +124,19 @@ def onboard(artifact: str, model: str, labels: ModelLabels, out: str, *,
     prices = {**bundle.prices, **({model: tuple(map(float, price))} if price else {})}
     new = dataclasses.replace(bundle, spec=bundle.spec._replace(n_models=len(models)),
                               params=params, models=models, prices=prices, lane_lams=lams)
-    return _finish(new, new_rows, config, manifest, step, out, overwrite, platforms)
+    return _finish(new, new_rows, config, manifest, step, out, overwrite, platforms,
+                   masked=(len(models) - 1,))
+
+
+def certified_around(manifest: dict[str, Any]) -> tuple[int, int] | None:
+    """(K, N): of the N τ of a manifest's certification grid that are certified, the K whose
+    point routes around a model (an onboarded router's points without the model it added);
+    None when nothing is certified or no point routes around any model."""
+    cert, excluded = manifest["certification"]["table"], manifest["operating"].get("excluded")
+    if cert is None or not excluded:
+        return None
+    served = [j for j, ok in zip(cert["route_to"], cert["feasible"], strict=True) if ok]
+    return sum(bool(excluded[j]) for j in served), len(served)
 
 
 def reopen_capped_lanes(lane_lams: Sequence[float] | np.ndarray, lam_max: float,
@@ -172,13 +189,14 @@ def remove_model(artifact: str, model: str, out: str, *, heldout: reopen.Heldout
 
 
 def remeasure(bundle: export.RouterBundle, rows: reopen.HeldoutRows,
-              config: ml_collections.ConfigDict,
-              parent_certification: dict[str, Any] | None) -> tuple[dict, dict | None]:
-    """The operating points of `bundle` measured on `rows.val` and, when the parent was
-    certified, their certificate on `rows.calib` at the parent's τ grid and the served window
-    (`certify.window`): (operating table, certification dict or None), as the export writes."""
+              config: ml_collections.ConfigDict, parent_certification: dict[str, Any] | None,
+              masked: Sequence[int] = ()) -> tuple[dict, dict | None]:
+    """The operating points of `bundle` measured on `rows.val` (policy points also routing around
+    the `masked` models, `measure_points`) and, when the parent was certified, their certificate
+    on `rows.calib` at the parent's τ grid and the served window (`certify.window`):
+    (operating table, certification dict or None), as the export writes."""
     router = RunRouter.of_bundle(bundle)
-    table = measure_points(config, router, rows.val)
+    table = measure_points(config, router, rows.val, masked)
     if parent_certification is None:
         return table, None
     taus = np.asarray(parent_certification["taus"], np.float64)
@@ -189,11 +207,13 @@ def remeasure(bundle: export.RouterBundle, rows: reopen.HeldoutRows,
 
 def _finish(bundle: export.RouterBundle, rows: reopen.HeldoutRows,
             config: ml_collections.ConfigDict, parent: dict[str, Any], step: dict[str, Any],
-            out: str, overwrite: bool, platforms: Sequence[str]) -> dict[str, Any]:
-    """Re-measure, re-certify and write the changed bundle with its lineage step."""
+            out: str, overwrite: bool, platforms: Sequence[str],
+            masked: Sequence[int] = ()) -> dict[str, Any]:
+    """Re-measure (routing around `masked` too), re-certify and write the changed bundle with its
+    lineage step."""
     from proteus.evaluation.results import to_jsonable  # noqa: PLC0415 (JSON form of tables)
 
-    table, cert = remeasure(bundle, rows, config, parent["certification"]["table"])
+    table, cert = remeasure(bundle, rows, config, parent["certification"]["table"], masked)
     step = {"parent": parent["manifest_sha256"], "parent_models": list(parent["models"]),
             **step, "heldout": {"val": rows.val.n_queries, "calib": rows.calib.n_queries},
             "policy": "reused", "c_ref": "as trained",

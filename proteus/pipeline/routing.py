@@ -14,6 +14,7 @@ the same functions for run `run` of an [S]-run `state`, whose `lane_taus` are it
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
@@ -23,6 +24,7 @@ import numpy as np
 from proteus import operating
 from proteus.data.dataset import RoutingDataset, task_index
 from proteus.evaluation import metrics
+from proteus.operating import exclusion
 from proteus.pipeline.fit import run_slice
 from proteus.pipeline.setup import Setup, Splits
 from proteus.training import loop, networks, train
@@ -114,17 +116,26 @@ def point_routes(router: RunRouter, ds: RoutingDataset,
                  table: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Each operating point of `table` on `ds`: (model [C, N], mean μ [C], NaN for fixed).
 
-    A policy point routes with PROTEUS at its τ'; a fixed-model point sends every query there.
+    A policy point routes with PROTEUS at its τ' (around the models it excludes, if any:
+    `proteus.operating.exclusion`); a fixed-model point sends every query there.
     """
     taus = operating.table.table_taus(table)
     models = np.asarray(table["model"], np.int64)
     choices = np.broadcast_to(models[:, None], (len(models), ds.n_queries)).copy()
     mean_mu = np.full(taus.shape, np.nan)
-    policy = models < 0
-    if policy.any():
+    policy = np.flatnonzero(models < 0)
+    if policy.size:
         decision = routes(router, ds, taus[policy])
+        mu = np.asarray(decision.mu)
         choices[policy] = np.asarray(decision.model)
-        mean_mu[policy] = np.asarray(decision.mu).mean(axis=1)
+        mean_mu[policy] = mu.mean(axis=1)
+        excluded = exclusion.table_excluded(table)
+        for k, j in enumerate(policy.tolist()):
+            if excluded[j]:
+                mask = exclusion.rows_mask([excluded[j]] * ds.n_queries, ds.n_models)
+                choices[j] = exclusion.route_around(
+                    choices[j], mu[k], np.asarray(decision.p_hat), np.asarray(decision.c_hat),
+                    float(router.params["stats"]["c_ref"]), mask)
     return choices, mean_mu
 
 
@@ -135,22 +146,23 @@ def operating_table(config: ml_collections.ConfigDict, setup: Setup, state: trai
 
 
 def measure_points(config: ml_collections.ConfigDict, router: RunRouter,
-                   heldout: RoutingDataset) -> dict[str, Any]:
+                   heldout: RoutingDataset, masked: Sequence[int] = ()) -> dict[str, Any]:
     """The candidate operating points in testing order, measured on `heldout` (`val`).
 
     Candidates (fixed before any label is read): `certify.n_points` policy targets τ' over the
-    router's lanes and, with `operating.fixed_models`, every single model
-    (`proteus.operating.table`).
+    router's lanes, the same targets again routing around the `masked` models when it names any
+    (an onboarded router's points without the model it added), and, with
+    `operating.fixed_models`, every single model (`proteus.operating.table`).
     """
     points = operating.operating_taus(np.asarray(router.lane_taus), config.certify.n_points)
-    cand_tau, cand_model = operating.candidates(points, heldout.n_models,
-                                                config.operating.fixed_models)
+    cand_tau, cand_model, excluded = operating.table.masked_candidates(
+        *operating.candidates(points, heldout.n_models, config.operating.fixed_models), masked)
     raw = {"tau": [None if np.isnan(t) else float(t) for t in cand_tau],
-           "model": cand_model.tolist()}
+           "model": cand_model.tolist(), "excluded": [list(e) for e in excluded]}
     choices = point_routes(router, heldout, raw)[0]
     scores, costs = operating.point_outcomes(heldout.scores, heldout.costs, choices)
     return operating.build_table(cand_tau, cand_model, scores, costs,
-                                 config.operating.margin_z, config.operating.credit_z)
+                                 config.operating.margin_z, config.operating.credit_z, excluded)
 
 
 def certify_points(config: ml_collections.ConfigDict, setup: Setup, state: train.TrainState,

@@ -81,7 +81,24 @@ def _check_operating(table: Any, n_models: int) -> int:
     _numbers(table.get("cost"), f + "cost", n=c, lo=0.0)
     _numbers([table.get("n_heldout")], f + "n_heldout", lo=1)
     _numbers([table.get("margin_z")], f + "margin_z", lo=0.0)
+    _check_excluded(table.get("excluded"), models, n_models)
     return c
+
+
+def _check_excluded(excluded: Any, models: list[float], n_models: int) -> None:
+    """operating.excluded (optional): per point, the distinct model indices it routes around;
+    only policy points route around models, and none around every model."""
+    if excluded is None:
+        return
+    ok = isinstance(excluded, list) and len(excluded) == len(models) and all(
+        isinstance(e, list) and len(set(e)) == len(e) < n_models
+        and all(isinstance(m, int) and not isinstance(m, bool) and 0 <= m < n_models for m in e)
+        and (not e or kind < 0) for e, kind in zip(excluded, models, strict=False))
+    if not ok:
+        raise ArtifactError(f"manifest operating.excluded must list, for each of the "
+                            f"{len(models)} points, the distinct model indices (0 to "
+                            f"{n_models - 1}) it routes around, none for a fixed-model point and "
+                            f"never every model; got {excluded!r:.120}")
 
 
 def _check_certification(cert: Any) -> dict | None:

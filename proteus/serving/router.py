@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from proteus.operating import OperatingPoint, OperatingPolicy
+from proteus.operating import OperatingPoint, OperatingPolicy, exclusion
 from proteus.serving import artifact, manifest_checks
 from proteus.serving.artifact import ArtifactError
 from proteus.serving.inputs import check_features, check_text, resolve_taus
@@ -170,7 +170,7 @@ class Router:
     def cost_scale(self) -> float:
         """c_ref in USD: the routing rule's cost normaliser (the mean cost of the dearest model),
         for callers that re-apply the rule μ p̂ − (1 − μ) ĉ / c_ref to `run`'s outputs
-        (`proteus.online.adapter.choose`)."""
+        (`proteus.operating.exclusion`)."""
         return float(self._params["stats"]["c_ref"])
 
     def warmup(self, rows: int) -> None:
@@ -290,13 +290,20 @@ class Router:
     def run_points(self, features: np.ndarray, points: Sequence[OperatingPoint],
                    inverse: np.ndarray, task_ids: np.ndarray | None = None) -> Decisions:
         """Route row i of features [B, D] float32 (task id task_ids[i], see `run`) at the
-        resolved point points[inverse[i]].
+        resolved point points[inverse[i]], around the models that point excludes, if any
+        (`proteus.operating.exclusion`).
 
         Not checked for finiteness: `decide` raises, `dispatch.route_items` fails bad rows alone.
         """
         operating = np.asarray([p.operating_tau for p in points], np.float32)[inverse]
         fixed = np.asarray([p.operating_model for p in points], np.int32)[inverse]
-        return self.assemble(self.run(features, operating, fixed, task_ids), points, inverse)
+        raw = self.run(features, operating, fixed, task_ids)
+        if any(p.excluded for p in points):  # a point that routes around models
+            mask = exclusion.rows_mask([points[i].excluded for i in inverse.tolist()],
+                                       len(self.models))
+            raw = raw._replace(model=exclusion.route_around(raw.model, raw.mu, raw.p_hat,
+                                                            raw.c_hat, self.cost_scale, mask))
+        return self.assemble(raw, points, inverse)
 
     def assemble(self, raw: Decisions, points: Sequence[OperatingPoint],
                  inverse: np.ndarray) -> Decisions:

@@ -35,3 +35,17 @@ def test_policy_resolves_fixed_model_points_and_refuses():
     assert policy.resolve(0.6) is cheap
     with pytest.raises(ValueError):
         policy.resolve(float("nan"))
+
+
+def test_a_point_that_routes_around_models_carries_them_and_says_so():
+    table = {"tau": [0.9, None, 0.8], "model": [-1, 2, -1], "accuracy": [0.95, 0.9, 0.7],
+             "cost": [6.0, 5.0, 1.0], "n_heldout": 10_000, "margin_z": 0.0,
+             "excluded": [[2, 0], [], []]}
+    policy = rule.OperatingPolicy(table, None, "best_effort", ["a", "b", "c"])
+    top = policy.resolve(0.93)
+    assert (top.point, top.operating_tau, top.excluded) == (0, 0.9, (2, 0))
+    assert "policy at τ'=0.9000 without c, a" in top.reason
+    assert policy.resolve(0.85).excluded == () and policy.resolve(0.6).excluded == ()
+    plain = rule.OperatingPolicy({k: v for k, v in table.items() if k != "excluded"}, None,
+                                 "best_effort", ["a", "b", "c"])
+    assert plain.resolve(0.93).excluded == () and "without" not in plain.resolve(0.93).reason

@@ -145,3 +145,45 @@ def test_ranked_table_lists_each_field_in_testing_order():
                    "raw_accuracy": [0.8, 0.75], "cost": [3.0, 1.0], "n_heldout": 10,
                    "margin_z": 1.0}
     assert type(got["n_heldout"]) is int and type(got["margin_z"]) is float  # JSON-ready
+
+
+def test_masked_candidates_repeat_the_policy_points_around_the_masked_models():
+    tau, model = table.candidates([0.9, 0.7], 2)
+    same = table.masked_candidates(tau, model, ())
+    assert same[1].tolist() == [-1, -1, 0, 1] and same[2] == [()] * 4
+    tau2, model2, excluded = table.masked_candidates(tau, model, [1, 1])
+    np.testing.assert_array_equal(tau2, [0.9, 0.7, 0.9, 0.7, np.nan, np.nan])
+    assert model2.tolist() == [-1, -1, -1, -1, 0, 1]
+    assert excluded == [(), (), (1,), (1,), (), ()]
+
+
+def test_each_family_of_policy_points_is_isotonic_on_its_own():
+    """Pooled together, τ' 0.6 around model 1 (0.50) would drag the plain τ' 0.7 (0.64) down;
+    each family is smoothed alone: plain [0.66, 0.64] -> 0.65 both; around [0.70, 0.50] ->
+    0.60 both."""
+    tau = np.array([0.6, 0.7, 0.6, 0.7, np.nan])
+    model = np.array([-1, -1, -1, -1, 0])
+    acc = np.array([0.66, 0.64, 0.70, 0.50, 0.30])
+    excluded = [(), (), (1,), (1,), ()]
+    np.testing.assert_allclose(table.smoothed_accuracy(tau, model, acc, excluded),
+                               [0.65, 0.65, 0.60, 0.60, 0.30])
+
+
+def test_build_table_records_what_each_point_routes_around():
+    """The hand-checked table above with τ' 0.6 measured again around model 1 (scores 1, 1, 1, 1
+    at cost 4). Against the incumbent model 0 (0.75): around model 1 the point leads at 1.0
+    (paired differences [0, 0, 0, 1], se 0.25), not by the 2 se credit_z asks, so it is capped
+    at a tie (0.75) and goes after the fixed model; the plain point ties at 0.75 (differences
+    [0, 0, −1, 1], se sqrt(2/3)/2) and is discounted by one se (margin_z)."""
+    scores = np.array([[1, 1, 0, 1], [1, 1, 1, 1], [1, 1, 1, 0], [0, 0, 0, 1]], float)
+    costs = np.array([[2] * 4, [4] * 4, [5] * 4, [1] * 4], float)
+    tau, model = np.array([0.6, 0.6, np.nan, np.nan]), np.array([-1, -1, 0, 1])
+    got = table.build_table(tau, model, scores, costs, margin_z=1.0, credit_z=2.0,
+                            excluded=[(), (1,), (), ()])
+    assert got["model"] == [0, -1, -1, 1] and got["tau"] == [None, 0.6, 0.6, None]
+    assert got["excluded"] == [[], [1], [], []]
+    np.testing.assert_allclose(got["raw_accuracy"], [0.75, 1.0, 0.75, 0.25])
+    np.testing.assert_allclose(got["accuracy"], [0.75, 0.75, 0.75 - np.sqrt(2 / 3) / 2, 0.25])
+    np.testing.assert_allclose(got["cost"], [5.0, 4.0, 2.0, 1.0])
+    plain = table.build_table(tau, model, scores, costs, 1.0, 2.0, excluded=[()] * 4)
+    assert "excluded" not in plain  # a table where no point routes around anything: as before
