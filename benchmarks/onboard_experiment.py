@@ -76,12 +76,14 @@ def in_order(ds: RoutingDataset, models) -> RoutingDataset:
 
 
 def score(artifact: str, test: RoutingDataset) -> dict:
-    """AIQ over all models' cost range, top accuracy, τ certified and silent misses on `test`."""
+    """AIQ over all models' cost range, top accuracy, τ certified and silent misses on `test`,
+    of the artifact's own operating points (an onboarded one's include points around its new
+    model), certified on its `calib` rows as the evaluation certifies."""
     bundle, rows, _ = reopen.read_bundle(artifact)
     config = onboarding.training_config(artifact, bundle)
     res, _ = proteus_results(config, RunRouter.of_bundle(bundle),
                              {"val": rows.val, "calib": rows.calib,
-                              "test": in_order(test, bundle.models)})
+                              "test": in_order(test, bundle.models)}, table=bundle.operating)
     sweep = res["routers"]["proteus"]["sweep"]
     cert = res["routers"]["proteus_certified"]
     taus = np.asarray(res["taus"])

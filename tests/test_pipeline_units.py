@@ -367,6 +367,20 @@ def test_router_blocks_scores_the_uncertified_and_certified_rules_on_test(fake_r
     assert blocks["proteus"]["operating_point"] == [1, None, None]  # uncertified: unchanged
 
 
+def test_router_blocks_scores_a_given_table_instead_of_measuring_one(fake_routes):
+    """An artifact's own table (here: TABLE without its point 1) is certified and scored as
+    given: τ=0.5 uncertified needs 0.75, now only point 0 (the old point 0, cost 1)."""
+    splits = {"val": VAL, "calib": CALIB, "test": TEST}
+    keep = [0, 2, 3]
+    measured = routing.measure_points(_routing_config(), _router(), VAL)
+    given = {k: ([v[j] for j in keep] if isinstance(v, list) else v) for k, v in measured.items()}
+    blocks, out = routing.router_blocks(_routing_config(), _router(), splits, CERT_TAUS,
+                                        table=given)
+    assert out["operating"] is given
+    assert blocks["proteus"]["operating_point"] == [0, None, None]
+    assert blocks["proteus"]["accuracy"] == [0.75, None, None]
+
+
 def test_router_blocks_scores_certified_at_the_test_size_and_serves_the_window(fake_routes):
     config = _routing_config(window=3, tolerance=0.05)
     _, out = routing.router_blocks(config, _router(), {"val": VAL, "calib": CALIB, "test": TEST},

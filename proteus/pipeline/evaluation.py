@@ -186,15 +186,17 @@ def evaluate_all(config: ml_collections.ConfigDict, setup: Setup, state: train.T
     return res, certificate
 
 
-def proteus_results(config: ml_collections.ConfigDict, router: RunRouter,
-                    splits: Splits) -> tuple[dict[str, Any], dict[str, Any]]:
+def proteus_results(config: ml_collections.ConfigDict, router: RunRouter, splits: Splits,
+                    table: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """PROTEUS alone, uncertified and certified, on the test split (`evaluate_all` without
-    baselines; also how an onboarded artifact is scored): (results dict, {"operating",
-    "certification"[, "evaluation_certification"]}). splits: "val", "calib" and "test"."""
+    baselines; also how an onboarded artifact is scored, with its own operating `table`; None:
+    measured on `val`): (results dict, {"operating", "certification"[,
+    "evaluation_certification"]}). splits: "val", "calib" and "test"."""
     grid = eval_taus(config, router.lane_taus)
     taus = sweep_taus(config, grid)  # the grid and the AIQ sweep
     cert_taus = operating.certification_taus(grid, config.eval.tau_step)
-    routers, certificate = router_blocks(config, router, splits, taus, cert_taus=cert_taus)
+    routers, certificate = router_blocks(config, router, splits, taus, cert_taus=cert_taus,
+                                         table=table)
     keep = np.isin(taus, grid)
     routers = {name: on_grid(block, keep) for name, block in routers.items()}
     return build_results(config, splits["test"], grid, routers), certificate

@@ -227,7 +227,8 @@ def proteus_blocks(config: ml_collections.ConfigDict, setup: Setup, state: train
 
 def router_blocks(config: ml_collections.ConfigDict, router: RunRouter, splits: Splits,
                   taus: np.ndarray, choices_out: dict[str, np.ndarray] | None = None,
-                  cert_taus: np.ndarray | None = None) -> tuple[dict[str, dict], dict[str, Any]]:
+                  cert_taus: np.ndarray | None = None, table: dict[str, Any] | None = None
+                  ) -> tuple[dict[str, dict], dict[str, Any]]:
     """PROTEUS uncertified and certified on the test split, at each of `taus` (splits: at least
     "val", "calib" and "test").
 
@@ -236,9 +237,11 @@ def router_blocks(config: ml_collections.ConfigDict, router: RunRouter, splits: 
     `proteus_certified` is scored with, when its window differs}); the first two are what an
     export needs. The points are certified at `cert_taus` (default `taus`); the certified router
     serves any other τ by the smallest certified-grid τ' >= τ. When `choices_out` is given, each
-    router's test routing [T, N] (-1 rows: refused τ) is put there.
+    router's test routing [T, N] (-1 rows: refused τ) is put there. `table`: the operating table
+    to certify and score (an artifact's own, e.g. an onboarded one's with points around its new
+    model); None measures it on `val` here (`measure_points`).
     """
-    table = measure_points(config, router, splits["val"])
+    table = measure_points(config, router, splits["val"]) if table is None else table
     test = splits["test"]
     windows = certification_windows(config, test.n_queries)
     checked, served = certify_table(config, router, splits["calib"], table,
