@@ -84,7 +84,6 @@ def main(argv):
           f"{'none' if hi is None else round(hi, 4)}{around_note(manifest)}")
 
 
-
 def around_note(manifest: dict) -> str:
     """'; K of the N certified τ are served around <the added model>', or '' (nothing certified,
     or no point routes around it)."""
@@ -93,6 +92,7 @@ def around_note(manifest: dict) -> str:
         return ""
     return (f"; {counts[0]} of the {counts[1]} certified τ are served around "
             f"{manifest['lineage'][-1]['added']} (better on val without it)")
+
 
 if __name__ == "__main__":
     flags.mark_flags_as_required(["artifact"])

@@ -344,6 +344,8 @@ def _valid_manifest() -> dict:
      "never every model"),
     (lambda m: {**m, "operating": {**m["operating"], "excluded": [[True], []]}},
      "operating.excluded must list"),
+    (lambda m: {**m, "operating": {**m["operating"], "excluded": [[[1]], []]}},
+     "operating.excluded must list"),
     (lambda m: {**m, "fallback": "retry"}, "fallback must be one of .*, got 'retry'"),
     (lambda m: {**m, "feasible_tau": {"min": 0.0, "max": 0.8}},
      "feasible_tau .* disagrees .* which give min=0.0, max=0.75"),

@@ -2,8 +2,8 @@
 
 An operating point may route around some models (the table's "excluded" field): an onboarded
 router also measures its policy points without the model it added (`proteus.pipeline.onboarding`),
-so that a new model whose column is not yet good enough at some τ cannot make those τ worse than
-the router it was added to. The online service routes around a model the drift test excluded
+so that where the new model's column is not yet good enough the held-out rows can keep the
+routing without it. The online service routes around a model the drift test excluded
 (`proteus.online.adapter`). Both re-apply the routing rule
 
     m* = argmax_m μ p̂_m − (1 − μ) ĉ_m / c_ref

@@ -130,12 +130,13 @@ def point_routes(router: RunRouter, ds: RoutingDataset,
         choices[policy] = np.asarray(decision.model)
         mean_mu[policy] = mu.mean(axis=1)
         excluded = exclusion.table_excluded(table)
-        for k, j in enumerate(policy.tolist()):
-            if excluded[j]:
-                mask = exclusion.rows_mask([excluded[j]] * ds.n_queries, ds.n_models)
-                choices[j] = exclusion.route_around(
-                    choices[j], mu[k], np.asarray(decision.p_hat), np.asarray(decision.c_hat),
-                    float(router.params["stats"]["c_ref"]), mask)
+        around = [(k, j) for k, j in enumerate(policy.tolist()) if excluded[j]]
+        if around:  # the rule again without those models (c_ref: the trained normaliser)
+            p_hat, c_hat = np.asarray(decision.p_hat), np.asarray(decision.c_hat)
+            c_ref = float(router.params["stats"]["c_ref"])
+        for k, j in around:
+            mask = exclusion.rows_mask([excluded[j]] * ds.n_queries, ds.n_models)
+            choices[j] = exclusion.route_around(choices[j], mu[k], p_hat, c_hat, c_ref, mask)
     return choices, mean_mu
 
 

@@ -90,10 +90,10 @@ def _check_excluded(excluded: Any, models: list[float], n_models: int) -> None:
     only policy points route around models, and none around every model."""
     if excluded is None:
         return
+    index = lambda m: isinstance(m, int) and not isinstance(m, bool) and 0 <= m < n_models
     ok = isinstance(excluded, list) and len(excluded) == len(models) and all(
-        isinstance(e, list) and len(set(e)) == len(e) < n_models
-        and all(isinstance(m, int) and not isinstance(m, bool) and 0 <= m < n_models for m in e)
-        and (not e or kind < 0) for e, kind in zip(excluded, models, strict=False))
+        isinstance(e, list) and all(map(index, e)) and len(set(e)) == len(e) < n_models
+        and (not e or kind < 0) for e, kind in zip(excluded, models, strict=True))
     if not ok:
         raise ArtifactError(f"manifest operating.excluded must list, for each of the "
                             f"{len(models)} points, the distinct model indices (0 to "
