@@ -35,6 +35,7 @@ from proteus.online.service import OnlineService, OnlineSettings
 from proteus.online.store import Store
 from proteus.operating import OperatingPoint, OperatingPolicy
 from proteus.serving import Router
+from proteus.training import reopen
 
 SCENARIOS = ("stationary", "task_shift", "model_regression", "price_change")
 ROUTERS = ("static", "static_certified", "online")  # "online_http" too with via="http"/"both"
@@ -73,14 +74,21 @@ class ReplayConfig:
 
 
 def load_split(manifest: dict[str, Any], source: str | None = None,
-               split: str = "test") -> RoutingDataset:
+               split: str = "test", path: str | None = None) -> RoutingDataset:
     """One of the artifact's splits ("test", or "val" or "calib" to tune the controller without
     touching test), rebuilt from its data source, encoder and split config.
+
+    An artifact whose pool was changed after training (onboarded or removed models: its
+    manifest's lineage) routes between other models than its training data's: its `val` and
+    `calib` rows are the ones it carries (`path`; they hold every model's labels), and its test
+    split is refused (the data source has no labels of a model added from a labels file).
 
     Raises ValueError for a split the artifact does not have, or when the rebuilt split's
     fingerprint differs from the one recorded at training time (a different file, loader or
     salt would replay other queries).
     """
+    if manifest.get("lineage"):
+        return _carried_split(manifest, split, path)
     training = manifest["training"]
     data = training["config"]["data"]
     if split not in data["splits"]:
@@ -94,6 +102,21 @@ def load_split(manifest: dict[str, Any], source: str | None = None,
         raise ValueError(f"the rebuilt {split} split has fingerprint {rows.fingerprint()}, the "
                          f"artifact was trained with {want}: is --source the training data?")
     return rows
+
+
+def _carried_split(manifest: dict[str, Any], split: str, path: str | None) -> RoutingDataset:
+    """The `val` or `calib` rows an artifact with a lineage carries (see `load_split`)."""
+    step = manifest["lineage"][-1]
+    changed = f"added {step['added']}" if step.get("added") else f"removed {step['removed']}"
+    if split not in ("val", "calib"):
+        raise ValueError(f"this artifact's pool changed after training ({changed}): replay it "
+                         f"on the held-out rows it carries, --split=val or --split=calib (its "
+                         f"{split} split has no labels of the new pool)")
+    rows = None if path is None else reopen.read_heldout(path, manifest)
+    if rows is None:
+        raise ValueError(f"this artifact's pool changed after training ({changed}) and it "
+                         "carries no held-out rows to replay")
+    return rows.splits()[split]
 
 
 @dataclasses.dataclass
@@ -162,14 +185,19 @@ def static_points(router: Router, tau: float) -> dict[str, OperatingPoint]:
     return {"static": plain.resolve(tau), "static_certified": router.resolve(tau)}
 
 
+def point_models(router: Router, x: np.ndarray, point: OperatingPoint,
+                 task_ids: np.ndarray | None) -> np.ndarray:
+    """[N] the model each row of x [N, D] goes to at `point`, as serving routes it (a fixed
+    model's rows to it, a point that routes around models around them: `Router.run_points`)."""
+    return router.run_points(x, [point], np.zeros(x.shape[0], np.int64), task_ids).model
+
+
 def run_static(router: Router, x: np.ndarray, stream: Stream, point: OperatingPoint,
                tasks: list[str | None] | None = None) -> dict:
     """Per-request chosen model, score and cost of a router at a fixed operating point
     (`tasks`: the requests' task names, see `task_names`)."""
     n = x.shape[0]
-    model = router.run(x, np.full(n, point.operating_tau, np.float32),
-                       np.full(n, point.operating_model, np.int32),
-                       router.task_ids(tasks, n)).model
+    model = point_models(router, x, point, router.task_ids(tasks, n))
     idx = np.arange(n)
     return {"model": model, "score": stream.scores[idx, model],
             "cost": stream.costs[idx, model], "operating_tau": np.full(n, point.operating_tau)}
@@ -277,10 +305,8 @@ def key_model(router: Router, test: RoutingDataset, tau: float) -> int:
     """The model the static certified router gets most correct answers from on the
     replayed split."""
     n, point = test.n_queries, router.resolve(tau)
-    # a fixed-model point routes every query to its model (its τ' is NaN: not the policy's)
-    model = router.run(test.features, np.full(n, point.operating_tau, np.float32),
-                       np.full(n, point.operating_model, np.int32),
-                       router.task_ids(task_names(router, test.tasks), n)).model
+    model = point_models(router, np.asarray(test.features, np.float32), point,
+                         router.task_ids(task_names(router, test.tasks), n))
     correct = test.scores[np.arange(test.n_queries), model]
     return int(np.argmax(np.bincount(model, weights=correct, minlength=test.n_models)))
 

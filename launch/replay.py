@@ -94,7 +94,7 @@ def main(argv):
                                 seed=seed, controller=controller, drift=drift_cfg,
                                 knob_min_slope=_MIN_SLOPE.value) for seed in seeds]
         router = Router.load(_ARTIFACT.value)
-        test = rp.load_split(router.manifest, _SOURCE.value, _SPLIT.value)
+        test = rp.load_split(router.manifest, _SOURCE.value, _SPLIT.value, _ARTIFACT.value)
     except (ValueError, OSError) as err:
         sys.exit(f"launch.replay: {err}")
     for cfg in cfgs:  # one process: the router and the split load (and compile) once

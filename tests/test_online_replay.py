@@ -63,6 +63,40 @@ def test_key_model_of_a_fixed_model_point_is_that_model(tiny_fixed_point_artifac
     assert rp.key_model(router, tiny_test, 0.8) == 2
 
 
+def test_a_static_point_that_routes_around_a_model_is_replayed_as_served(tiny_lane_artifact,
+                                                                         tiny_test):
+    """The static routers go through the serving path (`Router.run_points`): a point that routes
+    around "large" never sends a request there, and the others keep the policy's own choice."""
+    router = Router.load(tiny_lane_artifact, warmup=0)
+    x, point = tiny_test.features, router.resolve(0.7)
+    plain = rp.point_models(router, x, point, None)
+    assert (plain == 2).any()
+    around = rp.point_models(router, x, point._replace(excluded=(2,)), None)
+    assert not (around == 2).any()
+    np.testing.assert_array_equal(around[plain != 2], plain[plain != 2])
+    stream = rp.make_stream(tiny_test, rp.ReplayConfig(n=1500, warmup=500), 0)
+    served = rp.run_static(router, x[stream.rows], stream, point._replace(excluded=(2,)))
+    assert not (served["model"] == 2).any() and len(served["model"]) == 1500
+
+
+def test_an_artifact_whose_pool_changed_replays_the_rows_it_carries(monkeypatch, tiny_test):
+    """An onboarded artifact (a lineage) is replayed on the val or calib rows it carries, which
+    hold its new model's labels; its test split (no such labels) is refused, naming why."""
+    from proteus.training import reopen  # noqa: PLC0415
+
+    manifest = {"lineage": [{"added": "new", "removed": None}], "training": {}}
+    carried = reopen.HeldoutRows(tiny_test, tiny_test.without_models(["large"]),
+                                 np.asarray(["p0"]), np.zeros(1, np.int32))
+    monkeypatch.setattr(reopen, "read_heldout", lambda path, m: carried if path else None)
+    assert rp.load_split(manifest, split="val", path="art") is tiny_test
+    assert rp.load_split(manifest, split="calib", path="art").models == ("small", "medium")
+    with pytest.raises(ValueError, match=r"changed after training \(added new\): replay it on "
+                       "the held-out rows it carries, --split=val or --split=calib"):
+        rp.load_split(manifest, split="test", path="art")
+    with pytest.raises(ValueError, match="carries no held-out rows"):
+        rp.load_split(manifest, split="val")
+
+
 def test_window_metrics_by_hand():
     cfg = rp.ReplayConfig(n=12, warmup=2, window=4, window_step=2, tau=0.5, tolerance=0.0)
     score = np.asarray([0, 0, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1], np.float64)
