@@ -52,7 +52,7 @@ def main(argv):
     del argv
     logs.job_logging()
     router = Router.load(_ARTIFACT.value)
-    split = rp.load_split(router.manifest, None, _SPLIT.value)
+    split = rp.load_split(router.manifest, None, _SPLIT.value, _ARTIFACT.value)
     tau = _TAU.value
     model, hull, at_rest = envelope(router, split, tau, router.models.index(_EXCLUDE.value)
                                     if _EXCLUDE.value else None)
