@@ -160,6 +160,8 @@ class OperatingPolicy:
             j, feasible = uncertified_choice(self.accuracy, self.cost, tau, self.n_heldout,
                                              self.margin_z)
             reason = self._uncertified_reason(tau, j, feasible)
+        if self.certified and self.excluded[j]:  # the certificate's words name no models
+            reason += f"; served as {self.describe(j)}"
         return OperatingPoint(tau, float(self.taus[j]), int(j), bool(feasible), reason,
                               int(self.models[j]), self.excluded[j])
 

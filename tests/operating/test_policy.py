@@ -49,3 +49,22 @@ def test_a_point_that_routes_around_models_carries_them_and_says_so():
     plain = rule.OperatingPolicy({k: v for k, v in table.items() if k != "excluded"}, None,
                                  "best_effort", ["a", "b", "c"])
     assert plain.resolve(0.93).excluded == () and "without" not in plain.resolve(0.93).reason
+
+
+def test_a_certified_tau_served_around_a_model_names_it_in_its_reason():
+    """Two points that score 1 on all 200 calibration rows: the cheaper (point 1, around model
+    c) is certified for τ = 0.9, and its reason says how it is served."""
+    from proteus.operating.certificate import certify  # noqa: PLC0415
+
+    scores, costs = np.ones((2, 200)), np.array([[3.0] * 200, [1.0] * 200])
+    cert = certify(scores, costs, np.array([0.9]), delta=0.05, method="clopper_pearson",
+                   fallback="best_effort").to_dict()
+    table = {"tau": [0.95, 0.9], "model": [-1, -1], "accuracy": [1.0, 1.0], "cost": [3.0, 1.0],
+             "n_heldout": 200, "margin_z": 0.0, "excluded": [[], [2]]}
+    point = rule.OperatingPolicy(table, cert, "best_effort", ["a", "b", "c"]).resolve(0.9)
+    assert (point.point, point.excluded) == (1, (2,))
+    assert point.reason.startswith("certified: ")
+    assert point.reason.endswith("; served as policy at τ'=0.9000 without c")
+    table["excluded"] = [[2], []]  # the certified point routes around nothing: no such clause
+    plain = rule.OperatingPolicy(table, cert, "best_effort", ["a", "b", "c"]).resolve(0.9)
+    assert "served as" not in plain.reason
