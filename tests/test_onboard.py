@@ -311,10 +311,10 @@ def test_points_around_the_new_model_serve_as_they_were_measured(onboarded):
     np.testing.assert_array_equal(chosen[masked][plain != new], plain[plain != new])
     # a certified τ served around it says so in its reason (the certificate names no models)
     cert = manifest["certification"]["table"]
-    served = [t for t, j, ok in zip(cert["taus"], cert["route_to"], cert["feasible"], strict=True)
-              if ok and table["excluded"][j]]
-    assert served  # this fixture's val prefers the points around it at 4 certified τ
-    point = router.resolve(served[0])
+    around_taus = [t for t, j, ok in zip(cert["taus"], cert["route_to"], cert["feasible"],
+                                         strict=True) if ok and table["excluded"][j]]
+    assert around_taus  # this fixture's val prefers the points around it at 4 certified τ
+    point = router.resolve(around_taus[0])
     assert point.excluded == (new,) and f"without {LEFT_OUT}" in point.reason
 
 
