@@ -88,6 +88,9 @@ def load_split(manifest: dict[str, Any], source: str | None = None,
     salt would replay other queries).
     """
     if manifest.get("lineage"):
+        if source is not None:
+            raise ValueError("this artifact's pool changed after training: it replays on the "
+                             "held-out rows it carries, not on a data source (drop --source)")
         return _carried_split(manifest, split, path)
     training = manifest["training"]
     data = training["config"]["data"]

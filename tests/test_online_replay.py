@@ -95,6 +95,8 @@ def test_an_artifact_whose_pool_changed_replays_the_rows_it_carries(monkeypatch,
         rp.load_split(manifest, split="test", path="art")
     with pytest.raises(ValueError, match="carries no held-out rows"):
         rp.load_split(manifest, split="val")
+    with pytest.raises(ValueError, match="not on a data source \\(drop --source\\)"):
+        rp.load_split(manifest, "synthetic:routerbench?n=300&seed=1", "val", "art")
 
 
 def test_window_metrics_by_hand():
