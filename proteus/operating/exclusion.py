@@ -53,8 +53,8 @@ def route_around(model: np.ndarray, mu: np.ndarray, p_hat: np.ndarray, c_hat: np
 def rows_mask(excluded: Sequence[Sequence[int]], n_models: int) -> np.ndarray:
     """[B, M] bool from each row's excluded model indices ([B] sequences)."""
     mask = np.zeros((len(excluded), n_models), bool)
-    for i, models in enumerate(excluded):
-        mask[i, list(models)] = True
+    rows = [i for i, models in enumerate(excluded) for _ in models]  # one numpy write, not B
+    mask[rows, [m for models in excluded for m in models]] = True
     return mask
 
 
