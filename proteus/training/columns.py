@@ -35,7 +35,8 @@ from proteus.training.networks import RouterSpec
 from proteus.types import Array, Params
 
 RIDGES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # L2 on standardised z, in units of the mean loss
-NEWTON_STEPS = 20  # a ridge logistic fit converges in ~8; the line search keeps each safe
+NEWTON_STEPS = 20  # at most; a ridge logistic fit converges in ~8; the line search keeps each safe
+NEWTON_TOL = 1e-6  # a step moving no weight by more than this (relative) ends the fit
 STEP_SIZES = (1.0, 0.5, 0.25, 0.0)  # a Newton step's line search, full step first
 HEADS = ("perf_head", "cost_head")
 
@@ -119,15 +120,20 @@ def fit_logistic(x: Array, score: Array, weights: Array, ridge: Array) -> Array:
                 + (1 - score[:, None]) * jax.nn.log_sigmoid(-z))
         return weights @ nll / total + 0.5 * (penalty * thetas ** 2).sum(-1)
 
-    def step(theta, _):
+    def step(carry):
+        theta, i, _ = carry
         p = jax.nn.sigmoid(x @ theta)
         grad = x.T @ (weights * (p - score)) / total + penalty * theta
         hess = (x.T * (weights * p * (1 - p))) @ x / total + jnp.diag(penalty + 1e-6)
         candidates = theta - sizes[:, None] * jnp.linalg.solve(hess, grad)[None, :]
         values = objective(candidates)  # the last candidate (size 0) is theta itself
-        return candidates[jnp.argmax(values <= values[-1])], None
+        new = candidates[jnp.argmax(values <= values[-1])]
+        return new, i + 1, jnp.max(jnp.abs(new - theta)) > NEWTON_TOL * (1 + jnp.max(jnp.abs(new)))
 
-    theta, _ = jax.lax.scan(step, jnp.zeros(k), None, length=NEWTON_STEPS)
+    # Stops once a step no longer moves theta (float noise): most fits need 4-8 steps, and
+    # onboarding fits one column per cross-fitting fold besides the deployed one.
+    theta, _, _ = jax.lax.while_loop(lambda c: (c[1] < NEWTON_STEPS) & c[2], step,
+                                     (jnp.zeros(k), jnp.int32(0), jnp.bool_(True)))
     return theta
 
 
@@ -140,26 +146,32 @@ def fit_ridge(x: Array, target: Array, weights: Array, ridge: Array) -> Array:
     return jnp.linalg.solve(lhs, x.T @ (weights * target) / total)
 
 
-def _bce(logit: Array, score: Array) -> Array:
-    return -(score * jax.nn.log_sigmoid(logit) + (1 - score) * jax.nn.log_sigmoid(-logit)).mean()
+def _bce(logit: Array, score: Array, weights: Array) -> Array:
+    nll = -(score * jax.nn.log_sigmoid(logit) + (1 - score) * jax.nn.log_sigmoid(-logit))
+    return weights @ nll / jnp.maximum(weights.sum(), 1.0)
+
+
+def _mse(prediction: Array, target: Array, weights: Array) -> Array:
+    return weights @ (prediction - target) ** 2 / jnp.maximum(weights.sum(), 1.0)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def fit_head(fit, loss, z: Array, target: Array, fold: Array,
-             ridges: Array) -> tuple[Array, Array, Array, Array]:
+def fit_head(fit, loss, z: Array, target: Array, fold: Array, ridges: Array,
+             keep: Array) -> tuple[Array, Array, Array, Array]:
     """One head column per fold predictor, its ridge chosen out of fold.
 
     Args:
-      fit: `fit_logistic` or `fit_ridge`; loss: (prediction [N], target [N]) -> [].
+      fit: `fit_logistic` or `fit_ridge`; loss: (prediction [N], target [N], weights [N]) -> [].
       z: [F, N, H] every fold predictor's trunk features of the rows; target: [N];
-      fold: [N] int32 in [0, F); ridges: [R] candidate ridges.
+      fold: [N] int32 in [0, F); ridges: [R] candidate ridges; keep: [N] 1 for the rows to fit
+        on, 0 for rows to ignore (one compiled fit serves every subset of the same rows).
 
     Returns:
       kernel [F, H], bias [F], the out-of-fold prediction [N] (row i by fold(i)'s predictor,
-      fitted without it), and the chosen ridge [].
+      fitted without it; ignored rows are predicted too), and the chosen ridge [].
     """
     n_folds = z.shape[0]
-    weights = (fold[None, :] != jnp.arange(n_folds)[:, None]).astype(jnp.float32)  # [F, N]
+    weights = (fold[None, :] != jnp.arange(n_folds)[:, None]) * keep[None, :]  # [F, N]
 
     def per_fold(zf, w, ridge):
         kernel, bias = _unstandardise(zf, w, fit(_design(zf, w), target, w, ridge))
@@ -168,7 +180,7 @@ def fit_head(fit, loss, z: Array, target: Array, fold: Array,
     kernels, biases, preds = jax.vmap(lambda r: jax.vmap(
         lambda zf, w: per_fold(zf, w, r))(z, weights))(ridges)  # [R, F, H], [R, F], [R, F, N]
     oof = preds[:, fold, jnp.arange(fold.shape[0])]  # [R, N]
-    best = jnp.argmin(jax.vmap(lambda p: loss(p, target))(oof))
+    best = jnp.argmin(jax.vmap(lambda p: loss(p, target, keep))(oof))
     return kernels[best], biases[best], oof[best], ridges[best]
 
 
@@ -178,13 +190,13 @@ class Column(NamedTuple):
     leaves: dict[str, Array]
     perf_ridge: Array  # []
     cost_ridge: Array  # [] (NaN for a static cost)
-    oof_logit: Array  # [N] out-of-fold performance logits of the training rows
+    oof_logit: Array  # [N] out-of-fold performance logits of the rows (kept or not)
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def fit_column(spec: RouterSpec, params: Params, features: Array, scores: Array,
                log_costs: Array | None, fold: Array, tasks: Array | None = None,
-               static_log_cost: Array | None = None) -> Column:
+               static_log_cost: Array | None = None, keep: Array | None = None) -> Column:
     """A new model's column on the frozen trunks of `params` (the module docstring's three steps).
 
     Args:
@@ -194,27 +206,32 @@ def fit_column(spec: RouterSpec, params: Params, features: Array, scores: Array,
       log_costs: [N] log USD of each call, or None with `static_log_cost` [] (a price estimate).
       fold: [N] int32 in [0, F) the fold each row is held out of.
       tasks: [N] int32 in [-1, T) (read only when spec.tasks > 0).
+      keep: [N] 1 for the rows to fit on, 0 for rows to ignore (None: every row); fits on
+        subsets of the same rows then share one compiled program.
 
     Returns:
       `Column` whose leaves carry a trailing model axis of size 1.
     """
+    keep = jnp.ones(scores.shape, jnp.float32) if keep is None else keep.astype(jnp.float32)
     z, _, _ = crossfit.raw_outputs(spec, params, features)  # [F, N, H]
     ridges = jnp.asarray(RIDGES, jnp.float32)
-    kernel, bias, oof_logit, perf_ridge = fit_head(fit_logistic, _bce, z, scores, fold, ridges)
+    kernel, bias, oof_logit, perf_ridge = fit_head(fit_logistic, _bce, z, scores, fold, ridges,
+                                                   keep)
     if log_costs is None:  # a static cost: the cost head outputs it for every query
         c_kernel, c_bias = jnp.zeros_like(kernel), jnp.full_like(bias, static_log_cost)
         cost_ridge, mean_cost = jnp.float32(jnp.nan), jnp.exp(static_log_cost)
     else:
-        mse = lambda p, t: ((p - t) ** 2).mean()
-        c_kernel, c_bias, _, cost_ridge = fit_head(fit_ridge, mse, z, log_costs, fold, ridges)
-        mean_cost = jnp.exp(log_costs).mean()
+        c_kernel, c_bias, _, cost_ridge = fit_head(fit_ridge, _mse, z, log_costs, fold, ridges,
+                                                   keep)
+        mean_cost = keep @ jnp.exp(log_costs) / jnp.maximum(keep.sum(), 1.0)
     one = scores[:, None]  # [N, 1]: the crossfit functions' [N, M] with M = 1
-    prior_oof, prior = crossfit.oof_priors(spec, params, features, one, fold)
+    prior_oof, prior = crossfit.oof_priors(spec, params, features, one, fold, keep)
     task_oof = None
     leaves = {}
     if spec.tasks:
-        task_oof, leaves["calib/task_prior"] = crossfit.oof_task_priors(spec, one, tasks, fold)
-    stacking = crossfit.fit_stacking(oof_logit[:, None], prior_oof, one, None, task_oof)
+        task_oof, leaves["calib/task_prior"] = crossfit.oof_task_priors(spec, one, tasks, fold,
+                                                                        keep)
+    stacking = crossfit.fit_stacking(oof_logit[:, None], prior_oof, one, keep, task_oof)
     head = "predictor/params/"
     leaves.update({f"calib/{k}": v for k, v in stacking.items()})
     leaves.update({"calib/prior": prior, "stats/mean_cost": mean_cost[None],

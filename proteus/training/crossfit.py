@@ -88,14 +88,18 @@ def task_prior(scores: Array, tasks: Array, weights: Array, n_tasks: int) -> Arr
     return jnp.concatenate([deviation, jnp.zeros((1, scores.shape[1]), deviation.dtype)])
 
 
-def oof_task_priors(spec: RouterSpec, scores: Array, tasks: Array,
-                    fold: Array) -> tuple[Array, Array]:
+def oof_task_priors(spec: RouterSpec, scores: Array, tasks: Array, fold: Array,
+                    weights: Array | None = None) -> tuple[Array, Array]:
     """Task prior deviations: (out of fold [N, M], from every row [T + 1, M]); row i's comes from
-    the rows outside fold(i). scores [N, M], tasks [N] int32 in [-1, T), fold [N]."""
-    in_fold = fold[None, :] != jnp.arange(spec.folds)[:, None]  # [F, N]
-    tables = jax.vmap(lambda w: task_prior(scores, tasks, w.astype(jnp.float32), spec.tasks))(
+    the rows outside fold(i). scores [N, M], tasks [N] int32 in [-1, T), fold [N]; weights [N]
+    (None: all 1; a row of weight 0 enters no table)."""
+    in_fold = (fold[None, :] != jnp.arange(spec.folds)[:, None]).astype(jnp.float32)  # [F, N]
+    everyone = jnp.ones(fold.shape, jnp.float32)
+    if weights is not None:
+        in_fold, everyone = in_fold * weights[None, :], weights
+    tables = jax.vmap(lambda w: task_prior(scores, tasks, w, spec.tasks))(
         in_fold)  # [F, T + 1, M]
-    everyone = task_prior(scores, tasks, jnp.ones(fold.shape, jnp.float32), spec.tasks)
+    everyone = task_prior(scores, tasks, everyone, spec.tasks)
     return tables[fold, task_rows(spec, tasks)], everyone
 
 
@@ -175,17 +179,20 @@ def fit_stacking(logits: Array, prior_logits: Array, scores: Array,
 
 
 def oof_priors(spec: RouterSpec, params: Params, features: Array, scores: Array,
-               fold: Array) -> tuple[Array, Array]:
+               fold: Array, weights: Array | None = None) -> tuple[Array, Array]:
     """Group priors: (out of fold [N, M], from every row [G, M]), as logits.
 
     Row i's prior comes from the table of the rows outside fold(i), so its own label is not in it.
+    weights [N] (None: all 1): a row of weight 0 enters no table.
     """
     n_groups = max(spec.groups, 1)
     groups = query_groups(spec, params["stats"], features)
-    in_fold = fold[None, :] != jnp.arange(spec.folds)[:, None]  # [F, N]
-    tables = jax.vmap(lambda w: group_prior(scores, groups, w.astype(jnp.float32), n_groups))(
-        in_fold)  # [F, G, M]
-    everyone = group_prior(scores, groups, jnp.ones(fold.shape, jnp.float32), n_groups)
+    in_fold = (fold[None, :] != jnp.arange(spec.folds)[:, None]).astype(jnp.float32)  # [F, N]
+    everyone = jnp.ones(fold.shape, jnp.float32)
+    if weights is not None:
+        in_fold, everyone = in_fold * weights[None, :], weights
+    tables = jax.vmap(lambda w: group_prior(scores, groups, w, n_groups))(in_fold)  # [F, G, M]
+    everyone = group_prior(scores, groups, everyone, n_groups)
     return tables[fold, groups], everyone
 
 
