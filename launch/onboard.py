@@ -8,8 +8,9 @@
 `--list_heldout` writes the artifact's held-out queries (id, split, task, query): run the new
 model on each and put its score (and cost) in the labels file, with a few hundred training
 queries of your own (format: `proteus.data.labels`). `--add` fits the model's column out of fold
-on the router's frozen trunks, re-measures the operating points on the held-out rows and
-re-certifies them; `--remove` drops a model's column and does the same. Either writes a new
+on the router's frozen trunks (from the training queries and the `val` rows), re-measures the
+operating points on `val` (each row routed by a column fitted without it) and re-certifies them
+on `calib`; `--remove` drops a model's column and does the same. Either writes a new
 artifact whose manifest records its lineage; serve it, or reload a running server onto it
 (`kill -HUP <pid of launch.serve>` after pointing it at the new directory, see docs/onboard.md).
 Flags and one call: `proteus.pipeline.onboard` / `remove_model` / `heldout_queries`.
@@ -76,10 +77,12 @@ def main(argv):
     except (FileExistsError, FileNotFoundError, ValueError) as err:
         sys.exit(f"launch.onboard: {err}")
     step = manifest["lineage"][-1]
-    what = f"added {step['added']}" if step["added"] else f"removed {step['removed']}"
+    what = (f"added {step['added']} ({step['n_train']} training queries"
+            + (f" + {step['n_val_fitted']} val rows" if step.get("n_val_fitted") else "") + ")"
+            if step["added"] else f"removed {step['removed']}")
     hi = manifest["feasible_tau"]["max"]
-    print(f"wrote {os.path.abspath(_OUT.value)} in {time.perf_counter() - start:.1f} s: {what} "
-          f"({step['n_train']} training queries), {len(manifest['models'])} models, "
+    print(f"wrote {os.path.abspath(_OUT.value)} in {time.perf_counter() - start:.1f} s: {what}, "
+          f"{len(manifest['models'])} models, "
           f"{manifest['certification']['status']}, feasible τ up to "
           f"{'none' if hi is None else round(hi, 4)}{around_note(manifest)}")
 

@@ -64,8 +64,10 @@ def test_head_column_on_known_trunk_features_is_fitted_out_of_fold():
     score = (rng.uniform(size=n) < 1 / (1 + np.exp(-(z[0] @ truth - 0.3)))).astype(np.float32)
     fold = (np.arange(n) % n_folds).astype(np.int32)
     ridge = jnp.asarray([1e-3])
-    fit = lambda s: columns.fit_head(columns.fit_logistic, columns._bce, jnp.asarray(z),
-                                     jnp.asarray(s), jnp.asarray(fold), ridge)
+    every = np.ones(n)
+    fit = lambda s, keep=every: columns.fit_head(
+        columns.fit_logistic, columns._bce, jnp.asarray(z), jnp.asarray(s), jnp.asarray(fold),
+        ridge, jnp.asarray(keep, jnp.float32))
     kernel, bias, oof, _ = fit(score)
     # fold 0's column is fitted on folds 1 and 2, where z[0] carries the signal
     np.testing.assert_allclose(kernel[0], truth, atol=0.25)
@@ -77,6 +79,14 @@ def test_head_column_on_known_trunk_features_is_fitted_out_of_fold():
     _, _, oof2, _ = fit(flipped)
     np.testing.assert_allclose(oof2[fold == 0], oof[fold == 0], atol=1e-5)  # its own fold
     assert not np.allclose(oof2[fold == 1], oof[fold == 1])  # the others saw the change
+    # rows weighted 0 are not fitted on: the same fit as on the other rows alone
+    keep = np.arange(n) >= 300
+    subset = columns.fit_head(columns.fit_logistic, columns._bce, jnp.asarray(z[:, keep]),
+                              jnp.asarray(score[keep]), jnp.asarray(fold[keep]), ridge,
+                              jnp.ones(int(keep.sum()), jnp.float32))
+    weighted = fit(np.where(keep, score, 1.0 - score), keep)  # the dropped rows' labels flipped
+    np.testing.assert_allclose(weighted[0], subset[0], atol=1e-4)
+    np.testing.assert_allclose(weighted[2][keep], subset[2], atol=1e-4)
 
 
 def test_a_unit_that_barely_varies_does_not_blow_up_the_head():
@@ -90,10 +100,9 @@ def test_a_unit_that_barely_varies_does_not_blow_up_the_head():
     z[:, 0, -1] = 1e-3
     target = rng.normal(size=n).astype(np.float32)
     fold = (np.arange(n) % n_folds).astype(np.int32)
-    mse = lambda p, t: ((p - t) ** 2).mean()
-    kernel, _, _, _ = columns.fit_head(columns.fit_ridge, mse, jnp.asarray(z),
+    kernel, _, _, _ = columns.fit_head(columns.fit_ridge, columns._mse, jnp.asarray(z),
                                        jnp.asarray(target), jnp.asarray(fold),
-                                       jnp.asarray([1e-4]))
+                                       jnp.asarray([1e-4]), jnp.ones(n, jnp.float32))
     assert np.all(np.abs(np.asarray(kernel)[:, -1]) < 1.0)
     assert np.all(np.abs(np.asarray(kernel)[:, :-1]) < 1.0)  # the others: noise, ~0
 
@@ -236,6 +245,8 @@ def test_onboarded_manifest_records_its_lineage(smoke, onboarded):
     assert step["parent"] == parent["manifest_sha256"]
     assert step["parent_models"] == parent["models"]
     assert (step["added"], step["removed"], step["n_train"]) == (LEFT_OUT, None, 600)
+    assert (step["n_val_fitted"], step["val_measured"]) == (full["val"].n_queries,
+                                                            "out of fold")
     lams = np.asarray(parent["lambda"]["lams"], np.float32)
     reopened = onboarding.reopen_capped_lanes(lams, float(parent["training"]["config"]["train"][
         "lam_max"]))
@@ -316,6 +327,69 @@ def test_points_around_the_new_model_serve_as_they_were_measured(onboarded):
     assert around_taus  # this fixture's val prefers the points around it at 4 certified τ
     point = router.resolve(around_taus[0])
     assert point.excluded == (new,) and f"without {LEFT_OUT}" in point.reason
+
+
+def test_val_rows_are_measured_by_columns_that_never_saw_their_labels(smoke, onboarded):
+    """The column is fitted on the training labels and the `val` rows' (they are given anyway),
+    and each `val` row is routed for the measurement by a column fitted without it: flipping the
+    labels of one fold's `val` rows leaves the column that routes those rows as it was (not the
+    other folds' columns, nor the deployed one), and the artifact's table is the one those
+    routes measure."""
+    _, without, full = smoke
+    out, manifest = onboarded
+    bundle, rows, _ = reopen.read_bundle(without)
+    config = onboarding.training_config(without, bundle)
+    held, train = onboarding._split_labels(without, rows, labels_for(full, LEFT_OUT, 600))
+    fit = onboarding._FitRows.of(bundle, config, rows, train, held["val"], None)
+    k = fit.fold[fit.is_val][0]
+    part = fit.fold[fit.is_val] == k
+    flip = held["val"].scores.copy()
+    flip[part] = 1.0 - flip[part]
+    flipped = onboarding._FitRows.of(bundle, config, rows, train,
+                                     dataclasses.replace(held["val"], scores=flip), None)
+    np.testing.assert_array_equal(flipped.fold, fit.fold)
+    lams = np.asarray(manifest["lambda"]["lams"], np.float32)
+    grow = lambda column: onboarding.with_column(bundle, LEFT_OUT, column, lams, {})
+    onboarded_bundle, new_rows, _ = reopen.read_bundle(out)
+    table = manifest["operating"]
+    without_k = ~fit.is_val | (fit.fold != k)  # the column that routes fold k's val rows
+    for name, leaf in fit.column(bundle, without_k).leaves.items():
+        np.testing.assert_allclose(flipped.column(bundle, without_k).leaves[name], leaf,
+                                   rtol=1e-5, atol=1e-6)
+    other = ~fit.is_val | (fit.fold != (k + 1) % config.train.folds)  # saw the flipped labels
+    everything = np.ones(fit.n, bool)  # the deployed column
+    for keep in (other, everything):
+        assert not np.allclose(fit.column(bundle, keep).oof_logit,
+                               flipped.column(bundle, keep).oof_logit)
+    measured = routing.measure_points(config, routing.RunRouter.of_bundle(onboarded_bundle),
+                                      new_rows.val, (len(bundle.models),),
+                                      lambda raw: fit.route_val_out_of_fold(
+                                          bundle, grow, new_rows.val, raw))
+    assert measured["raw_accuracy"] == table["raw_accuracy"]
+
+
+def test_onboarding_measures_val_with_the_out_of_fold_routes(smoke, monkeypatch, tmp_path):
+    """The table `onboard` writes is measured from `route_val_out_of_fold`'s choices, not the
+    deployed router's: with those choices all model 0, every point measures model 0."""
+    _, without, full = smoke
+    monkeypatch.setattr(onboarding._FitRows, "route_val_out_of_fold",
+                        lambda self, bundle, grow, val, raw: np.zeros(
+                            (len(raw["model"]), val.n_queries), np.int64))
+    manifest = pipeline.onboard(without, LEFT_OUT, labels_for(full, LEFT_OUT, 600),
+                                str(tmp_path / "zero"), price=(1e-5, 3e-5), platforms=("cpu",))
+    val_accuracy = float(np.mean(full["val"].scores[:, full["val"].models.index(
+        manifest["models"][0])]))
+    np.testing.assert_allclose(manifest["operating"]["raw_accuracy"], val_accuracy)
+
+
+def test_online_heldout_rows_of_an_onboarded_artifact_are_calib_alone(smoke, onboarded):
+    from proteus.online import heldout  # noqa: PLC0415
+
+    _, _, full = smoke
+    out, _ = onboarded
+    rows = heldout.load_heldout(Router.load(out, warmup=0))
+    assert len(rows.features) == full["calib"].n_queries
+    np.testing.assert_array_equal(rows.features, full["calib"].features)
 
 
 def test_certified_around_counts_the_certified_tau_served_around_a_model():
@@ -401,7 +475,8 @@ def test_command_line_lists_the_heldout_queries_and_adds_a_model(smoke, tmp_path
                                        labels.features, strict=True)), str(path))
     out = run(f"--add={LEFT_OUT}", f"--labels={path}", f"--out={tmp_path / 'added'}",
               "--platforms=cpu", "--price_in=1e-5", "--price_out=3e-5")
-    assert f"added {LEFT_OUT} (300 training queries), 11 models" in out
+    val = full["val"].n_queries
+    assert f"added {LEFT_OUT} (300 training queries + {val} val rows), 11 models" in out
     manifest = json.load(open(tmp_path / "added" / "manifest.json"))
     k, n = onboarding.certified_around(manifest)
     assert f"; {k} of the {n} certified τ are served around {LEFT_OUT}" in out

@@ -12,9 +12,12 @@ and so are the fold predictors' trunks, every other model's heads and calibratio
 normaliser stays the trained one even if the new model is dearer or the removed one was the
 dearest) and the λ(τ) table, whose top lanes at the dual's bound an added model re-opens
 (`reopen_capped_lanes`). A new model gets its own column, fitted out of fold on the
-frozen trunks (`proteus.training.columns.fit_column`); a removed model's column is dropped. Then,
-as the evaluation does, the operating points (the policy at the same τ' and every fixed model)
-are re-measured on the artifact's `val` rows and re-certified on its `calib` rows. An added
+frozen trunks (`proteus.training.columns.fit_column`) from its N training queries and the `val`
+rows, whose labels onboarding needs anyway; a removed model's column is dropped. Then, as the
+evaluation does, the operating points (the policy at the same τ' and every fixed model) are
+re-measured on the artifact's `val` rows, each row routed by a column fitted without it
+(`_FitRows.route_val_out_of_fold`), and re-certified on its `calib` rows, which no column is
+fitted on. An added
 model's candidates also include the policy at the same τ' routing around it (the parent's
 routing, its lanes re-opened; `proteus.operating.exclusion`): where N labels leave the new
 column worse than not having the model, the `val` rows can choose those points instead (a choice
@@ -29,16 +32,16 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from proteus.data.dataset import split_indices, task_index
+from proteus.data.dataset import RoutingDataset, split_indices, task_index
 from proteus.data.labels import ModelLabels
-from proteus.pipeline.routing import RunRouter, certify_table, measure_points
+from proteus.pipeline.routing import RunRouter, certify_table, measure_points, point_routes
 from proteus.training import columns, destination, export, reopen
 
 MIN_TRAIN = 50  # training queries below which no column is fitted
@@ -74,8 +77,9 @@ def onboard(artifact: str, model: str, labels: ModelLabels, out: str, *,
     Args:
       artifact: an exported router (with held-out rows, or pass `heldout`).
       model: the new model's name (not one of the artifact's).
-      labels: its labelled queries: one for every held-out row (by id) and N training queries
-        (every other id; text or features).
+      labels: its labelled queries: one for every held-out row (by id; the `val` rows' are
+        fitted on too, `calib`'s only certify) and N training queries (every other id; text or
+        features).
       out: the new artifact's directory.
       price: (USD per input token, USD per output token) of the model, recorded in the
         manifest; needed when `labels` has no costs (a static cost is estimated from it).
@@ -99,33 +103,103 @@ def onboard(artifact: str, model: str, labels: ModelLabels, out: str, *,
                            "column per cross-fitting fold and needs train.folds >= 2")
     held, train = _split_labels(artifact, rows, labels)
     static = None if labels.costs is not None else _static_cost(bundle, rows, model, price)
-    fold = _folds(rows, train, config)
-    features = _features(bundle, train)
-    task_ids = (jnp.asarray(task_index(bundle.tasks, train.tasks)) if bundle.spec.tasks
-                else None)
-    column = columns.fit_column(
-        bundle.spec, bundle.params, jnp.asarray(features), jnp.asarray(train.scores),
-        None if static is not None else jnp.log(jnp.maximum(jnp.asarray(train.costs), 1e-12)),
-        jnp.asarray(fold), task_ids, None if static is None else jnp.log(jnp.float32(static)))
-    params = columns.append_model(bundle.params, column.leaves)
-    models = (*bundle.models, model)
     new_rows = rows.replace_models(
-        models, {n: np.column_stack([ds.scores, held[n].scores]) for n, ds in
-                 rows.splits().items()},
+        (*bundle.models, model),
+        {n: np.column_stack([ds.scores, held[n].scores]) for n, ds in rows.splits().items()},
         {n: np.column_stack([ds.costs, held[n].costs if held[n].costs is not None
                              else np.full(ds.n_queries, static, np.float32)])
          for n, ds in rows.splits().items()})
+    fit = _FitRows.of(bundle, config, rows, train, held["val"], static)
+    lams = reopen_capped_lanes(bundle.lane_lams, float(config.train.lam_max))
+    prices = {**bundle.prices, **({model: tuple(map(float, price))} if price else {})}
+    grow = lambda column: with_column(bundle, model, column, lams, prices)
+    column = fit.column(bundle, np.ones(fit.n, bool))
     step = {"added": model, "removed": None, "n_train": train.n,
+            "n_val_fitted": fit.n - train.n, "val_measured": "out of fold",
             "cost": "head" if static is None else f"static {static:.6g} USD from prices",
             "ridge": {"performance": float(column.perf_ridge),
-                      "cost": None if static is not None else float(column.cost_ridge)}}
-    lams = reopen_capped_lanes(bundle.lane_lams, float(config.train.lam_max))
-    step["lanes_reopened"] = int(np.sum(lams != np.asarray(bundle.lane_lams, np.float32)))
-    prices = {**bundle.prices, **({model: tuple(map(float, price))} if price else {})}
-    new = dataclasses.replace(bundle, spec=bundle.spec._replace(n_models=len(models)),
-                              params=params, models=models, prices=prices, lane_lams=lams)
-    return _finish(new, new_rows, config, manifest, step, out, overwrite, platforms,
-                   masked=(len(models) - 1,))
+                      "cost": None if static is not None else float(column.cost_ridge)},
+            "lanes_reopened": int(np.sum(lams != np.asarray(bundle.lane_lams, np.float32)))}
+    route = lambda raw: fit.route_val_out_of_fold(bundle, grow, new_rows.val, raw)
+    return _finish(grow(column), new_rows, config, manifest, step, out, overwrite, platforms,
+                   masked=(len(bundle.models),), route=route)
+
+
+def with_column(bundle: export.RouterBundle, model: str, column: columns.Column,
+                lane_lams: np.ndarray, prices: dict[str, tuple[float, float]]
+                ) -> export.RouterBundle:
+    """`bundle` routing to one more model, `model`, by its fitted `column`, with the λ table
+    `lane_lams` [K] and `prices` (its operating table and certificate are still the parent's)."""
+    return dataclasses.replace(
+        bundle, spec=bundle.spec._replace(n_models=len(bundle.models) + 1),
+        params=columns.append_model(bundle.params, column.leaves),
+        models=(*bundle.models, model), prices=prices, lane_lams=lane_lams)
+
+
+@dataclasses.dataclass(frozen=True)
+class _FitRows:
+    """The rows a new model's column is fitted on: the N training queries, then the `val` rows
+    (their labels are needed anyway; the points measured on `val` route each of its rows with a
+    column fitted without it, `route_val_out_of_fold`). `calib` is never fitted on: it certifies.
+
+    features [R, D]; scores [R]; log_costs [R] or None (static cost); tasks [R] str;
+    fold [R] int32 in [0, F); is_val [R] bool; static: the static USD cost, or None.
+    """
+
+    features: np.ndarray
+    scores: np.ndarray
+    log_costs: np.ndarray | None
+    tasks: np.ndarray
+    fold: np.ndarray
+    is_val: np.ndarray
+    static: float | None
+
+    @property
+    def n(self) -> int:
+        return len(self.scores)
+
+    @classmethod
+    def of(cls, bundle: export.RouterBundle, config: ml_collections.ConfigDict,
+           rows: reopen.HeldoutRows, train: ModelLabels, val: ModelLabels,
+           static: float | None) -> _FitRows:
+        tasks = np.concatenate([train.tasks.astype(str), rows.val.tasks.astype(str)])
+        ids = np.concatenate([train.query_ids, rows.val.query_ids.astype(str)])
+        both = ModelLabels(query_ids=ids, scores=np.concatenate([train.scores, val.scores]),
+                           tasks=tasks)
+        log_costs = None if static is not None else np.log(np.maximum(
+            np.concatenate([train.costs, val.costs]), 1e-12)).astype(np.float32)
+        features = np.concatenate([_features(bundle, train),
+                                   np.asarray(rows.val.features, np.float32)])
+        return cls(features, both.scores, log_costs, tasks, _folds(rows, both, config),
+                   np.arange(len(ids)) >= train.n, static)
+
+    def column(self, bundle: export.RouterBundle, keep: np.ndarray) -> columns.Column:
+        """The column fitted out of fold on the rows `keep` ([R] bool; the others are weighted
+        0, so every subset shares one compiled fit)."""
+        task_ids = (jnp.asarray(task_index(bundle.tasks, self.tasks)) if bundle.spec.tasks
+                    else None)
+        return columns.fit_column(
+            bundle.spec, bundle.params, jnp.asarray(self.features), jnp.asarray(self.scores),
+            None if self.log_costs is None else jnp.asarray(self.log_costs),
+            jnp.asarray(self.fold), task_ids,
+            None if self.static is None else jnp.log(jnp.float32(self.static)),
+            jnp.asarray(keep, jnp.float32))
+
+    def route_val_out_of_fold(self, bundle: export.RouterBundle,
+                              grow: Callable[[columns.Column], export.RouterBundle],
+                              val: RoutingDataset, raw: dict[str, Any]) -> np.ndarray:
+        """The candidates `raw` (a table's "tau", "model", "excluded") routed on `val` [C, V]:
+        the rows of fold k by the router `grow` makes of a column fitted without them (one fit
+        per fold), so no `val` label measures a column that saw it. The deployed column, fitted
+        on every row, is never measured on `val`; `calib` certifies it."""
+        val_fold = self.fold[self.is_val]
+        choices = np.zeros((len(raw["model"]), val.n_queries), np.int64)
+        for k in np.unique(val_fold):
+            part = np.flatnonzero(val_fold == k)
+            keep = ~self.is_val | (self.fold != k)
+            router = RunRouter.of_bundle(grow(self.column(bundle, keep)))
+            choices[:, part] = point_routes(router, val.subset(part), raw)[0]
+        return choices
 
 
 def certified_around(manifest: dict[str, Any]) -> tuple[int, int] | None:
@@ -190,13 +264,14 @@ def remove_model(artifact: str, model: str, out: str, *, heldout: reopen.Heldout
 
 def remeasure(bundle: export.RouterBundle, rows: reopen.HeldoutRows,
               config: ml_collections.ConfigDict, parent_certification: dict[str, Any] | None,
-              masked: Sequence[int] = ()) -> tuple[dict, dict | None]:
+              masked: Sequence[int] = (), route=None) -> tuple[dict, dict | None]:
     """The operating points of `bundle` measured on `rows.val` (policy points also routing around
     the `masked` models, `measure_points`) and, when the parent was certified, their certificate
     on `rows.calib` at the parent's τ grid and the served window (`certify.window`):
-    (operating table, certification dict or None), as the export writes."""
+    (operating table, certification dict or None), as the export writes. `route`: how the
+    candidates are routed on `val` (`measure_points`; None: by `bundle`'s router)."""
     router = RunRouter.of_bundle(bundle)
-    table = measure_points(config, router, rows.val, masked)
+    table = measure_points(config, router, rows.val, masked, route)
     if parent_certification is None:
         return table, None
     taus = np.asarray(parent_certification["taus"], np.float64)
@@ -208,12 +283,13 @@ def remeasure(bundle: export.RouterBundle, rows: reopen.HeldoutRows,
 def _finish(bundle: export.RouterBundle, rows: reopen.HeldoutRows,
             config: ml_collections.ConfigDict, parent: dict[str, Any], step: dict[str, Any],
             out: str, overwrite: bool, platforms: Sequence[str],
-            masked: Sequence[int] = ()) -> dict[str, Any]:
-    """Re-measure (routing around `masked` too), re-certify and write the changed bundle with its
-    lineage step."""
+            masked: Sequence[int] = (), route=None) -> dict[str, Any]:
+    """Re-measure (routing around `masked` too; `route`: `remeasure`'s), re-certify and write
+    the changed bundle with its lineage step."""
     from proteus.evaluation.results import to_jsonable  # noqa: PLC0415 (JSON form of tables)
 
-    table, cert = remeasure(bundle, rows, config, parent["certification"]["table"], masked)
+    table, cert = remeasure(bundle, rows, config, parent["certification"]["table"], masked,
+                            route)
     step = {"parent": parent["manifest_sha256"], "parent_models": list(parent["models"]),
             **step, "heldout": {"val": rows.val.n_queries, "calib": rows.calib.n_queries},
             "policy": "reused", "c_ref": "as trained",

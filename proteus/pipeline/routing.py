@@ -14,7 +14,7 @@ the same functions for run `run` of an [S]-run `state`, whose `lane_taus` are it
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
@@ -147,20 +147,25 @@ def operating_table(config: ml_collections.ConfigDict, setup: Setup, state: trai
 
 
 def measure_points(config: ml_collections.ConfigDict, router: RunRouter,
-                   heldout: RoutingDataset, masked: Sequence[int] = ()) -> dict[str, Any]:
+                   heldout: RoutingDataset, masked: Sequence[int] = (),
+                   route: Callable[[dict[str, Any]], np.ndarray] | None = None
+                   ) -> dict[str, Any]:
     """The candidate operating points in testing order, measured on `heldout` (`val`).
 
     Candidates (fixed before any label is read): `certify.n_points` policy targets τ' over the
     router's lanes, the same targets again routing around the `masked` models when it names any
     (an onboarded router's points without the model it added), and, with
-    `operating.fixed_models`, every single model (`proteus.operating.table`).
+    `operating.fixed_models`, every single model (`proteus.operating.table`). `route` maps the
+    candidates (a table without outcomes) to their choices on `heldout` [C, N]; None routes
+    them with `router` (`point_routes`). Onboarding passes its own, which routes each row with
+    a column fitted without that row.
     """
     points = operating.operating_taus(np.asarray(router.lane_taus), config.certify.n_points)
     cand_tau, cand_model, excluded = operating.table.masked_candidates(
         *operating.candidates(points, heldout.n_models, config.operating.fixed_models), masked)
     raw = {"tau": [None if np.isnan(t) else float(t) for t in cand_tau],
            "model": cand_model.tolist(), "excluded": [list(e) for e in excluded]}
-    choices = point_routes(router, heldout, raw)[0]
+    choices = (point_routes(router, heldout, raw)[0] if route is None else route(raw))
     scores, costs = operating.point_outcomes(heldout.scores, heldout.costs, choices)
     return operating.build_table(cand_tau, cand_model, scores, costs,
                                  config.operating.margin_z, config.operating.credit_z, excluded)
