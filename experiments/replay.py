@@ -34,7 +34,7 @@ from proteus.online import drift
 from proteus.online.service import OnlineService, OnlineSettings
 from proteus.online.store import Store
 from proteus.operating import OperatingPoint, OperatingPolicy
-from proteus.serving import Router
+from proteus.serving import Router, artifact
 from proteus.training import reopen
 
 SCENARIOS = ("stationary", "task_shift", "model_regression", "price_change")
@@ -115,6 +115,11 @@ def _carried_split(manifest: dict[str, Any], split: str, path: str | None) -> Ro
         raise ValueError(f"this artifact's pool changed after training ({changed}): replay it "
                          f"on the held-out rows it carries, --split=val or --split=calib (its "
                          f"{split} split has no labels of the new pool)")
+    fitted = artifact.fitted_on_val(manifest)
+    if split == "val" and fitted:
+        raise ValueError(f"this artifact's column of {', '.join(fitted)} was fitted on its val "
+                         "rows (onboarding fits on them): replay it on --split=calib, the rows "
+                         "no column saw")
     rows = None if path is None else reopen.read_heldout(path, manifest)
     if rows is None:
         raise ValueError(f"this artifact's pool changed after training ({changed}) and it "

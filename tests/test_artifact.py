@@ -282,6 +282,19 @@ def test_read_heldout_files_as_stored_or_none(tmp_path):
     assert arrays["pool_folds"].dtype == np.int32
 
 
+def test_fitted_on_val_follows_the_lineage():
+    add = lambda m, n=0: {"added": m, "removed": None, "n_val_fitted": n}
+    drop = lambda m: {"added": None, "removed": m, "n_train": 0}
+    manifest = lambda steps, models: {"lineage": steps, "models": models}
+    assert artifact.fitted_on_val({"models": ["a", "b"]}) == ()  # trained, no lineage
+    assert artifact.fitted_on_val(manifest([add("x", 5), add("y")], ["a", "x", "y"])) == ("x",)
+    assert artifact.fitted_on_val(manifest([add("x", 5), drop("x")], ["a"])) == ()
+    assert artifact.fitted_on_val(manifest([add("x", 5), add("y", 5), drop("x")],
+                                           ["a", "y"])) == ("y",)
+    # an artifact from before the field (lineage steps without "n_val_fitted"): held out
+    assert artifact.fitted_on_val(manifest([{"added": "x", "removed": None}], ["x"])) == ()
+
+
 def test_lowering_platform_names_gpus_by_their_runtime(monkeypatch):
     # the machine's own backend (CPU in the tests) names itself
     backend = jax.default_backend()

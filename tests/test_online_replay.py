@@ -97,6 +97,13 @@ def test_an_artifact_whose_pool_changed_replays_the_rows_it_carries(monkeypatch,
         rp.load_split(manifest, split="val")
     with pytest.raises(ValueError, match="not on a data source \\(drop --source\\)"):
         rp.load_split(manifest, "synthetic:routerbench?n=300&seed=1", "val", "art")
+    # a column fitted on the val rows (onboarding's) leaves calib the only held-out rows
+    fitted = {**manifest, "models": ["small", "new"],
+              "lineage": [{"added": "new", "removed": None, "n_val_fitted": 3}]}
+    assert rp.load_split(fitted, split="calib", path="art").models == ("small", "medium")
+    with pytest.raises(ValueError, match="column of new was fitted on its val rows .*"
+                       "--split=calib"):
+        rp.load_split(fitted, split="val", path="art")
 
 
 def test_window_metrics_by_hand():

@@ -95,15 +95,21 @@ def upper_envelope(served: np.ndarray, cost: np.ndarray, accuracy: np.ndarray) -
 
 
 def load_heldout(router: Router) -> HeldoutRows | None:
-    """The `val` and `calib` rows of the (verified) artifact; None when it carries none."""
+    """The `val` and `calib` rows of the (verified) artifact, or `calib` alone when a model's
+    column was fitted on `val` (`artifact.fitted_on_val`: an onboarded model); None when it
+    carries none."""
     stored = artifact.read_heldout_files(router.path, router.manifest)
     if stored is None:
         return None
     queries, arrays = stored
-    features, scores = np.asarray(arrays["features"], np.float32), np.asarray(arrays["scores"])
-    costs = np.asarray(arrays["costs"], np.float64)
+    keep = (np.asarray(queries["split"]) == "calib" if artifact.fitted_on_val(router.manifest)
+            else np.ones(len(queries["split"]), bool))
+    features = np.asarray(arrays["features"], np.float32)[keep]
+    scores = np.asarray(arrays["scores"])[keep]
+    costs = np.asarray(arrays["costs"], np.float64)[keep]
+    tasks = [t for t, k in zip(queries["tasks"], keep, strict=True) if k]
     # data labels: one the router's task vocabulary does not hold is unknown (-1), not an error
-    task_ids = (router.vocabulary.label_ids(queries["tasks"]) if router.tasks
+    task_ids = (router.vocabulary.label_ids(tasks) if router.tasks
                 else np.full(len(features), -1, np.int32))
     return HeldoutRows(features, scores, costs, np.asarray(task_ids, np.int32))
 

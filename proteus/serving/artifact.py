@@ -251,3 +251,16 @@ def read_heldout_files(path: str, manifest: dict[str, Any]
     with np.load(os.path.join(folder, HELDOUT_ARRAYS), allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     return queries, arrays
+
+
+def fitted_on_val(manifest: dict[str, Any]) -> tuple[str, ...]:
+    """The models of the artifact whose column was fitted on its carried `val` rows (a model
+    added by `pipeline.onboard`, lineage "n_val_fitted" > 0): on `val` their predictions are not
+    held out, so what measures the router on held-out rows reads `calib` alone."""
+    fitted: dict[str, None] = {}
+    for step in manifest.get("lineage") or ():
+        if step.get("removed"):
+            fitted.pop(step["removed"], None)
+        if step.get("added") and step.get("n_val_fitted"):
+            fitted[step["added"]] = None
+    return tuple(m for m in fitted if m in manifest["models"])
