@@ -111,11 +111,12 @@ def _carried_split(manifest: dict[str, Any], split: str, path: str | None) -> Ro
     """The `val` or `calib` rows an artifact with a lineage carries (see `load_split`)."""
     step = manifest["lineage"][-1]
     changed = f"added {step['added']}" if step.get("added") else f"removed {step['removed']}"
+    fitted = artifact.fitted_on_val(manifest)
     if split not in ("val", "calib"):
         raise ValueError(f"this artifact's pool changed after training ({changed}): replay it "
-                         f"on the held-out rows it carries, --split=val or --split=calib (its "
+                         f"on the held-out rows it carries, "
+                         f"{'--split=calib' if fitted else '--split=val or --split=calib'} (its "
                          f"{split} split has no labels of the new pool)")
-    fitted = artifact.fitted_on_val(manifest)
     if split == "val" and fitted:
         raise ValueError(f"this artifact's column of {', '.join(fitted)} was fitted on its val "
                          "rows (onboarding fits on them): replay it on --split=calib, the rows "

@@ -104,6 +104,9 @@ def test_an_artifact_whose_pool_changed_replays_the_rows_it_carries(monkeypatch,
     with pytest.raises(ValueError, match="column of new was fitted on its val rows .*"
                        "--split=calib"):
         rp.load_split(fitted, split="val", path="art")
+    with pytest.raises(ValueError, match=r"\(added new\): replay it on the held-out rows it "
+                       r"carries, --split=calib \(its test split"):
+        rp.load_split(fitted, split="test", path="art")
 
 
 def test_window_metrics_by_hand():
