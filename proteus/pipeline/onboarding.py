@@ -142,14 +142,15 @@ class _FitRows:
     (their labels are needed anyway; the points measured on `val` route each of its rows with a
     column fitted without it, `route_val_out_of_fold`). `calib` is never fitted on: it certifies.
 
-    features [R, D]; scores [R]; log_costs [R] or None (static cost); tasks [R] str;
-    fold [R] int32 in [0, F); is_val [R] bool; static: the static USD cost, or None.
+    features [R, D]; scores [R]; log_costs [R] or None (static cost); task_ids [R] int32 in
+    [-1, T), or None without a task prior; fold [R] int32 in [0, F); is_val [R] bool; static:
+    the static USD cost, or None.
     """
 
     features: np.ndarray
     scores: np.ndarray
     log_costs: np.ndarray | None
-    tasks: np.ndarray
+    task_ids: np.ndarray | None
     fold: np.ndarray
     is_val: np.ndarray
     static: float | None
@@ -170,18 +171,17 @@ class _FitRows:
             np.concatenate([train.costs, val.costs]), 1e-12)).astype(np.float32)
         features = np.concatenate([_features(bundle, train),
                                    np.asarray(rows.val.features, np.float32)])
-        return cls(features, both.scores, log_costs, tasks, _folds(rows, both, config),
+        task_ids = task_index(bundle.tasks, tasks) if bundle.spec.tasks else None
+        return cls(features, both.scores, log_costs, task_ids, _folds(rows, both, config),
                    np.arange(len(ids)) >= train.n, static)
 
     def column(self, bundle: export.RouterBundle, keep: np.ndarray) -> columns.Column:
         """The column fitted out of fold on the rows `keep` ([R] bool; the others are weighted
         0, so every subset shares one compiled fit)."""
-        task_ids = (jnp.asarray(task_index(bundle.tasks, self.tasks)) if bundle.spec.tasks
-                    else None)
+        optional = lambda a: None if a is None else jnp.asarray(a)
         return columns.fit_column(
             bundle.spec, bundle.params, jnp.asarray(self.features), jnp.asarray(self.scores),
-            None if self.log_costs is None else jnp.asarray(self.log_costs),
-            jnp.asarray(self.fold), task_ids,
+            optional(self.log_costs), jnp.asarray(self.fold), optional(self.task_ids),
             None if self.static is None else jnp.log(jnp.float32(self.static)),
             jnp.asarray(keep, jnp.float32))
 
