@@ -392,6 +392,30 @@ def test_online_heldout_rows_of_an_onboarded_artifact_are_calib_alone(smoke, onb
     np.testing.assert_array_equal(rows.features, full["calib"].features)
 
 
+def test_top_of_curve_routes_calib_at_the_top_lanes_and_at_fixed_mu(onboarded):
+    """benchmarks/onboard_top.py: on `calib`, the best model's mean score, the top lanes as the
+    router routes them, and at μ = 1 every query at its argmax p̂ (here by hand)."""
+    from benchmarks import onboard_top  # noqa: PLC0415 (a benchmark script)
+    out, _ = onboarded
+    bundle, rows, _ = reopen.read_bundle(out)
+    calib = rows.calib
+    got = onboard_top.top_of_curve(out, lanes=2, mus=(1.0,))
+    assert [r[0] for r in got][:1] == ["best single model"] and len(got) == 4
+    assert got[0][2] == pytest.approx(calib.scores.mean(axis=0).max())
+    router = Router.load(out, warmup=0)
+    top = float(np.asarray(bundle.lane_taus)[-1])
+    chosen = router.run(np.asarray(calib.features, np.float32),
+                        np.full(calib.n_queries, top, np.float32)).model
+    assert got[2][0] == f"lane {top:.3f}"
+    assert got[2][2] == pytest.approx(calib.scores[np.arange(calib.n_queries), chosen].mean())
+    p_hat = np.asarray(routing.routes(routing.RunRouter.of_bundle(bundle), calib,
+                                      np.asarray([top])).p_hat)
+    argmax = np.argmax(p_hat, axis=1)
+    assert got[3][:2] == ("mu=1", 1.0)
+    assert got[3][2] == pytest.approx(calib.scores[np.arange(calib.n_queries), argmax].mean())
+    assert got[3][3] == pytest.approx(calib.costs[np.arange(calib.n_queries), argmax].mean())
+
+
 def test_certified_around_counts_the_certified_tau_served_around_a_model():
     # points 0 (around model 3), 1 and 2; grid τ 1-4 certified at points 0, 1, 0, none
     manifest = {"operating": {"model": [-1, -1, 0], "excluded": [[3], [], []]},
