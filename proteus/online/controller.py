@@ -54,16 +54,16 @@ noise now and then (a few unlucky scores, boosted): a reflected random walk does
 strong its drift down. So leaving the point also needs a slow estimate â_slow (forgetting factor
 `confirm_forget`, ~200 feedbacks) below τ itself when the integral crosses: noise that moved the
 integral hardly moves â_slow, a regressed model moves both. Below τ, not the setpoint: the
-certificate already promises τ over windows at the point, and a stream between τ and τ + margin
-is within it (chosen on val and `calib` replays, docs/online.md). Once off its point, the stream
-steers to the setpoint as before and stays off until |u| < dead_band (â_slow recovers exactly
-because the stream is served higher: no chatter). The certified point a floor and the dead band
-were chosen on val replays (docs/online.md): the slice's lanes just below its certified point
-fall off a cliff (0.78 -> 0.69 realised accuracy between τ' 0.698 and 0.675), and small moves
-above it on noise cost up to 1.6x. With `allow_below_certified=True`, after `trust_after`
-feedbacks the controller may go below the certified point down to the lowest lane (the realised
-feedback of this very stream then carries the floor: the certificate is a calibration-time bound
-for exchangeable traffic).
+certificate already promises τ over windows at the point, and a stream between τ and
+τ + margin is within it (chosen on val and `calib` replays, docs/online_settings.md). Once off
+its point, the stream steers to the setpoint as before and stays off until |u| < dead_band
+(â_slow recovers exactly because the stream is served higher: no chatter). The certified point
+a floor and the dead band were chosen on val replays (docs/online_settings.md): the slice's
+lanes just below its certified point fall off a cliff (0.78 -> 0.69 realised accuracy between
+τ' 0.698 and 0.675), and small moves above it on noise cost up to 1.6x. With
+`allow_below_certified=True`, after `trust_after` feedbacks the controller may go below the
+certified point down to the lowest lane (the realised feedback of this very stream then carries
+the floor: the certificate is a calibration-time bound for exchangeable traffic).
 
 Budget: an optional cost cap B (USD per request) has its own dual ν >= 0, in knob units,
 
@@ -108,15 +108,15 @@ class ControllerConfig:
     boost_z: float = 1.0  # ... significant: r − â > boost_z standard errors of â
     smith: float = 1.0  # delay compensation: weight of the knob's move since the decision
     # |u| below this serves the static point itself (knob units): a stream leaves its certified
-    # point on a sustained shortfall, not on a few unlucky scores (docs/online.md)
+    # point on a sustained shortfall, not on a few unlucky scores (docs/online_settings.md)
     dead_band: float = 0.05
     # > 0: the stream leaves its static point only while a slow estimate (this forgetting
     # factor: ~200 feedbacks at 0.995) is below τ too; once left, the dead band alone
-    # brings it back. 0: the dead band alone (docs/online.md, val replays)
+    # brings it back. 0: the dead band alone (docs/online_settings.md, val replays)
     confirm_forget: float = 0.995
     trust_after: int = 100  # feedbacks before the knob may go below the static point
     # True: after trust_after feedbacks the knob may go below the static (certified) point; off
-    # by default: below it the slice's lanes fall off a cliff (docs/online.md, val replays)
+    # by default: below it the slice's lanes fall off a cliff (docs/online_settings.md, val replays)
     allow_below_certified: bool = False
     budget: float | None = None  # USD per request; None: no cost constraint
     k_b: float = 0.002  # budget dual step (knob units per unit relative overspend)

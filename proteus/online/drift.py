@@ -67,7 +67,7 @@ class DriftConfig:
     clip: float = 0.01  # q_a, q_b are clipped to [clip, 1 − clip]
     # a stream off its static point while models are routed around for its tenant is served on
     # the held-out envelope of its knob positions without them (`heldout.Hull`), request by
-    # request; False: at its position (docs/online.md, val replays)
+    # request; False: at its position (docs/online_settings.md, val replays)
     mix: bool = True
 
     def __post_init__(self):
