@@ -46,6 +46,7 @@ from proteus.evaluation import metrics
 from proteus.pipeline import onboarding
 from proteus.pipeline.evaluation import cost_range, proteus_results
 from proteus.pipeline.routing import RunRouter
+from proteus.pipeline.transfer import pool_of
 from proteus.training import reopen
 
 CASES = {
@@ -111,7 +112,7 @@ def model_labels(splits, model: str, n: int, seed: int = 0) -> ModelLabels:
 
 
 def run_case(name: str, model: str, root: str, ns, rows_out: list, seeds=(),
-             draws: int = 1) -> None:
+             draws: int = 1, transfer: bool = False) -> None:
     get_config, _ = CASES[name]
     art = os.path.join(root, "artifacts")
     full = trained_artifact(get_config(), os.path.join(root, f"{name}_full"),
@@ -138,12 +139,15 @@ def run_case(name: str, model: str, root: str, ns, rows_out: list, seeds=(),
                 os.path.join(art, f"{name}_full_s{seed}")))
     add("without", None, None, without)
     pool = splits["pred"].n_queries + splits["policy"].n_queries
+    # --transfer: the old models' labels on the pool, rebuilt from the artifact's recorded config
+    old_pool = (pool_of(config, reopen.read_bundle(without)[0].models) if transfer else None)
     for draw in range(draws):
         for n in sorted({min(n, pool) for n in ns}):  # an n past the pool means every pool row
-            out = os.path.join(art, f"{name}_wo_{tag}+{n}" + (f"d{draw}" if draw else ""))
+            out = os.path.join(art, f"{name}_wo_{tag}+{n}" + ("t" if transfer else "")
+                               + (f"d{draw}" if draw else ""))
             labels = model_labels(splits, model, n, seed=draw)
             start = time.perf_counter()
-            onboarding.onboard(without, model, labels, out, overwrite=True)
+            onboarding.onboard(without, model, labels, out, pool=old_pool, overwrite=True)
             add(f"onboard {n}" + (f" #{draw}" if draw else ""), n, time.perf_counter() - start,
                 out)
             rows_out[-1]["draw"] = draw
@@ -205,6 +209,9 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=1,
                         help="draws of the N training labels (draw d: the pool in a random "
                              "order seeded d); with more than one, each N's mean is printed too")
+    parser.add_argument("--transfer", action="store_true",
+                        help="onboard with the training pool's soft labels, transferred from "
+                             "the old models' labels (artifacts ...+Nt)")
     parser.add_argument("--retrain_seeds", default="",
                         help="comma-separated seeds of extra full retrains (training noise)")
     args = parser.parse_args()
@@ -214,7 +221,7 @@ def main() -> None:
     for name in args.datasets.split(","):
         wanted = [m for m in args.models.split(",") if m] or CASES[name][1]
         for model in wanted:
-            run_case(name, model, args.root, ns, rows, seeds, args.draws)
+            run_case(name, model, args.root, ns, rows, seeds, args.draws, args.transfer)
             with open(args.out, "w") as f:
                 json.dump(rows, f, indent=1)
     print(table(rows))

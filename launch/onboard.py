@@ -10,9 +10,11 @@ model on each and put its score (and cost) in the labels file, with a few hundre
 queries of your own (format: `proteus.data.labels`). `--add` fits the model's column out of fold
 on the router's frozen trunks (from the training queries and the `val` rows), re-measures the
 operating points on `val` (each row routed by a column fitted without it) and re-certifies them
-on `calib`; `--remove` drops a model's column and does the same. Either writes a new
-artifact whose manifest records its lineage; serve it, or reload a running server onto it
-(`kill -HUP <pid of launch.serve>` after pointing it at the new directory, see docs/onboard.md).
+on `calib`; `--remove` drops a model's column and does the same. `--add --transfer` also fits
+on the router's training pool, whose queries get soft labels from the old models' labels.
+Either writes a new artifact whose manifest records its lineage; serve it, or reload a running
+server onto it (`kill -HUP <pid of launch.serve>` after pointing it at the new directory, see
+docs/onboard.md).
 Flags and one call: `proteus.pipeline.onboard` / `remove_model` / `heldout_queries`.
 """
 
@@ -27,8 +29,9 @@ from absl import app, flags
 from experiments import logs, outputs
 from proteus import pipeline
 from proteus.data.labels import read_labels, write_jsonl
-from proteus.pipeline.onboarding import certified_around
-from proteus.training import export
+from proteus.pipeline import transfer
+from proteus.pipeline.onboarding import certified_around, training_config
+from proteus.training import export, reopen
 
 _ARTIFACT = flags.DEFINE_string("artifact", None, "The exported router to change.")
 _LIST = flags.DEFINE_string("list_heldout", None, "Write the held-out queries (JSON Lines) the "
@@ -38,6 +41,10 @@ _REMOVE = flags.DEFINE_string("remove", None, "Name of the model to remove.")
 _LABELS = flags.DEFINE_string("labels", None, "The new model's labelled queries (JSON Lines).")
 _PRICE_IN = flags.DEFINE_float("price_in", None, "USD per input token of the new model.")
 _PRICE_OUT = flags.DEFINE_float("price_out", None, "USD per output token of the new model.")
+_TRANSFER = flags.DEFINE_bool("transfer", False, "With --add: fit on the router's training pool "
+                              "too, its queries labelled with soft labels transferred from the "
+                              "old models' labels (reads the training data from the config the "
+                              "artifact records; docs/onboard.md).")
 _OUT = flags.DEFINE_string("out", None, "The new artifact's directory.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing artifact at --out "
                                 "(or file at --list_heldout).")
@@ -67,8 +74,10 @@ def main(argv):
                 sys.exit("launch.onboard: give both --price_in and --price_out (USD per token), "
                          "or neither")
             price = None if _PRICE_IN.value is None else (_PRICE_IN.value, _PRICE_OUT.value)
-            manifest = pipeline.onboard(_ARTIFACT.value, _ADD.value, read_labels(_LABELS.value),
-                                        _OUT.value, price=price, overwrite=_OVERWRITE.value,
+            labels = read_labels(_LABELS.value)
+            pool = training_pool(_ARTIFACT.value) if _TRANSFER.value else None
+            manifest = pipeline.onboard(_ARTIFACT.value, _ADD.value, labels, _OUT.value,
+                                        price=price, pool=pool, overwrite=_OVERWRITE.value,
                                         platforms=tuple(_PLATFORMS.value))
         else:
             manifest = pipeline.remove_model(_ARTIFACT.value, _REMOVE.value, _OUT.value,
@@ -78,13 +87,21 @@ def main(argv):
         sys.exit(f"launch.onboard: {err}")
     step = manifest["lineage"][-1]
     what = (f"added {step['added']} ({step['n_train']} training queries"
-            + (f" + {step['n_val_fitted']} val rows" if step.get("n_val_fitted") else "") + ")"
+            + (f" + {step['n_val_fitted']} val rows" if step.get("n_val_fitted") else "")
+            + (f" + {step['n_transferred']} pool queries with transferred labels"
+               if step.get("n_transferred") else "") + ")"
             if step["added"] else f"removed {step['removed']}")
     hi = manifest["feasible_tau"]["max"]
     print(f"wrote {os.path.abspath(_OUT.value)} in {time.perf_counter() - start:.1f} s: {what}, "
           f"{len(manifest['models'])} models, "
           f"{manifest['certification']['status']}, feasible τ up to "
           f"{'none' if hi is None else round(hi, 4)}{around_note(manifest)}")
+
+
+def training_pool(artifact: str):
+    """The artifact's training pool with every old model's labels (`transfer.pool_of`)."""
+    bundle, _, _ = reopen.read_bundle(artifact)
+    return transfer.pool_of(training_config(artifact, bundle), bundle.models)
 
 
 def around_note(manifest: dict) -> str:

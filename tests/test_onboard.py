@@ -21,8 +21,9 @@ import pytest
 
 from experiments.configs import quickstart
 from proteus import pipeline
+from proteus.data.dataset import concatenate
 from proteus.data.labels import ModelLabels, labels_from_records, read_labels, write_jsonl
-from proteus.pipeline import onboarding, routing
+from proteus.pipeline import onboarding, routing, transfer
 from proteus.serving import Router, finite_rows
 from proteus.training import columns, networks, reopen
 
@@ -66,7 +67,7 @@ def test_head_column_on_known_trunk_features_is_fitted_out_of_fold():
     ridge = jnp.asarray([1e-3])
     every = np.ones(n)
     fit = lambda s, keep=every: columns.fit_head(
-        columns.fit_logistic, columns._bce, jnp.asarray(z), jnp.asarray(s), jnp.asarray(fold),
+        columns.fit_logistic, columns.bce_loss, jnp.asarray(z), jnp.asarray(s), jnp.asarray(fold),
         ridge, jnp.asarray(keep, jnp.float32))
     kernel, bias, oof, _ = fit(score)
     # fold 0's column is fitted on folds 1 and 2, where z[0] carries the signal
@@ -81,7 +82,7 @@ def test_head_column_on_known_trunk_features_is_fitted_out_of_fold():
     assert not np.allclose(oof2[fold == 1], oof[fold == 1])  # the others saw the change
     # rows weighted 0 are not fitted on: the same fit as on the other rows alone
     keep = np.arange(n) >= 300
-    subset = columns.fit_head(columns.fit_logistic, columns._bce, jnp.asarray(z[:, keep]),
+    subset = columns.fit_head(columns.fit_logistic, columns.bce_loss, jnp.asarray(z[:, keep]),
                               jnp.asarray(score[keep]), jnp.asarray(fold[keep]), ridge,
                               jnp.ones(int(keep.sum()), jnp.float32))
     weighted = fit(np.where(keep, score, 1.0 - score), keep)  # the dropped rows' labels flipped
@@ -100,7 +101,7 @@ def test_a_unit_that_barely_varies_does_not_blow_up_the_head():
     z[:, 0, -1] = 1e-3
     target = rng.normal(size=n).astype(np.float32)
     fold = (np.arange(n) % n_folds).astype(np.int32)
-    kernel, _, _, _ = columns.fit_head(columns.fit_ridge, columns._mse, jnp.asarray(z),
+    kernel, _, _, _ = columns.fit_head(columns.fit_ridge, columns.mse_loss, jnp.asarray(z),
                                        jnp.asarray(target), jnp.asarray(fold),
                                        jnp.asarray([1e-4]), jnp.ones(n, jnp.float32))
     assert np.all(np.abs(np.asarray(kernel)[:, -1]) < 1.0)
@@ -426,6 +427,48 @@ def test_certified_around_counts_the_certified_tau_served_around_a_model():
     assert onboarding.certified_around({**manifest, "certification": {"table": None}}) is None
 
 
+def test_onboarding_with_the_pool_fits_its_transferred_labels(smoke, tmp_path):
+    """`pool=`: the pool `pool_of` rebuilds is the training data's pred and policy rows without
+    the new model; onboarding with it writes the artifact that onboarding the training labels
+    followed by the pool's soft ones (`transfer.with_transferred`) writes, and says so."""
+    _, without, full = smoke
+    bundle = reopen.read_bundle(without)[0]
+    pool = transfer.pool_of(onboarding.training_config(without, bundle), bundle.models)
+    expected = concatenate([full["pred"], full["policy"]]).without_models([LEFT_OUT])
+    np.testing.assert_array_equal(pool.query_ids, expected.query_ids)
+    np.testing.assert_array_equal(pool.scores, expected.scores)
+    labels = labels_for(full, LEFT_OUT, 600)
+    manifest = pipeline.onboard(without, LEFT_OUT, labels, str(tmp_path / "moved"), pool=pool,
+                                price=(1e-5, 3e-5), platforms=("cpu",))
+    step = manifest["lineage"][-1]
+    assert (step["n_train"], step["n_transferred"]) == (600, pool.n_queries - 600)
+    assert step["transfer"]["fitted_on"] == 600
+    assert step["n_val_fitted"] == full["val"].n_queries
+    _, rows, _ = reopen.read_bundle(without)
+    held = {q for ds in rows.splits().values() for q in ds.query_ids.astype(str).tolist()}
+    train = labels.subset(np.asarray([i for i, q in enumerate(labels.query_ids.tolist())
+                                      if q not in held]))
+    both, _ = transfer.with_transferred(pool, bundle.models, rows.pool_ids, rows.pool_folds,
+                                        train, train.features, bundle.spec.folds)
+    given = labels.subset(np.asarray([i for i, q in enumerate(labels.query_ids.tolist())
+                                      if q in held]))
+    explicit = dataclasses.replace(
+        both, query_ids=np.concatenate([given.query_ids, both.query_ids]),
+        scores=np.concatenate([given.scores, both.scores]),
+        costs=np.concatenate([given.costs, both.costs]),
+        features=np.concatenate([given.features, both.features]),
+        tasks=np.concatenate([given.tasks.astype(str), both.tasks]))
+    same = pipeline.onboard(without, LEFT_OUT, explicit, str(tmp_path / "explicit"),
+                            price=(1e-5, 3e-5), platforms=("cpu",))
+    assert same["operating"] == manifest["operating"]
+    assert same["certification"] == manifest["certification"]
+    with pytest.raises(onboarding.OnboardError, match="the pool's models"):
+        pipeline.onboard(without, LEFT_OUT, labels, str(tmp_path / "x"),
+                         pool=pool.without_models([pool.models[0]]))
+    with pytest.raises(ValueError, match=f"has no labels of \\['{LEFT_OUT}'\\]"):
+        transfer.pool_of(onboarding.training_config(without, bundle), (*bundle.models, LEFT_OUT))
+
+
 def test_removal_repoints_and_recertifies(smoke, onboarded, tmp_path):
     _, _, full = smoke
     out, parent = onboarded
@@ -498,9 +541,10 @@ def test_command_line_lists_the_heldout_queries_and_adds_a_model(smoke, tmp_path
                  for q, s, c, x in zip(labels.query_ids, labels.scores, labels.costs,
                                        labels.features, strict=True)), str(path))
     out = run(f"--add={LEFT_OUT}", f"--labels={path}", f"--out={tmp_path / 'added'}",
-              "--platforms=cpu", "--price_in=1e-5", "--price_out=3e-5")
-    val = full["val"].n_queries
-    assert f"added {LEFT_OUT} (300 training queries + {val} val rows), 11 models" in out
+              "--platforms=cpu", "--price_in=1e-5", "--price_out=3e-5", "--transfer")
+    val, pool = full["val"].n_queries, full["pred"].n_queries + full["policy"].n_queries
+    assert (f"added {LEFT_OUT} (300 training queries + {val} val rows + {pool - 300} pool "
+            "queries with transferred labels), 11 models") in out
     manifest = json.load(open(tmp_path / "added" / "manifest.json"))
     k, n = onboarding.certified_around(manifest)
     assert f"; {k} of the {n} certified τ are served around {LEFT_OUT}" in out

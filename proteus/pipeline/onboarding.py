@@ -41,6 +41,7 @@ import numpy as np
 
 from proteus.data.dataset import RoutingDataset, split_indices, task_index
 from proteus.data.labels import ModelLabels
+from proteus.pipeline import transfer
 from proteus.pipeline.routing import RunRouter, certify_table, measure_points, point_routes
 from proteus.training import columns, destination, export, reopen
 
@@ -70,7 +71,7 @@ def heldout_queries(artifact: str) -> list[dict[str, Any]]:
 
 def onboard(artifact: str, model: str, labels: ModelLabels, out: str, *,
             price: tuple[float, float] | None = None, heldout: reopen.HeldoutRows | None = None,
-            overwrite: bool = False,
+            pool: RoutingDataset | None = None, overwrite: bool = False,
             platforms: Sequence[str] = export.DEFAULT_PLATFORMS) -> dict[str, Any]:
     """Write `out`: the router of `artifact` with `model` added, re-measured and re-certified.
 
@@ -84,16 +85,17 @@ def onboard(artifact: str, model: str, labels: ModelLabels, out: str, *,
       price: (USD per input token, USD per output token) of the model, recorded in the
         manifest; needed when `labels` has no costs (a static cost is estimated from it).
       heldout: held-out rows with every model's labels, for an artifact that carries none.
+      pool: the router's training pool (its `pred` and `policy` queries with every old model's
+        labels and features; `pool_of` rebuilds it from the artifact's data source): its
+        queries without the new model's label are fitted on too, with soft labels transferred
+        from the old models' labels (`proteus.pipeline.transfer`).
 
     Returns:
       the new manifest.
     """
     destination.check_out(out, overwrite)  # before any fitting (or encoding of the labels' texts)
     export.check_platforms(platforms)
-    if price is not None and not (len(price) == 2 and all(
-            math.isfinite(p) and p >= 0.0 for p in price)):
-        raise OnboardError(f"price must be (USD per input token, USD per output token), two "
-                           f"finite numbers >= 0; got {price!r}")
+    _check_price(price)
     bundle, rows, manifest = reopen.read_bundle(artifact)
     rows, config = _require_rows(artifact, heldout or rows), training_config(artifact, bundle)
     if model in bundle.models:
@@ -102,6 +104,7 @@ def onboard(artifact: str, model: str, labels: ModelLabels, out: str, *,
         raise OnboardError(f"{artifact} has one predictor (train.folds=1): onboarding fits a "
                            "column per cross-fitting fold and needs train.folds >= 2")
     held, train = _split_labels(artifact, rows, labels)
+    n_train, moved = train.n, None
     static = None if labels.costs is not None else _static_cost(bundle, rows, model, price)
     new_rows = rows.replace_models(
         (*bundle.models, model),
@@ -109,13 +112,16 @@ def onboard(artifact: str, model: str, labels: ModelLabels, out: str, *,
         {n: np.column_stack([ds.costs, held[n].costs if held[n].costs is not None
                              else np.full(ds.n_queries, static, np.float32)])
          for n, ds in rows.splits().items()})
+    if pool is not None:
+        train, moved = _transfer(bundle, rows, pool, train)
     fit = _FitRows.of(bundle, config, rows, train, held["val"], static)
     lams = reopen_capped_lanes(bundle.lane_lams, float(config.train.lam_max))
     prices = {**bundle.prices, **({model: tuple(map(float, price))} if price else {})}
     grow = lambda column: with_column(bundle, model, column, lams, prices)
     column = fit.column(bundle, np.ones(fit.n, bool))
-    step = {"added": model, "removed": None, "n_train": train.n,
+    step = {"added": model, "removed": None, "n_train": n_train,
             "n_val_fitted": fit.n - train.n, "val_measured": "out of fold",
+            **transfer.lineage(moved),
             "cost": "head" if static is None else f"static {static:.6g} USD from prices",
             "ridge": {"performance": float(column.perf_ridge),
                       "cost": None if static is not None else float(column.cost_ridge)},
@@ -123,6 +129,23 @@ def onboard(artifact: str, model: str, labels: ModelLabels, out: str, *,
     route = lambda raw: fit.route_val_out_of_fold(bundle, grow, new_rows.val, raw)
     return _finish(grow(column), new_rows, config, manifest, step, out, overwrite, platforms,
                    masked=(len(bundle.models),), route=route)
+
+
+def _check_price(price: tuple[float, float] | None) -> None:
+    if price is not None and not (len(price) == 2 and all(
+            math.isfinite(p) and p >= 0.0 for p in price)):
+        raise OnboardError(f"price must be (USD per input token, USD per output token), two "
+                           f"finite numbers >= 0; got {price!r}")
+
+
+def _transfer(bundle: export.RouterBundle, rows: reopen.HeldoutRows, pool: RoutingDataset,
+              train: ModelLabels) -> tuple[ModelLabels, transfer.Transfer]:
+    """`transfer.with_transferred` for `onboard`: the training labels and the pool's soft ones."""
+    try:
+        return transfer.with_transferred(pool, bundle.models, rows.pool_ids, rows.pool_folds,
+                                         train, _features(bundle, train), bundle.spec.folds)
+    except ValueError as e:
+        raise OnboardError(str(e)) from e
 
 
 def with_column(bundle: export.RouterBundle, model: str, column: columns.Column,

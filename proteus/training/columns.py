@@ -146,12 +146,14 @@ def fit_ridge(x: Array, target: Array, weights: Array, ridge: Array) -> Array:
     return jnp.linalg.solve(lhs, x.T @ (weights * target) / total)
 
 
-def _bce(logit: Array, score: Array, weights: Array) -> Array:
+def bce_loss(logit: Array, score: Array, weights: Array) -> Array:
+    """The weighted mean binary cross-entropy of logits [N] against soft scores [N]: []."""
     nll = -(score * jax.nn.log_sigmoid(logit) + (1 - score) * jax.nn.log_sigmoid(-logit))
     return weights @ nll / jnp.maximum(weights.sum(), 1.0)
 
 
-def _mse(prediction: Array, target: Array, weights: Array) -> Array:
+def mse_loss(prediction: Array, target: Array, weights: Array) -> Array:
+    """The weighted mean squared error of predictions [N] against targets [N]: []."""
     return weights @ (prediction - target) ** 2 / jnp.maximum(weights.sum(), 1.0)
 
 
@@ -215,14 +217,14 @@ def fit_column(spec: RouterSpec, params: Params, features: Array, scores: Array,
     keep = jnp.ones(scores.shape, jnp.float32) if keep is None else keep.astype(jnp.float32)
     z, _, _ = crossfit.raw_outputs(spec, params, features)  # [F, N, H]
     ridges = jnp.asarray(RIDGES, jnp.float32)
-    kernel, bias, oof_logit, perf_ridge = fit_head(fit_logistic, _bce, z, scores, fold, ridges,
-                                                   keep)
+    kernel, bias, oof_logit, perf_ridge = fit_head(fit_logistic, bce_loss, z, scores, fold,
+                                                   ridges, keep)
     if log_costs is None:  # a static cost: the cost head outputs it for every query
         c_kernel, c_bias = jnp.zeros_like(kernel), jnp.full_like(bias, static_log_cost)
         cost_ridge, mean_cost = jnp.float32(jnp.nan), jnp.exp(static_log_cost)
     else:
-        c_kernel, c_bias, _, cost_ridge = fit_head(fit_ridge, _mse, z, log_costs, fold, ridges,
-                                                   keep)
+        c_kernel, c_bias, _, cost_ridge = fit_head(fit_ridge, mse_loss, z, log_costs, fold,
+                                                   ridges, keep)
         mean_cost = keep @ jnp.exp(log_costs) / jnp.maximum(keep.sum(), 1.0)
     one = scores[:, None]  # [N, 1]: the crossfit functions' [N, M] with M = 1
     prior_oof, prior = crossfit.oof_priors(spec, params, features, one, fold, keep)
