@@ -29,9 +29,8 @@ from absl import app, flags
 from experiments import logs, outputs
 from proteus import pipeline
 from proteus.data.labels import read_labels, write_jsonl
-from proteus.pipeline import transfer
-from proteus.pipeline.onboarding import certified_around, training_config
-from proteus.training import export, reopen
+from proteus.pipeline.onboarding import certified_around
+from proteus.training import export
 
 _ARTIFACT = flags.DEFINE_string("artifact", None, "The exported router to change.")
 _LIST = flags.DEFINE_string("list_heldout", None, "Write the held-out queries (JSON Lines) the "
@@ -75,7 +74,7 @@ def main(argv):
                          "or neither")
             price = None if _PRICE_IN.value is None else (_PRICE_IN.value, _PRICE_OUT.value)
             labels = read_labels(_LABELS.value)
-            pool = training_pool(_ARTIFACT.value) if _TRANSFER.value else None
+            pool = pipeline.training_pool(_ARTIFACT.value) if _TRANSFER.value else None
             manifest = pipeline.onboard(_ARTIFACT.value, _ADD.value, labels, _OUT.value,
                                         price=price, pool=pool, overwrite=_OVERWRITE.value,
                                         platforms=tuple(_PLATFORMS.value))
@@ -96,12 +95,6 @@ def main(argv):
           f"{len(manifest['models'])} models, "
           f"{manifest['certification']['status']}, feasible τ up to "
           f"{'none' if hi is None else round(hi, 4)}{around_note(manifest)}")
-
-
-def training_pool(artifact: str):
-    """The artifact's training pool with every old model's labels (`transfer.pool_of`)."""
-    bundle, _, _ = reopen.read_bundle(artifact)
-    return transfer.pool_of(training_config(artifact, bundle), bundle.models)
 
 
 def around_note(manifest: dict) -> str:

@@ -428,12 +428,12 @@ def test_certified_around_counts_the_certified_tau_served_around_a_model():
 
 
 def test_onboarding_with_the_pool_fits_its_transferred_labels(smoke, tmp_path):
-    """`pool=`: the pool `pool_of` rebuilds is the training data's pred and policy rows without
-    the new model; onboarding with it writes the artifact that onboarding the training labels
-    followed by the pool's soft ones (`transfer.with_transferred`) writes, and says so."""
+    """`pool=`: the pool `training_pool` rebuilds is the training data's pred and policy rows
+    without the new model; onboarding with it writes the artifact that onboarding the training
+    labels followed by the pool's soft ones (`transfer.with_transferred`) writes, and says so."""
     _, without, full = smoke
     bundle = reopen.read_bundle(without)[0]
-    pool = transfer.pool_of(onboarding.training_config(without, bundle), bundle.models)
+    pool = pipeline.training_pool(without)
     expected = concatenate([full["pred"], full["policy"]]).without_models([LEFT_OUT])
     np.testing.assert_array_equal(pool.query_ids, expected.query_ids)
     np.testing.assert_array_equal(pool.scores, expected.scores)

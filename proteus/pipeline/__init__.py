@@ -28,7 +28,8 @@ modules: `auto` (`resolve`; its rules in `auto_rules`, its evidence in `evidence
 (config and data -> what the program needs), `config` (the config's settings objects, the one
 place they are read), `fit` (`train`), `routing` (PROTEUS's operating points of a run on the
 splits), `baselines`, `evaluation` (`evaluate`), `bundle` (`export`), `onboarding` (`onboard`,
-`remove_model`: change an exported router's model pool without retraining it).
+`remove_model`: change an exported router's model pool without retraining it), `transfer`
+(`training_pool`: the soft labels onboarding can fit on too).
 """
 
 from proteus.evaluation.console import compliance_table
@@ -39,7 +40,9 @@ from proteus.pipeline.evaluation import Evaluation, evaluate
 from proteus.pipeline.fit import History, Trained, train
 from proteus.pipeline.onboarding import OnboardError, heldout_queries, onboard, remove_model
 from proteus.pipeline.setup import SPLITS, Setup, load_splits, make_setup
+from proteus.pipeline.transfer import training_pool
 
 __all__ = ["SPLITS", "ConfigError", "Evaluation", "History", "OnboardError", "Setup", "Trained",
            "compliance_table", "evaluate", "export", "heldout_queries", "load_splits",
-           "make_setup", "onboard", "remove_model", "resolve", "router_bundle", "train"]
+           "make_setup", "onboard", "remove_model", "resolve", "router_bundle", "train",
+           "training_pool"]

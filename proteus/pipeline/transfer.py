@@ -38,7 +38,7 @@ import numpy as np
 
 from proteus.data.dataset import RoutingDataset, concatenate
 from proteus.data.labels import ModelLabels
-from proteus.training import columns
+from proteus.training import columns, reopen
 
 MIN_LABELLED = 50  # pool queries with the new model's label below which nothing is transferred
 
@@ -159,6 +159,20 @@ def lineage(moved: Transfer | None) -> dict[str, Any]:
         return {"n_transferred": 0}
     return {"n_transferred": len(moved.rows),
             "transfer": {"fitted_on": moved.n_fit, "ridge": moved.ridge}}
+
+
+def training_pool(artifact: str) -> RoutingDataset:
+    """The training pool of an exported router (`pool_of` of the config and models its bundle
+    records), for `pipeline.onboard(..., pool=...)`.
+
+    Raises:
+      ValueError: the artifact records no training config, or its data lacks one of its models.
+    """
+    bundle, _, _ = reopen.read_bundle(artifact)
+    recorded = bundle.training.get("config")
+    if not isinstance(recorded, dict):
+        raise ValueError(f"{artifact} records no training config; re-export it")
+    return pool_of(ml_collections.ConfigDict(recorded), bundle.models)
 
 
 def pool_of(config: ml_collections.ConfigDict, models: Sequence[str]) -> RoutingDataset:
